@@ -1,0 +1,1 @@
+"""otel-tokens internals: not a public API."""

@@ -1,0 +1,1 @@
+"""Provider adapters: they only parse requests, responses and streams."""

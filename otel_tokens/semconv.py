@@ -1,0 +1,152 @@
+"""Every name otel-tokens writes: span attributes, events, metrics, units and bucket lists.
+
+Dashboards, alert rules, the report and the tests use these constants, so a rename happens here once.
+
+The GenAI names follow the OpenTelemetry GenAI semantic conventions as deployed (core v1.37-v1.41,
+``opentelemetry-semantic-conventions`` 0.66b2). Cost follows the open proposal
+(semantic-conventions-genai PR #443, ``gen_ai.usage.cost.*``); names under ``otel_tokens.*`` are ours.
+
+How metric names appear in Prometheus (OTLP translation ``UnderscoreEscapingWithSuffixes`` and the
+Python Prometheus exporter agree)::
+
+    gen_ai.client.token.usage                    -> gen_ai_client_token_usage_bucket / _sum / _count
+    gen_ai.client.operation.duration             -> gen_ai_client_operation_duration_seconds_bucket ...
+    gen_ai.client.operation.time_to_first_chunk  -> gen_ai_client_operation_time_to_first_chunk_seconds_bucket ...
+    gen_ai.client.operation.cost                 -> gen_ai_client_operation_cost_USD_total
+    otel_tokens.token.usage                      -> otel_tokens_token_usage_total
+    otel_tokens.calls.unpriced                   -> otel_tokens_calls_unpriced_total
+    otel_tokens.budget.limit                     -> otel_tokens_budget_limit_USD
+    otel_tokens.budget.spent                     -> otel_tokens_budget_spent_USD
+    otel_tokens.budget.utilization               -> otel_tokens_budget_utilization
+
+Attribute keys become labels with dots replaced by underscores (``gen_ai.agent.name`` ->
+``gen_ai_agent_name``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- instrumentation scope ------------------------------------------------------------------------
+SCOPE_NAME: Final = "otel_tokens"
+
+# -- GenAI span attributes (semconv) --------------------------------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_TOP_K: Final = "gen_ai.request.top_k"
+GEN_AI_REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+GEN_AI_REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
+GEN_AI_REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_REQUEST_REASONING_LEVEL: Final = "gen_ai.request.reasoning.level"
+GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
+GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+USER_ID: Final = "user.id"
+ERROR_TYPE_OTHER: Final = "_OTHER"
+
+# -- cost (semantic-conventions-genai PR #443, not yet standard) -----------------------------------
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
+COST_CURRENCY_USD: Final = "USD"
+COST_SOURCE_LOCAL: Final = "local"
+COST_SOURCE_PROVIDER: Final = "provider"
+
+# -- otel-tokens' own attributes -----------------------------------------------------------------
+OTEL_TOKENS_USAGE_ESTIMATED: Final = "otel_tokens.usage.estimated"
+OTEL_TOKENS_PRICE_UNKNOWN: Final = "otel_tokens.price.unknown"
+OTEL_TOKENS_TASK_NAME: Final = "otel_tokens.task.name"
+OTEL_TOKENS_BUDGET_WINDOW: Final = "otel_tokens.budget.window"
+
+# -- span events -----------------------------------------------------------------------------------
+EVENT_BUDGET_WARNING: Final = "otel_tokens.budget.warning"
+EVENT_BUDGET_EXCEEDED: Final = "otel_tokens.budget.exceeded"
+
+# -- operation names (semconv well-known values) ---------------------------------------------------
+OP_CHAT: Final = "chat"
+OP_TEXT_COMPLETION: Final = "text_completion"
+OP_GENERATE_CONTENT: Final = "generate_content"
+OP_EMBEDDINGS: Final = "embeddings"
+OP_INVOKE_AGENT: Final = "invoke_agent"
+OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
+# Operations whose spans carry usage and cost; agent and workflow spans never do (no double counting).
+USAGE_OPERATIONS: Final = frozenset({OP_CHAT, OP_TEXT_COMPLETION, OP_GENERATE_CONTENT, OP_EMBEDDINGS})
+
+# -- token types -----------------------------------------------------------------------------------
+# gen_ai.client.token.usage takes only the semconv values input/output. otel_tokens.token.usage also
+# takes the subset types; cache_read and cache_write are part of input, reasoning is part of output,
+# so sum input + output for a total and never all five.
+TOKEN_TYPE_INPUT: Final = "input"
+TOKEN_TYPE_OUTPUT: Final = "output"
+TOKEN_TYPE_CACHE_READ: Final = "cache_read"
+TOKEN_TYPE_CACHE_WRITE: Final = "cache_write"
+TOKEN_TYPE_REASONING: Final = "reasoning"
+TOKEN_TYPES: Final = (
+    TOKEN_TYPE_INPUT,
+    TOKEN_TYPE_OUTPUT,
+    TOKEN_TYPE_CACHE_READ,
+    TOKEN_TYPE_CACHE_WRITE,
+    TOKEN_TYPE_REASONING,
+)
+
+# -- metrics ---------------------------------------------------------------------------------------
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # histogram, semconv
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"  # histogram, semconv
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"  # histogram, semconv
+METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"  # counter, PR #443 adopters
+METRIC_TOKEN_COUNT: Final = "otel_tokens.token.usage"  # counter by all five token types
+METRIC_UNPRICED_CALLS: Final = "otel_tokens.calls.unpriced"  # counter
+METRIC_BUDGET_LIMIT: Final = "otel_tokens.budget.limit"  # gauge
+METRIC_BUDGET_SPENT: Final = "otel_tokens.budget.spent"  # gauge
+METRIC_BUDGET_UTILIZATION: Final = "otel_tokens.budget.utilization"  # gauge, spent / limit
+
+UNIT_TOKEN: Final = "{token}"
+UNIT_SECONDS: Final = "s"
+UNIT_USD: Final = "USD"
+UNIT_CALL: Final = "{call}"
+# Braces keep Prometheus from appending "_ratio" on one path but not the other.
+UNIT_RATIO: Final = "{ratio}"
+
+TOKEN_USAGE_BUCKETS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+
+# Attributes allowed on metric points: low cardinality only, never ids, users or text.
+METRIC_ATTRIBUTE_KEYS: Final = frozenset(
+    {
+        GEN_AI_PROVIDER_NAME,
+        GEN_AI_OPERATION_NAME,
+        GEN_AI_REQUEST_MODEL,
+        GEN_AI_RESPONSE_MODEL,
+        GEN_AI_AGENT_NAME,
+        ERROR_TYPE,
+        SERVER_ADDRESS,
+        SERVER_PORT,
+    }
+)
