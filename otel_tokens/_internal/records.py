@@ -10,6 +10,10 @@ from typing import Any
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def _empty() -> Mapping[str, Any]:
+    return _EMPTY
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts in semconv terms: input includes cache reads and writes, output includes reasoning."""
@@ -37,7 +41,7 @@ class Request:
     server_port: int | None = None
     stream: bool = False
     # Request parameters as semconv span attributes (gen_ai.request.max_tokens, ...), only those given.
-    attributes: Mapping[str, Any] = _EMPTY
+    attributes: Mapping[str, Any] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,7 @@ class CallRecord:
     error_type: str | None = None
     cost_usd: float | None = None
     cost_source: str | None = None
-    extra: Mapping[str, Any] = field(default=_EMPTY)
+    extra: Mapping[str, Any] = field(default_factory=_empty)
 
     @property
     def usage(self) -> Usage | None:

@@ -1,0 +1,283 @@
+"""The generic engine: one patch table per SDK drives both instrument and uninstrument, and one set of
+wrapper factories owns spans, streams, suppression and the sync/async split for every provider.
+
+Calling the SDK and observing the call are separate steps: the SDK call is never inside our ``try``,
+so its exceptions pass through unchanged, and an error in observing code is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import wrapt
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+from otel_tokens._internal.context import current_labels
+from otel_tokens._internal.errors import BudgetExceededError
+from otel_tokens._internal.recorder import Invocation, Recorder
+from otel_tokens._internal.records import Request, Result, Usage
+from otel_tokens._internal.safety import guarded, log_internal_error, raise_internal_errors
+from otel_tokens._internal.settings import Settings
+from otel_tokens._internal.streams import (
+    Accumulator,
+    AsyncStreamProxy,
+    StreamManagerProxy,
+    StreamState,
+    SyncStreamProxy,
+)
+
+_logger = logging.getLogger("otel_tokens")
+
+# Set while a wrapped call runs, so an SDK method that calls another wrapped method counts once.
+_IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_tokens_in_call", default=False)
+
+Style = Literal["sync", "async", "sync_manager"]
+
+
+class Operation(Protocol):
+    """A provider adapter for one kind of call. It only parses; it never touches telemetry."""
+
+    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared: ...
+
+    def result(self, response: Any, want_text: bool) -> Result: ...
+
+    def stream_kind(self, response: Any) -> Literal["sync", "async"] | None: ...
+
+    def accumulator(self, prepared: Prepared) -> Accumulator: ...
+
+    def prompt_text(self, kwargs: dict) -> str: ...
+
+    def input_messages(self, kwargs: dict) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A parsed request, and the arguments to send (an adapter may ask for stream usage)."""
+
+    request: Request
+    kwargs: dict
+    hide_usage_chunk: bool = False
+    # "true" for with_raw_response, "stream" for with_streaming_response, None for a plain call.
+    raw_mode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    module: str
+    attribute: str  # "Class.method"
+    operation: Any  # Operation, or for "sync_manager" a function returning the helper's raw stream
+    style: Style
+
+
+class Switch:
+    """Wrappers stay reachable after uninstrument (SDKs cache bound methods); this turns them off."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = False
+
+
+# -- patch table ---------------------------------------------------------------------------------
+def apply_patches(patches: Iterable[Patch], recorder: Recorder, switch: Switch) -> list[tuple[Patch, Any]]:
+    """Wrap every target that exists; return (patch, wrapper handle) for each one applied."""
+    applied = []
+    seen: set[tuple[int, str]] = set()
+    for patch in patches:
+        try:
+            module = importlib.import_module(patch.module)
+            owner_name, _, method = patch.attribute.rpartition(".")
+            owner = getattr(module, owner_name)
+            if not hasattr(owner, method):
+                continue
+        except (ImportError, AttributeError):
+            _logger.debug("otel_tokens: %s:%s not present; not patched", patch.module, patch.attribute)
+            continue
+        # Old and new module paths may re-export one class; wrap each method once.
+        if (id(owner), method) in seen:
+            continue
+        seen.add((id(owner), method))
+        handle = wrapt.wrap_function_wrapper(module, patch.attribute, make_wrapper(patch, recorder, switch))
+        applied.append((patch, handle))
+    return applied
+
+
+def remove_patches(applied: Iterable[tuple[Patch, Any]]) -> None:
+    """Remove exactly our wrappers, even when another library wrapped the same method after us."""
+    for patch, handle in applied:
+        try:
+            module = importlib.import_module(patch.module)
+            wrapt.unwrap_object(module, patch.attribute, handle, missing_ok=True)
+        except Exception:
+            log_internal_error(f"unpatching {patch.module}:{patch.attribute}")
+
+
+def make_wrapper(patch: Patch, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    if patch.style == "sync_manager":
+        return _manager_wrapper(patch.operation, switch)
+    if patch.style == "async":
+        return _async_wrapper(patch.operation, recorder, switch)
+    return _sync_wrapper(patch.operation, recorder, switch)
+
+
+# -- the call flow -------------------------------------------------------------------------------
+class _Call:
+    __slots__ = ("prepared", "invocation", "token")
+
+    def __init__(self, prepared: Prepared, invocation: Invocation) -> None:
+        self.prepared = prepared
+        self.invocation = invocation
+        self.token: contextvars.Token | None = None
+
+
+def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple, kwargs: dict) -> _Call | None:
+    """Parse the request and open the span. None means: just call the SDK, observe nothing."""
+    if _IN_CALL.get() or not is_instrumentation_enabled():
+        return None
+    try:
+        prepared = operation.request(instance, args, kwargs, recorder.settings)
+        labels = current_labels()
+    except Exception:
+        log_internal_error("reading a request")
+        if raise_internal_errors():
+            raise
+        return None
+    try:
+        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(kwargs))
+    except BudgetExceededError:
+        raise
+    except Exception:
+        log_internal_error("starting a span")
+        if raise_internal_errors():
+            raise
+        return None
+    if recorder.settings.capture_content.enabled:
+        invocation.input_messages = guarded("reading input messages", operation.input_messages, kwargs)
+    call = _Call(prepared, invocation)
+    call.token = _IN_CALL.set(True)
+    return call
+
+
+def _failed(recorder: Recorder, call: _Call, error: BaseException) -> None:
+    _reset(call)
+    guarded("recording a failed call", recorder.finish, call.invocation, None, error)
+
+
+def _reset(call: _Call) -> None:
+    if call.token is not None:
+        try:
+            _IN_CALL.reset(call.token)
+        except ValueError:  # reset from another context (a generator resumed elsewhere)
+            _IN_CALL.set(False)
+        call.token = None
+
+
+def _returned(operation: Operation, recorder: Recorder, call: _Call, response: Any) -> Any:
+    """Record the response, or wrap a stream. Returns what the caller gets: the response or a proxy."""
+    _reset(call)
+    try:
+        prepared = call.prepared
+        invocation = call.invocation
+        kind = operation.stream_kind(response)
+        if kind is not None:
+            state = StreamState(
+                recorder, invocation, operation.accumulator(prepared), _estimator(operation, prepared)
+            )
+            proxy = SyncStreamProxy if kind == "sync" else AsyncStreamProxy
+            return proxy(response, state)
+        if prepared.raw_mode is not None:
+            return _returned_raw(operation, recorder, call, response)
+        result = operation.result(response, recorder.settings.capture_content.enabled)
+        recorder.finish(invocation, result, estimate=_result_estimator(operation, prepared, result))
+    except Exception:
+        log_internal_error("recording a response")
+        if raise_internal_errors():
+            raise
+        guarded("closing a span", recorder.finish, call.invocation, None)
+    return response
+
+
+def _returned_raw(operation: Operation, recorder: Recorder, call: _Call, response: Any) -> Any:
+    # with_raw_response: parse() caches, so the caller's own parse() gets the same object back.
+    # A raw stream or a with_streaming_response body is the caller's to read: count the call only.
+    prepared = call.prepared
+    if prepared.raw_mode == "true" and not prepared.request.stream and hasattr(response, "parse"):
+        result = operation.result(response.parse(), recorder.settings.capture_content.enabled)
+        recorder.finish(call.invocation, result, estimate=_result_estimator(operation, prepared, result))
+    else:
+        recorder.finish(call.invocation, None)
+    return response
+
+
+def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], Usage | None]:
+    def estimate(result: Result) -> Usage | None:
+        from otel_tokens._internal.tokenizer import count_tokens
+
+        model = result.response_model or prepared.request.model
+        return Usage(
+            input_tokens=count_tokens(operation.prompt_text(prepared.kwargs), model),
+            output_tokens=count_tokens(result.output_text or "", model),
+            estimated=True,
+        )
+
+    return estimate
+
+
+def _result_estimator(operation: Operation, prepared: Prepared, result: Result) -> Callable[[], Usage | None]:
+    estimate = _estimator(operation, prepared)
+    return lambda: estimate(result)
+
+
+def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not switch.on:
+            return wrapped(*args, **kwargs)
+        call = _begin(operation, recorder, instance, args, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        try:
+            response = wrapped(*args, **call.prepared.kwargs)
+        except BaseException as error:
+            _failed(recorder, call, error)
+            raise
+        return _returned(operation, recorder, call, response)
+
+    return wrapper
+
+
+def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not switch.on:
+            return await wrapped(*args, **kwargs)
+        call = _begin(operation, recorder, instance, args, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            response = await wrapped(*args, **call.prepared.kwargs)
+        except BaseException as error:
+            _failed(recorder, call, error)
+            raise
+        return _returned(operation, recorder, call, response)
+
+    return wrapper
+
+
+def _manager_wrapper(raw_stream_of: Callable[[Any], Any], switch: Switch) -> Callable[..., Any]:
+    """For helpers whose manager calls a wrapped ``create`` on enter: finish on the manager's exit."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        manager = wrapped(*args, **kwargs)
+        if not switch.on:
+            return manager
+        try:
+            return StreamManagerProxy(manager, raw_stream_of)
+        except Exception:
+            log_internal_error("wrapping a stream manager")
+            return manager
+
+    return wrapper

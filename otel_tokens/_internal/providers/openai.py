@@ -1,0 +1,445 @@
+"""OpenAI adapter (openai 1.x-3.x, and every OpenAI-compatible endpoint): parsing only.
+
+Token conversion (already in semconv terms): chat ``prompt_tokens`` includes cached tokens and
+``completion_tokens`` includes reasoning; Responses ``input_tokens``/``output_tokens`` likewise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from otel_tokens import semconv
+from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.providers.detect import openai_client_provider
+from otel_tokens._internal.records import Request, Result, Usage
+from otel_tokens._internal.settings import Settings
+
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+
+# request keyword -> semconv attribute, for plain scalar parameters
+_CHAT_PARAMS = (
+    ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE),
+    ("top_p", semconv.GEN_AI_REQUEST_TOP_P),
+    ("frequency_penalty", semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", semconv.GEN_AI_REQUEST_PRESENCE_PENALTY),
+    ("seed", semconv.GEN_AI_REQUEST_SEED),
+    ("reasoning_effort", semconv.GEN_AI_REQUEST_REASONING_LEVEL),
+)
+_RESPONSES_PARAMS = (
+    ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE),
+    ("top_p", semconv.GEN_AI_REQUEST_TOP_P),
+    ("max_output_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
+)
+
+
+def _scalars(kwargs: dict, table: tuple) -> dict[str, Any]:
+    attributes = {}
+    for key, attribute in table:
+        value = kwargs.get(key)
+        if value is not None and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            attributes[attribute] = value
+    return attributes
+
+
+def _raw_mode(kwargs: dict) -> str | None:
+    headers = kwargs.get("extra_headers")
+    if headers and isinstance(headers, dict):
+        mode = headers.get(_RAW_RESPONSE_HEADER)
+        return str(mode) if mode is not None else None
+    return None
+
+
+def _stream_kind(response: Any) -> Literal["sync", "async"] | None:
+    import openai
+
+    if isinstance(response, openai.Stream):
+        return "sync"
+    if isinstance(response, openai.AsyncStream):
+        return "async"
+    return None
+
+
+def _text_of(content: Any) -> str:
+    """Text of a message ``content`` (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        parts = []
+        for part in content:
+            if isinstance(part, dict):
+                text = part.get("text") or part.get("content")
+                if isinstance(text, str):
+                    parts.append(text)
+            elif isinstance(part, str):
+                parts.append(part)
+        return "\n".join(parts)
+    return ""
+
+
+def _request(instance: Any, kwargs: dict, operation: str, attributes: dict[str, Any]) -> Request:
+    provider, address, port = openai_client_provider(instance._client)
+    model = kwargs.get("model")
+    return Request(
+        provider=provider,
+        operation=operation,
+        model=model if isinstance(model, str) else None,
+        server_address=address,
+        server_port=port,
+        stream=kwargs.get("stream") is True,
+        attributes=attributes,
+    )
+
+
+def _extra_cost(usage: Any) -> float | None:
+    """A cost the server put in ``usage`` (OpenRouter ``usage.cost``), kept as a pydantic extra."""
+    extra = getattr(usage, "model_extra", None)
+    if extra:
+        cost = extra.get("cost")
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            return float(cost)
+    return None
+
+
+def chat_usage(usage: Any) -> Usage:
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cache_read_tokens=(getattr(prompt_details, "cached_tokens", None) or 0) if prompt_details else 0,
+        cache_write_tokens=(getattr(prompt_details, "cache_write_tokens", None) or 0) if prompt_details else 0,
+        reasoning_tokens=(getattr(completion_details, "reasoning_tokens", None) or 0) if completion_details else 0,
+    )
+
+
+def responses_usage(usage: Any) -> Usage:
+    input_details = getattr(usage, "input_tokens_details", None)
+    output_details = getattr(usage, "output_tokens_details", None)
+    return Usage(
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        cache_read_tokens=(getattr(input_details, "cached_tokens", None) or 0) if input_details else 0,
+        cache_write_tokens=(getattr(input_details, "cache_write_tokens", None) or 0) if input_details else 0,
+        reasoning_tokens=(getattr(output_details, "reasoning_tokens", None) or 0) if output_details else 0,
+    )
+
+
+# -- chat completions ------------------------------------------------------------------------------
+class ChatCompletions:
+    """``chat.completions.create`` / ``parse`` (sync and async); ``stream()`` goes through ``create``."""
+
+    operation = semconv.OP_CHAT
+
+    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
+        attributes = _scalars(kwargs, _CHAT_PARAMS)
+        max_tokens = kwargs.get("max_completion_tokens")
+        if not isinstance(max_tokens, int):
+            max_tokens = kwargs.get("max_tokens")
+        if isinstance(max_tokens, int):
+            attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+        n = kwargs.get("n")
+        if isinstance(n, int) and n != 1:
+            attributes[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = n
+        stop = kwargs.get("stop")
+        if isinstance(stop, str):
+            attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = (stop,)
+        elif isinstance(stop, (list, tuple)) and stop:
+            attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
+        response_format = kwargs.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
+            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+        elif isinstance(response_format, type):
+            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+        request = _request(instance, kwargs, self.operation, attributes)
+        send = kwargs
+        hide = False
+        raw_mode = _raw_mode(kwargs)
+        if request.stream and settings.stream_usage and raw_mode is None:
+            options = kwargs.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                # Ask for exact usage; the proxy hides the extra usage-only chunk from the caller.
+                merged = dict(options) if isinstance(options, dict) else {}
+                merged["include_usage"] = True
+                send = {**kwargs, "stream_options": merged}
+                hide = True
+        return Prepared(request, send, hide, raw_mode)
+
+    def result(self, response: Any, want_text: bool) -> Result:
+        usage = getattr(response, "usage", None)
+        choices = getattr(response, "choices", None) or ()
+        text = None
+        if want_text or usage is None:
+            text = "".join(self._choice_text(choice) for choice in choices)
+        return Result(
+            usage=chat_usage(usage) if usage is not None else None,
+            response_model=getattr(response, "model", None),
+            response_id=getattr(response, "id", None),
+            finish_reasons=tuple(c.finish_reason for c in choices if getattr(c, "finish_reason", None)),
+            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            output_text=text,
+        )
+
+    @staticmethod
+    def _choice_text(choice: Any) -> str:
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        return content if isinstance(content, str) else ""
+
+    stream_kind = staticmethod(_stream_kind)
+
+    def accumulator(self, prepared: Prepared) -> ChatStreamAccumulator:
+        return ChatStreamAccumulator(prepared.hide_usage_chunk)
+
+    def prompt_text(self, kwargs: dict) -> str:
+        messages = kwargs.get("messages") or ()
+        return "\n".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
+
+    def input_messages(self, kwargs: dict) -> Any:
+        messages = kwargs.get("messages") or ()
+        return [
+            {"role": m.get("role"), "parts": [{"type": "text", "content": _text_of(m.get("content"))}]}
+            for m in messages
+            if isinstance(m, dict)
+        ]
+
+
+class ChatStreamAccumulator:
+    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text")
+
+    def __init__(self, hide_usage_chunk: bool) -> None:
+        self._hide = hide_usage_chunk
+        self._usage: Any = None
+        self._id: str | None = None
+        self._model: str | None = None
+        self._finish: list[str] = []
+        self._text: list[str] = []
+
+    def add(self, chunk: Any) -> bool:
+        if self._id is None:
+            self._id = chunk.id
+            self._model = chunk.model
+        usage = chunk.usage
+        choices = chunk.choices
+        if usage is not None:
+            self._usage = usage
+            if not choices and self._hide:
+                return False
+        for choice in choices:
+            delta = choice.delta
+            if delta is not None:
+                content = delta.content
+                if content:
+                    self._text.append(content)
+            reason = choice.finish_reason
+            if reason:
+                self._finish.append(reason)
+        return True
+
+    def result(self) -> Result:
+        usage = self._usage
+        return Result(
+            usage=chat_usage(usage) if usage is not None else None,
+            response_model=self._model,
+            response_id=self._id,
+            finish_reasons=tuple(self._finish),
+            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            output_text="".join(self._text),
+        )
+
+
+# -- legacy completions ----------------------------------------------------------------------------
+class Completions(ChatCompletions):
+    operation = semconv.OP_TEXT_COMPLETION
+
+    @staticmethod
+    def _choice_text(choice: Any) -> str:
+        text = getattr(choice, "text", None)
+        return text if isinstance(text, str) else ""
+
+    def accumulator(self, prepared: Prepared) -> CompletionStreamAccumulator:
+        return CompletionStreamAccumulator(prepared.hide_usage_chunk)
+
+    def prompt_text(self, kwargs: dict) -> str:
+        return _text_of(kwargs.get("prompt"))
+
+    def input_messages(self, kwargs: dict) -> Any:
+        return [{"role": "user", "parts": [{"type": "text", "content": self.prompt_text(kwargs)}]}]
+
+
+class CompletionStreamAccumulator(ChatStreamAccumulator):
+    __slots__ = ()
+
+    def add(self, chunk: Any) -> bool:
+        if self._id is None:
+            self._id = chunk.id
+            self._model = chunk.model
+        usage = chunk.usage
+        choices = chunk.choices
+        if usage is not None:
+            self._usage = usage
+            if not choices and self._hide:
+                return False
+        for choice in choices:
+            if choice.text:
+                self._text.append(choice.text)
+            if choice.finish_reason:
+                self._finish.append(choice.finish_reason)
+        return True
+
+
+# -- responses -------------------------------------------------------------------------------------
+_STATUS_TO_FINISH = {"completed": "stop", "failed": "error", "cancelled": "cancelled"}
+_TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _finish_of(response: Any) -> tuple[str, ...]:
+    status = getattr(response, "status", None)
+    if status == "incomplete":
+        details = getattr(response, "incomplete_details", None)
+        return (getattr(details, "reason", None) or "incomplete",)
+    finish = _STATUS_TO_FINISH.get(status) if status else None
+    return (finish,) if finish else ()
+
+
+class Responses:
+    """``responses.create`` / ``parse`` (sync and async); ``stream()`` goes through ``create``."""
+
+    operation = semconv.OP_CHAT
+
+    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
+        attributes = _scalars(kwargs, _RESPONSES_PARAMS)
+        reasoning = kwargs.get("reasoning")
+        if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
+            attributes[semconv.GEN_AI_REQUEST_REASONING_LEVEL] = reasoning["effort"]
+        previous = kwargs.get("previous_response_id")
+        if isinstance(previous, str):
+            attributes["gen_ai.request.previous_response.id"] = previous
+        text = kwargs.get("text")
+        if isinstance(text, dict) and isinstance(text.get("format"), dict):
+            if text["format"].get("type") in ("json_schema", "json_object"):
+                attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+        if kwargs.get("text_format") is not None:
+            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+        return Prepared(_request(instance, kwargs, self.operation, attributes), kwargs, False, _raw_mode(kwargs))
+
+    def result(self, response: Any, want_text: bool) -> Result:
+        usage = getattr(response, "usage", None)
+        text = None
+        if want_text or usage is None:
+            text = guarded_output_text(response)
+        return Result(
+            usage=responses_usage(usage) if usage is not None else None,
+            response_model=getattr(response, "model", None),
+            response_id=getattr(response, "id", None),
+            finish_reasons=_finish_of(response),
+            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            output_text=text,
+        )
+
+    stream_kind = staticmethod(_stream_kind)
+
+    def accumulator(self, prepared: Prepared) -> ResponsesStreamAccumulator:
+        return ResponsesStreamAccumulator(self)
+
+    def prompt_text(self, kwargs: dict) -> str:
+        parts = []
+        instructions = kwargs.get("instructions")
+        if isinstance(instructions, str):
+            parts.append(instructions)
+        given = kwargs.get("input")
+        if isinstance(given, str):
+            parts.append(given)
+        elif isinstance(given, (list, tuple)):
+            for item in given:
+                if isinstance(item, dict):
+                    parts.append(_text_of(item.get("content")))
+        return "\n".join(parts)
+
+    def input_messages(self, kwargs: dict) -> Any:
+        return [{"role": "user", "parts": [{"type": "text", "content": self.prompt_text(kwargs)}]}]
+
+
+def guarded_output_text(response: Any) -> str | None:
+    try:
+        text = response.output_text
+    except Exception:
+        return None
+    return text if isinstance(text, str) else None
+
+
+class ResponsesStreamAccumulator:
+    __slots__ = ("_adapter", "_final", "_id", "_model", "_text")
+
+    def __init__(self, adapter: Responses) -> None:
+        self._adapter = adapter
+        self._final: Any = None
+        self._id: str | None = None
+        self._model: str | None = None
+        self._text: list[str] = []
+
+    def add(self, event: Any) -> bool:
+        kind = event.type
+        if kind == "response.output_text.delta":
+            self._text.append(event.delta)
+        elif kind in _TERMINAL_EVENTS:
+            self._final = event.response
+        elif kind == "response.created":
+            response = event.response
+            self._id = response.id
+            self._model = response.model
+        return True
+
+    def result(self) -> Result:
+        if self._final is not None:
+            result = self._adapter.result(self._final, False)
+            if result.output_text is None:
+                from dataclasses import replace
+
+                result = replace(result, output_text="".join(self._text))
+            return result
+        return Result(response_model=self._model, response_id=self._id, output_text="".join(self._text))
+
+
+# -- embeddings ------------------------------------------------------------------------------------
+class Embeddings:
+    operation = semconv.OP_EMBEDDINGS
+
+    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
+        attributes: dict[str, Any] = {}
+        encoding = kwargs.get("encoding_format")
+        if isinstance(encoding, str):
+            attributes[semconv.GEN_AI_REQUEST_ENCODING_FORMATS] = (encoding,)
+        dimensions = kwargs.get("dimensions")
+        if isinstance(dimensions, int):
+            attributes["gen_ai.embeddings.dimension.count"] = dimensions
+        return Prepared(_request(instance, kwargs, self.operation, attributes), kwargs, False, _raw_mode(kwargs))
+
+    def result(self, response: Any, want_text: bool) -> Result:
+        usage = getattr(response, "usage", None)
+        return Result(
+            usage=Usage(input_tokens=usage.prompt_tokens or 0) if usage is not None else None,
+            response_model=getattr(response, "model", None),
+            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+        )
+
+    stream_kind = staticmethod(lambda response: None)
+
+    def accumulator(self, prepared: Prepared) -> Any:  # embeddings never stream
+        raise NotImplementedError
+
+    def prompt_text(self, kwargs: dict) -> str:
+        given = kwargs.get("input")
+        if isinstance(given, str):
+            return given
+        if isinstance(given, (list, tuple)):
+            return "\n".join(item for item in given if isinstance(item, str))
+        return ""
+
+    def input_messages(self, kwargs: dict) -> Any:
+        return None
+
+
+# -- helpers' raw streams --------------------------------------------------------------------------
+def helper_raw_stream(stream: Any) -> Any:
+    """The raw ``Stream`` inside a ``ChatCompletionStream`` / ``ResponseStream`` helper."""
+    return getattr(stream, "_raw_stream", None)

@@ -1,0 +1,348 @@
+"""The recorder: the one place that turns a call into a span, metric points and a cost.
+
+Adapters parse; the engine decides when a call starts and ends; the recorder writes telemetry. The
+cost is computed in its own guarded step, so a pricing failure never loses the token counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from otel_tokens import semconv
+from otel_tokens._internal.instruments import Instruments
+from otel_tokens._internal.records import NO_LABELS, CallRecord, Labels, Request, Result, Usage
+from otel_tokens._internal.safety import guarded
+from otel_tokens._internal.settings import Settings
+
+_logger = logging.getLogger("otel_tokens")
+
+
+class PriceSource(Protocol):
+    def cost(self, provider: str, model: str, usage: Usage) -> float | None: ...
+
+
+class Budgets(Protocol):
+    def reserve(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Any:
+        """Called before a call is sent; may raise BudgetExceededError. Returns a reservation."""
+
+    def settle(self, reservation: Any, record: CallRecord) -> Sequence[tuple[str, dict[str, Any]]]:
+        """Called when the call finished; returns span events to add (name, attributes)."""
+
+
+class Ledger(Protocol):
+    attached: bool
+
+    def record(self, record: CallRecord) -> None: ...
+
+
+class Invocation:
+    """An in-flight call. Mutable on purpose: streams fill it in chunk by chunk."""
+
+    __slots__ = (
+        "request", "labels", "span", "started", "first_chunk_at", "reservation", "finished",
+        "input_messages",
+    )
+
+    def __init__(self, request: Request, labels: Labels, span: Any, reservation: Any) -> None:
+        self.request = request
+        self.labels = labels
+        self.span = span
+        self.started = time.perf_counter()
+        self.first_chunk_at: float | None = None
+        self.reservation = reservation
+        self.finished = False
+        self.input_messages: Any = None
+
+
+class Recorder:
+    def __init__(
+        self,
+        tracer: Tracer,
+        instruments: Instruments,
+        prices: PriceSource | None,
+        settings: Settings,
+        *,
+        budgets: Budgets | None = None,
+        ledger: Ledger | None = None,
+        sinks: Sequence[Callable[[CallRecord], None]] = (),
+    ) -> None:
+        self._tracer = tracer
+        self._instruments = instruments
+        self._prices = prices
+        self.settings = settings
+        self._budgets = budgets
+        self._ledger = ledger
+        self._sinks = tuple(sinks)
+        self._warned_models: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    # -- start -------------------------------------------------------------------------------------
+    def start(
+        self,
+        request: Request,
+        labels: Labels = NO_LABELS,
+        prompt_text: Callable[[], str] | None = None,
+    ) -> Invocation:
+        """Open the span. A blocking budget raises BudgetExceededError here, before anything is sent."""
+        reservation = None
+        if self._budgets is not None and labels.agent is not None:
+            reservation = self._budgets.reserve(request, labels, prompt_text)
+        attributes: dict[str, Any] = {
+            semconv.GEN_AI_OPERATION_NAME: request.operation,
+            semconv.GEN_AI_PROVIDER_NAME: request.provider,
+        }
+        if request.model:
+            attributes[semconv.GEN_AI_REQUEST_MODEL] = request.model
+        if request.server_address:
+            attributes[semconv.SERVER_ADDRESS] = request.server_address
+            if request.server_port:
+                attributes[semconv.SERVER_PORT] = request.server_port
+        if request.stream:
+            attributes[semconv.GEN_AI_REQUEST_STREAM] = True
+        if request.attributes:
+            attributes.update(request.attributes)
+        if labels.agent:
+            attributes[semconv.GEN_AI_AGENT_NAME] = labels.agent
+        if labels.workflow:
+            attributes[semconv.GEN_AI_WORKFLOW_NAME] = labels.workflow
+        if labels.task:
+            attributes[semconv.OTEL_TOKENS_TASK_NAME] = labels.task
+        if labels.user:
+            attributes[semconv.USER_ID] = labels.user
+        name = f"{request.operation} {request.model}" if request.model else request.operation
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        return Invocation(request, labels, span, reservation)
+
+    def release(self, invocation: Invocation) -> None:
+        """Give back a budget reservation for a call that never started (our own code failed)."""
+        if self._budgets is not None and invocation.reservation is not None:
+            self._budgets.settle(invocation.reservation, None)  # type: ignore[arg-type]
+
+    # -- finish ------------------------------------------------------------------------------------
+    def finish(
+        self,
+        invocation: Invocation,
+        result: Result | None,
+        error: BaseException | None = None,
+        *,
+        estimate: Callable[[], Usage | None] | None = None,
+    ) -> None:
+        """Close the call exactly once: attributes, cost, budgets, metrics, span end, sinks."""
+        if invocation.finished:
+            return
+        invocation.finished = True
+        end = time.perf_counter()
+        duration = end - invocation.started
+        request = invocation.request
+        span = invocation.span
+        recording = span.is_recording()
+
+        usage = result.usage if result is not None else None
+        if usage is None and estimate is not None and self.settings.estimate and error is None:
+            usage = guarded("estimating tokens", estimate)
+            if usage is not None:
+                result = _with_usage(result, usage)
+
+        error_type = _error_type(error) if error is not None else None
+        response_model = result.response_model if result is not None else None
+        model = response_model or request.model
+
+        cost, cost_source = None, None
+        if usage is not None or (result is not None and result.provider_cost_usd is not None):
+            cost, cost_source = self._cost(request, result, usage, model)
+
+        ttfc = None
+        if invocation.first_chunk_at is not None:
+            ttfc = invocation.first_chunk_at - invocation.started
+
+        record = CallRecord(
+            request=request,
+            result=result,
+            labels=invocation.labels,
+            duration_s=duration,
+            end_time_unix=time.time(),
+            time_to_first_chunk_s=ttfc,
+            error_type=error_type,
+            cost_usd=cost,
+            cost_source=cost_source,
+        )
+
+        events: Sequence[tuple[str, dict[str, Any]]] = ()
+        if invocation.reservation is not None and self._budgets is not None:
+            events = guarded("settling a budget", self._budgets.settle, invocation.reservation, record) or ()
+
+        if recording:
+            self._write_span(invocation, record, usage, error, events)
+        self._write_metrics(record, usage, model)
+        span.end()
+
+        ledger = self._ledger
+        if ledger is not None and not (recording and ledger.attached):
+            ledger.record(record)
+        for sink in self._sinks:
+            guarded("writing a call record", sink, record)
+
+    def _cost(
+        self, request: Request, result: Result | None, usage: Usage | None, model: str | None
+    ) -> tuple[float | None, str | None]:
+        if result is not None and result.provider_cost_usd is not None:
+            return result.provider_cost_usd, semconv.COST_SOURCE_PROVIDER
+        if usage is None or self._prices is None or not model:
+            return None, None
+        try:
+            cost = self._prices.cost(request.provider, model, usage)
+            if cost is None and request.model and request.model != model:
+                cost = self._prices.cost(request.provider, request.model, usage)
+        except Exception:
+            _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
+            return None, None
+        if cost is None:
+            self._warn_unpriced(request.provider, model)
+            return None, None
+        return cost, semconv.COST_SOURCE_LOCAL
+
+    def _warn_unpriced(self, provider: str, model: str) -> None:
+        key = (provider, model)
+        if key in self._warned_models:
+            return
+        with self._lock:
+            if key in self._warned_models:
+                return
+            self._warned_models.add(key)
+        _logger.warning(
+            "otel_tokens: no price known for model %r (provider %s); its calls are counted with cost "
+            "unknown. Add it with otel_tokens.set_price() or OTEL_TOKENS_PRICES.",
+            model, provider,
+        )
+
+    def _write_span(
+        self,
+        invocation: Invocation,
+        record: CallRecord,
+        usage: Usage | None,
+        error: BaseException | None,
+        events: Sequence[tuple[str, dict[str, Any]]],
+    ) -> None:
+        span = invocation.span
+        result = record.result
+        attributes: dict[str, Any] = {}
+        if result is not None:
+            if result.response_model:
+                attributes[semconv.GEN_AI_RESPONSE_MODEL] = result.response_model
+            if result.response_id:
+                attributes[semconv.GEN_AI_RESPONSE_ID] = result.response_id
+            if result.finish_reasons:
+                attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = result.finish_reasons
+        if usage is not None:
+            attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+            if record.request.operation != semconv.OP_EMBEDDINGS or usage.output_tokens:
+                attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+            if usage.cache_read_tokens:
+                attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+            if usage.cache_write_tokens:
+                attributes[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+            if usage.reasoning_tokens:
+                attributes[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+            if usage.estimated:
+                attributes[semconv.OTEL_TOKENS_USAGE_ESTIMATED] = True
+        if record.cost_usd is not None:
+            attributes[semconv.GEN_AI_USAGE_COST_AMOUNT] = record.cost_usd
+            attributes[semconv.GEN_AI_USAGE_COST_CURRENCY] = semconv.COST_CURRENCY_USD
+            attributes[semconv.GEN_AI_USAGE_COST_SOURCE] = record.cost_source
+        elif usage is not None:
+            attributes[semconv.OTEL_TOKENS_PRICE_UNKNOWN] = True
+        if record.time_to_first_chunk_s is not None:
+            attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = record.time_to_first_chunk_s
+        capture = self.settings.capture_content
+        if capture.enabled:
+            self._write_content(span, invocation, result, capture)
+        if record.error_type is not None:
+            attributes[semconv.ERROR_TYPE] = record.error_type
+            span.set_status(Status(StatusCode.ERROR, str(error) if error is not None else record.error_type))
+        span.set_attributes(attributes)
+        for name, event_attributes in events:
+            span.add_event(name, event_attributes)
+
+    @staticmethod
+    def _write_content(span: Any, invocation: Invocation, result: Result | None, capture: Any) -> None:
+        content: dict[str, str] = {}
+        if invocation.input_messages is not None:
+            content[semconv.GEN_AI_INPUT_MESSAGES] = json.dumps(invocation.input_messages, default=str)
+        if result is not None and result.output_text is not None:
+            content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
+                [{"role": "assistant", "parts": [{"type": "text", "content": result.output_text}]}]
+            )
+        if capture.on_span:
+            span.set_attributes(content)
+        if capture.on_event and content:
+            span.add_event("gen_ai.client.inference.operation.details", content)
+
+    def _write_metrics(self, record: CallRecord, usage: Usage | None, model: str | None) -> None:
+        request = record.request
+        attributes: dict[str, Any] = {
+            semconv.GEN_AI_OPERATION_NAME: request.operation,
+            semconv.GEN_AI_PROVIDER_NAME: request.provider,
+        }
+        if request.model:
+            attributes[semconv.GEN_AI_REQUEST_MODEL] = request.model
+        if record.result is not None and record.result.response_model:
+            attributes[semconv.GEN_AI_RESPONSE_MODEL] = record.result.response_model
+        if request.server_address:
+            attributes[semconv.SERVER_ADDRESS] = request.server_address
+            if request.server_port:
+                attributes[semconv.SERVER_PORT] = request.server_port
+        if record.labels.agent:
+            attributes[semconv.GEN_AI_AGENT_NAME] = record.labels.agent
+        if record.error_type is not None:
+            attributes[semconv.ERROR_TYPE] = record.error_type
+
+        instruments = self._instruments
+        instruments.duration.record(record.duration_s, attributes)
+        if record.time_to_first_chunk_s is not None:
+            instruments.time_to_first_chunk.record(record.time_to_first_chunk_s, attributes)
+        if usage is not None:
+            _count_tokens(instruments, attributes, usage)
+            if record.cost_usd is not None:
+                instruments.cost.add(record.cost_usd, attributes)
+            else:
+                instruments.unpriced_calls.add(1, attributes)
+        elif record.cost_usd is not None:
+            instruments.cost.add(record.cost_usd, attributes)
+
+
+def _count_tokens(instruments: Instruments, attributes: dict[str, Any], usage: Usage) -> None:
+    key = semconv.GEN_AI_TOKEN_TYPE
+    histogram, counter = instruments.token_usage, instruments.token_count
+    for token_type, value, in_histogram in (
+        (semconv.TOKEN_TYPE_INPUT, usage.input_tokens, True),
+        (semconv.TOKEN_TYPE_OUTPUT, usage.output_tokens, True),
+        (semconv.TOKEN_TYPE_CACHE_READ, usage.cache_read_tokens, False),
+        (semconv.TOKEN_TYPE_CACHE_WRITE, usage.cache_write_tokens, False),
+        (semconv.TOKEN_TYPE_REASONING, usage.reasoning_tokens, False),
+    ):
+        if not in_histogram and not value:
+            continue
+        typed = {**attributes, key: token_type}
+        if in_histogram:
+            histogram.record(value, typed)
+        counter.add(value, typed)
+
+
+def _error_type(error: BaseException) -> str:
+    name = type(error).__qualname__
+    return name or semconv.ERROR_TYPE_OTHER
+
+
+def _with_usage(result: Result | None, usage: Usage) -> Result:
+    if result is None:
+        return Result(usage=usage)
+    from dataclasses import replace
+
+    return replace(result, usage=usage)

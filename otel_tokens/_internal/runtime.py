@@ -1,0 +1,126 @@
+"""The runtime: settings, price book, ledger, budgets, usage log and the recorder, wired once.
+
+Every instrumentor of a process shares one runtime, so the ledger and the budgets see every call. It is
+the only process-wide object otel-tokens keeps besides the OpenTelemetry providers themselves.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+from otel_tokens import semconv
+from otel_tokens._internal.budgets import BudgetManager, load_budgets_file, parse_budgets
+from otel_tokens._internal.instruments import Instruments
+from otel_tokens._internal.ledger import Ledger
+from otel_tokens._internal.pricing import PriceBook, load_price_file
+from otel_tokens._internal.recorder import Recorder
+from otel_tokens._internal.settings import Settings
+from otel_tokens._internal.tokenizer import count_tokens
+from otel_tokens.version import __version__
+
+_logger = logging.getLogger("otel_tokens")
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+    ) -> None:
+        # Validate every input file before anything is wired, so a bad file stops start-up cleanly.
+        overrides = load_price_file(settings.prices_file) if settings.prices_file else []
+        budgets = []
+        if settings.budgets_file:
+            budgets += load_budgets_file(settings.budgets_file)
+        if settings.budgets:
+            budgets += parse_budgets(settings.budgets)
+
+        self.settings = settings
+        self.price_book = PriceBook(overrides)
+        self.ledger = Ledger(max_keys=settings.max_keys)
+        self.budgets = BudgetManager(
+            price_book=self.price_book,
+            count_tokens=count_tokens,
+            default_max_output_tokens=settings.default_max_output_tokens,
+        )
+        for budget in budgets:
+            self.budgets.set_budget(
+                budget.agent, budget.limit_usd, warn_at=budget.warn_at, action=budget.action, window=budget.window
+            )
+        self.usage_log = None
+        sinks = []
+        if settings.usage_log:
+            from otel_tokens._internal.usage_log import UsageLogWriter
+
+            self.usage_log = UsageLogWriter(settings.usage_log)
+            sinks.append(self.usage_log.write)
+
+        tracer = trace.get_tracer(semconv.SCOPE_NAME, __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(semconv.SCOPE_NAME, __version__, meter_provider=meter_provider)
+        self.budgets.register_metrics(meter)
+        self.ledger.attach(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
+        self.recorder = Recorder(
+            tracer,
+            Instruments.create(meter),
+            self.price_book,
+            settings,
+            budgets=self.budgets,
+            ledger=self.ledger,
+            sinks=sinks,
+        )
+        if settings.report:
+            atexit.register(self._report_at_exit)
+
+    def statistics(self) -> dict[str, Any]:
+        stats = self.ledger.statistics()
+        stats["budgets"] = self.budgets.status()
+        return stats
+
+    def _report_at_exit(self) -> None:
+        import sys
+
+        from otel_tokens._internal.report import render_report
+
+        try:
+            text = render_report(self.statistics(), "text", price_book=self.price_book)
+            if self.settings.report == "stderr":
+                print(text, file=sys.stderr)
+            else:
+                with open(self.settings.report, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+        except Exception:
+            _logger.exception("otel_tokens: could not write the report to %s", self.settings.report)
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def runtime_for(tracer_provider: Any = None, meter_provider: Any = None, **settings: Any) -> Runtime:
+    """The process's runtime, built on first use from the environment and these arguments."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = Runtime(Settings.from_env(**settings), tracer_provider, meter_provider)
+        elif settings:
+            _logger.warning("otel_tokens is already configured; settings %s are ignored", sorted(settings))
+        return _runtime
+
+
+def current_runtime() -> Runtime | None:
+    return _runtime
+
+
+def drop_runtime() -> None:
+    """Forget the runtime (after uninstrument), so the next instrument() reads settings afresh."""
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is not None and runtime.usage_log is not None:
+        runtime.usage_log.close()

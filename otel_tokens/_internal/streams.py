@@ -1,0 +1,215 @@
+"""Stream proxies: the caller sees the SDK's own stream; we see every chunk and finish exactly once.
+
+A proxy finishes its call on exhaustion, error, ``close``/``aclose``, context exit, or when it is
+garbage-collected unfinished (abandoned). Our state lives in ``_self_``-prefixed attributes (wrapt's
+rule) and in a separate ``StreamState`` so the finalizer does not keep the proxy alive.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import wrapt
+
+from otel_tokens._internal.recorder import Invocation, Recorder
+from otel_tokens._internal.records import Result, Usage
+from otel_tokens._internal.safety import guarded, log_internal_error, raise_internal_errors
+
+
+class Accumulator(Protocol):
+    def add(self, chunk: Any) -> bool:
+        """Take a chunk; return False to hide it from the caller (a usage chunk we asked for)."""
+
+    def result(self) -> Result: ...
+
+
+class StreamState:
+    __slots__ = ("_recorder", "invocation", "_accumulator", "_estimate", "_done", "_finalizer", "__weakref__")
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        invocation: Invocation,
+        accumulator: Accumulator,
+        estimate: Callable[[Result], Usage | None] | None,
+    ) -> None:
+        self._recorder = recorder
+        self.invocation = invocation
+        self._accumulator = accumulator
+        self._estimate = estimate
+        self._done = False
+        self._finalizer: weakref.finalize | None = None
+
+    def watch(self, proxy: Any) -> None:
+        """Finish the call if the proxy is collected before it finished (an abandoned stream)."""
+        finalizer = weakref.finalize(proxy, self.finish)
+        finalizer.atexit = False
+        self._finalizer = finalizer
+
+    def chunk(self, chunk: Any) -> bool:
+        invocation = self.invocation
+        if invocation.first_chunk_at is None:
+            invocation.first_chunk_at = time.perf_counter()
+        try:
+            return self._accumulator.add(chunk)
+        except Exception:
+            log_internal_error("reading a stream chunk")
+            if raise_internal_errors():
+                raise
+            return True
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        guarded("finishing a stream", self._finish, error)
+
+    def _finish(self, error: BaseException | None) -> None:
+        result = self._accumulator.result()
+        estimate = None
+        if self._estimate is not None:
+            estimate_fn = self._estimate
+
+            def estimate() -> Usage | None:
+                return estimate_fn(result)
+
+        self._recorder.finish(self.invocation, result, error, estimate=estimate)
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):
+    """Proxy for ``openai.Stream`` / ``anthropic.Stream`` and other sync chunk iterators."""
+
+    def __init__(self, wrapped: Any, state: StreamState) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+        state.watch(self)
+
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        state = self._self_state
+        while True:
+            try:
+                chunk = self.__wrapped__.__next__()
+            except StopIteration:
+                state.finish()
+                raise
+            except BaseException as exc:
+                state.finish(exc)
+                raise
+            if state.chunk(chunk):
+                return chunk
+
+    def __enter__(self) -> SyncStreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            # An exception raised by the caller's own block is not the call's failure.
+            self._self_state.finish()
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):
+    """Proxy for ``openai.AsyncStream`` / ``anthropic.AsyncStream`` and other async chunk iterators."""
+
+    def __init__(self, wrapped: Any, state: StreamState) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+        state.watch(self)
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        state = self._self_state
+        while True:
+            try:
+                chunk = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                state.finish()
+                raise
+            except BaseException as exc:
+                state.finish(exc)
+                raise
+            if state.chunk(chunk):
+                return chunk
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._self_state.finish()
+
+    async def close(self) -> None:
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+    async def aclose(self) -> None:
+        try:
+            closer = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
+            await closer()
+        finally:
+            self._self_state.finish()
+
+
+class StreamManagerProxy(wrapt.ObjectProxy):
+    """Proxy for a helper's stream manager (``chat.completions.stream()`` and friends).
+
+    The helper stream closes the HTTP response itself on an early ``break``, so the raw stream proxy
+    gets no signal; leaving the manager's context is that signal.
+    """
+
+    def __init__(self, wrapped: Any, raw_stream_of: Callable[[Any], Any]) -> None:
+        super().__init__(wrapped)
+        self._self_raw_stream_of = raw_stream_of
+        self._self_stream: Any = None
+
+    def __enter__(self) -> Any:
+        self._self_stream = self.__wrapped__.__enter__()
+        return self._self_stream
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            self._finish_raw()
+
+    async def __aenter__(self) -> Any:
+        self._self_stream = await self.__wrapped__.__aenter__()
+        return self._self_stream
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._finish_raw()
+
+    def _finish_raw(self) -> None:
+        stream, self._self_stream = self._self_stream, None
+        if stream is None:
+            return
+        raw = guarded("finding a helper's raw stream", self._self_raw_stream_of, stream)
+        state = getattr(raw, "_self_state", None)
+        if isinstance(state, StreamState):
+            state.finish()

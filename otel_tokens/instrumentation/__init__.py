@@ -1,0 +1,1 @@
+"""``BaseInstrumentor`` subclasses, one per SDK, registered as ``opentelemetry_instrumentor`` entry points."""

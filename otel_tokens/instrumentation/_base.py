@@ -1,0 +1,65 @@
+"""What every SDK instrumentor shares: a patch table, deferred patching, symmetric uninstrument."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from otel_tokens._internal.engine import Patch, Switch, apply_patches, remove_patches
+
+
+class SDKInstrumentor(BaseInstrumentor):
+    """Instruments one SDK package from its patch table.
+
+    If the SDK is not imported yet, the patches are applied when it is (a post-import hook), so
+    ``import otel_tokens.auto`` does not import every installed SDK at start-up.
+    """
+
+    package: str = ""
+    requirement: str = ""
+
+    def patches(self) -> Sequence[Patch]:
+        raise NotImplementedError
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return (self.requirement,)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from otel_tokens._internal.runtime import runtime_for
+
+        recorder = kwargs.get("recorder") or runtime_for(
+            tracer_provider=kwargs.get("tracer_provider"), meter_provider=kwargs.get("meter_provider")
+        ).recorder
+        self._switch = Switch()
+        self._switch.on = True
+        self._applied: list = []
+        self._lock = threading.Lock()
+        switch = self._switch
+
+        def apply(_module: Any = None) -> None:
+            with self._lock:
+                if switch.on and not self._applied:
+                    self._prepare(recorder)
+                    self._applied = apply_patches(self.patches(), recorder, switch)
+
+        if self.package in sys.modules:
+            apply()
+        else:
+            wrapt.register_post_import_hook(apply, self.package)
+
+    def _prepare(self, recorder: Any) -> None:
+        """Hook for SDK-specific set-up done once the SDK is imported."""
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        switch = getattr(self, "_switch", None)
+        if switch is None:
+            return
+        with self._lock:
+            switch.on = False
+            remove_patches(self._applied)
+            self._applied = []

@@ -1,0 +1,58 @@
+"""OpenAI instrumentor: ``OpenAIInstrumentor().instrument()``.
+
+Covers chat completions (``create`` with and without ``stream=True``, ``parse``, the ``stream()``
+helper), responses (``create``, ``parse``, ``stream()``), embeddings and legacy completions, sync and
+async, and ``with_raw_response``. Works with openai 1.x/2.x (httpx) and 3.x (httpx2), and with every
+OpenAI-compatible endpoint (the provider is detected from the client's class and base URL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from otel_tokens._internal.engine import Patch
+from otel_tokens._internal.providers import openai as adapter
+from otel_tokens.instrumentation._base import SDKInstrumentor
+
+_CHAT = "openai.resources.chat.completions.completions"
+_CHAT_LEGACY = "openai.resources.chat.completions"  # openai 1.x before the package split
+_RESPONSES = "openai.resources.responses.responses"
+_EMBEDDINGS = "openai.resources.embeddings"
+_COMPLETIONS = "openai.resources.completions"
+
+
+def _patches() -> list[Patch]:
+    chat, responses = adapter.ChatCompletions(), adapter.Responses()
+    embeddings, completions = adapter.Embeddings(), adapter.Completions()
+    raw = adapter.helper_raw_stream
+    table = []
+    for module in (_CHAT, _CHAT_LEGACY):
+        table += [
+            Patch(module, "Completions.create", chat, "sync"),
+            Patch(module, "AsyncCompletions.create", chat, "async"),
+            Patch(module, "Completions.parse", chat, "sync"),
+            Patch(module, "AsyncCompletions.parse", chat, "async"),
+            Patch(module, "Completions.stream", raw, "sync_manager"),
+            Patch(module, "AsyncCompletions.stream", raw, "sync_manager"),
+        ]
+    table += [
+        Patch(_RESPONSES, "Responses.create", responses, "sync"),
+        Patch(_RESPONSES, "AsyncResponses.create", responses, "async"),
+        Patch(_RESPONSES, "Responses.parse", responses, "sync"),
+        Patch(_RESPONSES, "AsyncResponses.parse", responses, "async"),
+        Patch(_RESPONSES, "Responses.stream", raw, "sync_manager"),
+        Patch(_RESPONSES, "AsyncResponses.stream", raw, "sync_manager"),
+        Patch(_EMBEDDINGS, "Embeddings.create", embeddings, "sync"),
+        Patch(_EMBEDDINGS, "AsyncEmbeddings.create", embeddings, "async"),
+        Patch(_COMPLETIONS, "Completions.create", completions, "sync"),
+        Patch(_COMPLETIONS, "AsyncCompletions.create", completions, "async"),
+    ]
+    return table
+
+
+class OpenAIInstrumentor(SDKInstrumentor):
+    package = "openai"
+    requirement = "openai >= 1.40"
+
+    def patches(self) -> Sequence[Patch]:
+        return _patches()
