@@ -236,11 +236,16 @@ def test_missing_cache_prices_fall_back_to_input_rate(noon_book: PriceBook) -> N
     assert rates.cache_read == rates.input == rates.cache_write
 
 
-def test_bad_counts_never_raise(noon_book: PriceBook) -> None:
+def test_bad_counts_never_raise(noon_book: PriceBook, monkeypatch: pytest.MonkeyPatch) -> None:
     # Cache counts above input: uncached input is billed as zero (genai-prices would raise).
     usage = Usage(input_tokens=100, cache_read_tokens=300, output_tokens=0)
     assert noon_book.cost("openai", "gpt-4o", usage) == pytest.approx(300 * 1.25e-6, abs=1e-15)
-    assert noon_book.cost("openai", "gpt-4o", Usage(input_tokens=None)) is None  # type: ignore[arg-type]
+    broken = Usage(input_tokens=None)  # type: ignore[arg-type]
+    monkeypatch.setenv("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "1")
+    with pytest.raises(TypeError):
+        noon_book.cost("openai", "gpt-4o", broken)
+    monkeypatch.setenv("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "0")
+    assert noon_book.cost("openai", "gpt-4o", broken) is None
 
 
 def test_free_models_cost_zero(noon_book: PriceBook) -> None:

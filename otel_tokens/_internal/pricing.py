@@ -64,6 +64,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from otel_tokens._internal.records import Usage
+from otel_tokens._internal.safety import log_internal_error, raise_internal_errors
 
 if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot
@@ -452,8 +453,10 @@ class PriceBook:
         try:
             rates = self.rates(provider, model)
             return None if rates is None else rates.cost(usage)
-        except Exception:  # a pricing bug must not reach the caller
-            logger.debug("cannot price %s/%s for %r", provider, model, usage, exc_info=True)
+        except Exception:
+            log_internal_error(f"pricing {provider}/{model}")
+            if raise_internal_errors():
+                raise
             return None
 
     def rates(self, provider: str | None, model: str | None) -> Rates | None:
