@@ -13,6 +13,7 @@ Or, with no code change: ``import otel_tokens.auto``, or ``opentelemetry-instrum
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import threading
 from typing import Any
@@ -43,11 +44,15 @@ __all__ = [
 _lock = threading.Lock()
 
 
-def _instrumentors() -> list[Any]:
-    from otel_tokens.instrumentation.anthropic import AnthropicInstrumentor
-    from otel_tokens.instrumentation.openai import OpenAIInstrumentor
+# (module, class) of every instrumentor; importing them never imports the SDK itself.
+_INSTRUMENTORS = (
+    ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
+    ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
+)
 
-    return [OpenAIInstrumentor(), AnthropicInstrumentor()]
+
+def _instrumentors() -> list[Any]:
+    return [getattr(importlib.import_module(module), name)() for module, name in _INSTRUMENTORS]
 
 
 def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settings: Any) -> None:

@@ -137,7 +137,10 @@ class agent(_Scope):  # noqa: N801 - reads as a verb at the call site, like cont
         super().__init__("agent", name)
 
     def _start_span(self) -> Any:
-        tracer = trace.get_tracer(semconv.SCOPE_NAME)
+        from otel_tokens._internal.runtime import current_runtime
+
+        runtime = current_runtime()
+        tracer = runtime.tracer if runtime is not None else trace.get_tracer(semconv.SCOPE_NAME)
         return tracer.start_span(
             f"{semconv.OP_INVOKE_AGENT} {self._value}",
             kind=trace.SpanKind.INTERNAL,

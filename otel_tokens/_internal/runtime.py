@@ -62,6 +62,7 @@ class Runtime:
             sinks.append(self.usage_log.write)
 
         tracer = trace.get_tracer(semconv.SCOPE_NAME, __version__, tracer_provider=tracer_provider)
+        self.tracer = tracer
         meter = metrics.get_meter(semconv.SCOPE_NAME, __version__, meter_provider=meter_provider)
         self.budgets.register_metrics(meter)
         self.ledger.attach(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())

@@ -1,0 +1,11 @@
+"""``import otel_tokens.auto``: instrument every supported LLM SDK, with no other code change.
+
+Uses the application's tracer and meter providers if it set them before this import; otherwise builds
+them from the standard ``OTEL_*`` variables (see the README), exporting only when asked to.
+"""
+
+from otel_tokens import instrument as _instrument
+from otel_tokens._internal.setup import configure_providers as _configure_providers
+
+_tracer_provider, _meter_provider = _configure_providers()
+_instrument(tracer_provider=_tracer_provider, meter_provider=_meter_provider)

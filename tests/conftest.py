@@ -1,0 +1,87 @@
+"""Shared fixtures: a real TracerProvider and MeterProvider per test, and the real runtime."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+# Our internal errors fail tests instead of being logged (users never see them either way).
+os.environ.setdefault("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "1")
+
+
+@dataclass
+class Telemetry:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+
+    def spans(self, name_prefix: str | None = None) -> list[ReadableSpan]:
+        spans = list(self.exporter.get_finished_spans())
+        if name_prefix is not None:
+            spans = [s for s in spans if s.name.startswith(name_prefix)]
+        return spans
+
+    def llm_spans(self) -> list[ReadableSpan]:
+        return [
+            s for s in self.exporter.get_finished_spans()
+            if s.instrumentation_scope.name == "otel_tokens" and not s.name.startswith("invoke_agent")
+        ]
+
+    def points(self, metric_name: str) -> list[tuple[dict[str, Any], Any]]:
+        """(attributes, point) for every data point of one metric of scope otel_tokens."""
+        data = self.reader.get_metrics_data()
+        found = []
+        if data is None:
+            return found
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                if scope_metrics.scope.name != "otel_tokens":
+                    continue
+                for metric in scope_metrics.metrics:
+                    if metric.name == metric_name:
+                        found += [(dict(p.attributes), p) for p in metric.data.data_points]
+        return found
+
+    def sum_of(self, metric_name: str, **match: Any) -> float:
+        """Sum of counter values, or of histogram sums, over points whose attributes match."""
+        total = 0.0
+        for attributes, point in self.points(metric_name):
+            if all(attributes.get(k.replace("__", ".")) == v for k, v in match.items()):
+                total += getattr(point, "sum", None) if hasattr(point, "bucket_counts") else point.value
+        return total
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield Telemetry(tracer_provider, meter_provider, exporter, reader)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+@pytest.fixture
+def instrumented(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """otel_tokens.instrument() on this test's providers; yields the runtime; uninstruments after."""
+    import otel_tokens
+    from otel_tokens._internal.runtime import current_runtime
+
+    for name in list(os.environ):
+        if name.startswith("OTEL_TOKENS_") and name != "OTEL_TOKENS_RAISE_INTERNAL_ERRORS":
+            monkeypatch.delenv(name)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    yield current_runtime()
+    otel_tokens.uninstrument()

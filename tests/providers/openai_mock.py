@@ -1,0 +1,119 @@
+"""Serve recorded OpenAI responses through the SDK's own HTTP stack (httpx2 for openai 3.x, httpx before).
+
+Chat streams are served as OpenAI's server does: the usage-only chunk (and the ``usage`` key) only when
+the request asked for ``stream_options.include_usage``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import openai
+
+RECORDINGS = Path(__file__).parent / "recordings" / "openai"
+
+if hasattr(openai, "DefaultHttpx2Client"):  # openai 3.x
+    import httpx2 as http
+
+    SyncHttpClient, AsyncHttpClient = openai.DefaultHttpx2Client, openai.DefaultAsyncHttpx2Client
+else:  # openai 1.x / 2.x
+    import httpx as http
+
+    SyncHttpClient, AsyncHttpClient = openai.DefaultHttpxClient, openai.DefaultAsyncHttpxClient
+
+DEFAULT_REPLIES = {
+    "/chat/completions": "chat_completion.json",
+    "/responses": "response.json",
+    "/embeddings": "embeddings.json",
+    "/completions": "completion.json",
+}
+STREAM_REPLIES = {
+    "/chat/completions": "chat_stream.sse",
+    "/responses": "response_stream.sse",
+    "/completions": "completion_stream.sse",
+}
+
+
+def load(name: str) -> Any:
+    return json.loads((RECORDINGS / name).read_text())
+
+
+def sse_events(name: str) -> list[dict]:
+    text = (RECORDINGS / name).read_text()
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+
+
+class OpenAIMock:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict, dict]] = []
+        self._queue: deque[tuple[str, int]] = deque()
+
+    def reply(self, recording: str, status: int = 200) -> OpenAIMock:
+        """Answer the next request with this recording (queued; otherwise defaults by path)."""
+        self._queue.append((recording, status))
+        return self
+
+    def handler(self, request: Any) -> Any:
+        body = json.loads(request.content) if request.content else {}
+        path = request.url.path
+        self.requests.append((path, body, dict(request.headers)))
+        # Longest suffix first: Azure puts deployments in the path, and /chat/completions ends in /completions.
+        path = next(p for p in sorted(DEFAULT_REPLIES, key=len, reverse=True) if request.url.path.endswith(p))
+        if self._queue:
+            name, status = self._queue.popleft()
+        elif body.get("stream"):
+            name, status = STREAM_REPLIES[path], 200
+        else:
+            name, status = DEFAULT_REPLIES[path], 200
+        content = (RECORDINGS / name).read_bytes()
+        if name.endswith(".sse"):
+            if path in ("/chat/completions", "/completions"):
+                content = _chat_sse(content, body)
+            return http.Response(status, content=content, headers={"content-type": "text/event-stream"})
+        return http.Response(status, content=content, headers={"content-type": "application/json"})
+
+    def client(self, base_url: str = "https://api.openai.com/v1", cls: Any = None, **kwargs: Any) -> Any:
+        cls = cls or openai.OpenAI
+        return cls(
+            api_key="sk-test-SECRET-key-123",
+            base_url=base_url,
+            http_client=SyncHttpClient(transport=http.MockTransport(self.handler)),
+            max_retries=0,
+            **kwargs,
+        )
+
+    def async_client(self, base_url: str = "https://api.openai.com/v1", **kwargs: Any) -> Any:
+        async_handler = self.handler
+
+        async def handle(request: Any) -> Any:
+            await request.aread()
+            return async_handler(request)
+
+        return openai.AsyncOpenAI(
+            api_key="sk-test-SECRET-key-123",
+            base_url=base_url,
+            http_client=AsyncHttpClient(transport=http.MockTransport(handle)),
+            max_retries=0,
+            **kwargs,
+        )
+
+
+def _chat_sse(content: bytes, body: dict) -> bytes:
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if include_usage:
+        return content
+    out = []
+    for block in content.decode().split("\n\n"):
+        if not block.startswith("data: {"):
+            if block:
+                out.append(block)
+            continue
+        chunk = json.loads(block[6:])
+        if not chunk["choices"] and chunk.get("usage"):
+            continue
+        chunk.pop("usage", None)
+        out.append("data: " + json.dumps(chunk, separators=(",", ":")))
+    return ("\n\n".join(out) + "\n\n").encode()

@@ -1,0 +1,582 @@
+"""OpenAI: the real SDK over its own HTTP stack, answered with recorded responses."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+
+import genai_prices
+import openai
+import pydantic
+import pytest
+from opentelemetry.trace import SpanKind
+
+import otel_tokens
+from otel_tokens import semconv
+from otel_tokens._internal.records import Usage
+from tests.providers.openai_mock import OpenAIMock, load, sse_events
+
+A = semconv
+
+
+def reference_cost(model: str, usage: Usage, provider_id: str = "openai") -> float:
+    """The price database's own answer (slow path), to compare our fast path against."""
+    calc = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=usage.input_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            output_tokens=usage.output_tokens,
+        ),
+        model,
+        provider_id=provider_id,
+    )
+    return float(calc.total_price)
+
+
+@pytest.fixture
+def mock() -> OpenAIMock:
+    return OpenAIMock()
+
+
+def only_span(telemetry):
+    spans = telemetry.llm_spans()
+    assert len(spans) == 1, [s.name for s in spans]
+    return spans[0]
+
+
+def assert_usage(span, input, output, cache_read=0, cache_write=0, reasoning=0):
+    attrs = span.attributes
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == input
+    assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == output
+    assert attrs.get(A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, 0) == cache_read
+    assert attrs.get(A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, 0) == cache_write
+    assert attrs.get(A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, 0) == reasoning
+
+
+# -- chat completions --------------------------------------------------------------------------------
+def test_chat_create_records_exact_tokens_cost_and_metrics(instrumented, telemetry, mock):
+    client = mock.client()
+    response = client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Capital of France?"}], max_tokens=100, temperature=0.2
+    )
+
+    assert type(response) is openai.types.chat.ChatCompletion
+    assert response.choices[0].message.content == "The capital of France is Paris."
+    span = only_span(telemetry)
+    assert span.name == "chat gpt-4o"
+    assert span.kind is SpanKind.CLIENT
+    attrs = span.attributes
+    assert attrs[A.GEN_AI_PROVIDER_NAME] == "openai"
+    assert attrs[A.GEN_AI_OPERATION_NAME] == "chat"
+    assert attrs[A.GEN_AI_REQUEST_MODEL] == "gpt-4o"
+    assert attrs[A.GEN_AI_REQUEST_MAX_TOKENS] == 100
+    assert attrs[A.GEN_AI_REQUEST_TEMPERATURE] == 0.2
+    assert attrs[A.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+    assert attrs[A.GEN_AI_RESPONSE_ID] == "chatcmpl-AXq9bKxT4YhQ1vN2c3d4e5f6g7h8"
+    assert attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert attrs[A.SERVER_ADDRESS] == "api.openai.com"
+    assert attrs[A.SERVER_PORT] == 443
+    assert_usage(span, input=1250, output=42, cache_read=1024)
+    assert A.OTEL_TOKENS_USAGE_ESTIMATED not in attrs
+
+    usage = Usage(input_tokens=1250, output_tokens=42, cache_read_tokens=1024)
+    expected = reference_cost("gpt-4o-2024-08-06", usage)
+    assert expected > 0
+    assert attrs[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(expected, abs=1e-9)
+    assert attrs[A.GEN_AI_USAGE_COST_CURRENCY] == "USD"
+    assert attrs[A.GEN_AI_USAGE_COST_SOURCE] == "local"
+
+    assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__token__type="input") == 1250
+    assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__token__type="output") == 42
+    assert telemetry.sum_of(A.METRIC_TOKEN_COUNT, gen_ai__token__type="cache_read") == 1024
+    assert telemetry.sum_of(A.METRIC_OPERATION_COST) == pytest.approx(expected, abs=1e-9)
+    (attributes, point), = telemetry.points(A.METRIC_OPERATION_DURATION)
+    assert point.count == 1
+    assert attributes == {
+        A.GEN_AI_OPERATION_NAME: "chat",
+        A.GEN_AI_PROVIDER_NAME: "openai",
+        A.GEN_AI_REQUEST_MODEL: "gpt-4o",
+        A.GEN_AI_RESPONSE_MODEL: "gpt-4o-2024-08-06",
+        A.SERVER_ADDRESS: "api.openai.com",
+        A.SERVER_PORT: 443,
+    }
+
+
+def test_reasoning_and_cache_tokens(instrumented, telemetry, mock):
+    mock.reply("chat_reasoning.json")
+    mock.client().chat.completions.create(
+        model="o4-mini", messages=[{"role": "user", "content": "think"}], reasoning_effort="high"
+    )
+    span = only_span(telemetry)
+    assert_usage(span, input=3120, output=1340, cache_read=2048, reasoning=1216)
+    assert span.attributes[A.GEN_AI_REQUEST_REASONING_LEVEL] == "high"
+    usage = Usage(input_tokens=3120, output_tokens=1340, cache_read_tokens=2048, reasoning_tokens=1216)
+    assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(
+        reference_cost("o4-mini-2025-04-16", usage), abs=1e-9
+    )
+    assert telemetry.sum_of(A.METRIC_TOKEN_COUNT, gen_ai__token__type="reasoning") == 1216
+
+
+def test_tool_call_response(instrumented, telemetry, mock):
+    mock.reply("chat_tool_call.json")
+    response = mock.client().chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    )
+    assert response.choices[0].message.tool_calls[0].function.name == "get_weather"
+    span = only_span(telemetry)
+    assert span.attributes[A.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)
+    assert_usage(span, input=82, output=17)
+
+
+async def test_async_chat_create(instrumented, telemetry, mock):
+    client = mock.async_client()
+    response = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert type(response) is openai.types.chat.ChatCompletion
+    assert_usage(only_span(telemetry), input=1250, output=42, cache_read=1024)
+
+
+def test_parse_structured_output(instrumented, telemetry, mock):
+    class City(pydantic.BaseModel):
+        city: str
+        country: str
+
+    mock.reply("chat_parse.json")
+    parsed = mock.client().chat.completions.parse(
+        model="gpt-4o", messages=[{"role": "user", "content": "Where?"}], response_format=City
+    )
+    assert parsed.choices[0].message.parsed == City(city="Paris", country="France")
+    span = only_span(telemetry)
+    assert span.attributes[A.GEN_AI_OUTPUT_TYPE] == "json"
+    assert_usage(span, input=96, output=12)
+
+
+# -- streams -----------------------------------------------------------------------------------------
+def _stream_contents(chunks):
+    return [c.choices[0].delta.content if c.choices else None for c in chunks]
+
+
+def test_stream_gets_exact_usage_and_hides_the_usage_chunk(instrumented, telemetry, mock):
+    client = mock.client()
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "stream please"}], stream=True
+    )
+    assert isinstance(stream, openai.Stream)
+    chunks = list(stream)
+
+    # The caller sees what an uninstrumented call sees: no usage-only chunk, no usage.
+    otel_tokens.uninstrument()
+    plain = list(mock.client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "stream please"}], stream=True
+    ))
+    assert len(chunks) == len(plain) == 9
+    assert [type(c) for c in chunks] == [type(c) for c in plain]
+    assert _stream_contents(chunks) == _stream_contents(plain)
+    assert all(c.usage is None for c in chunks)
+
+    # We asked the server for usage.
+    assert mock.requests[0][1]["stream_options"] == {"include_usage": True}
+    assert "stream_options" not in mock.requests[1][1]
+
+    span = only_span(telemetry)
+    assert span.attributes[A.GEN_AI_REQUEST_STREAM] is True
+    assert_usage(span, input=2100, output=8, cache_read=1920)
+    assert span.attributes[A.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in span.attributes
+    (_, ttfc), = telemetry.points(A.METRIC_TIME_TO_FIRST_CHUNK)
+    assert ttfc.count == 1
+
+
+def test_stream_with_caller_usage_keeps_the_usage_chunk(instrumented, telemetry, mock):
+    chunks = list(mock.client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True,
+        stream_options={"include_usage": True},
+    ))
+    assert len(chunks) == 10
+    assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == 2100
+    assert_usage(only_span(telemetry), input=2100, output=8, cache_read=1920)
+
+
+def test_stream_as_context_manager(instrumented, telemetry, mock):
+    with mock.client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True
+    ) as stream:
+        assert isinstance(stream, openai.Stream)
+        texts = [c.choices[0].delta.content for c in stream if c.choices]
+    assert "".join(t for t in texts if t) == "Streams are read chunk by chunk."
+    assert len(telemetry.llm_spans()) == 1
+
+
+def test_stream_abandoned_early_finishes_once_with_an_estimate(instrumented, telemetry, mock):
+    stream = mock.client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "count to ten"}], stream=True
+    )
+    for index, _chunk in enumerate(stream):
+        if index == 2:
+            break
+    assert telemetry.llm_spans() == []  # still open: the caller may go on reading
+    del stream, _chunk
+    gc.collect()
+    span = only_span(telemetry)
+    attrs = span.attributes
+    # Usage never arrived: tiktoken counted, and says so.
+    assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 2  # "" + "Streams" + " are"
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 3  # "count to ten"
+
+
+def test_stream_usage_injection_can_be_turned_off(telemetry, mock, monkeypatch):
+    monkeypatch.setenv("OTEL_TOKENS_STREAM_USAGE", "false")
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        chunks = list(mock.client().chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "stream please"}], stream=True
+        ))
+    finally:
+        otel_tokens.uninstrument()
+    assert len(chunks) == 9
+    assert "stream_options" not in mock.requests[0][1]
+    attrs = only_span(telemetry).attributes
+    assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 7  # "Streams are read chunk by chunk."
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 2
+
+
+async def test_async_stream(instrumented, telemetry, mock):
+    stream = await mock.async_client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    assert isinstance(stream, openai.AsyncStream)
+    chunks = [c async for c in stream]
+    assert len(chunks) == 9
+    assert_usage(only_span(telemetry), input=2100, output=8, cache_read=1920)
+
+
+def test_stream_helper_reads_to_the_end(instrumented, telemetry, mock):
+    with mock.client().chat.completions.stream(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.content == "Streams are read chunk by chunk."
+    assert final.usage is None  # as uninstrumented: the caller did not ask for usage
+    assert_usage(only_span(telemetry), input=2100, output=8, cache_read=1920)
+
+
+def test_stream_helper_early_break_finishes_on_exit(instrumented, telemetry, mock):
+    with mock.client().chat.completions.stream(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        for event in stream:
+            if event.type == "content.delta":
+                break
+        assert telemetry.llm_spans() == []
+    # Leaving the helper's context closed the response; the call is finished, once.
+    span = only_span(telemetry)
+    assert span.attributes[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    del stream
+    gc.collect()
+    assert len(telemetry.llm_spans()) == 1
+
+
+async def test_async_stream_helper(instrumented, telemetry, mock):
+    async with mock.async_client().chat.completions.stream(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        final = await stream.get_final_completion()
+    assert final.choices[0].message.content == "Streams are read chunk by chunk."
+    assert_usage(only_span(telemetry), input=2100, output=8, cache_read=1920)
+
+
+# -- responses ---------------------------------------------------------------------------------------
+def test_responses_create(instrumented, telemetry, mock):
+    response = mock.client().responses.create(
+        model="o4-mini", input="What is six times seven?", reasoning={"effort": "medium"}, max_output_tokens=2000
+    )
+    assert type(response) is openai.types.responses.Response
+    assert response.output_text == "The answer is 42."
+    span = only_span(telemetry)
+    assert span.name == "chat o4-mini"
+    assert_usage(span, input=2000, output=900, cache_read=1536, reasoning=768)
+    assert span.attributes[A.GEN_AI_REQUEST_MAX_TOKENS] == 2000
+    assert span.attributes[A.GEN_AI_RESPONSE_ID] == "resp_68a1b2c3d4e5f6a7b8c9d0e1"
+    usage = Usage(input_tokens=2000, output_tokens=900, cache_read_tokens=1536, reasoning_tokens=768)
+    assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(
+        reference_cost("o4-mini-2025-04-16", usage), abs=1e-9
+    )
+
+
+def test_responses_stream(instrumented, telemetry, mock):
+    events = list(mock.client().responses.create(model="o4-mini", input="six times seven", stream=True))
+    assert [e.type for e in events] == [e["type"] for e in sse_events("response_stream.sse")]
+    assert_usage(only_span(telemetry), input=2000, output=900, cache_read=1536, reasoning=768)
+
+
+def test_responses_stream_helper(instrumented, telemetry, mock):
+    with mock.client().responses.stream(model="o4-mini", input="six times seven") as stream:
+        final = stream.get_final_response()
+    assert final.output_text == "The answer is 42."
+    assert_usage(only_span(telemetry), input=2000, output=900, cache_read=1536, reasoning=768)
+
+
+async def test_async_responses_create(instrumented, telemetry, mock):
+    response = await mock.async_client().responses.create(model="o4-mini", input="six times seven")
+    assert response.usage.output_tokens == 900
+    assert_usage(only_span(telemetry), input=2000, output=900, cache_read=1536, reasoning=768)
+
+
+# -- embeddings, legacy completions, raw responses ---------------------------------------------------
+def test_embeddings(instrumented, telemetry, mock):
+    result = mock.client().embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    assert len(result.data) == 2
+    span = only_span(telemetry)
+    assert span.name == "embeddings text-embedding-3-small"
+    assert span.attributes[A.GEN_AI_OPERATION_NAME] == "embeddings"
+    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 17
+    assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(
+        reference_cost("text-embedding-3-small", Usage(input_tokens=17)), abs=1e-12
+    )
+
+
+def test_legacy_completions_and_stream(instrumented, telemetry, mock):
+    completion = mock.client().completions.create(model="gpt-3.5-turbo-instruct", prompt="Say this is a test")
+    assert completion.choices[0].text.endswith("a test.")
+    chunks = list(mock.client().completions.create(model="gpt-3.5-turbo-instruct", prompt="Once", stream=True))
+    assert len(chunks) == 6
+    first, second = sorted(telemetry.llm_spans(), key=lambda s: s.start_time)
+    assert first.attributes[A.GEN_AI_OPERATION_NAME] == "text_completion"
+    assert_usage(first, input=5, output=7)
+    assert_usage(second, input=4, output=5)
+
+
+def test_with_raw_response(instrumented, telemetry, mock):
+    raw = mock.client().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+    )
+    assert raw.headers["content-type"] == "application/json"
+    completion = raw.parse()
+    assert type(completion) is openai.types.chat.ChatCompletion
+    assert_usage(only_span(telemetry), input=1250, output=42, cache_read=1024)
+
+
+def test_with_streaming_response_counts_the_call_without_reading_the_body(instrumented, telemetry, mock):
+    with mock.client().chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+    ) as response:
+        assert response.parse().usage.prompt_tokens == 1250
+    span = only_span(telemetry)
+    assert A.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
+
+
+# -- errors --------------------------------------------------------------------------------------------
+def test_sdk_error_passes_through_unchanged(instrumented, telemetry, mock):
+    mock.reply("error_429.json", status=429)
+    with pytest.raises(openai.RateLimitError) as raised:
+        mock.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert raised.value.status_code == 429
+    assert raised.value.body == load("error_429.json")["error"]
+    span = only_span(telemetry)
+    assert span.attributes[A.ERROR_TYPE] == "RateLimitError"
+    assert span.status.status_code.name == "ERROR"
+    (attributes, point), = telemetry.points(A.METRIC_OPERATION_DURATION)
+    assert attributes[A.ERROR_TYPE] == "RateLimitError"
+    assert telemetry.points(A.METRIC_TOKEN_USAGE) == []
+
+
+async def test_async_sdk_error_passes_through(instrumented, telemetry, mock):
+    mock.reply("error_429.json", status=429)
+    with pytest.raises(openai.RateLimitError):
+        await mock.async_client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert only_span(telemetry).attributes[A.ERROR_TYPE] == "RateLimitError"
+
+
+# -- providers and cost sources ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("base_url", "provider", "address"),
+    [
+        ("https://api.deepseek.com/v1", "deepseek", "api.deepseek.com"),
+        ("https://api.groq.com/openai/v1", "groq", "api.groq.com"),
+        ("https://api.x.ai/v1", "x_ai", "api.x.ai"),
+        ("https://api.together.xyz/v1", "together_ai", "api.together.xyz"),
+        ("https://generativelanguage.googleapis.com/v1beta/openai/", "gcp.gemini", "generativelanguage.googleapis.com"),
+        ("http://localhost:11434/v1", "ollama", "localhost"),
+        ("https://llm.internal.example:8443/v1", "openai", "llm.internal.example"),
+    ],
+)
+def test_provider_detected_from_base_url(instrumented, telemetry, mock, base_url, provider, address):
+    mock.client(base_url=base_url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    attrs = only_span(telemetry).attributes
+    assert attrs[A.GEN_AI_PROVIDER_NAME] == provider
+    assert attrs[A.SERVER_ADDRESS] == address
+
+
+def test_azure_client_is_azure(instrumented, telemetry, mock):
+    from tests.providers.openai_mock import SyncHttpClient, http
+
+    client = openai.AzureOpenAI(
+        api_key="sk-test-SECRET-key-123",
+        api_version="2024-10-21",
+        azure_endpoint="https://contoso.openai.azure.com",
+        http_client=SyncHttpClient(transport=http.MockTransport(mock.handler)),
+        max_retries=0,
+    )
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    attrs = only_span(telemetry).attributes
+    assert attrs[A.GEN_AI_PROVIDER_NAME] == "azure.ai.openai"
+    assert attrs[A.SERVER_ADDRESS] == "contoso.openai.azure.com"
+    assert mock.requests[0][0].endswith("/deployments/gpt-4o/chat/completions")
+
+
+def test_openrouter_reported_cost_is_used_as_is(instrumented, telemetry, mock):
+    mock.reply("chat_openrouter.json")
+    mock.client(base_url="https://openrouter.ai/api/v1").chat.completions.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Say hello in French"}]
+    )
+    attrs = only_span(telemetry).attributes
+    assert attrs[A.GEN_AI_PROVIDER_NAME] == "openrouter"
+    assert attrs[A.GEN_AI_USAGE_COST_AMOUNT] == 0.0000045
+    assert attrs[A.GEN_AI_USAGE_COST_SOURCE] == "provider"
+    assert telemetry.sum_of(A.METRIC_OPERATION_COST) == pytest.approx(0.0000045, abs=1e-15)
+
+
+def test_unknown_model_has_no_cost_is_counted_and_warns_once(instrumented, telemetry, mock, caplog):
+    caplog.set_level(logging.WARNING, logger="otel_tokens")
+    client = mock.client(base_url="https://llm.internal.example/v1")
+    for _ in range(3):
+        mock.reply("chat_unknown_model.json")
+        client.chat.completions.create(model="acme-llm-7b", messages=[{"role": "user", "content": "x"}])
+    spans = telemetry.llm_spans()
+    assert len(spans) == 3
+    for span in spans:
+        assert A.GEN_AI_USAGE_COST_AMOUNT not in span.attributes  # unknown, never $0
+        assert span.attributes[A.OTEL_TOKENS_PRICE_UNKNOWN] is True
+        assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 1250
+    assert telemetry.sum_of(A.METRIC_UNPRICED_CALLS, gen_ai__request__model="acme-llm-7b") == 3
+    assert telemetry.points(A.METRIC_OPERATION_COST) == []
+    warnings = [r for r in caplog.records if "no price known" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "acme-llm-7b" in warnings[0].getMessage()
+
+
+# -- agents ----------------------------------------------------------------------------------------------
+def test_agent_attribution_on_span_and_metrics(instrumented, telemetry, mock):
+    client = mock.client()
+    with otel_tokens.agent("researcher"):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        with otel_tokens.agent("critic"):
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "y"}])
+    researcher_call, critic_call = sorted(telemetry.llm_spans(), key=lambda s: s.start_time)
+    assert researcher_call.attributes[A.GEN_AI_AGENT_NAME] == "researcher"
+    assert critic_call.attributes[A.GEN_AI_AGENT_NAME] == "critic"
+    agent_spans = {s.name: s for s in telemetry.spans("invoke_agent")}
+    assert set(agent_spans) == {"invoke_agent researcher", "invoke_agent critic"}
+    assert agent_spans["invoke_agent researcher"].kind is SpanKind.INTERNAL
+    assert researcher_call.parent.span_id == agent_spans["invoke_agent researcher"].context.span_id
+    assert critic_call.parent.span_id == agent_spans["invoke_agent critic"].context.span_id
+    assert agent_spans["invoke_agent researcher"].attributes[A.GEN_AI_OPERATION_NAME] == "invoke_agent"
+    assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__agent__name="researcher", gen_ai__token__type="input") == 1250
+    assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__agent__name="critic", gen_ai__token__type="input") == 1250
+    # agent spans carry no usage, so nothing is counted twice
+    for span in agent_spans.values():
+        assert A.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
+
+
+async def test_agent_decorator_on_coroutines_and_async_generators_in_tasks(instrumented, telemetry, mock):
+    client = mock.async_client()
+
+    @otel_tokens.agent("planner")
+    async def plan():
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "p"}])
+
+    @otel_tokens.agent("writer")
+    async def write():
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "w"}])
+        yield "done"
+
+    async def drain():
+        return [item async for item in write()]
+
+    await asyncio.gather(plan(), drain(), plan())
+    agents = sorted(s.attributes[A.GEN_AI_AGENT_NAME] for s in telemetry.llm_spans())
+    assert agents == ["planner", "planner", "writer"]
+
+
+def test_agent_in_threads_with_copied_context(instrumented, telemetry, mock):
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = mock.client()
+
+    def call():
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+
+    with otel_tokens.agent("crawler"), ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, call) for _ in range(4)]
+        for future in futures:
+            future.result()
+    assert [s.attributes[A.GEN_AI_AGENT_NAME] for s in telemetry.llm_spans()] == ["crawler"] * 4
+
+
+def test_framework_agent_span_attributes_calls(instrumented, telemetry, mock):
+    tracer = telemetry.tracer_provider.get_tracer("some.agent.framework")
+    with tracer.start_as_current_span("invoke_agent summarizer", attributes={A.GEN_AI_AGENT_NAME: "summarizer"}):
+        mock.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert only_span(telemetry).attributes[A.GEN_AI_AGENT_NAME] == "summarizer"
+
+
+def test_decorated_function_and_generator(instrumented, telemetry, mock):
+    client = mock.client()
+
+    @otel_tokens.agent("sync-agent")
+    def run():
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        return 7
+
+    @otel_tokens.agent("gen-agent")
+    def gen():
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        yield 1
+
+    assert run() == 7
+    assert list(gen()) == [1]
+    assert sorted(s.attributes[A.GEN_AI_AGENT_NAME] for s in telemetry.llm_spans()) == ["gen-agent", "sync-agent"]
+
+
+def test_agent_name_must_be_a_non_empty_string():
+    with pytest.raises(ValueError, match="non-empty string"):
+        otel_tokens.agent("")
+
+
+# -- privacy ---------------------------------------------------------------------------------------------
+def _all_attribute_text(telemetry) -> str:
+    parts = []
+    for span in telemetry.spans():
+        parts += [f"{k}={v}" for k, v in span.attributes.items()]
+        for event in span.events:
+            parts += [f"{k}={v}" for k, v in event.attributes.items()]
+    return "\n".join(parts)
+
+
+def test_no_content_and_no_api_key_by_default(instrumented, telemetry, mock):
+    mock.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "my secret prompt"}])
+    text = _all_attribute_text(telemetry)
+    assert "my secret prompt" not in text
+    assert "Paris" not in text
+    assert "sk-test-SECRET" not in text
+    assert A.GEN_AI_INPUT_MESSAGES not in only_span(telemetry).attributes
+
+
+@pytest.mark.parametrize("value", ["true", "SPAN_ONLY", "span_and_event"])
+def test_content_capture_opt_in(telemetry, mock, monkeypatch, value):
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", value)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        mock.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "my prompt"}])
+    finally:
+        otel_tokens.uninstrument()
+    attrs = only_span(telemetry).attributes
+    assert "my prompt" in attrs[A.GEN_AI_INPUT_MESSAGES]
+    assert "Paris" in attrs[A.GEN_AI_OUTPUT_MESSAGES]
+    assert "sk-test-SECRET" not in _all_attribute_text(telemetry)
