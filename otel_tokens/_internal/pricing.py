@@ -2,7 +2,7 @@
 
 genai-prices' own ``calc_price`` does Decimal arithmetic over a unit registry (about 70 µs a call). Here a
 (provider, model) pair is resolved to :class:`Rates` once per UTC day (misses too), and a call's cost is
-then a few float multiplications (about 1 µs, see ``benchmarks/pricing.py``).
+then a few float multiplications (about 0.5 µs a call, see ``benchmarks/pricing.py``).
 
 Only the snapshot bundled with genai-prices is read; ``UpdatePrices`` is never used, so pricing never
 touches the network and a given genai-prices version always gives the same numbers.
@@ -37,6 +37,12 @@ How genai-prices' price shapes are handled:
 * Every resolution is checked against genai-prices' own arithmetic on a few probe usages (both sides
   of every tier threshold); a model that does not match is unknown, with a DEBUG log line, rather than
   priced wrongly.
+
+Providers are ``gen_ai.provider.name`` values, mapped to genai-prices ids by :data:`PROVIDER_IDS`. A
+mapped provider only prices its own models (and genai-prices' fallbacks for it, e.g. Azure to OpenAI);
+an unmapped name is used if genai-prices has that exact id, else the provider is guessed from the model
+name, as ``calc_price(provider_id=None)`` does. :data:`LOCAL_PROVIDERS` (Ollama) are priced only by
+overrides. Model names match as genai-prices matches them, dated and versioned names included.
 
 Overrides (``set_price``, price files) win over the database. An override is found by exact model name
 (case-insensitive), for its provider or for any provider, then by genai-prices model entry: an override
@@ -423,8 +429,9 @@ class PriceBook:
     """Prices calls from genai-prices' bundled snapshot, with overrides that win.
 
     ``today`` pins the date used for historic prices; by default it is the current UTC date, and
-    resolutions are redone when the date changes. ``clock`` (seconds since the epoch) is for tests.
-    ``cost`` and ``rates`` never raise; ``set_price`` may be called from any thread at any time.
+    resolutions are redone when the date changes. Time-of-day prices follow ``clock`` (seconds since
+    the epoch; injectable for tests) either way. ``cost`` never raises; ``set_price`` may be called
+    from any thread at any time, and every call that starts after it returns sees the new price.
     """
 
     def __init__(
