@@ -1,0 +1,262 @@
+"""The usage log: exact line format, crash safety, concurrent writers, tolerant reading."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
+from otel_tokens._internal.usage_log import (
+    LINE_KEYS,
+    UsageLogWriter,
+    format_time,
+    parse_line,
+    parse_time,
+    read_usage_log,
+    record_to_line,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+END = 1_794_985_600.25  # 2026-11-18T07:06:40.250000Z
+
+
+def make_record(**overrides) -> CallRecord:
+    values = dict(
+        request=Request(provider="openai", operation="chat", model="gpt-4o-mini"),
+        result=Result(
+            usage=Usage(input_tokens=1215, output_tokens=45, cache_read_tokens=1152, reasoning_tokens=0),
+            response_model="gpt-4o-mini-2024-07-18",
+        ),
+        labels=Labels(agent="planner", workflow="triage", task="t-1", user="u-7"),
+        duration_s=0.4123456789,
+        end_time_unix=END,
+        time_to_first_chunk_s=0.12,
+        cost_usd=7.2e-05,
+        cost_source="local",
+    )
+    values.update(overrides)
+    return CallRecord(**values)
+
+
+def test_record_to_line_exact():
+    assert record_to_line(make_record()) == (
+        '{"time": "2026-11-18T07:06:40.250000Z", "provider": "openai", "model": "gpt-4o-mini-2024-07-18", '
+        '"request_model": "gpt-4o-mini", "agent": "planner", "workflow": "triage", "task": "t-1", '
+        '"user": "u-7", "operation": "chat", "input_tokens": 1215, "output_tokens": 45, '
+        '"cache_read_tokens": 1152, "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 7.2e-05, '
+        '"cost_source": "local", "estimated": false, "duration_s": 0.412346, "ttfc_s": 0.12, "error": null}'
+    )
+
+
+def test_line_keys_in_order():
+    assert list(json.loads(record_to_line(make_record()))) == list(LINE_KEYS)
+
+
+def test_error_call_without_usage_and_unpriced():
+    record = make_record(result=None, labels=Labels(), cost_usd=None, cost_source="local",
+                         time_to_first_chunk_s=None, error_type="RateLimitError")
+    line = json.loads(record_to_line(record))
+
+    assert line["model"] == "gpt-4o-mini"  # no response: the requested model
+    assert [line[k] for k in ("input_tokens", "output_tokens", "cache_read_tokens")] == [None, None, None]
+    assert (line["cost_usd"], line["cost_source"], line["error"], line["agent"]) == (None, None, "RateLimitError", None)
+    assert line["estimated"] is False
+
+
+def test_estimated_usage_and_unicode_stay_one_ascii_line():
+    record = make_record(labels=Labels(agent="résumé\nwriter"),
+                         result=Result(usage=Usage(input_tokens=3, output_tokens=4, estimated=True)))
+    text = record_to_line(record)
+    assert "\n" not in text and text.isascii()
+    assert json.loads(text)["agent"] == "résumé\nwriter"
+    assert json.loads(text)["estimated"] is True
+
+
+def test_missing_end_time_uses_now():
+    before = time.time()
+    line = parse_line(record_to_line(make_record(end_time_unix=0.0)))
+    assert before - 0.001 <= line["_unix_time"] <= time.time() + 0.001
+
+
+def test_time_round_trip():
+    assert format_time(END) == "2026-11-18T07:06:40.250000Z"
+    assert parse_time("2026-11-18T07:06:40.250000Z") == END
+    assert parse_time("2026-11-18T08:06:40.25+01:00") == END
+    assert parse_time("2026-11-18T07:06:40.25") == END  # no offset: UTC
+
+
+def test_writer_appends_and_reader_reads_back(tmp_path):
+    path = tmp_path / "usage.jsonl"
+    path.write_text(record_to_line(make_record(labels=Labels(agent="earlier"))) + "\n")
+    with UsageLogWriter(path) as writer:
+        writer.write(make_record())
+        writer.write(make_record(result=None, error_type="TimeoutError"))
+
+    lines, skipped = read_usage_log(path)
+    assert skipped == 0
+    assert [line["agent"] for line in lines] == ["earlier", "planner", "planner"]
+    assert lines[1]["input_tokens"] == 1215
+    assert lines[1]["_unix_time"] == END
+    assert lines[2]["error"] == "TimeoutError"
+    assert path.read_bytes().count(b"\n") == 3
+
+
+def test_bad_path_is_a_clear_value_error(tmp_path):
+    missing_dir = tmp_path / "no" / "such" / "dir" / "usage.jsonl"
+    with pytest.raises(ValueError, match=r"cannot open the usage log .*usage\.jsonl.*No such file or directory"):
+        UsageLogWriter(missing_dir)
+    with pytest.raises(ValueError, match="Is a directory"):
+        UsageLogWriter(tmp_path)
+
+
+def test_io_errors_are_logged_once_and_lines_dropped(tmp_path, caplog):
+    path = tmp_path / "usage.jsonl"
+    writer = UsageLogWriter(path)
+    read_only = os.open(path, os.O_RDONLY)
+    os.dup2(read_only, writer._fd)  # the descriptor turns unwritable under the writer (EBADF)
+    os.close(read_only)
+    with caplog.at_level(logging.WARNING, logger="otel_tokens"):
+        writer.write(make_record())
+        writer.write(make_record())
+    writer.close()
+
+    assert writer.dropped_lines == 2
+    assert len([r for r in caplog.records if "cannot write to the usage log" in r.getMessage()]) == 1
+    assert path.read_bytes() == b""
+
+
+def test_writes_after_close_are_dropped(tmp_path):
+    path = tmp_path / "usage.jsonl"
+    writer = UsageLogWriter(path)
+    writer.write(make_record())
+    writer.close()
+    writer.close()
+    assert writer.write_line("{}") is False
+    writer.write(make_record())
+    assert writer.closed
+    assert writer.dropped_lines == 2
+    lines, skipped = read_usage_log(path)
+    assert (len(lines), skipped) == (1, 0)
+
+
+def test_sixteen_threads_two_writers_no_interleaving(tmp_path):
+    path = tmp_path / "usage.jsonl"
+    writers = [UsageLogWriter(path), UsageLogWriter(path)]  # two opens, like two processes
+    per_thread = 200
+    start = threading.Barrier(16)
+
+    def work(thread: int) -> None:
+        writer = writers[thread % 2]
+        start.wait()
+        for i in range(per_thread):
+            # Long labels make lines bigger than a pipe buffer, so interleaving would show.
+            writer.write(make_record(labels=Labels(agent=f"t{thread}", task=f"{i}", user="x" * 5000)))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for writer in writers:
+        writer.close()
+
+    lines, skipped = read_usage_log(path)
+    assert skipped == 0
+    assert len(lines) == 16 * per_thread
+    assert sorted((line["agent"], int(line["task"])) for line in lines) == sorted(
+        (f"t{n}", i) for n in range(16) for i in range(per_thread))
+
+
+_WRITER_SCRIPT = textwrap.dedent("""
+    import sys
+    from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
+    from otel_tokens._internal.usage_log import UsageLogWriter
+
+    writer = UsageLogWriter(sys.argv[1])
+    request = Request(provider="anthropic", operation="chat", model="claude-haiku-4-5")
+    i = 0
+    while True:
+        i += 1
+        writer.write(CallRecord(request=request, result=Result(usage=Usage(input_tokens=i, output_tokens=1)),
+                                labels=Labels(agent=sys.argv[2], task="y" * (i % 9000)),
+                                end_time_unix=1_795_000_000.0, cost_usd=0.001))
+""")
+
+
+def test_sigkill_leaves_only_whole_lines(tmp_path):
+    path = tmp_path / "usage.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER_SCRIPT, str(path), f"p{n}"], env=env)
+             for n in range(2)]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 2_000_000):
+            time.sleep(0.02)
+    finally:
+        for proc in procs:
+            os.kill(proc.pid, signal.SIGKILL)
+        for proc in procs:
+            proc.wait(timeout=10)
+    assert [proc.returncode for proc in procs] == [-signal.SIGKILL, -signal.SIGKILL]
+
+    data = path.read_bytes()
+    assert data.endswith(b"\n")
+    lines, skipped = read_usage_log(path)
+    assert skipped == 0
+    assert len(lines) == data.count(b"\n") > 100
+    for agent in ("p0", "p1"):
+        counts = [line["input_tokens"] for line in lines if line["agent"] == agent]
+        assert counts == list(range(1, len(counts) + 1))  # nothing lost or torn in between
+
+
+def test_reader_skips_and_counts_bad_lines(tmp_path):
+    good = record_to_line(make_record())
+    no_usage = record_to_line(make_record(result=None, error_type="APIError"))
+    minimal = json.dumps({"time": "2026-11-18T07:06:40Z", "provider": "openai", "operation": "chat",
+                          "input_tokens": 10, "output_tokens": 2})
+    bad = [
+        good[: len(good) // 2],  # torn line
+        "[1, 2, 3]",  # not an object
+        json.dumps({"time": "2026-11-18T07:06:40Z", "provider": "openai", "operation": "chat"}),  # no tokens
+        good.replace('"input_tokens": 1215', '"input_tokens": "1215"'),
+        good.replace('"input_tokens": 1215', '"input_tokens": -1'),
+        good.replace('"input_tokens": 1215', '"input_tokens": true'),
+        good.replace('"2026-11-18T07:06:40.250000Z"', '"yesterday"'),
+        good.replace('"cost_usd": 7.2e-05', '"cost_usd": "cheap"'),
+        good.replace('"agent": "planner"', '"agent": 5'),
+        "not json at all",
+    ]
+    path = tmp_path / "usage.jsonl"
+    with open(path, "wb") as handle:
+        handle.write((good + "\n").encode())
+        for line in bad:
+            handle.write((line + "\n").encode())
+        handle.write(b"\xff\xfe\x00garbage\n")
+        handle.write(b"\n   \n")  # blank lines are not corruption
+        handle.write((no_usage + "\n" + minimal).encode())  # the last line lacks its newline
+
+    lines, skipped = read_usage_log(path)
+
+    assert skipped == len(bad) + 1 == 11
+    assert len(lines) == 3
+    assert lines[1]["input_tokens"] is None and lines[1]["error"] == "APIError"
+    filled = lines[2]
+    assert (filled["cache_read_tokens"], filled["reasoning_tokens"], filled["cost_usd"], filled["agent"]) == (
+        0, 0, None, None)
+    assert filled["estimated"] is False
+    assert set(LINE_KEYS) <= filled.keys()
+
+
+def test_missing_file_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_usage_log(tmp_path / "absent.jsonl")
