@@ -1,0 +1,320 @@
+"""The ledger: running totals of calls, tokens and cost per agent, model, provider, operation, workflow,
+task and user, for the report and ``otel_tokens.statistics()``.
+
+It is a span processor, so it counts what the spans say: every ended span of scope ``otel_tokens`` whose
+``gen_ai.operation.name`` is a usage operation (agent and workflow spans never count). Calls whose span
+is not recording (sampled out, no-op tracer provider) never reach a span processor; the recorder hands
+those to :meth:`Ledger.record` as a :class:`CallRecord` instead, so totals stay exact under any sampler.
+Both paths reduce a call to the same tuple and feed one add function.
+
+Memory is bounded: each dimension keeps at most ``max_keys`` distinct keys; calls for further keys are
+counted under ``"(other)"`` (with one WARNING per dimension). Calls without a label count under
+``"(none)"``. Neither of those two buckets counts towards ``max_keys``.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any, Final
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+from otel_tokens import semconv
+from otel_tokens._internal.records import CallRecord
+from otel_tokens._internal.safety import guarded
+
+_logger = logging.getLogger("otel_tokens")
+
+NONE_KEY: Final = "(none)"
+OTHER_KEY: Final = "(other)"
+
+# Dimensions, in the order a call's keys are given to _add.
+DIMENSIONS: Final = ("agent", "model", "provider", "operation", "workflow", "task", "user")
+
+# Positions in a row of sums (a list, so one row is updated in place with a C-level map).
+_CALLS, _INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING = 0, 1, 2, 3, 4, 5
+_COST, _UNPRICED, _ERRORS, _ESTIMATED, _DURATION = 6, 7, 8, 9, 10
+_ROW_LENGTH: Final = 11
+
+_NS_PER_S: Final = 1e9
+# Label combinations kept as rows; bounds memory. A call with a new combination beyond this folds the
+# oldest row into the tables (eight row additions), so no call ever pays for more than one.
+_MAX_COMBINATIONS: Final = 1024
+
+
+def _empty_row() -> list[Any]:
+    row: list[Any] = [0] * _ROW_LENGTH
+    row[_COST] = 0.0
+    row[_DURATION] = 0.0
+    return row
+
+
+def _key(value: Any) -> str:
+    if value is None or value == "":
+        return NONE_KEY
+    return value if isinstance(value, str) else str(value)
+
+
+class Ledger(SpanProcessor):
+    """Exact running totals of LLM calls; add with :meth:`attach` (or ``add_span_processor``).
+
+    ``on_end`` and ``record`` are thread-safe, O(1) and never raise.
+    """
+
+    def __init__(self, max_keys: int = 1000) -> None:
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys <= 0:
+            raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
+        self._max_keys = max_keys
+        # True once added to a tracer provider: the recorder then leaves recording spans to on_end.
+        self.attached = False
+        self._providers: list[Any] = []
+        self._lock = threading.Lock()
+        self._reset_locked()
+
+    def _reset_locked(self) -> None:
+        # A call adds to one row: that of its label combination (raw keys -> (row, folded names)). Rows are
+        # rolled up into the totals and per-dimension tables when statistics are read; beyond
+        # _MAX_COMBINATIONS the oldest row is folded in to make room, one per new combination.
+        self._combinations: OrderedDict[tuple[Any, ...], tuple[list[Any], tuple[str, ...]]] = OrderedDict()
+        self._totals = _empty_row()
+        self._tables: tuple[dict[str, list[Any]], ...] = tuple({} for _ in DIMENSIONS)
+        # Real keys kept per dimension ("(none)" and "(other)" are not counted).
+        self._seen: tuple[set[str], ...] = tuple(set() for _ in DIMENSIONS)
+        self._overflowed = [False] * len(DIMENSIONS)
+        self._first_call_time: float | None = None
+        self._last_call_time: float | None = None
+
+    # -- wiring ------------------------------------------------------------------------------------
+    def attach(self, tracer_provider: Any) -> bool:
+        """Add the ledger to a tracer provider (once); False if it takes no span processors."""
+        add = getattr(tracer_provider, "add_span_processor", None)
+        if add is None:
+            return False
+        with self._lock:
+            if any(ref() is tracer_provider for ref in self._providers):
+                return True
+            self._providers.append(_reference(tracer_provider))
+        add(self)
+        self.attached = True
+        return True
+
+    # -- SpanProcessor -----------------------------------------------------------------------------
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        guarded("counting a span in the ledger", self._count_span, span)
+
+    def shutdown(self) -> None:
+        """Nothing to release; totals stay readable for the exit report."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    # -- the recorder's path for spans that are not recording --------------------------------------
+    def record(self, record: CallRecord) -> None:
+        guarded("counting a call in the ledger", self._count_record, record)
+
+    # -- the two readers, one adder ----------------------------------------------------------------
+    def _count_span(self, span: ReadableSpan) -> None:
+        scope = span.instrumentation_scope
+        if scope is None or scope.name != semconv.SCOPE_NAME:
+            return
+        attributes = span.attributes
+        if not attributes:
+            return
+        get = attributes.get
+        operation = get(semconv.GEN_AI_OPERATION_NAME)
+        if operation not in semconv.USAGE_OPERATIONS:
+            return
+        input_tokens = get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
+        cost = get(semconv.GEN_AI_USAGE_COST_AMOUNT)
+        start_ns, end_ns = span.start_time or 0, span.end_time or 0
+        delta = (
+            1,
+            input_tokens or 0,
+            get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS) or 0,
+            get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0,
+            get(semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS) or 0,
+            get(semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS) or 0,
+            cost or 0.0,
+            1 if cost is None and input_tokens is not None else 0,
+            1 if get(semconv.ERROR_TYPE) else 0,
+            1 if get(semconv.OTEL_TOKENS_USAGE_ESTIMATED) else 0,
+            (end_ns - start_ns) / _NS_PER_S if end_ns > start_ns else 0.0,
+        )
+        keys = (
+            get(semconv.GEN_AI_AGENT_NAME),
+            get(semconv.GEN_AI_RESPONSE_MODEL) or get(semconv.GEN_AI_REQUEST_MODEL),
+            get(semconv.GEN_AI_PROVIDER_NAME),
+            operation,
+            get(semconv.GEN_AI_WORKFLOW_NAME),
+            get(semconv.OTEL_TOKENS_TASK_NAME),
+            get(semconv.USER_ID),
+        )
+        self._add(keys, delta, start_ns / _NS_PER_S if start_ns else None, end_ns / _NS_PER_S if end_ns else None)
+
+    def _count_record(self, record: CallRecord) -> None:
+        request = record.request
+        if request.operation not in semconv.USAGE_OPERATIONS:
+            return
+        usage = record.usage
+        cost = record.cost_usd
+        if usage is None:
+            tokens: tuple[int, ...] = (0, 0, 0, 0, 0)
+            estimated = 0
+        else:
+            tokens = (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+            )
+            estimated = 1 if usage.estimated else 0
+        delta = (
+            1,
+            *tokens,
+            cost or 0.0,
+            1 if cost is None and usage is not None else 0,
+            1 if record.error_type else 0,
+            estimated,
+            record.duration_s,
+        )
+        labels = record.labels
+        keys = (
+            labels.agent,
+            record.model,
+            request.provider,
+            request.operation,
+            labels.workflow,
+            labels.task,
+            labels.user,
+        )
+        end = record.end_time_unix or None
+        start = end - record.duration_s if end is not None else None
+        self._add(keys, delta, start, end)
+
+    def _add(
+        self, keys: tuple[Any, ...], delta: tuple[Any, ...], start: float | None, end: float | None
+    ) -> None:
+        overflowed: list[int] = []
+        with self._lock:
+            combination = self._combinations.get(keys)
+            row = combination[0] if combination is not None else self._new_combination(keys, overflowed)
+            row[:] = map(operator.add, row, delta)
+            if start is not None and (self._first_call_time is None or start < self._first_call_time):
+                self._first_call_time = start
+            if end is not None and (self._last_call_time is None or end > self._last_call_time):
+                self._last_call_time = end
+        for index in overflowed:
+            _logger.warning(
+                "otel_tokens: more than %d distinct %s values; further ones are counted under %r "
+                "(raise OTEL_TOKENS_MAX_KEYS to keep more)",
+                self._max_keys, DIMENSIONS[index], OTHER_KEY,
+            )
+
+    def _new_combination(self, keys: tuple[Any, ...], overflowed: list[int]) -> list[Any]:
+        """A row for a label combination that has none; called under the lock."""
+        if len(self._combinations) >= _MAX_COMBINATIONS:
+            _roll_up((self._combinations.popitem(last=False)[1],), self._totals, self._tables)
+        names = []
+        for index, key in enumerate(keys):
+            name = _key(key)
+            if name != NONE_KEY:
+                seen = self._seen[index]
+                if name not in seen:
+                    if len(seen) >= self._max_keys:
+                        name = OTHER_KEY
+                        if not self._overflowed[index]:
+                            self._overflowed[index] = True
+                            overflowed.append(index)
+                    else:
+                        seen.add(name)
+            names.append(name)
+        row = _empty_row()
+        self._combinations[keys] = (row, tuple(names))
+        return row
+
+    # -- reading -----------------------------------------------------------------------------------
+    def statistics(self) -> dict[str, Any]:
+        """A snapshot: grand totals, one table per dimension, and ``"budgets": {}`` for the caller."""
+        with self._lock:
+            totals = list(self._totals)
+            tables = tuple({name: list(row) for name, row in table.items()} for table in self._tables)
+            combinations = [(list(row), names) for row, names in self._combinations.values()]
+            first, last = self._first_call_time, self._last_call_time
+        _roll_up(combinations, totals, tables)
+        statistics: dict[str, Any] = {
+            "total_calls": totals[_CALLS],
+            "total_tokens": totals[_INPUT] + totals[_OUTPUT],
+            "input_tokens": totals[_INPUT],
+            "output_tokens": totals[_OUTPUT],
+            "cache_read_tokens": totals[_CACHE_READ],
+            "cache_write_tokens": totals[_CACHE_WRITE],
+            "reasoning_tokens": totals[_REASONING],
+            "total_cost_usd": totals[_COST],
+            "unpriced_calls": totals[_UNPRICED],
+            "errors": totals[_ERRORS],
+            "estimated_calls": totals[_ESTIMATED],
+            "duration_s": totals[_DURATION],
+            "first_call_time": first,
+            "last_call_time": last,
+        }
+        for dimension, table in zip(DIMENSIONS, tables, strict=True):
+            statistics[f"by_{dimension}"] = {name: _entry(row) for name, row in table.items()}
+        statistics["budgets"] = {}
+        return statistics
+
+    def reset(self) -> None:
+        """Forget every total (and the overflow warnings); stays attached."""
+        with self._lock:
+            self._reset_locked()
+
+
+def _roll_up(
+    combinations: Iterable[tuple[list[Any], tuple[str, ...]]],
+    totals: list[Any],
+    tables: tuple[dict[str, list[Any]], ...],
+) -> None:
+    add = operator.add
+    for row, names in combinations:
+        totals[:] = map(add, totals, row)
+        for table, name in zip(tables, names, strict=True):
+            entry = table.get(name)
+            if entry is None:
+                table[name] = list(row)
+            else:
+                entry[:] = map(add, entry, row)
+
+
+def _entry(row: list[Any]) -> dict[str, Any]:
+    return {
+        "calls": row[_CALLS],
+        "input_tokens": row[_INPUT],
+        "output_tokens": row[_OUTPUT],
+        "cache_read_tokens": row[_CACHE_READ],
+        "cache_write_tokens": row[_CACHE_WRITE],
+        "reasoning_tokens": row[_REASONING],
+        "total_tokens": row[_INPUT] + row[_OUTPUT],
+        "cost_usd": row[_COST],
+        "unpriced_calls": row[_UNPRICED],
+        "errors": row[_ERRORS],
+        "duration_s": row[_DURATION],
+    }
+
+
+def _reference(provider: Any) -> Any:
+    # A weak reference, so attaching does not keep a discarded provider alive.
+    try:
+        return weakref.ref(provider)
+    except TypeError:
+        return lambda: provider
+
+
+__all__ = ["DIMENSIONS", "NONE_KEY", "OTHER_KEY", "Ledger"]
