@@ -41,11 +41,6 @@ ENTRY_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _raise_internal_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "1")
-
-
 class SeededIds(IdGenerator):
     """Deterministic ids, so which calls a ratio sampler keeps is the same on every run."""
 
