@@ -1,0 +1,6 @@
+"""``python -m otel_tokens``: the ``otel-tokens`` command."""
+
+from otel_tokens._internal.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""The ``otel-tokens`` command (also ``python -m otel_tokens``).
+
+    otel-tokens report usage.jsonl [--by agent,model] [--format text|markdown|json|csv]
+                                   [--what-if MODEL[@provider]] [--budgets SPEC] [--top N] [--output FILE]
+    otel-tokens demo [--rounds N] [--loop] [--interval SECONDS] [--prometheus-port PORT] [--otlp URL] ...
+    otel-tokens prices MODEL [--provider PROVIDER]
+
+Exit codes: 0 done, 1 nothing to show (``prices`` for an unknown model), 2 a usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+PROG = "otel-tokens"
+DEMO_MODULE = "otel_tokens._internal.demo.run"
+_REPORT_FORMATS = ("text", "markdown", "json", "csv")
+_DEMO_FORMATS = ("text", "markdown", "json")
+_DIMENSIONS = ("agent", "model", "provider", "operation", "workflow", "task", "user")
+
+
+class _UsageError(Exception):
+    """A problem with the command line or its inputs: printed, exit status 2."""
+
+
+def _dimensions(text: str) -> tuple[str, ...]:
+    parts = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [part for part in parts if part not in _DIMENSIONS]
+    if not parts or unknown:
+        raise argparse.ArgumentTypeError(
+            f"invalid dimension list {text!r}; use a comma-separated list of {', '.join(_DIMENSIONS)}")
+    return parts
+
+
+def _model_ref(text: str) -> str:
+    model, at, provider = text.strip().rpartition("@")
+    if not text.strip() or (at and (not model or not provider)):
+        raise argparse.ArgumentTypeError(f"expected MODEL or MODEL@PROVIDER, got {text!r}")
+    return text.strip()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0-65535, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="LLM token and cost reports on OpenTelemetry.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    report = commands.add_parser(
+        "report", help="summarise a usage log (OTEL_TOKENS_LOG)",
+        description="Read a usage log written with OTEL_TOKENS_LOG and print a cost report.")
+    report.add_argument("path", metavar="PATH", help="the usage log (JSON lines)")
+    report.add_argument("--by", type=_dimensions, default=("agent", "model", "provider", "operation"),
+                        metavar="DIMS", help=f"group tables to show, comma-separated from {','.join(_DIMENSIONS)} "
+                                             "(default: agent,model,provider,operation)")
+    report.add_argument("--format", choices=_REPORT_FORMATS, default="text", help="output format (default: text)")
+    report.add_argument("--what-if", type=_model_ref, action="append", default=[], metavar="MODEL[@PROVIDER]",
+                        help="also show what the same usage would cost on this model (repeatable)")
+    report.add_argument("--budgets", metavar="SPEC",
+                        help="check spend against budgets, in the OTEL_TOKENS_BUDGETS form "
+                             "(e.g. researcher=0.50,writer=1.00@1h)")
+    report.add_argument("--top", type=_non_negative_int, default=5, metavar="N",
+                        help="rows in the most-expensive sections (default: 5; 0 hides them)")
+    report.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    report.set_defaults(handler=_report)
+
+    demo = commands.add_parser(
+        "demo", help="run the instrumented demo against a local fake LLM server",
+        description="Run scripted agents against a loopback fake OpenAI/Anthropic server, with metrics.")
+    demo.add_argument("--prometheus-port", type=_port, metavar="PORT",
+                      help="serve Prometheus metrics on this port")
+    demo.add_argument("--otlp", metavar="URL", help="also export traces and metrics over OTLP to URL")
+    demo.add_argument("--loop", action="store_true", help="keep running rounds until interrupted")
+    demo.add_argument("--interval", type=_positive_seconds, default=1.0, metavar="SECONDS",
+                      help="pause between rounds (default: 1.0)")
+    demo.add_argument("--rounds", type=_positive_int, default=3, metavar="N",
+                      help="rounds to run without --loop (default: 3)")
+    demo.add_argument("--service-name", default="otel-tokens-demo", metavar="NAME",
+                      help="service.name resource attribute (default: otel-tokens-demo)")
+    demo.add_argument("--format", choices=_DEMO_FORMATS, default="text",
+                      help="format of the final report (default: text)")
+    demo.set_defaults(handler=_demo)
+
+    prices = commands.add_parser(
+        "prices", help="show the per-million-token rates for a model",
+        description="Show the rates otel-tokens uses to price a model, in USD per million tokens.")
+    prices.add_argument("model", metavar="MODEL")
+    prices.add_argument("--provider", metavar="PROVIDER", help="provider name, e.g. openai, anthropic")
+    prices.set_defaults(handler=_prices)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits 2 on a usage error, 0 for --help
+        return int(exit_.code or 0)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.handler(args)
+    except _UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (| head); stop quietly and keep Python from complaining at exit.
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+# -- report ----------------------------------------------------------------------------------------
+def _report(args: argparse.Namespace) -> int:
+    from otel_tokens._internal.report import budgets_from_usage_lines, render_report, stats_from_usage_lines
+    from otel_tokens._internal.usage_log import read_usage_log
+
+    try:
+        lines, skipped = read_usage_log(args.path)
+    except FileNotFoundError:
+        raise _UsageError(f"usage log not found: {args.path}") from None
+    except OSError as err:
+        raise _UsageError(f"cannot read the usage log {args.path}: {err.strerror or err}") from None
+    if skipped:
+        print(f"{PROG}: skipped {skipped} corrupted line(s) in {args.path}", file=sys.stderr)
+
+    stats = stats_from_usage_lines(lines)
+    if args.budgets:
+        from otel_tokens._internal.budgets import parse_budgets
+
+        try:
+            budgets = parse_budgets(args.budgets)
+        except ValueError as err:
+            raise _UsageError(f"--budgets: {err}") from None
+        stats["budgets"] = budgets_from_usage_lines(lines, budgets)
+
+    price_book = None
+    if args.what_if:
+        price_book = _price_book()
+    text = render_report(stats, args.format, by=args.by, what_if=tuple(args.what_if), price_book=price_book,
+                         top=args.top)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+        except OSError as err:
+            raise _UsageError(f"cannot write {args.output}: {err.strerror or err}") from None
+        return 0
+    _write(sys.stdout, text)
+    return 0
+
+
+def _write(stream: TextIO, text: str) -> None:
+    stream.write(text)
+    stream.flush()
+
+
+def _price_book() -> Any:
+    try:
+        from otel_tokens._internal.pricing import PriceBook
+    except ModuleNotFoundError as err:
+        raise _UsageError(f"pricing is not available ({err})") from None
+    return PriceBook()
+
+
+# -- demo ------------------------------------------------------------------------------------------
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        run = importlib.import_module(DEMO_MODULE)
+    except ModuleNotFoundError as err:
+        if err.name in (DEMO_MODULE, "otel_tokens._internal.demo"):
+            raise _UsageError("the demo is not available in this installation "
+                              f"({DEMO_MODULE} is missing)") from None
+        raise _UsageError(f"the demo needs the Python module {err.name!r}, which is not installed") from None
+    result = run.main(args)
+    return int(result or 0)
+
+
+# -- prices ----------------------------------------------------------------------------------------
+def _per_million(rate: float | None) -> str:
+    if rate is None:
+        return "n/a"
+    text = f"{rate * 1_000_000:,.6f}".rstrip("0")
+    whole, _dot, decimals = text.partition(".")
+    return f"${whole}.{decimals.ljust(2, '0')}"
+
+
+def _prices(args: argparse.Namespace) -> int:
+    book = _price_book()
+    rates = book.rates(args.provider, args.model)
+    target = f"{args.model} ({args.provider})" if args.provider else args.model
+    if rates is None:
+        print(f"{PROG}: no known price for {target}", file=sys.stderr)
+        return 1
+    reasoning = getattr(rates, "reasoning", None)
+    rows = [
+        ("input", _per_million(rates.input)),
+        ("cache read", _per_million(rates.cache_read)),
+        ("cache write", _per_million(rates.cache_write)),
+        ("output", _per_million(rates.output)),
+        ("reasoning", _per_million(reasoning) if reasoning is not None else "billed as output"),
+    ]
+    request_fee = getattr(rates, "request", 0.0) or 0.0
+    lines = [f"{target}: USD per million tokens (source: {getattr(rates, 'source', 'unknown')})"]
+    lines += [f"  {name:<12} {value}" for name, value in rows]
+    if request_fee:
+        lines.append(f"  {'per request':<12} ${request_fee:.6f}")
+    for tier in sorted(getattr(rates, "tiers", ()), key=lambda t: t.above_input_tokens):
+        lines.append(
+            f"  above {tier.above_input_tokens:,} input tokens: input {_per_million(tier.input)}, "
+            f"cache read {_per_million(tier.cache_read)}, cache write {_per_million(tier.cache_write)}, "
+            f"output {_per_million(tier.output)}")
+    _write(sys.stdout, "\n".join(lines) + "\n")
+    return 0
+
+
+__all__ = ["build_parser", "main"]
