@@ -14,6 +14,7 @@ from otel_tokens._internal.records import CallRecord, Labels, Request, Result, U
 from otel_tokens._internal.report import (
     FORMATS,
     budgets_from_usage_lines,
+    format_duration,
     format_usd,
     parse_model_ref,
     render_report,
@@ -146,11 +147,18 @@ def test_empty_log():
 # -- formatting ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("value", "text"), [
     (None, "n/a"), (0.0, "$0.00"), (1234.5678, "$1,234.57"), (1.0, "$1.00"), (0.5, "$0.5000"),
-    (0.0123, "$0.0123"), (0.00027, "$0.000270"), (0.000001, "$0.000001"), (3e-08, "$3.00e-08"),
+    (0.0123, "$0.0123"), (0.00027, "$0.000270"), (0.000001, "$0.000001"), (3e-08, "<$0.000001"),
     (-0.25, "-$0.2500"), (math.inf, "n/a"),
 ])
 def test_format_usd(value, text):
     assert format_usd(value) == text
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "n/a"), (0.016, "16ms"), (2.0, "2.0s"), (87.0, "1m 27s"), (3725.0, "1h 02m"),
+])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
 
 
 def test_text_report(stats):

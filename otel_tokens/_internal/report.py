@@ -292,7 +292,7 @@ def _default_price_book() -> Any:
 
 # -- formatting helpers ----------------------------------------------------------------------------
 def format_usd(value: float | None) -> str:
-    """Dollars with cents for $1 and more, 4 decimals above a cent, 6 below (sub-cent calls)."""
+    """Dollars with cents from $1, 4 decimals from a cent, 6 below (sub-cent calls), then ``<$0.000001``."""
     if value is None:
         return "n/a"
     if not math.isfinite(value):
@@ -305,14 +305,16 @@ def format_usd(value: float | None) -> str:
         return f"{sign}${amount:,.2f}"
     if amount >= 0.01:
         return f"{sign}${amount:.4f}"
-    if amount >= 0.000_001:
+    if amount >= 0.000_000_5:
         return f"{sign}${amount:.6f}"
-    return f"{sign}${amount:.2e}"
+    return f"{sign}<$0.000001"  # exact amounts are in the json and csv formats
 
 
 def format_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "n/a"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     if seconds < 3600:
