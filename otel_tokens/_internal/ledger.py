@@ -206,8 +206,11 @@ class Ledger(SpanProcessor):
         overflowed: list[int] = []
         with self._lock:
             combination = self._combinations.get(keys)
-            row = combination[0] if combination is not None else self._new_combination(keys, overflowed)
-            row[:] = map(operator.add, row, delta)
+            if combination is None:
+                self._new_combination(keys, delta, overflowed)
+            else:
+                row = combination[0]
+                row[:] = map(operator.add, row, delta)
             if start is not None and (self._first_call_time is None or start < self._first_call_time):
                 self._first_call_time = start
             if end is not None and (self._last_call_time is None or end > self._last_call_time):
@@ -219,8 +222,10 @@ class Ledger(SpanProcessor):
                 self._max_keys, DIMENSIONS[index], OTHER_KEY,
             )
 
-    def _new_combination(self, keys: tuple[Any, ...], overflowed: list[int]) -> list[Any]:
+    def _new_combination(self, keys: tuple[Any, ...], delta: tuple[Any, ...], overflowed: list[int]) -> None:
         """A row for a label combination that has none; called under the lock."""
+        # Summed first, so a malformed delta raises before anything is stored.
+        row = list(map(operator.add, _empty_row(), delta))
         if len(self._combinations) >= _MAX_COMBINATIONS:
             _roll_up((self._combinations.popitem(last=False)[1],), self._totals, self._tables)
         names = []
@@ -237,9 +242,7 @@ class Ledger(SpanProcessor):
                     else:
                         seen.add(name)
             names.append(name)
-        row = _empty_row()
         self._combinations[keys] = (row, tuple(names))
-        return row
 
     # -- reading -----------------------------------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
