@@ -527,3 +527,24 @@ def test_stop_releases_the_port():
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     with pytest.raises(RuntimeError):
         _ = fake.port
+
+
+def test_stop_also_ends_kept_alive_connections():
+    fake = FakeLLMServer().start()
+    client = openai.OpenAI(base_url=fake.openai_base_url, api_key="test", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=USER)  # leaves a pooled connection
+    fake.stop()
+    with pytest.raises(openai.APIConnectionError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    client.close()
+    assert fake.request_count() == 1
+
+
+def test_recorded_requests_keep_no_api_keys(server, oai, claude):
+    oai.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    claude.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=USER)
+    openai_request, anthropic_request = server.requests
+    assert "authorization" not in openai_request.headers
+    assert "x-api-key" not in anthropic_request.headers
+    assert anthropic_request.headers["anthropic-version"]
+    assert openai_request.body == {"model": "gpt-4o-mini", "messages": USER}

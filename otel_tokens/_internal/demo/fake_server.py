@@ -49,6 +49,7 @@ import json
 import logging
 import random
 import re
+import socket
 import struct
 import threading
 import time
@@ -77,6 +78,8 @@ _DEFAULT_EMBEDDING_DIMENSIONS = 1536
 _MAX_RECORDED_REQUESTS = 10_000
 _ERROR_IN_MODEL = re.compile(r"error-(\d{3})")
 
+# Not kept in the request record: test keys are fake, but a real one pasted by mistake should not linger.
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
 _OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings"})
 _ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 
@@ -207,9 +210,8 @@ class FakeLLMServer:
     def start(self) -> FakeLLMServer:
         if self._httpd is not None:
             return self
-        httpd = ThreadingHTTPServer((self._host, self._requested_port), _Handler)
-        httpd.daemon_threads = True
-        httpd.fake = self  # type: ignore[attr-defined]
+        httpd = _Server((self._host, self._requested_port), _Handler)
+        httpd.fake = self
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-llm-server", daemon=True
@@ -224,6 +226,7 @@ class FakeLLMServer:
             return
         httpd.shutdown()
         httpd.server_close()
+        httpd.close_connections()
         if thread is not None:
             thread.join(timeout=5)
 
@@ -716,6 +719,33 @@ def reasoning_tokens_expected(model: str) -> bool:
 
 
 # -- HTTP plumbing ---------------------------------------------------------------------------------
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeLLMServer
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def track(self, connection: socket.socket, alive: bool) -> None:
+        with self._connections_lock:
+            if alive:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        """Ends kept-alive connections too, so a stopped server answers nobody."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so SDK connection pools behave as with the real API
     server_version = "fake-llm"
@@ -724,9 +754,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         _logger.debug("fake server: " + format, *args)
 
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        super().finish()
+
     @property
     def _fake(self) -> FakeLLMServer:
-        return self.server.fake  # type: ignore[attr-defined]
+        return self.server.fake
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = self.path.split("?", 1)[0]
@@ -734,7 +774,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._drain_body()
         answer = self._fake._error("anthropic" if path in _ANTHROPIC_PATHS else "openai", 404,
                                    f"Unknown request URL: GET {path}.")
-        self._fake._record(ReceivedRequest("GET", path, None, MappingProxyType(dict(self.headers)), 404))
+        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS}
+        self._fake._record(ReceivedRequest("GET", path, None, MappingProxyType(headers), 404))
         self._send_json(answer)
 
     def do_POST(self) -> None:  # noqa: N802
@@ -746,7 +787,7 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS}
         answer = fake._answer(path, body, headers)
         fake._record(ReceivedRequest("POST", path, body, MappingProxyType(headers), answer.status,
                                      MappingProxyType(answer.usage) if answer.usage is not None else None))
