@@ -36,7 +36,7 @@ _logger = logging.getLogger("otel_tokens")
 # Set while a wrapped call runs, so an SDK method that calls another wrapped method counts once.
 _IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_tokens_in_call", default=False)
 
-Style = Literal["sync", "async", "sync_manager"]
+Style = Literal["sync", "async", "sync_manager", "sending_manager"]
 
 
 class Operation(Protocol):
@@ -55,6 +55,12 @@ class Operation(Protocol):
     def input_messages(self, kwargs: dict) -> Any: ...
 
 
+class HelperOperation(Operation, Protocol):
+    """For "sending_manager" helpers: where the helper's stream keeps the SDK's raw stream."""
+
+    raw_stream_attribute: str
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A parsed request, and the arguments to send (an adapter may ask for stream usage)."""
@@ -70,7 +76,9 @@ class Prepared:
 class Patch:
     module: str
     attribute: str  # "Class.method"
-    operation: Any  # Operation, or for "sync_manager" a function returning the helper's raw stream
+    # Operation; a HelperOperation for "sending_manager"; for "sync_manager" a function returning the
+    # helper's raw stream
+    operation: Any
     style: Style
 
 
@@ -120,6 +128,8 @@ def remove_patches(applied: Iterable[tuple[Patch, Any]]) -> None:
 def make_wrapper(patch: Patch, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
     if patch.style == "sync_manager":
         return _manager_wrapper(patch.operation, switch)
+    if patch.style == "sending_manager":
+        return _sending_manager_wrapper(patch.operation, recorder, switch)
     if patch.style == "async":
         return _async_wrapper(patch.operation, recorder, switch)
     return _sync_wrapper(patch.operation, recorder, switch)
@@ -281,3 +291,94 @@ def _manager_wrapper(raw_stream_of: Callable[[Any], Any], switch: Switch) -> Cal
             return manager
 
     return wrapper
+
+
+def _sending_manager_wrapper(operation: HelperOperation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    """For helpers whose manager sends the request itself on enter (anthropic ``messages.stream()``
+    calls ``_post``, not a wrapped ``create``): the call starts when the manager is entered."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        manager = wrapped(*args, **kwargs)
+        if not switch.on:
+            return manager
+        try:
+            return _SendingManagerProxy(manager, operation, recorder, switch, (instance, args, kwargs))
+        except Exception:
+            log_internal_error("wrapping a stream manager")
+            if raise_internal_errors():
+                raise
+            return manager
+
+    return wrapper
+
+
+class _SendingManagerProxy(wrapt.ObjectProxy):
+    """The caller gets the manager's own helper stream, which reads the SDK's raw stream through our
+    proxy. The call finishes with that stream (exhaustion, close, error, abandonment) or when the
+    manager's context is left (an early ``break``). ``Prepared.kwargs`` is not sent: the manager has
+    bound its arguments already."""
+
+    def __init__(
+        self, wrapped: Any, operation: HelperOperation, recorder: Recorder, switch: Switch, call_args: tuple
+    ) -> None:
+        super().__init__(wrapped)
+        self._self_operation = operation
+        self._self_recorder = recorder
+        self._self_switch = switch
+        self._self_call_args = call_args  # (instance, args, kwargs) of the helper call
+        self._self_state: StreamState | None = None
+
+    def _begin(self) -> _Call | None:
+        if not self._self_switch.on:
+            return None
+        return _begin(self._self_operation, self._self_recorder, *self._self_call_args)
+
+    def _entered(self, call: _Call, helper_stream: Any) -> None:
+        # Before the helper's first read: it reads its raw stream lazily, on first iteration.
+        attribute = self._self_operation.raw_stream_attribute
+        raw = getattr(helper_stream, attribute, None)
+        proxy = _returned(self._self_operation, self._self_recorder, call, raw)
+        if proxy is not raw:
+            self._self_state = proxy._self_state
+            guarded("wrapping a helper's stream", setattr, helper_stream, attribute, proxy)
+
+    def _exited(self) -> None:
+        state, self._self_state = self._self_state, None
+        if state is not None:
+            state.finish()
+
+    def __enter__(self) -> Any:
+        call = self._begin()
+        if call is None:
+            return self.__wrapped__.__enter__()
+        try:
+            helper_stream = self.__wrapped__.__enter__()
+        except BaseException as error:
+            _failed(self._self_recorder, call, error)
+            raise
+        self._entered(call, helper_stream)
+        return helper_stream
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            self._exited()
+
+    async def __aenter__(self) -> Any:
+        call = self._begin()
+        if call is None:
+            return await self.__wrapped__.__aenter__()
+        try:
+            helper_stream = await self.__wrapped__.__aenter__()
+        except BaseException as error:
+            _failed(self._self_recorder, call, error)
+            raise
+        self._entered(call, helper_stream)
+        return helper_stream
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._exited()

@@ -1,0 +1,296 @@
+"""Anthropic adapter (anthropic >= 0.40, incl. 2.x on httpx2): parsing only.
+
+Token conversion to semconv terms: Anthropic's ``input_tokens`` excludes cached tokens, so
+
+    input      = input_tokens + cache_creation_input_tokens + cache_read_input_tokens
+    cache_read = cache_read_input_tokens
+    cache_write= cache_creation_input_tokens
+    output     = output_tokens                          (includes thinking)
+    reasoning  = output_tokens_details.thinking_tokens  (when the API reports it)
+
+Streams: ``message_start`` carries the id, the model and the usage so far; each ``message_delta``
+carries *cumulative* counts, so every field it sets replaces the one from ``message_start`` (what the
+SDK's own accumulator does). A stream that ends before its ``message_delta`` reports the counts of
+``message_start``: the exact input, and the output as the server had counted it then.
+
+Beta usage may list compaction ``iterations``, which are billed but not in the top-level counts; they
+are not added here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from otel_tokens import semconv
+from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.providers.detect import server_of
+from otel_tokens._internal.records import Request, Result, Usage
+from otel_tokens._internal.settings import Settings
+
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+# The SDK's header values -> the engine's raw modes ("raw" in anthropic; "true" in older Stainless SDKs).
+_RAW_MODES = {"raw": "true", "true": "true", "stream": "stream"}
+
+# Client class name parts -> gen_ai.provider.name; anything else is Anthropic's own API.
+_CLIENT_PROVIDERS = (
+    ("Bedrock", "aws.bedrock"),
+    ("Vertex", "gcp.vertex_ai"),
+    ("Foundry", "azure.ai.inference"),
+)
+
+# anthropic 2.x dropped these keywords; they can still be sent through ``extra_body``.
+_SAMPLING_PARAMS = (
+    ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE, (int, float)),
+    ("top_p", semconv.GEN_AI_REQUEST_TOP_P, (int, float)),
+    ("top_k", semconv.GEN_AI_REQUEST_TOP_K, (int,)),
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _provider_of_class(cls: type) -> str:
+    for klass in cls.__mro__:
+        for marker, provider in _CLIENT_PROVIDERS:
+            if marker in klass.__name__:
+                return provider
+    return "anthropic"
+
+
+def anthropic_client_provider(client: Any) -> tuple[str, str | None, int | None]:
+    """``(provider, server.address, server.port)`` for an ``anthropic`` client."""
+    host, port = server_of(client)
+    return _provider_of_class(type(client)), host, port
+
+
+def _number(value: Any, types: tuple[type, ...]) -> Any:
+    return value if isinstance(value, types) and not isinstance(value, bool) else None
+
+
+def _raw_mode(kwargs: dict) -> str | None:
+    headers = kwargs.get("extra_headers")
+    if headers and isinstance(headers, Mapping):
+        mode = headers.get(_RAW_RESPONSE_HEADER)
+        if mode is not None:
+            return _RAW_MODES.get(str(mode), str(mode))
+    return None
+
+
+def _stream_kind(response: Any) -> Literal["sync", "async"] | None:
+    import anthropic
+
+    if isinstance(response, anthropic.Stream):
+        return "sync"
+    if isinstance(response, anthropic.AsyncStream):
+        return "async"
+    return None
+
+
+def _text_of(content: Any) -> str:
+    """Text of a message ``content``: a string, or a list of blocks (text and tool results)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, (list, tuple)):
+        return ""
+    parts = []
+    for block in content:
+        if isinstance(block, Mapping):
+            kind = block.get("type")
+            if kind == "text" and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+            elif kind == "tool_result":
+                parts.append(_text_of(block.get("content")))
+        elif isinstance(block, str):
+            parts.append(block)
+        elif getattr(block, "type", None) == "text":  # a response block passed back as is
+            text = getattr(block, "text", None)
+            if isinstance(text, str):
+                parts.append(text)
+    return "\n".join(part for part in parts if part)
+
+
+def message_usage(usage: Any) -> Usage:
+    """A ``Usage`` / ``BetaUsage`` in semconv terms."""
+    cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
+    cache_write = getattr(usage, "cache_creation_input_tokens", None) or 0
+    details = getattr(usage, "output_tokens_details", None)
+    return Usage(
+        input_tokens=(usage.input_tokens or 0) + cache_read + cache_write,
+        output_tokens=usage.output_tokens or 0,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=(getattr(details, "thinking_tokens", None) or 0) if details is not None else 0,
+    )
+
+
+class Messages:
+    """``messages.create`` (incl. ``stream=True``) and ``parse``, stable and beta, sync and async.
+
+    With ``streaming_helper=True`` it describes ``messages.stream()``, whose manager sends the request
+    itself when entered; its stream keeps the SDK's raw stream in ``raw_stream_attribute``.
+    """
+
+    operation = semconv.OP_CHAT
+    raw_stream_attribute = "_raw_stream"
+
+    def __init__(self, *, streaming_helper: bool = False) -> None:
+        self._streaming_helper = streaming_helper
+
+    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
+        attributes: dict[str, Any] = {}
+        max_tokens = _number(kwargs.get("max_tokens"), (int,))
+        if max_tokens is not None:
+            attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+        extra_body = kwargs.get("extra_body")
+        extra_body = extra_body if isinstance(extra_body, Mapping) else {}
+        for key, attribute, types in _SAMPLING_PARAMS:
+            value = _number(kwargs.get(key), types)
+            if value is None:
+                value = _number(extra_body.get(key), types)
+            if value is not None:
+                attributes[attribute] = value
+        stop = kwargs.get("stop_sequences")
+        if isinstance(stop, (list, tuple)) and stop:
+            attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
+        output_config = kwargs.get("output_config")
+        if isinstance(output_config, Mapping):
+            effort = output_config.get("effort")
+            if isinstance(effort, str):
+                attributes[semconv.GEN_AI_REQUEST_REASONING_LEVEL] = effort
+            output_format = output_config.get("format")
+            if isinstance(output_format, Mapping) and output_format.get("type") == "json_schema":
+                attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+        output_format = kwargs.get("output_format")
+        if isinstance(output_format, type) or (
+            isinstance(output_format, Mapping) and output_format.get("type") == "json_schema"
+        ):
+            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+
+        provider, address, port = anthropic_client_provider(instance._client)
+        model = kwargs.get("model")
+        request = Request(
+            provider=provider,
+            operation=self.operation,
+            model=model if isinstance(model, str) else None,
+            server_address=address,
+            server_port=port,
+            stream=self._streaming_helper or kwargs.get("stream") is True,
+            attributes=attributes,
+        )
+        return Prepared(request, kwargs, False, _raw_mode(kwargs))
+
+    def result(self, response: Any, want_text: bool) -> Result:
+        usage = getattr(response, "usage", None)
+        text = None
+        if want_text or usage is None:
+            blocks = getattr(response, "content", None) or ()
+            text = "".join(block.text for block in blocks if getattr(block, "type", None) == "text")
+        stop_reason = getattr(response, "stop_reason", None)
+        return Result(
+            usage=message_usage(usage) if usage is not None else None,
+            response_model=getattr(response, "model", None),
+            response_id=getattr(response, "id", None),
+            finish_reasons=(stop_reason,) if stop_reason else (),
+            output_text=text,
+        )
+
+    stream_kind = staticmethod(_stream_kind)
+
+    def accumulator(self, prepared: Prepared) -> MessageStreamAccumulator:
+        return MessageStreamAccumulator()
+
+    def prompt_text(self, kwargs: dict) -> str:
+        parts = [_text_of(kwargs.get("system"))]
+        for message in kwargs.get("messages") or ():
+            if isinstance(message, Mapping):
+                parts.append(_text_of(message.get("content")))
+        return "\n".join(part for part in parts if part)
+
+    def input_messages(self, kwargs: dict) -> Any:
+        messages = []
+        system = _text_of(kwargs.get("system"))
+        if system:
+            messages.append({"role": "system", "parts": [{"type": "text", "content": system}]})
+        for message in kwargs.get("messages") or ():
+            if isinstance(message, Mapping):
+                text = _text_of(message.get("content"))
+                messages.append({"role": message.get("role"), "parts": [{"type": "text", "content": text}]})
+        return messages
+
+
+class MessageStreamAccumulator:
+    """Reads ``RawMessageStreamEvent`` / ``BetaRawMessageStreamEvent``; never changes what the caller gets."""
+
+    __slots__ = (
+        "_id", "_model", "_usage_seen", "_input", "_cache_read", "_cache_write", "_output", "_thinking",
+        "_stop", "_text",
+    )
+
+    def __init__(self) -> None:
+        self._id: str | None = None
+        self._model: str | None = None
+        self._usage_seen = False
+        self._input = 0
+        self._cache_read = 0
+        self._cache_write = 0
+        self._output = 0
+        self._thinking = 0
+        self._stop: str | None = None
+        self._text: list[str] = []
+
+    def add(self, event: Any) -> bool:
+        kind = event.type
+        if kind == "content_block_delta":
+            delta = event.delta
+            if delta.type == "text_delta":
+                self._text.append(delta.text)
+        elif kind == "message_start":
+            message = event.message
+            self._id = message.id
+            self._model = message.model
+            usage = message.usage
+            if usage is not None:
+                self._take(usage)
+        elif kind == "message_delta":
+            self._take(event.usage)
+            stop = event.delta.stop_reason
+            if stop:
+                self._stop = stop
+        return True
+
+    def _take(self, usage: Any) -> None:
+        """Counts of a ``message_start`` usage, or the cumulative counts a ``message_delta`` sets."""
+        self._usage_seen = True
+        value = usage.input_tokens
+        if value is not None:
+            self._input = value
+        value = getattr(usage, "cache_read_input_tokens", None)
+        if value is not None:
+            self._cache_read = value
+        value = getattr(usage, "cache_creation_input_tokens", None)
+        if value is not None:
+            self._cache_write = value
+        value = usage.output_tokens
+        if value is not None:
+            self._output = value
+        details = getattr(usage, "output_tokens_details", None)
+        if details is not None:
+            self._thinking = getattr(details, "thinking_tokens", None) or 0
+
+    def result(self) -> Result:
+        usage = None
+        if self._usage_seen:
+            usage = Usage(
+                input_tokens=self._input + self._cache_read + self._cache_write,
+                output_tokens=self._output,
+                cache_read_tokens=self._cache_read,
+                cache_write_tokens=self._cache_write,
+                reasoning_tokens=self._thinking,
+            )
+        return Result(
+            usage=usage,
+            response_model=self._model,
+            response_id=self._id,
+            finish_reasons=(self._stop,) if self._stop else (),
+            output_text="".join(self._text),
+        )
