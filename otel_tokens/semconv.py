@@ -80,6 +80,17 @@ OTEL_TOKENS_USAGE_ESTIMATED: Final = "otel_tokens.usage.estimated"
 OTEL_TOKENS_PRICE_UNKNOWN: Final = "otel_tokens.price.unknown"
 OTEL_TOKENS_TASK_NAME: Final = "otel_tokens.task.name"
 OTEL_TOKENS_BUDGET_WINDOW: Final = "otel_tokens.budget.window"
+# attributes of the budget span events
+OTEL_TOKENS_BUDGET_SPENT_USD: Final = "otel_tokens.budget.spent_usd"
+OTEL_TOKENS_BUDGET_LIMIT_USD: Final = "otel_tokens.budget.limit_usd"
+OTEL_TOKENS_BUDGET_UTILIZATION: Final = "otel_tokens.budget.utilization"
+# otel_tokens.budget.window value of a budget with no rolling window
+BUDGET_WINDOW_LIFETIME: Final = "lifetime"
+
+# -- statistics keys (get_statistics(), the report) ------------------------------------------------
+KEY_NONE: Final = "(none)"  # calls with no agent (workflow, ...) label
+KEY_OTHER: Final = "(other)"  # calls past the ledger's per-dimension key cap
+STATISTICS_DIMENSIONS: Final = ("agent", "model", "provider", "operation", "workflow", "task", "user")
 
 # -- span events -----------------------------------------------------------------------------------
 EVENT_BUDGET_WARNING: Final = "otel_tokens.budget.warning"

@@ -45,12 +45,12 @@ ACTION_WARN: Final = "warn"
 ACTION_BLOCK: Final = "block"
 ACTIONS: Final = (ACTION_WARN, ACTION_BLOCK)
 # The budget window label (status "window", otel_tokens.budget.window) of a budget without a window.
-WINDOW_LIFETIME: Final = "lifetime"
+WINDOW_LIFETIME: Final = semconv.BUDGET_WINDOW_LIFETIME
 
 # Budget event attributes. Not yet in semconv.py.
-OTEL_TOKENS_BUDGET_SPENT_USD: Final = "otel_tokens.budget.spent_usd"
-OTEL_TOKENS_BUDGET_LIMIT_USD: Final = "otel_tokens.budget.limit_usd"
-OTEL_TOKENS_BUDGET_UTILIZATION: Final = "otel_tokens.budget.utilization"
+OTEL_TOKENS_BUDGET_SPENT_USD: Final = semconv.OTEL_TOKENS_BUDGET_SPENT_USD
+OTEL_TOKENS_BUDGET_LIMIT_USD: Final = semconv.OTEL_TOKENS_BUDGET_LIMIT_USD
+OTEL_TOKENS_BUDGET_UTILIZATION: Final = semconv.OTEL_TOKENS_BUDGET_UTILIZATION
 
 _WINDOW_PATTERN: Final = re.compile(r"([1-9][0-9]*)([smhd])")
 _WINDOW_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}

@@ -32,8 +32,8 @@ class Budgets(Protocol):
     def reserve(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Any:
         """Called before a call is sent; may raise BudgetExceededError. Returns a reservation."""
 
-    def settle(self, reservation: Any, record: CallRecord) -> Sequence[tuple[str, dict[str, Any]]]:
-        """Called when the call finished; returns span events to add (name, attributes)."""
+    def settle(self, reservation: Any, record: CallRecord | None) -> Sequence[tuple[str, dict[str, Any]]]:
+        """Called when the call finished (None: it never started); returns span events to add."""
 
 
 class Ledger(Protocol):
@@ -123,7 +123,7 @@ class Recorder:
     def release(self, invocation: Invocation) -> None:
         """Give back a budget reservation for a call that never started (our own code failed)."""
         if self._budgets is not None and invocation.reservation is not None:
-            self._budgets.settle(invocation.reservation, None)  # type: ignore[arg-type]
+            self._budgets.settle(invocation.reservation, None)
 
     # -- finish ------------------------------------------------------------------------------------
     def finish(
@@ -308,31 +308,16 @@ class Recorder:
         if record.time_to_first_chunk_s is not None:
             instruments.time_to_first_chunk.record(record.time_to_first_chunk_s, attributes)
         if usage is not None:
-            _count_tokens(instruments, attributes, usage)
-            if record.cost_usd is not None:
-                instruments.cost.add(record.cost_usd, attributes)
-            else:
-                instruments.unpriced_calls.add(1, attributes)
+            token_type = semconv.GEN_AI_TOKEN_TYPE
+            instruments.token_usage.record(
+                usage.input_tokens, {**attributes, token_type: semconv.TOKEN_TYPE_INPUT}
+            )
+            instruments.token_usage.record(
+                usage.output_tokens, {**attributes, token_type: semconv.TOKEN_TYPE_OUTPUT}
+            )
+            instruments.totals.add(attributes, usage, record.cost_usd)
         elif record.cost_usd is not None:
-            instruments.cost.add(record.cost_usd, attributes)
-
-
-def _count_tokens(instruments: Instruments, attributes: dict[str, Any], usage: Usage) -> None:
-    key = semconv.GEN_AI_TOKEN_TYPE
-    histogram, counter = instruments.token_usage, instruments.token_count
-    for token_type, value, in_histogram in (
-        (semconv.TOKEN_TYPE_INPUT, usage.input_tokens, True),
-        (semconv.TOKEN_TYPE_OUTPUT, usage.output_tokens, True),
-        (semconv.TOKEN_TYPE_CACHE_READ, usage.cache_read_tokens, False),
-        (semconv.TOKEN_TYPE_CACHE_WRITE, usage.cache_write_tokens, False),
-        (semconv.TOKEN_TYPE_REASONING, usage.reasoning_tokens, False),
-    ):
-        if not in_histogram and not value:
-            continue
-        typed = {**attributes, key: token_type}
-        if in_histogram:
-            histogram.record(value, typed)
-        counter.add(value, typed)
+            instruments.totals.add_cost(attributes, record.cost_usd)
 
 
 def _error_type(error: BaseException) -> str:

@@ -24,9 +24,9 @@ from typing import Any, Final
 from otel_tokens import semconv
 
 FORMATS: Final = ("text", "markdown", "json", "csv")
-DIMENSIONS: Final = ("agent", "model", "provider", "operation", "workflow", "task", "user")
+DIMENSIONS: Final = semconv.STATISTICS_DIMENSIONS
 DEFAULT_BY: Final = ("agent", "model", "provider", "operation")
-NONE_KEY: Final = "(none)"
+NONE_KEY: Final = semconv.KEY_NONE
 TOKEN_FIELDS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 ENTRY_FIELDS: Final = (
     "calls", *TOKEN_FIELDS, "total_tokens", "cost_usd", "unpriced_calls", "errors", "duration_s",

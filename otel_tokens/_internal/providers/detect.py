@@ -72,8 +72,26 @@ def server_of(client: Any) -> tuple[str | None, int | None]:
     return host, port
 
 
+# (client class, id of its base URL) -> (the URL, the answer). The URL is kept so its id stays unique.
+_CLIENT_CACHE: dict[tuple[type, int], tuple[Any, tuple[str, str | None, int | None]]] = {}
+_CLIENT_CACHE_SIZE = 256
+
+
 def openai_client_provider(client: Any) -> tuple[str, str | None, int | None]:
-    """``(provider, server.address, server.port)`` for an ``openai`` client."""
+    """``(provider, server.address, server.port)`` for an ``openai`` client; cached per base URL."""
+    base = getattr(client, "base_url", None)
+    key = (type(client), id(base))
+    cached = _CLIENT_CACHE.get(key)
+    if cached is not None and cached[0] is base:
+        return cached[1]
+    answer = _detect_openai_client(client)
+    if len(_CLIENT_CACHE) >= _CLIENT_CACHE_SIZE:
+        _CLIENT_CACHE.clear()
+    _CLIENT_CACHE[key] = (base, answer)
+    return answer
+
+
+def _detect_openai_client(client: Any) -> tuple[str, str | None, int | None]:
     host, port = server_of(client)
     name = type(client).__name__
     if "Azure" in name:

@@ -6,6 +6,7 @@ Token conversion (already in semconv terms): chat ``prompt_tokens`` includes cac
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from otel_tokens import semconv
@@ -49,12 +50,18 @@ def _raw_mode(kwargs: dict) -> str | None:
     return None
 
 
-def _stream_kind(response: Any) -> Literal["sync", "async"] | None:
+@functools.cache
+def _stream_classes() -> tuple[type, type]:
     import openai
 
-    if isinstance(response, openai.Stream):
+    return openai.Stream, openai.AsyncStream
+
+
+def _stream_kind(response: Any) -> Literal["sync", "async"] | None:
+    sync_stream, async_stream = _stream_classes()
+    if isinstance(response, sync_stream):
         return "sync"
-    if isinstance(response, openai.AsyncStream):
+    if isinstance(response, async_stream):
         return "async"
     return None
 
