@@ -109,6 +109,12 @@ def _text_of(content: Any) -> str:
     return "\n".join(part for part in parts if part)
 
 
+def _messages(kwargs: dict) -> tuple | list:
+    """The request's messages if they can be read twice; an iterator is left for the SDK alone."""
+    messages = kwargs.get("messages")
+    return messages if isinstance(messages, (list, tuple)) else ()
+
+
 def message_usage(usage: Any) -> Usage:
     """A ``Usage`` / ``BetaUsage`` in semconv terms."""
     cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
@@ -201,7 +207,7 @@ class Messages:
 
     def prompt_text(self, kwargs: dict) -> str:
         parts = [_text_of(kwargs.get("system"))]
-        for message in kwargs.get("messages") or ():
+        for message in _messages(kwargs):
             if isinstance(message, Mapping):
                 parts.append(_text_of(message.get("content")))
         return "\n".join(part for part in parts if part)
@@ -211,7 +217,7 @@ class Messages:
         system = _text_of(kwargs.get("system"))
         if system:
             messages.append({"role": "system", "parts": [{"type": "text", "content": system}]})
-        for message in kwargs.get("messages") or ():
+        for message in _messages(kwargs):
             if isinstance(message, Mapping):
                 text = _text_of(message.get("content"))
                 messages.append({"role": message.get("role"), "parts": [{"type": "text", "content": text}]})
