@@ -441,6 +441,16 @@ def test_stream_helper_early_break_finishes_once_on_exit(instrumented, telemetry
     assert len(telemetry.llm_spans()) == 1
 
 
+def test_stream_helper_abandoned_without_exit_finishes_on_collection(instrumented, telemetry, mock):
+    manager = mock.client().messages.stream(model=SONNET, max_tokens=1024, messages=USER)
+    stream = manager.__enter__()  # never exited, never closed
+    assert next(iter(stream)).type == "message_start"
+    assert telemetry.llm_spans() == []
+    del manager, stream
+    gc.collect()
+    assert_usage(only_span(telemetry), input=2578, output=1, cache_read=2048, cache_write=512)
+
+
 async def test_async_stream_helper(instrumented, telemetry, mock):
     mock.reply("message_stream_thinking.sse")
     manager = mock.async_client().messages.stream(
