@@ -238,7 +238,11 @@ def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], U
     return estimate
 
 
-def _result_estimator(operation: Operation, prepared: Prepared, result: Result) -> Callable[[], Usage | None]:
+def _result_estimator(
+    operation: Operation, prepared: Prepared, result: Result
+) -> Callable[[], Usage | None] | None:
+    if result.usage is not None:
+        return None  # the usual case: nothing to estimate, nothing to build
     estimate = _estimator(operation, prepared)
     return lambda: estimate(result)
 

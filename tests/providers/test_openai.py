@@ -580,3 +580,18 @@ def test_content_capture_opt_in(telemetry, mock, monkeypatch, value):
     assert "my prompt" in attrs[A.GEN_AI_INPUT_MESSAGES]
     assert "Paris" in attrs[A.GEN_AI_OUTPUT_MESSAGES]
     assert "sk-test-SECRET" not in _all_attribute_text(telemetry)
+
+
+def test_messages_iterator_reaches_the_sdk_unconsumed(telemetry, mock, monkeypatch):
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    otel_tokens.set_budget("iter-agent", limit_usd=10.0, action="block")  # projection reads the prompt
+    try:
+        with otel_tokens.agent("iter-agent"):
+            mock.client().chat.completions.create(
+                model="gpt-4o", messages=iter([{"role": "user", "content": "from an iterator"}])
+            )
+    finally:
+        otel_tokens.uninstrument()
+    assert mock.requests[0][1]["messages"] == [{"role": "user", "content": "from an iterator"}]
+    assert_usage(only_span(telemetry), input=1250, output=42, cache_read=1024)

@@ -66,6 +66,11 @@ def _stream_kind(response: Any) -> Literal["sync", "async"] | None:
     return None
 
 
+def _sequence(value: Any) -> tuple | list:
+    """Only lists and tuples are read: an iterator given to the SDK must reach it unconsumed."""
+    return value if isinstance(value, (list, tuple)) else ()
+
+
 def _text_of(content: Any) -> str:
     """Text of a message ``content`` (a string or a list of parts)."""
     if isinstance(content, str):
@@ -198,11 +203,11 @@ class ChatCompletions:
         return ChatStreamAccumulator(prepared.hide_usage_chunk)
 
     def prompt_text(self, kwargs: dict) -> str:
-        messages = kwargs.get("messages") or ()
+        messages = _sequence(kwargs.get("messages"))
         return "\n".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
 
     def input_messages(self, kwargs: dict) -> Any:
-        messages = kwargs.get("messages") or ()
+        messages = _sequence(kwargs.get("messages"))
         return [
             {"role": m.get("role"), "parts": [{"type": "text", "content": _text_of(m.get("content"))}]}
             for m in messages
