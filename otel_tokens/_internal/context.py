@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from otel_tokens import semconv
@@ -59,22 +60,26 @@ class _Scope:
     # -- context manager ---------------------------------------------------------------------------
     def __enter__(self) -> _Scope:
         labels, scope_span = _SCOPE.get()
-        labels = replace(labels, **{self._field: self._value})
         span = self._start_span()
+        otel_token = None
         if span is not None:
             scope_span = span
-        self._spans.append(span)
-        self._tokens.append(_SCOPE.set((labels, scope_span)))
+            # Current, so that the LLM spans inside become its children.
+            otel_token = otel_context.attach(trace.set_span_in_context(span))
+        self._spans.append((span, otel_token))
+        self._tokens.append(_SCOPE.set((replace(labels, **{self._field: self._value}), scope_span)))
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         _SCOPE.reset(self._tokens.pop())
-        span = self._spans.pop()
-        if span is not None:
-            if exc is not None:
-                span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-            span.end()
+        span, otel_token = self._spans.pop()
+        if span is None:
+            return
+        otel_context.detach(otel_token)
+        if exc is not None:
+            span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+        span.end()
 
     async def __aenter__(self) -> _Scope:
         return self.__enter__()
@@ -83,6 +88,7 @@ class _Scope:
         self.__exit__(exc_type, exc, tb)
 
     def _start_span(self) -> Any:
+        """The span this scope opens, if any."""
         return None
 
     # -- decorator ---------------------------------------------------------------------------------
@@ -148,30 +154,7 @@ class agent(_Scope):  # noqa: N801 - reads as a verb at the call site, like cont
                 semconv.GEN_AI_OPERATION_NAME: semconv.OP_INVOKE_AGENT,
                 semconv.GEN_AI_AGENT_NAME: self._value,
             },
-            context=None,
         )
-
-    def __enter__(self) -> agent:
-        labels, _ = _SCOPE.get()
-        span = self._start_span()
-        token_ctx = trace.set_span_in_context(span)
-        # The agent span must be current so that LLM spans become its children.
-        from opentelemetry import context as otel_context
-
-        self._spans.append((span, otel_context.attach(token_ctx)))
-        self._tokens.append(_SCOPE.set((replace(labels, agent=self._value), span)))
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        from opentelemetry import context as otel_context
-
-        _SCOPE.reset(self._tokens.pop())
-        span, ctx_token = self._spans.pop()
-        otel_context.detach(ctx_token)
-        if exc is not None:
-            span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-        span.end()
 
 
 class workflow(_Scope):  # noqa: N801

@@ -94,36 +94,27 @@ class Recorder:
         reservation = None
         if self._budgets is not None and labels.agent is not None:
             reservation = self._budgets.reserve(request, labels, prompt_text)
-        attributes: dict[str, Any] = {
-            semconv.GEN_AI_OPERATION_NAME: request.operation,
-            semconv.GEN_AI_PROVIDER_NAME: request.provider,
-        }
-        if request.model:
-            attributes[semconv.GEN_AI_REQUEST_MODEL] = request.model
-        if request.server_address:
-            attributes[semconv.SERVER_ADDRESS] = request.server_address
-            if request.server_port:
-                attributes[semconv.SERVER_PORT] = request.server_port
-        if request.stream:
-            attributes[semconv.GEN_AI_REQUEST_STREAM] = True
-        if request.attributes:
-            attributes.update(request.attributes)
-        if labels.agent:
-            attributes[semconv.GEN_AI_AGENT_NAME] = labels.agent
-        if labels.workflow:
-            attributes[semconv.GEN_AI_WORKFLOW_NAME] = labels.workflow
-        if labels.task:
-            attributes[semconv.OTEL_TOKENS_TASK_NAME] = labels.task
-        if labels.user:
-            attributes[semconv.USER_ID] = labels.user
-        name = f"{request.operation} {request.model}" if request.model else request.operation
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        try:
+            attributes = _request_attributes(request)
+            if request.stream:
+                attributes[semconv.GEN_AI_REQUEST_STREAM] = True
+            if request.attributes:
+                attributes.update(request.attributes)
+            if labels.agent:
+                attributes[semconv.GEN_AI_AGENT_NAME] = labels.agent
+            if labels.workflow:
+                attributes[semconv.GEN_AI_WORKFLOW_NAME] = labels.workflow
+            if labels.task:
+                attributes[semconv.OTEL_TOKENS_TASK_NAME] = labels.task
+            if labels.user:
+                attributes[semconv.USER_ID] = labels.user
+            name = f"{request.operation} {request.model}" if request.model else request.operation
+            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        except Exception:
+            if reservation is not None:
+                self._budgets.settle(reservation, None)  # type: ignore[union-attr]
+            raise
         return Invocation(request, labels, span, reservation)
-
-    def release(self, invocation: Invocation) -> None:
-        """Give back a budget reservation for a call that never started (our own code failed)."""
-        if self._budgets is not None and invocation.reservation is not None:
-            self._budgets.settle(invocation.reservation, None)
 
     # -- finish ------------------------------------------------------------------------------------
     def finish(
@@ -285,19 +276,9 @@ class Recorder:
             span.add_event("gen_ai.client.inference.operation.details", content)
 
     def _write_metrics(self, record: CallRecord, usage: Usage | None, model: str | None) -> None:
-        request = record.request
-        attributes: dict[str, Any] = {
-            semconv.GEN_AI_OPERATION_NAME: request.operation,
-            semconv.GEN_AI_PROVIDER_NAME: request.provider,
-        }
-        if request.model:
-            attributes[semconv.GEN_AI_REQUEST_MODEL] = request.model
+        attributes = _request_attributes(record.request)
         if record.result is not None and record.result.response_model:
             attributes[semconv.GEN_AI_RESPONSE_MODEL] = record.result.response_model
-        if request.server_address:
-            attributes[semconv.SERVER_ADDRESS] = request.server_address
-            if request.server_port:
-                attributes[semconv.SERVER_PORT] = request.server_port
         if record.labels.agent:
             attributes[semconv.GEN_AI_AGENT_NAME] = record.labels.agent
         if record.error_type is not None:
@@ -318,6 +299,21 @@ class Recorder:
             instruments.totals.add(attributes, usage, record.cost_usd)
         elif record.cost_usd is not None:
             instruments.totals.add_cost(attributes, record.cost_usd)
+
+
+def _request_attributes(request: Request) -> dict[str, Any]:
+    """What both the span and the metric points say about the request."""
+    attributes: dict[str, Any] = {
+        semconv.GEN_AI_OPERATION_NAME: request.operation,
+        semconv.GEN_AI_PROVIDER_NAME: request.provider,
+    }
+    if request.model:
+        attributes[semconv.GEN_AI_REQUEST_MODEL] = request.model
+    if request.server_address:
+        attributes[semconv.SERVER_ADDRESS] = request.server_address
+        if request.server_port:
+            attributes[semconv.SERVER_PORT] = request.server_port
+    return attributes
 
 
 def _error_type(error: BaseException) -> str:

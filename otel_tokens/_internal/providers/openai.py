@@ -237,15 +237,18 @@ class ChatStreamAccumulator:
             if not choices and self._hide:
                 return False
         for choice in choices:
-            delta = choice.delta
-            if delta is not None:
-                content = delta.content
-                if content:
-                    self._text.append(content)
-            reason = choice.finish_reason
-            if reason:
-                self._finish.append(reason)
+            self._take(choice)
         return True
+
+    def _take(self, choice: Any) -> None:
+        delta = choice.delta
+        if delta is not None:
+            content = delta.content
+            if content:
+                self._text.append(content)
+        reason = choice.finish_reason
+        if reason:
+            self._finish.append(reason)
 
     def result(self) -> Result:
         usage = self._usage
@@ -281,22 +284,11 @@ class Completions(ChatCompletions):
 class CompletionStreamAccumulator(ChatStreamAccumulator):
     __slots__ = ()
 
-    def add(self, chunk: Any) -> bool:
-        if self._id is None:
-            self._id = chunk.id
-            self._model = chunk.model
-        usage = chunk.usage
-        choices = chunk.choices
-        if usage is not None:
-            self._usage = usage
-            if not choices and self._hide:
-                return False
-        for choice in choices:
-            if choice.text:
-                self._text.append(choice.text)
-            if choice.finish_reason:
-                self._finish.append(choice.finish_reason)
-        return True
+    def _take(self, choice: Any) -> None:
+        if choice.text:
+            self._text.append(choice.text)
+        if choice.finish_reason:
+            self._finish.append(choice.finish_reason)
 
 
 # -- responses -------------------------------------------------------------------------------------
