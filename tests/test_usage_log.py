@@ -210,13 +210,25 @@ def test_sigkill_leaves_only_whole_lines(tmp_path):
     assert [proc.returncode for proc in procs] == [-signal.SIGKILL, -signal.SIGKILL]
 
     data = path.read_bytes()
-    assert data.endswith(b"\n")
     lines, skipped = read_usage_log(path)
-    assert skipped == 0
-    assert len(lines) == data.count(b"\n") > 100
+    # A kill can interrupt a large write: at most one torn line per killed writer, never more.
+    assert skipped <= 2
+    assert len(lines) > 100
     for agent in ("p0", "p1"):
         counts = [line["input_tokens"] for line in lines if line["agent"] == agent]
-        assert counts == list(range(1, len(counts) + 1))  # nothing lost or torn in between
+        # Every completed line is there and whole, even one appended right after the other's torn one.
+        assert counts == list(range(1, len(counts) + 1))
+    assert data.count(b"\n") >= len(lines)
+
+
+def test_a_line_appended_after_a_torn_one_is_recovered(tmp_path):
+    first = record_to_line(make_record())
+    second = record_to_line(make_record(labels=Labels(agent="after-the-tear")))
+    path = tmp_path / "usage.jsonl"
+    path.write_bytes((first + "\n" + first[: len(first) // 3] + second + "\n").encode())
+    lines, skipped = read_usage_log(path)
+    assert skipped == 1
+    assert [line["agent"] for line in lines] == ["planner", "after-the-tear"]
 
 
 def test_reader_skips_and_counts_bad_lines(tmp_path):

@@ -233,9 +233,21 @@ def read_usage_log(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], 
             parsed = parse_line(raw)
             if parsed is None:
                 skipped += 1
-            else:
+                parsed = _recover_glued(raw)
+            if parsed is not None:
                 lines.append(parsed)
     return lines, skipped
+
+
+# Every line starts with this; inside a JSON string the quotes would be escaped, so it marks a record.
+_LINE_START: Final = b'{"time": '
+
+
+def _recover_glued(raw: bytes) -> dict[str, Any] | None:
+    """A writer killed mid-write can leave a torn line; the next append then follows it on the same
+    line. The torn part is lost (counted as skipped); the complete line after it is recovered."""
+    start = raw.rfind(_LINE_START)
+    return parse_line(raw[start:]) if start > 0 else None
 
 
 def lines_from_records(records: Iterable[CallRecord]) -> list[dict[str, Any]]:
