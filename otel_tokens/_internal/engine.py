@@ -36,6 +36,11 @@ _logger = logging.getLogger("otel_tokens")
 # Set while a wrapped call runs, so an SDK method that calls another wrapped method counts once.
 _IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_tokens_in_call", default=False)
 
+
+def in_recorded_call() -> bool:
+    """True while an SDK method otel-tokens records is running (on this thread or task)."""
+    return _IN_CALL.get()
+
 Style = Literal["sync", "async", "sync_manager", "sending_manager"]
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import wrapt
 from opentelemetry import trace
 
-from otel_tokens._internal.engine import _IN_CALL, Patch
+from otel_tokens._internal.engine import Patch, in_recorded_call
 from otel_tokens._internal.providers import anthropic as adapter
 from otel_tokens._internal.safety import log_internal_error
 from otel_tokens.instrumentation._base import SDKInstrumentor
@@ -66,7 +66,7 @@ def _without_sdk_span(switch: Any) -> Any:
     """Wrapper for ``start_api_call_span``: inside a call otel-tokens records, start no SDK span."""
 
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not (switch.on and _IN_CALL.get()):
+        if not (switch.on and in_recorded_call()):
             return wrapped(*args, **kwargs)
         # A non-recording span of the current context: the SDK then records nothing and ends nothing,
         # and sends the traceparent its own span would have continued.
