@@ -63,7 +63,10 @@ EOF
 export APT_CONFIG="$APT_DIR/apt.conf"
 
 log "updating the private sid package index"
-apt-get -q update >"$APT_DIR/update.log" 2>&1 || fail "apt-get update against $MIRROR sid failed: $(tail -3 "$APT_DIR/update.log" | tr '\n' ' ')"
+# apt-get update can exit 0 when a fetch failed, so its log is checked as well.
+if ! apt-get -q update >"$APT_DIR/update.log" 2>&1 || grep -qE '^(Err:|E:|W: Failed to fetch)' "$APT_DIR/update.log"; then
+    fail "cannot fetch the sid package index from $MIRROR: $(grep -E '^(Err:|E:|W:)' "$APT_DIR/update.log" | head -3 | tr '\n' ' ')"
+fi
 apt-cache show "$COLLECTOR_PKG" >/dev/null 2>&1 || fail "$MIRROR sid has no package $COLLECTOR_PKG"
 COLLECTOR_VERSION=$(apt-cache show "$COLLECTOR_PKG" | sed -n 's/^Version: //p' | head -1)
 log "$COLLECTOR_PKG $COLLECTOR_VERSION"
@@ -74,9 +77,23 @@ apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-br
     --no-enhances "$COLLECTOR_PKG" "$GO_PKG" 2>/dev/null |
     grep -E '^golang-' | sort -u >"$CACHE_DIR/packages.txt"
 [[ -s "$CACHE_DIR/packages.txt" ]] || fail "could not resolve the dependencies of $COLLECTOR_PKG"
-log "downloading $(wc -l <"$CACHE_DIR/packages.txt") packages"
-(cd "$DEB_DIR" && xargs apt-get -q download <"$CACHE_DIR/packages.txt" >"$APT_DIR/download.log" 2>&1) ||
-    fail "downloading .debs failed: $(tail -3 "$APT_DIR/download.log" | tr '\n' ' ')"
+# Fetch only the .debs not already here, and drop those a newer sid has replaced.
+apt-get -q download --print-uris $(cat "$CACHE_DIR/packages.txt") 2>"$APT_DIR/download.log" |
+    awk '{print $2}' | sort >"$CACHE_DIR/debs.txt" ||
+    fail "cannot resolve the .debs: $(tail -3 "$APT_DIR/download.log" | tr '\n' ' ')"
+[[ -s "$CACHE_DIR/debs.txt" ]] || fail "cannot resolve the .debs: $(tail -3 "$APT_DIR/download.log" | tr '\n' ' ')"
+for deb in "$DEB_DIR"/*.deb; do
+    if [[ -e "$deb" ]] && ! grep -qxF "$(basename "$deb")" "$CACHE_DIR/debs.txt"; then
+        rm -f "$deb"
+    fi
+done
+missing=$(while read -r file; do [[ -e "$DEB_DIR/$file" ]] || echo "${file%%_*}"; done <"$CACHE_DIR/debs.txt")
+if [[ -n "$missing" ]]; then
+    log "downloading $(wc -w <<<"$missing") of $(wc -l <"$CACHE_DIR/debs.txt") packages"
+    # shellcheck disable=SC2086 # one package name per word
+    (cd "$DEB_DIR" && apt-get -q download $missing >"$APT_DIR/download.log" 2>&1) ||
+        fail "downloading .debs failed: $(grep -E '^(E|Err):' "$APT_DIR/download.log" | head -3 | tr '\n' ' ')"
+fi
 
 # Unpack again only when the set of .debs changed.
 STAMP=$(ls "$DEB_DIR" | sha256sum | cut -d' ' -f1)
