@@ -7,7 +7,8 @@
 # Environment:
 #   OTELCOL_CACHE_DIR  where the binary, .debs and build cache live (default /var/tmp/otel-tokens-otelcol)
 #   OTELCOL_REBUILD=1  ignore a binary that is already built
-#   DEBIAN_MIRROR      Debian mirror carrying sid (default http://deb.debian.org/debian)
+#   DEBIAN_MIRROR      Debian mirror carrying sid (default: the machine's own Debian mirror, read from
+#                      its apt sources)
 #
 # The machine's apt setup is never touched: apt runs with a private APT_CONFIG, sources.list, state and
 # cache under the cache dir, and packages are unpacked with `dpkg -x`, never installed.
@@ -15,7 +16,16 @@
 set -euo pipefail
 
 CACHE_DIR=${OTELCOL_CACHE_DIR:-/var/tmp/otel-tokens-otelcol}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The machine's own Debian mirror: the first apt source URI ending in /debian (deb822 or one-line form).
+machine_mirror() {
+    {
+        grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{for (i = 2; i <= NF; i++) print $i}'
+        grep -hsE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+            | sed -E 's/\[[^]]*\]//' | awk '{print $2}'
+    } | grep -E '/debian/?$' | head -n 1 | sed -E 's#/$##'
+}
+MIRROR=${DEBIAN_MIRROR:-$(machine_mirror)}
+[[ -n "$MIRROR" ]] || { echo "build-otelcol: no Debian mirror in the machine's apt sources; set DEBIAN_MIRROR" >&2; exit 1; }
 BIN="$CACHE_DIR/otelcol"
 # The collector's Debian package (sid) and the Go toolchain that can build it.
 COLLECTOR_PKG=golang-opentelemetry-collector-dev
