@@ -16,16 +16,6 @@
 set -euo pipefail
 
 CACHE_DIR=${OTELCOL_CACHE_DIR:-/var/tmp/otel-tokens-otelcol}
-# The machine's own Debian mirror: the first apt source URI ending in /debian (deb822 or one-line form).
-machine_mirror() {
-    {
-        grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{for (i = 2; i <= NF; i++) print $i}'
-        grep -hsE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-            | sed -E 's/\[[^]]*\]//' | awk '{print $2}'
-    } | grep -E '/debian/?$' | head -n 1 | sed -E 's#/$##'
-}
-MIRROR=${DEBIAN_MIRROR:-$(machine_mirror)}
-[[ -n "$MIRROR" ]] || { echo "build-otelcol: no Debian mirror in the machine's apt sources; set DEBIAN_MIRROR" >&2; exit 1; }
 BIN="$CACHE_DIR/otelcol"
 # The collector's Debian package (sid) and the Go toolchain that can build it.
 COLLECTOR_PKG=golang-opentelemetry-collector-dev
@@ -46,37 +36,13 @@ fi
 for tool in apt-get apt-cache dpkg-deb; do
     command -v "$tool" >/dev/null || fail "needs $tool (a Debian-based machine)"
 done
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-[[ -r "$KEYRING" ]] || fail "needs $KEYRING (package debian-archive-keyring) to verify sid"
-
+# shellcheck source=.ci/sid-apt.sh
+source "$(dirname "$0")/sid-apt.sh"
 APT_DIR="$CACHE_DIR/apt"
 DEB_DIR="$CACHE_DIR/debs"
 ROOT="$CACHE_DIR/root"   # the unpacked packages
-mkdir -p "$APT_DIR"/{etc/sources.list.d,etc/preferences.d,etc/apt.conf.d,state/lists/partial,cache/archives/partial} \
-    "$DEB_DIR"
-touch "$APT_DIR/state/status"   # empty: apt must not assume anything from this machine is installed
-echo "deb [signed-by=$KEYRING] $MIRROR sid main" >"$APT_DIR/etc/sources.list"
-cat >"$APT_DIR/apt.conf" <<EOF
-Dir::Etc::SourceList "$APT_DIR/etc/sources.list";
-Dir::Etc::SourceParts "$APT_DIR/etc/sources.list.d";
-Dir::Etc::Preferences "$APT_DIR/etc/preferences";
-Dir::Etc::PreferencesParts "$APT_DIR/etc/preferences.d";
-Dir::Etc::Parts "$APT_DIR/etc/apt.conf.d";
-Dir::State "$APT_DIR/state";
-Dir::State::status "$APT_DIR/state/status";
-Dir::Cache "$APT_DIR/cache";
-APT::Architecture "amd64";
-APT::Architectures { "amd64"; };
-// Mirrors and snapshots often serve a sid Release file past its Valid-Until; signatures still apply.
-Acquire::Check-Valid-Until "false";
-EOF
-export APT_CONFIG="$APT_DIR/apt.conf"
-
-log "updating the private sid package index"
-# apt-get update can exit 0 when a fetch failed, so its log is checked as well.
-if ! apt-get -q update >"$APT_DIR/update.log" 2>&1 || grep -qE '^(Err:|E:|W: Failed to fetch)' "$APT_DIR/update.log"; then
-    fail "cannot fetch the sid package index from $MIRROR: $(grep -E '^(Err:|E:|W:)' "$APT_DIR/update.log" | head -3 | tr '\n' ' ')"
-fi
+mkdir -p "$DEB_DIR"
+sid_apt_setup "$APT_DIR"
 apt-cache show "$COLLECTOR_PKG" >/dev/null 2>&1 || fail "$MIRROR sid has no package $COLLECTOR_PKG"
 COLLECTOR_VERSION=$(apt-cache show "$COLLECTOR_PKG" | sed -n 's/^Version: //p' | head -1)
 log "$COLLECTOR_PKG $COLLECTOR_VERSION"
