@@ -20,7 +20,7 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 
 from otel_tokens import semconv
 from otel_tokens._internal.instruments import Instruments
-from otel_tokens._internal.ledger import NONE_KEY, OTHER_KEY, Ledger
+from otel_tokens._internal.ledger import NONE_KEY, OTHER_KEY, TOP_CALLS_KEPT, Ledger
 from otel_tokens._internal.pricing import PriceBook
 from otel_tokens._internal.recorder import Recorder
 from otel_tokens._internal.records import NO_LABELS, CallRecord, Labels, Request, Result, Usage
@@ -33,7 +33,7 @@ TOTAL_KEYS = {
     "total_calls", "total_tokens", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "total_cost_usd", "unpriced_calls", "errors", "estimated_calls", "duration_s",
     "first_call_time", "last_call_time", "by_agent", "by_model", "by_provider", "by_operation", "by_workflow",
-    "by_task", "by_user", "budgets",
+    "by_task", "by_user", "by_agent_model", "top_calls", "budgets",
 }
 ENTRY_KEYS = {
     "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
@@ -103,6 +103,7 @@ def test_statistics_has_the_documented_shape_when_empty() -> None:
     assert statistics["total_cost_usd"] == 0.0
     assert statistics["first_call_time"] is None and statistics["last_call_time"] is None
     assert statistics["by_agent"] == {} and statistics["budgets"] == {}
+    assert statistics["by_agent_model"] == {} and statistics["top_calls"] == []
 
 
 def test_totals_by_every_dimension_from_spans() -> None:
@@ -221,9 +222,15 @@ def test_records_and_spans_give_the_same_totals() -> None:
         statistics = stack.ledger.statistics()
         for key in ("duration_s", "first_call_time", "last_call_time"):
             statistics.pop(key)
-        for table in (v for k, v in statistics.items() if k.startswith("by_")):
+        for table in (v for k, v in statistics.items() if k.startswith("by_") and k != "by_agent_model"):
             for entry in table.values():
                 entry.pop("duration_s")
+        for models in statistics["by_agent_model"].values():
+            for entry in models.values():
+                entry.pop("duration_s")
+        for call in statistics["top_calls"]:
+            call.pop("duration_s")
+            call.pop("time")
         return statistics
 
     from_spans = drive(Stack())
@@ -231,6 +238,7 @@ def test_records_and_spans_give_the_same_totals() -> None:
     from_unattached = drive(Stack(attach=False))
     assert from_spans == from_records == from_unattached
     assert from_spans["total_calls"] == 3
+    assert [call["agent"] for call in from_spans["top_calls"]] == ["a"]  # the unpriced and failed calls are not
 
 
 def test_attach_is_idempotent_and_skips_api_providers() -> None:
@@ -335,6 +343,85 @@ def test_many_label_combinations_stay_exact() -> None:
     assert {k: v["input_tokens"] for k, v in statistics["by_user"].items()} == expected_users
     assert {k: v["calls"] for k, v in statistics["by_agent"].items()} == {f"agent-{n}": 2000 for n in range(3)}
     assert statistics["by_model"]["m"]["cost_usd"] == 1500.0
+
+
+def test_by_agent_model_crosses_agent_and_model() -> None:
+    stack = Stack()
+    a, b, c = Usage(100, 20, cache_read_tokens=40), Usage(10, 5), Usage(7, 3)
+    stack.call(a, labels=Labels(agent="planner"))
+    stack.call(a, labels=Labels(agent="planner"))
+    stack.call(b, model="m-large", labels=Labels(agent="planner"))
+    stack.call(c, model="mystery", labels=Labels(agent="writer"))
+    stack.call(c)
+    stack.call(error=TimeoutError("slow"), labels=Labels(agent="writer"))
+
+    statistics = stack.ledger.statistics()
+    nested = statistics["by_agent_model"]
+    assert {agent: set(models) for agent, models in nested.items()} == {
+        "planner": {"m-small", "m-large"}, "writer": {"mystery", "m-small"}, NONE_KEY: {"m-small"},
+    }
+    small = nested["planner"]["m-small"]
+    assert set(small) == ENTRY_KEYS
+    assert (small["calls"], small["input_tokens"], small["cache_read_tokens"]) == (2, 200, 80)
+    assert math.isclose(small["cost_usd"], 2 * cost(a), abs_tol=1e-12)
+    assert math.isclose(nested["planner"]["m-large"]["cost_usd"], cost(b, 4), abs_tol=1e-12)
+    assert nested["writer"]["mystery"]["unpriced_calls"] == 1
+    assert nested["writer"]["m-small"]["errors"] == 1
+    # Each agent's models add up to its row in by_agent.
+    for agent, models in nested.items():
+        assert sum(entry["calls"] for entry in models.values()) == statistics["by_agent"][agent]["calls"]
+
+
+def test_by_agent_model_survives_folded_rows_and_overflow() -> None:
+    # More label combinations than rows kept, and more agents than max_keys.
+    ledger = Ledger(max_keys=4)
+    request = Request("openai", semconv.OP_CHAT, "m")
+    for n in range(3000):
+        labels = Labels(agent=f"agent-{n % 6}", user=f"user-{n}")
+        ledger.record(CallRecord(request, Result(usage=Usage(1, 1)), labels, cost_usd=0.5))
+    nested = ledger.statistics()["by_agent_model"]
+    assert {agent: models["m"]["calls"] for agent, models in nested.items()} == {
+        "agent-0": 500, "agent-1": 500, "agent-2": 500, "agent-3": 500, OTHER_KEY: 1000,
+    }
+    assert nested["agent-0"]["m"]["cost_usd"] == 250.0
+
+
+def test_top_calls_are_the_most_expensive_priced_calls_in_order() -> None:
+    stack = Stack(sampler=TraceIdRatioBased(0.5))  # both paths: spans and records
+    rng = random.Random(5)
+    sizes = [rng.randrange(1, 10_000) for _ in range(300)]
+    for n, size in enumerate(sizes):
+        stack.call(Usage(size, 10), labels=Labels(agent=f"agent-{n % 3}"))
+    stack.call(Usage(10**9, 10), model="mystery", labels=Labels(agent="big"))  # unpriced: not a top call
+    stack.call(error=TimeoutError("slow"), labels=Labels(agent="big"))
+
+    top = stack.ledger.statistics()["top_calls"]
+    assert len(top) == TOP_CALLS_KEPT
+    expected = sorted(sizes, reverse=True)[:TOP_CALLS_KEPT]
+    assert [call["input_tokens"] for call in top] == expected
+    for call in top:
+        assert math.isclose(call["cost_usd"], cost(Usage(call["input_tokens"], 10)), abs_tol=1e-12)
+    first = top[0]
+    assert set(first) == {
+        "time", "agent", "model", "provider", "operation", "input_tokens", "output_tokens", "total_tokens",
+        "cost_usd", "duration_s", "error",
+    }
+    assert (first["model"], first["provider"], first["operation"]) == ("m-small", "openai", "chat")
+    assert first["agent"] == f"agent-{sizes.index(expected[0]) % 3}"
+    assert first["total_tokens"] == expected[0] + 10 and first["error"] is None
+    assert first["time"].endswith("Z") and first["duration_s"] >= 0
+
+
+def test_top_calls_keep_the_earliest_of_equal_calls() -> None:
+    ledger = Ledger()
+    request = Request("openai", semconv.OP_CHAT, "m")
+    for n in range(TOP_CALLS_KEPT + 10):
+        labels = Labels(agent="a", user=f"user-{n}")
+        result = Result(usage=Usage(5, 5))
+        ledger.record(CallRecord(request, result, labels, end_time_unix=1000.0 + n, cost_usd=0.25))
+    times = [call["time"] for call in ledger.statistics()["top_calls"]]
+    assert len(times) == TOP_CALLS_KEPT
+    assert times == sorted(times) and times[0] == "1970-01-01T00:16:40.000000Z"
 
 
 def test_reset_forgets_totals() -> None:

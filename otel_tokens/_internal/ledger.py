@@ -10,10 +10,18 @@ Both paths reduce a call to the same tuple and feed one add function.
 Memory is bounded: each dimension keeps at most ``max_keys`` distinct keys; calls for further keys are
 counted under ``"(other)"`` (with one WARNING per dimension). Calls without a label count under
 ``"(none)"``. Neither of those two buckets counts towards ``max_keys``.
+
+For the report's "most expensive" sections the statistics also carry ``by_agent_model``
+(``{agent: {model: entry}}``, one entry per pair of the agent and model keys above, rolled up from the
+same rows, so it costs the hot path nothing) and ``top_calls``: the ``TOP_CALLS_KEPT`` most expensive
+priced calls, kept in a min-heap that a call only touches when it costs more than the cheapest one kept
+(O(log n)); of equally expensive calls, the earliest are kept.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import operator
 import threading
@@ -27,6 +35,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from otel_tokens import semconv
 from otel_tokens._internal.records import CallRecord
 from otel_tokens._internal.safety import guarded
+from otel_tokens._internal.usage_log import format_time
 
 _logger = logging.getLogger("otel_tokens")
 
@@ -43,8 +52,10 @@ _ROW_LENGTH: Final = 11
 
 _NS_PER_S: Final = 1e9
 # Label combinations kept as rows; bounds memory. A call with a new combination beyond this folds the
-# oldest row into the tables (eight row additions), so no call ever pays for more than one.
+# oldest row into the tables (nine row additions), so no call ever pays for more than one.
 _MAX_COMBINATIONS: Final = 1024
+# The most expensive calls kept for the report (which shows 5 by default).
+TOP_CALLS_KEPT: Final = 20
 
 
 def _empty_row() -> list[Any]:
@@ -83,6 +94,11 @@ class Ledger(SpanProcessor):
         self._combinations: OrderedDict[tuple[Any, ...], tuple[list[Any], tuple[str, ...]]] = OrderedDict()
         self._totals = _empty_row()
         self._tables: tuple[dict[str, list[Any]], ...] = tuple({} for _ in DIMENSIONS)
+        self._agent_models: dict[str, dict[str, list[Any]]] = {}
+        # Min-heap of (cost, total tokens, -sequence, call), the cheapest kept call at [0]; the sequence
+        # makes items unique, so the call tuples are never compared.
+        self._top_calls: list[tuple[float, int, int, tuple[Any, ...]]] = []
+        self._sequence = itertools.count()
         # Real keys kept per dimension ("(none)" and "(other)" are not counted).
         self._seen: tuple[set[str], ...] = tuple(set() for _ in DIMENSIONS)
         self._overflowed = [False] * len(DIMENSIONS)
@@ -134,6 +150,7 @@ class Ledger(SpanProcessor):
             return
         input_tokens = get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
         cost = get(semconv.GEN_AI_USAGE_COST_AMOUNT)
+        error = get(semconv.ERROR_TYPE)
         start_ns, end_ns = span.start_time or 0, span.end_time or 0
         delta = (
             1,
@@ -144,7 +161,7 @@ class Ledger(SpanProcessor):
             get(semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS) or 0,
             cost or 0.0,
             1 if cost is None and input_tokens is not None else 0,
-            1 if get(semconv.ERROR_TYPE) else 0,
+            1 if error else 0,
             1 if get(semconv.OTEL_TOKENS_USAGE_ESTIMATED) else 0,
             (end_ns - start_ns) / _NS_PER_S if end_ns > start_ns else 0.0,
         )
@@ -157,7 +174,10 @@ class Ledger(SpanProcessor):
             get(semconv.OTEL_TOKENS_TASK_NAME),
             get(semconv.USER_ID),
         )
-        self._add(keys, delta, start_ns / _NS_PER_S if start_ns else None, end_ns / _NS_PER_S if end_ns else None)
+        self._add(
+            keys, delta, start_ns / _NS_PER_S if start_ns else None, end_ns / _NS_PER_S if end_ns else None,
+            cost, error,
+        )
 
     def _count_record(self, record: CallRecord) -> None:
         request = record.request
@@ -198,10 +218,16 @@ class Ledger(SpanProcessor):
         )
         end = record.end_time_unix or None
         start = end - record.duration_s if end is not None else None
-        self._add(keys, delta, start, end)
+        self._add(keys, delta, start, end, cost, record.error_type)
 
     def _add(
-        self, keys: tuple[Any, ...], delta: tuple[Any, ...], start: float | None, end: float | None
+        self,
+        keys: tuple[Any, ...],
+        delta: tuple[Any, ...],
+        start: float | None,
+        end: float | None,
+        cost: float | None,
+        error: Any,
     ) -> None:
         overflowed: list[int] = []
         with self._lock:
@@ -215,6 +241,16 @@ class Ledger(SpanProcessor):
                 self._first_call_time = start
             if end is not None and (self._last_call_time is None or end > self._last_call_time):
                 self._last_call_time = end
+            if cost is not None:
+                top = self._top_calls
+                # One float comparison for the usual call: no dearer than the cheapest kept, it stays out
+                # (so of equally expensive calls the earliest are kept).
+                if len(top) < TOP_CALLS_KEPT:
+                    heapq.heappush(top, (cost, delta[_INPUT] + delta[_OUTPUT], -next(self._sequence),
+                                         (keys, delta, end, error)))
+                elif cost > top[0][0]:
+                    heapq.heapreplace(top, (cost, delta[_INPUT] + delta[_OUTPUT], -next(self._sequence),
+                                            (keys, delta, end, error)))
         for index in overflowed:
             _logger.warning(
                 "otel_tokens: more than %d distinct %s values; further ones are counted under %r "
@@ -227,7 +263,8 @@ class Ledger(SpanProcessor):
         # Summed first, so a malformed delta raises before anything is stored.
         row = list(map(operator.add, _empty_row(), delta))
         if len(self._combinations) >= _MAX_COMBINATIONS:
-            _roll_up((self._combinations.popitem(last=False)[1],), self._totals, self._tables)
+            oldest = self._combinations.popitem(last=False)[1]
+            _roll_up((oldest,), self._totals, self._tables, self._agent_models)
         names = []
         for index, key in enumerate(keys):
             name = _key(key)
@@ -250,9 +287,14 @@ class Ledger(SpanProcessor):
         with self._lock:
             totals = list(self._totals)
             tables = tuple({name: list(row) for name, row in table.items()} for table in self._tables)
+            agent_models = {
+                agent: {model: list(row) for model, row in models.items()}
+                for agent, models in self._agent_models.items()
+            }
             combinations = [(list(row), names) for row, names in self._combinations.values()]
+            top_calls = sorted(self._top_calls, reverse=True)
             first, last = self._first_call_time, self._last_call_time
-        _roll_up(combinations, totals, tables)
+        _roll_up(combinations, totals, tables, agent_models)
         statistics: dict[str, Any] = {
             "total_calls": totals[_CALLS],
             "total_tokens": totals[_INPUT] + totals[_OUTPUT],
@@ -271,6 +313,11 @@ class Ledger(SpanProcessor):
         }
         for dimension, table in zip(DIMENSIONS, tables, strict=True):
             statistics[f"by_{dimension}"] = {name: _entry(row) for name, row in table.items()}
+        statistics["by_agent_model"] = {
+            agent: {model: _entry(row) for model, row in models.items()}
+            for agent, models in agent_models.items()
+        }
+        statistics["top_calls"] = [_top_call(cost, call) for cost, _tokens, _order, call in top_calls]
         statistics["budgets"] = {}
         return statistics
 
@@ -284,6 +331,7 @@ def _roll_up(
     combinations: Iterable[tuple[list[Any], tuple[str, ...]]],
     totals: list[Any],
     tables: tuple[dict[str, list[Any]], ...],
+    agent_models: dict[str, dict[str, list[Any]]],
 ) -> None:
     add = operator.add
     for row, names in combinations:
@@ -294,6 +342,31 @@ def _roll_up(
                 table[name] = list(row)
             else:
                 entry[:] = map(add, entry, row)
+        # names[0] is the agent and names[1] the model (DIMENSIONS order).
+        models = agent_models.setdefault(names[0], {})
+        entry = models.get(names[1])
+        if entry is None:
+            models[names[1]] = list(row)
+        else:
+            entry[:] = map(add, entry, row)
+
+
+def _top_call(cost: float, call: tuple[Any, ...]) -> dict[str, Any]:
+    """A kept call in the shape of ``stats_from_usage_lines``' ``top_calls`` (real names, never folded)."""
+    keys, delta, end, error = call
+    return {
+        "time": format_time(end) if end is not None else None,
+        "agent": _key(keys[0]),
+        "model": _key(keys[1]),
+        "provider": _key(keys[2]),
+        "operation": keys[3],
+        "input_tokens": delta[_INPUT],
+        "output_tokens": delta[_OUTPUT],
+        "total_tokens": delta[_INPUT] + delta[_OUTPUT],
+        "cost_usd": cost,
+        "duration_s": round(delta[_DURATION], 6),
+        "error": error,
+    }
 
 
 def _entry(row: list[Any]) -> dict[str, Any]:
@@ -320,4 +393,4 @@ def _reference(provider: Any) -> Any:
         return lambda: provider
 
 
-__all__ = ["DIMENSIONS", "NONE_KEY", "OTHER_KEY", "Ledger"]
+__all__ = ["DIMENSIONS", "NONE_KEY", "OTHER_KEY", "TOP_CALLS_KEPT", "Ledger"]
