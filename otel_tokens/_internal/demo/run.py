@@ -1,0 +1,236 @@
+"""``otel-tokens demo``: a small multi-agent workflow against a loopback fake LLM, instrumented.
+
+No API keys and no network: :class:`FakeLLMServer` answers the real ``openai`` and ``anthropic`` SDK
+clients on 127.0.0.1 with realistic usage. One round of the ``research-report`` workflow:
+
+    planner     routes on acme-llm-7b (self-hosted, no known price), then plans on gpt-4o-mini; the
+                first attempt is rate limited (429) and retried once
+    researcher  claude-sonnet-4-6 with prompt caching, o4-mini reasoning over the Responses API
+                (streamed), text-embedding-3-small; near its budget it moves to acme-llm-7b
+    writer      claude-sonnet-4-6 ``messages.stream()`` with extended thinking and cached context,
+                then a gpt-4o chat stream
+    editor      a gpt-4o review under a blocking budget
+
+Every round from the third on still makes cache reads and writes, reasoning tokens, two streams (time
+to first chunk), a failed call and unpriced calls, so each dashboard panel has fresh data.
+
+Budgets (the stack's alert tests rely on them): the researcher passes 90 % in round 2 and then, spending
+only on the unpriced model, stays at 95 % (lifetime window); the writer goes from 75 % to over 100 %
+in round 2 and stays over while the demo runs (1h window); the editor's calls are blocked from round 2.
+
+Progress goes to stderr and the report to stdout, so ``--format json`` output parses. ``--interval``
+paces ``--loop``; a fixed number of rounds runs back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+# Imported here, not lazily, so a missing SDK is reported by the CLI as a missing module.
+import anthropic
+import openai
+
+import otel_tokens
+from otel_tokens._internal.demo.fake_server import FakeLLMServer
+from otel_tokens._internal.setup import configure_providers
+
+WORKFLOW = "research-report"
+SELF_HOSTED_MODEL = "acme-llm-7b"  # a custom model on an OpenAI-compatible endpoint: no known price
+WHAT_IF_MODEL = "gpt-4o-mini"
+# USD, sized to the fake server's deterministic usage. The researcher spends $0.0065 in round 1 and
+# $0.0018 in round 2 (75 %, then 95 %); the writer $0.0134 then $0.0087 (75 %, then 123 %); the
+# editor's call costs $0.0019 but is projected at $0.0042, so the second one does not fit under $0.005.
+BUDGETS: dict[str, dict[str, Any]] = {
+    "planner": {"limit_usd": 1.00},
+    "researcher": {"limit_usd": 0.0087},
+    "writer": {"limit_usd": 0.0180, "window": "1h"},
+    "editor": {"limit_usd": 0.0050, "action": "block"},
+}
+
+# Long, stable prompt prefixes: providers cache only prompts of 1,024 tokens or more.
+SOURCES = " ".join(
+    f"Source {n}: LLM spend grows with prompt length, output length and retries; caching the stable "
+    f"part of a prompt cuts input cost by up to ninety percent (note {n})." for n in range(1, 31))
+STYLE_GUIDE = " ".join(
+    f"Rule {n}: write short sentences, lead with the number that matters, name the agent and the model, "
+    f"and say what a reader should do next (rule {n})." for n in range(1, 31))
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Workflow:
+    """The four agents of a ``research-report`` round and the SDK clients they share."""
+
+    def __init__(self, server: FakeLLMServer) -> None:
+        # A connection per request: the SDK drops a chat stream's connection after [DONE] without reading
+        # the end of the body, which the fake server would report as a reset keep-alive connection.
+        self.openai = openai.OpenAI(base_url=server.openai_base_url, api_key="demo-key",
+                                    default_headers={"Connection": "close"})
+        self.anthropic = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="demo-key")
+        self.rate_limited = 0
+        self.blocked = 0
+        self._said: set[str] = set()
+
+    def _once(self, key: str, message: str) -> None:
+        """An event gets a line the first time; the round lines count it after that."""
+        if key not in self._said:
+            self._said.add(key)
+            _say(message)
+
+    def run_round(self, number: int) -> None:
+        topic = f"Where does our LLM budget go, week {number}?"
+        with otel_tokens.workflow(WORKFLOW):
+            plan = self.plan(topic)
+            notes = self.research(topic, plan)
+            draft = self.write(number, notes)
+            self.review(draft)
+
+    def _chat(self, model: str, prompt: str, **kwargs: Any) -> str:
+        response = self.openai.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": prompt}], **kwargs)
+        return response.choices[0].message.content or ""
+
+    @otel_tokens.agent("planner")
+    def plan(self, topic: str) -> str:
+        route = self._chat(SELF_HOSTED_MODEL, f"Which agents should handle: {topic}")
+        try:
+            # The fake server answers 429 to this header, as a busy provider would.
+            self._chat("gpt-4o-mini", f"Plan a report on: {topic}", extra_headers={"x-fake-error": "429"})
+        except openai.RateLimitError as err:
+            self.rate_limited += 1
+            self._once("429", f"planner: gpt-4o-mini answered {err.status_code} (rate limit); retrying once")
+        return self._chat("gpt-4o-mini", f"Plan a report on: {topic}\nRouting: {route}")
+
+    @otel_tokens.agent("researcher")
+    def research(self, topic: str, plan: str) -> str:
+        budget = otel_tokens.get_statistics()["budgets"].get("researcher", {})
+        if budget.get("status", "ok") != "ok":
+            # A budget-aware agent: near its limit it moves to the self-hosted model, which its budget
+            # does not count, so it stays at "warning" instead of running past 100 %.
+            self._once("economy", f"researcher: {budget['utilization']:.0%} of its budget used; "
+                                  f"moving to the self-hosted {SELF_HOSTED_MODEL}")
+            return self._chat(SELF_HOSTED_MODEL, f"Research: {topic}\nPlan: {plan}")
+        # Prompt caching: the sources are read from the cache after round 1, and this round's question,
+        # behind a second breakpoint, is written to it.
+        message = self.anthropic.messages.create(
+            model="claude-sonnet-4-6", max_tokens=400,
+            system=[{"type": "text", "text": SOURCES, "cache_control": {"type": "ephemeral"}}],
+            messages=[{"role": "user", "content": [
+                {"type": "text", "text": f"{topic}\n{plan}", "cache_control": {"type": "ephemeral"}}]}])
+        findings = "".join(block.text for block in message.content if block.type == "text")
+        events = self.openai.responses.create(
+            model="o4-mini", input=f"Check these findings: {findings}", reasoning={"effort": "medium"},
+            stream=True)
+        checked = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+        self.openai.embeddings.create(model="text-embedding-3-small", input=[findings, checked])
+        return f"{findings}\n{checked}"
+
+    @otel_tokens.agent("writer")
+    def write(self, number: int, notes: str) -> str:
+        with self.anthropic.messages.stream(
+            model="claude-sonnet-4-6", max_tokens=2048,
+            thinking={"type": "enabled", "budget_tokens": 1024},
+            system=[{"type": "text", "text": STYLE_GUIDE, "cache_control": {"type": "ephemeral"}}],
+            messages=[{"role": "user", "content": [
+                {"type": "text", "text": f"Draft section {number} from these notes:\n{notes}",
+                 "cache_control": {"type": "ephemeral"}}]}],
+        ) as stream:
+            draft = "".join(stream.text_stream)
+        chunks = self.openai.chat.completions.create(
+            model="gpt-4o", stream=True,
+            messages=[{"role": "system", "content": STYLE_GUIDE},
+                      {"role": "user", "content": f"Polish this draft:\n{draft}"}])
+        return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+
+    @otel_tokens.agent("editor")
+    def review(self, draft: str) -> None:
+        try:
+            # The budget projects the style guide at the full input price plus max_tokens of output. The
+            # call costs less (the guide is a cache read), but enough that the next one is refused.
+            self.openai.chat.completions.create(
+                model="gpt-4o", max_tokens=150,
+                messages=[{"role": "system", "content": STYLE_GUIDE},
+                          {"role": "user", "content": f"Review this draft:\n{draft}"}])
+        except otel_tokens.BudgetExceededError as err:
+            self.blocked += 1
+            self._once("blocked", f"editor blocked: {err}")
+
+
+def _progress(number: int, workflow: Workflow) -> str:
+    stats = otel_tokens.get_statistics()
+    budgets = "  ".join(f"{agent} {state['utilization']:.0%}" for agent, state in stats["budgets"].items())
+    return (f"round {number}: {stats['total_calls']} calls, ${stats['total_cost_usd']:.6f} so far, "
+            f"{workflow.rate_limited} rate limited, {workflow.blocked} blocked | budget used: {budgets}")
+
+
+def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
+    """SIGINT/SIGTERM end the demo after the current round, so the report and the flush still happen.
+    A second signal acts as it did before, for a round that hangs."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        previous[signum] = handler if handler is not None else signal.SIG_DFL
+
+    def first_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    for signum in previous:
+        signal.signal(signum, first_signal)
+    return previous
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        tracer_provider, meter_provider = configure_providers(
+            otlp_endpoint=args.otlp, prometheus_port=args.prometheus_port, service_name=args.service_name,
+            force=True)
+    except (OSError, RuntimeError) as err:  # the port is taken, or the Prometheus exporter is missing
+        _say(f"otel-tokens demo: {err}")
+        return 2
+    otel_tokens.instrument(tracer_provider, meter_provider)
+    for agent, budget in BUDGETS.items():
+        otel_tokens.set_budget(agent, **budget)
+    # allow_retries=False: the provoked 429 fails at once instead of being retried inside the SDK.
+    server = FakeLLMServer(latency_s=0.01, chunk_delay_s=0.003, allow_retries=False).start()
+    stop = threading.Event()
+    previous = _stop_on_signals(stop)
+    try:
+        _say(f"otel-tokens demo: fake OpenAI and Anthropic APIs on {server.base_url} (no keys, no network)")
+        if args.prometheus_port is not None:
+            _say(f"Prometheus metrics: http://127.0.0.1:{args.prometheus_port}/metrics")
+        if args.otlp:
+            _say(f"OTLP/HTTP export of traces and metrics to {args.otlp}")
+        workflow = Workflow(server)
+        number = 0
+        while not stop.is_set() and (args.loop or number < args.rounds):
+            number += 1
+            workflow.run_round(number)
+            _say(_progress(number, workflow))
+            if args.loop:
+                stop.wait(args.interval)
+        calls = otel_tokens.get_statistics()["total_calls"]
+        _say(f"the fake server answered {server.request_count()} requests; "
+             f"otel-tokens counted {calls} calls\n")
+        sys.stdout.write(otel_tokens.report(args.format, what_if=[WHAT_IF_MODEL]))
+        sys.stdout.flush()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        # Shutting the providers down flushes the OTLP exporters.
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+        otel_tokens.uninstrument()
+        server.stop()
+    return 0
