@@ -50,6 +50,7 @@ import logging
 import random
 import re
 import socket
+import sys
 import struct
 import threading
 import time
@@ -734,6 +735,13 @@ class _Server(ThreadingHTTPServer):
                 self._connections.add(connection)
             else:
                 self._connections.discard(connection)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client may drop a kept-alive connection at any time (the openai SDK does after a stream's
+        # [DONE]); that is a normal close, not an error worth a traceback.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Ends kept-alive connections too, so a stopped server answers nobody."""

@@ -69,10 +69,7 @@ class Workflow:
     """The four agents of a ``research-report`` round and the SDK clients they share."""
 
     def __init__(self, server: FakeLLMServer) -> None:
-        # A connection per request: the SDK drops a chat stream's connection after [DONE] without reading
-        # the end of the body, which the fake server would report as a reset keep-alive connection.
-        self.openai = openai.OpenAI(base_url=server.openai_base_url, api_key="demo-key",
-                                    default_headers={"Connection": "close"})
+        self.openai = openai.OpenAI(base_url=server.openai_base_url, api_key="demo-key")
         self.anthropic = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="demo-key")
         self.rate_limited = 0
         self.blocked = 0
