@@ -87,7 +87,7 @@ def uninstrument() -> None:
 def _runtime() -> Any:
     from otel_tokens._internal.runtime import runtime_for
 
-    return runtime_for()
+    return runtime_for(implicit=True)
 
 
 def set_price(

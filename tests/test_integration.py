@@ -216,3 +216,17 @@ def test_price_file_and_set_price_override_the_database(telemetry, tmp_path, mon
     assert acme.attributes[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx((226 * 1.0 + 1024 * 0.5 + 42 * 2.0) / 1e6, abs=1e-15)
     # set_price without a cache price bills cache reads at its input price
     assert gpt.attributes[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx((1250 * 10.0 + 42 * 20.0) / 1e6, abs=1e-15)
+
+
+def test_budget_set_before_instrument_keeps_and_providers_are_still_chosen(telemetry):
+    otel_tokens.set_budget("early", limit_usd=1.0)  # creates the runtime before instrument()
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        with otel_tokens.agent("early"):
+            _chat(OpenAIMock().client())
+        stats = otel_tokens.get_statistics()
+    finally:
+        otel_tokens.uninstrument()
+    assert len(telemetry.llm_spans()) == 1  # on the providers instrument() was given
+    assert stats["budgets"]["early"]["spent_usd"] > 0
+    assert telemetry.sum_of(A.METRIC_BUDGET_LIMIT) == 1.0

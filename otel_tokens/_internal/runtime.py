@@ -32,6 +32,8 @@ class Runtime:
         settings: Settings,
         tracer_provider: Any = None,
         meter_provider: Any = None,
+        *,
+        implicit: bool = False,
     ) -> None:
         # Validate every input file before anything is wired, so a bad file stops start-up cleanly.
         overrides = load_price_file(settings.prices_file) if settings.prices_file else []
@@ -61,22 +63,29 @@ class Runtime:
             self.usage_log = UsageLogWriter(settings.usage_log)
             sinks.append(self.usage_log.write)
 
-        tracer = trace.get_tracer(semconv.SCOPE_NAME, __version__, tracer_provider=tracer_provider)
-        self.tracer = tracer
+        self._sinks = tuple(sinks)
+        # Made by set_budget()/set_price() before instrument(): instrument() may still choose providers.
+        self.implicit = implicit
+        self.bind(tracer_provider, meter_provider)
+        if settings.report:
+            atexit.register(self._report_at_exit)
+
+    def bind(self, tracer_provider: Any, meter_provider: Any) -> None:
+        """Write telemetry through these providers (None: the global ones); budgets, prices and
+        totals stay as they are."""
+        self.tracer = trace.get_tracer(semconv.SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(semconv.SCOPE_NAME, __version__, meter_provider=meter_provider)
         self.budgets.register_metrics(meter)
         self.ledger.attach(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
         self.recorder = Recorder(
-            tracer,
+            self.tracer,
             Instruments.create(meter),
             self.price_book,
-            settings,
+            self.settings,
             budgets=self.budgets,
             ledger=self.ledger,
-            sinks=sinks,
+            sinks=self._sinks,
         )
-        if settings.report:
-            atexit.register(self._report_at_exit)
 
     def statistics(self) -> dict[str, Any]:
         stats = self.ledger.statistics()
@@ -103,14 +112,27 @@ _lock = threading.Lock()
 _runtime: Runtime | None = None
 
 
-def runtime_for(tracer_provider: Any = None, meter_provider: Any = None, **settings: Any) -> Runtime:
-    """The process's runtime, built on first use from the environment and these arguments."""
+def runtime_for(
+    tracer_provider: Any = None, meter_provider: Any = None, *, implicit: bool = False, **settings: Any
+) -> Runtime:
+    """The process's runtime, built on first use from the environment and these arguments.
+
+    ``implicit`` is for set_budget() and friends called before instrument(): the runtime they create
+    is bound to the providers instrument() is given later.
+    """
     global _runtime
     with _lock:
         if _runtime is None:
-            _runtime = Runtime(Settings.from_env(**settings), tracer_provider, meter_provider)
-        elif settings:
-            _logger.warning("otel_tokens is already configured; settings %s are ignored", sorted(settings))
+            _runtime = Runtime(Settings.from_env(**settings), tracer_provider, meter_provider, implicit=implicit)
+            return _runtime
+        if _runtime.implicit and not implicit:
+            _runtime.implicit = False
+            _runtime.bind(tracer_provider, meter_provider)
+        if settings:
+            _logger.warning(
+                "otel_tokens was already configured (by set_budget(), set_price() or instrument()); "
+                "settings %s are ignored: pass them to the first call", sorted(settings),
+            )
         return _runtime
 
 

@@ -50,8 +50,8 @@ import logging
 import random
 import re
 import socket
-import sys
 import struct
+import sys
 import threading
 import time
 from collections import Counter, deque
