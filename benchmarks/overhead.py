@@ -3,6 +3,10 @@
     python benchmarks/overhead.py            # 5 interleaved rounds, prints medians
     python benchmarks/overhead.py --rounds 9 --calls 3000
 
+Kinds: a chat call (sync, async), a 200-chunk stream as most callers make it (otel-tokens asks the
+server for usage and hides the extra chunk), and the same stream with the caller asking for usage
+itself (both modes then read identical chunks, which isolates the proxy's per-chunk cost).
+
 The SDK runs over its real HTTP stack against an in-process mock transport, so what is measured is the
 SDK plus our wrapper, not the network. Instrumented runs record everything: a span through a
 BatchSpanProcessor, the ledger span processor, every metric (read by an in-memory reader), and cost.
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("sync", "async", "stream", "stream_usage")
 
 CHAT = {
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1763900000, "model": "gpt-4o-mini-2024-07-18",
@@ -98,6 +103,13 @@ def child(kind: str, mode: str, calls: int, chunks: int) -> dict:
         for _ in sync_client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True):
             pass
 
+    def stream_usage_call() -> None:
+        # The caller asks for usage itself: both modes read the same chunks, so the difference is ours.
+        for _ in sync_client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stream=True, stream_options={"include_usage": True}
+        ):
+            pass
+
     async def async_calls(n: int) -> None:
         for _ in range(n):
             await async_client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=64)
@@ -107,7 +119,7 @@ def child(kind: str, mode: str, calls: int, chunks: int) -> dict:
             start = time.perf_counter()
             asyncio.run(async_calls(n))
             return time.perf_counter() - start
-        call = stream_call if kind == "stream" else sync_call
+        call = {"stream": stream_call, "stream_usage": stream_usage_call}.get(kind, sync_call)
         start = time.perf_counter()
         for _ in range(n):
             call()
@@ -128,13 +140,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, mode = args.child
-        calls = args.calls // 10 if kind == "stream" else args.calls
+        calls = args.calls // 10 if kind.startswith("stream") else args.calls
         print(json.dumps(child(kind, mode, calls, args.chunks)))
         return
 
     results: dict[tuple[str, str], list[float]] = {}
     for round_index in range(args.rounds):
-        for kind in ("sync", "async", "stream"):
+        for kind in KINDS:
             modes = ("bare", "instrumented") if round_index % 2 == 0 else ("instrumented", "bare")
             for mode in modes:
                 out = subprocess.run(
@@ -145,16 +157,18 @@ def main() -> None:
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 results.setdefault((kind, mode), []).append(result["us_per_call"])
 
-    print(f"{'call':<8}{'bare µs':>12}{'instrumented µs':>18}{'added µs':>12}")
+    print(f"{'call':<14}{'bare µs':>12}{'instrumented µs':>18}{'added µs':>12}")
     added = {}
-    for kind in ("sync", "async", "stream"):
+    for kind in KINDS:
         bare = statistics.median(results[(kind, "bare")])
         inst = statistics.median(results[(kind, "instrumented")])
         added[kind] = inst - bare
-        print(f"{kind:<8}{bare:>12.1f}{inst:>18.1f}{added[kind]:>12.1f}")
-    # A stream call pays the per-call cost once (span, metrics) plus the per-chunk cost.
-    per_chunk = (added["stream"] - added["sync"]) / args.chunks
-    print(f"per stream chunk: {per_chunk:.2f} µs  ((stream added - sync added) / {args.chunks} chunks)")
+        print(f"{kind:<14}{bare:>12.1f}{inst:>18.1f}{added[kind]:>12.1f}")
+    # A stream pays the per-call cost once (span, metrics) plus a per-chunk cost.
+    per_chunk = (added["stream_usage"] - added["sync"]) / args.chunks
+    print(f"per stream chunk: {per_chunk:.2f} µs  ((stream_usage added - sync added) / {args.chunks} chunks)")
+    print(f"exact usage for a caller who did not ask (one more chunk, usage fields): "
+          f"{added['stream'] - added['stream_usage']:.1f} µs per stream")
     print(f"({args.rounds} interleaved rounds; medians of per-process medians)")
 
 
