@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,17 @@ class Telemetry:
             if all(attributes.get(k.replace("__", ".")) == v for k, v in match.items()):
                 total += getattr(point, "sum", None) if hasattr(point, "bucket_counts") else point.value
         return total
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outgoing connections are refused, so a network fetch fails loudly instead of passing."""
+
+    def refuse(self: socket.socket, *args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
 @pytest.fixture

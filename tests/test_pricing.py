@@ -30,15 +30,8 @@ DAY = date(2026, 11, 20)
 NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs with outgoing connections refused, so a network fetch would fail loudly."""
-
-    def refuse(self: socket.socket, *args: object, **kwargs: object) -> None:
-        raise AssertionError(f"network access attempted: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+# Price lookups and encodings must never touch the network.
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def test_network_is_blocked() -> None:

@@ -20,13 +20,8 @@ SAMPLE = (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(self: socket.socket, *args: object, **kwargs: object) -> None:
-        raise AssertionError(f"network access attempted: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+# Price lookups and encodings must never touch the network.
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 @pytest.fixture
