@@ -47,11 +47,15 @@ class Invocation:
 
     __slots__ = (
         "request", "labels", "span", "started", "first_chunk_at", "reservation", "finished",
-        "input_messages",
+        "input_messages", "request_attributes",
     )
 
-    def __init__(self, request: Request, labels: Labels, span: Any, reservation: Any) -> None:
+    def __init__(
+        self, request: Request, labels: Labels, span: Any, reservation: Any, request_attributes: dict[str, Any]
+    ) -> None:
         self.request = request
+        # What span and metric points share, built once.
+        self.request_attributes = request_attributes
         self.labels = labels
         self.span = span
         self.started = time.perf_counter()
@@ -95,7 +99,8 @@ class Recorder:
         if self._budgets is not None and labels.agent is not None:
             reservation = self._budgets.reserve(request, labels, prompt_text)
         try:
-            attributes = _request_attributes(request)
+            request_attributes = _request_attributes(request)
+            attributes = dict(request_attributes)
             if request.stream:
                 attributes[semconv.GEN_AI_REQUEST_STREAM] = True
             if request.attributes:
@@ -114,7 +119,7 @@ class Recorder:
             if reservation is not None:
                 self._budgets.settle(reservation, None)  # type: ignore[union-attr]
             raise
-        return Invocation(request, labels, span, reservation)
+        return Invocation(request, labels, span, reservation, request_attributes)
 
     # -- finish ------------------------------------------------------------------------------------
     def finish(
@@ -171,7 +176,7 @@ class Recorder:
 
         if recording:
             self._write_span(invocation, record, usage, error, events)
-        self._write_metrics(record, usage, model)
+        self._write_metrics(record, usage, invocation.request_attributes)
         span.end()
 
         ledger = self._ledger
@@ -275,8 +280,8 @@ class Recorder:
         if capture.on_event and content:
             span.add_event("gen_ai.client.inference.operation.details", content)
 
-    def _write_metrics(self, record: CallRecord, usage: Usage | None, model: str | None) -> None:
-        attributes = _request_attributes(record.request)
+    def _write_metrics(self, record: CallRecord, usage: Usage | None, request_attributes: dict[str, Any]) -> None:
+        attributes = dict(request_attributes)
         if record.result is not None and record.result.response_model:
             attributes[semconv.GEN_AI_RESPONSE_MODEL] = record.result.response_model
         if record.labels.agent:
