@@ -97,6 +97,8 @@ class Runtime:
 
         from otel_tokens._internal.report import render_report
 
+        if self is not _runtime:  # uninstrumented since: its report would be stale
+            return
         try:
             text = render_report(self.statistics(), "text", price_book=self.price_book)
             if self.settings.report == "stderr":
