@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import genai_prices
 import httpx2
 import pydantic
 import pytest
@@ -25,6 +24,8 @@ from opentelemetry.trace import SpanKind
 import otel_tokens
 from otel_tokens import semconv
 from otel_tokens._internal.records import Usage
+from tests.providers.assertions import assert_usage, only_llm_span
+from tests.providers.assertions import reference_cost as shared_reference_cost
 
 A = semconv
 RECORDINGS = Path(__file__).parent / "recordings" / "anthropic"
@@ -107,35 +108,13 @@ def sdk_spans(telemetry) -> list:
 
 
 def only_span(telemetry):
-    spans = telemetry.llm_spans()
-    assert len(spans) == 1, [s.name for s in spans]
+    span = only_llm_span(telemetry)
     assert sdk_spans(telemetry) == []  # one LLM span per call: the SDK's own is not emitted
-    return spans[0]
-
-
-def assert_usage(span, input, output, cache_read=0, cache_write=0, reasoning=0):
-    attrs = span.attributes
-    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == input
-    assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == output
-    assert attrs.get(A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, 0) == cache_read
-    assert attrs.get(A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, 0) == cache_write
-    assert attrs.get(A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, 0) == reasoning
-    assert A.OTEL_TOKENS_USAGE_ESTIMATED not in attrs
+    return span
 
 
 def reference_cost(model: str, usage: Usage) -> float:
-    """genai-prices' own (slow) answer. Its ``input_tokens`` includes cache reads and writes, as ours does."""
-    calculation = genai_prices.calc_price(
-        genai_prices.Usage(
-            input_tokens=usage.input_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            output_tokens=usage.output_tokens,
-        ),
-        model,
-        provider_id="anthropic",
-    )
-    return float(calculation.total_price)
+    return shared_reference_cost(model, usage, "anthropic")
 
 
 def assert_cost(span, runtime, model: str, usage: Usage) -> float:

@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 
-import genai_prices
 import openai
 import pydantic
 import pytest
@@ -15,24 +14,12 @@ from opentelemetry.trace import SpanKind
 import otel_tokens
 from otel_tokens import semconv
 from otel_tokens._internal.records import Usage
+from tests.providers.assertions import assert_usage
+from tests.providers.assertions import only_llm_span as only_span
+from tests.providers.assertions import reference_cost as shared_reference_cost
 from tests.providers.openai_mock import OpenAIMock, load, sse_events
 
 A = semconv
-
-
-def reference_cost(model: str, usage: Usage, provider_id: str = "openai") -> float:
-    """The price database's own answer (slow path), to compare our fast path against."""
-    calc = genai_prices.calc_price(
-        genai_prices.Usage(
-            input_tokens=usage.input_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            output_tokens=usage.output_tokens,
-        ),
-        model,
-        provider_id=provider_id,
-    )
-    return float(calc.total_price)
 
 
 @pytest.fixture
@@ -40,19 +27,8 @@ def mock() -> OpenAIMock:
     return OpenAIMock()
 
 
-def only_span(telemetry):
-    spans = telemetry.llm_spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
-
-
-def assert_usage(span, input, output, cache_read=0, cache_write=0, reasoning=0):
-    attrs = span.attributes
-    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == input
-    assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == output
-    assert attrs.get(A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, 0) == cache_read
-    assert attrs.get(A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, 0) == cache_write
-    assert attrs.get(A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, 0) == reasoning
+def reference_cost(model: str, usage: Usage) -> float:
+    return shared_reference_cost(model, usage, "openai")
 
 
 # -- chat completions --------------------------------------------------------------------------------

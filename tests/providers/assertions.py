@@ -1,0 +1,41 @@
+"""Assertions the provider tests share."""
+
+from __future__ import annotations
+
+import genai_prices
+
+from otel_tokens import semconv as A
+from otel_tokens._internal.records import Usage
+
+
+def only_llm_span(telemetry):
+    spans = telemetry.llm_spans()
+    assert len(spans) == 1, [s.name for s in spans]
+    return spans[0]
+
+
+def assert_usage(span, input, output, cache_read=0, cache_write=0, reasoning=0):
+    """Exact provider counts on the span, not estimates."""
+    attrs = span.attributes
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == input
+    assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == output
+    assert attrs.get(A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, 0) == cache_read
+    assert attrs.get(A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, 0) == cache_write
+    assert attrs.get(A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, 0) == reasoning
+    assert A.OTEL_TOKENS_USAGE_ESTIMATED not in attrs
+
+
+def reference_cost(model: str, usage: Usage, provider_id: str) -> float:
+    """genai-prices' own (slow) answer, to hold our fast path to. Its ``input_tokens`` includes cache
+    reads and writes, as ours does."""
+    calculation = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=usage.input_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            output_tokens=usage.output_tokens,
+        ),
+        model,
+        provider_id=provider_id,
+    )
+    return float(calculation.total_price)
