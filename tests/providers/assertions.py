@@ -39,3 +39,13 @@ def reference_cost(model: str, usage: Usage, provider_id: str) -> float:
         provider_id=provider_id,
     )
     return float(calculation.total_price)
+
+
+def all_attribute_text(telemetry) -> str:
+    """Every span and event attribute as text, to search for content or secrets that must not be there."""
+    parts = []
+    for span in telemetry.spans():
+        parts += [f"{k}={v}" for k, v in span.attributes.items()]
+        for event in span.events:
+            parts += [f"{k}={v}" for k, v in event.attributes.items()]
+    return "\n".join(parts)

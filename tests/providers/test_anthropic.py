@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind
 import otel_tokens
 from otel_tokens import semconv
 from otel_tokens._internal.records import Usage
-from tests.providers.assertions import assert_usage, only_llm_span
+from tests.providers.assertions import all_attribute_text, assert_usage, only_llm_span
 from tests.providers.assertions import reference_cost as shared_reference_cost
 
 A = semconv
@@ -674,18 +674,9 @@ def test_bedrock_client_is_aws_bedrock():
 
 
 # -- content and lifecycle ---------------------------------------------------------------------------
-def _all_attribute_text(telemetry) -> str:
-    parts = []
-    for span in telemetry.spans():
-        parts += [f"{k}={v}" for k, v in span.attributes.items()]
-        for event in span.events:
-            parts += [f"{k}={v}" for k, v in event.attributes.items()]
-    return "\n".join(parts)
-
-
 def test_no_content_and_no_api_key_by_default(instrumented, telemetry, mock):
     mock.client().messages.create(model=SONNET, max_tokens=1024, system="secret system", messages=USER)
-    text = _all_attribute_text(telemetry)
+    text = all_attribute_text(telemetry)
     assert "termination clause" not in text and "secret system" not in text and "30 days" not in text
     assert API_KEY not in text
 
@@ -705,7 +696,7 @@ def test_content_capture_opt_in(telemetry, mock, monkeypatch):
     assert messages[1]["parts"][0]["content"] == "Summarise the termination clause."
     assert "30 days" in first.attributes[A.GEN_AI_OUTPUT_MESSAGES]
     assert "Streams are read event by event." in second.attributes[A.GEN_AI_OUTPUT_MESSAGES]
-    assert API_KEY not in _all_attribute_text(telemetry)
+    assert API_KEY not in all_attribute_text(telemetry)
 
 
 def test_uninstrument_removes_every_patch(telemetry, mock):

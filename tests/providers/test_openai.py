@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind
 import otel_tokens
 from otel_tokens import semconv
 from otel_tokens._internal.records import Usage
-from tests.providers.assertions import assert_usage
+from tests.providers.assertions import all_attribute_text, assert_usage
 from tests.providers.assertions import only_llm_span as only_span
 from tests.providers.assertions import reference_cost as shared_reference_cost
 from tests.providers.openai_mock import OpenAIMock, load, sse_events
@@ -526,18 +526,9 @@ def test_agent_name_must_be_a_non_empty_string():
 
 
 # -- privacy ---------------------------------------------------------------------------------------------
-def _all_attribute_text(telemetry) -> str:
-    parts = []
-    for span in telemetry.spans():
-        parts += [f"{k}={v}" for k, v in span.attributes.items()]
-        for event in span.events:
-            parts += [f"{k}={v}" for k, v in event.attributes.items()]
-    return "\n".join(parts)
-
-
 def test_no_content_and_no_api_key_by_default(instrumented, telemetry, mock):
     mock.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "my secret prompt"}])
-    text = _all_attribute_text(telemetry)
+    text = all_attribute_text(telemetry)
     assert "my secret prompt" not in text
     assert "Paris" not in text
     assert "sk-test-SECRET" not in text
@@ -555,7 +546,7 @@ def test_content_capture_opt_in(telemetry, mock, monkeypatch, value):
     attrs = only_span(telemetry).attributes
     assert "my prompt" in attrs[A.GEN_AI_INPUT_MESSAGES]
     assert "Paris" in attrs[A.GEN_AI_OUTPUT_MESSAGES]
-    assert "sk-test-SECRET" not in _all_attribute_text(telemetry)
+    assert "sk-test-SECRET" not in all_attribute_text(telemetry)
 
 
 def test_messages_iterator_reaches_the_sdk_unconsumed(telemetry, mock, monkeypatch):
