@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+# No single call bills more; a larger count is a corrupt response, not usage.
+MAX_TOKENS: Final = 10**12
 
 
 def _empty() -> Mapping[str, Any]:
@@ -24,10 +28,84 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    # The provider sent usage whose counts are not finite, non-negative numbers: none of them is used.
+    invalid: bool = False
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+class _Invalid:
+    """A count the provider sent that is not a token count (NaN, negative, text, ...)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Final = _Invalid()
+INVALID_USAGE: Final = Usage(invalid=True)
+
+
+def count(value: Any) -> int | None | _Invalid:
+    """One count as a provider sent it: an int, None when absent, INVALID when it is not a finite,
+    non-negative number. Whole floats (Cohere's billed units) become ints; others are rounded."""
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is int:
+        return value if 0 <= value <= MAX_TOKENS else INVALID
+    if kind is float:
+        return round(value) if math.isfinite(value) and 0 <= value <= MAX_TOKENS else INVALID
+    if isinstance(value, int) and not isinstance(value, bool):  # an int subclass (an enum, numpy)
+        return count(int(value))
+    return INVALID
+
+
+def tokens(*values: Any) -> int | None | _Invalid:
+    """The sum of counts that together make one figure (Anthropic's input = uncached + cache read +
+    cache write): None when all are absent, INVALID when any is invalid."""
+    total: int | None = None
+    for value in values:
+        number = count(value)
+        if number is None:
+            continue
+        if number is INVALID:
+            return INVALID
+        total = number if total is None else total + number  # type: ignore[operator]
+    return total
+
+
+def make_usage(
+    input_tokens: Any,
+    output_tokens: Any,
+    cache_read_tokens: Any = None,
+    cache_write_tokens: Any = None,
+    reasoning_tokens: Any = None,
+) -> Usage | None:
+    """The one way adapters build usage from what a provider sent (raw values or ``tokens()``).
+
+    None when neither input nor output was sent (absent is not zero: the call gets estimated or
+    flagged); ``INVALID_USAGE`` when any count is invalid; otherwise exact counts, absent subsets 0.
+    """
+    values = (
+        count(input_tokens), count(output_tokens), count(cache_read_tokens),
+        count(cache_write_tokens), count(reasoning_tokens),
+    )
+    if INVALID in values:
+        return INVALID_USAGE
+    if values[0] is None and values[1] is None:
+        return None
+    return Usage(*(value or 0 for value in values))  # type: ignore[misc]
+
+
+def valid_cost(value: Any) -> float | None:
+    """A USD amount if it is a finite, non-negative number; None otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +130,10 @@ class Result:
     response_model: str | None = None
     response_id: str | None = None
     finish_reasons: tuple[str, ...] = ()
-    # A cost the provider reported itself (OpenRouter usage.cost); used as is.
+    # A cost the provider reported itself (OpenRouter usage.cost); used as is when valid.
     provider_cost_usd: float | None = None
+    # Tool or function calls the model asked for in this response.
+    tool_calls: int = 0
     # Output text, kept only when content capture or estimation needs it.
     output_text: str | None = None
 
