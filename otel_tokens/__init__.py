@@ -20,13 +20,16 @@ from typing import Any
 
 from otel_tokens import semconv
 from otel_tokens._internal.context import agent, task, user, workflow
-from otel_tokens._internal.errors import BudgetExceededError
+from otel_tokens._internal.errors import BudgetExceededError, BudgetStoreUnavailableError
+from otel_tokens._internal.request_budget import budget
 from otel_tokens.version import __version__
 
 __all__ = [
     "BudgetExceededError",
+    "BudgetStoreUnavailableError",
     "__version__",
     "agent",
+    "budget",
     "get_statistics",
     "instrument",
     "remove_budget",
@@ -113,17 +116,20 @@ def set_budget(
     window: str | None = None,
     on_warning: Any = None,
     on_exceeded: Any = None,
+    scope: str = "agent",
 ) -> None:
-    """Set an agent's budget. ``action="block"`` stops calls that would pass the limit, before they are
-    sent, by raising ``BudgetExceededError``. ``window`` is None (process lifetime) or e.g. ``"1h"``."""
+    """Set a budget. ``scope`` is ``agent`` (the default), ``workflow``, ``task``, ``user`` (the first
+    argument is then that name) or ``total`` (every call; the name is a label). ``action="block"`` stops
+    calls that would pass the limit, before they are sent, by raising ``BudgetExceededError``. ``window``
+    is None (lifetime) or e.g. ``"1h"``. For a limit per request, see :func:`budget`."""
     _runtime().budgets.set_budget(
         agent, limit_usd, warn_at=warn_at, action=action, window=window,
-        on_warning=on_warning, on_exceeded=on_exceeded,
+        on_warning=on_warning, on_exceeded=on_exceeded, scope=scope,
     )
 
 
-def remove_budget(agent: str) -> None:
-    _runtime().budgets.remove_budget(agent)
+def remove_budget(agent: str, scope: str = "agent") -> None:
+    _runtime().budgets.remove_budget(agent, scope)
 
 
 def get_statistics() -> dict[str, Any]:

@@ -18,6 +18,7 @@ Python Prometheus exporter agree)::
     otel_tokens.budget.limit                     -> otel_tokens_budget_limit_USD
     otel_tokens.budget.spent                     -> otel_tokens_budget_spent_USD
     otel_tokens.budget.utilization               -> otel_tokens_budget_utilization
+    otel_tokens.store.errors                     -> otel_tokens_store_errors_total
 
 Attribute keys become labels with dots replaced by underscores (``gen_ai.agent.name`` ->
 ``gen_ai_agent_name``).
@@ -86,6 +87,22 @@ OTEL_TOKENS_BUDGET_LIMIT_USD: Final = "otel_tokens.budget.limit_usd"
 OTEL_TOKENS_BUDGET_UTILIZATION: Final = "otel_tokens.budget.utilization"
 # otel_tokens.budget.window value of a budget with no rolling window
 BUDGET_WINDOW_LIFETIME: Final = "lifetime"
+# what a budget counts: agent, workflow, task, user, total (every call) or request (per-request, ad hoc)
+OTEL_TOKENS_BUDGET_SCOPE: Final = "otel_tokens.budget.scope"
+# the budget's name within its scope (the agent name for agent budgets, a label for total)
+OTEL_TOKENS_BUDGET_NAME: Final = "otel_tokens.budget.name"
+BUDGET_SCOPE_AGENT: Final = "agent"
+BUDGET_SCOPE_WORKFLOW: Final = "workflow"
+BUDGET_SCOPE_TASK: Final = "task"
+BUDGET_SCOPE_USER: Final = "user"
+BUDGET_SCOPE_TOTAL: Final = "total"
+BUDGET_SCOPE_REQUEST: Final = "request"
+BUDGET_SCOPES: Final = (
+    BUDGET_SCOPE_AGENT, BUDGET_SCOPE_WORKFLOW, BUDGET_SCOPE_TASK, BUDGET_SCOPE_USER, BUDGET_SCOPE_TOTAL,
+)
+# otel_tokens.store.errors: which store failed (redis, sqlite) and doing what (reserve, settle, read)
+OTEL_TOKENS_STORE_KIND: Final = "otel_tokens.store.kind"
+OTEL_TOKENS_STORE_OPERATION: Final = "otel_tokens.store.operation"
 
 # -- statistics keys (get_statistics(), the report) ------------------------------------------------
 KEY_NONE: Final = "(none)"  # calls with no agent (workflow, ...) label
@@ -133,11 +150,13 @@ METRIC_UNPRICED_CALLS: Final = "otel_tokens.calls.unpriced"  # counter
 METRIC_BUDGET_LIMIT: Final = "otel_tokens.budget.limit"  # gauge
 METRIC_BUDGET_SPENT: Final = "otel_tokens.budget.spent"  # gauge
 METRIC_BUDGET_UTILIZATION: Final = "otel_tokens.budget.utilization"  # gauge, spent / limit
+METRIC_STORE_ERRORS: Final = "otel_tokens.store.errors"  # counter, failed budget-store operations
 
 UNIT_TOKEN: Final = "{token}"
 UNIT_SECONDS: Final = "s"
 UNIT_USD: Final = "USD"
 UNIT_CALL: Final = "{call}"
+UNIT_ERROR: Final = "{error}"
 # Braces keep Prometheus from appending "_ratio" on one path but not the other.
 UNIT_RATIO: Final = "{ratio}"
 

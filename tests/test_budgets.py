@@ -34,7 +34,7 @@ from otel_tokens._internal.recorder import Recorder
 from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
 from otel_tokens._internal.settings import Settings
 
-STATUS_KEYS = {"limit_usd", "spent_usd", "utilization", "status", "window", "action", "blocked_calls"}
+STATUS_KEYS = {"scope", "name", "limit_usd", "spent_usd", "utilization", "status", "window", "action", "blocked_calls"}
 CHAT = Request("openai", semconv.OP_CHAT, "m")
 # USD per token of model "m" (set as $1 and $2 per million).
 INPUT_RATE, OUTPUT_RATE = 1.0 / 1_000_000, 2.0 / 1_000_000
@@ -99,8 +99,8 @@ def test_parse_budgets_grammar() -> None:
 @pytest.mark.parametrize(
     ("spec", "problem"),
     [
-        ("researcher", "expected agent=limit"),
-        ("=1", "expected agent=limit"),
+        ("researcher", "expected [scope:]name=limit"),
+        ("=1", "expected [scope:]name=limit"),
         ("a=-1", "limit_usd must be a finite number >= 0"),
         ("a=abc", "limit 'abc' is not a number"),
         ("a=inf", "limit_usd must be a finite number"),
@@ -219,6 +219,8 @@ def test_warning_then_exceeded_fire_once_each(caplog: pytest.LogCaptureFixture) 
             semconv.EVENT_BUDGET_WARNING,
             {
                 semconv.GEN_AI_AGENT_NAME: "researcher",
+                semconv.OTEL_TOKENS_BUDGET_SCOPE: "agent",
+                semconv.OTEL_TOKENS_BUDGET_NAME: "researcher",
                 OTEL_TOKENS_BUDGET_SPENT_USD: 0.625,
                 OTEL_TOKENS_BUDGET_LIMIT_USD: 1.0,
                 OTEL_TOKENS_BUDGET_UTILIZATION: 0.625,
@@ -236,7 +238,7 @@ def test_warning_then_exceeded_fire_once_each(caplog: pytest.LogCaptureFixture) 
     assert "125%" in records[1].getMessage()
 
     assert warnings == [
-        {"agent": "researcher", "limit_usd": 1.0, "spent_usd": 0.625, "utilization": 0.625, "status": "warning",
+        {"agent": "researcher", "scope": "agent", "name": "researcher", "limit_usd": 1.0, "spent_usd": 0.625, "utilization": 0.625, "status": "warning",
          "window": "lifetime", "action": "warn", "blocked_calls": 0},
     ]
     assert len(exceeded) == 1 and exceeded[0]["status"] == "exceeded" and exceeded[0]["spent_usd"] == 1.25
@@ -270,7 +272,7 @@ def test_unpriced_calls_add_nothing() -> None:
     budgets.set_budget("a", 1.0)
     assert spend(budgets, "a", None) == []
     assert budgets.status()["a"] == {
-        "limit_usd": 1.0, "spent_usd": 0.0, "utilization": 0.0, "status": "ok", "window": "lifetime",
+        "scope": "agent", "name": "a", "limit_usd": 1.0, "spent_usd": 0.0, "utilization": 0.0, "status": "ok", "window": "lifetime",
         "action": "warn", "blocked_calls": 0,
     }
 

@@ -274,7 +274,7 @@ def test_budget_section(stats):
     }
     lines = render_report(stats).splitlines()
     start = lines.index("Budgets") + 2
-    assert lines[start].split() == ["Agent", "Limit", "Spent", "Used", "Status", "Window", "Action", "Blocked"]
+    assert lines[start].split() == ["Budget", "Limit", "Spent", "Used", "Status", "Window", "Action", "Blocked"]
     assert lines[start + 2].split() == ["free", "$0.00", "$0.5000", "inf", "exceeded", "lifetime", "warn", "0"]
     assert lines[start + 3].split() == ["writer", "$0.0200", "$0.0240", "120.0%", "exceeded", "1h", "block", "2"]
     data = json.loads(render_report(stats, "json"))

@@ -152,25 +152,59 @@ class _Call:
 
 def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple, kwargs: dict) -> _Call | None:
     """Parse the request and open the span. None means: just call the SDK, observe nothing."""
+    prepared = _prepare(operation, recorder, instance, args, kwargs)
+    if prepared is None:
+        return None
+    try:
+        invocation = recorder.start(prepared[0].request, prepared[1], lambda: operation.prompt_text(kwargs))
+    except BudgetExceededError:
+        raise
+    except Exception:
+        return _start_failed()
+    return _started(operation, recorder, prepared[0], invocation, kwargs)
+
+
+async def _begin_async(
+    operation: Operation, recorder: Recorder, instance: Any, args: tuple, kwargs: dict
+) -> _Call | None:
+    """:func:`_begin` for async calls: the budget check may wait, but never on the event loop."""
+    prepared = _prepare(operation, recorder, instance, args, kwargs)
+    if prepared is None:
+        return None
+    try:
+        invocation = await recorder.start_async(
+            prepared[0].request, prepared[1], lambda: operation.prompt_text(kwargs)
+        )
+    except BudgetExceededError:
+        raise
+    except Exception:
+        return _start_failed()
+    return _started(operation, recorder, prepared[0], invocation, kwargs)
+
+
+def _prepare(
+    operation: Operation, recorder: Recorder, instance: Any, args: tuple, kwargs: dict
+) -> tuple[Prepared, Any] | None:
     if _IN_CALL.get() or not is_instrumentation_enabled():
         return None
     try:
-        prepared = operation.request(instance, args, kwargs, recorder.settings)
-        labels = current_labels()
+        return operation.request(instance, args, kwargs, recorder.settings), current_labels()
     except Exception:
         log_internal_error("reading a request")
         if raise_internal_errors():
             raise
         return None
-    try:
-        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(kwargs))
-    except BudgetExceededError:
+
+
+def _start_failed() -> None:
+    log_internal_error("starting a span")
+    if raise_internal_errors():
         raise
-    except Exception:
-        log_internal_error("starting a span")
-        if raise_internal_errors():
-            raise
-        return None
+    return None
+
+
+def _started(operation: Operation, recorder: Recorder, prepared: Prepared, invocation: Invocation,
+             kwargs: dict) -> _Call:
     if recorder.settings.capture_content.enabled:
         invocation.input_messages = guarded("reading input messages", operation.input_messages, kwargs)
     call = _Call(prepared, invocation)
@@ -273,7 +307,7 @@ def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         if not switch.on:
             return await wrapped(*args, **kwargs)
-        call = _begin(operation, recorder, instance, args, kwargs)
+        call = await _begin_async(operation, recorder, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         try:

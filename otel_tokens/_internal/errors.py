@@ -2,16 +2,54 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BudgetExceededError(Exception):
-    """A blocking budget stopped a call before it was sent."""
+    """A blocking budget stopped a call before it was sent.
 
-    def __init__(self, agent: str, spent_usd: float, limit_usd: float, projected_usd: float) -> None:
+    ``scope`` is ``agent``, ``workflow``, ``task``, ``user``, ``total`` or ``request``; ``name`` the
+    budget's name in that scope. ``agent`` is the same as ``name`` (kept from when budgets were per agent).
+    """
+
+    def __init__(
+        self, agent: str, spent_usd: float, limit_usd: float, projected_usd: float, *, scope: str = "agent",
+        window: str | None = None,
+    ) -> None:
         self.agent = agent
+        self.name = agent
+        self.scope = scope
+        self.window = window
         self.spent_usd = spent_usd
         self.limit_usd = limit_usd
         self.projected_usd = projected_usd
         super().__init__(
-            f"budget for agent {agent!r} would be exceeded: spent ${spent_usd:.6f} + projected "
+            f"{_subject(scope, agent)} would be exceeded: spent ${spent_usd:.6f} + projected "
             f"${projected_usd:.6f} > limit ${limit_usd:.6f}; the call was not sent"
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The details as a plain dict (e.g. for an HTTP 402 body)."""
+        return {
+            "scope": self.scope, "name": self.name, "window": self.window, "spent_usd": self.spent_usd,
+            "limit_usd": self.limit_usd, "projected_usd": self.projected_usd,
+        }
+
+
+class BudgetStoreUnavailableError(BudgetExceededError):
+    """``OTEL_TOKENS_STORE_FAILURE=closed``: a blocking budget's shared store is unreachable, so the call
+    is refused (a BudgetExceededError, so one ``except`` handles both)."""
+
+    def __init__(self, agent: str, spent_usd: float, limit_usd: float, *, scope: str, store: str) -> None:
+        super().__init__(agent, spent_usd, limit_usd, 0.0, scope=scope)
+        self.store = store
+        self.args = (
+            f"{_subject(scope, agent)} cannot be checked: the budget store {store} is unreachable and "
+            "OTEL_TOKENS_STORE_FAILURE=closed; the call was not sent",
+        )
+
+
+def _subject(scope: str, name: str) -> str:
+    if scope == "total":
+        return f"total budget {name!r}"
+    return f"budget for {scope} {name!r}"

@@ -35,6 +35,9 @@ class Budgets(Protocol):
     def settle(self, reservation: Any, record: CallRecord | None) -> Sequence[tuple[str, dict[str, Any]]]:
         """Called when the call finished (None: it never started); returns span events to add."""
 
+    async def reserve_async(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Any:
+        """``reserve`` for async callers: must not block the event loop (e.g. on a network store)."""
+
 
 class Ledger(Protocol):
     attached: bool
@@ -96,8 +99,18 @@ class Recorder:
     ) -> Invocation:
         """Open the span. A blocking budget raises BudgetExceededError here, before anything is sent."""
         reservation = None
-        if self._budgets is not None and labels.agent is not None:
+        if self._budgets is not None:
+            # Every call: budgets may apply by agent, workflow, task, user, total or per request.
             reservation = self._budgets.reserve(request, labels, prompt_text)
+        return self._open(request, labels, reservation)
+
+    async def start_async(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Invocation:
+        """:meth:`start` for async calls: a budget check that needs the network runs off the event loop."""
+        budgets = self._budgets
+        reservation = await budgets.reserve_async(request, labels, prompt_text) if budgets is not None else None
+        return self._open(request, labels, reservation)
+
+    def _open(self, request: Request, labels: Labels, reservation: Any) -> Invocation:
         try:
             request_attributes = _request_attributes(request)
             attributes = dict(request_attributes)

@@ -431,12 +431,14 @@ def _build(
     budgets = []
     for agent, state in sorted((stats.get("budgets") or {}).items()):
         budgets.append({"agent": agent, **{key: state.get(key) for key in (
-            "limit_usd", "spent_usd", "utilization", "status", "window", "action", "blocked_calls")}})
+            "limit_usd", "spent_usd", "utilization", "status", "window", "action", "blocked_calls")},
+            "scope": state.get("scope", "agent"), "name": state.get("name", agent)})
     top_calls = stats.get("top_calls")
     model: dict[str, Any] = {
         "summary": summary,
         "groups": groups,
         "budgets": budgets,
+        "budget_store": stats.get("budget_store"),
         "top_agent_models": _top_agent_models(stats, top, total_cost) if top > 0 else None,
         "top_calls": list(top_calls[:top]) if isinstance(top_calls, list) and top > 0 else None,
         "what_if": [],
@@ -564,11 +566,11 @@ def _sections(model: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[
         cells = [[_short(r["name"])] + [_group_cell(k, r) for _h, k in columns] for r in rows]
         sections.append((f"By {_TITLES[dimension]}", headers, cells, [False] + [True] * len(columns)))
     if model["budgets"]:
-        headers = ["Agent", "Limit", "Spent", "Used", "Status", "Window", "Action", "Blocked"]
+        headers = ["Budget", "Limit", "Spent", "Used", "Status", "Window", "Action", "Blocked"]
         cells = [[_short(b["agent"]), _cell("limit_usd", b["limit_usd"]), _cell("spent_usd", b["spent_usd"]),
                   _cell("utilization", b["utilization"]), str(b["status"]), str(b["window"] or "lifetime"),
                   str(b["action"]), _int(b["blocked_calls"])] for b in model["budgets"]]
-        sections.append(("Budgets", headers, cells, [False, True, True, True, False, False, False, True]))
+        sections.append((_budgets_title(model.get("budget_store")), headers, cells, [False, True, True, True, False, False, False, True]))
     if model["top_agent_models"]:
         headers = ["Agent", "Model", "Calls", "Tokens", "Cost", "Share"]
         cells = [[_short(r["agent"]), _short(r["model"]), _int(r["calls"]), _int(r["total_tokens"]),
@@ -584,6 +586,15 @@ def _sections(model: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[
         sections.append(("Most expensive calls", headers, cells,
                          [False, False, False, False, True, True, True]))
     return sections
+
+
+def _budgets_title(store: Mapping[str, Any] | None) -> str:
+    """Budgets, and where their spend comes from when a store keeps it."""
+    if not store:
+        return "Budgets"
+    reach = "fleet-wide" if store.get("kind") == "redis" else "all processes on this host"
+    state = "" if store.get("available", True) else "; unreachable now, local counts shown"
+    return f"Budgets (spent from the {store.get('kind')} store {store.get('url')}: {reach}{state})"
 
 
 def _render_text(model: Mapping[str, Any]) -> str:

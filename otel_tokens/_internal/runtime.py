@@ -43,6 +43,14 @@ class Runtime:
         if settings.budgets:
             budgets += parse_budgets(settings.budgets)
 
+        store = None
+        if settings.store:
+            from otel_tokens._internal.budget_store import open_store
+
+            store = open_store(settings.store)  # a bad URL stops start-up; an unreachable store does not
+        if settings.store_failure not in ("open", "closed"):
+            raise ValueError(f"store_failure must be 'open' or 'closed', got {settings.store_failure!r}")
+
         self.settings = settings
         self.price_book = PriceBook(overrides)
         self.ledger = Ledger(max_keys=settings.max_keys)
@@ -50,11 +58,10 @@ class Runtime:
             price_book=self.price_book,
             count_tokens=count_tokens,
             default_max_output_tokens=settings.default_max_output_tokens,
+            store=store,
+            store_failure=settings.store_failure,
         )
-        for budget in budgets:
-            self.budgets.set_budget(
-                budget.agent, budget.limit_usd, warn_at=budget.warn_at, action=budget.action, window=budget.window
-            )
+        self.budgets.set_budgets(budgets)
         self.usage_log = None
         sinks = []
         if settings.usage_log:
@@ -90,6 +97,10 @@ class Runtime:
     def statistics(self) -> dict[str, Any]:
         stats = self.ledger.statistics()
         stats["budgets"] = self.budgets.status()
+        store = self.budgets.store_status()
+        if store is not None:
+            # Budget spend above is the store's (fleet-wide for Redis); the other totals are this process's.
+            stats["budget_store"] = store
         return stats
 
     def _report_at_exit(self) -> None:
@@ -147,5 +158,7 @@ def drop_runtime() -> None:
     global _runtime
     with _lock:
         runtime, _runtime = _runtime, None
+    if runtime is not None:
+        runtime.budgets.close()
     if runtime is not None and runtime.usage_log is not None:
         runtime.usage_log.close()

@@ -20,9 +20,16 @@ _logger = logging.getLogger("otel_tokens")
 OTEL_TOKENS_PRICES = "OTEL_TOKENS_PRICES"
 """Path of a TOML or JSON file of price overrides (USD per million tokens)."""
 OTEL_TOKENS_BUDGETS = "OTEL_TOKENS_BUDGETS"
-"""Budgets as ``agent=limit[:block|:warn][@window],...``, e.g. ``researcher=0.50,writer=1.00:block``."""
+"""Budgets as ``[scope:]name=limit[:block|:warn][@window],...``, e.g.
+``researcher=0.50,workflow:research=5.00:block@1d,total=100:warn@30d``."""
 OTEL_TOKENS_BUDGETS_FILE = "OTEL_TOKENS_BUDGETS_FILE"
 """Path of a TOML file of budgets."""
+OTEL_TOKENS_STORE = "OTEL_TOKENS_STORE"
+"""Where budget spend is kept and shared: ``sqlite:///path/spend.db`` (one host, survives restarts) or
+``redis://[:password@]host:port/db`` / ``rediss://...`` (a fleet). Unset: in memory, per process."""
+OTEL_TOKENS_STORE_FAILURE = "OTEL_TOKENS_STORE_FAILURE"
+"""``open`` (default): while the store is unreachable, blocking budgets decide on local counts and let
+calls through; ``closed``: they refuse calls (``BudgetStoreUnavailableError``)."""
 OTEL_TOKENS_LOG = "OTEL_TOKENS_LOG"
 """Path of a JSON-lines usage log; one line is appended per finished call."""
 OTEL_TOKENS_REPORT = "OTEL_TOKENS_REPORT"
@@ -79,6 +86,8 @@ class Settings:
     max_keys: int = 1000
     default_max_output_tokens: int = 4096
     anthropic_sdk_spans: bool = False
+    store: str | None = None
+    store_failure: str = "open"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -96,6 +105,8 @@ class Settings:
             max_keys=_positive_int(env, OTEL_TOKENS_MAX_KEYS, 1000),
             default_max_output_tokens=_positive_int(env, OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS, 4096),
             anthropic_sdk_spans=_bool(env, OTEL_TOKENS_ANTHROPIC_SDK_SPANS, False),
+            store=env.get(OTEL_TOKENS_STORE) or None,
+            store_failure=_choice(env, OTEL_TOKENS_STORE_FAILURE, ("open", "closed"), "open"),
         )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
@@ -117,6 +128,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in _FALSE:
         return False
     _logger.warning("%s=%r is not a boolean (true/false); using the default %s", name, raw, default)
+    return default
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in allowed:
+        return value
+    _logger.warning("%s=%r is not one of %s; using the default %s", name, raw, ", ".join(allowed), default)
     return default
 
 

@@ -1,0 +1,98 @@
+"""Per-request budgets: ``with otel_tokens.budget(limit_usd=0.10) as b:``.
+
+An ad hoc budget that lives in a ``ContextVar``: it follows asyncio tasks and threads started with a
+copied context, and nests (a call counts against every enclosing per-request budget, and is blocked if
+any would pass). It is in memory only and is never shared or reported; it ends with its block.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The accounts (budgets._Account) of the per-request budgets around the current code, outermost first.
+REQUEST_ACCOUNTS: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
+    "otel_tokens_request_budgets", default=()
+)
+
+
+class budget:  # noqa: N801 - reads like contextlib's helpers at the call site
+    """A per-request budget in USD, as ``with``, ``async with`` or a decorator.
+
+    ``action="block"`` (the default) makes a call that would pass ``limit_usd`` raise
+    ``BudgetExceededError`` (``scope == "request"``) before it is sent; ``"warn"`` only counts.
+    ``spent_usd`` and ``remaining_usd`` read the spend of the innermost active (or last) use.
+    """
+
+    __slots__ = ("_budget", "_entries", "_last")
+
+    def __init__(self, limit_usd: float, action: str = "block", *, warn_at: float = 0.9,
+                 name: str = "request") -> None:
+        from otel_tokens._internal.budgets import SCOPE_REQUEST, Budget
+
+        # Validates like set_budget() and raises ValueError for a bad limit, action or warn_at.
+        self._budget = Budget(name, limit_usd, warn_at, action, None, scope=SCOPE_REQUEST)
+        self._entries: list[tuple[Any, contextvars.Token]] = []
+        self._last: Any = None
+
+    @property
+    def limit_usd(self) -> float:
+        return self._budget.limit_usd
+
+    @property
+    def spent_usd(self) -> float:
+        """Settled cost of the calls made inside (so far)."""
+        account = self._entries[-1][0] if self._entries else self._last
+        return account.spent if account is not None else 0.0
+
+    @property
+    def remaining_usd(self) -> float:
+        return max(self._budget.limit_usd - self.spent_usd, 0.0)
+
+    def __enter__(self) -> budget:
+        from otel_tokens._internal.budgets import new_account
+
+        account = new_account(self._budget)
+        token = REQUEST_ACCOUNTS.set((*REQUEST_ACCOUNTS.get(), account))
+        self._entries.append((account, token))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        account, token = self._entries.pop()
+        self._last = account
+        try:
+            REQUEST_ACCOUNTS.reset(token)
+        except ValueError:  # left in another context than it was entered (a generator moved)
+            REQUEST_ACCOUNTS.set(tuple(a for a in REQUEST_ACCOUNTS.get() if a is not account))
+
+    async def __aenter__(self) -> budget:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: F) -> F:
+        """A fresh budget for every call of ``func`` (a function or a coroutine function)."""
+        spec = self._budget
+
+        def fresh() -> budget:
+            return budget(spec.limit_usd, spec.action, warn_at=spec.warn_at, name=spec.agent)
+
+        if inspect.iscoroutinefunction(func):
+
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with fresh():
+                    return await func(*args, **kwargs)
+
+            return functools.wraps(func)(run_async)  # type: ignore[return-value]
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with fresh():
+                return func(*args, **kwargs)
+
+        return functools.wraps(func)(run)  # type: ignore[return-value]
