@@ -5,12 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 MODEL = "gpt-4o-mini"
-PROMPT = "Summarise the quarterly figures for the northern region in one short line."
+# Dense text: tiktoken counts more tokens than the fake server charges, so a blocking budget's projection
+# (prompt + max_tokens) is above the actual cost (about 1.3x), and admitted calls never overshoot.
+PROMPT = "q7 z9 x3 k8 w2 j5 v4 b6 n1 m0 p7 r3 t9 y2 u8"
 MAX_TOKENS = 5
 
 
 def ask(client: Any, prompt: str = PROMPT) -> Any:
     return client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS
+    )
+
+
+async def ask_async(client: Any, prompt: str = PROMPT) -> Any:
+    return await client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS
     )
 

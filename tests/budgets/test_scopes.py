@@ -16,7 +16,7 @@ from otel_tokens import semconv
 from otel_tokens._internal.budgets import Budget, BudgetManager, BudgetSpecError, load_budgets_file, parse_budgets
 from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
 from otel_tokens._internal.runtime import current_runtime
-from tests.budgets.helpers import ask, call_cost
+from tests.budgets.helpers import ask, ask_async, call_cost
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def test_blocked_by_whichever_would_pass_its_limit(setup, fake_llm, tight: str) 
     _runtime, client, _aclient, cost = setup
     names = {"workflow": "W", "agent": "A", "user": "U", "total": "all"}
     for scope, name in names.items():
-        # The tight budget holds one call and a half (the projection is below a call's cost).
+        # The tight budget holds one call and a half: the second call's projection does not fit.
         otel_tokens.set_budget(name, 1.5 * cost if scope == tight else 1.0, action="block", scope=scope)
     with otel_tokens.workflow("W"), otel_tokens.user("U"), otel_tokens.agent("A"):
         ask(client)
@@ -201,10 +201,7 @@ def test_request_budget_follows_tasks_and_copied_context_threads(setup) -> None:
     _runtime, client, aclient, cost = setup
 
     async def fan_out() -> None:
-        await asyncio.gather(*(aclient.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "Summarise the quarterly figures for the "
-                                            "northern region in one short line."}], max_tokens=5)
-            for _ in range(3)))
+        await asyncio.gather(*(ask_async(aclient) for _ in range(3)))
 
     with otel_tokens.budget(limit_usd=100 * cost) as b:
         asyncio.run(fan_out())
@@ -219,9 +216,10 @@ def test_request_budget_follows_tasks_and_copied_context_threads(setup) -> None:
 async def test_request_budget_async_with_and_decorator(setup) -> None:
     _runtime, client, aclient, cost = setup
     async with otel_tokens.budget(limit_usd=1.5 * cost) as b:
-        await aclient.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello there"}], max_tokens=5)
-        assert b.spent_usd > 0
+        await ask_async(aclient)
+        assert math.isclose(b.spent_usd, cost, rel_tol=1e-12)
+        with pytest.raises(otel_tokens.BudgetExceededError):
+            await ask_async(aclient)
 
     spends = []
 

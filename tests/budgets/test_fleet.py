@@ -1,0 +1,127 @@
+"""One budget across processes: the fleet on Redis, and restarts after kill -9 on SQLite and Redis.
+
+Workers are real processes (``tests/budgets/worker.py``) running the real OpenAI SDK against the fake
+server; Redis is the real redis-server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import otel_tokens
+from otel_tokens import semconv
+from otel_tokens._internal.budget_store import open_store
+from otel_tokens._internal.budgets import BudgetManager
+from otel_tokens._internal.demo.fake_server import FakeLLMServer
+from otel_tokens._internal.pricing import PriceBook
+from otel_tokens._internal.records import Labels, Request
+from otel_tokens._internal.tokenizer import count_tokens
+from tests.budgets.helpers import MAX_TOKENS, MODEL, PROMPT, call_cost
+
+REPO = Path(__file__).resolve().parents[2]
+FLEET_KEY = ("total:fleet", None)
+
+
+def worker(*args: str, store: str, budgets: str, **popen) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_TOKENS_")}
+    env.update({
+        "OTEL_TOKENS_RAISE_INTERNAL_ERRORS": "1", "OTEL_TOKENS_STORE": store, "OTEL_TOKENS_BUDGETS": budgets,
+        "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+    })
+    return subprocess.Popen([sys.executable, "-m", "tests.budgets.worker", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, **popen)
+
+
+def stored_spent(url: str, key: tuple[str, int | None] = FLEET_KEY) -> float:
+    store = open_store(url)
+    try:
+        return store.settle([], [key])[key[0]]
+    finally:
+        store.close()
+
+
+def test_fleet_of_four_processes_shares_one_blocking_budget(redis_url: str) -> None:
+    with FakeLLMServer(latency_s=0.02, allow_retries=False) as fake:
+        cost = call_cost(fake.openai_base_url)
+        probes = fake.request_count()
+        limit = 20.5 * cost
+        workers = [worker("fleet", fake.openai_base_url, "8", "6", store=redis_url,
+                          budgets=f"total:fleet={limit!r}:block") for _ in range(4)]
+        results = []
+        for process in workers:
+            out, _ = process.communicate(timeout=120)
+            assert process.returncode == 0
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        reached = fake.request_count() - probes
+
+    sent = sum(result["sent"] for result in results)
+    assert sent == reached
+    # Overshoot at most one call across the fleet; the projection (about 1.3 calls) fits 20 times.
+    assert 20 <= reached <= 21
+    assert all(result["calls"] == result["sent"] for result in results)
+    settled = sum(result["cost"] for result in results)
+    assert math.isclose(settled, reached * cost, rel_tol=1e-9)
+    assert abs(stored_spent(redis_url) - settled) <= 1e-9
+    assert sum(result["blocked"] for result in results) > 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_restart_after_kill_continues_from_stored_spend(kind: str, tmp_path, request) -> None:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'spend.db'}?reservation_ttl=6"
+    else:
+        url = request.getfixturevalue("redis_url") + "?reservation_ttl=6"
+    with FakeLLMServer(allow_retries=False) as fake, FakeLLMServer(latency_s=600, allow_retries=False) as slow:
+        cost = call_cost(fake.openai_base_url)
+        probes = fake.request_count()
+        # Room for 5 calls and a projection: with the dead worker's reservation held, a sixth does not fit.
+        budgets = f"total:fleet={5 * cost + 1.35 * cost!r}:block"
+        first = worker("restart", fake.openai_base_url, slow.openai_base_url, "5", store=url, budgets=budgets)
+        settled = []
+        for line in first.stdout:
+            if line.startswith("settled "):
+                settled.append(float(line.split()[1]))
+            if line.strip() == "hanging":
+                break
+        # The hanging call reserved before it was sent; wait until it reaches the slow server.
+        deadline = time.monotonic() + 30
+        while slow.request_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert slow.request_count() == 1
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        assert len(settled) == 5 and fake.request_count() - probes == 5
+
+        # The next process continues from the stored spend: everything settled before the kill, once.
+        assert abs(stored_spent(url.split("?")[0]) - sum(settled)) <= 1e-12
+        manager = BudgetManager(price_book=PriceBook(), count_tokens=count_tokens, store=open_store(url))
+        try:
+            manager.set_budget("fleet", 5 * cost + 1.35 * cost, action="block", scope="total")
+            assert abs(manager.status()["total:fleet"]["spent_usd"] - sum(settled)) <= 1e-12
+            call = Request("openai", semconv.OP_CHAT, MODEL,
+                           attributes={semconv.GEN_AI_REQUEST_MAX_TOKENS: MAX_TOKENS})
+            # The dead worker's reservation still holds the headroom...
+            with pytest.raises(otel_tokens.BudgetExceededError):
+                manager.reserve(call, Labels(), lambda: PROMPT)
+            # ...until it expires (reservation_ttl=6 here; 300 s by default).
+            deadline = time.monotonic() + 20
+            reservation = None
+            while reservation is None and time.monotonic() < deadline:
+                time.sleep(0.25)
+                try:
+                    reservation = manager.reserve(call, Labels(), lambda: PROMPT)
+                except otel_tokens.BudgetExceededError:
+                    pass
+            assert reservation is not None
+            manager.settle(reservation, None)
+        finally:
+            manager.close()
