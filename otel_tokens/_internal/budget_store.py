@@ -67,7 +67,7 @@ def _bucket(now: float, window_s: int) -> int:
 
 
 def open_store(url: str) -> SpendStore:
-    """A store from ``sqlite:///path/spend.db`` or ``redis://[:password@]host:port/db`` (``rediss://``
+    """A store from ``sqlite:///abs/path/spend.db`` (``sqlite:///./spend.db``: relative) or ``redis://[:password@]host:port/db`` (``rediss://``
     for TLS). ``?reservation_ttl=SECONDS`` sets how long a dead worker's reservation holds. Raises
     ValueError for a URL that names no store we know."""
     if not isinstance(url, str) or "://" not in url:
@@ -87,7 +87,9 @@ def open_store(url: str) -> SpendStore:
         if parsed.netloc or not path or path == "/":
             raise ValueError(f"store {url!r}: expected sqlite:///absolute/path/spend.db or sqlite:///./relative.db")
         if path.startswith("/./"):
-            path = path[1:]
+            path = path[1:]  # sqlite:///./spend.db: relative to the working directory
+        elif path.startswith("//"):
+            path = "/" + path.lstrip("/")  # sqlite:////abs/spend.db, SQLAlchemy's spelling
         return SQLiteStore(path, reservation_ttl_s=ttl_s)
     if scheme in ("redis", "rediss"):
         rest = urllib.parse.urlencode(query)
