@@ -20,8 +20,8 @@ are not added here.
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from otel_tokens import semconv
