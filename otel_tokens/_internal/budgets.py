@@ -46,8 +46,9 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from otel_tokens import semconv
 from otel_tokens._internal.budget_store import Settle, SpendStore
 from otel_tokens._internal.errors import BudgetExceededError, BudgetStoreUnavailableError
+from otel_tokens._internal.instruments import observable_gauge
 from otel_tokens._internal.request_budget import REQUEST_ACCOUNTS
-from otel_tokens._internal.records import CallRecord, Labels, Request, Usage
+from otel_tokens._internal.records import CallRecord, Labels, Request, Usage, valid_cost
 from otel_tokens._internal.safety import guarded
 
 _logger = logging.getLogger("otel_tokens")
@@ -733,7 +734,8 @@ class BudgetManager:
         if reservation is None:
             return []
         cost = record.cost_usd if record is not None else None
-        if cost is not None and not _valid_cost(cost):
+        if cost is not None and valid_cost(cost) is None:
+            # The recorder passes only valid costs; this guard keeps any other caller out of the totals.
             self._invalid_cost(cost)
             cost = None
         touched = []
@@ -920,7 +922,8 @@ class BudgetManager:
             (semconv.METRIC_BUDGET_SPENT, semconv.UNIT_USD, "spent_usd", "Budget spend in US dollars."),
             (semconv.METRIC_BUDGET_UTILIZATION, semconv.UNIT_RATIO, "utilization", "Budget spent / limit."),
         ):
-            meter.create_observable_gauge(name, callbacks=[self._observer(field)], unit=unit, description=description)
+            # Registered once per meter; a later runtime's manager takes over the same gauges.
+            observable_gauge(meter, name, unit, description).source = self._observer(field)
         if self._health is not None:
             self._health.counter = meter.create_counter(
                 semconv.METRIC_STORE_ERRORS, unit=semconv.UNIT_ERROR,
@@ -1052,10 +1055,6 @@ def _in_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-def _valid_cost(cost: object) -> bool:
-    return _is_number(cost) and math.isfinite(cost) and cost >= 0  # type: ignore[arg-type, operator]
 
 
 def _gauge_attributes(status: dict[str, Any]) -> dict[str, Any]:
