@@ -110,7 +110,7 @@ def test_json_report_counts_every_call_the_server_answered() -> None:
     assert data["summary"]["errors"] == 3
     statuses = {b["agent"]: (b["status"], b["blocked_calls"]) for b in data["budgets"]}
     assert statuses == {"planner": ("ok", 0), "researcher": ("warning", 0), "writer": ("exceeded", 0),
-                        "editor": ("ok", 2)}
+                        "editor": ("ok", 2), "workflow:research-report": ("ok", 0), "total:all": ("ok", 0)}
     top_pairs = {(row["agent"], row["model"]) for row in data["top_agent_models"]}
     assert ("writer", "claude-sonnet-4-6") in top_pairs
     assert data["top_calls"] and data["what_if"][0]["model"] == "gpt-4o-mini"

@@ -70,6 +70,7 @@ INSTRUMENTS = {
     semconv.METRIC_BUDGET_LIMIT: ("gauge", semconv.UNIT_USD),
     semconv.METRIC_BUDGET_SPENT: ("gauge", semconv.UNIT_USD),
     semconv.METRIC_BUDGET_UTILIZATION: ("gauge", semconv.UNIT_RATIO),
+    semconv.METRIC_STORE_ERRORS: ("counter", semconv.UNIT_ERROR),
 }
 
 
@@ -92,7 +93,8 @@ def recording_rule_names() -> set[str]:
 KNOWN_METRICS = set().union(*(prometheus_names(n, *spec) for n, spec in INSTRUMENTS.items())) | {"ALERTS", "up"}
 KNOWN_LABELS = {
     key.replace(".", "_")
-    for key in (*semconv.METRIC_ATTRIBUTE_KEYS, semconv.GEN_AI_TOKEN_TYPE, semconv.OTEL_TOKENS_BUDGET_WINDOW)
+    for key in (*semconv.METRIC_ATTRIBUTE_KEYS, semconv.GEN_AI_TOKEN_TYPE, semconv.OTEL_TOKENS_BUDGET_WINDOW,
+                semconv.OTEL_TOKENS_BUDGET_SCOPE, semconv.OTEL_TOKENS_BUDGET_NAME, semconv.OTEL_TOKENS_STORE_KIND)
 } | {"job", "instance", "le", "otel_scope_name", "alertname", "alertstate", "severity", "__name__"}
 PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset",
                 "bool", "inf", "nan", "Inf", "NaN"}
@@ -214,6 +216,7 @@ def test_the_promised_alerts_exist() -> None:
     assert {rule["alert"] for rule in alerting_rules()} >= {
         "LLMAgentBudgetWarning", "LLMAgentBudgetExceeded", "LLMProjectedDailySpendHigh", "LLMSpendBurnRateHigh",
         "LLMUnpricedModelCalls", "LLMUsageNotMetered", "LLMErrorRateHigh", "LLMTokenSpike",
+        "LLMBudgetWarning", "LLMBudgetExceeded", "LLMBudgetStoreErrors",
     }
     assert "otel_tokens:daily_spend_limit_usd" in recording_rule_names()
 
@@ -226,6 +229,9 @@ def test_alert_has_severity_and_annotations(rule: dict[str, Any]) -> None:
     if rule["alert"].startswith("LLMAgentBudget"):
         # Aggregations must keep the agent, or one alert would cover every agent.
         assert "gen_ai_agent_name" in label_names(rule["expr"])
+    elif rule["alert"].startswith("LLMBudget") and rule["alert"] != "LLMBudgetStoreErrors":
+        # The same for the other scopes: one alert per scope and name.
+        assert {"otel_tokens_budget_scope", "otel_tokens_budget_name"} <= label_names(rule["expr"])
 
 
 @pytest.mark.parametrize("rule", alerting_rules(), ids=lambda r: r["alert"])

@@ -51,6 +51,11 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "writer": {"limit_usd": 0.0180, "window": "1h"},
     "editor": {"limit_usd": 0.0050, "action": "block"},
 }
+# Budgets of the other scopes, sized never to warn in a demo run (they feed the dashboard's scope panels).
+SCOPE_BUDGETS: dict[str, dict[str, Any]] = {
+    WORKFLOW: {"limit_usd": 20.00, "window": "1d", "scope": "workflow"},
+    "all": {"limit_usd": 50.00, "window": "30d", "scope": "total"},
+}
 
 # Long, stable prompt prefixes: providers cache only prompts of 1,024 tokens or more.
 SOURCES = " ".join(
@@ -197,8 +202,8 @@ def main(args: argparse.Namespace) -> int:
         _say(f"otel-tokens demo: {err}")
         return 2
     otel_tokens.instrument(tracer_provider, meter_provider)
-    for agent, budget in BUDGETS.items():
-        otel_tokens.set_budget(agent, **budget)
+    for name, budget in {**BUDGETS, **SCOPE_BUDGETS}.items():
+        otel_tokens.set_budget(name, **budget)
     # allow_retries=False: the provoked 429 fails at once instead of being retried inside the SDK.
     server = FakeLLMServer(latency_s=0.01, chunk_delay_s=0.003, allow_retries=False).start()
     stop = threading.Event()
