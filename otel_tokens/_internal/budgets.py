@@ -28,6 +28,8 @@ blocked call of a window logs one ERROR.
 from __future__ import annotations
 
 import logging
+import functools
+import itertools
 import math
 import os
 import re
@@ -157,11 +159,16 @@ class Budget:
     def name(self) -> str:
         return self.agent
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The budget's key in statistics and stores: the agent's name for agent budgets (as before
         scopes existed), ``scope:name`` otherwise."""
         return self.agent if self.scope == SCOPE_AGENT else f"{self.scope}:{self.agent}"
+
+    @functools.cached_property
+    def store_key(self) -> str:
+        """The key in a shared store: always ``scope:name``."""
+        return f"{self.scope}:{self.agent}"
 
 
 def parse_budgets(spec: str) -> list[Budget]:
@@ -342,7 +349,7 @@ class _Account:
 
     @property
     def store_key(self) -> tuple[str, int | None]:
-        return (f"{self.budget.scope}:{self.budget.agent}", self.window_s)
+        return (self.budget.store_key, self.window_s)
 
 
 def new_account(budget: Budget) -> _Account:
@@ -667,7 +674,7 @@ class BudgetManager:
     def _reserve_in_store(self, reservation: _Reservation, shared: tuple[_Account, ...], projected: float) -> None:
         store, health = self._store, self._health
         assert store is not None and health is not None
-        reservation_id = uuid.uuid4().hex
+        reservation_id = _next_id()
         items = [(*account.store_key, account.budget.limit_usd) for account in shared]
         try:
             failed, spent, reserved = store.reserve(items, projected, reservation_id, store.reservation_ttl_s)
@@ -766,7 +773,7 @@ class BudgetManager:
 
     def _settle_in_store(self, reservation: _Reservation, shared: tuple[_Account, ...], cost: float) -> None:
         keyed = {account.store_key: account for account in (*reservation.stored, *shared)}
-        entry = Settle(uuid.uuid4().hex, tuple(keyed), cost, reservation.reservation_id)
+        entry = Settle(_next_id(), tuple(keyed), cost, reservation.reservation_id)
         pending = _Pending(entry, shared if cost else (), cost)
         store, health = self._store, self._health
         assert store is not None and health is not None
@@ -1037,7 +1044,25 @@ class BudgetManager:
 _STORE_MANAGERS: weakref.WeakSet[BudgetManager] = weakref.WeakSet()
 
 
+class _Ids:
+    """Ids unique across a fleet and cheap per call: a random prefix per process and a counter."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = uuid.uuid4().hex[:16]
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}-{next(self.counter)}"
+
+
+_next_id = _Ids()
+
+
 def _after_fork_in_child() -> None:
+    _next_id.reset()
     for manager in list(_STORE_MANAGERS):
         manager._after_fork()
 
