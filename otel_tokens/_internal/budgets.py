@@ -28,6 +28,7 @@ blocked call of a window logs one ERROR.
 from __future__ import annotations
 
 import logging
+import atexit
 import functools
 import itertools
 import math
@@ -1069,6 +1070,13 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # Batched warn-only settles still queued reach the store before the process ends.
+    for manager in list(_STORE_MANAGERS):
+        manager.close(timeout_s=1.0)
 
 
 def _in_event_loop() -> bool:

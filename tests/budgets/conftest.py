@@ -30,7 +30,7 @@ class RedisServer:
     """The real redis-server (Debian's), on 127.0.0.1. Append-only with fsync on every write, so a
     ``kill -9`` of the server loses nothing it acknowledged (the outage tests restart it)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *extra: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed (apt-get install -y redis-server; .ci/run does)")
@@ -38,6 +38,7 @@ class RedisServer:
         self.port = port or free_port()
         self.directory = tempfile.mkdtemp(prefix="otel-tokens-redis-")
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra = extra
 
     @property
     def url(self) -> str:
@@ -46,7 +47,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", self.directory, "--protected-mode", "no"],
+             "--appendfsync", "always", "--dir", self.directory, "--protected-mode", "no", *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -54,7 +55,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    if sock.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return self
             except OSError:
                 time.sleep(0.02)
@@ -106,6 +107,20 @@ def own_redis() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server
     server.cleanup()
+
+
+@pytest.fixture
+def make_redis() -> Iterator[Any]:
+    """make_redis(*redis-server options) -> a started Redis of this test's own."""
+    servers: list[RedisServer] = []
+
+    def make(*extra: str) -> RedisServer:
+        servers.append(RedisServer(None, *extra).start())
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.cleanup()
 
 
 @pytest.fixture

@@ -195,3 +195,23 @@ async def test_async_calls_never_wait_on_the_store_in_the_event_loop(start, redi
     assert threads and loop_thread not in threads
     assert runtime.budgets.flush()
     assert abs(stored(redis_url, "total:all") - cost) <= 1e-12
+
+
+def test_a_slow_store_does_not_stall_calls(start, make_redis, caplog) -> None:
+    """Redis stops answering (DEBUG SLEEP): calls go on after the 1 s timeout, on local counts."""
+    caplog.set_level(logging.ERROR, logger="otel_tokens")
+    server = make_redis("--enable-debug-command", "yes")
+    runtime, client, cost = start(store=server.url)
+    otel_tokens.set_budget("all", 100 * cost, action="block", scope="total")
+    ask(client)
+    sleeper = threading.Thread(target=lambda: server.client().execute_command("DEBUG", "SLEEP", "3"))
+    sleeper.start()
+    time.sleep(0.2)
+    began = time.monotonic()
+    ask(client)  # the reserve times out, the call goes through (open), the settle is queued
+    ask(client)  # the store is marked down: no wait at all
+    assert time.monotonic() - began < 2.5
+    assert outage_errors(caplog) == 1
+    sleeper.join()
+    reconcile(runtime)
+    assert abs(stored(server.url, "total:all") - 3 * cost) <= 1e-12

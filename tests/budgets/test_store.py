@@ -105,3 +105,16 @@ def test_store_urls(tmp_path) -> None:
                          ("redis://h:1/0?reservation_ttl=0", "reservation_ttl must be a positive")):
         with pytest.raises(ValueError, match=problem):
             open_store(bad)
+
+
+def test_redis_with_a_password(make_redis) -> None:
+    server = make_redis("--requirepass", "s3cret-pw")
+    store = open_store(f"redis://:s3cret-pw@127.0.0.1:{server.port}/3")
+    store.settle([Settle("a", ((KEY, None),), 0.5)], [])
+    assert store.settle([], [(KEY, None)]) == {KEY: 0.5}
+    assert "s3cret" not in store.description
+    store.close()
+    wrong = open_store(f"redis://:wrong@127.0.0.1:{server.port}/3")
+    with pytest.raises(Exception, match="(?i)auth|password"):
+        wrong.settle([], [(KEY, None)])
+    wrong.close()
