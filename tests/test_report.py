@@ -294,12 +294,16 @@ def test_budgets_from_usage_lines():
         Budget("writer", 1.0),  # whole log: 1.20
         Budget("writer-hour", 1.0, window="1h"),
         Budget("planner", 0.11, warn_at=0.9),  # 0.10 >= 0.099
+        Budget("all", 2.0, scope="total"),  # every call: 1.30
+        Budget("writer", 9.0, scope="workflow"),  # no call carries workflow "writer"
     ])
     hourly = budgets_from_usage_lines(lines, [Budget("writer", 1.0, window="1h", action="block")])
 
-    assert states["writer"] == {"limit_usd": 1.0, "spent_usd": pytest.approx(1.2), "utilization": pytest.approx(1.2),
+    assert states["writer"] == {"scope": "agent", "name": "writer", "limit_usd": 1.0, "spent_usd": pytest.approx(1.2), "utilization": pytest.approx(1.2),
                                 "status": "exceeded", "window": "lifetime", "action": "warn", "blocked_calls": 0}
     assert states["writer-hour"]["spent_usd"] == 0.0
+    assert states["total:all"]["spent_usd"] == pytest.approx(1.3) and states["total:all"]["scope"] == "total"
+    assert states["workflow:writer"]["spent_usd"] == 0.0
     assert states["planner"]["status"] == "warning"
     # the last hour before the last call (T0+4000) holds the calls at +3000 and +4000
     assert hourly["writer"]["spent_usd"] == pytest.approx(0.9)

@@ -162,9 +162,10 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
 def budgets_from_usage_lines(lines: Sequence[Mapping[str, Any]], budgets: Iterable[Any]) -> dict[str, Any]:
     """Budget states for a usage log, in the ``stats["budgets"]`` shape.
 
-    ``budgets`` are objects with ``agent``, ``limit_usd``, ``warn_at``, ``action`` and ``window``
-    (``otel_tokens._internal.budgets.Budget``). A windowed budget counts the calls that ended within
-    the window before the log's last call; the others count the whole log.
+    ``budgets`` are objects with ``agent`` (the name), ``limit_usd``, ``warn_at``, ``action``, ``window``
+    and ``scope`` (``otel_tokens._internal.budgets.Budget``): a call counts when its label of that scope
+    is the name, or always for ``total``. A windowed budget counts the calls that ended within the
+    window before the log's last call; the others count the whole log.
     """
     from otel_tokens._internal.budgets import window_seconds
 
@@ -172,11 +173,12 @@ def budgets_from_usage_lines(lines: Sequence[Mapping[str, Any]], budgets: Iterab
     last = max((end for _line, end in ends if end is not None), default=None)
     states: dict[str, Any] = {}
     for budget in budgets:
+        scope = getattr(budget, "scope", "agent")
         window = window_seconds(budget.window)
         since = None if window is None or last is None else last - window
         spent = 0.0
         for line, end in ends:
-            if _key(line.get("agent")) != budget.agent or line.get("cost_usd") is None:
+            if (scope != "total" and _key(line.get(scope)) != budget.agent) or line.get("cost_usd") is None:
                 continue
             if since is not None and (end is None or end <= since):
                 continue
@@ -188,7 +190,9 @@ def budgets_from_usage_lines(lines: Sequence[Mapping[str, Any]], budgets: Iterab
             status = "warning"
         else:
             status = "ok"
-        states[budget.agent] = {
+        states[budget.key if hasattr(budget, "key") else budget.agent] = {
+            "scope": scope,
+            "name": budget.agent,
             "limit_usd": limit,
             "spent_usd": spent,
             "utilization": spent / limit if limit > 0 else (0.0 if spent <= 0 else math.inf),
