@@ -86,7 +86,8 @@ def test_budget_gauges_reach_the_meter(instrumented, telemetry):
         _chat(OpenAIMock().client())
     call_cost = instrumented.price_book.cost("openai", "gpt-4o-2024-08-06", CALL_USAGE)
     ((attributes, point),) = telemetry.points(A.METRIC_BUDGET_UTILIZATION)
-    assert attributes == {A.GEN_AI_AGENT_NAME: "planner", A.OTEL_TOKENS_BUDGET_WINDOW: "lifetime"}
+    assert attributes == {A.GEN_AI_AGENT_NAME: "planner", A.OTEL_TOKENS_BUDGET_WINDOW: "lifetime",
+                          A.OTEL_TOKENS_BUDGET_SCOPE: "agent", A.OTEL_TOKENS_BUDGET_NAME: "planner"}
     assert point.value == pytest.approx(call_cost, abs=1e-12)
 
 

@@ -485,7 +485,9 @@ class _SendingManagerProxy(wrapt.ObjectProxy):
             self._exited()
 
     async def __aenter__(self) -> Any:
-        call = self._begin()
+        call = None
+        if self._self_switch.on:
+            call = await _begin_async(self._self_operation, self._self_recorder, *self._self_call_args)
         if call is None:
             return await self.__wrapped__.__aenter__()
         try:
