@@ -49,12 +49,18 @@ def stored_spent(url: str, key: tuple[str, int | None] = FLEET_KEY) -> float:
         store.close()
 
 
-def test_fleet_of_four_processes_shares_one_blocking_budget(redis_url: str) -> None:
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_fleet_of_four_processes_shares_one_blocking_budget(kind: str, tmp_path, request) -> None:
+    """Redis: a fleet. SQLite: the processes of one host sharing one file."""
+    if kind == "redis":
+        store_url = request.getfixturevalue("redis_url")
+    else:
+        store_url = f"sqlite:///{tmp_path / 'spend.db'}"
     with FakeLLMServer(latency_s=0.02, allow_retries=False) as fake:
         cost = call_cost(fake.openai_base_url)
         probes = fake.request_count()
         limit = 20.5 * cost
-        workers = [worker("fleet", fake.openai_base_url, "8", "6", store=redis_url,
+        workers = [worker("fleet", fake.openai_base_url, "8", "6", store=store_url,
                           budgets=f"total:fleet={limit!r}:block") for _ in range(4)]
         results = []
         for process in workers:
@@ -70,7 +76,7 @@ def test_fleet_of_four_processes_shares_one_blocking_budget(redis_url: str) -> N
     assert all(result["calls"] == result["sent"] for result in results)
     settled = sum(result["cost"] for result in results)
     assert math.isclose(settled, reached * cost, rel_tol=1e-9)
-    assert abs(stored_spent(redis_url) - settled) <= 1e-9
+    assert abs(stored_spent(store_url) - settled) <= 1e-9
     assert sum(result["blocked"] for result in results) > 0
 
 
