@@ -146,9 +146,9 @@ def test_empty_log():
 
 # -- formatting ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("value", "text"), [
-    (None, "n/a"), (0.0, "$0.00"), (1234.5678, "$1,234.57"), (1.0, "$1.00"), (0.5, "$0.5000"),
-    (0.0123, "$0.0123"), (0.00027, "$0.000270"), (0.000001, "$0.000001"), (3e-08, "<$0.000001"),
-    (-0.25, "-$0.2500"), (math.inf, "n/a"),
+    (None, "n/a"), (0.0, "$0.00"), (1234.5678, "$1,234.57"), (1.0, "$1.00"), (0.5, "$0.50"),
+    (0.0123, "$0.0123"), (0.00027, "$0.00027"), (0.000001, "$0.000001"), (3e-08, "<$0.000001"),
+    (-0.25, "-$0.25"), (math.inf, "n/a"),
 ])
 def test_format_usd(value, text):
     assert format_usd(value) == text
@@ -175,15 +175,15 @@ def test_text_report(stats):
         "Calls          6 (1 error, 1 unpriced, 1 estimated)",
         "Tokens         8,310 (input 6,600, of which cache read 1,024 and cache write 2,048; output 1,710, "
         "of which reasoning 300)",
-        "Cost           $0.0343 (plus 1 unpriced call)",
-        "Throughput     95.5 tokens/s, $0.0236/min",  # 8310 tokens / 87 s; $0.03428 / 1.45 min
+        "Cost           $0.03428 (plus 1 unpriced call)",
+        "Throughput     95.5 tokens/s, $0.02364/min",  # 8310 tokens / 87 s; $0.03428 / 1.45 min
         "Time in calls  12.8s",
     ]
     by_agent = lines[lines.index("By agent") + 2: lines.index("By agent") + 6]
     assert by_agent[0].split() == ["Agent", "Calls", "Input", "Cache", "read", "Cache", "write", "Output",
                                    "Reasoning", "Total", "Cost", "Share", "Unpriced", "Errors"]
     assert [row.split()[0] for row in by_agent[2:]] == ["writer", "planner"]
-    assert by_agent[2].split() == ["writer", "3", "3,100", "0", "2,048", "1,010", "300", "4,110", "$0.0240",
+    assert by_agent[2].split() == ["writer", "3", "3,100", "0", "2,048", "1,010", "300", "4,110", "$0.024",
                                    "70.0%", "1", "1"]
     mystery = next(line for line in lines if line.startswith("mystery-model"))
     assert mystery.split()[-4:] == ["n/a", "n/a", "1", "0"]  # unpriced: no cost rather than $0
@@ -207,7 +207,7 @@ def test_markdown_has_tables(stats):
     header = lines.index("## By agent") + 2
     assert lines[header].startswith("| Agent | Calls |")
     assert lines[header + 1] == "|:---|" + "---:|" * 11
-    assert lines[header + 2] == "| writer | 3 | 3,100 | 0 | 2,048 | 1,010 | 300 | 4,110 | $0.0240 | 70.0% | 1 | 1 |"
+    assert lines[header + 2] == "| writer | 3 | 3,100 | 0 | 2,048 | 1,010 | 300 | 4,110 | $0.024 | 70.0% | 1 | 1 |"
     assert "| Calls | 6 (1 error, 1 unpriced, 1 estimated) |" in lines
 
 
@@ -238,10 +238,10 @@ def test_csv_report(stats):
     assert rows[0] == {
         "section": "total", "name": "all", "calls": "6", "input_tokens": "6600", "output_tokens": "1710",
         "cache_read_tokens": "1024", "cache_write_tokens": "2048", "reasoning_tokens": "300",
-        "total_tokens": "8310", "cost_usd": "0.0342800000", "unpriced_calls": "1", "errors": "1",
+        "total_tokens": "8310", "cost_usd": "0.03428", "unpriced_calls": "1", "errors": "1",
         "duration_s": "12.750000", "share_pct": "100.00",
     }
-    assert rows[1]["cost_usd"] == "0.0240000000" and rows[1]["share_pct"] == "70.01"
+    assert rows[1]["cost_usd"] == "0.024" and rows[1]["share_pct"] == "70.01"
 
 
 def test_unknown_format_and_dimension():
@@ -275,8 +275,8 @@ def test_budget_section(stats):
     lines = render_report(stats).splitlines()
     start = lines.index("Budgets") + 2
     assert lines[start].split() == ["Agent", "Limit", "Spent", "Used", "Status", "Window", "Action", "Blocked"]
-    assert lines[start + 2].split() == ["free", "$0.00", "$0.5000", "inf", "exceeded", "lifetime", "warn", "0"]
-    assert lines[start + 3].split() == ["writer", "$0.0200", "$0.0240", "120.0%", "exceeded", "1h", "block", "2"]
+    assert lines[start + 2].split() == ["free", "$0.00", "$0.50", "inf", "exceeded", "lifetime", "warn", "0"]
+    assert lines[start + 3].split() == ["writer", "$0.02", "$0.024", "120.0%", "exceeded", "1h", "block", "2"]
     data = json.loads(render_report(stats, "json"))
     assert data["budgets"][0]["utilization"] is None  # JSON has no infinity
 
@@ -327,7 +327,7 @@ def test_what_if_arithmetic(stats):
     assert (result.calls, result.excluded_calls, result.provider) == (4, 2, "openai")
     assert result.change_pct == pytest.approx((0.0128 - 0.03427) / 0.03427 * 100)
     assert result.sentence() == (
-        "The same usage on gpt-4o-mini (openai) would cost $0.0128 (62.6% less than $0.0343), over 4 calls; "
+        "The same usage on gpt-4o-mini (openai) would cost $0.0128 (62.6% less than $0.03427), over 4 calls; "
         "2 calls left out.")
     assert {(provider, model) for provider, model, _usage in book.calls} == {("openai", "gpt-4o-mini")}
     gpt4o_usage = next(u for _p, _m, u in book.calls if u.input_tokens == 1000 and u.output_tokens == 250)
@@ -341,7 +341,7 @@ def test_what_if_more_expensive_and_in_every_format(stats):
 
     text = render_report(stats, "text", what_if=["big-model"], price_book=Expensive())
     # 2 * 1250 + 4000 + 1200 = 7700 tokens * 1e-5 = $0.077 against $0.03427
-    assert "The same usage on big-model would cost $0.0770 (124.7% more than $0.0343), over 4 calls; " \
+    assert "The same usage on big-model would cost $0.077 (124.7% more than $0.03427), over 4 calls; " \
            "2 calls left out." in text.splitlines()
     markdown = render_report(stats, "markdown", what_if=["big-model"], price_book=Expensive())
     assert "## What if" in markdown

@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from otel_tokens import semconv
 from otel_tokens._internal.instruments import Instruments
 from otel_tokens._internal.records import NO_LABELS, CallRecord, Labels, Request, Result, Usage
+from otel_tokens._internal.redact import error_text
 from otel_tokens._internal.safety import guarded
 from otel_tokens._internal.settings import Settings
 
@@ -261,7 +262,7 @@ class Recorder:
             self._write_content(span, invocation, result, capture)
         if record.error_type is not None:
             attributes[semconv.ERROR_TYPE] = record.error_type
-            span.set_status(Status(StatusCode.ERROR, str(error) if error is not None else record.error_type))
+            span.set_status(Status(StatusCode.ERROR, error_text(error) if error is not None else record.error_type))
         span.set_attributes(attributes)
         for name, event_attributes in events:
             span.add_event(name, event_attributes)
