@@ -76,7 +76,7 @@ def test_corrupted_lines_are_counted_on_stderr(capsys, corrupted_log):
     code, out, err = run(capsys, "report", corrupted_log)
 
     assert code == 0
-    assert err == f"otel-tokens: skipped 2 corrupted line(s) in {corrupted_log}\n"
+    assert err == f"otel-tokens: skipped 2 corrupted line(s) in {corrupted_log} (lines 4, 5)\n"
     assert "Calls          3" in out.splitlines()
 
 
@@ -101,7 +101,7 @@ def test_csv_format(capsys, corrupted_log):
         ("model", "claude-haiku-4-5", "1", "6000"),
         ("model", "gpt-4o-mini", "2", "24000"),
     ]
-    assert rows[0]["cost_usd"] == "0.0194000000"
+    assert rows[0]["cost_usd"] == "0.0194"
 
 
 def test_markdown_format_has_tables(capsys, log_path):
@@ -288,6 +288,12 @@ class FakeBook:
         self.asked.append((provider, model))
         return FakeRates() if model == "known" else None
 
+    def providers_for(self, model):
+        return ("anthropic",) if model == "known" else ()
+
+    def known_providers(self):
+        return ("anthropic", "openai")
+
 
 def test_prices_output(capsys, monkeypatch):
     book = FakeBook()
@@ -303,7 +309,7 @@ def test_prices_output(capsys, monkeypatch):
         "  cache write  $3.75",
         "  output       $15.00",
         "  reasoning    billed as output",
-        "  per request  $0.005000",
+        "  per request  $0.005",
         "  above 200,000 input tokens: input $6.00, cache read $0.60, cache write $7.50, output $22.50",
     ]
 
