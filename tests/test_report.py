@@ -394,3 +394,64 @@ def test_real_price_book(stats):
     # the default price book is built lazily when none is given
     text = render_report(stats, "text", what_if=["gpt-4o-mini@openai"])
     assert f"would cost {format_usd(expected)}" in text
+
+
+# -- one money rule, no float noise (issue 7) ------------------------------------------------------
+@pytest.mark.parametrize(("value", "text"), [
+    (0.018, "$0.018"), (0.0087, "$0.0087"), (0.00020800000000000001, "$0.000208"), (1.875, "$1.875"),
+    (12.3456, "$12.35"), (0.99996, "$1.00"), (0.0099996, "$0.01"), (2.5, "$2.50"), (150.0, "$150.00"),
+    (0.02396123, "$0.02396"), (1_000_000.0, "$1,000,000.00"), (-0.0087, "-$0.0087"), (math.nan, "n/a"),
+    (-math.inf, "n/a"), (7, "$7.00"), (True, "n/a"), ("0.5", "n/a"), (5e-07, "<$0.000001"),
+])
+def test_format_usd_one_rule(value, text):
+    assert format_usd(value) == text
+
+
+def test_format_usd_is_the_one_in_formatting():
+    from otel_tokens._internal import formatting
+
+    assert format_usd is formatting.format_usd
+
+
+def test_budget_error_message_uses_format_usd():
+    from otel_tokens import BudgetExceededError
+
+    error = BudgetExceededError("editor", 0.0041999999999999997, 0.005, 0.00020800000000000001)
+    assert str(error) == ("budget for agent 'editor' would be exceeded: spent $0.0042 + projected $0.000208 > "
+                          "limit $0.005; the call was not sent")
+
+
+def noisy_stats():
+    # 0.1 + 0.2 cents, as float sums give them: 0.0030000000000000005 and friends.
+    records = [call("a", "m", "openai", 100, 10, cost, T0 + i) for i, cost in enumerate([0.001, 0.002] * 3)]
+    stats = stats_from_usage_lines(lines_from_records(records))
+    assert stats["total_cost_usd"] != round(stats["total_cost_usd"], 12)  # the noise is there to remove
+    return stats
+
+
+def test_json_report_is_strict_and_without_float_noise():
+    stats = noisy_stats()
+    stats["budgets"] = {"zero": {"limit_usd": 0.0, "spent_usd": 0.009, "utilization": math.inf,
+                                 "status": "exceeded", "window": "lifetime", "action": "warn", "blocked_calls": 0},
+                        "odd": {"limit_usd": 1.0, "spent_usd": math.nan, "utilization": math.nan,
+                                "status": "ok", "window": "lifetime", "action": "warn", "blocked_calls": 0}}
+    text = render_report(stats, "json")
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))
+    assert data["summary"]["cost_usd"] == 0.009
+    assert data["groups"]["agent"][0]["cost_usd"] == 0.009
+    assert [b["utilization"] for b in data["budgets"]] == [None, None]
+    assert "0000000" not in text  # no 0.00900000000000001
+
+
+def test_csv_report_is_exact_to_twelve_places_without_noise():
+    rows = list(csv.DictReader(io.StringIO(render_report(noisy_stats(), "csv"))))
+    assert rows[0]["cost_usd"] == "0.009"
+    tiny = stats_from_usage_lines(lines_from_records([call("a", "m", "openai", 1, 0, 1.5e-11, T0)]))
+    (total, *_groups) = csv.DictReader(io.StringIO(render_report(tiny, "csv")))
+    assert total["cost_usd"] == "0.000000000015"  # no exponent, nothing lost above 1e-12
+
+
+def test_text_and_markdown_show_the_same_amounts():
+    stats = noisy_stats()
+    for fmt in ("text", "markdown"):
+        assert "$0.009" in render_report(stats, fmt)
