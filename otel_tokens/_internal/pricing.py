@@ -587,6 +587,8 @@ class PriceBook:
         except LookupError:
             if provider_id is not None:
                 return None
+        finally:
+            _bound_lookup_caches(snapshot)
         # genai-prices guesses a provider only from its name patterns; a model that one provider lists
         # (llama-3.1-8b-instant: groq) or that every listing prices alike is still unambiguous.
         listings = _listings(snapshot, model)
@@ -602,6 +604,8 @@ class PriceBook:
                 return (snapshot.find_provider_model(model, None, None, None)[0].id,)
             except LookupError:
                 pass
+            finally:
+                _bound_lookup_caches(snapshot)
             listings = _listings(snapshot, model)
             if len(listings) == 1:
                 return (listings[0][0],)
@@ -626,6 +630,11 @@ class PriceBook:
                 by_entry.setdefault((provider, id(found)), override)
         return by_entry
 
+    def preload(self) -> None:
+        """Load the price data now (instrument() does it in the background), so no call pays for it."""
+        with self._lock:
+            self._load_snapshot()
+
     def _load_snapshot(self) -> DataSnapshot:
         if self._snapshot is None:
             # Our own snapshot object over the bundled data: never the one UpdatePrices may install, and
@@ -648,6 +657,15 @@ def _listings(snapshot: DataSnapshot, model: str) -> list[tuple[str, ModelInfo]]
         }
         return [next((listing for listing in listings if listing[0] in fallbacks), listings[0])]
     return listings
+
+
+def _bound_lookup_caches(snapshot: Any) -> None:
+    """genai-prices memoises every model name it is asked about, hits and misses; an app that sends
+    ever-new names would grow them without end. Cleared when large (called under the book's lock)."""
+    for name in ("_lookup_cache", "_provider_cache", "_provider_misses"):
+        cache = getattr(snapshot, name, None)
+        if cache is not None and len(cache) > _MAX_CACHED:
+            cache.clear()
 
 
 # -- genai-prices ModelInfo -> Rates -------------------------------------------------------------------

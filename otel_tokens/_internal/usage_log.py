@@ -136,15 +136,16 @@ def record_to_line(record: CallRecord) -> str:
         "operation": _text(request.operation) or "",
     }
     counts = [count(getattr(usage, key, None)) for key in TOKEN_KEYS] if usage is not None else [None] * 5
-    invalid = usage is not None and (getattr(usage, "invalid", False) is True or INVALID in counts)
+    bad_counts = usage is not None and (getattr(usage, "invalid", False) is True or INVALID in counts)
     for key, number in zip(TOKEN_KEYS, counts, strict=True):
         # One count that is not a token count makes none of them trusted (as in records.make_usage).
-        line[key] = None if invalid else number
+        line[key] = None if bad_counts else number
     cost = _amount(record.cost_usd)
     line["cost_usd"] = cost
     line["cost_source"] = _text(record.cost_source) if cost is not None else None
-    line["estimated"] = bool(usage is not None and usage.estimated is True and not invalid)
-    line["usage_invalid"] = invalid
+    line["estimated"] = bool(usage is not None and usage.estimated is True and not bad_counts)
+    # The recorder flags a provider's invalid usage and may estimate instead: then the counts are the estimate.
+    line["usage_invalid"] = bad_counts or getattr(record, "usage_invalid", False) is True
     line["duration_s"] = _amount(record.duration_s, 6)
     line["ttfc_s"] = _amount(record.time_to_first_chunk_s, 6)
     error = _text(record.error_type)
