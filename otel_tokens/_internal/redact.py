@@ -98,7 +98,7 @@ def error_text(error: BaseException) -> str:
     try:
         return redact(str(error), request_secrets(error))
     except Exception:  # a __str__ that fails: the type says enough
-        return type(error).__qualname__
+        return type(error).__name__
 
 
 __all__ = ["REDACTED", "error_text", "redact", "request_secrets"]
