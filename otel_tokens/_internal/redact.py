@@ -12,6 +12,7 @@ over the environment.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -101,4 +102,43 @@ def error_text(error: BaseException) -> str:
         return type(error).__name__
 
 
-__all__ = ["REDACTED", "error_text", "redact", "request_secrets"]
+class RedactingFilter(logging.Filter):
+    """Redacts otel-tokens' own log records, tracebacks included: an internal error logged while an SDK
+    error is handled shows that error (and the key it may echo) as its context."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            secrets = _chain_secrets(record.exc_info[1] if record.exc_info else None)
+            message = record.getMessage()
+            cleaned = redact(message, secrets)
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+            if record.exc_info and not record.exc_text:
+                # The Formatter uses exc_text when it is set, so the traceback is formatted once, redacted.
+                record.exc_text = redact(logging.Formatter().formatException(record.exc_info), secrets)
+        except Exception:  # never lose a log line over its redaction
+            pass
+        return True
+
+
+def _chain_secrets(error: BaseException | None) -> list[str]:
+    """The request credentials of an exception and of those it was raised from or while handling."""
+    found: list[str] = []
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        found += request_secrets(error)
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def redact_logs(logger: logging.Logger) -> None:
+    """Redact every record ``logger`` itself emits (idempotent)."""
+    if not any(isinstance(existing, RedactingFilter) for existing in logger.filters):
+        logger.addFilter(RedactingFilter())
+
+
+redact_logs(logging.getLogger("otel_tokens"))
+
+
+__all__ = ["REDACTED", "RedactingFilter", "error_text", "redact", "redact_logs", "request_secrets"]

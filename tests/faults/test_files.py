@@ -424,3 +424,29 @@ def test_statistics_carry_no_float_noise(instrument, telemetry):
     assert "$0.02718" in otel_tokens.report("text")
     (span, *_rest) = telemetry.llm_spans()
     assert span.attributes[semconv.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(0.0033975, abs=1e-15)
+
+
+def test_an_internal_error_logged_while_an_sdk_error_is_handled_shows_no_key(instrument, telemetry, caplog,
+                                                                             clean_env):
+    """Our own error during the SDK error's handling is logged with that error as its context."""
+    clean_env.setenv("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "0")  # as users run: logged, not raised
+
+    def broken_sink(record: Any) -> None:
+        raise RuntimeError(f"sink failed for a call to {record.request.model}")
+
+    runtime = instrument()
+    runtime.recorder._sinks = (broken_sink,)
+    with caplog.at_level(logging.ERROR, logger="otel_tokens"), pytest.raises(openai.AuthenticationError):
+        chat(openai_client(echoing_401, api_key=GATEWAY_KEY))
+
+    assert "internal error while writing a call record" in caplog.text
+    assert "Incorrect API key provided" in caplog.text  # the context is still there to debug with
+    assert GATEWAY_KEY not in caplog.text
+    assert runtime.statistics()["total_calls"] == 1
+
+
+def test_log_lines_are_redacted(caplog):
+    logger = logging.getLogger("otel_tokens")
+    with caplog.at_level(logging.WARNING, logger="otel_tokens"):
+        logger.warning("provider said %s", f"bad key {OPENAI_KEY}")
+    assert OPENAI_KEY not in caplog.text and f"bad key {REDACTED}" in caplog.text
