@@ -27,26 +27,26 @@ _SECRET_ENV_SUFFIXES: Final = ("_API_KEY", "_TOKEN", "_SECRET", "_SECRET_ACCESS_
 _KEY_HEADERS: Final = ("authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization")
 
 _KEY_CHARS = r"[A-Za-z0-9_\-]"
-_PATTERN: Final = re.compile(
-    "|".join((
-        rf"\bsk-ant-{_KEY_CHARS}{{8,}}",  # Anthropic
-        rf"\bsk-{_KEY_CHARS}{{16,}}",  # OpenAI (sk-..., sk-proj-...) and the many that copy it
-        rf"\bgsk_{_KEY_CHARS}{{16,}}",  # Groq
-        rf"\bxai-{_KEY_CHARS}{{16,}}",  # xAI
-        rf"\bAIza{_KEY_CHARS}{{30,}}",  # Google API keys
-        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key ids
-        # A bearer or basic credential after its scheme word.
-        r"(?i:\b(?:bearer|basic)\s+)(?P<credential>[A-Za-z0-9._~+/\-]{8,}=*)",
-        # A long key-like value after a key-ish name: api_key=..., key: ..., x-api-key: "...".
-        r"(?i:\b(?:api[_-]?key|x-api-key|access[_-]?token|secret|token|key)[\"']?\s*[=:]\s*[\"']?)"
-        r"(?P<value>[A-Za-z0-9._~+/\-]{16,})",
-    ))
-)
+# (lower-case words that must be in the text, pattern): a pattern runs only when one of its words is
+# there, so the common message without a key costs a few substring tests, not a regex scan.
+_RULES: Final = tuple((words, re.compile(pattern)) for words, pattern in (
+    (("sk-",), rf"\bsk-(?:ant-{_KEY_CHARS}{{8,}}|{_KEY_CHARS}{{16,}})"),  # Anthropic; OpenAI and its imitators
+    (("gsk_",), rf"\bgsk_{_KEY_CHARS}{{16,}}"),  # Groq
+    (("xai-",), rf"\bxai-{_KEY_CHARS}{{16,}}"),  # xAI
+    (("aiza",), rf"\bAIza{_KEY_CHARS}{{30,}}"),  # Google API keys
+    (("akia", "asia"), r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
+    # A bearer or basic credential after its scheme word.
+    (("bearer", "basic"), r"(?i:\b(?:bearer|basic)\s+)(?P<credential>[A-Za-z0-9._~+/\-]{8,}=*)"),
+    # A long key-like value after a key-ish name: api_key=..., key: ..., x-api-key: "...".
+    (("key", "token", "secret"),
+     r"(?i:\b(?:api[_-]?key|x-api-key|access[_-]?token|secret|token|key)[\"']?\s*[=:]\s*[\"']?)"
+     r"(?P<value>[A-Za-z0-9._~+/\-]{16,})"),
+))
 
 
 def _replace(match: re.Match[str]) -> str:
     for group in ("credential", "value"):
-        start = match.start(group)
+        start = match.start(group) if group in match.re.groupindex else -1
         if start != -1:
             # Keep the scheme or the name, so the message still says what was there.
             return match.string[match.start():start] + REDACTED
@@ -54,8 +54,9 @@ def _replace(match: re.Match[str]) -> str:
 
 
 def _env_secrets() -> list[str]:
-    return [value for name, value in os.environ.items()
-            if name.upper().endswith(_SECRET_ENV_SUFFIXES) and len(value) >= _MIN_SECRET_LENGTH]
+    environ = os.environ
+    return [value for name in environ
+            if name.upper().endswith(_SECRET_ENV_SUFFIXES) and len(value := environ[name]) >= _MIN_SECRET_LENGTH]
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -68,7 +69,11 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted(known, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
-    return _PATTERN.sub(_replace, text)
+    lower = text.lower()
+    for words, pattern in _RULES:
+        if any(word in lower for word in words):
+            text = pattern.sub(_replace, text)
+    return text
 
 
 def request_secrets(error: BaseException) -> list[str]:
