@@ -450,3 +450,36 @@ def test_log_lines_are_redacted(caplog):
     with caplog.at_level(logging.WARNING, logger="otel_tokens"):
         logger.warning("provider said %s", f"bad key {OPENAI_KEY}")
     assert OPENAI_KEY not in caplog.text and f"bad key {REDACTED}" in caplog.text
+
+
+EXIT_APP = """
+import openai, otel_tokens
+from otel_tokens._internal.demo.fake_server import FakeLLMServer
+
+otel_tokens.instrument()
+with FakeLLMServer() as server:
+    client = openai.OpenAI(base_url=server.openai_base_url, api_key="fake", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+print("done")
+"""
+
+
+def test_report_and_log_of_a_real_process_at_exit(tmp_path):
+    """The whole path as a user runs it: env settings, a call, process exit writes the report."""
+    import subprocess
+    import sys
+
+    report, log = tmp_path / "report.txt", tmp_path / "usage.jsonl"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+           "OTEL_TOKENS_REPORT": str(report), "OTEL_TOKENS_LOG": str(log),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run([sys.executable, "-c", EXIT_APP], capture_output=True, text=True, timeout=120,
+                            env=env, cwd=tmp_path)
+
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+    assert "Traceback" not in result.stderr
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600 and stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert "Calls          1" in report.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt", "usage.jsonl"]
+    (line,) = read_usage_log(log)[0]
+    assert line["input_tokens"] > 0 and line["cost_usd"] > 0
