@@ -241,7 +241,10 @@ class Recorder:
             self._warn_unpriced(request.provider, model)
             return None, None
         cost = valid_cost(cost)  # never a non-finite amount, whatever a price override says
-        return (cost, semconv.COST_SOURCE_LOCAL) if cost is not None else (None, None)
+        if cost is None:
+            return None, None
+        # Float noise (0.00020800000000000001) off, far below any price's precision.
+        return round(cost, 12), semconv.COST_SOURCE_LOCAL
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
