@@ -49,6 +49,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from otel_tokens import semconv
 from otel_tokens._internal.budget_store import Settle, SpendStore
 from otel_tokens._internal.errors import BudgetExceededError, BudgetStoreUnavailableError
+from otel_tokens._internal.formatting import format_usd
 from otel_tokens._internal.instruments import observable_gauge
 from otel_tokens._internal.request_budget import REQUEST_ACCOUNTS
 from otel_tokens._internal.records import CallRecord, Labels, Request, Usage, valid_cost
@@ -718,9 +719,10 @@ class BudgetManager:
             level = logging.DEBUG if budget.scope == SCOPE_REQUEST else logging.ERROR
             self._logger.log(
                 level,
-                "otel_tokens: %s %r is blocked by its $%.6f budget%s: spent $%.6f, in flight $%.6f, "
-                "next call projected $%.6f; calls raise BudgetExceededError and are not sent",
-                budget.scope, budget.agent, budget.limit_usd, _window_text(budget), spent, reserved, projected,
+                "otel_tokens: %s %r is blocked by its %s budget%s: spent %s, in flight %s, "
+                "next call projected %s; calls raise BudgetExceededError and are not sent",
+                budget.scope, budget.agent, format_usd(budget.limit_usd), _window_text(budget), format_usd(spent),
+                format_usd(reserved), format_usd(projected),
             )
         # spent_usd includes what calls in flight reserved: that is what the projection was added to.
         raise BudgetExceededError(budget.agent, spent + reserved, budget.limit_usd, projected,
@@ -1015,15 +1017,17 @@ class BudgetManager:
         for level in crossed:
             if level == _WARNING:
                 self._logger.warning(
-                    "otel_tokens: %s %r has spent $%.6f of its $%.6f budget%s (%.0f%%)",
-                    budget.scope, budget.agent, spent, budget.limit_usd, _window_text(budget), percent,
+                    "otel_tokens: %s %r has spent %s of its %s budget%s (%.0f%%)",
+                    budget.scope, budget.agent, format_usd(spent), format_usd(budget.limit_usd),
+                    _window_text(budget), percent,
                 )
                 events.append((semconv.EVENT_BUDGET_WARNING, attributes))
                 self._call(account.on_warning, "on_warning", status)
             else:
                 self._logger.error(
-                    "otel_tokens: %s %r has exceeded its $%.6f budget%s: spent $%.6f (%.0f%%)",
-                    budget.scope, budget.agent, budget.limit_usd, _window_text(budget), spent, percent,
+                    "otel_tokens: %s %r has exceeded its %s budget%s: spent %s (%.0f%%)",
+                    budget.scope, budget.agent, format_usd(budget.limit_usd), _window_text(budget),
+                    format_usd(spent), percent,
                 )
                 events.append((semconv.EVENT_BUDGET_EXCEEDED, dict(attributes)))
                 self._call(account.on_exceeded, "on_exceeded", status)
