@@ -66,7 +66,8 @@ def stream_body(recording: dict) -> bytes:
 
 class BedrockServer:
     """Answers ``/model/{modelId}/{converse,converse-stream,invoke,invoke-with-response-stream}`` with
-    queued recordings; any other path gets ``other.json`` (a non-runtime Bedrock API)."""
+    queued recordings; with none queued, ``other.json`` (a non-runtime Bedrock API). A recording with
+    ``cut_after`` sends only that many body bytes, then drops the connection."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict, bytes]] = []
@@ -95,6 +96,11 @@ class BedrockServer:
                     self.send_header(key, value)
                 self.send_header("content-length", str(len(content)))
                 self.end_headers()
+                cut = load(name).get("cut_after")
+                if cut is not None:  # the connection drops mid-body
+                    self.wfile.write(content[:cut])
+                    self.close_connection = True
+                    return
                 self.wfile.write(content)
 
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
