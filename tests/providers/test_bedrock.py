@@ -21,7 +21,13 @@ from botocore.response import StreamingBody
 import otel_tokens
 from otel_tokens import semconv as A
 from otel_tokens._internal.records import Usage
-from tests.providers.assertions import all_attribute_text, assert_usage, only_llm_span, reference_cost
+from tests.providers.assertions import (
+    all_attribute_text,
+    assert_local_cost,
+    assert_token_metrics,
+    assert_usage,
+    only_llm_span,
+)
 from tests.providers.bedrock_server import BedrockServer, event_frame, load, stream_body
 
 SECRET_KEY = "bedrock-test-SECRET-key"
@@ -100,26 +106,7 @@ def comparable(response: dict) -> dict:
 
 
 def assert_cost(span: Any, runtime: Any, model: str, usage: Usage) -> float:
-    expected = runtime.price_book.cost("aws.bedrock", model, usage)
-    assert expected is not None and expected > 0
-    assert expected == pytest.approx(reference_cost(model, usage, "aws"), abs=1e-9)
-    attrs = span.attributes
-    assert attrs[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(expected, abs=1e-9)
-    assert attrs[A.GEN_AI_USAGE_COST_CURRENCY] == "USD"
-    assert attrs[A.GEN_AI_USAGE_COST_SOURCE] == "local"
-    return expected
-
-
-def assert_token_metrics(telemetry: Any, usage: Usage) -> None:
-    for token_type, value in (
-        ("input", usage.input_tokens),
-        ("output", usage.output_tokens),
-        ("cache_read", usage.cache_read_tokens),
-        ("cache_write", usage.cache_write_tokens),
-    ):
-        assert telemetry.sum_of(A.METRIC_TOKEN_COUNT, gen_ai__token__type=token_type) == value, token_type
-    assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__token__type="input") == usage.input_tokens
-    assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__token__type="output") == usage.output_tokens
+    return assert_local_cost(span, runtime, "aws.bedrock", "aws", model, usage)
 
 
 def assert_estimated(span: Any) -> None:
@@ -226,13 +213,23 @@ def test_converse_tool_use_counts_tool_calls(instrumented, telemetry, server, cl
     assert record.result.tool_calls == 2
 
 
-def test_converse_throttling_error_passes_through_unchanged(instrumented, telemetry, server, client):
+CALLS = {
+    "converse": lambda client: client.converse(modelId=HAIKU, messages=USER),
+    "converse_stream": lambda client: client.converse_stream(modelId=HAIKU, messages=USER),
+    "invoke_model": lambda client: client.invoke_model(modelId=HAIKU, body=ANTHROPIC_BODY),
+    "invoke_model_with_response_stream": lambda client: client.invoke_model_with_response_stream(
+        modelId=HAIKU, body=ANTHROPIC_BODY
+    ),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_throttling_error_passes_through_unchanged(instrumented, telemetry, server, client, call):
     server.reply("throttling.json")
     with pytest.raises(ClientError) as raised:
-        client.converse(modelId=HAIKU, messages=USER)
+        CALLS[call](client)
     error = raised.value
-    assert type(error).__name__ == "ThrottlingException"
-    assert isinstance(error, client.exceptions.ThrottlingException)
+    assert type(error) is client.exceptions.ThrottlingException
     assert error.response["Error"] == {
         "Code": "ThrottlingException", "Message": "Too many requests, please wait before trying again.",
     }
@@ -486,16 +483,6 @@ def test_invoke_model_anthropic_tool_use(instrumented, telemetry, server, client
     assert_cost(span, instrumented, model, Usage(input_tokens=512, output_tokens=88))
     (record,) = records
     assert record.result.tool_calls == 1
-
-
-def test_invoke_model_throttling_error_passes_through(instrumented, telemetry, server, client):
-    server.reply("throttling.json")
-    with pytest.raises(client.exceptions.ThrottlingException) as raised:
-        client.invoke_model(modelId=HAIKU, body=ANTHROPIC_BODY)
-    assert raised.value.response["Error"]["Code"] == "ThrottlingException"
-    span = only_llm_span(telemetry)
-    assert span.attributes[A.ERROR_TYPE] == "ThrottlingException"
-    assert A.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
 
 
 def test_invoke_model_body_read_error_reaches_the_caller_on_its_read(instrumented, telemetry, server, client):
