@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import base64
 import gc
+import io
 import json
 import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -503,8 +508,6 @@ def test_invoke_model_body_read_error_reaches_the_caller_on_its_read(instrumente
 
 
 def test_invoke_model_file_body_is_left_to_the_sdk(instrumented, telemetry, server, client):
-    import io
-
     server.reply("invoke_llama.json")
     sent = ANTHROPIC_BODY.encode()
     client.invoke_model(modelId="meta.llama3-3-70b-instruct-v1:0", body=io.BytesIO(sent))
@@ -684,3 +687,28 @@ def test_a_broken_adapter_never_breaks_the_call(instrumented, telemetry, server,
     assert json.loads(body)["usage"]["output_tokens"] == 96
     assert "adapter bug" in caplog.text
     assert len(telemetry.llm_spans()) == 2  # both calls still finished, once each
+
+
+def test_importing_otel_tokens_imports_no_botocore_and_instrument_waits_for_it(tmp_path):
+    code = textwrap.dedent("""
+        import sys, otel_tokens
+        otel_tokens.instrument()
+        print("botocore" in sys.modules)
+        import boto3, botocore.client, wrapt
+        print(isinstance(botocore.client.BaseClient.__dict__["_make_api_call"], wrapt.FunctionWrapper))
+    """)
+    env = {"PATH": "/usr/bin:/bin", "AWS_EC2_METADATA_DISABLED": "true", "OTEL_TRACES_EXPORTER": "none",
+           "OTEL_METRICS_EXPORTER": "none", "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
+
+
+def test_entry_point_for_the_opentelemetry_launcher():
+    from importlib.metadata import entry_points
+
+    from otel_tokens.instrumentation.bedrock import BedrockInstrumentor
+
+    (point,) = [p for p in entry_points(group="opentelemetry_instrumentor") if p.name == "otel_tokens_bedrock"]
+    assert point.load() is BedrockInstrumentor
