@@ -49,14 +49,14 @@ Style = Literal["sync", "async", "sync_manager", "sending_manager"]
 class Operation(Protocol):
     """A provider adapter for one kind of call. It only parses; it never touches telemetry.
 
-    ``request`` returns None for a call it does not record (one patched entry point may serve many
-    APIs, as botocore's ``_make_api_call`` serves every AWS service); the SDK is then called as is.
-    An adapter whose stream is part of a larger response (botocore's ``{"stream": EventStream}``) also
+    An adapter whose patched entry point serves many APIs (botocore's ``_make_api_call`` serves every
+    AWS service) also defines ``accepts(instance, args, kwargs)``, a cheap check run first on every
+    call: False sends the call straight to the SDK. An adapter whose stream is part of a larger response (botocore's ``{"stream": EventStream}``) also
     defines ``with_stream(response, wrap)``, returning what the caller gets with ``wrap(stream)`` in
     the stream's place; without it the response is the stream.
     """
 
-    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared | None: ...
+    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared: ...
 
     def result(self, response: Any, want_text: bool) -> Result: ...
 
@@ -172,8 +172,6 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
         return None
     try:
         prepared = operation.request(instance, args, kwargs, recorder.settings)
-        if prepared is None:
-            return None
         labels = current_labels()
     except Exception:
         log_internal_error("reading a request")
@@ -347,8 +345,10 @@ def _result_estimator(
 
 
 def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    accepts = getattr(operation, "accepts", None)
+
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not switch.on:
+        if not switch.on or (accepts is not None and not accepts(instance, args, kwargs)):
             return wrapped(*args, **kwargs)
         call = _begin(operation, recorder, instance, args, kwargs)
         if call is None:
@@ -364,8 +364,10 @@ def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> C
 
 
 def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    accepts = getattr(operation, "accepts", None)
+
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not switch.on:
+        if not switch.on or (accepts is not None and not accepts(instance, args, kwargs)):
             return await wrapped(*args, **kwargs)
         call = _begin(operation, recorder, instance, args, kwargs)
         if call is None:

@@ -580,7 +580,13 @@ def test_invoke_stream_exception_event_passes_through(instrumented, telemetry, s
 
 
 # -- what is not a Bedrock inference call ---------------------------------------------------------------
-def test_other_services_and_operations_pass_straight_through(instrumented, telemetry, server):
+def test_other_services_and_operations_pass_straight_through(instrumented, telemetry, server, monkeypatch):
+    from otel_tokens._internal.providers import bedrock as adapter
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a call that is not Bedrock inference reached the adapter")
+
+    monkeypatch.setattr(adapter.BedrockRuntime, "request", never)
     control = make_client(server, "bedrock")
     models = control.list_foundation_models()
     assert models["modelSummaries"][0]["modelId"] == "amazon.nova-pro-v1:0"

@@ -35,6 +35,8 @@ from otel_tokens._internal.settings import Settings
 
 PROVIDER = "aws.bedrock"
 SERVICE = "bedrock-runtime"
+# botocore names the client class it generates for the service after its full name.
+_CLIENT_CLASS = "BedrockRuntime"
 
 # operation -> (stream, where the response keeps its EventStream)
 _OPERATIONS: Mapping[str, tuple[bool, str | None]] = {
@@ -148,16 +150,19 @@ def _body_operation(model: str | None, body: dict | None) -> str:
 
 class BedrockRuntime:
     """``Converse``, ``ConverseStream``, ``InvokeModel`` and ``InvokeModelWithResponseStream`` of a
-    ``bedrock-runtime`` client; None (not recorded) for any other service or operation."""
+    ``bedrock-runtime`` client; every other service and operation goes straight to botocore."""
 
-    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared | None:
-        meta = instance.meta
-        if meta.service_model.service_name != SERVICE:
-            return None
+    def accepts(self, instance: Any, args: tuple, kwargs: dict) -> bool:
+        # The generated class name first: the one check every other AWS call pays (about 0.2 µs).
+        if type(instance).__name__ != _CLIENT_CLASS or instance.meta.service_model.service_name != SERVICE:
+            return False
         operation_name, params = _call_arguments(args, kwargs)
-        shape = _OPERATIONS.get(operation_name) if isinstance(operation_name, str) else None
-        if shape is None or not isinstance(params, Mapping):
-            return None
+        return isinstance(operation_name, str) and operation_name in _OPERATIONS and isinstance(params, Mapping)
+
+    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
+        meta = instance.meta
+        operation_name, params = _call_arguments(args, kwargs)
+        shape = _OPERATIONS[operation_name]
         model = params.get("modelId")
         model = model if isinstance(model, str) else None
         attributes: dict[str, Any] = {}
