@@ -477,6 +477,18 @@ def test_invoke_model_cohere_is_counted_and_flagged_unpriced(instrumented, telem
     assert telemetry.sum_of(A.METRIC_UNPRICED_CALLS) == 1
 
 
+def test_invoke_model_titan_embeddings(instrumented, telemetry, server, client):
+    model = "amazon.titan-embed-text-v2:0"
+    server.reply("invoke_titan_embed.json")
+    response = client.invoke_model(modelId=model, body=invoke_body(inputText="Termination clause", dimensions=256))
+    assert len(json.loads(response["body"].read())["embedding"]) == 4
+    span = only_llm_span(telemetry)
+    assert span.name == f"embeddings {model}"
+    assert span.attributes[A.GEN_AI_OPERATION_NAME] == "embeddings"
+    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 17
+    assert_cost(span, instrumented, model, Usage(input_tokens=17))
+
+
 def test_invoke_model_anthropic_tool_use(instrumented, telemetry, server, client, records):
     model = "anthropic.claude-3-5-sonnet-20241022-v2:0"
     server.reply("invoke_anthropic_tool_use.json")
