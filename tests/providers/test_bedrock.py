@@ -564,6 +564,19 @@ def test_invoke_stream_meta_llama(instrumented, telemetry, server, client):
     assert_cost(span, instrumented, model, Usage(input_tokens=19, output_tokens=44))
 
 
+def test_invoke_stream_anthropic_tool_use(instrumented, telemetry, server, client, records):
+    model = "us.anthropic.claude-3-5-sonnet-20241022-v2:0"
+    server.reply("invoke_stream_anthropic_tool_use.json")
+    events = list(client.invoke_model_with_response_stream(modelId=model, body=ANTHROPIC_BODY)["body"])
+    assert len(events) == 9
+    span = only_llm_span(telemetry)
+    assert span.attributes[A.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_use",)
+    assert_usage(span, input=467, output=91)
+    assert_cost(span, instrumented, model, Usage(input_tokens=467, output_tokens=91))
+    (record,) = records
+    assert record.result.tool_calls == 2
+
+
 def test_invoke_stream_abandoned_early_is_estimated_and_marked(instrumented, telemetry, server, client):
     server.reply("invoke_stream_anthropic.json")
     body = client.invoke_model_with_response_stream(modelId=HAIKU, body=ANTHROPIC_BODY)["body"]
