@@ -202,6 +202,15 @@ def test_converse_response_is_what_an_uninstrumented_call_returns(instrumented, 
     assert type(instrumented_response) is type(plain) is dict
 
 
+def test_converse_invalid_usage_is_flagged_and_estimated(instrumented, telemetry, server, client):
+    server.reply("converse_invalid_usage.json")
+    response = client.converse(modelId=HAIKU, messages=USER)
+    assert response["usage"]["inputTokens"] == -37  # the caller sees what Bedrock sent
+    span = only_llm_span(telemetry)
+    assert span.attributes[A.OTEL_TOKENS_USAGE_INVALID] is True
+    assert_estimated(span)  # never the negative count, never zero
+
+
 def test_converse_tool_use_counts_tool_calls(instrumented, telemetry, server, client, records):
     server.reply("converse_tool_use.json")
     response = client.converse(
@@ -575,6 +584,17 @@ def test_invoke_stream_anthropic_tool_use(instrumented, telemetry, server, clien
     assert_cost(span, instrumented, model, Usage(input_tokens=467, output_tokens=91))
     (record,) = records
     assert record.result.tool_calls == 2
+
+
+def test_invoke_stream_amazon_nova(instrumented, telemetry, server, client):
+    server.reply("invoke_stream_nova.json")
+    body = invoke_body(messages=[{"role": "user", "content": [{"text": "Explain a haiku."}]}])
+    events = list(client.invoke_model_with_response_stream(modelId=NOVA_PRO, body=body)["body"])
+    assert [next(iter(chunk_json(event))) for event in events][:2] == ["messageStart", "contentBlockDelta"]
+    span = only_llm_span(telemetry)
+    assert span.attributes[A.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
+    assert_usage(span, input=31, output=18)
+    assert_cost(span, instrumented, NOVA_PRO, Usage(input_tokens=31, output_tokens=18))
 
 
 def test_invoke_stream_abandoned_early_is_estimated_and_marked(instrumented, telemetry, server, client):
