@@ -75,12 +75,15 @@ class Prepared:
     hide_usage_chunk: bool = False
     # "true" for with_raw_response, "stream" for with_streaming_response, None for a plain call.
     raw_mode: str | None = None
+    # Positional arguments to send instead of the caller's: an adapter that passes them by name in
+    # ``kwargs`` (so the prompt can be read from them) sends ``()``.
+    args: tuple | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Patch:
     module: str
-    attribute: str  # "Class.method"
+    attribute: str  # "Class.method", or "function" for a module attribute (ollama.chat is a bound method)
     # Operation; a HelperOperation for "sending_manager"; for "sync_manager" a function returning the
     # helper's raw stream
     operation: Any
@@ -105,7 +108,7 @@ def apply_patches(patches: Iterable[Patch], recorder: Recorder, switch: Switch) 
         try:
             module = importlib.import_module(patch.module)
             owner_name, _, method = patch.attribute.rpartition(".")
-            owner = getattr(module, owner_name)
+            owner = getattr(module, owner_name) if owner_name else module
             if not hasattr(owner, method):
                 continue
         except (ImportError, AttributeError):
@@ -163,7 +166,7 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
             raise
         return None
     try:
-        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(kwargs))
+        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(prepared.kwargs))
     except BudgetExceededError:
         raise
     except Exception:
@@ -172,7 +175,7 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
             raise
         return None
     if recorder.settings.capture_content.enabled:
-        invocation.input_messages = guarded("reading input messages", operation.input_messages, kwargs)
+        invocation.input_messages = guarded("reading input messages", operation.input_messages, prepared.kwargs)
     call = _Call(prepared, invocation)
     call.token = _IN_CALL.set(True)
     return call
@@ -252,6 +255,11 @@ def _result_estimator(
     return lambda: estimate(result)
 
 
+def _arguments(call: _Call, args: tuple) -> tuple:
+    sent = call.prepared.args
+    return args if sent is None else sent
+
+
 def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         if not switch.on:
@@ -260,7 +268,7 @@ def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> C
         if call is None:
             return wrapped(*args, **kwargs)
         try:
-            response = wrapped(*args, **call.prepared.kwargs)
+            response = wrapped(*_arguments(call, args), **call.prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise
@@ -277,7 +285,7 @@ def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> 
         if call is None:
             return await wrapped(*args, **kwargs)
         try:
-            response = await wrapped(*args, **call.prepared.kwargs)
+            response = await wrapped(*_arguments(call, args), **call.prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise
