@@ -49,6 +49,7 @@ _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
     ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
+    ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
 )
 
 
