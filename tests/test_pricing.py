@@ -15,8 +15,8 @@ from genai_prices.types import ModelPrice, Tier, TieredPrices
 
 from otel_tokens._internal import pricing
 from otel_tokens._internal.pricing import (
-    LOCAL_PROVIDERS,
     PROVIDER_IDS,
+    SELF_HOSTED_PROVIDERS,
     PriceBook,
     PriceFileError,
     PriceOverride,
@@ -264,12 +264,18 @@ def test_mapped_provider_does_not_guess_across_providers(noon_book: PriceBook) -
     assert noon_book.rates("my-gateway", "claude-sonnet-4-5") is not None
 
 
-def test_local_provider_is_unpriced_until_overridden() -> None:
+def test_self_hosted_model_costs_zero_and_says_so_until_priced() -> None:
     book = book_at(NOON)
-    assert "ollama" in LOCAL_PROVIDERS
-    assert book.cost("ollama", "gpt-oss:20b", Usage(input_tokens=10)) is None
-    book.set_price("gpt-oss:20b", input=0, output=0, provider="ollama")
-    assert book.cost("ollama", "gpt-oss:20b", Usage(input_tokens=10)) == 0.0
+    assert "ollama" in SELF_HOSTED_PROVIDERS
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    # Not guessed as the cloud model of the same name (gpt-oss-120b has a price on Groq and others).
+    assert book.cost_with_source("ollama", "gpt-oss:120b", usage) == (0.0, "self_hosted")
+    assert book.rates("ollama", "gpt-oss:120b").source == "self-hosted"
+    assert book.is_known("ollama", "llama3.2:3b")
+    book.set_price("gpt-oss:120b", input=0.05, output=0.25, provider="ollama")
+    assert book.cost_with_source("ollama", "gpt-oss:120b", usage) == (pytest.approx(0.30), "local")
+    assert book.cost_with_source("ollama", "llama3.2:3b", usage) == (0.0, "self_hosted")
+    assert book.cost_with_source("openai", "gpt-4o-mini", usage)[1] == "local"
 
 
 def test_non_token_prices_are_unknown_with_debug_reason(caplog: pytest.LogCaptureFixture) -> None:
