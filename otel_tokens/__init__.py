@@ -50,6 +50,7 @@ _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
     ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
     ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
+    ("otel_tokens.instrumentation.ollama", "OllamaInstrumentor"),
 )
 
 

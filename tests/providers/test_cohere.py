@@ -14,7 +14,13 @@ import otel_tokens
 from otel_tokens import semconv as A
 from otel_tokens._internal.providers import cohere as adapter
 from otel_tokens._internal.records import Usage
-from tests.providers.assertions import all_attribute_text, assert_usage, only_llm_span, reference_cost
+from tests.providers.assertions import (
+    all_attribute_text,
+    assert_instrument_twice_and_unpatch,
+    assert_usage,
+    only_llm_span,
+    reference_cost,
+)
 from tests.providers.recorded import Recorded
 
 pytestmark = [
@@ -272,16 +278,9 @@ async def test_async_error_passes_through(instrumented, telemetry, server):
 
 
 def test_uninstrument_restores_the_original_methods(telemetry, server):
-    original = V2Client.chat
-    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
-    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
-    assert V2Client.chat is not original
-    client_v2(server).chat(model="command-a-03-2025", messages=MESSAGES)
-    assert len(telemetry.llm_spans()) == 1
-    otel_tokens.uninstrument()
-    assert V2Client.chat is original
-    client_v2(server).chat(model="command-a-03-2025", messages=MESSAGES)
-    assert len(telemetry.llm_spans()) == 1
+    assert_instrument_twice_and_unpatch(
+        telemetry, V2Client, "chat", lambda: client_v2(server).chat(model="command-a-03-2025", messages=MESSAGES)
+    )
 
 
 def test_no_content_and_no_api_key_by_default(instrumented, telemetry, server):

@@ -15,7 +15,13 @@ import otel_tokens
 from otel_tokens import semconv as A
 from otel_tokens._internal.providers import mistral as adapter
 from otel_tokens._internal.records import Usage
-from tests.providers.assertions import all_attribute_text, assert_usage, only_llm_span, reference_cost
+from tests.providers.assertions import (
+    all_attribute_text,
+    assert_instrument_twice_and_unpatch,
+    assert_usage,
+    only_llm_span,
+    reference_cost,
+)
 from tests.providers.recorded import Recorded
 
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -319,16 +325,9 @@ async def test_async_error_passes_through(instrumented, telemetry, server):
 
 # -- lifecycle, the SDK's own tracing, privacy -----------------------------------------------------
 def test_uninstrument_restores_the_original_methods(telemetry, server):
-    original = Chat.complete
-    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
-    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
-    assert Chat.complete is not original
-    client(server).chat.complete(model="mistral-small-latest", messages=CHAT)
-    assert len(telemetry.llm_spans()) == 1  # instrumented twice, recorded once
-    otel_tokens.uninstrument()
-    assert Chat.complete is original
-    client(server).chat.complete(model="mistral-small-latest", messages=CHAT)
-    assert len(telemetry.llm_spans()) == 1
+    assert_instrument_twice_and_unpatch(
+        telemetry, Chat, "complete", lambda: client(server).chat.complete(model="mistral-small-latest", messages=CHAT)
+    )
 
 
 def test_sdk_tracing_on_coexists(instrumented, telemetry, server, monkeypatch):
