@@ -139,6 +139,17 @@ def test_response_without_counts_is_estimated_not_zero(instrumented, telemetry, 
     assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 8  # "No usage was sent with this answer."
 
 
+def test_invalid_counts_are_flagged_and_estimated(instrumented, telemetry, server):
+    server.reply("chat_invalid_usage.json")  # prompt_tokens: -5
+    response = client(server).chat.complete(model="mistral-small-latest", messages=CHAT)
+    assert response.usage.prompt_tokens == -5  # the caller still gets what the server sent
+    attrs = only_llm_span(telemetry).attributes
+    assert attrs[A.OTEL_TOKENS_USAGE_INVALID] is True
+    assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 4  # "Capital of France?", not -5
+    assert telemetry.sum_of(A.METRIC_USAGE_INVALID_CALLS) == 1
+
+
 # -- streams ---------------------------------------------------------------------------------------
 def _texts(events):
     return [e.data.choices[0].delta.content for e in events]
