@@ -81,14 +81,32 @@ SWEEP_MODELS: dict[str, tuple[str, ...]] = {
     "gcp.gemini": ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.0-flash", "gemini-1.5-pro"),
     "gcp.vertex_ai": ("gemini-3-pro-preview", "claude-sonnet-4-5@20250929"),
     "deepseek": ("deepseek-chat", "deepseek-reasoner", "deepseek-v4-flash", "deepseek-v4-pro"),
-    "mistral_ai": ("mistral-large-latest", "mistral-small-latest", "codestral-latest"),
+    # Every Mistral model genai-prices prices per token, by entry and by the names the API uses.
+    "mistral_ai": (
+        "mistral-large-latest", "mistral-large-2411", "mistral-large-2407", "mistral-large-2512",
+        "mistral-medium-latest", "mistral-medium-2505", "mistral-medium-2508", "mistral-medium-2312",
+        "mistral-medium-3-5", "mistral-small-latest", "mistral-small-2506", "mistral-small-2603",
+        "mistral-small-3.1-24b-instruct", "mistral-small-3.2-24b-instruct", "mistral-small-24b-instruct-2501",
+        "mistral-small-24b-instruct-2501:free", "codestral-latest", "codestral-2501", "codestral-2508",
+        "codestral-embed", "codestral-embed-2505", "devstral-small-latest", "devstral-small-2505", "devstral-2512",
+        "magistral-medium-latest", "magistral-medium-2506", "magistral-small-latest", "ministral-3b",
+        "ministral-3b-2512", "ministral-8b-latest", "ministral-8b-2410", "ministral-8b-2512", "ministral-14b-2512",
+        "open-mistral-nemo", "open-mistral-7b", "open-mixtral-8x7b", "open-mixtral-8x22b", "mistral-tiny",
+        "mistral-saba-latest", "pixtral-12b", "pixtral-large-latest", "pixtral-large-2411", "mistral-embed",
+        "mistral-large-4", "voxtral-small-24b-2507", "deepseek-v4-1-flash-1017", "zai-glm-5-3", "zai-glm-5-3-flash",
+    ),
     "groq": ("llama-3.3-70b-versatile", "openai/gpt-oss-120b"),
     "x_ai": ("grok-4", "grok-3-mini", "grok-4.20"),  # grok-4.20: tier above 199,999
     "perplexity": ("sonar", "sonar-deep-research"),  # per-request fee; separate reasoning price
     "aws.bedrock": ("anthropic.claude-sonnet-4-5-20250929-v1:0", "amazon.nova-pro-v1:0"),
     "azure.ai.openai": ("gpt-4o", "gpt-4.1-mini"),
     "openrouter": ("qwen/qwen3.7-flash", "anthropic/claude-sonnet-4.5"),  # qwen: tiers at 32k and 256k
-    "cohere": ("command-r-plus",),
+    # Every Cohere model genai-prices has (9 entries), by entry and by dated API name.
+    "cohere": (
+        "command-a", "command-a-03-2025", "command-r-plus", "command-r-plus-08-2024", "command-r",
+        "command-r-08-2024", "command-r7b", "command-r7b-12-2024", "command", "command-light",
+        "command-light-nightly", "c4ai-aya-expanse-32b", "c4ai-aya-expanse-8b", "embed-v4.0",
+    ),
     "moonshot_ai": ("kimi-k2",),
     "together_ai": ("meta-llama/Llama-3.3-70B-Instruct-Turbo",),
     "fireworks": ("accounts/fireworks/models/deepseek-v3-0324",),
