@@ -2,8 +2,9 @@
 
 Covers the V2 API (``cohere.ClientV2`` and ``client.v2``): ``chat``, ``chat_stream`` and ``embed``, sync
 and async; and the V1 API (``cohere.Client``): ``chat``, ``chat_stream``, ``generate`` and ``embed``,
-sync and async. V1 ``embed`` is recorded per HTTP request (``BaseCohere.embed``), so a batched call is
-one span per batch of 96 texts.
+sync and async. V1 ``embed`` is recorded where the caller calls it (``Client.embed``), whose batches
+of 96 texts run on a thread pool that does not carry the caller's context: one span per call, with the
+billed units the SDK sums over its batches, and the caller's agent labels and budgets.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _V2 = "cohere.v2.client"
 _V1 = "cohere.base_client"
+_V1_CLIENT = "cohere.client"
 
 
 def _patches() -> list[Patch]:
@@ -33,11 +35,11 @@ def _patches() -> list[Patch]:
         Patch(_V1, "BaseCohere.chat", chat_v1, "sync"),
         Patch(_V1, "BaseCohere.chat_stream", chat_v1_stream, "sync"),
         Patch(_V1, "BaseCohere.generate", generate, "sync"),
-        Patch(_V1, "BaseCohere.embed", embed, "sync"),
+        Patch(_V1_CLIENT, "Client.embed", embed, "sync"),
         Patch(_V1, "AsyncBaseCohere.chat", chat_v1, "async"),
         Patch(_V1, "AsyncBaseCohere.chat_stream", chat_v1_stream, "sync"),
         Patch(_V1, "AsyncBaseCohere.generate", generate, "async"),
-        Patch(_V1, "AsyncBaseCohere.embed", embed, "async"),
+        Patch(_V1_CLIENT, "AsyncClient.embed", embed, "async"),
     ]
 
 

@@ -232,13 +232,17 @@ async def test_v1_generate_async(instrumented, telemetry, server):
     assert_usage(only_llm_span(telemetry), input=7, output=19)
 
 
-def test_v1_embed_batches_are_counted_per_request(instrumented, telemetry, server):
-    # cohere.Client.embed batches through a thread pool; each HTTP request is one span.
-    result = client_v1(server).embed(model="embed-v4.0", texts=["one text"], input_type="search_query")
-    assert len(result.embeddings) == 1
+def test_v1_embed_is_one_call_with_the_batches_billed_units_and_the_callers_labels(instrumented, telemetry, server):
+    # cohere.Client.embed sends batches of 96 texts from a thread pool that does not carry the
+    # caller's context; the call is recorded where the caller made it.
+    with otel_tokens.agent("indexer"):
+        result = client_v1(server).embed(model="embed-v4.0", texts=["one text"] * 100, input_type="search_query")
+    assert len(server.requests) == 2
+    assert len(result.embeddings) == 2  # one recorded embedding per batch
     span = only_llm_span(telemetry)
-    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 9
-    assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] == cost("embed-v4.0", Usage(input_tokens=9))
+    assert span.attributes[A.GEN_AI_AGENT_NAME] == "indexer"
+    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 18  # 9 + 9, summed by the SDK
+    assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] == cost("embed-v4.0", Usage(input_tokens=18))
 
 
 async def test_v1_embed_async_unpriced_model_is_flagged(instrumented, telemetry, server):
