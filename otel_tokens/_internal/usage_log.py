@@ -11,7 +11,8 @@ A line, keys in this order::
 ``time`` is when the call ended (UTC); ``model`` is the model that answered, ``request_model`` the one
 asked for. Token counts follow the semconv: input includes cache reads and writes, output includes
 reasoning. They are null when the call produced no usage (an error before any answer). ``cost_usd`` is
-null when the model has no known price; ``cost_source`` is ``local`` (our price book), ``provider`` or ``self_hosted``.
+null when the model has no known price; ``cost_source`` is ``local`` (our price book), ``provider`` or
+``self_hosted`` (a self-hosted model with no price set: cost 0).
 
 The writer opens the file once with ``O_APPEND`` and writes each line with one ``os.write`` of the whole
 encoded line, so lines from concurrent threads or processes never interleave and a killed process
