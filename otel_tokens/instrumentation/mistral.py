@@ -46,6 +46,7 @@ def _patches() -> list[Patch]:
 
 class MistralInstrumentor(SDKInstrumentor):
     package = "mistralai"
+    hook_module = "mistralai.client"
     requirement = "mistralai >= 3.0"
 
     def patches(self) -> Sequence[Patch]:
