@@ -4,6 +4,7 @@ recorded responses in Cohere's wire format (JSON, SSE for V2 streams, JSON lines
 from __future__ import annotations
 
 import gc
+import types
 
 import cohere
 import httpx
@@ -123,7 +124,9 @@ def test_v2_tool_calls_and_float_counts(instrumented, telemetry, server):
 
 # -- V2 streams ----------------------------------------------------------------------------------------
 def test_v2_chat_stream_events_identical_and_usage_from_message_end(instrumented, telemetry, server):
-    events = list(client_v2(server).chat_stream(model="command-r7b-12-2024", messages=MESSAGES))
+    stream = client_v2(server).chat_stream(model="command-r7b-12-2024", messages=MESSAGES)
+    assert isinstance(stream, types.GeneratorType)  # what the SDK returns: a generator
+    events = list(stream)
     otel_tokens.uninstrument()
     plain = list(client_v2(server).chat_stream(model="command-r7b-12-2024", messages=MESSAGES))
     assert len(events) == len(plain) == 9
@@ -141,6 +144,7 @@ def test_v2_chat_stream_events_identical_and_usage_from_message_end(instrumented
 
 async def test_v2_chat_stream_async(instrumented, telemetry, server):
     stream = async_client_v2(server).chat_stream(model="command-r7b-12-2024", messages=MESSAGES)
+    assert isinstance(stream, types.AsyncGeneratorType)
     events = [e async for e in stream]
     assert len(events) == 9
     assert_usage(only_llm_span(telemetry), input=2716, output=41, cache_read=1792)

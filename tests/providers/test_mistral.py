@@ -147,6 +147,7 @@ def test_invalid_counts_are_flagged_and_estimated(instrumented, telemetry, serve
     assert attrs[A.OTEL_TOKENS_USAGE_INVALID] is True
     assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
     assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 4  # "Capital of France?", not -5
+    assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 3  # "Bad counts."
     assert telemetry.sum_of(A.METRIC_USAGE_INVALID_CALLS) == 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import types
 
 import httpx
 import ollama
@@ -136,6 +137,7 @@ def test_user_price_wins_over_self_hosted(instrumented, telemetry, server):
 # -- streams ---------------------------------------------------------------------------------------
 def test_chat_stream_chunks_identical_and_counts_from_the_last(instrumented, telemetry, server):
     stream = client(server).chat(model="llama3.2:3b", messages=MESSAGES, stream=True)
+    assert isinstance(stream, types.GeneratorType)  # what the SDK returns: a generator
     chunks = list(stream)
     otel_tokens.uninstrument()
     plain = list(client(server).chat(model="llama3.2:3b", messages=MESSAGES, stream=True))
@@ -151,6 +153,7 @@ def test_chat_stream_chunks_identical_and_counts_from_the_last(instrumented, tel
 
 async def test_chat_stream_async(instrumented, telemetry, server):
     stream = await async_client(server).chat(model="llama3.2:3b", messages=MESSAGES, stream=True)
+    assert isinstance(stream, types.AsyncGeneratorType)
     chunks = [c async for c in stream]
     assert [type(c) for c in chunks] == [ollama.ChatResponse] * 6
     assert_usage(only_llm_span(telemetry), input=33, output=6)

@@ -91,7 +91,7 @@ class ChatV2(_Base):
     def result(self, response: Any, want_text: bool) -> Result:
         usage = usage_of(getattr(response, "usage", None))
         message = getattr(response, "message", None)
-        text = common.text_of(getattr(message, "content", None)) if want_text or usage is None else None
+        text = common.text_of(getattr(message, "content", None)) if common.needs_text(want_text, usage) else None
         return Result(
             usage=usage,
             response_id=getattr(response, "id", None),
@@ -187,7 +187,7 @@ class ChatV1(_Base):
             response_id=getattr(response, "response_id", None) or getattr(response, "generation_id", None),
             finish_reasons=_finish(getattr(response, "finish_reason", None)),
             tool_calls=common.count_of(getattr(response, "tool_calls", None)),
-            output_text=text if isinstance(text, str) and (want_text or usage is None) else None,
+            output_text=text if isinstance(text, str) and common.needs_text(want_text, usage) else None,
         )
 
     def accumulator(self, prepared: Prepared) -> ChatV1StreamAccumulator:
@@ -234,7 +234,7 @@ class Generate(_Base):
         usage = usage_of(getattr(response, "meta", None))
         generations = getattr(response, "generations", None) or ()
         text = None
-        if want_text or usage is None:
+        if common.needs_text(want_text, usage):
             text = "".join(g.text for g in generations if isinstance(getattr(g, "text", None), str))
         reasons = tuple(r for g in generations for r in _finish(getattr(g, "finish_reason", None)))
         return Result(usage=usage, response_id=getattr(response, "id", None), finish_reasons=reasons, output_text=text)

@@ -138,6 +138,12 @@ def input_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
+def needs_text(want_text: bool, usage: Any) -> bool:
+    """Keep the output text when content capture asks for it, or when counts must be estimated
+    (absent or invalid usage)."""
+    return want_text or usage is None or usage.invalid
+
+
 def count_of(items: Any) -> int:
     """How many items a response list holds (tool calls); 0 for None or a non-list."""
     return len(items) if isinstance(items, (list, tuple)) else 0

@@ -110,7 +110,7 @@ class Chat:
     def result(self, response: Any, want_text: bool) -> Result:
         usage = usage_of(getattr(response, "usage", None))
         choices = getattr(response, "choices", None) or ()
-        text = "".join(_choice_text(c) for c in choices) if want_text or usage is None else None
+        text = "".join(_choice_text(c) for c in choices) if common.needs_text(want_text, usage) else None
         return Result(
             usage=usage,
             response_model=getattr(response, "model", None),

@@ -89,7 +89,7 @@ class _Operation:
             response_model=getattr(response, "model", None),
             finish_reasons=_finish(response),
             tool_calls=self._tool_calls(response),
-            output_text=self._text(response) if want_text or usage is None else None,
+            output_text=self._text(response) if common.needs_text(want_text, usage) else None,
         )
 
     def accumulator(self, prepared: Prepared) -> StreamAccumulator:
