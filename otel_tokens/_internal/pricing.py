@@ -629,7 +629,7 @@ class PriceBook:
         genai-prices ids (sorted)."""
         with self._lock:
             ids = {provider.id for provider in self._load_snapshot().providers}
-        return tuple(sorted(ids | set(PROVIDER_IDS) | LOCAL_PROVIDERS))
+        return tuple(sorted(ids | set(PROVIDER_IDS) | SELF_HOSTED_PROVIDERS))
 
     def _overrides_by_entry(
         self, overrides: Mapping[tuple[str | None, str], PriceOverride]
