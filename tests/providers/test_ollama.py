@@ -17,6 +17,7 @@ import otel_tokens
 from otel_tokens import semconv as A
 from otel_tokens._internal.providers import ollama as adapter
 from otel_tokens._internal.records import Usage
+from otel_tokens._internal.report import format_usd
 from tests.providers.assertions import (
     all_attribute_text,
     assert_instrument_twice_and_unpatch,
@@ -308,5 +309,25 @@ def test_report_lists_self_hosted_usage_apart_and_reprices_it(instrumented, tele
     assert hosted > 0
     what_if = [line for line in text.splitlines() if line.startswith("The same usage on gpt-4o-mini")]
     assert what_if == [
-        f"The same usage on gpt-4o-mini (openai) would cost ${hosted:.6f} (now $0.00), over 3 calls."
+        f"The same usage on gpt-4o-mini (openai) would cost {format_usd(hosted)} (now {format_usd(0.0)}), over 3 calls."
     ]
+
+
+def test_usage_log_says_self_hosted_and_its_report_lists_it_apart(telemetry, server, monkeypatch, tmp_path):
+    from otel_tokens._internal.report import render_report, stats_from_usage_lines
+    from otel_tokens._internal.usage_log import read_usage_log
+
+    log = tmp_path / "usage.jsonl"
+    monkeypatch.setenv("OTEL_TOKENS_LOG", str(log))
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        client(server).chat(model="llama3.2:3b", messages=MESSAGES)
+        client(server).embed(model="nomic-embed-text", input="one text")
+    finally:
+        otel_tokens.uninstrument()
+    lines, skipped = read_usage_log(log)
+    assert skipped == 0
+    assert [(line["cost_usd"], line["cost_source"]) for line in lines] == [(0.0, "self_hosted")] * 2
+    text = render_report(stats_from_usage_lines(lines))
+    section = text[text.index("Self-hosted (no per-token price)"):]
+    assert section.splitlines()[4].split() == ["ollama", "2", "44", "9", "53", format_usd(0.0)]
