@@ -215,6 +215,17 @@ def test_stream_abandoned_early_is_estimated_and_finished_once(instrumented, tel
     assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 2  # "" + "Streams" + " arrive"
 
 
+def test_sdk_message_models_are_read_for_the_estimate(instrumented, telemetry, server):
+    stream = client(server).chat.stream(
+        model="mistral-medium-latest", messages=[models.UserMessage(content="Capital of France?")]
+    )
+    next(iter(stream))
+    stream.close()
+    attrs = only_llm_span(telemetry).attributes
+    assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 4  # "Capital of France?", from the SDK's own message model
+
+
 async def test_async_stream_closed_early_is_estimated(instrumented, telemetry, server):
     stream = await client(server).chat.stream_async(model="mistral-medium-latest", messages=CHAT)
     async for _event in stream:
