@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import inspect
+import types
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -19,9 +19,9 @@ def request_attributes(kwargs: Mapping[str, Any], table: tuple[tuple[str, str, t
     SDK "unset" sentinels, None and booleans (an int subclass) are skipped.
     """
     attributes: dict[str, Any] = {}
-    for key, attribute, types in table:
+    for key, attribute, kinds in table:
         value = kwargs.get(key)
-        if isinstance(value, types) and not isinstance(value, bool):
+        if isinstance(value, kinds) and not isinstance(value, bool):
             attributes[attribute] = value
     return attributes
 
@@ -46,13 +46,18 @@ def request(
     )
 
 
-def generator_stream_kind(response: Any) -> Literal["sync", "async"] | None:
-    """For SDKs whose streams are plain generators and async generators (Cohere, Ollama)."""
-    if inspect.isgenerator(response):
+def stream_kind(response: Any, sync_type: type, async_type: type) -> Literal["sync", "async"] | None:
+    """Whether a response is the SDK's sync or async stream (None: not a stream)."""
+    if isinstance(response, sync_type):
         return "sync"
-    if inspect.isasyncgen(response):
+    if isinstance(response, async_type):
         return "async"
     return None
+
+
+def generator_stream_kind(response: Any) -> Literal["sync", "async"] | None:
+    """For SDKs whose streams are plain generators and async generators (Cohere, Ollama)."""
+    return stream_kind(response, types.GeneratorType, types.AsyncGeneratorType)
 
 
 def stop_sequences(value: Any) -> tuple[str, ...] | None:

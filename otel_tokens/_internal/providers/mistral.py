@@ -41,12 +41,7 @@ def _stream_classes() -> tuple[type, type]:
 
 
 def _stream_kind(response: Any) -> Literal["sync", "async"] | None:
-    sync_stream, async_stream = _stream_classes()
-    if isinstance(response, sync_stream):
-        return "sync"
-    if isinstance(response, async_stream):
-        return "async"
-    return None
+    return common.stream_kind(response, *_stream_classes())
 
 
 def _server(instance: Any, kwargs: dict) -> tuple[str | None, int | None]:
