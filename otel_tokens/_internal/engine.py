@@ -84,8 +84,11 @@ class Prepared:
     hide_usage_chunk: bool = False
     # "true" for with_raw_response, "stream" for with_streaming_response, None for a plain call.
     raw_mode: str | None = None
-    # What prompt_text and input_messages read when the SDK takes its parameters positionally
-    # (botocore's api_params); None: the keyword arguments sent.
+    # Positional arguments to send instead of the caller's: an adapter that passes them by name in
+    # ``kwargs`` (so the prompt can be read from them) sends ``()``.
+    args: tuple | None = None
+    # What prompt_text and input_messages read when the SDK takes its parameters positionally and they
+    # must stay so (botocore's api_params); None: the keyword arguments sent.
     inputs: dict | None = None
 
     @property
@@ -96,7 +99,7 @@ class Prepared:
 @dataclass(frozen=True, slots=True)
 class Patch:
     module: str
-    attribute: str  # "Class.method"
+    attribute: str  # "Class.method", or "function" for a module attribute (ollama.chat is a bound method)
     # Operation; a HelperOperation for "sending_manager"; for "sync_manager" a function returning the
     # helper's raw stream
     operation: Any
@@ -121,7 +124,7 @@ def apply_patches(patches: Iterable[Patch], recorder: Recorder, switch: Switch) 
         try:
             module = importlib.import_module(patch.module)
             owner_name, _, method = patch.attribute.rpartition(".")
-            owner = getattr(module, owner_name)
+            owner = getattr(module, owner_name) if owner_name else module
             if not hasattr(owner, method):
                 continue
         except (ImportError, AttributeError):
@@ -346,6 +349,11 @@ def _result_estimator(
     return lambda: estimate(result)
 
 
+def _arguments(call: _Call, args: tuple) -> tuple:
+    sent = call.prepared.args
+    return args if sent is None else sent
+
+
 def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
     accepts = getattr(operation, "accepts", None)
 
@@ -356,7 +364,7 @@ def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> C
         if call is None:
             return wrapped(*args, **kwargs)
         try:
-            response = wrapped(*args, **call.prepared.kwargs)
+            response = wrapped(*_arguments(call, args), **call.prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise
@@ -375,7 +383,7 @@ def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> 
         if call is None:
             return await wrapped(*args, **kwargs)
         try:
-            response = await wrapped(*args, **call.prepared.kwargs)
+            response = await wrapped(*_arguments(call, args), **call.prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise
