@@ -20,11 +20,12 @@ from typing import Any
 
 from otel_tokens import semconv
 from otel_tokens._internal.context import agent, task, user, workflow
-from otel_tokens._internal.errors import BudgetExceededError
+from otel_tokens._internal.errors import BudgetExceededError, ConfigError
 from otel_tokens.version import __version__
 
 __all__ = [
     "BudgetExceededError",
+    "ConfigError",
     "__version__",
     "agent",
     "get_statistics",

@@ -5,6 +5,16 @@ async generators). It opens an ``invoke_agent researcher`` INTERNAL span and lab
 it. Labels live in a ``ContextVar``, so they follow asyncio tasks and threads started with a copied
 context. The innermost scope wins; a span of an agent framework that carries ``gen_ai.agent.name`` counts
 as a scope too.
+
+On a generator or async generator the label is set only while the generator's own frame runs: set on
+each resume and reset before each yield, so code that merely holds the generator is not attributed to
+it. Its agent span lasts from the first resume until the generator finishes or is closed, and is the
+current span only while the frame runs.
+
+Leaving a scope never raises into the application, whatever the order, thread or context: a scope
+removes its own entry from the labels in force, so out-of-order exits leave no label behind, a second
+exit does nothing, and an exit in another context (a generator finalised elsewhere) leaves that context
+as it was.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -20,21 +30,71 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from otel_tokens import semconv
+from otel_tokens._internal.errors import ConfigError, ConfigTypeError
 from otel_tokens._internal.records import NO_LABELS, Labels
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# (labels, the span our innermost agent scope opened or None)
-_SCOPE: contextvars.ContextVar[tuple[Labels, Any]] = contextvars.ContextVar(
-    "otel_tokens_scope", default=(NO_LABELS, None)
-)
+
+class _Entry:
+    """One entered scope: its label, its span (agents only) and the scope object that entered it."""
+
+    __slots__ = ("field", "value", "span", "owner", "open")
+
+    def __init__(self, field: str, value: str, span: Any, owner: _Scope) -> None:
+        self.field = field
+        self.value = value
+        self.span = span
+        self.owner = owner
+        # False once exited, wherever that happened: a context that entered it and never saw the
+        # exit (exited in another thread) must not keep its label.
+        self.open = True
+
+
+class _Stack:
+    """The scopes in force, innermost last, with the labels and agent span they give (immutable)."""
+
+    __slots__ = ("entries", "labels", "span", "parent")
+
+    def __init__(self, entries: tuple[_Entry, ...], labels: Labels, span: Any, parent: _Stack | None) -> None:
+        self.entries = entries
+        self.labels = labels
+        self.span = span
+        self.parent = parent
+
+    def push(self, entry: _Entry) -> _Stack:
+        labels = replace(self.labels, **{entry.field: entry.value})
+        span = entry.span if entry.span is not None else self.span
+        return _Stack((*self.entries, entry), labels, span, self)
+
+    def without(self, entry: _Entry) -> _Stack:
+        """This stack minus one entry; itself when the entry is not in it."""
+        if self.entries and self.entries[-1] is entry and self.parent is not None:
+            return self.parent
+        if not any(e is entry for e in self.entries):
+            return self
+        return _EMPTY.extended(e for e in self.entries if e is not entry)
+
+    def extended(self, entries: Iterable[_Entry]) -> _Stack:
+        stack = self
+        for entry in entries:
+            stack = stack.push(entry)
+        return stack
+
+
+_EMPTY = _Stack((), NO_LABELS, None, None)
+_SCOPE: contextvars.ContextVar[_Stack] = contextvars.ContextVar("otel_tokens_scope", default=_EMPTY)
 
 
 def current_labels() -> Labels:
     """Labels for a call made now; a framework's agent span nested inside our scope wins."""
-    labels, scope_span = _SCOPE.get()
+    stack = _SCOPE.get()
+    if not all(entry.open for entry in stack.entries):
+        stack = _EMPTY.extended(entry for entry in stack.entries if entry.open)
+    labels = stack.labels
     span = trace.get_current_span()
-    if span is not scope_span:
+    # An ended span can be left current by out-of-order exits; it attributes nothing.
+    if span is not stack.span and getattr(span, "end_time", None) is None:
         attributes = getattr(span, "attributes", None)
         if attributes:
             name = attributes.get(semconv.GEN_AI_AGENT_NAME)
@@ -43,43 +103,63 @@ def current_labels() -> Labels:
     return labels
 
 
+def _end_span(span: Any, exc: BaseException | None) -> None:
+    if span is None:
+        return
+    # Closing a generator (GeneratorExit) is how it is abandoned, not a failure.
+    if exc is not None and not isinstance(exc, GeneratorExit):
+        span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
+        # TODO redact: no redact helper on this branch yet; the message may echo a secret.
+        span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+    span.end()
+
+
 class _Scope:
     """A label scope usable as ``with``, ``async with`` and as a decorator."""
 
-    __slots__ = ("_field", "_value", "_tokens", "_spans")
+    __slots__ = ("_field", "_value", "_entered")
 
     def __init__(self, field: str, value: str) -> None:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{field} name must be a non-empty string, got {value!r}")
+        if not isinstance(value, str):
+            raise ConfigTypeError(f"{field} name must be a non-empty string, got {type(value).__name__} {value!r}")
+        if not value.strip():
+            raise ConfigError(f"{field} name must be a non-empty string, got {value!r}")
         self._field = field
         self._value = value
-        # A stack, so one scope object can be entered again (recursion, decorator reuse).
-        self._tokens: list[contextvars.Token] = []
-        self._spans: list[Any] = []
+        # (entry, label token, context token) per entry not yet exited: one scope object may be entered
+        # again (recursion, decorator reuse, several threads).
+        self._entered: list[tuple[_Entry, contextvars.Token, Any]] = []
 
-    # -- context manager ---------------------------------------------------------------------------
-    def __enter__(self) -> _Scope:
-        labels, scope_span = _SCOPE.get()
-        span = self._start_span()
+    # -- entering and leaving ----------------------------------------------------------------------
+    def _enter(self, span: Any) -> tuple[_Entry, contextvars.Token, Any]:
+        entry = _Entry(self._field, self._value, span, self)
         otel_token = None
         if span is not None:
-            scope_span = span
             # Current, so that the LLM spans inside become its children.
             otel_token = otel_context.attach(trace.set_span_in_context(span))
-        self._spans.append((span, otel_token))
-        self._tokens.append(_SCOPE.set((replace(labels, **{self._field: self._value}), scope_span)))
+        return entry, _SCOPE.set(_SCOPE.get().push(entry)), otel_token
+
+    def __enter__(self) -> _Scope:
+        self._entered.append(self._enter(self._start_span()))
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        _SCOPE.reset(self._tokens.pop())
-        span, otel_token = self._spans.pop()
-        if span is None:
+        record = self._pop_entered()
+        if record is None:  # exited more often than entered: nothing left to undo
             return
-        otel_context.detach(otel_token)
-        if exc is not None:
-            span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-        span.end()
+        entry, token, otel_token = record
+        _leave(entry, token, otel_token)
+        _end_span(entry.span, exc)
+
+    def _pop_entered(self) -> tuple[_Entry, contextvars.Token, Any] | None:
+        """The innermost entry of this scope in the current context, else the last one entered."""
+        if not self._entered:
+            return None
+        mine = [e for e in _SCOPE.get().entries if e.owner is self]
+        for index in range(len(self._entered) - 1, -1, -1):
+            if mine and self._entered[index][0] is mine[-1]:
+                return self._entered.pop(index)
+        return self._entered.pop()
 
     async def __aenter__(self) -> _Scope:
         return self.__enter__()
@@ -90,6 +170,22 @@ class _Scope:
     def _start_span(self) -> Any:
         """The span this scope opens, if any."""
         return None
+
+    # -- one step of a decorated generator ---------------------------------------------------------
+    def _in_frame(self, span: Any, step: Callable[..., Any], *args: Any) -> Any:
+        """Run one step of a decorated generator with this scope set, and give the caller its own back."""
+        _, token, otel_token = self._enter(span)
+        try:
+            return step(*args)
+        finally:
+            _restore(token, otel_token)
+
+    async def _in_frame_async(self, span: Any, step: Callable[..., Any], *args: Any) -> Any:
+        _, token, otel_token = self._enter(span)
+        try:
+            return await step(*args)
+        finally:
+            _restore(token, otel_token)
 
     # -- decorator ---------------------------------------------------------------------------------
     def __call__(self, func: F) -> F:
@@ -104,9 +200,32 @@ class _Scope:
 
             @functools.wraps(func)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with fresh():
-                    async for item in func(*args, **kwargs):
-                        yield item
+                # Runs from the first resume: the span starts then, under whatever is current.
+                scope = fresh()
+                span = scope._start_span()
+                agen = func(*args, **kwargs)
+                failure: BaseException | None = None
+                try:
+                    step, sent = agen.asend, None
+                    while True:
+                        try:
+                            item = await scope._in_frame_async(span, step, sent)
+                        except StopAsyncIteration:
+                            return
+                        try:
+                            sent = yield item
+                            step = agen.asend
+                        except GeneratorExit:
+                            # Also how asyncio finalises an abandoned generator, in a task of its own.
+                            await scope._in_frame_async(span, agen.aclose)
+                            raise
+                        except BaseException as thrown:  # delegated, as ``yield from`` does
+                            step, sent = agen.athrow, thrown
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    _end_span(span, failure)
 
             return agen_wrapper  # type: ignore[return-value]
         if inspect.iscoroutinefunction(func):
@@ -121,8 +240,30 @@ class _Scope:
 
             @functools.wraps(func)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with fresh():
-                    return (yield from func(*args, **kwargs))
+                scope = fresh()
+                span = scope._start_span()
+                gen = func(*args, **kwargs)
+                failure: BaseException | None = None
+                try:
+                    step, sent = gen.send, None
+                    while True:
+                        try:
+                            item = scope._in_frame(span, step, sent)
+                        except StopIteration as stop:
+                            return stop.value
+                        try:
+                            sent = yield item
+                            step = gen.send
+                        except GeneratorExit:
+                            scope._in_frame(span, gen.close)
+                            raise
+                        except BaseException as thrown:  # delegated, as ``yield from`` does
+                            step, sent = gen.throw, thrown
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    _end_span(span, failure)
 
             return gen_wrapper  # type: ignore[return-value]
 
@@ -132,6 +273,33 @@ class _Scope:
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+
+def _leave(entry: _Entry, token: contextvars.Token, otel_token: Any) -> None:
+    """Undo one ``__enter__``, in whatever order and context it happens; never raises."""
+    entry.open = False
+    wanted = _SCOPE.get().without(entry)
+    try:
+        _SCOPE.reset(token)
+        same_context = True
+    except (ValueError, RuntimeError):  # entered in another context (or token already used)
+        same_context = False
+    if _SCOPE.get() is not wanted:  # an out-of-order exit: keep the scopes still open
+        _SCOPE.set(wanted)
+    # Detaching a token of another context logs an error in OpenTelemetry; a span another scope made
+    # current since stays current.
+    if otel_token is not None and same_context and trace.get_current_span() is entry.span:
+        otel_context.detach(otel_token)
+
+
+def _restore(token: contextvars.Token, otel_token: Any) -> None:
+    """Give the caller back exactly the labels and span it had before a generator step."""
+    try:
+        _SCOPE.reset(token)
+    except (ValueError, RuntimeError):  # a step driven across contexts by hand: leave that context be
+        return
+    if otel_token is not None:
+        otel_context.detach(otel_token)
 
 
 class agent(_Scope):  # noqa: N801 - reads as a verb at the call site, like contextlib's helpers

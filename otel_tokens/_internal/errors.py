@@ -1,4 +1,4 @@
-"""The one exception otel-tokens raises into an application on purpose."""
+"""Exceptions otel-tokens raises on purpose: a budget stop, and bad configuration at set-up."""
 
 from __future__ import annotations
 
@@ -15,3 +15,11 @@ class BudgetExceededError(Exception):
             f"budget for agent {agent!r} would be exceeded: spent ${spent_usd:.6f} + projected "
             f"${projected_usd:.6f} > limit ${limit_usd:.6f}; the call was not sent"
         )
+
+
+class ConfigError(ValueError):
+    """Bad configuration: a setting, a prices file or a budget. The message names which, and why."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A setting given a value of the wrong type (a ``ConfigError`` and a ``TypeError``)."""
