@@ -153,13 +153,19 @@ class _Scope:
 
     def _pop_entered(self) -> tuple[_Entry, contextvars.Token, Any] | None:
         """The innermost entry of this scope in the current context, else the last one entered."""
-        if not self._entered:
+        mine = next((e for e in reversed(_SCOPE.get().entries) if e.owner is self), None)
+        # Other threads may enter and exit the same scope object meanwhile: work on a snapshot.
+        for record in reversed(self._entered[:]):
+            if record[0] is mine:
+                try:
+                    self._entered.remove(record)
+                    return record
+                except ValueError:
+                    break
+        try:
+            return self._entered.pop()
+        except IndexError:
             return None
-        mine = [e for e in _SCOPE.get().entries if e.owner is self]
-        for index in range(len(self._entered) - 1, -1, -1):
-            if mine and self._entered[index][0] is mine[-1]:
-                return self._entered.pop(index)
-        return self._entered.pop()
 
     async def __aenter__(self) -> _Scope:
         return self.__enter__()

@@ -557,6 +557,41 @@ def test_one_scope_object_shared_by_threads(app, client, telemetry):
     assert len(agent_spans(telemetry)) == 4
 
 
+def test_shared_scope_object_under_thread_churn(app):
+    shared = otel_tokens.workflow("churn")
+    seen: list[Any] = []
+
+    def work():
+        for _ in range(200):
+            with shared:
+                seen.append(label_now().workflow)
+            seen.append(label_now().workflow)
+
+    workers = [threading.Thread(target=work) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert seen.count("churn") == seen.count(None) == 8 * 200
+    assert shared._entered == []
+
+
+async def test_shared_scope_object_in_interleaved_tasks(app, aclient, telemetry):
+    shared = otel_tokens.agent("shared")
+
+    async def work(model):
+        async with shared:
+            await asyncio.sleep(0)
+            await acall(aclient, model)
+            await asyncio.sleep(0)
+        await acall(aclient, model)
+
+    await asyncio.gather(*(work(m) for m in ("gpt-4o", "gpt-4o-mini", "gpt-4o", "gpt-4o-mini")))
+    labelled = sorted((s.attributes.get(A.GEN_AI_AGENT_NAME) or "") for s in telemetry.llm_spans())
+    assert labelled == [""] * 4 + ["shared"] * 4
+    assert len(agent_spans(telemetry)) == 4
+
+
 def test_recursive_decorated_function_restores_each_level(app, client, telemetry):
     @otel_tokens.agent("recursive")
     def descend(depth):
