@@ -32,6 +32,7 @@ from opentelemetry import trace
 from otel_tokens import semconv
 from otel_tokens._internal.errors import ConfigError, ConfigTypeError
 from otel_tokens._internal.records import NO_LABELS, Labels
+from otel_tokens._internal.safety import guarded
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -317,6 +318,9 @@ class agent(_Scope):  # noqa: N801 - reads as a verb at the call site, like cont
         super().__init__("agent", name)
 
     def _start_span(self) -> Any:
+        return guarded("starting an agent span", self._open_span)
+
+    def _open_span(self) -> Any:
         from otel_tokens._internal.runtime import current_runtime
 
         runtime = current_runtime()

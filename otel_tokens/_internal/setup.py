@@ -137,7 +137,8 @@ def _within(timeout_s: float, tracer_provider: Any, meter_provider: Any) -> bool
         try:
             if tracer_provider is not None:
                 tracer_provider.shutdown()
-            if meter_provider is not None:
+            # An app that shut the meter provider down itself would get the SDK's "only once" warning.
+            if meter_provider is not None and not getattr(meter_provider, "_shutdown", False):
                 meter_provider.shutdown(timeout_millis=timeout_s * 1000)
         except Exception:  # the SDK's own failure; the application is exiting either way
             _logger.warning("otel_tokens: shutting down the telemetry providers failed", exc_info=True)

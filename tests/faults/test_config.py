@@ -419,6 +419,17 @@ def test_exit_with_the_collector_up_still_exports_everything():
     assert "not exported" not in done.stderr and "Traceback" not in done.stderr
 
 
+def test_app_that_shuts_the_providers_down_itself_gets_no_warning_at_exit():
+    done = run_python(AUTO_APP + textwrap.dedent("""
+        from opentelemetry import metrics, trace
+        trace.get_tracer_provider().shutdown()
+        metrics.get_meter_provider().shutdown()
+        """), env={"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console"})
+    assert done.returncode == 0, done.stderr
+    assert '"name": "chat gpt-4o"' in done.stdout
+    assert done.stderr == ""
+
+
 # -- the launcher, as a first-time user runs it -----------------------------------------------------------
 LAUNCHED_APP = """
 import json, openai

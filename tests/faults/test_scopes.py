@@ -611,3 +611,18 @@ def test_bad_scope_names_are_config_errors(bad, error):
     with pytest.raises(otel_tokens.ConfigError, match="agent name") as raised:
         otel_tokens.agent(bad)
     assert isinstance(raised.value, error)
+
+
+def test_agent_span_that_cannot_start_still_labels_calls(client, telemetry, instrumented, monkeypatch, caplog):
+    monkeypatch.delenv("OTEL_TOKENS_RAISE_INTERNAL_ERRORS")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("tracer bug")
+
+    monkeypatch.setattr(otel_tokens.agent, "_open_span", broken)
+    with otel_tokens.agent("survivor"):
+        call(client)
+    call(client)
+    assert "tracer bug" in caplog.text  # our bug, logged; the app runs on
+    assert agents(telemetry) == ["survivor", None]
+    assert agent_spans(telemetry) == []
