@@ -80,35 +80,29 @@ def configure_providers(
     if shutdown_timeout is None:
         shutdown_timeout = env_number(env, OTEL_TOKENS_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT_S, float,
                                       "a positive number of seconds")
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    # The demo's Prometheus port is a code argument: a port in use is its error to report.
+    prometheus = _prometheus_reader("127.0.0.1", prometheus_port) if prometheus_port is not None else None
 
     current_tp = trace.get_tracer_provider()
     current_mp = metrics.get_meter_provider()
     tp_set = not isinstance(current_tp, trace.ProxyTracerProvider)
     mp_set = type(current_mp).__name__ != "_ProxyMeterProvider"
-
-    attributes = {"service.name": service_name} if service_name else {}
-    resource = Resource.create(attributes)
-    built_tp = built_mp = None
+    resource = _resource(service_name)
 
     if tp_set and not force:
-        tracer_provider = current_tp
+        tracer_provider, built_tp = current_tp, None
     else:
-        # Shut down by shutdown_providers(), within the bound, instead of the SDK's unbounded atexit.
-        tracer_provider = built_tp = TracerProvider(resource=resource, shutdown_on_exit=False)
-        for exporter in _span_exporters(env, otlp_endpoint):
-            tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
-        trace.set_tracer_provider(tracer_provider)
+        tracer_provider = built_tp = _from_env("spans", lambda: _tracer_provider(env, resource, otlp_endpoint))
+        if built_tp is not None:
+            trace.set_tracer_provider(built_tp)
 
     if mp_set and not force:
-        meter_provider = current_mp
+        meter_provider, built_mp = current_mp, None
     else:
-        readers = _metric_readers(env, otlp_endpoint, prometheus_port)
-        meter_provider = built_mp = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-        metrics.set_meter_provider(meter_provider)
+        meter_provider = built_mp = _from_env(
+            "metrics", lambda: _meter_provider(env, resource, otlp_endpoint, prometheus))
+        if built_mp is not None:
+            metrics.set_meter_provider(built_mp)
 
     if built_tp is not None or built_mp is not None:
         with _built_lock:
@@ -116,6 +110,47 @@ def configure_providers(
                 atexit.register(shutdown_providers)
             _built.append((built_tp, built_mp, shutdown_timeout))
     return tracer_provider, meter_provider
+
+
+def _resource(service_name: str | None) -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    attributes = {"service.name": service_name} if service_name else {}
+    return _from_env("the resource", lambda: Resource.create(attributes)) or Resource(attributes)
+
+
+def _tracer_provider(env: Mapping[str, str], resource: Any, otlp_endpoint: str | None) -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # Shut down by shutdown_providers(), within the bound, instead of the SDK's unbounded atexit.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    for exporter in _span_exporters(env, otlp_endpoint):
+        processor = _optional(f"the span processor for {type(exporter).__name__}", lambda: BatchSpanProcessor(exporter))
+        if processor is not None:
+            provider.add_span_processor(processor)
+    return provider
+
+
+def _meter_provider(env: Mapping[str, str], resource: Any, otlp_endpoint: str | None, prometheus: Any) -> Any:
+    """``prometheus``: the demo's reader, which replaces one the environment asks for."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    # A value the SDK rejects (OTEL_METRICS_EXEMPLAR_FILTER) fails here, before any reader starts.
+    MeterProvider(resource=resource, shutdown_on_exit=False)
+    readers = _metric_readers(env, otlp_endpoint, with_prometheus=prometheus is None)
+    readers += [prometheus] if prometheus is not None else []
+    return MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+
+
+def _from_env(what: str, build: Callable[[], Any]) -> Any:
+    """What the OpenTelemetry SDK builds from the environment, or None (logged) when it rejects it."""
+    try:
+        return build()
+    except Exception as error:  # e.g. OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=abc fails the SDK's own import
+        _logger.warning("otel_tokens: the OpenTelemetry SDK rejected the environment for %s (%s); "
+                        "%s are not exported", what, error, what)
+        return None
 
 
 def shutdown_providers() -> bool:
@@ -211,26 +246,25 @@ def _otlp_span_exporter(env: Mapping[str, str]) -> Any:
     return GrpcExporter()
 
 
-def _metric_readers(env: Mapping[str, str], otlp_endpoint: str | None, prometheus_port: int | None) -> list[Any]:
+def _metric_readers(env: Mapping[str, str], otlp_endpoint: str | None, with_prometheus: bool = True) -> list[Any]:
+    """Readers the environment asks for; only the OTLP one when ``otlp_endpoint`` is given."""
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     readers: list[Any] = []
-    if prometheus_port is not None:
-        readers.append(_prometheus_reader("127.0.0.1", prometheus_port))
     interval = env_number(env, "OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_METRIC_EXPORT_INTERVAL_MS, float,
                           "a positive number of milliseconds")
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         exporter = OTLPMetricExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/metrics")
-        return [*readers, PeriodicExportingMetricReader(exporter, export_interval_millis=interval)]
+        return [PeriodicExportingMetricReader(exporter, export_interval_millis=interval)]
     for kind in _exporters(env, "metrics"):
         if kind == "otlp":
             exporter = _optional("the OTLP metric exporter", lambda: _otlp_metric_exporter(env))
             if exporter is not None:
                 readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=interval))
         elif kind == "prometheus":
-            if prometheus_port is None:
+            if with_prometheus:
                 host = env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "").strip() or DEFAULT_PROMETHEUS_HOST
                 port = env_number(env, "OTEL_EXPORTER_PROMETHEUS_PORT", DEFAULT_PROMETHEUS_PORT, int,
                                   "a port number (1-65535)", high=65535)

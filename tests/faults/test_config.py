@@ -104,8 +104,7 @@ def test_bad_setup_number_is_logged_and_defaulted(caplog, variable, raw, default
 def test_bad_prometheus_port_falls_back_to_9464(caplog, monkeypatch, raw):
     started = []
     monkeypatch.setattr(setup, "_prometheus_reader", lambda host, port: started.append((host, port)) or "reader")
-    readers = setup._metric_readers({"OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": raw},
-                                    None, None)
+    readers = setup._metric_readers({"OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": raw}, None)
     assert readers == ["reader"] and started == [("localhost", 9464)]
     (warning,) = warnings_of(caplog)
     assert "OTEL_EXPORTER_PROMETHEUS_PORT" in warning
@@ -113,8 +112,7 @@ def test_bad_prometheus_port_falls_back_to_9464(caplog, monkeypatch, raw):
 
 @pytest.mark.parametrize("raw, interval", [("abc", 60_000.0), ("1500", 1500.0), ("0.5", 0.5)])
 def test_metric_export_interval_from_the_environment(raw, interval):
-    (reader,) = setup._metric_readers({"OTEL_METRICS_EXPORTER": "console", "OTEL_METRIC_EXPORT_INTERVAL": raw},
-                                      None, None)
+    (reader,) = setup._metric_readers({"OTEL_METRICS_EXPORTER": "console", "OTEL_METRIC_EXPORT_INTERVAL": raw}, None)
     reader.shutdown()
     assert reader._export_interval_millis == interval
 
@@ -156,9 +154,18 @@ def test_exporter_that_cannot_be_built_is_logged_and_left_out(caplog, monkeypatc
         raise OSError(98, "Address already in use")
 
     monkeypatch.setattr(setup, "_prometheus_reader", port_in_use)
-    assert setup._metric_readers({"OTEL_METRICS_EXPORTER": "prometheus"}, None, None) == []
+    assert setup._metric_readers({"OTEL_METRICS_EXPORTER": "prometheus"}, None) == []
     (warning,) = warnings_of(caplog)
     assert "Prometheus exporter on localhost:9464" in warning and "Address already in use" in warning
+
+
+def test_span_processor_the_sdk_rejects_is_left_out(caplog, monkeypatch):
+    from opentelemetry.sdk.resources import Resource
+
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1")
+    provider = setup._tracer_provider({"OTEL_TRACES_EXPORTER": "console"}, Resource.create({}), None)
+    assert provider._active_span_processor._span_processors == ()
+    assert [w for w in warnings_of(caplog) if "max_export_batch_size" in w] != []
 
 
 # -- code arguments are strict -----------------------------------------------------------------------
@@ -353,6 +360,23 @@ EVERYTHING_BAD = {
     "OTEL_TOKENS_ANTHROPIC_SDK_SPANS": "2",
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "loud",
 }
+
+
+SDK_REJECTS = {
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "abc",  # fails the SDK's own import of opentelemetry.sdk.trace
+    "OTEL_METRICS_EXEMPLAR_FILTER": "bogus",
+    "OTEL_TRACES_EXPORTER": "console",
+    "OTEL_METRICS_EXPORTER": "console",
+}
+
+
+def test_auto_import_survives_values_the_sdk_itself_rejects():
+    done = run_python(AUTO_APP, env=SDK_REJECTS)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[0])["calls"] == 1
+    assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT must be a non-negative integer" in done.stderr
+    assert "Unknown exemplar filter 'bogus'" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_auto_import_survives_every_bad_variable_at_once(closed_port):
