@@ -40,13 +40,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Entry:
     """One entered scope: its label, its span (agents only) and the scope object that entered it."""
 
-    __slots__ = ("field", "value", "span", "owner", "open")
+    __slots__ = ("field", "value", "span", "owner", "open", "parent_context")
 
     def __init__(self, field: str, value: str, span: Any, owner: _Scope) -> None:
         self.field = field
         self.value = value
         self.span = span
         self.owner = owner
+        # The OpenTelemetry context current before this scope made its span current.
+        self.parent_context: Any = None
         # False once exited, wherever that happened: a context that entered it and never saw the
         # exit (exited in another thread) must not keep its label.
         self.open = True
@@ -84,6 +86,8 @@ class _Stack:
 
 
 _EMPTY = _Stack((), NO_LABELS, None, None)
+# Marks an OpenTelemetry context made current by a scope, with that scope's entry.
+_ENTRY_KEY = otel_context.create_key("otel_tokens_scope_entry")
 _SCOPE: contextvars.ContextVar[_Stack] = contextvars.ContextVar("otel_tokens_scope", default=_EMPTY)
 
 
@@ -137,7 +141,9 @@ class _Scope:
         otel_token = None
         if span is not None:
             # Current, so that the LLM spans inside become its children.
-            otel_token = otel_context.attach(trace.set_span_in_context(span))
+            entry.parent_context = otel_context.get_current()
+            made = trace.set_span_in_context(span, entry.parent_context)
+            otel_token = otel_context.attach(otel_context.set_value(_ENTRY_KEY, entry, made))
         return entry, _SCOPE.set(_SCOPE.get().push(entry)), otel_token
 
     def __enter__(self) -> _Scope:
@@ -294,9 +300,14 @@ def _leave(entry: _Entry, token: contextvars.Token, otel_token: Any) -> None:
     if _SCOPE.get() is not wanted:  # an out-of-order exit: keep the scopes still open
         _SCOPE.set(wanted)
     # Detaching a token of another context logs an error in OpenTelemetry; a span another scope made
-    # current since stays current.
-    if otel_token is not None and same_context and trace.get_current_span() is entry.span:
+    # current since stays current (it restores past this one when it exits).
+    if otel_token is not None and same_context and otel_context.get_value(_ENTRY_KEY) is entry:
         otel_context.detach(otel_token)
+        parent = entry.parent_context
+        while (below := otel_context.get_value(_ENTRY_KEY, parent)) is not None and not below.open:
+            parent = below.parent_context  # exited out of order before this one: skip its span too
+        if parent is not entry.parent_context:
+            otel_context.attach(parent)
 
 
 def _restore(token: contextvars.Token, otel_token: Any) -> None:

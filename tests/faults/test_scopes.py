@@ -38,6 +38,9 @@ def app(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> It
     caplog.set_level(logging.DEBUG)
     yield seen
     gc.collect()
+    # Nothing of a scope is left in force in the test's context: no labels, no current span.
+    assert label_now() == label_now().__class__()
+    assert not trace.get_current_span().get_span_context().is_valid
     seen += [f"log {r.levelname} {r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
     assert seen == []
 
@@ -477,10 +480,15 @@ def test_coroutine_closed_from_another_thread_does_not_raise(app, client, teleme
         call(client)
         await suspend()
 
-    coro = worker()
-    coro.send(None)  # runs up to its first suspension, as an event loop would
-    in_thread(coro.close)
-    call(client)
+    def scenario():
+        coro = worker()
+        coro.send(None)  # runs up to its first suspension, as an event loop would
+        in_thread(coro.close)
+        call(client)
+
+    # Its own context: the one that entered the scope keeps the ended span current (no thread can
+    # reset another's context), which must not leak into the rest of the suite.
+    contextvars.copy_context().run(scenario)
     assert agents(telemetry) == ["worker", None]
     (span,) = agent_spans(telemetry)
     assert span.status.status_code is StatusCode.UNSET
@@ -500,10 +508,14 @@ def test_exit_twice_does_nothing(app, client, telemetry):
 
 def test_exit_in_another_thread_does_not_raise_or_keep_the_label(app, client, telemetry):
     scope = otel_tokens.agent("roaming")
-    scope.__enter__()
-    call(client)
-    in_thread(scope.__exit__, None, None, None)
-    call(client)  # this context entered the scope and never saw its exit
+
+    def scenario():
+        scope.__enter__()
+        call(client)
+        in_thread(scope.__exit__, None, None, None)
+        call(client)  # this context entered the scope and never saw its exit
+
+    contextvars.copy_context().run(scenario)  # as above: its ended span stays current in that context
     assert agents(telemetry) == ["roaming", None]
     assert len(agent_spans(telemetry)) == 1
 
@@ -525,6 +537,9 @@ def test_exits_out_of_order_keep_the_open_scope_and_then_leave_nothing(
     assert agents(telemetry) == [during["agent"], None]
     assert labels_of(telemetry, A.GEN_AI_WORKFLOW_NAME) == [during["workflow"], None]
     assert label_now() == label_now().__class__()
+    assert not trace.get_current_span().get_span_context().is_valid  # no ended agent span left current
+    first_call, second_call = sorted(telemetry.llm_spans(), key=lambda s: s.start_time)
+    assert second_call.parent is None
 
 
 async def test_async_with_exited_in_another_task(app, aclient, telemetry):
