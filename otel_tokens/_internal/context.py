@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -38,20 +39,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Entry:
-    """One entered scope: its label, its span (agents only) and the scope object that entered it."""
+    """One entered scope: its label, its span (agents only), the scope object that entered it, and the
+    tokens that undo its entry in the context that entered it."""
 
-    __slots__ = ("field", "value", "span", "owner", "open", "parent_context")
+    __slots__ = ("field", "value", "span", "owner", "open", "parent_context", "token", "otel_token",
+                 "__weakref__")
 
     def __init__(self, field: str, value: str, span: Any, owner: _Scope) -> None:
         self.field = field
         self.value = value
         self.span = span
         self.owner = owner
+        self.open = True
         # The OpenTelemetry context current before this scope made its span current.
         self.parent_context: Any = None
-        # False once exited, wherever that happened: a context that entered it and never saw the
-        # exit (exited in another thread) must not keep its label.
-        self.open = True
+        self.token: contextvars.Token | None = None
+        self.otel_token: Any = None
 
 
 class _Stack:
@@ -88,14 +91,16 @@ class _Stack:
 _EMPTY = _Stack((), NO_LABELS, None, None)
 # Marks an OpenTelemetry context made current by a scope, with that scope's entry.
 _ENTRY_KEY = otel_context.create_key("otel_tokens_scope_entry")
+# Entries exited in another context than the one that entered them, until that context notices.
+_EXITED_ELSEWHERE: weakref.WeakSet[_Entry] = weakref.WeakSet()
 _SCOPE: contextvars.ContextVar[_Stack] = contextvars.ContextVar("otel_tokens_scope", default=_EMPTY)
 
 
 def current_labels() -> Labels:
     """Labels for a call made now; a framework's agent span nested inside our scope wins."""
     stack = _SCOPE.get()
-    if not all(entry.open for entry in stack.entries):
-        stack = _EMPTY.extended(entry for entry in stack.entries if entry.open)
+    if _EXITED_ELSEWHERE and stack.entries:
+        stack = _settle(stack)
     labels = stack.labels
     span = trace.get_current_span()
     # An ended span can be left current by out-of-order exits; it attributes nothing.
@@ -131,44 +136,49 @@ class _Scope:
             raise ConfigError(f"{field} name must be a non-empty string, got {value!r}")
         self._field = field
         self._value = value
-        # (entry, label token, context token) per entry not yet exited: one scope object may be entered
-        # again (recursion, decorator reuse, several threads).
-        self._entered: list[tuple[_Entry, contextvars.Token, Any]] = []
+        # Entries not yet exited: one scope object may be entered again (recursion, decorator reuse,
+        # several threads or tasks).
+        self._entered: list[_Entry] = []
 
     # -- entering and leaving ----------------------------------------------------------------------
-    def _enter(self, span: Any) -> tuple[_Entry, contextvars.Token, Any]:
+    def _enter(self, span: Any) -> _Entry:
         entry = _Entry(self._field, self._value, span, self)
-        otel_token = None
         if span is not None:
             # Current, so that the LLM spans inside become its children.
             entry.parent_context = otel_context.get_current()
             made = trace.set_span_in_context(span, entry.parent_context)
-            otel_token = otel_context.attach(otel_context.set_value(_ENTRY_KEY, entry, made))
-        return entry, _SCOPE.set(_SCOPE.get().push(entry)), otel_token
+            entry.otel_token = otel_context.attach(otel_context.set_value(_ENTRY_KEY, entry, made))
+        entry.token = _SCOPE.set(_SCOPE.get().push(entry))
+        return entry
 
     def __enter__(self) -> _Scope:
         self._entered.append(self._enter(self._start_span()))
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        record = self._pop_entered()
-        if record is None:  # exited more often than entered: nothing left to undo
+        entry = self._pop_entered()
+        if entry is None:  # exited more often than entered: nothing left to undo
             return
-        entry, token, otel_token = record
-        _leave(entry, token, otel_token)
+        entry.open = False
+        if not _leave(entry):
+            # Another thread or task: that context cannot be reset from here, so it is settled the
+            # next time it asks for labels; this one just drops the label if it has it.
+            current = _SCOPE.get()
+            if (wanted := current.without(entry)) is not current:
+                _SCOPE.set(wanted)
+            _EXITED_ELSEWHERE.add(entry)
         _end_span(entry.span, exc)
 
-    def _pop_entered(self) -> tuple[_Entry, contextvars.Token, Any] | None:
+    def _pop_entered(self) -> _Entry | None:
         """The innermost entry of this scope in the current context, else the last one entered."""
         mine = next((e for e in reversed(_SCOPE.get().entries) if e.owner is self), None)
         # Other threads may enter and exit the same scope object meanwhile: work on a snapshot.
-        for record in reversed(self._entered[:]):
-            if record[0] is mine:
-                try:
-                    self._entered.remove(record)
-                    return record
-                except ValueError:
-                    break
+        if mine is not None and any(e is mine for e in self._entered[:]):
+            try:
+                self._entered.remove(mine)
+                return mine
+            except ValueError:
+                pass
         try:
             return self._entered.pop()
         except IndexError:
@@ -187,18 +197,18 @@ class _Scope:
     # -- one step of a decorated generator ---------------------------------------------------------
     def _in_frame(self, span: Any, step: Callable[..., Any], *args: Any) -> Any:
         """Run one step of a decorated generator with this scope set, and give the caller its own back."""
-        _, token, otel_token = self._enter(span)
+        entry = self._enter(span)
         try:
             return step(*args)
         finally:
-            _restore(token, otel_token)
+            _restore(entry)
 
     async def _in_frame_async(self, span: Any, step: Callable[..., Any], *args: Any) -> Any:
-        _, token, otel_token = self._enter(span)
+        entry = self._enter(span)
         try:
             return await step(*args)
         finally:
-            _restore(token, otel_token)
+            _restore(entry)
 
     # -- decorator ---------------------------------------------------------------------------------
     def __call__(self, func: F) -> F:
@@ -288,36 +298,49 @@ class _Scope:
         return wrapper  # type: ignore[return-value]
 
 
-def _leave(entry: _Entry, token: contextvars.Token, otel_token: Any) -> None:
-    """Undo one ``__enter__``, in whatever order and context it happens; never raises."""
-    entry.open = False
+def _leave(entry: _Entry) -> bool:
+    """Undo an exited entry in the context that entered it, in whatever order the exits come.
+
+    False (and nothing changed) in any other context. Never raises.
+    """
     wanted = _SCOPE.get().without(entry)
     try:
-        _SCOPE.reset(token)
-        same_context = True
-    except (ValueError, RuntimeError):  # entered in another context (or token already used)
-        same_context = False
+        _SCOPE.reset(entry.token)  # type: ignore[arg-type]
+    except (ValueError, RuntimeError):  # another context (or the token was used already)
+        return False
     if _SCOPE.get() is not wanted:  # an out-of-order exit: keep the scopes still open
         _SCOPE.set(wanted)
-    # Detaching a token of another context logs an error in OpenTelemetry; a span another scope made
-    # current since stays current (it restores past this one when it exits).
-    if otel_token is not None and same_context and otel_context.get_value(_ENTRY_KEY) is entry:
-        otel_context.detach(otel_token)
+    # A span another scope made current since stays current (it restores past this one when it exits).
+    if entry.otel_token is not None and otel_context.get_value(_ENTRY_KEY) is entry:
+        otel_context.detach(entry.otel_token)
         parent = entry.parent_context
         while (below := otel_context.get_value(_ENTRY_KEY, parent)) is not None and not below.open:
             parent = below.parent_context  # exited out of order before this one: skip its span too
         if parent is not entry.parent_context:
             otel_context.attach(parent)
+    return True
 
 
-def _restore(token: contextvars.Token, otel_token: Any) -> None:
+def _settle(stack: _Stack) -> _Stack:
+    """Undo, in this context, entries exited elsewhere if this is the context that entered them.
+
+    A context copied from it (a task or thread started inside the scope) keeps their labels, as
+    copied contexts do.
+    """
+    for entry in stack.entries:
+        if entry in _EXITED_ELSEWHERE and _leave(entry):
+            _EXITED_ELSEWHERE.discard(entry)
+    return _SCOPE.get()
+
+
+def _restore(entry: _Entry) -> None:
     """Give the caller back exactly the labels and span it had before a generator step."""
     try:
-        _SCOPE.reset(token)
+        _SCOPE.reset(entry.token)  # type: ignore[arg-type]
     except (ValueError, RuntimeError):  # a step driven across contexts by hand: leave that context be
         return
-    if otel_token is not None:
-        otel_context.detach(otel_token)
+    if entry.otel_token is not None:
+        otel_context.detach(entry.otel_token)
 
 
 class agent(_Scope):  # noqa: N801 - reads as a verb at the call site, like contextlib's helpers

@@ -480,15 +480,11 @@ def test_coroutine_closed_from_another_thread_does_not_raise(app, client, teleme
         call(client)
         await suspend()
 
-    def scenario():
-        coro = worker()
-        coro.send(None)  # runs up to its first suspension, as an event loop would
-        in_thread(coro.close)
-        call(client)
-
-    # Its own context: the one that entered the scope keeps the ended span current (no thread can
-    # reset another's context), which must not leak into the rest of the suite.
-    contextvars.copy_context().run(scenario)
+    coro = worker()
+    coro.send(None)  # runs up to its first suspension, as an event loop would
+    in_thread(coro.close)
+    call(client)  # this context entered the scope: it is settled here, on its next call
+    assert not trace.get_current_span().get_span_context().is_valid
     assert agents(telemetry) == ["worker", None]
     (span,) = agent_spans(telemetry)
     assert span.status.status_code is StatusCode.UNSET
@@ -508,14 +504,11 @@ def test_exit_twice_does_nothing(app, client, telemetry):
 
 def test_exit_in_another_thread_does_not_raise_or_keep_the_label(app, client, telemetry):
     scope = otel_tokens.agent("roaming")
-
-    def scenario():
-        scope.__enter__()
-        call(client)
-        in_thread(scope.__exit__, None, None, None)
-        call(client)  # this context entered the scope and never saw its exit
-
-    contextvars.copy_context().run(scenario)  # as above: its ended span stays current in that context
+    scope.__enter__()
+    call(client)
+    in_thread(scope.__exit__, None, None, None)
+    call(client)  # this context entered the scope and never saw its exit: settled here
+    assert not trace.get_current_span().get_span_context().is_valid
     assert agents(telemetry) == ["roaming", None]
     assert len(agent_spans(telemetry)) == 1
 
@@ -540,6 +533,41 @@ def test_exits_out_of_order_keep_the_open_scope_and_then_leave_nothing(
     assert not trace.get_current_span().get_span_context().is_valid  # no ended agent span left current
     first_call, second_call = sorted(telemetry.llm_spans(), key=lambda s: s.start_time)
     assert second_call.parent is None
+
+
+async def test_task_started_inside_a_scope_keeps_its_label_after_the_scope_exits(app, aclient, telemetry):
+    gate = asyncio.Event()
+
+    async def background():
+        await gate.wait()
+        await acall(aclient)
+
+    with otel_tokens.agent("spawner"):
+        task = asyncio.create_task(background())
+    await acall(aclient)
+    gate.set()
+    await task  # a copied context keeps the labels it was started with
+    assert agents(telemetry) == [None, "spawner"]
+
+
+def test_thread_started_inside_a_scope_keeps_its_label_when_the_scope_exits_elsewhere(app, client, telemetry):
+    scope = otel_tokens.agent("spawner")
+    started, finish = threading.Event(), threading.Event()
+
+    def background():
+        started.set()
+        finish.wait()
+        call(client)
+
+    scope.__enter__()
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(background,))
+    worker.start()
+    started.wait()
+    in_thread(scope.__exit__, None, None, None)
+    call(client)  # the entering context: no longer labelled
+    finish.set()
+    worker.join()  # the copy: still labelled
+    assert agents(telemetry) == [None, "spawner"]
 
 
 async def test_async_with_exited_in_another_task(app, aclient, telemetry):
