@@ -33,6 +33,7 @@ from opentelemetry import trace
 from otel_tokens import semconv
 from otel_tokens._internal.errors import ConfigError, ConfigTypeError
 from otel_tokens._internal.records import NO_LABELS, Labels
+from otel_tokens._internal.redact import error_text
 from otel_tokens._internal.safety import guarded
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,8 +120,7 @@ def _end_span(span: Any, exc: BaseException | None) -> None:
     # Closing a generator (GeneratorExit) is how it is abandoned, not a failure.
     if exc is not None and not isinstance(exc, GeneratorExit):
         span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
-        # TODO redact: no redact helper on this branch yet; the message may echo a secret.
-        span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+        span.set_status(trace.Status(trace.StatusCode.ERROR, error_text(exc)))
     span.end()
 
 
