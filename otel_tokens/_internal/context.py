@@ -194,22 +194,6 @@ class _Scope:
         """The span this scope opens, if any."""
         return None
 
-    # -- one step of a decorated generator ---------------------------------------------------------
-    def _in_frame(self, span: Any, step: Callable[..., Any], *args: Any) -> Any:
-        """Run one step of a decorated generator with this scope set, and give the caller its own back."""
-        entry = self._enter(span)
-        try:
-            return step(*args)
-        finally:
-            _restore(entry)
-
-    async def _in_frame_async(self, span: Any, step: Callable[..., Any], *args: Any) -> Any:
-        entry = self._enter(span)
-        try:
-            return await step(*args)
-        finally:
-            _restore(entry)
-
     # -- decorator ---------------------------------------------------------------------------------
     def __call__(self, func: F) -> F:
         field, value, cls = self._field, self._value, type(self)
@@ -223,16 +207,14 @@ class _Scope:
 
             @functools.wraps(func)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                # Runs from the first resume: the span starts then, under whatever is current.
-                scope = fresh()
-                span = scope._start_span()
+                frame = _Frame(fresh())
                 agen = func(*args, **kwargs)
                 failure: BaseException | None = None
                 try:
                     step, sent = agen.asend, None
                     while True:
                         try:
-                            item = await scope._in_frame_async(span, step, sent)
+                            item = await frame.run_async(step, sent)
                         except StopAsyncIteration:
                             return
                         try:
@@ -240,7 +222,7 @@ class _Scope:
                             step = agen.asend
                         except GeneratorExit:
                             # Also how asyncio finalises an abandoned generator, in a task of its own.
-                            await scope._in_frame_async(span, agen.aclose)
+                            await frame.run_async(agen.aclose)
                             raise
                         except BaseException as thrown:  # delegated, as ``yield from`` does
                             step, sent = agen.athrow, thrown
@@ -248,7 +230,7 @@ class _Scope:
                     failure = exc
                     raise
                 finally:
-                    _end_span(span, failure)
+                    _end_span(frame.entry.span, failure)
 
             return agen_wrapper  # type: ignore[return-value]
         if inspect.iscoroutinefunction(func):
@@ -263,22 +245,21 @@ class _Scope:
 
             @functools.wraps(func)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = fresh()
-                span = scope._start_span()
+                frame = _Frame(fresh())
                 gen = func(*args, **kwargs)
                 failure: BaseException | None = None
                 try:
                     step, sent = gen.send, None
                     while True:
                         try:
-                            item = scope._in_frame(span, step, sent)
+                            item = frame.run(step, sent)
                         except StopIteration as stop:
                             return stop.value
                         try:
                             sent = yield item
                             step = gen.send
                         except GeneratorExit:
-                            scope._in_frame(span, gen.close)
+                            frame.run(gen.close)
                             raise
                         except BaseException as thrown:  # delegated, as ``yield from`` does
                             step, sent = gen.throw, thrown
@@ -286,7 +267,7 @@ class _Scope:
                     failure = exc
                     raise
                 finally:
-                    _end_span(span, failure)
+                    _end_span(frame.entry.span, failure)
 
             return gen_wrapper  # type: ignore[return-value]
 
@@ -296,6 +277,48 @@ class _Scope:
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+
+class _Frame:
+    """A decorated generator's scope: set while its frame runs a step, the caller's restored after.
+
+    One entry and span for the generator's life; the stack and context a step runs under are kept
+    while the caller's stay the same, so a step costs two context-variable swaps.
+    """
+
+    __slots__ = ("entry", "_below", "_stack", "_below_context", "_context")
+
+    def __init__(self, scope: _Scope) -> None:
+        # Runs at the first resume: the span starts then, under whatever is current.
+        self.entry = _Entry(scope._field, scope._value, scope._start_span(), scope)
+        self._below = self._stack = self._below_context = self._context = None
+
+    def _set(self) -> None:
+        entry = self.entry
+        below = _SCOPE.get()
+        if below is not self._below:
+            self._below, self._stack = below, below.push(entry)
+        if entry.span is not None:
+            below_context = otel_context.get_current()
+            if below_context is not self._below_context:
+                made = trace.set_span_in_context(entry.span, below_context)
+                self._below_context, self._context = below_context, otel_context.set_value(_ENTRY_KEY, entry, made)
+            entry.otel_token = otel_context.attach(self._context)
+        entry.token = _SCOPE.set(self._stack)  # type: ignore[arg-type]
+
+    def run(self, step: Callable[..., Any], *args: Any) -> Any:
+        self._set()
+        try:
+            return step(*args)
+        finally:
+            _restore(self.entry)
+
+    async def run_async(self, step: Callable[..., Any], *args: Any) -> Any:
+        self._set()
+        try:
+            return await step(*args)
+        finally:
+            _restore(self.entry)
 
 
 def _leave(entry: _Entry) -> bool:
