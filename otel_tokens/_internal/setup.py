@@ -126,7 +126,7 @@ def _tracer_provider(env: Mapping[str, str], resource: Any, otlp_endpoint: str |
     # Shut down by shutdown_providers(), within the bound, instead of the SDK's unbounded atexit.
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     for exporter in _span_exporters(env, otlp_endpoint):
-        processor = _optional(f"the span processor for {type(exporter).__name__}", lambda: BatchSpanProcessor(exporter))
+        processor = _optional(f"the span processor for {type(exporter).__name__}", BatchSpanProcessor, exporter)
         if processor is not None:
             provider.add_span_processor(processor)
     return provider
@@ -208,10 +208,10 @@ def _check_arguments(otlp_endpoint: Any, prometheus_port: Any, service_name: Any
             raise ConfigError(f"shutdown_timeout must be a positive number of seconds, got {shutdown_timeout!r}")
 
 
-def _optional(what: str, build: Callable[[], Any]) -> Any:
+def _optional(what: str, build: Callable[..., Any], *args: Any) -> Any:
     """An exporter the environment asked for, or None (logged) when it cannot be built."""
     try:
-        return build()
+        return build(*args)
     except Exception as error:  # a missing package, a port in use: telemetry is lost, the app runs on
         _logger.warning("otel_tokens: could not set up %s (%s); it is left out", what, error)
         return None
@@ -225,7 +225,7 @@ def _span_exporters(env: Mapping[str, str], otlp_endpoint: str | None) -> list[A
     exporters = []
     for kind in _exporters(env, "traces"):
         if kind == "otlp":
-            exporters.append(_optional("the OTLP span exporter", lambda: _otlp_span_exporter(env)))
+            exporters.append(_optional("the OTLP span exporter", _otlp_span_exporter, env))
         elif kind == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -260,7 +260,7 @@ def _metric_readers(env: Mapping[str, str], otlp_endpoint: str | None, with_prom
         return [PeriodicExportingMetricReader(exporter, export_interval_millis=interval)]
     for kind in _exporters(env, "metrics"):
         if kind == "otlp":
-            exporter = _optional("the OTLP metric exporter", lambda: _otlp_metric_exporter(env))
+            exporter = _optional("the OTLP metric exporter", _otlp_metric_exporter, env)
             if exporter is not None:
                 readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=interval))
         elif kind == "prometheus":
@@ -268,7 +268,7 @@ def _metric_readers(env: Mapping[str, str], otlp_endpoint: str | None, with_prom
                 host = env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "").strip() or DEFAULT_PROMETHEUS_HOST
                 port = env_number(env, "OTEL_EXPORTER_PROMETHEUS_PORT", DEFAULT_PROMETHEUS_PORT, int,
                                   "a port number (1-65535)", high=65535)
-                reader = _optional(f"the Prometheus exporter on {host}:{port}", lambda: _prometheus_reader(host, port))
+                reader = _optional(f"the Prometheus exporter on {host}:{port}", _prometheus_reader, host, port)
                 if reader is not None:
                     readers.append(reader)
         elif kind == "console":
