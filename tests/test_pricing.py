@@ -85,7 +85,28 @@ SWEEP_MODELS: dict[str, tuple[str, ...]] = {
     "groq": ("llama-3.3-70b-versatile", "openai/gpt-oss-120b"),
     "x_ai": ("grok-4", "grok-3-mini", "grok-4.20"),  # grok-4.20: tier above 199,999
     "perplexity": ("sonar", "sonar-deep-research"),  # per-request fee; separate reasoning price
-    "aws.bedrock": ("anthropic.claude-sonnet-4-5-20250929-v1:0", "amazon.nova-pro-v1:0"),
+    "aws.bedrock": (
+        "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "amazon.nova-pro-v1:0",
+        # ids as sent: region / global inference-profile prefixes, versions, an inference-profile ARN
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "eu.anthropic.claude-sonnet-4-20250514-v1:0",
+        "anthropic.claude-opus-4-1-20250805-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "us.amazon.nova-lite-v1:0",
+        "amazon.nova-micro-v1:0",
+        "amazon.titan-text-express-v1",
+        "amazon.titan-embed-text-v2:0",
+        "us.meta.llama3-3-70b-instruct-v1:0",
+        "us.meta.llama4-maverick-17b-instruct-v1:0",
+        "meta.llama3-1-8b-instruct-v1:0",
+        "mistral.mistral-7b-instruct-v0:2",
+        "mistral.mistral-large-2402-v1:0",
+        "us.deepseek.r1-v1:0",
+        "openai.gpt-oss-120b-1:0",
+        "qwen.qwen3-32b-v1:0",
+    ),
     "azure.ai.openai": ("gpt-4o", "gpt-4.1-mini"),
     "openrouter": ("qwen/qwen3.7-flash", "anthropic/claude-sonnet-4.5"),  # qwen: tiers at 32k and 256k
     "cohere": ("command-r-plus",),
@@ -256,6 +277,17 @@ def test_unknown_model_is_none(noon_book: PriceBook) -> None:
     assert not noon_book.is_known("openai", "no-such-model-xyz")
     assert noon_book.cost("openai", None, Usage(input_tokens=1)) is None
     assert noon_book.cost("openai", "", Usage(input_tokens=1)) is None
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["cohere.command-r-v1:0", "cohere.embed-english-v3", "ai21.jamba-1-5-large-v1:0", "anthropic.claude-v2:1"],
+)
+def test_bedrock_models_genai_prices_lacks_are_unknown(noon_book: PriceBook, model: str) -> None:
+    usage = Usage(input_tokens=1_000, output_tokens=200)
+    with pytest.raises(LookupError):
+        genai_cost("aws", model, usage, NOON)
+    assert noon_book.cost("aws.bedrock", model, usage) is None  # unknown, never $0 or another cloud's price
 
 
 def test_mapped_provider_does_not_guess_across_providers(noon_book: PriceBook) -> None:

@@ -47,7 +47,14 @@ Style = Literal["sync", "async", "sync_manager", "sending_manager"]
 
 
 class Operation(Protocol):
-    """A provider adapter for one kind of call. It only parses; it never touches telemetry."""
+    """A provider adapter for one kind of call. It only parses; it never touches telemetry.
+
+    An adapter whose patched entry point serves many APIs (botocore's ``_make_api_call`` serves every
+    AWS service) also defines ``accepts(instance, args, kwargs)``, a cheap check run first on every
+    call: False sends the call straight to the SDK. An adapter whose stream is part of a larger response (botocore's ``{"stream": EventStream}``) also
+    defines ``with_stream(response, wrap)``, returning what the caller gets with ``wrap(stream)`` in
+    the stream's place; without it the response is the stream.
+    """
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared: ...
 
@@ -77,6 +84,13 @@ class Prepared:
     hide_usage_chunk: bool = False
     # "true" for with_raw_response, "stream" for with_streaming_response, None for a plain call.
     raw_mode: str | None = None
+    # What prompt_text and input_messages read when the SDK takes its parameters positionally
+    # (botocore's api_params); None: the keyword arguments sent.
+    inputs: dict | None = None
+
+    @property
+    def prompt_inputs(self) -> dict:
+        return self.kwargs if self.inputs is None else self.inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +178,9 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
         if raise_internal_errors():
             raise
         return None
+    inputs = prepared.prompt_inputs
     try:
-        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(kwargs))
+        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(inputs))
     except BudgetExceededError:
         raise
     except Exception:
@@ -174,7 +189,7 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
             raise
         return None
     if recorder.settings.capture_content.enabled:
-        invocation.input_messages = guarded("reading input messages", operation.input_messages, kwargs)
+        invocation.input_messages = guarded("reading input messages", operation.input_messages, inputs)
     call = _Call(prepared, invocation)
     call.token = _IN_CALL.set(True)
     return call
@@ -206,7 +221,10 @@ def _returned(operation: Operation, recorder: Recorder, call: _Call, response: A
                 recorder, invocation, operation.accumulator(prepared), _estimator(operation, prepared)
             )
             proxy = SyncStreamProxy if kind == "sync" else AsyncStreamProxy
-            return proxy(response, state)
+            with_stream = getattr(operation, "with_stream", None)
+            if with_stream is None:
+                return proxy(response, state)
+            return with_stream(response, lambda stream: proxy(stream, state))
         if prepared.raw_mode is not None:
             return _returned_raw(operation, recorder, call, response)
         result = operation.result(response, recorder.settings.capture_content.enabled)
@@ -311,7 +329,7 @@ def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], U
 
         model = result.response_model or prepared.request.model
         return Usage(
-            input_tokens=count_tokens(operation.prompt_text(prepared.kwargs), model),
+            input_tokens=count_tokens(operation.prompt_text(prepared.prompt_inputs), model),
             output_tokens=count_tokens(result.output_text or "", model),
             estimated=True,
         )
@@ -329,8 +347,10 @@ def _result_estimator(
 
 
 def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    accepts = getattr(operation, "accepts", None)
+
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not switch.on:
+        if not switch.on or (accepts is not None and not accepts(instance, args, kwargs)):
             return wrapped(*args, **kwargs)
         call = _begin(operation, recorder, instance, args, kwargs)
         if call is None:
@@ -346,8 +366,10 @@ def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> C
 
 
 def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    accepts = getattr(operation, "accepts", None)
+
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not switch.on:
+        if not switch.on or (accepts is not None and not accepts(instance, args, kwargs)):
             return await wrapped(*args, **kwargs)
         call = _begin(operation, recorder, instance, args, kwargs)
         if call is None:
