@@ -20,11 +20,12 @@ from typing import Any
 
 from otel_tokens import semconv
 from otel_tokens._internal.context import agent, task, user, workflow
-from otel_tokens._internal.errors import BudgetExceededError
+from otel_tokens._internal.errors import BudgetExceededError, ConfigError
 from otel_tokens.version import __version__
 
 __all__ = [
     "BudgetExceededError",
+    "ConfigError",
     "__version__",
     "agent",
     "get_statistics",
@@ -63,7 +64,7 @@ def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settin
     """Instrument every supported SDK that is installed (now or when it is imported). Idempotent.
 
     ``settings`` override the ``OTEL_TOKENS_*`` environment (see the README), e.g. ``stream_usage=False``.
-    A bad prices or budgets file raises ``ValueError`` naming the file and the entry.
+    A bad setting, prices file or budgets raises ``ConfigError`` naming the setting, or the file and entry.
     """
     from otel_tokens._internal.runtime import runtime_for
 

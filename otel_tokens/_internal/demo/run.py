@@ -38,7 +38,7 @@ import openai
 import otel_tokens
 from otel_tokens._internal.demo.fake_server import FakeLLMServer
 from otel_tokens._internal.formatting import format_usd
-from otel_tokens._internal.setup import configure_providers
+from otel_tokens._internal.setup import configure_providers, shutdown_providers
 
 WORKFLOW = "research-report"
 SELF_HOSTED_MODEL = "acme-llm-7b"  # a custom model on an OpenAI-compatible endpoint: no known price
@@ -231,9 +231,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        # Shutting the providers down flushes the OTLP exporters.
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
+        # Flushes the OTLP exporters, within OTEL_TOKENS_SHUTDOWN_TIMEOUT.
+        shutdown_providers()
         otel_tokens.uninstrument()
         server.stop()
     return 0
