@@ -79,6 +79,8 @@ COST_SOURCE_PROVIDER: Final = "provider"
 OTEL_TOKENS_USAGE_ESTIMATED: Final = "otel_tokens.usage.estimated"
 OTEL_TOKENS_PRICE_UNKNOWN: Final = "otel_tokens.price.unknown"
 OTEL_TOKENS_TASK_NAME: Final = "otel_tokens.task.name"
+# HTTP requests one call sent, when more than one (Gemini automatic function calling, continuation).
+OTEL_TOKENS_REQUEST_COUNT: Final = "otel_tokens.request.count"
 OTEL_TOKENS_BUDGET_WINDOW: Final = "otel_tokens.budget.window"
 # attributes of the budget span events
 OTEL_TOKENS_BUDGET_SPENT_USD: Final = "otel_tokens.budget.spent_usd"

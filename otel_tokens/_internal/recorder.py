@@ -193,9 +193,12 @@ class Recorder:
         if usage is None or self._prices is None or not model:
             return None, None
         try:
-            cost = self._prices.cost(request.provider, model, usage)
-            if cost is None and request.model and request.model != model:
-                cost = self._prices.cost(request.provider, request.model, usage)
+            hops = result.hop_usages if result is not None else ()
+            if hops:  # several requests: price tiers apply to each on its own
+                costs = [self._model_cost(request, hop, model) for hop in hops]
+                cost = None if None in costs else sum(costs)  # type: ignore[arg-type]
+            else:
+                cost = self._model_cost(request, usage, model)
         except Exception:
             _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
             return None, None
@@ -203,6 +206,12 @@ class Recorder:
             self._warn_unpriced(request.provider, model)
             return None, None
         return cost, semconv.COST_SOURCE_LOCAL
+
+    def _model_cost(self, request: Request, usage: Usage, model: str) -> float | None:
+        cost = self._prices.cost(request.provider, model, usage)  # type: ignore[union-attr]
+        if cost is None and request.model and request.model != model:
+            cost = self._prices.cost(request.provider, request.model, usage)  # type: ignore[union-attr]
+        return cost
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         key = (provider, model)
@@ -236,6 +245,8 @@ class Recorder:
                 attributes[semconv.GEN_AI_RESPONSE_ID] = result.response_id
             if result.finish_reasons:
                 attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = result.finish_reasons
+            if result.hop_usages:
+                attributes[semconv.OTEL_TOKENS_REQUEST_COUNT] = len(result.hop_usages)
         if usage is not None:
             attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             if record.request.operation != semconv.OP_EMBEDDINGS or usage.output_tokens:
