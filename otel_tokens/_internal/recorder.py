@@ -208,7 +208,8 @@ class Recorder:
         if provider_cost is not None:
             cost, cost_source = provider_cost, semconv.COST_SOURCE_PROVIDER
         elif usage is not None:
-            cost, cost_source = self._cost(request, usage, model)
+            hops = result.hop_usages if result is not None and usage is result.usage else ()
+            cost, cost_source = self._cost(request, usage, model, hops)
 
         ttfc = None
         if invocation.first_chunk_at is not None:
@@ -226,11 +227,12 @@ class Recorder:
             usage_invalid=invalid,
         )
 
-    def _cost(self, request: Request, usage: Usage, model: str | None) -> tuple[float | None, str | None]:
+    def _cost(
+        self, request: Request, usage: Usage, model: str | None, hops: tuple[Usage, ...] = ()
+    ) -> tuple[float | None, str | None]:
         if self._prices is None or not model:
             return None, None
         try:
-            hops = result.hop_usages if result is not None else ()
             if hops:  # several requests: price tiers apply to each on its own
                 costs = [self._model_cost(request, hop, model) for hop in hops]
                 cost = None if None in costs else sum(costs)  # type: ignore[arg-type]
