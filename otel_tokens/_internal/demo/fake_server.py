@@ -31,7 +31,8 @@ Usage is deterministic, so tests can assert exact numbers:
   reported in ``output_tokens_details.thinking_tokens``;
 * Gemini counts the text of every part (a ``functionCall``/``functionResponse`` part its compact JSON),
   the ``systemInstruction`` and the tool declarations, plus 3 tokens per content; models named
-  ``gemini-2.5*`` or ``gemini-3*`` think 192 tokens (``thinkingBudget`` caps it, 0 turns it off;
+  ``gemini-2.5*`` or ``gemini-3*`` think 192 tokens (Flash-Lite only with a ``thinkingConfig``;
+  ``thinkingBudget`` caps it, 0 turns it off;
   ``thinkingLevel`` low / high give 64 / 512), reported in ``thoughtsTokenCount`` and sharing
   ``maxOutputTokens``. Each stream chunk carries the usage so far (cumulative), as Gemini's does;
 * prompt caching keeps per-server state. OpenAI (automatic): the preamble (tools, schema,
@@ -1241,6 +1242,8 @@ def _gemini_thoughts(model: str, thinking: Any) -> int:
     if not model.startswith(_GEMINI_THINKING_PREFIXES):
         return 0
     thinking = thinking if isinstance(thinking, Mapping) else {}
+    if "flash-lite" in model and not thinking:  # Flash-Lite thinks only when asked to
+        return 0
     # google-genai sends this object's keys as written in Python (snake case); REST documents camel case.
     budget = _int_or_none(thinking.get("thinkingBudget"), thinking.get("thinking_budget"))
     level = thinking.get("thinkingLevel") or thinking.get("thinking_level")
