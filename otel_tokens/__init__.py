@@ -49,6 +49,7 @@ _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
     ("otel_tokens.instrumentation.google_genai", "GoogleGenAIInstrumentor"),
+    ("otel_tokens.instrumentation.google_generativeai", "GoogleGenerativeAIInstrumentor"),
 )
 
 

@@ -95,6 +95,9 @@ class Prepared:
     hide_usage_chunk: bool = False
     # "true" for with_raw_response, "stream" for with_streaming_response, None for a plain call.
     raw_mode: str | None = None
+    # The positional arguments to send; None: those the caller gave. An adapter that moves a positional
+    # argument into ``kwargs`` (so that prompt_text can read it) sends () here.
+    args: tuple | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +373,8 @@ def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> C
         if call is None:
             return wrapped(*args, **kwargs)
         try:
-            response = wrapped(*args, **call.prepared.kwargs)
+            prepared = call.prepared
+            response = wrapped(*(args if prepared.args is None else prepared.args), **prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise
@@ -387,7 +391,8 @@ def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> 
         if call is None:
             return await wrapped(*args, **kwargs)
         try:
-            response = await wrapped(*args, **call.prepared.kwargs)
+            prepared = call.prepared
+            response = await wrapped(*(args if prepared.args is None else prepared.args), **prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise

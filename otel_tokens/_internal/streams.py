@@ -155,11 +155,13 @@ class SyncStreamProxy(wrapt.ObjectProxy):
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):
-    """Proxy for ``openai.AsyncStream`` / ``anthropic.AsyncStream`` and other async chunk iterators."""
+    """Proxy for ``openai.AsyncStream`` / ``anthropic.AsyncStream`` and other async chunk iterators, and
+    for async iterables that are not iterators themselves (google-api-core's gRPC stream responses)."""
 
     def __init__(self, wrapped: Any, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
+        self._self_iterator = wrapped if hasattr(type(wrapped), "__anext__") else None
         state.watch(self)
 
     def __aiter__(self) -> AsyncStreamProxy:
@@ -167,9 +169,12 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
 
     async def __anext__(self) -> Any:
         state = self._self_state
+        iterator = self._self_iterator
+        if iterator is None:
+            iterator = self._self_iterator = self.__wrapped__.__aiter__()
         while True:
             try:
-                chunk = await self.__wrapped__.__anext__()
+                chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 state.finish()
                 raise

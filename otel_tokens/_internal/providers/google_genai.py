@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -111,13 +111,14 @@ def text_of(value: Any) -> str:
     """The text in contents: a string, a list, a ``Content``/``Part`` or their dict forms."""
     if isinstance(value, str):
         return value
-    if isinstance(value, list | tuple):
+    # Sequences only (lists, protobuf repeated fields): an iterator must reach the SDK unconsumed.
+    if isinstance(value, Sequence) and not isinstance(value, bytes):
         return "\n".join(part for part in (text_of(item) for item in value) if part)
     text = field(value, "text")
     if isinstance(text, str):
         return text
     parts = field(value, "parts")
-    if isinstance(parts, list | tuple):
+    if isinstance(parts, Sequence):
         return text_of(parts)
     return ""
 
@@ -153,6 +154,14 @@ class GenerateContentAccumulator:
 
     __slots__ = ("_usage", "_model", "_id", "_finish", "_text", "_tool_calls")
 
+    @staticmethod
+    def usage_sent(chunk: Any) -> Any:
+        return getattr(chunk, "usage_metadata", None)
+
+    @staticmethod
+    def is_function_call(part: Any) -> bool:
+        return getattr(part, "function_call", None) is not None
+
     def __init__(self) -> None:
         self._usage: Any = None
         self._model: str | None = None
@@ -162,7 +171,7 @@ class GenerateContentAccumulator:
         self._tool_calls = 0
 
     def add(self, chunk: Any) -> bool:
-        usage = getattr(chunk, "usage_metadata", None)
+        usage = self.usage_sent(chunk)
         if usage is not None:
             self._usage = usage
         model = getattr(chunk, "model_version", None)
@@ -176,7 +185,7 @@ class GenerateContentAccumulator:
             if reason:
                 self._finish[getattr(candidate, "index", None) or index] = reason
             for part in _parts(candidate):
-                if getattr(part, "function_call", None) is not None:
+                if self.is_function_call(part):
                     self._tool_calls += 1
                 elif index == 0 and not getattr(part, "thought", None):
                     text = getattr(part, "text", None)
@@ -198,9 +207,11 @@ class GenerateContentAccumulator:
         )
 
 
-def response_result(response: Any, want_text: bool) -> Result:
+def response_result(
+    response: Any, want_text: bool, accumulator_class: type[GenerateContentAccumulator] = GenerateContentAccumulator
+) -> Result:
     """A whole ``GenerateContentResponse`` (also a hop's), read as one chunk is."""
-    accumulator = GenerateContentAccumulator()
+    accumulator = accumulator_class()
     accumulator.add(response)
     result = accumulator.result(whole=True)
     if not want_text and result.usage is not None:
