@@ -397,3 +397,16 @@ def test_content_capture_opt_in(telemetry, mock, monkeypatch):
     assert "be brief" in attrs[A.GEN_AI_INPUT_MESSAGES]
     assert "Paris" in attrs[A.GEN_AI_OUTPUT_MESSAGES]
     assert API_KEY not in all_attribute_text(telemetry)
+
+
+# -- LangChain rides on the SDK ----------------------------------------------------------------------
+def test_langchain_google_genai_call_is_recorded_once(instrumented, telemetry, mock):
+    chat_models = pytest.importorskip("langchain_google_genai")
+    llm = chat_models.ChatGoogleGenerativeAI(model="gemini-2.5-flash", google_api_key=API_KEY)
+    llm.client = mock.client()  # its google-genai client, on the mock transport
+    message = llm.invoke("Capital of France?")
+    assert message.content == "Paris is the capital of France."
+    span = only_span(telemetry)
+    assert span.attributes[A.GEN_AI_PROVIDER_NAME] == "gcp.gemini"
+    assert_usage(span, **FLASH)
+    assert len(mock.requests) == 1
