@@ -1,4 +1,5 @@
-"""Serve recorded Gemini API (and Vertex AI) responses through google-genai's own HTTP stack (httpx2).
+"""Serve recorded Gemini API (and Vertex AI) responses through google-genai's own HTTP stack (httpx2 for
+google-genai 3.x, httpx before).
 
 Routes by the method in the URL (``:generateContent``, ``:streamGenerateContent?alt=sse``,
 ``:batchEmbedContents``, ``:predict``); a queued reply wins over the default for its route.
@@ -11,9 +12,13 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-import httpx2
 from google import genai
-from google.genai import types
+from google.genai import _api_client, types
+
+if getattr(_api_client, "httpx2", None) is not None:  # google-genai 3.x
+    import httpx2 as http
+else:  # google-genai 1.x / 2.x
+    import httpx as http
 
 RECORDINGS = Path(__file__).parent / "recordings" / "gemini"
 API_KEY = "AIza-test-SECRET-key-123"
@@ -47,7 +52,7 @@ class GeminiMock:
         name, status = self._queue.popleft() if self._queue else (DEFAULT_REPLIES[method], 200)
         content = (RECORDINGS / name).read_bytes()
         kind = "text/event-stream" if name.endswith(".sse") else "application/json"
-        return httpx2.Response(status, content=content, headers={"content-type": kind})
+        return http.Response(status, content=content, headers={"content-type": kind})
 
     def _options(self) -> types.HttpOptions:
         async_handler = self.handler
@@ -57,8 +62,8 @@ class GeminiMock:
             return async_handler(request)
 
         return types.HttpOptions(
-            httpx_client=httpx2.Client(transport=httpx2.MockTransport(self.handler)),
-            httpx_async_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)),
+            httpx_client=http.Client(transport=http.MockTransport(self.handler)),
+            httpx_async_client=http.AsyncClient(transport=http.MockTransport(handle)),
         )
 
     def client(self) -> genai.Client:

@@ -251,7 +251,8 @@ def test_stream_with_automatic_function_calling(instrumented, telemetry, mock):
         model="gemini-2.5-flash", contents="Weather in Paris?", config=types.GenerateContentConfig(tools=[get_weather])
     ))
     assert len(mock.requests) == 2
-    assert "".join(c.text or "" for c in chunks[1:]) == "It is 14 degrees in Paris."
+    texts = [part.text for c in chunks for part in c.candidates[0].content.parts if part.text]
+    assert "".join(texts) == "It is 14 degrees in Paris."
     span = only_span(telemetry)
     assert_usage(span, input=253, output=91, reasoning=45)
     assert span.attributes[A.OTEL_TOKENS_REQUEST_COUNT] == 2
@@ -267,6 +268,8 @@ async def test_async_stream_with_automatic_function_calling(instrumented, teleme
     assert_usage(only_span(telemetry), input=253, output=91, reasoning=45)
 
 
+@pytest.mark.skipif(not hasattr(genai_models.Models, "_generate_content_with_continuation"),
+                    reason="automatic continuation arrived in google-genai 3.x")
 def test_automatic_continuation_sums_its_requests(instrumented, telemetry, mock):
     mock.reply("continuation_first.json", "continuation_last.json")
     response = mock.client().models.generate_content(model="gemini-2.5-flash", contents="Write a long report")
@@ -289,6 +292,20 @@ def test_chat_messages_are_recorded_once(instrumented, telemetry, mock):
 
 
 # -- embeddings --------------------------------------------------------------------------------------
+# google-genai before 3.x does not read the Gemini API's embedding usage: the call is estimated.
+EMBED_USAGE_READ = "usage_metadata" in types.EmbedContentResponse.model_fields
+
+
+def assert_embedding_tokens(span, exact: int, estimated: int) -> None:
+    attrs = span.attributes
+    if EMBED_USAGE_READ:
+        assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == exact
+        assert A.OTEL_TOKENS_USAGE_ESTIMATED not in attrs
+    else:
+        assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == estimated
+        assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+
+
 def test_embed_content(instrumented, telemetry, mock):
     result = mock.client().models.embed_content(model="gemini-embedding-001", contents=["first text", "second"])
     assert type(result) is types.EmbedContentResponse
@@ -297,14 +314,14 @@ def test_embed_content(instrumented, telemetry, mock):
     span = only_span(telemetry)
     assert span.name == "embeddings gemini-embedding-001"
     assert span.attributes[A.GEN_AI_OPERATION_NAME] == "embeddings"
-    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 19
-    assert_cost(span, "gemini-embedding-001", Usage(input_tokens=19))
+    assert_embedding_tokens(span, exact=19, estimated=4)  # "first text", "second"
+    assert_cost(span, "gemini-embedding-001", Usage(input_tokens=span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS]))
 
 
 async def test_async_embed_content(instrumented, telemetry, mock):
     result = await mock.client().aio.models.embed_content(model="gemini-embedding-001", contents="text")
     assert len(result.embeddings) == 2
-    assert only_span(telemetry).attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 19
+    assert_embedding_tokens(only_span(telemetry), exact=19, estimated=1)  # "text"
 
 
 # -- Vertex AI ---------------------------------------------------------------------------------------
