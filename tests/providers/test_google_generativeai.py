@@ -141,6 +141,16 @@ def test_uninstrument_restores_the_client(telemetry, server):
     assert telemetry.llm_spans() == []
 
 
+def test_double_instrument_gives_one_span(telemetry, server):
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        model().generate_content(QUESTION)
+    finally:
+        otel_tokens.uninstrument()
+    assert only_span(telemetry).attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 11
+
+
 def test_no_content_and_no_api_key_by_default(instrumented, telemetry, server):
     model().generate_content("my secret prompt")
     text = all_attribute_text(telemetry)
