@@ -25,9 +25,8 @@ import otel_tokens  # noqa: E402
 from otel_tokens import semconv as A  # noqa: E402
 from otel_tokens._internal.demo.fake_server import FakeLLMServer, count_tokens  # noqa: E402
 from otel_tokens._internal.records import Usage  # noqa: E402
-from tests.providers.assertions import all_attribute_text, assert_usage  # noqa: E402
+from tests.providers.assertions import all_attribute_text, assert_usage, reference_cost  # noqa: E402
 from tests.providers.assertions import only_llm_span as only_span  # noqa: E402
-from tests.providers.assertions import reference_cost  # noqa: E402
 
 RECORDINGS = Path(__file__).parent / "recordings" / "gemini"
 QUESTION = "How many tokens does this use?"  # the fake server: 3 per content + 8
