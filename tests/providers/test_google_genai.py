@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import gc
 import inspect
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -427,3 +432,26 @@ def test_langchain_google_genai_call_is_recorded_once(instrumented, telemetry, m
     assert span.attributes[A.GEN_AI_PROVIDER_NAME] == "gcp.gemini"
     assert_usage(span, **FLASH)
     assert len(mock.requests) == 1
+
+
+# -- imports ---------------------------------------------------------------------------------------------
+AUTO_SCRIPT = """
+import sys
+import otel_tokens.auto  # before the SDK is imported
+assert not any(name.startswith(("google.genai", "google.generativeai")) for name in sys.modules)
+import json, otel_tokens
+from tests.providers.gemini_mock import GeminiMock
+GeminiMock().client().models.generate_content(model="gemini-2.5-flash", contents="x")
+stats = otel_tokens.get_statistics()
+print(json.dumps({"calls": stats["total_calls"], "input": stats["input_tokens"]}))
+"""
+
+
+def test_auto_import_instruments_google_genai_imported_later():
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(root)
+    done = subprocess.run([sys.executable, "-c", AUTO_SCRIPT], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"calls": 1, "input": 1287}
