@@ -49,7 +49,9 @@ def in_recorded_call() -> bool:
     """True while an SDK method otel-tokens records is running (on this thread or task)."""
     return _IN_CALL.get()
 
-Style = Literal["sync", "async", "sync_manager", "sending_manager", "hop", "async_hop"]
+Style = Literal[
+    "sync", "async", "sync_manager", "sending_manager", "hop", "async_hop", "user_code", "async_user_code"
+]
 
 
 class Operation(Protocol):
@@ -105,7 +107,8 @@ class Patch:
     module: str
     attribute: str  # "Class.method"
     # Operation; a HelperOperation for "sending_manager"; a HopOperation for "hop"/"async_hop"; for
-    # "sync_manager" a function returning the helper's raw stream
+    # "sync_manager" a function returning the helper's raw stream; None for "user_code"/"async_user_code"
+    # (where an SDK runs the caller's functions inside a call: automatic function calling)
     operation: Any
     style: Style
 
@@ -128,7 +131,7 @@ def apply_patches(patches: Iterable[Patch], recorder: Recorder, switch: Switch) 
         try:
             module = importlib.import_module(patch.module)
             owner_name, _, method = patch.attribute.rpartition(".")
-            owner = getattr(module, owner_name)
+            owner = getattr(module, owner_name) if owner_name else module  # "function" or "Class.method"
             if not hasattr(owner, method):
                 continue
         except (ImportError, AttributeError):
@@ -162,6 +165,10 @@ def make_wrapper(patch: Patch, recorder: Recorder, switch: Switch) -> Callable[.
         return _async_wrapper(patch.operation, recorder, switch)
     if patch.style == "hop":
         return _hop_wrapper(patch.operation, switch)
+    if patch.style == "user_code":
+        return _user_code_wrapper(switch)
+    if patch.style == "async_user_code":
+        return _async_user_code_wrapper(switch)
     if patch.style == "async_hop":
         return _async_hop_wrapper(patch.operation, switch)
     return _sync_wrapper(patch.operation, recorder, switch)
@@ -423,6 +430,44 @@ def _async_hop_wrapper(operation: HopOperation, switch: Switch) -> Callable[...,
         if hops is None:
             return response
         return _observed_hop(operation, hops, response)
+
+    return wrapper
+
+
+def _outside_the_call() -> tuple[contextvars.Token, contextvars.Token]:
+    return _IN_CALL.set(False), CURRENT_HOPS.set(None)
+
+
+def _back_in_the_call(tokens: tuple[contextvars.Token, contextvars.Token]) -> None:
+    CURRENT_HOPS.reset(tokens[1])
+    _IN_CALL.reset(tokens[0])
+
+
+def _user_code_wrapper(switch: Switch) -> Callable[..., Any]:
+    """The caller's own functions, run by the SDK inside a recorded call, are not part of it: their LLM
+    calls are recorded as calls of their own, and their requests are not the outer call's hops."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not (switch.on and _IN_CALL.get()):
+            return wrapped(*args, **kwargs)
+        tokens = _outside_the_call()
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _back_in_the_call(tokens)
+
+    return wrapper
+
+
+def _async_user_code_wrapper(switch: Switch) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not (switch.on and _IN_CALL.get()):
+            return await wrapped(*args, **kwargs)
+        tokens = _outside_the_call()
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            _back_in_the_call(tokens)
 
     return wrapper
 

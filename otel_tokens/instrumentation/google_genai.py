@@ -10,7 +10,9 @@ per-request methods under it (``_generate_content``, ``_generate_content_stream`
 "hops" that add each request's usage to it. The span carries their sum, its cost is the sum of each
 request's own price (long-context tiers apply per request), and ``otel_tokens.request.count`` says how
 many requests there were. Hops get no child spans: they would repeat the tokens the call's span
-already carries, and any backend summing span tokens would count them twice.
+already carries, and any backend summing span tokens would count them twice. The caller's functions
+that automatic function calling runs between requests are outside the call: an LLM call they make is
+recorded as a call of its own.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from otel_tokens._internal.providers import google_genai as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _MODELS = "google.genai.models"
+_EXTRA_UTILS = "google.genai._extra_utils"
 
 
 def _patches() -> list[Patch]:
@@ -40,6 +43,9 @@ def _patches() -> list[Patch]:
         Patch(_MODELS, "AsyncModels._generate_content", generate, "async_hop"),
         Patch(_MODELS, "Models._generate_content_stream", generate, "hop"),
         Patch(_MODELS, "AsyncModels._generate_content_stream", generate, "async_hop"),
+        # Automatic function calling runs the caller's functions between requests.
+        Patch(_EXTRA_UTILS, "get_function_response_parts", None, "user_code"),
+        Patch(_EXTRA_UTILS, "get_function_response_parts_async", None, "async_user_code"),
     ]
 
 

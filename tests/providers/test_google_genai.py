@@ -370,13 +370,18 @@ async def test_async_stream_error_passes_through(instrumented, telemetry, mock):
 
 
 def test_uninstrument_restores_the_sdk(telemetry, mock):
+    from google.genai import _extra_utils
+
     originals = {name: genai_models.Models.__dict__[name] for name in ("generate_content", "_generate_content")}
+    run_functions = _extra_utils.get_function_response_parts
     otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
     assert isinstance(genai_models.Models.__dict__["generate_content"], wrapt.FunctionWrapper)
+    assert isinstance(_extra_utils.get_function_response_parts, wrapt.FunctionWrapper)
     assert isinstance(genai_models.AsyncModels.__dict__["_generate_content_stream"], wrapt.FunctionWrapper)
     otel_tokens.uninstrument()
     for name, original in originals.items():
         assert genai_models.Models.__dict__[name] is original
+    assert _extra_utils.get_function_response_parts is run_functions
     assert not isinstance(genai_models.AsyncModels.__dict__["embed_content"], wrapt.FunctionWrapper)
     mock.client().models.generate_content(model="gemini-2.5-flash", contents="x")
     assert telemetry.llm_spans() == []
@@ -455,3 +460,43 @@ def test_auto_import_instruments_google_genai_imported_later():
                           env=env, cwd=root)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"calls": 1, "input": 1287}
+
+
+def test_llm_calls_inside_an_automatic_function_call_are_calls_of_their_own(instrumented, telemetry, mock):
+    client = mock.client()
+
+    def get_weather(city: str) -> str:
+        """The weather in a city, as another model tells it."""
+        return client.models.generate_content(model="gemini-2.5-flash", contents=f"Weather in {city}?").text
+
+    get_weather.__annotations__ = {"city": str, "return": str}  # real types: google-genai 1.x reads them
+
+    # Outer request, the tool's own call, outer request.
+    mock.reply("function_call.json", "generate_content.json", "function_result_answer.json")
+    response = client.models.generate_content(
+        model="gemini-2.5-flash", contents="Weather in Paris?", config=types.GenerateContentConfig(tools=[get_weather])
+    )
+    assert response.text == "It is 14 degrees in Paris."
+    inner, outer = sorted(telemetry.llm_spans(), key=lambda s: s.end_time)
+    assert_usage(inner, **FLASH)
+    assert_usage(outer, input=253, output=91, reasoning=45)
+    assert outer.attributes[A.OTEL_TOKENS_REQUEST_COUNT] == 2
+
+
+async def test_async_llm_calls_inside_an_automatic_function_call(instrumented, telemetry, mock):
+    client = mock.client()
+
+    async def get_weather(city: str) -> str:
+        """The weather in a city, as another model tells it."""
+        response = await client.aio.models.generate_content(model="gemini-2.5-flash", contents=city)
+        return response.text
+
+    get_weather.__annotations__ = {"city": str, "return": str}
+
+    mock.reply("function_call.json", "generate_content.json", "function_result_answer.json")
+    await client.aio.models.generate_content(
+        model="gemini-2.5-flash", contents="Weather in Paris?", config=types.GenerateContentConfig(tools=[get_weather])
+    )
+    inner, outer = sorted(telemetry.llm_spans(), key=lambda s: s.end_time)
+    assert_usage(inner, **FLASH)
+    assert_usage(outer, input=253, output=91, reasoning=45)
