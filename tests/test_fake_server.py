@@ -653,3 +653,17 @@ def test_groq_stream_puts_usage_in_the_last_chunks_x_groq(server):
     assert chunks[-1].x_groq.usage.completion_tokens == whole.usage.completion_tokens
     assert all(chunk.x_groq is None or chunk.x_groq.usage is None for chunk in chunks[:-1])
     assert server.request_count("/openai/v1/chat/completions") == 2
+
+
+def test_gemini_embed_content_single(server):
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server.base_url}/v1beta/models/text-embedding-004:embedContent",
+        data=json.dumps({"content": {"parts": [{"text": QUESTION}]}, "outputDimensionality": 64}).encode(),
+        method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        body = json.loads(response.read())
+    assert len(body["embedding"]["values"]) == 64
+    assert body["usageMetadata"]["promptTokenCount"] == 8
