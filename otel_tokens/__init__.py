@@ -50,6 +50,10 @@ _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
     ("otel_tokens.instrumentation.google_genai", "GoogleGenAIInstrumentor"),
     ("otel_tokens.instrumentation.google_generativeai", "GoogleGenerativeAIInstrumentor"),
+    ("otel_tokens.instrumentation.bedrock", "BedrockInstrumentor"),
+    ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
+    ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
+    ("otel_tokens.instrumentation.ollama", "OllamaInstrumentor"),
 )
 
 

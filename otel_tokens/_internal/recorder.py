@@ -35,7 +35,8 @@ _logger = logging.getLogger("otel_tokens")
 
 
 class PriceSource(Protocol):
-    def cost(self, provider: str, model: str, usage: Usage) -> float | None: ...
+    def cost_with_source(self, provider: str, model: str, usage: Usage) -> tuple[float, str] | None:
+        """USD and its ``gen_ai.usage.cost.source`` value; None when the model has no known price."""
 
 
 class Budgets(Protocol):
@@ -248,27 +249,29 @@ class Recorder:
             return None, None
         try:
             if hops:  # several requests: price tiers apply to each on its own
-                costs = [self._model_cost(request, hop, model) for hop in hops]
-                cost = None if None in costs else sum(costs)  # type: ignore[arg-type]
+                each = [self._priced(request, hop, model) for hop in hops]
+                priced = None if None in each else (
+                    sum(cost for cost, _ in each), each[0][1])  # type: ignore[misc]
             else:
-                cost = self._model_cost(request, usage, model)
+                priced = self._priced(request, usage, model)
         except Exception:
             _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
             return None, None
-        if cost is None:
+        if priced is None:
             self._warn_unpriced(request.provider, model)
             return None, None
+        cost, source = priced
         cost = valid_cost(cost)  # never a non-finite amount, whatever a price override says
         if cost is None:
             return None, None
         # Float noise (0.00020800000000000001) off, far below any price's precision.
-        return round(cost, 12), semconv.COST_SOURCE_LOCAL
+        return round(cost, 12), source
 
-    def _model_cost(self, request: Request, usage: Usage, model: str) -> float | None:
-        cost = self._prices.cost(request.provider, model, usage)  # type: ignore[union-attr]
-        if cost is None and request.model and request.model != model:
-            cost = self._prices.cost(request.provider, request.model, usage)  # type: ignore[union-attr]
-        return cost
+    def _priced(self, request: Request, usage: Usage, model: str) -> tuple[float, str] | None:
+        priced = self._prices.cost_with_source(request.provider, model, usage)  # type: ignore[union-attr]
+        if priced is None and request.model and request.model != model:
+            priced = self._prices.cost_with_source(request.provider, request.model, usage)  # type: ignore[union-attr]
+        return priced
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
