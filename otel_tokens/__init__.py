@@ -49,6 +49,8 @@ _lock = threading.Lock()
 _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
+    ("otel_tokens.instrumentation.google_genai", "GoogleGenAIInstrumentor"),
+    ("otel_tokens.instrumentation.google_generativeai", "GoogleGenerativeAIInstrumentor"),
     ("otel_tokens.instrumentation.bedrock", "BedrockInstrumentor"),
     ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
     ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
@@ -58,6 +60,13 @@ _INSTRUMENTORS = (
 
 def _instrumentors() -> list[Any]:
     return [getattr(importlib.import_module(module), name)() for module, name in _INSTRUMENTORS]
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ImportError:  # "google.genai" when no "google" package is installed
+        return False
 
 
 def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settings: Any) -> None:
@@ -73,7 +82,7 @@ def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settin
         for instrumentor in _instrumentors():
             if instrumentor.is_instrumented_by_opentelemetry:
                 continue
-            if importlib.util.find_spec(instrumentor.package) is None:
+            if not _installed(instrumentor.package):
                 continue
             instrumentor.instrument(recorder=runtime.recorder, skip_dep_check=True)
 
