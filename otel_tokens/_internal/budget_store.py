@@ -25,6 +25,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from otel_tokens._internal.errors import ConfigError
+
 # Server-side buckets per window: a bucket is window / 60 wide (1 day -> 24 minutes).
 BUCKETS: Final = 60
 DEFAULT_RESERVATION_TTL_S: Final = 300.0
@@ -69,9 +71,9 @@ def _bucket(now: float, window_s: int) -> int:
 def open_store(url: str) -> SpendStore:
     """A store from ``sqlite:///abs/path/spend.db`` (``sqlite:///./spend.db``: relative) or ``redis://[:password@]host:port/db`` (``rediss://``
     for TLS). ``?reservation_ttl=SECONDS`` sets how long a dead worker's reservation holds. Raises
-    ValueError for a URL that names no store we know."""
+    ConfigError (a ValueError) for a URL that names no store we know."""
     if not isinstance(url, str) or "://" not in url:
-        raise ValueError(f"store {url!r} is not a URL: use sqlite:///path/spend.db or redis://host:port/0")
+        raise ConfigError(f"store {url!r} is not a URL: use sqlite:///path/spend.db or redis://host:port/0")
     scheme = url.split("://", 1)[0].lower()
     parsed = urllib.parse.urlsplit(url)
     query = dict(urllib.parse.parse_qsl(parsed.query))
@@ -81,11 +83,11 @@ def open_store(url: str) -> SpendStore:
     except ValueError:
         ttl_s = -1.0
     if not math.isfinite(ttl_s) or ttl_s <= 0:
-        raise ValueError(f"store {_redacted(url)}: reservation_ttl must be a positive number of seconds")
+        raise ConfigError(f"store {_redacted(url)}: reservation_ttl must be a positive number of seconds")
     if scheme == "sqlite":
         path = urllib.parse.unquote(parsed.path)
         if parsed.netloc or not path or path == "/":
-            raise ValueError(f"store {url!r}: expected sqlite:///absolute/path/spend.db or sqlite:///./relative.db")
+            raise ConfigError(f"store {url!r}: expected sqlite:///absolute/path/spend.db or sqlite:///./relative.db")
         if path.startswith("/./"):
             path = path[1:]  # sqlite:///./spend.db: relative to the working directory
         elif path.startswith("//"):
@@ -95,7 +97,7 @@ def open_store(url: str) -> SpendStore:
         rest = urllib.parse.urlencode(query)
         clean = urllib.parse.urlunsplit(parsed._replace(query=rest))
         return RedisStore(clean, reservation_ttl_s=ttl_s)
-    raise ValueError(f"store {_redacted(url)}: unknown scheme {scheme!r}; use sqlite:/// or redis://")
+    raise ConfigError(f"store {_redacted(url)}: unknown scheme {scheme!r}; use sqlite:/// or redis://")
 
 
 def _redacted(url: str) -> str:
@@ -359,7 +361,7 @@ class RedisStore:
             from redis.backoff import NoBackoff
             from redis.retry import Retry
         except ImportError as exc:
-            raise ValueError("a redis:// store needs redis-py: pip install 'otel-tokens[redis]'") from exc
+            raise ConfigError("a redis:// store needs redis-py: pip install 'otel-tokens[redis]'") from exc
         self.description = _redacted(url)
         self.reservation_ttl_s = reservation_ttl_s
         # Short timeouts and no retries inside redis-py: a store that is down must not stall calls;

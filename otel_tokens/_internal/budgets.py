@@ -48,7 +48,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_tokens import semconv
 from otel_tokens._internal.budget_store import Settle, SpendStore
-from otel_tokens._internal.errors import BudgetExceededError, BudgetStoreUnavailableError
+from otel_tokens._internal.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigError
 from otel_tokens._internal.formatting import format_usd
 from otel_tokens._internal.instruments import observable_gauge
 from otel_tokens._internal.request_budget import REQUEST_ACCOUNTS
@@ -88,7 +88,7 @@ _OK, _WARNING, _EXCEEDED = 0, 1, 2
 _STATUS_NAMES: Final = ("ok", "warning", "exceeded")
 
 
-class BudgetSpecError(ValueError):
+class BudgetSpecError(ConfigError):
     """A budget that cannot be used; the message names the file (if any), the entry and the problem."""
 
     def __init__(self, problem: str, entry: str | None = None, path: str | None = None) -> None:
@@ -155,7 +155,7 @@ class Budget:
     def __post_init__(self) -> None:
         problem = _problem(self.agent, self.limit_usd, self.warn_at, self.action, self.window, self.scope)
         if problem is not None:
-            raise ValueError(f"budget for {self.scope} {self.agent!r}: {problem}")
+            raise ConfigError(f"budget for {self.scope} {self.agent!r}: {problem}")
 
     @property
     def name(self) -> str:
@@ -454,7 +454,7 @@ class BudgetManager:
                 f"default_max_output_tokens must be a non-negative integer, got {default_max_output_tokens!r}"
             )
         if store_failure not in (STORE_FAILURE_OPEN, STORE_FAILURE_CLOSED):
-            raise ValueError(f"store_failure must be 'open' or 'closed', got {store_failure!r}")
+            raise ConfigError(f"store_failure must be 'open' or 'closed', got {store_failure!r}")
         self._price_book = price_book
         self._count_tokens = count_tokens
         self._default_max_output_tokens = default_max_output_tokens
@@ -506,11 +506,11 @@ class BudgetManager:
     ) -> Budget:
         """Add or replace a budget. Spend so far is kept; thresholds are announced afresh."""
         if scope not in SCOPES:
-            raise ValueError(f"budget for {scope} {agent!r}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+            raise ConfigError(f"budget for {scope} {agent!r}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
         budget = Budget(agent, limit_usd, warn_at, action, window, scope)
         for name, callback in (("on_warning", on_warning), ("on_exceeded", on_exceeded)):
             if callback is not None and not callable(callback):
-                raise ValueError(f"budget for {scope} {agent!r}: {name} must be callable, got {callback!r}")
+                raise ConfigError(f"budget for {scope} {agent!r}: {name} must be callable, got {callback!r}")
         shared = self._store is not None
         with self._lock:
             account = self._accounts.get(budget.key)

@@ -1,4 +1,4 @@
-"""The one exception otel-tokens raises into an application on purpose."""
+"""Exceptions otel-tokens raises on purpose: a budget stop, and bad configuration at set-up."""
 
 from __future__ import annotations
 
@@ -55,3 +55,11 @@ def _subject(scope: str, name: str) -> str:
     if scope == "total":
         return f"total budget {name!r}"
     return f"budget for {scope} {name!r}"
+
+
+class ConfigError(ValueError):
+    """Bad configuration: a setting, a prices file or a budget. The message names which, and why."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A setting given a value of the wrong type (a ``ConfigError`` and a ``TypeError``)."""

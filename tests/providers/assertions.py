@@ -76,3 +76,19 @@ def assert_token_metrics(telemetry, usage: Usage) -> None:
         ("reasoning", usage.reasoning_tokens),
     ):
         assert telemetry.sum_of(A.METRIC_TOKEN_COUNT, gen_ai__token__type=token_type) == value, token_type
+
+
+def assert_instrument_twice_and_unpatch(telemetry, owner, name: str, call) -> None:
+    """instrument() twice records a call once; uninstrument() puts the SDK's own attribute back."""
+    import otel_tokens
+
+    original = getattr(owner, name)
+    for _ in range(2):
+        otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    assert getattr(owner, name) is not original
+    call()
+    assert len(telemetry.llm_spans()) == 1
+    otel_tokens.uninstrument()
+    assert getattr(owner, name) is original
+    call()
+    assert len(telemetry.llm_spans()) == 1
