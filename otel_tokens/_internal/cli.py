@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 PROG = "otel-tokens"
 DEMO_MODULE = "otel_tokens._internal.demo.run"
-_REPORT_FORMATS = ("text", "markdown", "json", "csv")
+_REPORT_FORMATS = ("text", "markdown", "json", "csv", "html")
 _DEMO_FORMATS = ("text", "markdown", "json")
 _DIMENSIONS = ("agent", "model", "provider", "operation", "workflow", "task", "user")
 

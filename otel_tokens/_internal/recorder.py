@@ -29,8 +29,11 @@ class PriceSource(Protocol):
 
 
 class Budgets(Protocol):
-    def reserve(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Any:
-        """Called before a call is sent; may raise BudgetExceededError. Returns a reservation."""
+    def reserve(
+        self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None, *, enforce: bool = True
+    ) -> Any:
+        """Called before a call is sent; may raise BudgetExceededError unless ``enforce`` is False (a call
+        that already happened). Returns a reservation."""
 
     def settle(self, reservation: Any, record: CallRecord | None) -> Sequence[tuple[str, dict[str, Any]]]:
         """Called when the call finished (None: it never started); returns span events to add."""
@@ -93,11 +96,20 @@ class Recorder:
         request: Request,
         labels: Labels = NO_LABELS,
         prompt_text: Callable[[], str] | None = None,
+        *,
+        elapsed_s: float | None = None,
     ) -> Invocation:
-        """Open the span. A blocking budget raises BudgetExceededError here, before anything is sent."""
+        """Open the span. A blocking budget raises BudgetExceededError here, before anything is sent.
+
+        ``elapsed_s``: the call already happened and took this long (``record_usage``); the span starts
+        that long ago, and a blocking budget counts the call instead of stopping it.
+        """
         reservation = None
         if self._budgets is not None and labels.agent is not None:
-            reservation = self._budgets.reserve(request, labels, prompt_text)
+            if elapsed_s is None:
+                reservation = self._budgets.reserve(request, labels, prompt_text)
+            else:
+                reservation = self._budgets.reserve(request, labels, None, enforce=False)
         try:
             request_attributes = _request_attributes(request)
             attributes = dict(request_attributes)
@@ -114,12 +126,16 @@ class Recorder:
             if labels.user:
                 attributes[semconv.USER_ID] = labels.user
             name = f"{request.operation} {request.model}" if request.model else request.operation
-            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            start_time = time.time_ns() - round(elapsed_s * 1e9) if elapsed_s else None
+            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_time)
         except Exception:
             if reservation is not None:
                 self._budgets.settle(reservation, None)  # type: ignore[union-attr]
             raise
-        return Invocation(request, labels, span, reservation, request_attributes)
+        invocation = Invocation(request, labels, span, reservation, request_attributes)
+        if elapsed_s:
+            invocation.started -= elapsed_s
+        return invocation
 
     # -- finish ------------------------------------------------------------------------------------
     def finish(
@@ -129,10 +145,11 @@ class Recorder:
         error: BaseException | None = None,
         *,
         estimate: Callable[[], Usage | None] | None = None,
-    ) -> None:
-        """Close the call exactly once: attributes, cost, budgets, metrics, span end, sinks."""
+    ) -> CallRecord | None:
+        """Close the call exactly once: attributes, cost, budgets, metrics, span end, sinks. Returns the
+        call's record (None if it was already closed)."""
         if invocation.finished:
-            return
+            return None
         invocation.finished = True
         end = time.perf_counter()
         duration = end - invocation.started
@@ -184,6 +201,7 @@ class Recorder:
             ledger.record(record)
         for sink in self._sinks:
             guarded("writing a call record", sink, record)
+        return record
 
     def _cost(
         self, request: Request, result: Result | None, usage: Usage | None, model: str | None

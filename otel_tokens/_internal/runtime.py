@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from otel_tokens import semconv
+from otel_tokens._internal.analytics import Activity, candidate_models, enrich
 from otel_tokens._internal.budgets import BudgetManager, load_budgets_file, parse_budgets
 from otel_tokens._internal.instruments import Instruments
 from otel_tokens._internal.ledger import Ledger
@@ -55,8 +56,11 @@ class Runtime:
             self.budgets.set_budget(
                 budget.agent, budget.limit_usd, warn_at=budget.warn_at, action=budget.action, window=budget.window
             )
+        # Validated here, so a bad list stops start-up like a bad file.
+        self.candidates = candidate_models(settings.candidate_models)
+        self.activity = Activity()
         self.usage_log = None
-        sinks = []
+        sinks = [self.activity.add_record]
         if settings.usage_log:
             from otel_tokens._internal.usage_log import UsageLogWriter
 
@@ -90,7 +94,7 @@ class Runtime:
     def statistics(self) -> dict[str, Any]:
         stats = self.ledger.statistics()
         stats["budgets"] = self.budgets.status()
-        return stats
+        return enrich(stats, self.price_book, activity=self.activity.snapshot(), candidates=self.candidates)
 
     def _report_at_exit(self) -> None:
         import sys

@@ -39,6 +39,9 @@ OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS = "OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS"
 OTEL_TOKENS_ANTHROPIC_SDK_SPANS = "OTEL_TOKENS_ANTHROPIC_SDK_SPANS"
 """``false`` (default): turn off the anthropic SDK's own spans for clients otel-tokens instruments, so a
 call yields one LLM span; ``true`` keeps both."""
+OTEL_TOKENS_CANDIDATE_MODELS = "OTEL_TOKENS_CANDIDATE_MODELS"
+"""Cheaper models recommendations may suggest, as ``MODEL@PROVIDER,...`` in order of preference (default:
+a short list per provider); only models with a known price are suggested."""
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Content capture: ``false``/``NO_CONTENT`` (default), ``true``/``SPAN_ONLY``, ``EVENT_ONLY``,
 ``SPAN_AND_EVENT``."""
@@ -79,6 +82,7 @@ class Settings:
     max_keys: int = 1000
     default_max_output_tokens: int = 4096
     anthropic_sdk_spans: bool = False
+    candidate_models: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -96,6 +100,7 @@ class Settings:
             max_keys=_positive_int(env, OTEL_TOKENS_MAX_KEYS, 1000),
             default_max_output_tokens=_positive_int(env, OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS, 4096),
             anthropic_sdk_spans=_bool(env, OTEL_TOKENS_ANTHROPIC_SDK_SPANS, False),
+            candidate_models=env.get(OTEL_TOKENS_CANDIDATE_MODELS) or None,
         )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
