@@ -4,6 +4,8 @@
                                    [--what-if MODEL[@provider]] [--budgets SPEC] [--top N] [--output FILE]
     otel-tokens demo [--rounds N] [--loop] [--interval SECONDS] [--prometheus-port PORT] [--otlp URL] ...
     otel-tokens prices MODEL [--provider PROVIDER]
+    otel-tokens export usage.jsonl [--format csv|jsonl] [--output FILE]
+    otel-tokens serve [usage.jsonl] [--host 127.0.0.1] [--port 8765] [--interval SECONDS] [--budgets SPEC]
 
 Exit codes: 0 done, 1 nothing to show (``prices`` for an unknown model), 2 a usage or input error.
 """
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("model", metavar="MODEL")
     prices.add_argument("--provider", metavar="PROVIDER", help="provider name, e.g. openai, anthropic")
     prices.set_defaults(handler=_prices)
+    _add_analytics_commands(commands)
     return parser
 
 
@@ -163,41 +166,53 @@ def _silence_stdout() -> None:
 # -- report ----------------------------------------------------------------------------------------
 def _report(args: argparse.Namespace) -> int:
     from otel_tokens._internal.report import budgets_from_usage_lines, render_report, stats_from_usage_lines
+
+    lines = _read_log(args.path)
+    stats = stats_from_usage_lines(lines)
+    if args.budgets:
+        stats["budgets"] = budgets_from_usage_lines(lines, _budgets(args.budgets))
+
+    # Recommendations reprice on it too.
+    price_book = _price_book()
+    text = render_report(stats, args.format, by=args.by, what_if=tuple(args.what_if), price_book=price_book,
+                         top=args.top)
+    _output(args.output, text)
+    return 0
+
+
+def _read_log(path: str) -> list[dict[str, Any]]:
     from otel_tokens._internal.usage_log import read_usage_log
 
     try:
-        lines, skipped = read_usage_log(args.path)
+        lines, skipped = read_usage_log(path)
     except FileNotFoundError:
-        raise _UsageError(f"usage log not found: {args.path}") from None
+        raise _UsageError(f"usage log not found: {path}") from None
     except OSError as err:
-        raise _UsageError(f"cannot read the usage log {args.path}: {err.strerror or err}") from None
+        raise _UsageError(f"cannot read the usage log {path}: {err.strerror or err}") from None
     if skipped:
-        print(f"{PROG}: skipped {skipped} corrupted line(s) in {args.path}", file=sys.stderr)
+        print(f"{PROG}: skipped {skipped} corrupted line(s) in {path}", file=sys.stderr)
+    return lines
 
-    stats = stats_from_usage_lines(lines)
-    if args.budgets:
-        from otel_tokens._internal.budgets import parse_budgets
 
+def _budgets(spec: str) -> list[Any]:
+    from otel_tokens._internal.budgets import parse_budgets
+
+    try:
+        return parse_budgets(spec)
+    except ValueError as err:
+        raise _UsageError(f"--budgets: {err}") from None
+
+
+def _output(path: str | None, text: str) -> None:
+    """Write to ``path``, or to stdout when there is none."""
+    if path:
         try:
-            budgets = parse_budgets(args.budgets)
-        except ValueError as err:
-            raise _UsageError(f"--budgets: {err}") from None
-        stats["budgets"] = budgets_from_usage_lines(lines, budgets)
-
-    price_book = None
-    if args.what_if:
-        price_book = _price_book()
-    text = render_report(stats, args.format, by=args.by, what_if=tuple(args.what_if), price_book=price_book,
-                         top=args.top)
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8", newline="") as handle:
+            with open(path, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
         except OSError as err:
-            raise _UsageError(f"cannot write {args.output}: {err.strerror or err}") from None
-        return 0
+            raise _UsageError(f"cannot write {path}: {err.strerror or err}") from None
+        return
     _write(sys.stdout, text)
-    return 0
 
 
 def _write(stream: TextIO, text: str) -> None:
@@ -262,6 +277,62 @@ def _prices(args: argparse.Namespace) -> int:
             f"output {_per_million(tier.output)}")
     _write(sys.stdout, "\n".join(lines) + "\n")
     return 0
+
+
+# -- export and serve ------------------------------------------------------------------------------
+def _add_analytics_commands(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="one row per call of a usage log, as CSV or JSON lines",
+        description="Export every call of a usage log: time, provider, model, labels, tokens by type, cost "
+                    "(input/output), cost source, estimated, tool calls, duration and error.")
+    export.add_argument("path", metavar="PATH", help="the usage log (JSON lines)")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="output format (default: csv)")
+    export.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    export.set_defaults(handler=_export)
+
+    serve = commands.add_parser(
+        "serve", help="a live page of a usage log's charts and statistics",
+        description="Serve the HTML report of a usage log on 127.0.0.1, refreshing as calls are appended, with "
+                    "GET /api/statistics and GET /api/report?format=text|markdown|json|csv|html.")
+    serve.add_argument("path", metavar="PATH", nargs="?",
+                       help="the usage log (default: $OTEL_TOKENS_LOG)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=_port, default=8765, metavar="PORT", help="port (default: 8765; 0: any free)")
+    serve.add_argument("--interval", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                       help="how often the page refreshes (default: 5)")
+    serve.add_argument("--budgets", metavar="SPEC", help="budgets to show, in the OTEL_TOKENS_BUDGETS form")
+    serve.set_defaults(handler=_serve)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from otel_tokens._internal.export import render_export
+
+    _output(args.output, render_export(_read_log(args.path), args.format))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import time
+
+    from otel_tokens._internal.serve import serve_usage_log
+
+    path = args.path or os.environ.get("OTEL_TOKENS_LOG")
+    if not path:
+        raise _UsageError("serve needs a usage log: give PATH or set OTEL_TOKENS_LOG")
+    if not os.path.exists(path):
+        raise _UsageError(f"usage log not found: {path}")
+    budgets = _budgets(args.budgets) if args.budgets else ()
+    try:
+        server = serve_usage_log(path, budgets=budgets, price_book=_price_book(), host=args.host, port=args.port,
+                                 interval_s=args.interval)
+    except (OSError, ValueError) as err:
+        raise _UsageError(str(err)) from None
+    print(f"{PROG}: serving {path} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.close()
 
 
 __all__ = ["build_parser", "main"]
