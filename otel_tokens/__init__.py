@@ -178,6 +178,8 @@ def record_usage(
     tool_calls: int = 0,
     cost_usd: float | None = None,
     error: BaseException | None = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
 ) -> float | None:
     """Record a call otel-tokens did not patch (another SDK, a custom HTTP client) through the same
     recorder as a patched call: span, metrics, totals, budgets and usage log. Returns its USD cost (None
@@ -186,7 +188,8 @@ def record_usage(
     Token counts are the provider's, in semconv terms (input includes cache reads and writes, output
     includes reasoning). Labels default to the enclosing ``agent()``/``workflow()``/... scopes. A blocking
     budget counts the call but cannot stop it (it already happened). ``cost_usd`` is a cost the provider
-    reported; ``error`` the exception the call ended with. Bad arguments raise ``ValueError``.
+    reported; ``error`` the exception the call ended with; ``server_address``/``server_port`` the endpoint.
+    Bad arguments raise ``ValueError``.
     """
     from otel_tokens._internal.manual import call_records, record
     from otel_tokens._internal.safety import guarded
@@ -196,6 +199,7 @@ def record_usage(
         cache_read_tokens=cache_read_tokens, cache_write_tokens=cache_write_tokens,
         reasoning_tokens=reasoning_tokens, duration_s=duration_s, agent=agent, workflow=workflow, task=task,
         user=user, operation=operation, response_model=response_model, tool_calls=tool_calls, cost_usd=cost_usd,
+        server_address=server_address, server_port=server_port,
     )
     if error is not None and not isinstance(error, BaseException):
         raise ValueError(f"error must be an exception, got {error!r}")

@@ -39,6 +39,8 @@ def call_records(
     response_model: str | None,
     tool_calls: int,
     cost_usd: float | None,
+    server_address: str | None = None,
+    server_port: int | None = None,
 ) -> tuple[Request, Result, Labels]:
     """Validate the arguments of ``record_usage`` (ValueError) and build its records."""
     _name("model", model, required=True)
@@ -52,6 +54,10 @@ def call_records(
         raise ValueError(f"duration_s must be a finite number of seconds >= 0, got {duration_s!r}")
     if isinstance(tool_calls, bool) or not isinstance(tool_calls, int) or tool_calls < 0:
         raise ValueError(f"tool_calls must be an integer >= 0, got {tool_calls!r}")
+    _name("server_address", server_address, required=False)
+    if server_port is not None and (isinstance(server_port, bool) or not isinstance(server_port, int)
+                                    or not 0 < server_port <= 65535):
+        raise ValueError(f"server_port must be a port number (1-65535), got {server_port!r}")
     if cost_usd is not None and valid_cost(cost_usd) is None:
         raise ValueError(f"cost_usd must be a finite amount >= 0, got {cost_usd!r}")
     context = current_labels()
@@ -61,7 +67,8 @@ def call_records(
         task=task or context.task,
         user=user or context.user,
     )
-    request = Request(provider=provider, operation=operation, model=model)
+    request = Request(provider=provider, operation=operation, model=model, server_address=server_address,
+                      server_port=server_port)
     usage = make_usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
     result = Result(usage=usage, response_model=response_model, provider_cost_usd=valid_cost(cost_usd),
                     tool_calls=tool_calls)

@@ -196,6 +196,12 @@ class Rates:
 
     def cost(self, usage: Usage) -> float:
         """USD for one call's usage. Never raises for int counts; negative buckets are billed as zero."""
+        input_cost, output_cost = self.split(usage)
+        return input_cost + output_cost
+
+    def split(self, usage: Usage) -> tuple[float, float]:
+        """USD for one call's usage as (input, output): input is uncached input, cache reads, cache writes
+        and any per-request fee; output is output tokens, reasoning included. They sum to :meth:`cost`."""
         input_tokens = usage.input_tokens
         rates: Rates | RateTier = self
         for tier in self.tiers:
@@ -213,13 +219,8 @@ class Rates:
         else:
             reasoning = usage.reasoning_tokens
             output_cost = max(usage.output_tokens - reasoning, 0) * rates.output + reasoning * reasoning_rate
-        return (
-            uncached * rates.input
-            + cache_read * rates.cache_read
-            + cache_write * rates.cache_write
-            + output_cost
-            + rates.request
-        )
+        input_cost = uncached * rates.input + cache_read * rates.cache_read + cache_write * rates.cache_write
+        return input_cost + rates.request, output_cost
 
 
 def _check_price(owner: str, name: str, value: object, *, required: bool) -> None:
@@ -460,6 +461,17 @@ class PriceBook:
         try:
             rates = self.rates(provider, model)
             return None if rates is None else rates.cost(usage)
+        except Exception:
+            log_internal_error(f"pricing {provider}/{model}")
+            if raise_internal_errors():
+                raise
+            return None
+
+    def cost_split(self, provider: str | None, model: str | None, usage: Usage) -> tuple[float, float] | None:
+        """USD for a call as (input, output) (see :meth:`Rates.split`), or None for an unknown model."""
+        try:
+            rates = self.rates(provider, model)
+            return None if rates is None else rates.split(usage)
         except Exception:
             log_internal_error(f"pricing {provider}/{model}")
             if raise_internal_errors():

@@ -25,7 +25,8 @@ _logger = logging.getLogger("otel_tokens")
 
 
 class PriceSource(Protocol):
-    def cost(self, provider: str, model: str, usage: Usage) -> float | None: ...
+    def cost_split(self, provider: str, model: str, usage: Usage) -> tuple[float, float] | None:
+        """USD as (input, output), summing to the call's cost; None for an unknown model."""
 
 
 class Budgets(Protocol):
@@ -167,9 +168,9 @@ class Recorder:
         response_model = result.response_model if result is not None else None
         model = response_model or request.model
 
-        cost, cost_source = None, None
+        cost, cost_source, split = None, None, None
         if usage is not None or (result is not None and result.provider_cost_usd is not None):
-            cost, cost_source = self._cost(request, result, usage, model)
+            cost, cost_source, split = self._cost(request, result, usage, model)
 
         ttfc = None
         if invocation.first_chunk_at is not None:
@@ -185,6 +186,8 @@ class Recorder:
             error_type=error_type,
             cost_usd=cost,
             cost_source=cost_source,
+            input_cost_usd=split[0] if split is not None else None,
+            output_cost_usd=split[1] if split is not None else None,
         )
 
         events: Sequence[tuple[str, dict[str, Any]]] = ()
@@ -205,22 +208,23 @@ class Recorder:
 
     def _cost(
         self, request: Request, result: Result | None, usage: Usage | None, model: str | None
-    ) -> tuple[float | None, str | None]:
+    ) -> tuple[float | None, str | None, tuple[float, float] | None]:
+        """(cost, source, (input, output) split); a provider-reported cost has no split."""
         if result is not None and result.provider_cost_usd is not None:
-            return result.provider_cost_usd, semconv.COST_SOURCE_PROVIDER
+            return result.provider_cost_usd, semconv.COST_SOURCE_PROVIDER, None
         if usage is None or self._prices is None or not model:
-            return None, None
+            return None, None, None
         try:
-            cost = self._prices.cost(request.provider, model, usage)
-            if cost is None and request.model and request.model != model:
-                cost = self._prices.cost(request.provider, request.model, usage)
+            split = self._prices.cost_split(request.provider, model, usage)
+            if split is None and request.model and request.model != model:
+                split = self._prices.cost_split(request.provider, request.model, usage)
         except Exception:
             _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
-            return None, None
-        if cost is None:
+            return None, None, None
+        if split is None:
             self._warn_unpriced(request.provider, model)
-            return None, None
-        return cost, semconv.COST_SOURCE_LOCAL
+            return None, None, None
+        return split[0] + split[1], semconv.COST_SOURCE_LOCAL, split
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         key = (provider, model)

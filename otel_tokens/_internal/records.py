@@ -165,6 +165,9 @@ class CallRecord:
     cost_usd: float | None = None
     cost_source: str | None = None
     extra: Mapping[str, Any] = field(default_factory=_empty)
+    # cost_usd split by billed bucket (PriceBook.cost_split); None when not priced locally.
+    input_cost_usd: float | None = None
+    output_cost_usd: float | None = None
 
     @property
     def usage(self) -> Usage | None:

@@ -6,12 +6,15 @@ A line, keys in this order::
      "request_model": "gpt-4o-mini", "agent": "planner", "workflow": null, "task": null, "user": null,
      "operation": "chat", "input_tokens": 1215, "output_tokens": 45, "cache_read_tokens": 1152,
      "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.000072, "cost_source": "local",
-     "estimated": false, "duration_s": 0.412, "ttfc_s": null, "error": null}
+     "estimated": false, "duration_s": 0.412, "ttfc_s": null, "error": null, "input_cost_usd": 0.000045,
+     "output_cost_usd": 0.000027, "tool_calls": 0}
 
 ``time`` is when the call ended (UTC); ``model`` is the model that answered, ``request_model`` the one
 asked for. Token counts follow the semconv: input includes cache reads and writes, output includes
 reasoning. They are null when the call produced no usage (an error before any answer). ``cost_usd`` is
 null when the model has no known price; ``cost_source`` is ``local`` (our price book) or ``provider``.
+``input_cost_usd``/``output_cost_usd`` split a local cost by billed bucket (null for a provider's cost);
+``tool_calls`` counts the tool calls the model asked for.
 
 The writer opens the file once with ``O_APPEND`` and writes each line with one ``os.write`` of the whole
 encoded line, so lines from concurrent threads or processes never interleave and a killed process
@@ -38,7 +41,8 @@ _logger = logging.getLogger("otel_tokens")
 LINE_KEYS: Final = (
     "time", "provider", "model", "request_model", "agent", "workflow", "task", "user", "operation",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cost_usd", "cost_source", "estimated", "duration_s", "ttfc_s", "error",
+    "cost_usd", "cost_source", "estimated", "duration_s", "ttfc_s", "error", "input_cost_usd", "output_cost_usd",
+    "tool_calls",
 )
 TOKEN_KEYS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 # A line without these is not a call we can count.
@@ -86,6 +90,10 @@ def record_to_line(record: CallRecord) -> str:
     ttfc = record.time_to_first_chunk_s
     line["ttfc_s"] = round(ttfc, 6) if ttfc is not None else None
     line["error"] = record.error_type
+    # Newer keys last, so older readers' key order still holds.
+    line["input_cost_usd"] = record.input_cost_usd
+    line["output_cost_usd"] = record.output_cost_usd
+    line["tool_calls"] = record.result.tool_calls if record.result is not None else 0
     # ensure_ascii keeps every line pure ASCII, so a byte count is a character count.
     return json.dumps(line, ensure_ascii=True, separators=(", ", ": "), allow_nan=False)
 
@@ -201,7 +209,11 @@ def parse_line(text: str | bytes) -> dict[str, Any] | None:
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
             return None
         value[key] = count
-    for key in ("cost_usd", "duration_s", "ttfc_s"):
+    tool_calls = value.get("tool_calls", 0)
+    if isinstance(tool_calls, bool) or not isinstance(tool_calls, int) or tool_calls < 0:
+        return None
+    value["tool_calls"] = tool_calls
+    for key in ("cost_usd", "duration_s", "ttfc_s", "input_cost_usd", "output_cost_usd"):
         number = value.get(key)
         if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)
                                    or number != number or number < 0):
