@@ -91,7 +91,7 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
     pairs: dict[str, dict[str, dict[str, dict[str, Any]]]] = {table: {} for table, _outer, _inner in PAIR_TABLES}
     calls: list[dict[str, Any]] = []
     lines = list(lines)
-    estimated = 0
+    estimated = invalid = unknown = 0
     first: float | None = None
     last: float | None = None
     for line in lines:
@@ -117,6 +117,8 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
         }
         _add(totals, delta)
         estimated += 1 if line.get("estimated") is True else 0
+        invalid += 1 if line.get("usage_invalid") is True else 0
+        unknown += 1 if not has_usage and not line.get("error") else 0
         model = line.get("model") or line.get("request_model")
         keys = {
             "agent": line.get("agent"),
@@ -159,6 +161,8 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
         "unpriced_calls": totals["unpriced_calls"],
         "errors": totals["errors"],
         "estimated_calls": estimated,
+        "usage_invalid_calls": invalid,
+        "usage_unknown_calls": unknown,
         "duration_s": totals["duration_s"],
         "first_call_time": first,
         "last_call_time": last,

@@ -16,7 +16,7 @@ from opentelemetry import metrics, trace
 from otel_tokens import semconv
 from otel_tokens._internal.analytics import Activity, candidate_models, enrich
 from otel_tokens._internal.budgets import BudgetManager, load_budgets_file, parse_budgets
-from otel_tokens._internal.instruments import Instruments
+from otel_tokens._internal.instruments import instruments_for
 from otel_tokens._internal.ledger import Ledger
 from otel_tokens._internal.pricing import PriceBook, load_price_file
 from otel_tokens._internal.recorder import Recorder
@@ -80,10 +80,9 @@ class Runtime:
         self.tracer = trace.get_tracer(semconv.SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(semconv.SCOPE_NAME, __version__, meter_provider=meter_provider)
         self.budgets.register_metrics(meter)
-        self.ledger.attach(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
         self.recorder = Recorder(
             self.tracer,
-            Instruments.create(meter),
+            instruments_for(meter),
             self.price_book,
             self.settings,
             budgets=self.budgets,

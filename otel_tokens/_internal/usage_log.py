@@ -6,8 +6,8 @@ A line, keys in this order::
      "request_model": "gpt-4o-mini", "agent": "planner", "workflow": null, "task": null, "user": null,
      "operation": "chat", "input_tokens": 1215, "output_tokens": 45, "cache_read_tokens": 1152,
      "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.000072, "cost_source": "local",
-     "estimated": false, "duration_s": 0.412, "ttfc_s": null, "error": null, "input_cost_usd": 0.000045,
-     "output_cost_usd": 0.000027, "tool_calls": 0}
+     "estimated": false, "usage_invalid": false, "duration_s": 0.412, "ttfc_s": null, "error": null,
+     "input_cost_usd": 0.000045, "output_cost_usd": 0.000027, "tool_calls": 0}
 
 ``time`` is when the call ended (UTC); ``model`` is the model that answered, ``request_model`` the one
 asked for. Token counts follow the semconv: input includes cache reads and writes, output includes
@@ -41,8 +41,8 @@ _logger = logging.getLogger("otel_tokens")
 LINE_KEYS: Final = (
     "time", "provider", "model", "request_model", "agent", "workflow", "task", "user", "operation",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cost_usd", "cost_source", "estimated", "duration_s", "ttfc_s", "error", "input_cost_usd", "output_cost_usd",
-    "tool_calls",
+    "cost_usd", "cost_source", "estimated", "usage_invalid", "duration_s", "ttfc_s", "error", "input_cost_usd",
+    "output_cost_usd", "tool_calls",
 )
 TOKEN_KEYS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 # A line without these is not a call we can count.
@@ -86,6 +86,7 @@ def record_to_line(record: CallRecord) -> str:
     line["cost_usd"] = record.cost_usd
     line["cost_source"] = record.cost_source if record.cost_usd is not None else None
     line["estimated"] = bool(usage is not None and usage.estimated)
+    line["usage_invalid"] = record.usage_invalid
     line["duration_s"] = round(record.duration_s, 6)
     ttfc = record.time_to_first_chunk_s
     line["ttfc_s"] = round(ttfc, 6) if ttfc is not None else None
@@ -227,6 +228,7 @@ def parse_line(text: str | bytes) -> dict[str, Any] | None:
     if not isinstance(value["provider"], str) or not isinstance(value["operation"], str):
         return None
     value["estimated"] = value.get("estimated") is True
+    value["usage_invalid"] = value.get("usage_invalid") is True
     return value
 
 

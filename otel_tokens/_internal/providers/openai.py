@@ -12,7 +12,7 @@ from typing import Any, Literal
 from otel_tokens import semconv
 from otel_tokens._internal.engine import Prepared
 from otel_tokens._internal.providers.detect import openai_client_provider
-from otel_tokens._internal.records import Request, Result, Usage
+from otel_tokens._internal.records import Request, Result, Usage, make_usage
 from otel_tokens._internal.settings import Settings
 
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
@@ -102,37 +102,38 @@ def _request(instance: Any, kwargs: dict, operation: str, attributes: dict[str, 
     )
 
 
-def _extra_cost(usage: Any) -> float | None:
-    """A cost the server put in ``usage`` (OpenRouter ``usage.cost``), kept as a pydantic extra."""
+# Responses output items that are the model asking for a tool the caller runs.
+_RESPONSES_TOOL_CALLS = frozenset({"function_call", "custom_tool_call"})
+
+
+def _extra_cost(usage: Any) -> Any:
+    """A cost the server put in ``usage`` (OpenRouter ``usage.cost``), kept as a pydantic extra; the
+    recorder uses it only if it is a finite, non-negative amount."""
     extra = getattr(usage, "model_extra", None)
-    if extra:
-        cost = extra.get("cost")
-        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-            return float(cost)
-    return None
+    return extra.get("cost") if extra else None
 
 
-def chat_usage(usage: Any) -> Usage:
+def chat_usage(usage: Any) -> Usage | None:
     prompt_details = getattr(usage, "prompt_tokens_details", None)
     completion_details = getattr(usage, "completion_tokens_details", None)
-    return Usage(
-        input_tokens=usage.prompt_tokens or 0,
-        output_tokens=usage.completion_tokens or 0,
-        cache_read_tokens=(getattr(prompt_details, "cached_tokens", None) or 0) if prompt_details else 0,
-        cache_write_tokens=(getattr(prompt_details, "cache_write_tokens", None) or 0) if prompt_details else 0,
-        reasoning_tokens=(getattr(completion_details, "reasoning_tokens", None) or 0) if completion_details else 0,
+    return make_usage(
+        getattr(usage, "prompt_tokens", None),
+        getattr(usage, "completion_tokens", None),
+        getattr(prompt_details, "cached_tokens", None),
+        getattr(prompt_details, "cache_write_tokens", None),
+        getattr(completion_details, "reasoning_tokens", None),
     )
 
 
-def responses_usage(usage: Any) -> Usage:
+def responses_usage(usage: Any) -> Usage | None:
     input_details = getattr(usage, "input_tokens_details", None)
     output_details = getattr(usage, "output_tokens_details", None)
-    return Usage(
-        input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
-        cache_read_tokens=(getattr(input_details, "cached_tokens", None) or 0) if input_details else 0,
-        cache_write_tokens=(getattr(input_details, "cache_write_tokens", None) or 0) if input_details else 0,
-        reasoning_tokens=(getattr(output_details, "reasoning_tokens", None) or 0) if output_details else 0,
+    return make_usage(
+        getattr(usage, "input_tokens", None),
+        getattr(usage, "output_tokens", None),
+        getattr(input_details, "cached_tokens", None),
+        getattr(input_details, "cache_write_tokens", None),
+        getattr(output_details, "reasoning_tokens", None),
     )
 
 
@@ -188,6 +189,7 @@ class ChatCompletions:
             response_id=getattr(response, "id", None),
             finish_reasons=tuple(c.finish_reason for c in choices if getattr(c, "finish_reason", None)),
             provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            tool_calls=sum(len(getattr(getattr(c, "message", None), "tool_calls", None) or ()) for c in choices),
             output_text=text,
         )
 
@@ -216,7 +218,7 @@ class ChatCompletions:
 
 
 class ChatStreamAccumulator:
-    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text")
+    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tools")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self._hide = hide_usage_chunk
@@ -225,6 +227,8 @@ class ChatStreamAccumulator:
         self._model: str | None = None
         self._finish: list[str] = []
         self._text: list[str] = []
+        # (choice, tool call) indices seen: a call's arguments arrive over many deltas.
+        self._tools: set[tuple[Any, Any]] = set()
 
     def add(self, chunk: Any) -> bool:
         if self._id is None:
@@ -246,6 +250,9 @@ class ChatStreamAccumulator:
             content = delta.content
             if content:
                 self._text.append(content)
+            tool_calls = getattr(delta, "tool_calls", None)
+            if tool_calls:
+                self._tools.update((choice.index, getattr(call, "index", None)) for call in tool_calls)
         reason = choice.finish_reason
         if reason:
             self._finish.append(reason)
@@ -258,6 +265,7 @@ class ChatStreamAccumulator:
             response_id=self._id,
             finish_reasons=tuple(self._finish),
             provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            tool_calls=len(self._tools),
             output_text="".join(self._text),
         )
 
@@ -337,6 +345,10 @@ class Responses:
             response_id=getattr(response, "id", None),
             finish_reasons=_finish_of(response),
             provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            tool_calls=sum(
+                1 for item in getattr(response, "output", None) or ()
+                if getattr(item, "type", None) in _RESPONSES_TOOL_CALLS
+            ),
             output_text=text,
         )
 
@@ -421,7 +433,7 @@ class Embeddings:
     def result(self, response: Any, want_text: bool) -> Result:
         usage = getattr(response, "usage", None)
         return Result(
-            usage=Usage(input_tokens=usage.prompt_tokens or 0) if usage is not None else None,
+            usage=make_usage(getattr(usage, "prompt_tokens", None), None) if usage is not None else None,
             response_model=getattr(response, "model", None),
             provider_cost_usd=_extra_cost(usage) if usage is not None else None,
         )
