@@ -109,7 +109,7 @@ def test_record_usage_is_indistinguishable_from_a_patched_call(logged, telemetry
     assert manual_entry.keys() == patched_entry.keys()
     for key, value in patched_entry.items():
         if "duration" in key:  # plus the moment record_usage itself takes
-            assert manual_entry[key] == pytest.approx(value, abs=0.25), key
+            assert manual_entry[key] == pytest.approx(value, abs=0.05), key
         elif key == "output_tokens_per_second":
             assert manual_entry[key] == pytest.approx(OUTPUT / manual_entry["duration_s"], rel=1e-12)
         else:
@@ -123,7 +123,7 @@ def test_record_usage_is_indistinguishable_from_a_patched_call(logged, telemetry
     volatile = {"time", "agent", "duration_s"}
     assert {k: v for k, v in lines[1].items() if k not in volatile} == {
         k: v for k, v in lines[0].items() if k not in volatile}
-    assert lines[1]["duration_s"] == pytest.approx(duration_s, abs=1e-6)
+    assert lines[1]["duration_s"] == pytest.approx(duration_s, abs=0.05)
 
 
 def test_labels_come_from_the_enclosing_scopes(instrumented, telemetry):

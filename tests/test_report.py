@@ -134,10 +134,10 @@ def test_same_shape_and_numbers_as_the_live_ledger(stats):
 
     assert live.keys() <= stats.keys()
     for key, value in live.items():
-        if key == "by_agent_model":
-            for agent, models in value.items():
-                for model, entry in models.items():
-                    assert {k: stats[key][agent][model][k] for k in entry} == pytest.approx(entry, abs=1e-12), key
+        if key in ("by_agent_model", "by_workflow_agent", "by_task_agent"):
+            for outer, inners in value.items():
+                for inner, entry in inners.items():
+                    assert {k: stats[key][outer][inner][k] for k in entry} == pytest.approx(entry, abs=1e-12), key
         elif key.startswith("by_"):  # a log's entries also carry the efficiency figures
             for name, entry in value.items():
                 assert {k: stats[key][name][k] for k in entry} == pytest.approx(entry, abs=1e-12), (key, name)
