@@ -293,3 +293,10 @@ def test_live_statistics_carry_the_figures(instrumented, monkeypatch):
     assert "Efficiency by agent" in text and "By model" not in text
     otel_tokens.reset()
     assert otel_tokens.get_statistics()["timeline"]["agents"] == {}
+
+
+def test_each_kind_lists_the_largest_impact_first_and_at_most_five():
+    stats = {"by_agent": {f"agent-{i}": {"calls": 20, "errors": i + 1, "input_tokens": 100} for i in range(8)}}
+    found = recommendations(stats)
+    assert [item["agent"] for item in found] == ["agent-7", "agent-6", "agent-5", "agent-4", "agent-3"]
+    assert [item["errors"] for item in found] == [8, 7, 6, 5, 4]

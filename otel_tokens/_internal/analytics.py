@@ -344,7 +344,6 @@ def recommendations(
                 advice = _cheaper_model(agent, model, entry, provider, price_book, candidates)
                 if advice is not None:
                     found.append(advice)
-        found.sort(key=lambda item: -item["saving_usd"])
     error_types = stats.get("error_types") or {}
     for agent, entry in sorted((stats.get("by_agent") or {}).items()):
         calls = entry.get("calls") or 0
@@ -390,7 +389,31 @@ def recommendations(
                 "text": (f"{agent}: spent {_usd(state.get('spent_usd') or 0.0)}, {used} of its "
                          f"{_usd(state.get('limit_usd') or 0.0)} budget ({state.get('window') or 'lifetime'})"),
             })
-    return found
+    return _most_important(found)
+
+
+# Each kind is listed by impact; beyond this many a list stops being read.
+MAX_PER_KIND: Final = 5
+_IMPACT: Final = {
+    "cheaper_model": lambda item: item["saving_usd"],
+    "low_cache_hit": lambda item: item["avg_input_tokens"] * item["calls"],
+    "high_error_rate": lambda item: item["errors"],
+    "budget": lambda item: item["spent_usd"] / item["limit_usd"] if item["limit_usd"] else math.inf,
+}
+
+
+def _most_important(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most MAX_PER_KIND of each kind, the largest impact first; kinds keep their order."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for item in found:
+        kinds.setdefault(item["kind"], []).append(item)
+    kept = []
+    for kind, items in kinds.items():
+        impact = _IMPACT.get(kind)
+        if impact is not None:
+            items.sort(key=impact, reverse=True)  # stable: ties keep their (alphabetical) order
+        kept += items[:MAX_PER_KIND]
+    return kept
 
 
 def enrich(
