@@ -13,7 +13,7 @@ import inspect
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import wrapt
@@ -257,7 +257,9 @@ class _UnreadBody:
         self._done = True
         self._finalizer.detach()
         try:
-            return _returned(self._operation, self._recorder, _Call(self._call.prepared, self._call.invocation), parsed)
+            # The body is parsed now: record it as a plain call (or stream) would be.
+            prepared = replace(self._call.prepared, raw_mode=None)
+            return _returned(self._operation, self._recorder, _Call(prepared, self._call.invocation), parsed)
         except Exception:  # _returned logs; under the test switch it re-raises
             if raise_internal_errors():
                 raise
@@ -320,7 +322,7 @@ def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], U
 def _result_estimator(
     operation: Operation, prepared: Prepared, result: Result
 ) -> Callable[[], Usage | None] | None:
-    if result.usage is not None:
+    if result.usage is not None and not result.usage.invalid:
         return None  # the usual case: nothing to estimate, nothing to build
     estimate = _estimator(operation, prepared)
     return lambda: estimate(result)

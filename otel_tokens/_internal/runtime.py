@@ -46,6 +46,8 @@ class Runtime:
 
         self.settings = settings
         self.price_book = PriceBook(overrides)
+        # Price data loads off the call path, so the first call's span measures the call.
+        threading.Thread(target=self._preload, name="otel_tokens-preload", daemon=True).start()
         self.ledger = Ledger(max_keys=settings.max_keys)
         self.budgets = BudgetManager(
             price_book=self.price_book,
@@ -89,6 +91,12 @@ class Runtime:
             ledger=self.ledger,
             sinks=self._sinks,
         )
+
+    def _preload(self) -> None:
+        try:
+            self.price_book.preload()
+        except Exception:
+            _logger.debug("otel_tokens: preloading price data failed; it loads on first use", exc_info=True)
 
     def statistics(self) -> dict[str, Any]:
         stats = self.ledger.statistics()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from otel_tokens import semconv
@@ -231,7 +232,7 @@ class MessageStreamAccumulator:
 
     __slots__ = (
         "_id", "_model", "_usage_seen", "_input", "_cache_read", "_cache_write", "_output", "_thinking",
-        "_stop", "_text", "_tools",
+        "_stop", "_text", "_tools", "_final",
     )
 
     def __init__(self) -> None:
@@ -247,6 +248,7 @@ class MessageStreamAccumulator:
         self._stop: str | None = None
         self._text: list[str] = []
         self._tools = 0
+        self._final = False  # message_delta (the final counts) arrived
 
     def add(self, event: Any) -> bool:
         kind = event.type
@@ -265,6 +267,7 @@ class MessageStreamAccumulator:
             if usage is not None:
                 self._take(usage)
         elif kind == "message_delta":
+            self._final = True
             self._take(event.usage)
             stop = event.delta.stop_reason
             if stop:
@@ -293,13 +296,22 @@ class MessageStreamAccumulator:
     def result(self) -> Result:
         usage = None
         if self._usage_seen:
+            output = self._output
+            if not self._final:
+                # Cut off before message_delta: message_start's output count is a placeholder, so the
+                # output is counted from the text that arrived (input and cache counts stay exact).
+                from otel_tokens._internal.tokenizer import count_tokens
+
+                output = count_tokens("".join(self._text), self._model)
             usage = make_usage(
                 tokens(self._input, self._cache_read, self._cache_write),
-                self._output,
+                output,
                 self._cache_read,
                 self._cache_write,
                 self._thinking,
             )
+            if usage is not None and not self._final and not usage.invalid:
+                usage = replace(usage, estimated=True)
         return Result(
             usage=usage,
             response_model=self._model,
