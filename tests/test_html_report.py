@@ -127,7 +127,7 @@ def test_a_10k_call_log_makes_a_page_small_enough_to_email(browser, tmp_path):
     try:
         assert page.errors() == []
         _assert_every_chart_drawn(page)
-        assert page.evaluate("window.otelTokens.charts.timeline.data.labels.length") <= 240  # bounded buckets
+        assert page.evaluate("window.otelTokens.charts.timeline.data.labels.length") <= 120  # bounded buckets
         _keep(page, "html-report-10k.png")
     finally:
         page.close()

@@ -127,7 +127,7 @@ class Activity:
     types per agent. ``add`` is O(1) amortised, thread-safe and never raises for numbers.
     """
 
-    def __init__(self, *, bucket_s: float = 10.0, max_buckets: int = 240, max_agents: int = 20,
+    def __init__(self, *, bucket_s: float = 1.0, max_buckets: int = 120, max_agents: int = 20,
                  max_error_types: int = 10) -> None:
         if not bucket_s > 0 or max_buckets < 2 or max_agents < 1 or max_error_types < 1:
             raise ValueError("Activity needs bucket_s > 0, max_buckets >= 2, max_agents >= 1, max_error_types >= 1")

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 PROG = "otel-tokens"
 DEMO_MODULE = "otel_tokens._internal.demo.run"
 _REPORT_FORMATS = ("text", "markdown", "json", "csv", "html")
-_DEMO_FORMATS = ("text", "markdown", "json")
+_DEMO_FORMATS = ("text", "markdown", "json", "html")
 _DIMENSIONS = ("agent", "model", "provider", "operation", "workflow", "task", "user")
 
 
