@@ -17,8 +17,11 @@ from otel_tokens._internal.analytics import (
 )
 from otel_tokens._internal.budgets import parse_budgets
 from otel_tokens._internal.pricing import Rates
+from otel_tokens._internal.records import Usage
 from otel_tokens._internal.report import budgets_from_usage_lines, render_report, stats_from_usage_lines
 from otel_tokens._internal.usage_log import format_time, read_usage_log
+from tests.providers.assertions import reference_cost
+from tests.providers.openai_mock import OpenAIMock
 
 T0 = 1_794_985_600.0  # 2026-11-18T07:06:40Z, a multiple of 10 s
 
@@ -302,3 +305,18 @@ def test_each_kind_lists_the_largest_impact_first_and_at_most_five():
     found = recommendations(stats)
     assert [item["agent"] for item in found] == ["agent-7", "agent-6", "agent-5", "agent-4", "agent-3"]
     assert [item["errors"] for item in found] == [8, 7, 6, 5, 4]
+
+
+def test_tool_calls_and_cost_split_of_patched_calls(instrumented):
+    mock = OpenAIMock().reply("chat_tool_call.json").reply("chat_tool_call.json")
+    client = mock.client()
+    with otel_tokens.agent("router"):
+        for _ in range(2):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}])
+    stats = otel_tokens.get_statistics()
+    router = stats["by_agent"]["router"]
+    assert router["tool_calls"] == stats["tool_calls"] == 2  # one tool call in each response
+    expected = 2 * reference_cost("gpt-4o-mini-2024-07-18", Usage(82, 17), "openai")
+    assert router["cost_usd"] == pytest.approx(expected, abs=1e-12)
+    assert router["input_cost_usd"] == pytest.approx(2 * 82 * 0.15e-6, abs=1e-12)
+    assert router["output_cost_usd"] == pytest.approx(2 * 17 * 0.6e-6, abs=1e-12)

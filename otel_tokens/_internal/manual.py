@@ -14,6 +14,7 @@ from typing import Any
 from otel_tokens._internal.context import current_labels
 from otel_tokens._internal.records import Labels, Request, Result, make_usage, valid_cost
 
+
 def _name(what: str, value: Any, *, required: bool) -> str | None:
     if value is None and not required:
         return None

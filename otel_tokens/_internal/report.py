@@ -734,7 +734,7 @@ def render_report(
                          f"choose from {', '.join(DIMENSIONS)}")
     if isinstance(what_if, str):
         what_if = (what_if,)
-    stats = _with_recommendations(stats, price_book)
+    stats = with_recommendations(stats, price_book)
     model = _build(stats, tuple(dict.fromkeys(by)), tuple(what_if), price_book, max(int(top), 0))
     if renderer is None:
         from otel_tokens._internal.html_report import render_html
@@ -743,7 +743,7 @@ def render_report(
     return renderer(model)
 
 
-def _with_recommendations(stats: Mapping[str, Any], price_book: Any) -> Mapping[str, Any]:
+def with_recommendations(stats: Mapping[str, Any], price_book: Any) -> Mapping[str, Any]:
     """Statistics with their recommendations (a usage log's are made here, after its budgets are known)."""
     if "recommendations" in stats:
         return stats
@@ -767,4 +767,5 @@ __all__ = [
     "render_report",
     "reprice",
     "stats_from_usage_lines",
+    "with_recommendations",
 ]

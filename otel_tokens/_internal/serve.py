@@ -87,17 +87,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if parts.path in ("/", "/index.html"):
                 from otel_tokens._internal.html_report import render_html
-                from otel_tokens._internal.report import _with_recommendations
+                from otel_tokens._internal.report import with_recommendations
 
                 stats, book = self.source()
-                page = render_html(_with_recommendations(stats, book), title=self.title,
+                page = render_html(with_recommendations(stats, book), title=self.title,
                                    live_interval_s=self.interval_s)
                 self._send(200, "text/html; charset=utf-8", page)
             elif parts.path == "/api/statistics":
-                from otel_tokens._internal.report import _finite, _with_recommendations
+                from otel_tokens._internal.report import _finite, with_recommendations
 
                 stats, book = self.source()
-                body = json.dumps(_finite(dict(_with_recommendations(stats, book))), allow_nan=False)
+                body = json.dumps(_finite(dict(with_recommendations(stats, book))), allow_nan=False)
                 self._send(200, "application/json", body)
             elif parts.path == "/api/report":
                 self._report(query)
