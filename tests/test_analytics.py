@@ -207,11 +207,11 @@ def test_recommendations_with_their_numbers(stats):
     assert writer["cost_usd"] == pytest.approx(0.027, abs=1e-15)
     assert writer["saving_pct"] == pytest.approx((0.027 - 0.00162) / 0.027 * 100, abs=1e-9)
     assert writer["text"] == ("writer: 3 calls on gpt-4o averaging 400 output tokens; the same usage on "
-                              "gpt-4o-mini would cost $0.001620 instead of $0.0270 (94 % less)")
+                              "gpt-4o-mini would cost $0.00162 instead of $0.027 (94 % less)")
     # researcher: average 6,000 input (66.67 cached) and 300 output on claude-haiku-4-5 ($1 / $0.10 / $5 per M)
     per_call = (6_000 - 200 / 3) * 1e-6 + (200 / 3) * 0.1e-6 + 300 * 5e-6
     assert researcher["candidate_cost_usd"] == pytest.approx(3 * per_call, abs=1e-15)
-    assert researcher["text"].endswith("would cost $0.0223 instead of $0.0630 (65 % less)")
+    assert researcher["text"].endswith("would cost $0.02232 instead of $0.063 (65 % less)")
     # editor already uses the candidate; mystery-model has no price: neither is repriced
 
     low_cache = {item["agent"]: item for item in by_kind["low_cache_hit"]}
@@ -231,7 +231,7 @@ def test_recommendations_with_their_numbers(stats):
     (budget,) = by_kind["budget"]  # writer spent $0.027 of $0.03: its 90 % warning level
     assert (budget["agent"], budget["status"]) == ("writer", "warning")
     assert budget["utilization"] == pytest.approx(0.9, abs=1e-12)
-    assert budget["text"] == "writer: spent $0.0270, 90 % of its $0.0300 budget (lifetime)"
+    assert budget["text"] == "writer: spent $0.027, 90 % of its $0.03 budget (lifetime)"
 
 
 def test_candidates_are_never_invented(stats):

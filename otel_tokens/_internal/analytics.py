@@ -316,7 +316,7 @@ def _cheaper_model(agent: str, model: str, entry: Mapping[str, Any], provider: s
 
 
 def _usd(value: float) -> str:
-    from otel_tokens._internal.report import format_usd
+    from otel_tokens._internal.formatting import format_usd
 
     return format_usd(value)
 

@@ -25,9 +25,9 @@ def _asset(name: str) -> str:
 
 def _script_json(value: Any) -> str:
     """JSON safe inside a <script> element: no "</" or "<!--" can end or confuse it."""
-    from otel_tokens._internal.report import _finite
+    from otel_tokens._internal.formatting import machine_values
 
-    text = json.dumps(_finite(value), allow_nan=False, separators=(",", ":"))
+    text = json.dumps(machine_values(value), allow_nan=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

@@ -27,6 +27,7 @@ from otel_tokens._internal.records import (
     Usage,
     valid_cost,
 )
+from otel_tokens._internal.redact import error_text
 from otel_tokens._internal.safety import OnceEach, guarded
 from otel_tokens._internal.settings import Settings
 
@@ -333,7 +334,7 @@ class Recorder:
             self._write_content(span, invocation, result, capture)
         if record.error_type is not None:
             attributes[semconv.ERROR_TYPE] = record.error_type
-            span.set_status(Status(StatusCode.ERROR, str(error) if error is not None else record.error_type))
+            span.set_status(Status(StatusCode.ERROR, error_text(error) if error is not None else record.error_type))
         span.set_attributes(attributes)
         for name, event_attributes in events:
             span.add_event(name, event_attributes)

@@ -94,10 +94,11 @@ class _Handler(BaseHTTPRequestHandler):
                                    live_interval_s=self.interval_s)
                 self._send(200, "text/html; charset=utf-8", page)
             elif parts.path == "/api/statistics":
-                from otel_tokens._internal.report import _finite, with_recommendations
+                from otel_tokens._internal.formatting import machine_values
+                from otel_tokens._internal.report import with_recommendations
 
                 stats, book = self.source()
-                body = json.dumps(_finite(dict(with_recommendations(stats, book))), allow_nan=False)
+                body = json.dumps(machine_values(dict(with_recommendations(stats, book))), allow_nan=False)
                 self._send(200, "application/json", body)
             elif parts.path == "/api/report":
                 self._report(query)
