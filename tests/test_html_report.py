@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import otel_tokens
+from otel_tokens._internal.formatting import format_usd
 from otel_tokens._internal.report import render_report, stats_from_usage_lines
 from otel_tokens._internal.serve import LiveServer, serve_usage_log
 from otel_tokens._internal.usage_log import read_usage_log
@@ -91,6 +92,9 @@ def test_report_draws_every_chart_without_console_errors(browser, tmp_path):
             "used %", "90 % (warning)", "100 % (limit)"]
         assert page.evaluate("window.otelTokens.charts.timeline.data.datasets.map(d => d.label)") == [
             "editor", "researcher", "writer"]
+        # Amounts read as in the text report.
+        amounts = [0, 0.027, 0.00162, 1234.5678, 2.5, 0.0087, 0.000208, 3e-8, -0.25, 0.063]
+        assert page.evaluate(f"{amounts}.map(window.otelTokens.usd)") == [format_usd(a) for a in amounts]
         recommendations = page.evaluate(
             "Array.from(document.querySelectorAll('#recommendations li')).map(li => li.textContent)")
         assert "editor: 50 % of calls failed (2 of 4: RateLimitError x2)" in recommendations

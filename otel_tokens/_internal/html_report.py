@@ -100,17 +100,21 @@ _PAGE: Final = """<!DOCTYPE html>
                 "#9c755f", "#bab0ac"];
   var config = JSON.parse(document.getElementById("otel-tokens-config").textContent);
   var charts = {};
-  window.otelTokens = {charts: charts, updates: 0, stats: null};
+  window.otelTokens = {charts: charts, updates: 0, stats: null, usd: usd};
   Chart.defaults.animation = false;
   Chart.defaults.maintainAspectRatio = false;
 
+  // As formatting.format_usd: four significant digits, never fewer than cents, zeros past the cents dropped.
   function usd(value) {
     if (value === null || value === undefined || !isFinite(value)) return "n/a";
     var amount = Math.abs(value), sign = value < 0 ? "-" : "";
     if (amount === 0) return "$0.00";
-    if (amount >= 1) return sign + "$" + amount.toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2});
-    if (amount >= 0.01) return sign + "$" + amount.toFixed(4);
-    return sign + "$" + amount.toFixed(6);
+    if (amount < 0.000001) return sign + "<$0.000001";
+    var decimals = Math.max(2, 3 - Math.floor(Math.log10(amount)));
+    var parts = amount.toLocaleString("en-US", {minimumFractionDigits: decimals, maximumFractionDigits: decimals})
+      .split(".");
+    var fraction = parts[1].slice(0, 2) + parts[1].slice(2).replace(/0+$/, "");
+    return sign + "$" + parts[0] + "." + fraction;
   }
   function num(value, digits) {
     if (value === null || value === undefined || !isFinite(value)) return "n/a";
