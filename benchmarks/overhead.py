@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per call under valgrind's callgrind instead of timing")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
     parser.add_argument("--child", nargs=2, metavar=("KIND", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--count-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,8 +163,9 @@ def main() -> None:
         calls = args.calls // 10 if kind.startswith("stream") and not args.count_only else args.calls
         print(json.dumps(child(kind, mode, calls, args.chunks, args.count_only)))
         return
+    kinds = tuple(kind for kind in args.kinds.split(",") if kind)
     if args.instructions:
-        instructions(args.chunks)
+        instructions(args.chunks, kinds)
         return
 
     results: dict[tuple[str, str], list[float]] = {}
@@ -207,12 +209,12 @@ def _instructions_of(kind: str, mode: str, calls: int, chunks: int) -> int:
     return int(line.rsplit(":", 1)[1])
 
 
-def instructions(chunks: int) -> None:
+def instructions(chunks: int, kinds: tuple[str, ...]) -> None:
     """Instructions per call: (count at 2n calls - count at n calls) / n, so start-up and warm-up cancel.
     Deterministic for the same inputs, whatever else the machine is doing."""
     print(f"{'call':<14}{'bare':>12}{'floor':>12}{'otel-tokens':>14}{'floor added':>13}{'ours added':>12}"
           f"{'over floor':>12}   (instructions per call)")
-    for kind in KINDS:
+    for kind in kinds:
         n = 20 if kind.startswith("stream") else 200
         per_call = {}
         for mode in MODES:

@@ -51,6 +51,10 @@ _lock = threading.Lock()
 _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
+    ("otel_tokens.instrumentation.bedrock", "BedrockInstrumentor"),
+    ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
+    ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
+    ("otel_tokens.instrumentation.ollama", "OllamaInstrumentor"),
 )
 
 
