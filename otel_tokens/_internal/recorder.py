@@ -242,7 +242,8 @@ class Recorder:
         if provider_cost is not None:
             cost, cost_source = provider_cost, semconv.COST_SOURCE_PROVIDER
         elif usage is not None:
-            cost, cost_source, split = self._cost(request, usage, model)
+            hops = result.hop_usages if result is not None and usage is result.usage else ()
+            cost, cost_source, split = self._cost(request, usage, model, hops)
 
         ttfc = None
         if invocation.first_chunk_at is not None:
@@ -263,15 +264,18 @@ class Recorder:
         )
 
     def _cost(
-        self, request: Request, usage: Usage, model: str | None
+        self, request: Request, usage: Usage, model: str | None, hops: tuple[Usage, ...] = ()
     ) -> tuple[float | None, str | None, tuple[float, float] | None]:
         """(cost, source, its (input, output) split), all None when unknown."""
         if self._prices is None or not model:
             return None, None, None
         try:
-            split = self._prices.cost_split(request.provider, model, usage)
-            if split is None and request.model and request.model != model:
-                split = self._prices.cost_split(request.provider, request.model, usage)
+            if hops:  # several requests: price tiers apply to each on its own
+                each = [self._priced(request, hop, model) for hop in hops]
+                split = None if None in each else (
+                    sum(part[0] for part in each), sum(part[1] for part in each), each[0][2])  # type: ignore[index]
+            else:
+                split = self._priced(request, usage, model)
         except Exception:
             _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
             return None, None, None
@@ -285,6 +289,12 @@ class Recorder:
             return None, None, None
         # Float noise (0.00020800000000000001) off, far below any price's precision.
         return round(cost, 12), source, (round(input_cost, 12), round(output_cost, 12))
+
+    def _priced(self, request: Request, usage: Usage, model: str) -> tuple[float, float, str] | None:
+        priced = self._prices.cost_split(request.provider, model, usage)  # type: ignore[union-attr]
+        if priced is None and request.model and request.model != model:
+            priced = self._prices.cost_split(request.provider, request.model, usage)  # type: ignore[union-attr]
+        return priced
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
@@ -322,6 +332,8 @@ class Recorder:
                 attributes[semconv.GEN_AI_RESPONSE_ID] = result.response_id
             if result.finish_reasons:
                 attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = result.finish_reasons
+            if result.hop_usages:
+                attributes[semconv.OTEL_TOKENS_REQUEST_COUNT] = len(result.hop_usages)
         if usage is not None:
             attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             if record.request.operation != semconv.OP_EMBEDDINGS or usage.output_tokens:
