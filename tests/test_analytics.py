@@ -320,3 +320,20 @@ def test_tool_calls_and_cost_split_of_patched_calls(instrumented):
     assert router["cost_usd"] == pytest.approx(expected, abs=1e-12)
     assert router["input_cost_usd"] == pytest.approx(2 * 82 * 0.15e-6, abs=1e-12)
     assert router["output_cost_usd"] == pytest.approx(2 * 17 * 0.6e-6, abs=1e-12)
+
+
+def test_a_call_of_several_requests_splits_its_cost_per_request(instrumented):
+    from otel_tokens._internal.records import Request, Result
+
+    # Gemini 2.5 Pro's price rises above 200k input tokens per request: two 150k requests stay below it.
+    hops = (Usage(150_000, 1_000), Usage(150_000, 2_000))
+    total = Usage(300_000, 3_000)
+    recorder = instrumented.recorder
+    record = recorder.finish(recorder.start(Request(provider="gcp.gemini", operation="chat", model="gemini-2.5-pro")),
+                             Result(usage=total, hop_usages=hops))
+    rates = instrumented.price_book.rates("gcp.gemini", "gemini-2.5-pro")
+    parts = [rates.split(hop) for hop in hops]
+    assert record.input_cost_usd == pytest.approx(parts[0][0] + parts[1][0], abs=1e-12)
+    assert record.output_cost_usd == pytest.approx(parts[0][1] + parts[1][1], abs=1e-12)
+    assert record.cost_usd == pytest.approx(record.input_cost_usd + record.output_cost_usd, abs=1e-12)
+    assert record.cost_usd < rates.cost(total)  # the whole at once would be priced in the upper tier
