@@ -17,7 +17,7 @@ from otel_tokens._internal.analytics import (
 )
 from otel_tokens._internal.budgets import parse_budgets
 from otel_tokens._internal.pricing import Rates
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.records import Request, Result, Usage
 from otel_tokens._internal.report import budgets_from_usage_lines, render_report, stats_from_usage_lines
 from otel_tokens._internal.usage_log import format_time, read_usage_log
 from tests.providers.assertions import reference_cost
@@ -323,8 +323,6 @@ def test_tool_calls_and_cost_split_of_patched_calls(instrumented):
 
 
 def test_a_call_of_several_requests_splits_its_cost_per_request(instrumented):
-    from otel_tokens._internal.records import Request, Result
-
     # Gemini 2.5 Pro's price rises above 200k input tokens per request: two 150k requests stay below it.
     hops = (Usage(150_000, 1_000), Usage(150_000, 2_000))
     total = Usage(300_000, 3_000)
