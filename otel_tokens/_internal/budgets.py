@@ -604,9 +604,10 @@ class BudgetManager:
 
     # -- the recorder's protocol -------------------------------------------------------------------
     def reserve(
-        self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None
+        self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None, *, enforce: bool = True
     ) -> _Reservation | None:
-        """Before a call is sent. Raises BudgetExceededError if a block budget would be exceeded."""
+        """Before a call is sent. Raises BudgetExceededError if a block budget would be exceeded, unless
+        ``enforce`` is False: a call that already happened (``record_usage``) is counted, not stopped."""
         requests = REQUEST_ACCOUNTS.get()
         index = self._index
         if not index and not requests:
@@ -624,7 +625,7 @@ class BudgetManager:
         accounts.extend(requests)
         if not accounts:
             return None
-        blocking = [account for account in accounts if account.budget.action == ACTION_BLOCK]
+        blocking = [account for account in accounts if account.budget.action == ACTION_BLOCK] if enforce else []
         projected = 0.0
         if blocking:
             projected = guarded("projecting a call's cost for its budget", self._project, request, prompt_text) or 0.0

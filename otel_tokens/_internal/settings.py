@@ -53,6 +53,9 @@ OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS = "OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS"
 OTEL_TOKENS_ANTHROPIC_SDK_SPANS = "OTEL_TOKENS_ANTHROPIC_SDK_SPANS"
 """``false`` (default): turn off the anthropic SDK's own spans for clients otel-tokens instruments, so a
 call yields one LLM span; ``true`` keeps both."""
+OTEL_TOKENS_CANDIDATE_MODELS = "OTEL_TOKENS_CANDIDATE_MODELS"
+"""Cheaper models recommendations may suggest, as ``MODEL@PROVIDER,...`` in order of preference (default:
+a short list per provider); only models with a known price are suggested."""
 OTEL_TOKENS_SHUTDOWN_TIMEOUT = "OTEL_TOKENS_SHUTDOWN_TIMEOUT"
 """Seconds that shutting down the providers ``import otel_tokens.auto`` built may add to process exit
 (default 3); telemetry not exported by then is dropped."""
@@ -98,6 +101,7 @@ class Settings:
     anthropic_sdk_spans: bool = False
     store: str | None = None
     store_failure: str = "open"
+    candidate_models: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -117,6 +121,7 @@ class Settings:
             anthropic_sdk_spans=_bool(env, OTEL_TOKENS_ANTHROPIC_SDK_SPANS, False),
             store=_text(env, OTEL_TOKENS_STORE),
             store_failure=_choice(env, OTEL_TOKENS_STORE_FAILURE, ("open", "closed"), "open"),
+            candidate_models=env.get(OTEL_TOKENS_CANDIDATE_MODELS) or None,
         )
         given = validated_overrides(overrides)
         return replace(settings, **given) if given else settings
