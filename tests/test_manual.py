@@ -90,7 +90,8 @@ def test_record_usage_is_indistinguishable_from_a_patched_call(logged, telemetry
     assert (manual.end_time - manual.start_time) / 1e9 == pytest.approx(duration_s, abs=0.05)
     # Both crossed their budget's warning and limit with the same events.
     def events(span):
-        return [(e.name, {k: v for k, v in e.attributes.items() if k != A.GEN_AI_AGENT_NAME}) for e in span.events]
+        names = (A.GEN_AI_AGENT_NAME, A.OTEL_TOKENS_BUDGET_NAME)  # each side's own agent budget
+        return [(e.name, {k: v for k, v in e.attributes.items() if k not in names}) for e in span.events]
 
     assert events(manual) == events(patched)
     assert [e.name for e in manual.events] == [A.EVENT_BUDGET_WARNING, A.EVENT_BUDGET_EXCEEDED]
