@@ -56,6 +56,7 @@ def _points_of(telemetry, agent):
                     attributes = dict(point.attributes)
                     if attributes.pop(A.GEN_AI_AGENT_NAME, None) != agent:
                         continue
+                    attributes.pop(A.OTEL_TOKENS_BUDGET_NAME, None)  # budget gauges also name the agent
                     key = (metric.name, tuple(sorted(attributes.items())))
                     value = (point.count, point.sum) if hasattr(point, "bucket_counts") else point.value
                     found[key] = value
