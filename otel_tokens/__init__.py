@@ -48,6 +48,7 @@ _lock = threading.Lock()
 _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
+    ("otel_tokens.instrumentation.groq", "GroqInstrumentor"),
 )
 
 

@@ -82,7 +82,15 @@ SWEEP_MODELS: dict[str, tuple[str, ...]] = {
     "gcp.vertex_ai": ("gemini-3-pro-preview", "claude-sonnet-4-5@20250929"),
     "deepseek": ("deepseek-chat", "deepseek-reasoner", "deepseek-v4-flash", "deepseek-v4-pro"),
     "mistral_ai": ("mistral-large-latest", "mistral-small-latest", "codestral-latest"),
-    "groq": ("llama-3.3-70b-versatile", "openai/gpt-oss-120b"),
+    "groq": (
+        "llama-3.3-70b-versatile",
+        "llama-3.1-8b-instant",
+        "openai/gpt-oss-120b",  # cached input priced
+        "openai/gpt-oss-20b",
+        "qwen/qwen3-32b",
+        "moonshotai/kimi-k2-instruct",
+        "meta-llama/llama-4-scout-17b-16e-instruct",
+    ),
     "x_ai": ("grok-4", "grok-3-mini", "grok-4.20"),  # grok-4.20: tier above 199,999
     "perplexity": ("sonar", "sonar-deep-research"),  # per-request fee; separate reasoning price
     "aws.bedrock": ("anthropic.claude-sonnet-4-5-20250929-v1:0", "amazon.nova-pro-v1:0"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import importlib
+import inspect
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -218,10 +219,17 @@ def _returned(operation: Operation, recorder: Recorder, call: _Call, response: A
 
 
 def _returned_raw(operation: Operation, recorder: Recorder, call: _Call, response: Any) -> Any:
-    # with_raw_response: parse() caches, so the caller's own parse() gets the same object back.
-    # A raw stream or a with_streaming_response body is the caller's to read: count the call only.
+    # with_raw_response ("true" in openai's legacy responses, "raw" in other Stainless SDKs): parse()
+    # caches, so the caller's own parse() gets the same object back. An async parse() cannot be awaited
+    # here; a raw stream or a with_streaming_response body is the caller's to read: count the call only.
     prepared = call.prepared
-    if prepared.raw_mode == "true" and not prepared.request.stream and hasattr(response, "parse"):
+    parse = getattr(response, "parse", None)
+    if (
+        prepared.raw_mode in ("true", "raw")
+        and not prepared.request.stream
+        and callable(parse)
+        and not inspect.iscoroutinefunction(parse)
+    ):
         result = operation.result(response.parse(), recorder.settings.capture_content.enabled)
         recorder.finish(call.invocation, result, estimate=_result_estimator(operation, prepared, result))
     else:

@@ -7,12 +7,14 @@ Token conversion (already in semconv terms): chat ``prompt_tokens`` includes cac
 from __future__ import annotations
 
 import functools
+import importlib
+from collections.abc import Callable
 from typing import Any, Literal
 
 from otel_tokens import semconv
 from otel_tokens._internal.engine import Prepared
 from otel_tokens._internal.providers.detect import openai_client_provider
-from otel_tokens._internal.records import Request, Result, Usage
+from otel_tokens._internal.records import Request, Result, Usage, make_usage
 from otel_tokens._internal.settings import Settings
 
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
@@ -50,20 +52,26 @@ def _raw_mode(kwargs: dict) -> str | None:
     return None
 
 
-@functools.cache
-def _stream_classes() -> tuple[type, type]:
-    import openai
+def stream_kind_of(package: str) -> Callable[[Any], Literal["sync", "async"] | None]:
+    """``stream_kind`` for a Stainless SDK whose package exports ``Stream`` and ``AsyncStream``."""
 
-    return openai.Stream, openai.AsyncStream
+    @functools.cache
+    def classes() -> tuple[type, type]:
+        module = importlib.import_module(package)
+        return module.Stream, module.AsyncStream
+
+    def stream_kind(response: Any) -> Literal["sync", "async"] | None:
+        sync_stream, async_stream = classes()
+        if isinstance(response, sync_stream):
+            return "sync"
+        if isinstance(response, async_stream):
+            return "async"
+        return None
+
+    return stream_kind
 
 
-def _stream_kind(response: Any) -> Literal["sync", "async"] | None:
-    sync_stream, async_stream = _stream_classes()
-    if isinstance(response, sync_stream):
-        return "sync"
-    if isinstance(response, async_stream):
-        return "async"
-    return None
+_stream_kind = stream_kind_of("openai")
 
 
 def _sequence(value: Any) -> tuple | list:
@@ -88,8 +96,19 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def _request(instance: Any, kwargs: dict, operation: str, attributes: dict[str, Any]) -> Request:
-    provider, address, port = openai_client_provider(instance._client)
+def openai_server(instance: Any) -> tuple[str, str | None, int | None]:
+    """``(provider, server.address, server.port)`` of the client behind a resource."""
+    return openai_client_provider(instance._client)
+
+
+def _request(
+    instance: Any,
+    kwargs: dict,
+    operation: str,
+    attributes: dict[str, Any],
+    server: Callable[[Any], tuple[str, str | None, int | None]] = openai_server,
+) -> Request:
+    provider, address, port = server(instance)
     model = kwargs.get("model")
     return Request(
         provider=provider,
@@ -112,15 +131,16 @@ def _extra_cost(usage: Any) -> float | None:
     return None
 
 
-def chat_usage(usage: Any) -> Usage:
+def chat_usage(usage: Any) -> Usage | None:
+    """Chat ``usage`` (OpenAI, Groq and every OpenAI-compatible server share its shape)."""
     prompt_details = getattr(usage, "prompt_tokens_details", None)
     completion_details = getattr(usage, "completion_tokens_details", None)
-    return Usage(
-        input_tokens=usage.prompt_tokens or 0,
-        output_tokens=usage.completion_tokens or 0,
-        cache_read_tokens=(getattr(prompt_details, "cached_tokens", None) or 0) if prompt_details else 0,
-        cache_write_tokens=(getattr(prompt_details, "cache_write_tokens", None) or 0) if prompt_details else 0,
-        reasoning_tokens=(getattr(completion_details, "reasoning_tokens", None) or 0) if completion_details else 0,
+    return make_usage(
+        getattr(usage, "prompt_tokens", None),
+        getattr(usage, "completion_tokens", None),
+        getattr(prompt_details, "cached_tokens", None),
+        getattr(prompt_details, "cache_write_tokens", None),
+        getattr(completion_details, "reasoning_tokens", None),
     )
 
 
@@ -137,36 +157,52 @@ def responses_usage(usage: Any) -> Usage:
 
 
 # -- chat completions ------------------------------------------------------------------------------
+def chat_attributes(kwargs: dict) -> dict[str, Any]:
+    """Span attributes of a chat completions request."""
+    attributes = _scalars(kwargs, _CHAT_PARAMS)
+    max_tokens = kwargs.get("max_completion_tokens")
+    if not isinstance(max_tokens, int):
+        max_tokens = kwargs.get("max_tokens")
+    if isinstance(max_tokens, int):
+        attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+    n = kwargs.get("n")
+    if isinstance(n, int) and n != 1:
+        attributes[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = n
+    stop = kwargs.get("stop")
+    if isinstance(stop, str):
+        attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = (stop,)
+    elif isinstance(stop, (list, tuple)) and stop:
+        attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
+    response_format = kwargs.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
+        attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+    elif isinstance(response_format, type):
+        attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+    return attributes
+
+
+def _message_tool_calls(choice: Any) -> int:
+    message = getattr(choice, "message", None)
+    calls = getattr(message, "tool_calls", None)
+    if isinstance(calls, list):
+        return len(calls)
+    return 1 if getattr(message, "function_call", None) is not None else 0
+
+
 class ChatCompletions:
     """``chat.completions.create`` / ``parse`` (sync and async); ``stream()`` goes through ``create``."""
 
     operation = semconv.OP_CHAT
+    # Whether the SDK takes ``stream_options`` (Groq's does not: its usage comes in ``x_groq``).
+    asks_stream_usage = True
+    server = staticmethod(openai_server)
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
-        attributes = _scalars(kwargs, _CHAT_PARAMS)
-        max_tokens = kwargs.get("max_completion_tokens")
-        if not isinstance(max_tokens, int):
-            max_tokens = kwargs.get("max_tokens")
-        if isinstance(max_tokens, int):
-            attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
-        n = kwargs.get("n")
-        if isinstance(n, int) and n != 1:
-            attributes[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = n
-        stop = kwargs.get("stop")
-        if isinstance(stop, str):
-            attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = (stop,)
-        elif isinstance(stop, (list, tuple)) and stop:
-            attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
-        response_format = kwargs.get("response_format")
-        if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
-            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
-        elif isinstance(response_format, type):
-            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
-        request = _request(instance, kwargs, self.operation, attributes)
+        request = _request(instance, kwargs, self.operation, chat_attributes(kwargs), self.server)
         send = kwargs
         hide = False
         raw_mode = _raw_mode(kwargs)
-        if request.stream and settings.stream_usage and raw_mode is None:
+        if request.stream and self.asks_stream_usage and settings.stream_usage and raw_mode is None:
             options = kwargs.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 # Ask for exact usage; the proxy hides the extra usage-only chunk from the caller.
@@ -188,6 +224,7 @@ class ChatCompletions:
             response_id=getattr(response, "id", None),
             finish_reasons=tuple(c.finish_reason for c in choices if getattr(c, "finish_reason", None)),
             provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            tool_calls=sum(_message_tool_calls(choice) for choice in choices),
             output_text=text,
         )
 
@@ -216,7 +253,7 @@ class ChatCompletions:
 
 
 class ChatStreamAccumulator:
-    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text")
+    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tool_calls")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self._hide = hide_usage_chunk
@@ -225,12 +262,17 @@ class ChatStreamAccumulator:
         self._model: str | None = None
         self._finish: list[str] = []
         self._text: list[str] = []
+        self._tool_calls = 0
+
+    @staticmethod
+    def _usage_of(chunk: Any) -> Any:
+        return chunk.usage
 
     def add(self, chunk: Any) -> bool:
         if self._id is None:
             self._id = chunk.id
             self._model = chunk.model
-        usage = chunk.usage
+        usage = self._usage_of(chunk)
         choices = chunk.choices
         if usage is not None:
             self._usage = usage
@@ -246,6 +288,10 @@ class ChatStreamAccumulator:
             content = delta.content
             if content:
                 self._text.append(content)
+            calls = delta.tool_calls
+            if calls:
+                # A call's first delta carries its id; later ones only add argument text.
+                self._tool_calls += sum(1 for call in calls if call.id)
         reason = choice.finish_reason
         if reason:
             self._finish.append(reason)
@@ -258,6 +304,7 @@ class ChatStreamAccumulator:
             response_id=self._id,
             finish_reasons=tuple(self._finish),
             provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            tool_calls=self._tool_calls,
             output_text="".join(self._text),
         )
 
@@ -407,6 +454,7 @@ class ResponsesStreamAccumulator:
 # -- embeddings ------------------------------------------------------------------------------------
 class Embeddings:
     operation = semconv.OP_EMBEDDINGS
+    server = staticmethod(openai_server)
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
         attributes: dict[str, Any] = {}
@@ -416,12 +464,13 @@ class Embeddings:
         dimensions = kwargs.get("dimensions")
         if isinstance(dimensions, int):
             attributes["gen_ai.embeddings.dimension.count"] = dimensions
-        return Prepared(_request(instance, kwargs, self.operation, attributes), kwargs, False, _raw_mode(kwargs))
+        request = _request(instance, kwargs, self.operation, attributes, self.server)
+        return Prepared(request, kwargs, False, _raw_mode(kwargs))
 
     def result(self, response: Any, want_text: bool) -> Result:
         usage = getattr(response, "usage", None)
         return Result(
-            usage=Usage(input_tokens=usage.prompt_tokens or 0) if usage is not None else None,
+            usage=make_usage(getattr(usage, "prompt_tokens", None), None) if usage is not None else None,
             response_model=getattr(response, "model", None),
             provider_cost_usd=_extra_cost(usage) if usage is not None else None,
         )
