@@ -49,6 +49,7 @@ _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
     ("otel_tokens.instrumentation.groq", "GroqInstrumentor"),
+    ("otel_tokens.instrumentation.litellm", "LiteLLMInstrumentor"),
 )
 
 

@@ -81,7 +81,7 @@ class Prepared:
 @dataclass(frozen=True, slots=True)
 class Patch:
     module: str
-    attribute: str  # "Class.method"
+    attribute: str  # "Class.method", or "function" for a module-level function
     # Operation; a HelperOperation for "sending_manager"; for "sync_manager" a function returning the
     # helper's raw stream
     operation: Any
@@ -106,7 +106,8 @@ def apply_patches(patches: Iterable[Patch], recorder: Recorder, switch: Switch) 
         try:
             module = importlib.import_module(patch.module)
             owner_name, _, method = patch.attribute.rpartition(".")
-            owner = getattr(module, owner_name)
+            # "Class.method", or a module-level function ("completion") when there is no dot.
+            owner = getattr(module, owner_name) if owner_name else module
             if not hasattr(owner, method):
                 continue
         except (ImportError, AttributeError):

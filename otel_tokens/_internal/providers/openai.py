@@ -144,15 +144,15 @@ def chat_usage(usage: Any) -> Usage | None:
     )
 
 
-def responses_usage(usage: Any) -> Usage:
+def responses_usage(usage: Any) -> Usage | None:
     input_details = getattr(usage, "input_tokens_details", None)
     output_details = getattr(usage, "output_tokens_details", None)
-    return Usage(
-        input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
-        cache_read_tokens=(getattr(input_details, "cached_tokens", None) or 0) if input_details else 0,
-        cache_write_tokens=(getattr(input_details, "cache_write_tokens", None) or 0) if input_details else 0,
-        reasoning_tokens=(getattr(output_details, "reasoning_tokens", None) or 0) if output_details else 0,
+    return make_usage(
+        getattr(usage, "input_tokens", None),
+        getattr(usage, "output_tokens", None),
+        getattr(input_details, "cached_tokens", None),
+        getattr(input_details, "cache_write_tokens", None),
+        getattr(output_details, "reasoning_tokens", None),
     )
 
 
@@ -196,6 +196,9 @@ class ChatCompletions:
     # Whether the SDK takes ``stream_options`` (Groq's does not: its usage comes in ``x_groq``).
     asks_stream_usage = True
     server = staticmethod(openai_server)
+    # How usage and a server-reported cost are read (an SDK wrapping others may read them differently).
+    usage_of = staticmethod(chat_usage)
+    cost_of = staticmethod(_extra_cost)
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
         request = _request(instance, kwargs, self.operation, chat_attributes(kwargs), self.server)
@@ -219,11 +222,11 @@ class ChatCompletions:
         if want_text or usage is None:
             text = "".join(self._choice_text(choice) for choice in choices)
         return Result(
-            usage=chat_usage(usage) if usage is not None else None,
+            usage=self.usage_of(usage) if usage is not None else None,
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=tuple(c.finish_reason for c in choices if getattr(c, "finish_reason", None)),
-            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             tool_calls=sum(_message_tool_calls(choice) for choice in choices),
             output_text=text,
         )
@@ -264,15 +267,18 @@ class ChatStreamAccumulator:
         self._text: list[str] = []
         self._tool_calls = 0
 
+    usage_of = staticmethod(chat_usage)
+    cost_of = staticmethod(_extra_cost)
+
     @staticmethod
-    def _usage_of(chunk: Any) -> Any:
+    def _chunk_usage(chunk: Any) -> Any:
         return chunk.usage
 
     def add(self, chunk: Any) -> bool:
         if self._id is None:
             self._id = chunk.id
             self._model = chunk.model
-        usage = self._usage_of(chunk)
+        usage = self._chunk_usage(chunk)
         choices = chunk.choices
         if usage is not None:
             self._usage = usage
@@ -299,11 +305,11 @@ class ChatStreamAccumulator:
     def result(self) -> Result:
         usage = self._usage
         return Result(
-            usage=chat_usage(usage) if usage is not None else None,
+            usage=self.usage_of(usage) if usage is not None else None,
             response_model=self._model,
             response_id=self._id,
             finish_reasons=tuple(self._finish),
-            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             tool_calls=self._tool_calls,
             output_text="".join(self._text),
         )
@@ -352,26 +358,35 @@ def _finish_of(response: Any) -> tuple[str, ...]:
     return (finish,) if finish else ()
 
 
+def responses_attributes(kwargs: dict) -> dict[str, Any]:
+    """Span attributes of a Responses API request."""
+    attributes = _scalars(kwargs, _RESPONSES_PARAMS)
+    reasoning = kwargs.get("reasoning")
+    if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
+        attributes[semconv.GEN_AI_REQUEST_REASONING_LEVEL] = reasoning["effort"]
+    previous = kwargs.get("previous_response_id")
+    if isinstance(previous, str):
+        attributes["gen_ai.request.previous_response.id"] = previous
+    text = kwargs.get("text")
+    if isinstance(text, dict) and isinstance(text.get("format"), dict):
+        if text["format"].get("type") in ("json_schema", "json_object"):
+            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+    if kwargs.get("text_format") is not None:
+        attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+    return attributes
+
+
 class Responses:
     """``responses.create`` / ``parse`` (sync and async); ``stream()`` goes through ``create``."""
 
     operation = semconv.OP_CHAT
 
+    server = staticmethod(openai_server)
+    cost_of = staticmethod(_extra_cost)
+
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
-        attributes = _scalars(kwargs, _RESPONSES_PARAMS)
-        reasoning = kwargs.get("reasoning")
-        if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
-            attributes[semconv.GEN_AI_REQUEST_REASONING_LEVEL] = reasoning["effort"]
-        previous = kwargs.get("previous_response_id")
-        if isinstance(previous, str):
-            attributes["gen_ai.request.previous_response.id"] = previous
-        text = kwargs.get("text")
-        if isinstance(text, dict) and isinstance(text.get("format"), dict):
-            if text["format"].get("type") in ("json_schema", "json_object"):
-                attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
-        if kwargs.get("text_format") is not None:
-            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
-        return Prepared(_request(instance, kwargs, self.operation, attributes), kwargs, False, _raw_mode(kwargs))
+        request = _request(instance, kwargs, self.operation, responses_attributes(kwargs), self.server)
+        return Prepared(request, kwargs, False, _raw_mode(kwargs))
 
     def result(self, response: Any, want_text: bool) -> Result:
         usage = getattr(response, "usage", None)
@@ -383,7 +398,7 @@ class Responses:
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=_finish_of(response),
-            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             output_text=text,
         )
 
@@ -455,6 +470,7 @@ class ResponsesStreamAccumulator:
 class Embeddings:
     operation = semconv.OP_EMBEDDINGS
     server = staticmethod(openai_server)
+    cost_of = staticmethod(_extra_cost)
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
         attributes: dict[str, Any] = {}
@@ -472,7 +488,7 @@ class Embeddings:
         return Result(
             usage=make_usage(getattr(usage, "prompt_tokens", None), None) if usage is not None else None,
             response_model=getattr(response, "model", None),
-            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            provider_cost_usd=self.cost_of(usage) if usage is not None else None,
         )
 
     stream_kind = staticmethod(lambda response: None)
