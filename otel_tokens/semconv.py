@@ -15,6 +15,8 @@ Python Prometheus exporter agree)::
     gen_ai.client.operation.cost                 -> gen_ai_client_operation_cost_USD_total
     otel_tokens.token.usage                      -> otel_tokens_token_usage_total
     otel_tokens.calls.unpriced                   -> otel_tokens_calls_unpriced_total
+    otel_tokens.calls.usage_invalid              -> otel_tokens_calls_usage_invalid_total
+    otel_tokens.calls.usage_unknown              -> otel_tokens_calls_usage_unknown_total
     otel_tokens.budget.limit                     -> otel_tokens_budget_limit_USD
     otel_tokens.budget.spent                     -> otel_tokens_budget_spent_USD
     otel_tokens.budget.utilization               -> otel_tokens_budget_utilization
@@ -78,6 +80,10 @@ COST_SOURCE_PROVIDER: Final = "provider"
 # -- otel-tokens' own attributes -----------------------------------------------------------------
 OTEL_TOKENS_USAGE_ESTIMATED: Final = "otel_tokens.usage.estimated"
 OTEL_TOKENS_PRICE_UNKNOWN: Final = "otel_tokens.price.unknown"
+# The provider's usage was not finite, non-negative counts: not used (the call may be estimated).
+OTEL_TOKENS_USAGE_INVALID: Final = "otel_tokens.usage.invalid"
+# A call that succeeded with no token counts, exact or estimated (e.g. a raw body never read).
+OTEL_TOKENS_USAGE_UNKNOWN: Final = "otel_tokens.usage.unknown"
 OTEL_TOKENS_TASK_NAME: Final = "otel_tokens.task.name"
 OTEL_TOKENS_BUDGET_WINDOW: Final = "otel_tokens.budget.window"
 # attributes of the budget span events
@@ -130,6 +136,8 @@ METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk
 METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"  # counter, PR #443 adopters
 METRIC_TOKEN_COUNT: Final = "otel_tokens.token.usage"  # counter by all five token types
 METRIC_UNPRICED_CALLS: Final = "otel_tokens.calls.unpriced"  # counter
+METRIC_USAGE_INVALID_CALLS: Final = "otel_tokens.calls.usage_invalid"  # counter
+METRIC_USAGE_UNKNOWN_CALLS: Final = "otel_tokens.calls.usage_unknown"  # counter
 METRIC_BUDGET_LIMIT: Final = "otel_tokens.budget.limit"  # gauge
 METRIC_BUDGET_SPENT: Final = "otel_tokens.budget.spent"  # gauge
 METRIC_BUDGET_UTILIZATION: Final = "otel_tokens.budget.utilization"  # gauge, spent / limit

@@ -489,7 +489,6 @@ class Stack:
         self.exporter = InMemorySpanExporter()
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.ledger = Ledger()
-        self.ledger.attach(provider)
         meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter(semconv.SCOPE_NAME)
         self.recorder = Recorder(
             provider.get_tracer(semconv.SCOPE_NAME), Instruments.create(meter), price_book(), Settings(),

@@ -36,6 +36,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_tokens import semconv
 from otel_tokens._internal.errors import BudgetExceededError
+from otel_tokens._internal.instruments import observable_gauge
 from otel_tokens._internal.records import CallRecord, Labels, Request, Usage
 from otel_tokens._internal.safety import guarded
 
@@ -470,7 +471,8 @@ class BudgetManager:
             (semconv.METRIC_BUDGET_SPENT, semconv.UNIT_USD, "spent_usd", "Budget spend per agent in US dollars."),
             (semconv.METRIC_BUDGET_UTILIZATION, semconv.UNIT_RATIO, "utilization", "Budget spent / limit per agent."),
         ):
-            meter.create_observable_gauge(name, callbacks=[self._observer(field)], unit=unit, description=description)
+            # Registered once per meter; a later runtime's manager takes over the same gauges.
+            observable_gauge(meter, name, unit, description).source = self._observer(field)
 
     def _observer(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:

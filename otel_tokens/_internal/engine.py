@@ -11,8 +11,9 @@ import contextvars
 import importlib
 import inspect
 import logging
+import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import wrapt
@@ -220,22 +221,89 @@ def _returned(operation: Operation, recorder: Recorder, call: _Call, response: A
 
 
 def _returned_raw(operation: Operation, recorder: Recorder, call: _Call, response: Any) -> Any:
-    # with_raw_response ("true" in openai's legacy responses, "raw" in other Stainless SDKs): parse()
-    # caches, so the caller's own parse() gets the same object back. An async parse() cannot be awaited
-    # here; a raw stream or a with_streaming_response body is the caller's to read: count the call only.
+    # with_raw_response: parse() caches, so the caller's own parse() gets the same object back.
     prepared = call.prepared
-    parse = getattr(response, "parse", None)
-    if (
-        prepared.raw_mode in ("true", "raw")
-        and not prepared.request.stream
-        and callable(parse)
-        and not inspect.iscoroutinefunction(parse)
-    ):
+    if prepared.raw_mode == "true" and not prepared.request.stream and hasattr(response, "parse"):
         result = operation.result(response.parse(), recorder.settings.capture_content.enabled)
         recorder.finish(call.invocation, result, estimate=_result_estimator(operation, prepared, result))
-    else:
-        recorder.finish(call.invocation, None)
+        return response
+    if hasattr(response, "parse"):
+        # A raw stream or a with_streaming_response body is the caller's to read: usage is read when
+        # the caller parses it; a body never parsed ends as usage unknown (flagged and counted).
+        return _UnreadResponseProxy(response, _UnreadBody(operation, recorder, call))
+    recorder.finish(call.invocation, None)
     return response
+
+
+class _UnreadBody:
+    """The call behind a response whose body the caller reads; finishes exactly once."""
+
+    __slots__ = ("_operation", "_recorder", "_call", "_done", "_finalizer", "__weakref__")
+
+    def __init__(self, operation: Operation, recorder: Recorder, call: _Call) -> None:
+        self._operation = operation
+        self._recorder = recorder
+        self._call = call
+        self._done = False
+        self._finalizer: Any = None
+
+    def watch(self, proxy: Any) -> None:
+        self._finalizer = weakref.finalize(proxy, self.unread)
+        self._finalizer.atexit = False
+
+    def parsed(self, parsed: Any) -> Any:
+        """What the caller's parse() returns: a stream is proxied (its call finishes with it)."""
+        if self._done:
+            return parsed
+        self._done = True
+        self._finalizer.detach()
+        try:
+            # The body is parsed now: record it as a plain call (or stream) would be.
+            prepared = replace(self._call.prepared, raw_mode=None)
+            return _returned(self._operation, self._recorder, _Call(prepared, self._call.invocation), parsed)
+        except Exception:  # _returned logs; under the test switch it re-raises
+            if raise_internal_errors():
+                raise
+            return parsed
+
+    async def parsed_async(self, awaitable: Any) -> Any:
+        return self.parsed(await awaitable)
+
+    def unread(self) -> None:
+        if not self._done:
+            self._done = True
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            guarded("recording an unread response", self._recorder.finish, self._call.invocation, None)
+
+
+class _UnreadResponseProxy(wrapt.ObjectProxy):
+    """``with_streaming_response`` / raw stream responses: the SDK's own response object, whose
+    ``parse()`` also hands the parsed body to the engine."""
+
+    def __init__(self, wrapped: Any, body: _UnreadBody) -> None:
+        super().__init__(wrapped)
+        self._self_body = body
+        body.watch(self)
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if inspect.isawaitable(parsed):
+            return self._self_body.parsed_async(parsed)
+        return self._self_body.parsed(parsed)
+
+    def close(self) -> Any:
+        closed = self.__wrapped__.close()
+        if inspect.isawaitable(closed):
+            return self._closed_async(closed)
+        self._self_body.unread()
+        return closed
+
+    async def _closed_async(self, closing: Any) -> Any:
+        try:
+            return await closing
+        finally:
+            self._self_body.unread()
 
 
 def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], Usage | None]:
@@ -255,7 +323,7 @@ def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], U
 def _result_estimator(
     operation: Operation, prepared: Prepared, result: Result
 ) -> Callable[[], Usage | None] | None:
-    if result.usage is not None:
+    if result.usage is not None and not result.usage.invalid:
         return None  # the usual case: nothing to estimate, nothing to build
     estimate = _estimator(operation, prepared)
     return lambda: estimate(result)

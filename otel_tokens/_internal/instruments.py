@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
 from otel_tokens import semconv
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.records import CallRecord
 
 _logger = logging.getLogger("otel_tokens")
 
@@ -26,7 +27,7 @@ MAX_SERIES = 2000
 _OVERFLOW_KEY = (("otel.metric.overflow", True),)
 
 # index of each total in a series' list
-_INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING, _COST, _UNPRICED = range(7)
+_INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING, _COST, _UNPRICED, _INVALID, _UNKNOWN = range(9)
 _TOKEN_TYPES = (
     (semconv.TOKEN_TYPE_INPUT, _INPUT),
     (semconv.TOKEN_TYPE_OUTPUT, _OUTPUT),
@@ -46,7 +47,11 @@ class CallTotals:
         self._max_series = max_series
         self._overflowed = False
 
-    def add(self, attributes: dict[str, Any], usage: Usage, cost: float | None) -> None:
+    def add(self, attributes: dict[str, Any], record: CallRecord) -> None:
+        usage = record.usage
+        cost = record.cost_usd
+        if usage is None and cost is None and not record.usage_invalid and not record.usage_unknown:
+            return  # a failed call: nothing to add
         key = tuple(attributes.items())
         with self._lock:
             totals = self._series.get(key)
@@ -54,21 +59,22 @@ class CallTotals:
                 if len(self._series) >= self._max_series:
                     key = _OVERFLOW_KEY
                     self._note_overflow()
-                totals = self._series.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0])
-            totals[_INPUT] += usage.input_tokens
-            totals[_OUTPUT] += usage.output_tokens
-            totals[_CACHE_READ] += usage.cache_read_tokens
-            totals[_CACHE_WRITE] += usage.cache_write_tokens
-            totals[_REASONING] += usage.reasoning_tokens
-            if cost is None:
-                totals[_UNPRICED] += 1
-            else:
+                totals = self._series.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0, 0, 0])
+            if usage is not None:
+                totals[_INPUT] += usage.input_tokens
+                totals[_OUTPUT] += usage.output_tokens
+                totals[_CACHE_READ] += usage.cache_read_tokens
+                totals[_CACHE_WRITE] += usage.cache_write_tokens
+                totals[_REASONING] += usage.reasoning_tokens
+                if cost is None:
+                    totals[_UNPRICED] += 1
+            if cost is not None:
                 totals[_COST] += cost
                 self._priced.add(key)
-
-    def add_cost(self, attributes: dict[str, Any], cost: float) -> None:
-        """A provider-reported cost with no token usage."""
-        self.add(attributes, Usage(), cost)
+            if record.usage_invalid:
+                totals[_INVALID] += 1
+            if record.usage_unknown:
+                totals[_UNKNOWN] += 1
 
     def _note_overflow(self) -> None:
         if not self._overflowed:
@@ -95,9 +101,57 @@ class CallTotals:
                 yield Observation(totals[_COST], dict(key))
 
     def observe_unpriced(self, options: CallbackOptions) -> Iterable[Observation]:
-        for key, totals, _ in self._snapshot():
-            if totals[_UNPRICED]:
-                yield Observation(totals[_UNPRICED], dict(key))
+        return self._observe(_UNPRICED)
+
+    def observe_invalid(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(_INVALID)
+
+    def observe_unknown(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(_UNKNOWN)
+
+    def _observe(self, index: int) -> list[Observation]:
+        return [Observation(totals[index], dict(key)) for key, totals, _ in self._snapshot() if totals[index]]
+
+
+class Relay:
+    """An observable instrument's callback that reads whatever source is current. Instruments are
+    registered once per meter (the SDK ignores a second registration's callbacks), while the runtime
+    behind them may be rebuilt by uninstrument() and instrument()."""
+
+    __slots__ = ("source",)
+
+    def __init__(self) -> None:
+        self.source: Callable[[CallbackOptions], Iterable[Observation]] | None = None
+
+    def __call__(self, options: CallbackOptions) -> Iterable[Observation]:
+        source = self.source
+        return source(options) if source is not None else ()
+
+
+_lock = threading.Lock()
+_by_meter: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
+_relays: weakref.WeakKeyDictionary[Any, dict[str, Relay]] = weakref.WeakKeyDictionary()
+
+
+def instruments_for(meter: Meter) -> Instruments:
+    """The meter's instruments, created on first use; the same object for every later runtime, so
+    cumulative counters continue across uninstrument()/instrument()."""
+    with _lock:
+        instruments = _by_meter.get(meter)
+        if instruments is None:
+            instruments = _by_meter[meter] = Instruments.create(meter)
+        return instruments
+
+
+def observable_gauge(meter: Meter, name: str, unit: str, description: str) -> Relay:
+    """An observable gauge registered once per meter; point its relay's ``source`` at the data."""
+    with _lock:
+        relays = _relays.setdefault(meter, {})
+        relay = relays.get(name)
+        if relay is None:
+            relay = relays[name] = Relay()
+            meter.create_observable_gauge(name, callbacks=[relay], unit=unit, description=description)
+        return relay
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +184,18 @@ class Instruments:
             callbacks=[totals.observe_unpriced],
             unit=semconv.UNIT_CALL,
             description="Calls to models with no known price; their cost is not counted.",
+        )
+        meter.create_observable_counter(
+            semconv.METRIC_USAGE_INVALID_CALLS,
+            callbacks=[totals.observe_invalid],
+            unit=semconv.UNIT_CALL,
+            description="Calls whose provider sent usage that is not finite, non-negative counts.",
+        )
+        meter.create_observable_counter(
+            semconv.METRIC_USAGE_UNKNOWN_CALLS,
+            callbacks=[totals.observe_unknown],
+            unit=semconv.UNIT_CALL,
+            description="Calls that succeeded with no token counts, exact or estimated.",
         )
         return cls(
             token_usage=meter.create_histogram(

@@ -1,11 +1,9 @@
 """The ledger: running totals of calls, tokens and cost per agent, model, provider, operation, workflow,
 task and user, for the report and ``otel_tokens.statistics()``.
 
-It is a span processor, so it counts what the spans say: every ended span of scope ``otel_tokens`` whose
-``gen_ai.operation.name`` is a usage operation (agent and workflow spans never count). Calls whose span
-is not recording (sampled out, no-op tracer provider) never reach a span processor; the recorder hands
-those to :meth:`Ledger.record` as a :class:`CallRecord` instead, so totals stay exact under any sampler.
-Both paths reduce a call to the same tuple and feed one add function.
+It is fed by the recorder: every finished call reaches :meth:`Ledger.record` as a :class:`CallRecord`,
+whatever the sampler decided and whatever survived the span's attribute limits, so totals are exact.
+Operations without usage (agent and workflow scopes) never count.
 
 Memory is bounded: each dimension keeps at most ``max_keys`` distinct keys; calls for further keys are
 counted under ``"(other)"`` (with one WARNING per dimension). Calls without a label count under
@@ -25,12 +23,9 @@ import itertools
 import logging
 import operator
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Final
-
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from otel_tokens import semconv
 from otel_tokens._internal.records import CallRecord
@@ -48,9 +43,9 @@ DIMENSIONS: Final = ("agent", "model", "provider", "operation", "workflow", "tas
 # Positions in a row of sums (a list, so one row is updated in place with a C-level map).
 _CALLS, _INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING = 0, 1, 2, 3, 4, 5
 _COST, _UNPRICED, _ERRORS, _ESTIMATED, _DURATION = 6, 7, 8, 9, 10
-_ROW_LENGTH: Final = 11
+_USAGE_INVALID, _USAGE_UNKNOWN = 11, 12
+_ROW_LENGTH: Final = 13
 
-_NS_PER_S: Final = 1e9
 # Label combinations kept as rows; bounds memory. A call with a new combination beyond this folds the
 # oldest row into the tables (nine row additions), so no call ever pays for more than one.
 _MAX_COMBINATIONS: Final = 1024
@@ -71,19 +66,13 @@ def _key(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-class Ledger(SpanProcessor):
-    """Exact running totals of LLM calls; add with :meth:`attach` (or ``add_span_processor``).
-
-    ``on_end`` and ``record`` are thread-safe, O(1) and never raise.
-    """
+class Ledger:
+    """Exact running totals of LLM calls, fed by the recorder."""
 
     def __init__(self, max_keys: int = 1000) -> None:
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys <= 0:
             raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
         self._max_keys = max_keys
-        # True once added to a tracer provider: the recorder then leaves recording spans to on_end.
-        self.attached = False
-        self._providers: list[Any] = []
         self._lock = threading.Lock()
         self._reset_locked()
 
@@ -105,79 +94,10 @@ class Ledger(SpanProcessor):
         self._first_call_time: float | None = None
         self._last_call_time: float | None = None
 
-    # -- wiring ------------------------------------------------------------------------------------
-    def attach(self, tracer_provider: Any) -> bool:
-        """Add the ledger to a tracer provider (once); False if it takes no span processors."""
-        add = getattr(tracer_provider, "add_span_processor", None)
-        if add is None:
-            return False
-        with self._lock:
-            if any(ref() is tracer_provider for ref in self._providers):
-                return True
-            self._providers.append(_reference(tracer_provider))
-        add(self)
-        self.attached = True
-        return True
-
-    # -- SpanProcessor -----------------------------------------------------------------------------
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        guarded("counting a span in the ledger", self._count_span, span)
-
-    def shutdown(self) -> None:
-        """Nothing to release; totals stay readable for the exit report."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-    # -- the recorder's path for spans that are not recording --------------------------------------
+    # -- the recorder's path ------------------------------------------------------------------------
     def record(self, record: CallRecord) -> None:
+        """Count a finished call; thread-safe, O(1), never raises."""
         guarded("counting a call in the ledger", self._count_record, record)
-
-    # -- the two readers, one adder ----------------------------------------------------------------
-    def _count_span(self, span: ReadableSpan) -> None:
-        scope = span.instrumentation_scope
-        if scope is None or scope.name != semconv.SCOPE_NAME:
-            return
-        attributes = span.attributes
-        if not attributes:
-            return
-        get = attributes.get
-        operation = get(semconv.GEN_AI_OPERATION_NAME)
-        if operation not in semconv.USAGE_OPERATIONS:
-            return
-        input_tokens = get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
-        cost = get(semconv.GEN_AI_USAGE_COST_AMOUNT)
-        error = get(semconv.ERROR_TYPE)
-        start_ns, end_ns = span.start_time or 0, span.end_time or 0
-        delta = (
-            1,
-            input_tokens or 0,
-            get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS) or 0,
-            get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0,
-            get(semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS) or 0,
-            get(semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS) or 0,
-            cost or 0.0,
-            1 if cost is None and input_tokens is not None else 0,
-            1 if error else 0,
-            1 if get(semconv.OTEL_TOKENS_USAGE_ESTIMATED) else 0,
-            (end_ns - start_ns) / _NS_PER_S if end_ns > start_ns else 0.0,
-        )
-        keys = (
-            get(semconv.GEN_AI_AGENT_NAME),
-            get(semconv.GEN_AI_RESPONSE_MODEL) or get(semconv.GEN_AI_REQUEST_MODEL),
-            get(semconv.GEN_AI_PROVIDER_NAME),
-            operation,
-            get(semconv.GEN_AI_WORKFLOW_NAME),
-            get(semconv.OTEL_TOKENS_TASK_NAME),
-            get(semconv.USER_ID),
-        )
-        self._add(
-            keys, delta, start_ns / _NS_PER_S if start_ns else None, end_ns / _NS_PER_S if end_ns else None,
-            cost, error,
-        )
 
     def _count_record(self, record: CallRecord) -> None:
         request = record.request
@@ -205,6 +125,8 @@ class Ledger(SpanProcessor):
             1 if record.error_type else 0,
             estimated,
             record.duration_s,
+            1 if record.usage_invalid else 0,
+            1 if record.usage_unknown else 0,
         )
         labels = record.labels
         keys = (
@@ -307,6 +229,8 @@ class Ledger(SpanProcessor):
             "unpriced_calls": totals[_UNPRICED],
             "errors": totals[_ERRORS],
             "estimated_calls": totals[_ESTIMATED],
+            "usage_invalid_calls": totals[_USAGE_INVALID],
+            "usage_unknown_calls": totals[_USAGE_UNKNOWN],
             "duration_s": totals[_DURATION],
             "first_call_time": first,
             "last_call_time": last,
@@ -322,7 +246,7 @@ class Ledger(SpanProcessor):
         return statistics
 
     def reset(self) -> None:
-        """Forget every total (and the overflow warnings); stays attached."""
+        """Forget every total (and the overflow warnings)."""
         with self._lock:
             self._reset_locked()
 
@@ -383,14 +307,6 @@ def _entry(row: list[Any]) -> dict[str, Any]:
         "errors": row[_ERRORS],
         "duration_s": row[_DURATION],
     }
-
-
-def _reference(provider: Any) -> Any:
-    # A weak reference, so attaching does not keep a discarded provider alive.
-    try:
-        return weakref.ref(provider)
-    except TypeError:
-        return lambda: provider
 
 
 __all__ = ["DIMENSIONS", "NONE_KEY", "OTHER_KEY", "TOP_CALLS_KEPT", "Ledger"]

@@ -586,6 +586,8 @@ class PriceBook:
             return snapshot.find_provider_model(model, None, provider_id, None)[1]
         except LookupError:
             return None
+        finally:
+            _bound_lookup_caches(snapshot)
 
     def _overrides_by_entry(
         self, overrides: Mapping[tuple[str | None, str], PriceOverride]
@@ -599,6 +601,11 @@ class PriceBook:
                 by_entry.setdefault((provider, id(found)), override)
         return by_entry
 
+    def preload(self) -> None:
+        """Load the price data now (instrument() does it in the background), so no call pays for it."""
+        with self._lock:
+            self._load_snapshot()
+
     def _load_snapshot(self) -> DataSnapshot:
         if self._snapshot is None:
             # Our own snapshot object over the bundled data: never the one UpdatePrices may install, and
@@ -608,6 +615,15 @@ class PriceBook:
 
             self._snapshot = DataSnapshot(providers=providers, from_auto_update=False)
         return self._snapshot
+
+
+def _bound_lookup_caches(snapshot: Any) -> None:
+    """genai-prices memoises every model name it is asked about, hits and misses; an app that sends
+    ever-new names would grow them without end. Cleared when large (called under the book's lock)."""
+    for name in ("_lookup_cache", "_provider_cache", "_provider_misses"):
+        cache = getattr(snapshot, name, None)
+        if cache is not None and len(cache) > _MAX_CACHED:
+            cache.clear()
 
 
 # -- genai-prices ModelInfo -> Rates -------------------------------------------------------------------

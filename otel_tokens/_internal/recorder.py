@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otel_tokens import semconv
 from otel_tokens._internal.instruments import Instruments
-from otel_tokens._internal.records import NO_LABELS, CallRecord, Labels, Request, Result, Usage
-from otel_tokens._internal.safety import guarded
+from otel_tokens._internal.records import (
+    MAX_TOKENS,
+    NO_LABELS,
+    CallRecord,
+    Labels,
+    Request,
+    Result,
+    Usage,
+    valid_cost,
+)
+from otel_tokens._internal.safety import OnceEach, guarded
 from otel_tokens._internal.settings import Settings
 
 _logger = logging.getLogger("otel_tokens")
@@ -37,8 +46,6 @@ class Budgets(Protocol):
 
 
 class Ledger(Protocol):
-    attached: bool
-
     def record(self, record: CallRecord) -> None: ...
 
 
@@ -84,8 +91,7 @@ class Recorder:
         self._budgets = budgets
         self._ledger = ledger
         self._sinks = tuple(sinks)
-        self._warned_models: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
+        self._warnings = OnceEach()
 
     # -- start -------------------------------------------------------------------------------------
     def start(
@@ -129,68 +135,99 @@ class Recorder:
         error: BaseException | None = None,
         *,
         estimate: Callable[[], Usage | None] | None = None,
+        estimate_on_error: bool = False,
     ) -> None:
-        """Close the call exactly once: attributes, cost, budgets, metrics, span end, sinks."""
+        """Close the call exactly once: usage, cost, budgets, span, metrics, ledger, sinks.
+
+        The span always ends and the call is always counted; each step after the record is built is
+        guarded on its own, so one failing step (or a budget callback raising) loses nothing else.
+        ``estimate_on_error``: the call failed after it was billed (a stream cut off), so what was
+        received is still estimated.
+        """
         if invocation.finished:
             return
         invocation.finished = True
-        end = time.perf_counter()
-        duration = end - invocation.started
+        duration = time.perf_counter() - invocation.started
+        record = guarded("reading a call's result", self._record, invocation, result, error, estimate,
+                         estimate_on_error, duration)
+        if record is None:  # our bug: still count the call and end its span
+            record = CallRecord(
+                request=invocation.request, result=None, labels=invocation.labels, duration_s=duration,
+                end_time_unix=time.time(), error_type=_error_type(error) if error is not None else None,
+            )
+        events: Sequence[tuple[str, dict[str, Any]]] = ()
+        try:
+            if invocation.reservation is not None and self._budgets is not None:
+                events = guarded("settling a budget", self._budgets.settle, invocation.reservation, record) or ()
+        finally:  # a budget callback may raise anything; the call is still ended and counted
+            span = invocation.span
+            if guarded("reading a span", span.is_recording):
+                guarded("writing span attributes", self._write_span, invocation, record, error, events)
+            guarded("ending a span", span.end)
+            guarded("writing metrics", self._write_metrics, record, invocation.request_attributes)
+            if self._ledger is not None:
+                self._ledger.record(record)
+            for sink in self._sinks:
+                guarded("writing a call record", sink, record)
+
+    def _record(
+        self,
+        invocation: Invocation,
+        result: Result | None,
+        error: BaseException | None,
+        estimate: Callable[[], Usage | None] | None,
+        estimate_on_error: bool,
+        duration: float,
+    ) -> CallRecord:
         request = invocation.request
-        span = invocation.span
-        recording = span.is_recording()
-
         usage = result.usage if result is not None else None
-        if usage is None and estimate is not None and self.settings.estimate and error is None:
+        invalid = False
+        if usage is not None and not _is_valid(usage):
+            invalid = True
+            usage = None
+        provider_cost = None
+        if result is not None and result.provider_cost_usd is not None:
+            provider_cost = valid_cost(result.provider_cost_usd)
+            invalid = invalid or provider_cost is None
+        if invalid:
+            self._warn_invalid(request.provider, result)
+        if (
+            usage is None and estimate is not None and self.settings.estimate
+            and (error is None or estimate_on_error)
+        ):
             usage = guarded("estimating tokens", estimate)
-            if usage is not None:
-                result = _with_usage(result, usage)
+            if usage is not None and not _is_valid(usage):
+                usage = None
+        if result is not None and (usage is not result.usage or provider_cost != result.provider_cost_usd):
+            result = replace(result, usage=usage, provider_cost_usd=provider_cost)
+        elif result is None and usage is not None:
+            result = Result(usage=usage)
 
-        error_type = _error_type(error) if error is not None else None
-        response_model = result.response_model if result is not None else None
-        model = response_model or request.model
-
+        model = (result.response_model if result is not None else None) or request.model
         cost, cost_source = None, None
-        if usage is not None or (result is not None and result.provider_cost_usd is not None):
-            cost, cost_source = self._cost(request, result, usage, model)
+        if provider_cost is not None:
+            cost, cost_source = provider_cost, semconv.COST_SOURCE_PROVIDER
+        elif usage is not None:
+            cost, cost_source = self._cost(request, usage, model)
 
         ttfc = None
         if invocation.first_chunk_at is not None:
             ttfc = invocation.first_chunk_at - invocation.started
-
-        record = CallRecord(
+        return CallRecord(
             request=request,
             result=result,
             labels=invocation.labels,
             duration_s=duration,
             end_time_unix=time.time(),
             time_to_first_chunk_s=ttfc,
-            error_type=error_type,
+            error_type=_error_type(error) if error is not None else None,
             cost_usd=cost,
             cost_source=cost_source,
+            usage_invalid=invalid,
         )
 
-        events: Sequence[tuple[str, dict[str, Any]]] = ()
-        if invocation.reservation is not None and self._budgets is not None:
-            events = guarded("settling a budget", self._budgets.settle, invocation.reservation, record) or ()
-
-        if recording:
-            self._write_span(invocation, record, usage, error, events)
-        self._write_metrics(record, usage, invocation.request_attributes)
-        span.end()
-
-        ledger = self._ledger
-        if ledger is not None and not (recording and ledger.attached):
-            ledger.record(record)
-        for sink in self._sinks:
-            guarded("writing a call record", sink, record)
-
-    def _cost(
-        self, request: Request, result: Result | None, usage: Usage | None, model: str | None
-    ) -> tuple[float | None, str | None]:
-        if result is not None and result.provider_cost_usd is not None:
-            return result.provider_cost_usd, semconv.COST_SOURCE_PROVIDER
-        if usage is None or self._prices is None or not model:
+    def _cost(self, request: Request, usage: Usage, model: str | None) -> tuple[float | None, str | None]:
+        if self._prices is None or not model:
             return None, None
         try:
             cost = self._prices.cost(request.provider, model, usage)
@@ -202,32 +239,37 @@ class Recorder:
         if cost is None:
             self._warn_unpriced(request.provider, model)
             return None, None
-        return cost, semconv.COST_SOURCE_LOCAL
+        cost = valid_cost(cost)  # never a non-finite amount, whatever a price override says
+        return (cost, semconv.COST_SOURCE_LOCAL) if cost is not None else (None, None)
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
-        key = (provider, model)
-        if key in self._warned_models:
-            return
-        with self._lock:
-            if key in self._warned_models:
-                return
-            self._warned_models.add(key)
-        _logger.warning(
-            "otel_tokens: no price known for model %r (provider %s); its calls are counted with cost "
-            "unknown. Add it with otel_tokens.set_price() or OTEL_TOKENS_PRICES.",
-            model, provider,
-        )
+        if self._warnings.first("unpriced", (provider, model)):
+            _logger.warning(
+                "otel_tokens: no price known for model %r (provider %s); its calls are counted with cost "
+                "unknown. Add it with otel_tokens.set_price() or OTEL_TOKENS_PRICES.",
+                model, provider,
+            )
+
+    def _warn_invalid(self, provider: str, result: Result | None) -> None:
+        if self._warnings.first("invalid", provider):
+            usage = result.usage if result is not None else None
+            _logger.warning(
+                "otel_tokens: %s sent usage that is not a set of finite, non-negative counts (%s); the call "
+                "is counted, marked %s and estimated where possible. Further such calls are only counted.",
+                provider, "provider cost" if usage is not None and _is_valid(usage) else "token counts",
+                semconv.OTEL_TOKENS_USAGE_INVALID,
+            )
 
     def _write_span(
         self,
         invocation: Invocation,
         record: CallRecord,
-        usage: Usage | None,
         error: BaseException | None,
         events: Sequence[tuple[str, dict[str, Any]]],
     ) -> None:
         span = invocation.span
         result = record.result
+        usage = record.usage
         attributes: dict[str, Any] = {}
         if result is not None:
             if result.response_model:
@@ -248,6 +290,10 @@ class Recorder:
                 attributes[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
             if usage.estimated:
                 attributes[semconv.OTEL_TOKENS_USAGE_ESTIMATED] = True
+        elif record.usage_unknown:
+            attributes[semconv.OTEL_TOKENS_USAGE_UNKNOWN] = True
+        if record.usage_invalid:
+            attributes[semconv.OTEL_TOKENS_USAGE_INVALID] = True
         if record.cost_usd is not None:
             attributes[semconv.GEN_AI_USAGE_COST_AMOUNT] = record.cost_usd
             attributes[semconv.GEN_AI_USAGE_COST_CURRENCY] = semconv.COST_CURRENCY_USD
@@ -280,7 +326,7 @@ class Recorder:
         if capture.on_event and content:
             span.add_event("gen_ai.client.inference.operation.details", content)
 
-    def _write_metrics(self, record: CallRecord, usage: Usage | None, request_attributes: dict[str, Any]) -> None:
+    def _write_metrics(self, record: CallRecord, request_attributes: dict[str, Any]) -> None:
         attributes = dict(request_attributes)
         if record.result is not None and record.result.response_model:
             attributes[semconv.GEN_AI_RESPONSE_MODEL] = record.result.response_model
@@ -293,6 +339,7 @@ class Recorder:
         instruments.duration.record(record.duration_s, attributes)
         if record.time_to_first_chunk_s is not None:
             instruments.time_to_first_chunk.record(record.time_to_first_chunk_s, attributes)
+        usage = record.usage
         if usage is not None:
             token_type = semconv.GEN_AI_TOKEN_TYPE
             instruments.token_usage.record(
@@ -301,9 +348,7 @@ class Recorder:
             instruments.token_usage.record(
                 usage.output_tokens, {**attributes, token_type: semconv.TOKEN_TYPE_OUTPUT}
             )
-            instruments.totals.add(attributes, usage, record.cost_usd)
-        elif record.cost_usd is not None:
-            instruments.totals.add_cost(attributes, record.cost_usd)
+        instruments.totals.add(attributes, record)
 
 
 def _request_attributes(request: Request) -> dict[str, Any]:
@@ -326,9 +371,12 @@ def _error_type(error: BaseException) -> str:
     return name or semconv.ERROR_TYPE_OTHER
 
 
-def _with_usage(result: Result | None, usage: Usage) -> Result:
-    if result is None:
-        return Result(usage=usage)
-    from dataclasses import replace
-
-    return replace(result, usage=usage)
+def _is_valid(usage: Usage) -> bool:
+    """Counts an adapter or a caller built are whole, finite and non-negative (make_usage ensures it)."""
+    if usage.invalid:
+        return False
+    for value in (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+                  usage.cache_write_tokens, usage.reasoning_tokens):
+        if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+            return False
+    return True

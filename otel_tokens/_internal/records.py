@@ -164,7 +164,14 @@ class CallRecord:
     error_type: str | None = None
     cost_usd: float | None = None
     cost_source: str | None = None
+    # The provider's usage was not a set of valid counts (it may have been estimated instead).
+    usage_invalid: bool = False
     extra: Mapping[str, Any] = field(default_factory=_empty)
+
+    @property
+    def usage_unknown(self) -> bool:
+        """A call that succeeded with no token counts at all, neither exact nor estimated."""
+        return self.usage is None and self.error_type is None
 
     @property
     def usage(self) -> Usage | None:

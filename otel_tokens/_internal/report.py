@@ -80,7 +80,7 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
     tables: dict[str, dict[str, dict[str, Any]]] = {dimension: {} for dimension in DIMENSIONS}
     by_agent_model: dict[str, dict[str, dict[str, Any]]] = {}
     calls: list[dict[str, Any]] = []
-    estimated = 0
+    estimated = invalid = unknown = 0
     first: float | None = None
     last: float | None = None
     for line in lines:
@@ -102,6 +102,8 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
         }
         _add(totals, delta)
         estimated += 1 if line.get("estimated") is True else 0
+        invalid += 1 if line.get("usage_invalid") is True else 0
+        unknown += 1 if not has_usage and not line.get("error") else 0
         model = line.get("model") or line.get("request_model")
         keys = {
             "agent": line.get("agent"),
@@ -143,6 +145,8 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
         "unpriced_calls": totals["unpriced_calls"],
         "errors": totals["errors"],
         "estimated_calls": estimated,
+        "usage_invalid_calls": invalid,
+        "usage_unknown_calls": unknown,
         "duration_s": totals["duration_s"],
         "first_call_time": first,
         "last_call_time": last,

@@ -15,7 +15,7 @@ from opentelemetry import metrics, trace
 
 from otel_tokens import semconv
 from otel_tokens._internal.budgets import BudgetManager, load_budgets_file, parse_budgets
-from otel_tokens._internal.instruments import Instruments
+from otel_tokens._internal.instruments import instruments_for
 from otel_tokens._internal.ledger import Ledger
 from otel_tokens._internal.pricing import PriceBook, load_price_file
 from otel_tokens._internal.recorder import Recorder
@@ -45,6 +45,8 @@ class Runtime:
 
         self.settings = settings
         self.price_book = PriceBook(overrides)
+        # Price data loads off the call path, so the first call's span measures the call.
+        threading.Thread(target=self._preload, name="otel_tokens-preload", daemon=True).start()
         self.ledger = Ledger(max_keys=settings.max_keys)
         self.budgets = BudgetManager(
             price_book=self.price_book,
@@ -76,16 +78,21 @@ class Runtime:
         self.tracer = trace.get_tracer(semconv.SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(semconv.SCOPE_NAME, __version__, meter_provider=meter_provider)
         self.budgets.register_metrics(meter)
-        self.ledger.attach(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
         self.recorder = Recorder(
             self.tracer,
-            Instruments.create(meter),
+            instruments_for(meter),
             self.price_book,
             self.settings,
             budgets=self.budgets,
             ledger=self.ledger,
             sinks=self._sinks,
         )
+
+    def _preload(self) -> None:
+        try:
+            self.price_book.preload()
+        except Exception:
+            _logger.debug("otel_tokens: preloading price data failed; it loads on first use", exc_info=True)
 
     def statistics(self) -> dict[str, Any]:
         stats = self.ledger.statistics()

@@ -78,7 +78,8 @@ class StreamState:
             def estimate() -> Usage | None:
                 return estimate_fn(result)
 
-        self._recorder.finish(self.invocation, result, error, estimate=estimate)
+        # A stream that failed after it opened was billed: what arrived is still estimated.
+        self._recorder.finish(self.invocation, result, error, estimate=estimate, estimate_on_error=True)
 
 
 class SyncStreamProxy(wrapt.ObjectProxy):

@@ -38,7 +38,7 @@ _logger = logging.getLogger("otel_tokens")
 LINE_KEYS: Final = (
     "time", "provider", "model", "request_model", "agent", "workflow", "task", "user", "operation",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cost_usd", "cost_source", "estimated", "duration_s", "ttfc_s", "error",
+    "cost_usd", "cost_source", "estimated", "usage_invalid", "duration_s", "ttfc_s", "error",
 )
 TOKEN_KEYS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 # A line without these is not a call we can count.
@@ -82,6 +82,7 @@ def record_to_line(record: CallRecord) -> str:
     line["cost_usd"] = record.cost_usd
     line["cost_source"] = record.cost_source if record.cost_usd is not None else None
     line["estimated"] = bool(usage is not None and usage.estimated)
+    line["usage_invalid"] = record.usage_invalid
     line["duration_s"] = round(record.duration_s, 6)
     ttfc = record.time_to_first_chunk_s
     line["ttfc_s"] = round(ttfc, 6) if ttfc is not None else None
@@ -215,6 +216,7 @@ def parse_line(text: str | bytes) -> dict[str, Any] | None:
     if not isinstance(value["provider"], str) or not isinstance(value["operation"], str):
         return None
     value["estimated"] = value.get("estimated") is True
+    value["usage_invalid"] = value.get("usage_invalid") is True
     return value
 
 

@@ -213,7 +213,7 @@ def alerting_rules() -> list[dict[str, Any]]:
 def test_the_promised_alerts_exist() -> None:
     assert {rule["alert"] for rule in alerting_rules()} >= {
         "LLMAgentBudgetWarning", "LLMAgentBudgetExceeded", "LLMProjectedDailySpendHigh", "LLMSpendBurnRateHigh",
-        "LLMUnpricedModelCalls", "LLMErrorRateHigh", "LLMTokenSpike",
+        "LLMUnpricedModelCalls", "LLMUsageNotMetered", "LLMErrorRateHigh", "LLMTokenSpike",
     }
     assert "otel_tokens:daily_spend_limit_usd" in recording_rule_names()
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from otel_tokens import semconv
 from otel_tokens._internal.engine import Prepared
 from otel_tokens._internal.providers.detect import server_of
-from otel_tokens._internal.records import Request, Result, Usage
+from otel_tokens._internal.records import Request, Result, Usage, make_usage, tokens
 from otel_tokens._internal.settings import Settings
 
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
@@ -115,17 +116,17 @@ def _messages(kwargs: dict) -> tuple | list:
     return messages if isinstance(messages, (list, tuple)) else ()
 
 
-def message_usage(usage: Any) -> Usage:
-    """A ``Usage`` / ``BetaUsage`` in semconv terms."""
-    cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
-    cache_write = getattr(usage, "cache_creation_input_tokens", None) or 0
+def message_usage(usage: Any) -> Usage | None:
+    """A ``Usage`` / ``BetaUsage`` in semconv terms (Anthropic's input excludes the cache)."""
+    cache_read = getattr(usage, "cache_read_input_tokens", None)
+    cache_write = getattr(usage, "cache_creation_input_tokens", None)
     details = getattr(usage, "output_tokens_details", None)
-    return Usage(
-        input_tokens=(usage.input_tokens or 0) + cache_read + cache_write,
-        output_tokens=usage.output_tokens or 0,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        reasoning_tokens=(getattr(details, "thinking_tokens", None) or 0) if details is not None else 0,
+    return make_usage(
+        tokens(getattr(usage, "input_tokens", None), cache_read, cache_write),
+        getattr(usage, "output_tokens", None),
+        cache_read,
+        cache_write,
+        getattr(details, "thinking_tokens", None),
     )
 
 
@@ -192,11 +193,13 @@ class Messages:
             blocks = getattr(response, "content", None) or ()
             text = "".join(block.text for block in blocks if getattr(block, "type", None) == "text")
         stop_reason = getattr(response, "stop_reason", None)
+        blocks = getattr(response, "content", None) or ()
         return Result(
             usage=message_usage(usage) if usage is not None else None,
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=(stop_reason,) if stop_reason else (),
+            tool_calls=sum(1 for block in blocks if getattr(block, "type", None) == "tool_use"),
             output_text=text,
         )
 
@@ -229,20 +232,23 @@ class MessageStreamAccumulator:
 
     __slots__ = (
         "_id", "_model", "_usage_seen", "_input", "_cache_read", "_cache_write", "_output", "_thinking",
-        "_stop", "_text",
+        "_stop", "_text", "_tools", "_final",
     )
 
     def __init__(self) -> None:
         self._id: str | None = None
         self._model: str | None = None
         self._usage_seen = False
-        self._input = 0
-        self._cache_read = 0
-        self._cache_write = 0
-        self._output = 0
-        self._thinking = 0
+        # Raw counts as sent (None until sent); validated once, in result().
+        self._input: Any = None
+        self._cache_read: Any = None
+        self._cache_write: Any = None
+        self._output: Any = None
+        self._thinking: Any = None
         self._stop: str | None = None
         self._text: list[str] = []
+        self._tools = 0
+        self._final = False  # message_delta (the final counts) arrived
 
     def add(self, event: Any) -> bool:
         kind = event.type
@@ -250,6 +256,9 @@ class MessageStreamAccumulator:
             delta = event.delta
             if delta.type == "text_delta":
                 self._text.append(delta.text)
+        elif kind == "content_block_start":
+            if getattr(event.content_block, "type", None) == "tool_use":
+                self._tools += 1
         elif kind == "message_start":
             message = event.message
             self._id = message.id
@@ -258,6 +267,7 @@ class MessageStreamAccumulator:
             if usage is not None:
                 self._take(usage)
         elif kind == "message_delta":
+            self._final = True
             self._take(event.usage)
             stop = event.delta.stop_reason
             if stop:
@@ -281,22 +291,32 @@ class MessageStreamAccumulator:
             self._output = value
         details = getattr(usage, "output_tokens_details", None)
         if details is not None:
-            self._thinking = getattr(details, "thinking_tokens", None) or 0
+            self._thinking = getattr(details, "thinking_tokens", None)
 
     def result(self) -> Result:
         usage = None
         if self._usage_seen:
-            usage = Usage(
-                input_tokens=self._input + self._cache_read + self._cache_write,
-                output_tokens=self._output,
-                cache_read_tokens=self._cache_read,
-                cache_write_tokens=self._cache_write,
-                reasoning_tokens=self._thinking,
+            output = self._output
+            if not self._final:
+                # Cut off before message_delta: message_start's output count is a placeholder, so the
+                # output is counted from the text that arrived (input and cache counts stay exact).
+                from otel_tokens._internal.tokenizer import count_tokens
+
+                output = count_tokens("".join(self._text), self._model)
+            usage = make_usage(
+                tokens(self._input, self._cache_read, self._cache_write),
+                output,
+                self._cache_read,
+                self._cache_write,
+                self._thinking,
             )
+            if usage is not None and not self._final and not usage.invalid:
+                usage = replace(usage, estimated=True)
         return Result(
             usage=usage,
             response_model=self._model,
             response_id=self._id,
             finish_reasons=(self._stop,) if self._stop else (),
+            tool_calls=self._tools,
             output_text="".join(self._text),
         )

@@ -36,7 +36,7 @@ class ChatStreamAccumulator(openai.ChatStreamAccumulator):
     __slots__ = ()
 
     @staticmethod
-    def _usage_of(chunk: Any) -> Any:
+    def _chunk_usage(chunk: Any) -> Any:
         # ``usage`` is filled only when a caller sent stream_options through extra_body.
         usage = chunk.usage
         if usage is None:

@@ -121,14 +121,15 @@ def _request(
     )
 
 
-def _extra_cost(usage: Any) -> float | None:
-    """A cost the server put in ``usage`` (OpenRouter ``usage.cost``), kept as a pydantic extra."""
+# Responses output items that are the model asking for a tool the caller runs.
+_RESPONSES_TOOL_CALLS = frozenset({"function_call", "custom_tool_call"})
+
+
+def _extra_cost(usage: Any) -> Any:
+    """A cost the server put in ``usage`` (OpenRouter ``usage.cost``), kept as a pydantic extra; the
+    recorder uses it only if it is a finite, non-negative amount."""
     extra = getattr(usage, "model_extra", None)
-    if extra:
-        cost = extra.get("cost")
-        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-            return float(cost)
-    return None
+    return extra.get("cost") if extra else None
 
 
 def chat_usage(usage: Any) -> Usage | None:
@@ -181,14 +182,6 @@ def chat_attributes(kwargs: dict) -> dict[str, Any]:
     return attributes
 
 
-def _message_tool_calls(choice: Any) -> int:
-    message = getattr(choice, "message", None)
-    calls = getattr(message, "tool_calls", None)
-    if isinstance(calls, list):
-        return len(calls)
-    return 1 if getattr(message, "function_call", None) is not None else 0
-
-
 class ChatCompletions:
     """``chat.completions.create`` / ``parse`` (sync and async); ``stream()`` goes through ``create``."""
 
@@ -227,7 +220,7 @@ class ChatCompletions:
             response_id=getattr(response, "id", None),
             finish_reasons=tuple(c.finish_reason for c in choices if getattr(c, "finish_reason", None)),
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
-            tool_calls=sum(_message_tool_calls(choice) for choice in choices),
+            tool_calls=sum(len(getattr(getattr(c, "message", None), "tool_calls", None) or ()) for c in choices),
             output_text=text,
         )
 
@@ -256,7 +249,7 @@ class ChatCompletions:
 
 
 class ChatStreamAccumulator:
-    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tool_calls")
+    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tools")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self._hide = hide_usage_chunk
@@ -265,7 +258,8 @@ class ChatStreamAccumulator:
         self._model: str | None = None
         self._finish: list[str] = []
         self._text: list[str] = []
-        self._tool_calls = 0
+        # (choice, tool call) indices seen: a call's arguments arrive over many deltas.
+        self._tools: set[tuple[Any, Any]] = set()
 
     usage_of = staticmethod(chat_usage)
     cost_of = staticmethod(_extra_cost)
@@ -294,10 +288,9 @@ class ChatStreamAccumulator:
             content = delta.content
             if content:
                 self._text.append(content)
-            calls = delta.tool_calls
-            if calls:
-                # A call's first delta carries its id; later ones only add argument text.
-                self._tool_calls += sum(1 for call in calls if call.id)
+            tool_calls = getattr(delta, "tool_calls", None)
+            if tool_calls:
+                self._tools.update((choice.index, getattr(call, "index", None)) for call in tool_calls)
         reason = choice.finish_reason
         if reason:
             self._finish.append(reason)
@@ -310,7 +303,7 @@ class ChatStreamAccumulator:
             response_id=self._id,
             finish_reasons=tuple(self._finish),
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
-            tool_calls=self._tool_calls,
+            tool_calls=len(self._tools),
             output_text="".join(self._text),
         )
 
@@ -380,7 +373,6 @@ class Responses:
     """``responses.create`` / ``parse`` (sync and async); ``stream()`` goes through ``create``."""
 
     operation = semconv.OP_CHAT
-
     server = staticmethod(openai_server)
     cost_of = staticmethod(_extra_cost)
 
@@ -399,6 +391,10 @@ class Responses:
             response_id=getattr(response, "id", None),
             finish_reasons=_finish_of(response),
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
+            tool_calls=sum(
+                1 for item in getattr(response, "output", None) or ()
+                if getattr(item, "type", None) in _RESPONSES_TOOL_CALLS
+            ),
             output_text=text,
         )
 
