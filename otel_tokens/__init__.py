@@ -50,6 +50,7 @@ _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
     ("otel_tokens.instrumentation.groq", "GroqInstrumentor"),
     ("otel_tokens.instrumentation.litellm", "LiteLLMInstrumentor"),
+    ("otel_tokens.instrumentation.crewai", "CrewAIInstrumentor"),
 )
 
 
@@ -141,9 +142,20 @@ def reset() -> None:
     runtime.budgets.reset()
 
 
-def report(format: str = "text", *, what_if: tuple[str, ...] | list[str] = (), top: int = 5) -> str:
-    """The report of everything recorded so far: ``text``, ``markdown``, ``json`` or ``csv``."""
-    from otel_tokens._internal.report import render_report
+def report(
+    format: str = "text", *, what_if: tuple[str, ...] | list[str] = (), top: int = 5, by: Any = None
+) -> str:
+    """The report of everything recorded so far: ``text``, ``markdown``, ``json`` or ``csv``.
+
+    ``by`` picks the tables; by default agent, model, provider and operation, plus workflow and task
+    when some call carries one of those labels (CrewAI tasks, ``otel_tokens.task()``)."""
+    from otel_tokens._internal.report import DEFAULT_BY, render_report
 
     runtime = _runtime()
-    return render_report(runtime.statistics(), format, what_if=tuple(what_if), price_book=runtime.price_book, top=top)
+    statistics = runtime.statistics()
+    if by is None:
+        labelled = [d for d in ("workflow", "task") if set(statistics.get(f"by_{d}") or ()) - {semconv.KEY_NONE}]
+        by = (*DEFAULT_BY, *labelled)
+    return render_report(
+        statistics, format, by=by, what_if=tuple(what_if), price_book=runtime.price_book, top=top
+    )
