@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
-from collections import deque
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 groq = pytest.importorskip("groq")
-import httpx  # noqa: E402  (groq's HTTP stack, installed with it)
 import wrapt  # noqa: E402
 from opentelemetry.trace import SpanKind  # noqa: E402
 
@@ -20,51 +16,11 @@ from otel_tokens import semconv as A  # noqa: E402
 from otel_tokens._internal.providers import groq as adapter  # noqa: E402
 from otel_tokens._internal.records import Usage  # noqa: E402
 from tests.providers.assertions import all_attribute_text, assert_usage, only_llm_span, reference_cost  # noqa: E402
+from tests.providers.groq_mock import RECORDINGS, GroqMock  # noqa: E402
 
-RECORDINGS = Path(__file__).parent / "recordings" / "groq"
 USER = [{"role": "user", "content": "Why is Groq fast?"}]
 # Nothing here may leave the machine: the mock transport never opens a socket.
 pytestmark = pytest.mark.usefixtures("no_network")
-
-
-class GroqMock:
-    """Serves recordings by path; ``reply()`` queues a specific one."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict]] = []
-        self._queue: deque[tuple[str, int]] = deque()
-
-    def reply(self, recording: str, status: int = 200) -> GroqMock:
-        self._queue.append((recording, status))
-        return self
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content) if request.content else {}
-        self.requests.append((request.url.path, body))
-        if self._queue:
-            name, status = self._queue.popleft()
-        elif request.url.path.endswith("/embeddings"):
-            name, status = "embeddings.json", 200
-        else:
-            name, status = ("chat_stream.sse" if body.get("stream") else "chat_completion.json"), 200
-        kind = "text/event-stream" if name.endswith(".sse") else "application/json"
-        return httpx.Response(status, content=(RECORDINGS / name).read_bytes(), headers={"content-type": kind})
-
-    def client(self, **kwargs: Any) -> Any:
-        transport = httpx.MockTransport(self.handler)
-        return groq.Groq(api_key="gsk_test_SECRET_key_42", http_client=httpx.Client(transport=transport),
-                         max_retries=0, **kwargs)
-
-    def async_client(self, **kwargs: Any) -> Any:
-        handler = self.handler
-
-        async def handle(request: httpx.Request) -> httpx.Response:
-            await request.aread()
-            return handler(request)
-
-        return groq.AsyncGroq(api_key="gsk_test_SECRET_key_42",
-                              http_client=httpx.AsyncClient(transport=httpx.MockTransport(handle)),
-                              max_retries=0, **kwargs)
 
 
 @pytest.fixture
