@@ -15,14 +15,23 @@ API_KEY = "gsk_test_SECRET_key_42"
 
 
 class GroqMock:
-    """Serves recordings by path; ``reply()`` queues a specific one."""
+    """Serves recordings by path; ``reply()`` queues a specific one, ``reply_stream()`` a changed stream."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict]] = []
-        self._queue: deque[tuple[str, int]] = deque()
+        self._queue: deque[tuple[str | bytes, int]] = deque()
 
     def reply(self, recording: str, status: int = 200) -> GroqMock:
         self._queue.append((recording, status))
+        return self
+
+    def reply_stream(self, last_chunk_usage: dict) -> GroqMock:
+        """``chat_stream.sse`` with its last chunk's ``x_groq.usage`` replaced."""
+        events = (RECORDINGS / "chat_stream.sse").read_text().split("\n\n")
+        data = [json.loads(e[6:]) for e in events if e.startswith("data: {")]
+        data[-1]["x_groq"]["usage"] = last_chunk_usage
+        body = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in data) + "data: [DONE]\n\n"
+        self._queue.append((body.encode(), 200))
         return self
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -34,6 +43,8 @@ class GroqMock:
             name, status = "embeddings.json", 200
         else:
             name, status = ("chat_stream.sse" if body.get("stream") else "chat_completion.json"), 200
+        if isinstance(name, bytes):
+            return httpx.Response(status, content=name, headers={"content-type": "text/event-stream"})
         kind = "text/event-stream" if name.endswith(".sse") else "application/json"
         return httpx.Response(status, content=(RECORDINGS / name).read_bytes(), headers={"content-type": kind})
 

@@ -164,6 +164,25 @@ def test_stream_abandoned_early_is_estimated_and_marked(instrumented, telemetry,
     assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 2  # "" + "Tokens" + " stream"
 
 
+def test_stream_with_invalid_usage_is_flagged_and_estimated(instrumented, telemetry, mock):
+    mock.reply_stream({"prompt_tokens": -263, "completion_tokens": 19, "total_tokens": -244})
+    chunks = list(mock.client().chat.completions.create(model="llama-3.1-8b-instant", messages=USER, stream=True))
+    assert chunks[-1].x_groq.usage.prompt_tokens == -263  # the caller still gets what the server sent
+    attrs = only_llm_span(telemetry).attributes
+    assert attrs[A.OTEL_TOKENS_USAGE_INVALID] is True
+    assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 6  # never the negative count
+    assert telemetry.sum_of(A.METRIC_USAGE_INVALID_CALLS) == 1
+
+
+def test_stream_without_x_groq_usage_is_estimated(instrumented, telemetry, mock):
+    mock.reply_stream(None)
+    list(mock.client().chat.completions.create(model="llama-3.1-8b-instant", messages=USER, stream=True))
+    attrs = only_llm_span(telemetry).attributes
+    assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 5  # "Tokens stream in order." (o200k)
+
+
 # -- embeddings ----------------------------------------------------------------------------------------
 def test_embeddings_unpriced_model_is_counted_and_flagged(instrumented, telemetry, mock):
     result = mock.client().embeddings.create(model="nomic-embed-text-v1_5", input=["alpha", "beta"])
