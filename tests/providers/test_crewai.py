@@ -155,6 +155,23 @@ def test_failed_agent_execution_ends_its_span_with_the_error(instrumented, telem
     assert A.GEN_AI_AGENT_NAME not in telemetry.llm_spans()[-1].attributes
 
 
+def test_agent_kickoff_without_a_crew_is_attributed(instrumented, telemetry, server):
+    llm = crewai.LLM(model="gpt-4o-mini", base_url=server.openai_base_url, api_key="sk-fake-crew")
+    analyst = crewai.Agent(role="Analyst", goal="Answer", backstory="Brief.", llm=llm, max_iter=2)
+    analyst.kickoff("What drives token cost?")
+    calls = telemetry.llm_spans()
+    assert calls and all(s.attributes[A.GEN_AI_AGENT_NAME] == "Analyst" for s in calls)
+    assert [s.name for s in telemetry.spans("invoke_agent")] == ["invoke_agent Analyst"]
+
+
+def test_budget_set_for_a_role_applies_to_its_calls(instrumented, telemetry, server):
+    otel_tokens.set_budget("Writer", limit_usd=1.0)
+    run_crew(crewai.LLM(model="gpt-4o-mini", base_url=server.openai_base_url, api_key="sk-fake-crew"))
+    budget = otel_tokens.get_statistics()["budgets"]["Writer"]
+    assert budget["spent_usd"] == pytest.approx(otel_tokens.get_statistics()["by_agent"]["Writer"]["cost_usd"])
+    assert budget["spent_usd"] > 0
+
+
 def test_uninstrument_restores_the_event_bus(telemetry, server):
     original = CrewAIEventsBus.__dict__["emit"]
     otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
