@@ -50,7 +50,7 @@ def server():
         .route("/chat/completions", "openai/chat_completion.json", "openai/chat_stream.sse", transform=_chat_sse)
         .route("/completions", "openai/completion.json")
         .route("/embeddings", "openai/embeddings.json")
-        .route("/responses", "openai/response.json")
+        .route("/responses", "openai/response.json", "openai/response_stream.sse")
         .route("/messages", "anthropic/message.json", "anthropic/message_stream.sse")
         .route(":generateContent", "litellm/gemini_generate_content.json")
         .route(":streamGenerateContent", None, "litellm/gemini_stream.sse")
@@ -233,6 +233,23 @@ def test_responses(instrumented, telemetry, server):
     span = only_llm_span(telemetry)
     usage = Usage(input_tokens=2000, output_tokens=900, cache_read_tokens=1536, reasoning_tokens=768)
     assert_call(span, "openai", "o4-mini", usage, "o4-mini-2025-04-16", "openai")
+
+
+def test_responses_stream(instrumented, telemetry, server):
+    events = list(litellm.responses(model="openai/o4-mini", input="six times seven", stream=True,
+                                    **openai_route(server)))
+    assert events[-1].type == "response.completed"
+    span = only_llm_span(telemetry)
+    assert span.attributes[A.GEN_AI_REQUEST_STREAM] is True
+    assert_usage(span, input=2000, output=900, cache_read=1536, reasoning=768)
+
+
+async def test_aresponses_stream(instrumented, telemetry, server):
+    stream = await litellm.aresponses(model="openai/o4-mini", input="six times seven", stream=True,
+                                      **openai_route(server))
+    events = [event async for event in stream]
+    assert events[-1].type == "response.completed"
+    assert_usage(only_llm_span(telemetry), input=2000, output=900, cache_read=1536, reasoning=768)
 
 
 async def test_aresponses(instrumented, telemetry, server):
