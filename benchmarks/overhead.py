@@ -2,6 +2,12 @@
 
     python benchmarks/overhead.py            # 5 interleaved rounds, prints medians
     python benchmarks/overhead.py --rounds 9 --calls 3000
+    python benchmarks/overhead.py --instructions   # instructions per call under callgrind (load-proof)
+
+Modes: ``bare`` (the SDK alone), ``floor`` (a minimal hand-written wrapper that emits exactly the span,
+attributes and metric points otel-tokens emits for the same call, with no parsing, pricing, ledger or
+budgets: what the OpenTelemetry SDK itself costs) and ``instrumented`` (otel-tokens). Instrumented minus
+floor is what our own code costs.
 
 Kinds: a chat call (sync, async), a 200-chunk stream as most callers make it (otel-tokens asks the
 server for usage and hides the extra chunk), and the same stream with the caller asking for usage
@@ -27,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("sync", "async", "stream", "stream_usage")
+MODES = ("bare", "floor", "instrumented")
 
 CHAT = {
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1763900000, "model": "gpt-4o-mini-2024-07-18",
@@ -55,7 +62,7 @@ def _stream_body(chunks: int, include_usage: bool) -> bytes:
     return ("\n\n".join(lines) + "\n\n").encode()
 
 
-def child(kind: str, mode: str, calls: int, chunks: int) -> dict:
+def child(kind: str, mode: str, calls: int, chunks: int, count_only: bool = False) -> dict:
     import httpx2
     import openai
 
@@ -73,7 +80,7 @@ def child(kind: str, mode: str, calls: int, chunks: int) -> dict:
         await request.aread()
         return handler(request)
 
-    if mode == "instrumented":
+    if mode in ("instrumented", "floor"):
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
@@ -88,7 +95,13 @@ def child(kind: str, mode: str, calls: int, chunks: int) -> dict:
         tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(BatchSpanProcessor(Drop(), max_queue_size=65536))
         reader = InMemoryMetricReader()
-        otel_tokens.instrument(tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader]))
+        meter_provider = MeterProvider(metric_readers=[reader])
+        if mode == "floor":
+            from floor import instrument_floor
+
+            instrument_floor(tracer_provider, meter_provider)
+        else:
+            otel_tokens.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
     messages = [{"role": "user", "content": "Benchmark prompt"}]
     sync_client = openai.OpenAI(api_key="sk-bench", max_retries=0,
@@ -126,6 +139,9 @@ def child(kind: str, mode: str, calls: int, chunks: int) -> dict:
         return time.perf_counter() - start
 
     timed(max(50, calls // 10))  # warm up: imports, price resolution, connection set-up
+    if count_only:
+        timed(calls)  # under callgrind: the instruction count is what is measured
+        return {"kind": kind, "mode": mode}
     batch = max(10, calls // 10)
     per_call = [timed(batch) / batch * 1e6 for _ in range(10)]
     return {"kind": kind, "mode": mode, "us_per_call": statistics.median(per_call)}
@@ -136,18 +152,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=2000, help="calls per process (streams: a tenth)")
     parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per call under valgrind's callgrind instead of timing")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
     parser.add_argument("--child", nargs=2, metavar=("KIND", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--count-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, mode = args.child
-        calls = args.calls // 10 if kind.startswith("stream") else args.calls
-        print(json.dumps(child(kind, mode, calls, args.chunks)))
+        calls = args.calls // 10 if kind.startswith("stream") and not args.count_only else args.calls
+        print(json.dumps(child(kind, mode, calls, args.chunks, args.count_only)))
+        return
+    kinds = tuple(kind for kind in args.kinds.split(",") if kind)
+    if args.instructions:
+        instructions(args.chunks, kinds)
         return
 
     results: dict[tuple[str, str], list[float]] = {}
     for round_index in range(args.rounds):
         for kind in KINDS:
-            modes = ("bare", "instrumented") if round_index % 2 == 0 else ("instrumented", "bare")
+            modes = MODES if round_index % 2 == 0 else tuple(reversed(MODES))
             for mode in modes:
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", kind, mode, "--calls", str(args.calls),
@@ -157,19 +181,47 @@ def main() -> None:
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 results.setdefault((kind, mode), []).append(result["us_per_call"])
 
-    print(f"{'call':<14}{'bare µs':>12}{'instrumented µs':>18}{'added µs':>12}")
+    print(f"{'call':<14}{'bare µs':>10}{'floor µs':>10}{'otel-tokens µs':>16}{'floor added':>13}"
+          f"{'ours added':>12}{'over floor':>12}")
     added = {}
     for kind in KINDS:
         bare = statistics.median(results[(kind, "bare")])
+        floor = statistics.median(results[(kind, "floor")])
         inst = statistics.median(results[(kind, "instrumented")])
         added[kind] = inst - bare
-        print(f"{kind:<14}{bare:>12.1f}{inst:>18.1f}{added[kind]:>12.1f}")
+        print(f"{kind:<14}{bare:>10.1f}{floor:>10.1f}{inst:>16.1f}{floor - bare:>13.1f}{added[kind]:>12.1f}"
+              f"{inst - floor:>12.1f}")
     # A stream pays the per-call cost once (span, metrics) plus a per-chunk cost.
     per_chunk = (added["stream_usage"] - added["sync"]) / args.chunks
     print(f"per stream chunk: {per_chunk:.2f} µs  ((stream_usage added - sync added) / {args.chunks} chunks)")
     print(f"exact usage for a caller who did not ask (one more chunk, usage fields): "
           f"{added['stream'] - added['stream_usage']:.1f} µs per stream")
     print(f"({args.rounds} interleaved rounds; medians of per-process medians)")
+
+
+def _instructions_of(kind: str, mode: str, calls: int, chunks: int) -> int:
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+         "--child", kind, mode, "--calls", str(calls), "--chunks", str(chunks), "--count-only"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    (line,) = [line for line in out.stderr.splitlines() if "Collected :" in line]
+    return int(line.rsplit(":", 1)[1])
+
+
+def instructions(chunks: int, kinds: tuple[str, ...]) -> None:
+    """Instructions per call: (count at 2n calls - count at n calls) / n, so start-up and warm-up cancel.
+    Deterministic for the same inputs, whatever else the machine is doing."""
+    print(f"{'call':<14}{'bare':>12}{'floor':>12}{'otel-tokens':>14}{'floor added':>13}{'ours added':>12}"
+          f"{'over floor':>12}   (instructions per call)")
+    for kind in kinds:
+        n = 20 if kind.startswith("stream") else 200
+        per_call = {}
+        for mode in MODES:
+            per_call[mode] = (_instructions_of(kind, mode, 2 * n, chunks) - _instructions_of(kind, mode, n, chunks)) / n
+        bare, floor, ours = per_call["bare"], per_call["floor"], per_call["instrumented"]
+        print(f"{kind:<14}{bare:>12,.0f}{floor:>12,.0f}{ours:>14,.0f}{floor - bare:>13,.0f}{ours - bare:>12,.0f}"
+              f"{ours - floor:>12,.0f}")
 
 
 if __name__ == "__main__":

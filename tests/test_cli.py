@@ -76,7 +76,7 @@ def test_corrupted_lines_are_counted_on_stderr(capsys, corrupted_log):
     code, out, err = run(capsys, "report", corrupted_log)
 
     assert code == 0
-    assert err == f"otel-tokens: skipped 2 corrupted line(s) in {corrupted_log}\n"
+    assert err == f"otel-tokens: skipped 2 corrupted line(s) in {corrupted_log} (lines 4, 5)\n"
     assert "Calls          3" in out.splitlines()
 
 
@@ -101,7 +101,7 @@ def test_csv_format(capsys, corrupted_log):
         ("model", "claude-haiku-4-5", "1", "6000"),
         ("model", "gpt-4o-mini", "2", "24000"),
     ]
-    assert rows[0]["cost_usd"] == "0.0194000000"
+    assert rows[0]["cost_usd"] == "0.0194"
 
 
 def test_markdown_format_has_tables(capsys, log_path):
@@ -288,6 +288,12 @@ class FakeBook:
         self.asked.append((provider, model))
         return FakeRates() if model == "known" else None
 
+    def providers_for(self, model):
+        return ("anthropic",) if model == "known" else ()
+
+    def known_providers(self):
+        return ("anthropic", "openai")
+
 
 def test_prices_output(capsys, monkeypatch):
     book = FakeBook()
@@ -303,7 +309,7 @@ def test_prices_output(capsys, monkeypatch):
         "  cache write  $3.75",
         "  output       $15.00",
         "  reasoning    billed as output",
-        "  per request  $0.005000",
+        "  per request  $0.005",
         "  above 200,000 input tokens: input $6.00, cache read $0.60, cache write $7.50, output $22.50",
     ]
 
@@ -320,3 +326,124 @@ def test_prices_with_the_real_price_book(capsys):
     assert code == 0
     assert out.splitlines()[0] == "gpt-4o-mini (openai): USD per million tokens (source: genai-prices)"
     assert out.splitlines()[1].split()[0] == "input"
+
+
+# -- first-time user (issue 7) ---------------------------------------------------------------------
+def real_rates(provider, model):
+    from otel_tokens._internal.pricing import PriceBook
+
+    rates = PriceBook().rates(provider, model)
+    assert rates is not None
+    return rates
+
+
+@pytest.mark.parametrize(("model", "provider"), [
+    ("text-embedding-3-small", "openai"),  # listed by openai and azure at the same price
+    ("llama-3.1-8b-instant", "groq"),  # listed by groq alone; genai-prices cannot guess it from the name
+    ("llama-3.3-70b-versatile", "groq"),
+    ("claude-sonnet-4-6", "anthropic"),  # genai-prices' own guess from the name
+    ("gpt-4o-mini", "openai"),
+])
+def test_prices_of_a_bare_name_one_provider_prices(capsys, model, provider):
+    code, out, err = run(capsys, "prices", model)
+
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == f"{model} ({provider}): USD per million tokens (source: genai-prices)"
+    rates = real_rates(provider, model)
+    from otel_tokens._internal.formatting import format_usd
+
+    assert lines[1] == f"  input        {format_usd(rates.input * 1e6)}"
+    assert lines[4] == f"  output       {format_usd(rates.output * 1e6)}"
+
+
+def test_prices_of_an_ambiguous_name_names_the_providers(capsys):
+    code, out, err = run(capsys, "prices", "deepseek/deepseek-v3.2")
+    assert (code, out) == (2, "")
+    assert err == ("otel-tokens: error: deepseek/deepseek-v3.2 is priced by several providers at different "
+                   "rates (avian, openrouter); choose one with --provider\n")
+    code, out, _err = run(capsys, "prices", "deepseek/deepseek-v3.2", "--provider", "openrouter")
+    assert code == 0 and out.startswith("deepseek/deepseek-v3.2 (openrouter): ")
+
+
+@pytest.mark.parametrize("argv", [
+    ["prices", "gpt-4o", "--provider", "nonsense"],
+    ["report", "LOG", "--what-if", "gpt-4o@nonsense"],
+])
+def test_an_unknown_provider_is_an_error_listing_the_known_ones(capsys, log_path, argv):
+    code, out, err = run(capsys, *[str(log_path) if arg == "LOG" else arg for arg in argv])
+    assert (code, out) == (2, "")
+    assert err.startswith("otel-tokens: error: unknown provider 'nonsense'; known providers: ")
+    known = err.split("known providers: ")[1].strip().split(", ")
+    assert {"openai", "anthropic", "groq", "aws.bedrock", "x-ai", "ollama"} <= set(known)
+    assert "gpt-4o" not in err  # no rates of another provider under the wrong name
+
+
+def test_prices_for_a_known_provider_alias(capsys):
+    code, out, _err = run(capsys, "prices", "claude-sonnet-4-6", "--provider", "aws.bedrock")
+    assert code == 0 and out.startswith("claude-sonnet-4-6 (aws.bedrock): ")
+    assert out.splitlines()[1] == "  input        $3.30"  # not anthropic's $3.00
+
+
+def test_what_if_a_bare_name_one_provider_prices(capsys, log_path):
+    code, out, err = run(capsys, "report", log_path, "--format", "json", "--what-if", "llama-3.3-70b-versatile")
+    assert (code, err) == (0, "")
+    (what_if,) = json.loads(out)["what_if"]
+    rates = real_rates("groq", "llama-3.3-70b-versatile")
+    # Three calls: (12000 + 8000) / 2 input and (3000 + 1000) / 2 output for gpt-4o-mini twice, then 4000/2000.
+    expected = 2 * (10000 * rates.input + 2000 * rates.output) + (4000 * rates.input + 2000 * rates.output)
+    assert what_if["cost_usd"] == pytest.approx(expected, rel=1e-9)
+    assert what_if["calls"] == 3 and "no known price" not in what_if["text"]
+
+
+def test_what_if_an_ambiguous_name_asks_for_a_provider(capsys, log_path):
+    code, out, err = run(capsys, "report", log_path, "--what-if", "deepseek/deepseek-v3.2")
+    assert (code, out) == (2, "")
+    assert "(avian, openrouter); choose one with --what-if MODEL@PROVIDER" in err
+
+
+def test_version(capsys):
+    from otel_tokens.version import __version__
+
+    code, out, _err = run(capsys, "--version")
+    assert (code, out) == (0, f"otel-tokens {__version__}\n")
+
+
+def test_fake_server_serves_the_real_sdk_until_interrupted(tmp_path):
+    import signal
+
+    import openai
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otel_tokens", "fake-server", "--port", "0"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        banner = [process.stdout.readline() for _ in range(6)]
+        assert banner[0].startswith("fake OpenAI and Anthropic APIs on http://127.0.0.1:"), banner
+        base_url = next(line for line in banner if "OPENAI_BASE_URL=" in line).split("OPENAI_BASE_URL=")[1].split()[0]
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        assert any("ANTHROPIC_BASE_URL=" in line for line in banner)
+
+        client = openai.OpenAI(base_url=base_url, api_key="fake", max_retries=0)
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert reply.usage.prompt_tokens > 0 and reply.choices[0].message.content
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_fake_server_port_in_use_is_a_clear_error(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run(capsys, "fake-server", "--port", str(port))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"otel-tokens: error: cannot listen on 127.0.0.1:{port}: ")

@@ -146,9 +146,9 @@ def test_empty_log():
 
 # -- formatting ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("value", "text"), [
-    (None, "n/a"), (0.0, "$0.00"), (1234.5678, "$1,234.57"), (1.0, "$1.00"), (0.5, "$0.5000"),
-    (0.0123, "$0.0123"), (0.00027, "$0.000270"), (0.000001, "$0.000001"), (3e-08, "<$0.000001"),
-    (-0.25, "-$0.2500"), (math.inf, "n/a"),
+    (None, "n/a"), (0.0, "$0.00"), (1234.5678, "$1,234.57"), (1.0, "$1.00"), (0.5, "$0.50"),
+    (0.0123, "$0.0123"), (0.00027, "$0.00027"), (0.000001, "$0.000001"), (3e-08, "<$0.000001"),
+    (-0.25, "-$0.25"), (math.inf, "n/a"),
 ])
 def test_format_usd(value, text):
     assert format_usd(value) == text
@@ -175,15 +175,15 @@ def test_text_report(stats):
         "Calls          6 (1 error, 1 unpriced, 1 estimated)",
         "Tokens         8,310 (input 6,600, of which cache read 1,024 and cache write 2,048; output 1,710, "
         "of which reasoning 300)",
-        "Cost           $0.0343 (plus 1 unpriced call)",
-        "Throughput     95.5 tokens/s, $0.0236/min",  # 8310 tokens / 87 s; $0.03428 / 1.45 min
+        "Cost           $0.03428 (plus 1 unpriced call)",
+        "Throughput     95.5 tokens/s, $0.02364/min",  # 8310 tokens / 87 s; $0.03428 / 1.45 min
         "Time in calls  12.8s",
     ]
     by_agent = lines[lines.index("By agent") + 2: lines.index("By agent") + 6]
     assert by_agent[0].split() == ["Agent", "Calls", "Input", "Cache", "read", "Cache", "write", "Output",
                                    "Reasoning", "Total", "Cost", "Share", "Unpriced", "Errors"]
     assert [row.split()[0] for row in by_agent[2:]] == ["writer", "planner"]
-    assert by_agent[2].split() == ["writer", "3", "3,100", "0", "2,048", "1,010", "300", "4,110", "$0.0240",
+    assert by_agent[2].split() == ["writer", "3", "3,100", "0", "2,048", "1,010", "300", "4,110", "$0.024",
                                    "70.0%", "1", "1"]
     mystery = next(line for line in lines if line.startswith("mystery-model"))
     assert mystery.split()[-4:] == ["n/a", "n/a", "1", "0"]  # unpriced: no cost rather than $0
@@ -207,7 +207,7 @@ def test_markdown_has_tables(stats):
     header = lines.index("## By agent") + 2
     assert lines[header].startswith("| Agent | Calls |")
     assert lines[header + 1] == "|:---|" + "---:|" * 11
-    assert lines[header + 2] == "| writer | 3 | 3,100 | 0 | 2,048 | 1,010 | 300 | 4,110 | $0.0240 | 70.0% | 1 | 1 |"
+    assert lines[header + 2] == "| writer | 3 | 3,100 | 0 | 2,048 | 1,010 | 300 | 4,110 | $0.024 | 70.0% | 1 | 1 |"
     assert "| Calls | 6 (1 error, 1 unpriced, 1 estimated) |" in lines
 
 
@@ -238,10 +238,10 @@ def test_csv_report(stats):
     assert rows[0] == {
         "section": "total", "name": "all", "calls": "6", "input_tokens": "6600", "output_tokens": "1710",
         "cache_read_tokens": "1024", "cache_write_tokens": "2048", "reasoning_tokens": "300",
-        "total_tokens": "8310", "cost_usd": "0.0342800000", "unpriced_calls": "1", "errors": "1",
+        "total_tokens": "8310", "cost_usd": "0.03428", "unpriced_calls": "1", "errors": "1",
         "duration_s": "12.750000", "share_pct": "100.00",
     }
-    assert rows[1]["cost_usd"] == "0.0240000000" and rows[1]["share_pct"] == "70.01"
+    assert rows[1]["cost_usd"] == "0.024" and rows[1]["share_pct"] == "70.01"
 
 
 def test_unknown_format_and_dimension():
@@ -275,8 +275,8 @@ def test_budget_section(stats):
     lines = render_report(stats).splitlines()
     start = lines.index("Budgets") + 2
     assert lines[start].split() == ["Agent", "Limit", "Spent", "Used", "Status", "Window", "Action", "Blocked"]
-    assert lines[start + 2].split() == ["free", "$0.00", "$0.5000", "inf", "exceeded", "lifetime", "warn", "0"]
-    assert lines[start + 3].split() == ["writer", "$0.0200", "$0.0240", "120.0%", "exceeded", "1h", "block", "2"]
+    assert lines[start + 2].split() == ["free", "$0.00", "$0.50", "inf", "exceeded", "lifetime", "warn", "0"]
+    assert lines[start + 3].split() == ["writer", "$0.02", "$0.024", "120.0%", "exceeded", "1h", "block", "2"]
     data = json.loads(render_report(stats, "json"))
     assert data["budgets"][0]["utilization"] is None  # JSON has no infinity
 
@@ -327,7 +327,7 @@ def test_what_if_arithmetic(stats):
     assert (result.calls, result.excluded_calls, result.provider) == (4, 2, "openai")
     assert result.change_pct == pytest.approx((0.0128 - 0.03427) / 0.03427 * 100)
     assert result.sentence() == (
-        "The same usage on gpt-4o-mini (openai) would cost $0.0128 (62.6% less than $0.0343), over 4 calls; "
+        "The same usage on gpt-4o-mini (openai) would cost $0.0128 (62.6% less than $0.03427), over 4 calls; "
         "2 calls left out.")
     assert {(provider, model) for provider, model, _usage in book.calls} == {("openai", "gpt-4o-mini")}
     gpt4o_usage = next(u for _p, _m, u in book.calls if u.input_tokens == 1000 and u.output_tokens == 250)
@@ -341,7 +341,7 @@ def test_what_if_more_expensive_and_in_every_format(stats):
 
     text = render_report(stats, "text", what_if=["big-model"], price_book=Expensive())
     # 2 * 1250 + 4000 + 1200 = 7700 tokens * 1e-5 = $0.077 against $0.03427
-    assert "The same usage on big-model would cost $0.0770 (124.7% more than $0.0343), over 4 calls; " \
+    assert "The same usage on big-model would cost $0.077 (124.7% more than $0.03427), over 4 calls; " \
            "2 calls left out." in text.splitlines()
     markdown = render_report(stats, "markdown", what_if=["big-model"], price_book=Expensive())
     assert "## What if" in markdown
@@ -394,3 +394,64 @@ def test_real_price_book(stats):
     # the default price book is built lazily when none is given
     text = render_report(stats, "text", what_if=["gpt-4o-mini@openai"])
     assert f"would cost {format_usd(expected)}" in text
+
+
+# -- one money rule, no float noise (issue 7) ------------------------------------------------------
+@pytest.mark.parametrize(("value", "text"), [
+    (0.018, "$0.018"), (0.0087, "$0.0087"), (0.00020800000000000001, "$0.000208"), (1.875, "$1.875"),
+    (12.3456, "$12.35"), (0.99996, "$1.00"), (0.0099996, "$0.01"), (2.5, "$2.50"), (150.0, "$150.00"),
+    (0.02396123, "$0.02396"), (1_000_000.0, "$1,000,000.00"), (-0.0087, "-$0.0087"), (math.nan, "n/a"),
+    (-math.inf, "n/a"), (7, "$7.00"), (True, "n/a"), ("0.5", "n/a"), (5e-07, "<$0.000001"),
+])
+def test_format_usd_one_rule(value, text):
+    assert format_usd(value) == text
+
+
+def test_format_usd_is_the_one_in_formatting():
+    from otel_tokens._internal import formatting
+
+    assert format_usd is formatting.format_usd
+
+
+def test_budget_error_message_uses_format_usd():
+    from otel_tokens import BudgetExceededError
+
+    error = BudgetExceededError("editor", 0.0041999999999999997, 0.005, 0.00020800000000000001)
+    assert str(error) == ("budget for agent 'editor' would be exceeded: spent $0.0042 + projected $0.000208 > "
+                          "limit $0.005; the call was not sent")
+
+
+def noisy_stats():
+    # 0.1 + 0.2 cents, as float sums give them: 0.0030000000000000005 and friends.
+    records = [call("a", "m", "openai", 100, 10, cost, T0 + i) for i, cost in enumerate([0.001, 0.002] * 3)]
+    stats = stats_from_usage_lines(lines_from_records(records))
+    assert stats["total_cost_usd"] != round(stats["total_cost_usd"], 12)  # the noise is there to remove
+    return stats
+
+
+def test_json_report_is_strict_and_without_float_noise():
+    stats = noisy_stats()
+    stats["budgets"] = {"zero": {"limit_usd": 0.0, "spent_usd": 0.009, "utilization": math.inf,
+                                 "status": "exceeded", "window": "lifetime", "action": "warn", "blocked_calls": 0},
+                        "odd": {"limit_usd": 1.0, "spent_usd": math.nan, "utilization": math.nan,
+                                "status": "ok", "window": "lifetime", "action": "warn", "blocked_calls": 0}}
+    text = render_report(stats, "json")
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))
+    assert data["summary"]["cost_usd"] == 0.009
+    assert data["groups"]["agent"][0]["cost_usd"] == 0.009
+    assert [b["utilization"] for b in data["budgets"]] == [None, None]
+    assert "0000000" not in text  # no 0.00900000000000001
+
+
+def test_csv_report_is_exact_to_twelve_places_without_noise():
+    rows = list(csv.DictReader(io.StringIO(render_report(noisy_stats(), "csv"))))
+    assert rows[0]["cost_usd"] == "0.009"
+    tiny = stats_from_usage_lines(lines_from_records([call("a", "m", "openai", 1, 0, 1.5e-11, T0)]))
+    (total, *_groups) = csv.DictReader(io.StringIO(render_report(tiny, "csv")))
+    assert total["cost_usd"] == "0.000000000015"  # no exponent, nothing lost above 1e-12
+
+
+def test_text_and_markdown_show_the_same_amounts():
+    stats = noisy_stats()
+    for fmt in ("text", "markdown"):
+        assert "$0.009" in render_report(stats, fmt)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -24,6 +27,7 @@ from otel_tokens._internal.usage_log import (
     parse_time,
     read_usage_log,
     record_to_line,
+    scan_usage_log,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,3 +277,124 @@ def test_reader_skips_and_counts_bad_lines(tmp_path):
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_usage_log(tmp_path / "absent.jsonl")
+
+
+# -- writer and reader agree (issue 7, defect 9) ---------------------------------------------------
+ODD_TEXT = [None, "", "gpt-4o", 123, 4.5, True, "ünïcödé ✓", "a\nb\"c\\", "\ud800 lone surrogate", "x" * 300,
+            "sk-proj-Q7fVb2LmX9tR4sKd8NwP3yHc"]
+ODD_COUNTS = [0, 1, 1187, 10**12, 10**12 + 1, -1, -100, 3.0, 2.5, float("nan"), float("inf"), -float("inf"),
+              "12", None, True, 1e999]
+ODD_AMOUNTS = [None, 0.0, 0.000208, 0.00020800000000000001, 1e-13, 5, -5.0, float("nan"), float("inf"), "0.1",
+               True, 1e308]
+ODD_TIMES = [END, 0.0, -1.0, float("nan"), float("inf"), 1e20, "yesterday", None]
+
+
+def odd_record(rng) -> CallRecord:
+    """A record with whatever a bug, a provider or a user could put in it."""
+    pick = rng.choice
+    usage = None
+    if rng.random() < 0.8:
+        usage = Usage(*(pick(ODD_COUNTS) for _ in range(5)), estimated=pick([True, False, "yes"]),
+                      invalid=pick([False, False, True]))
+    return CallRecord(
+        request=Request(provider=pick(ODD_TEXT), operation=pick(ODD_TEXT), model=pick(ODD_TEXT)),
+        result=Result(usage=usage, response_model=pick(ODD_TEXT)) if rng.random() < 0.9 else None,
+        labels=Labels(agent=pick(ODD_TEXT), workflow=pick(ODD_TEXT), task=pick(ODD_TEXT), user=pick(ODD_TEXT)),
+        duration_s=pick(ODD_AMOUNTS + [0.4123456789]),
+        end_time_unix=pick(ODD_TIMES),
+        time_to_first_chunk_s=pick(ODD_AMOUNTS),
+        error_type=pick(ODD_TEXT),
+        cost_usd=pick(ODD_AMOUNTS),
+        cost_source=pick(ODD_TEXT),
+        usage_invalid=rng.random() < 0.1,  # the recorder's flag: the provider's usage was replaced by an estimate
+    )
+
+
+def assert_valid_line(line: dict) -> None:
+    for key in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+        value = line[key]
+        assert value is None or (type(value) is int and value >= 0), (key, value)
+    for key in ("cost_usd", "duration_s", "ttfc_s"):
+        value = line[key]
+        assert value is None or (type(value) in (int, float) and math.isfinite(value) and value >= 0), (key, value)
+    for key in ("provider", "operation"):
+        assert isinstance(line[key], str)
+    for key in ("model", "request_model", "agent", "workflow", "task", "user", "cost_source", "error"):
+        assert line[key] is None or isinstance(line[key], str), (key, line[key])
+    assert type(line["estimated"]) is bool and type(line["usage_invalid"]) is bool
+    assert line["cost_source"] is None or line["cost_usd"] is not None
+    json.dumps({k: v for k, v in line.items()}, allow_nan=False)
+
+
+def test_every_line_the_writer_writes_the_reader_reads(tmp_path):
+    rng = random.Random(7)
+    records = [odd_record(rng) for _ in range(2000)] + [make_record()]
+    path = tmp_path / "usage.jsonl"
+    with UsageLogWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+        assert writer.dropped_lines == 0
+
+    lines, skipped = read_usage_log(path)
+
+    assert skipped == 0 and len(lines) == len(records)
+    for record, line in zip(records, lines, strict=True):
+        assert_valid_line(line)
+        again = parse_line(record_to_line(record))  # one record, one line: only a "now" time differs
+        assert {k: v for k, v in again.items() if k not in ("time", "_unix_time")} == \
+            {k: v for k, v in line.items() if k not in ("time", "_unix_time")}
+        if record.end_time_unix == END:
+            assert line["time"] == "2026-11-18T07:06:40.250000Z"
+        usage = record.usage
+        keys = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+        raw = [getattr(usage, key) for key in keys] if usage is not None else [None] * 5
+        trusted = not (usage is not None and usage.invalid) and all(
+            value is None or (type(value) in (int, float) and math.isfinite(value) and 0 <= value <= 10**12)
+            for value in raw)
+        if trusted:  # counts are kept exactly (whole floats as ints), absent ones as null
+            assert [line[key] for key in keys] == [None if value is None else round(value) for value in raw]
+            assert line["usage_invalid"] is record.usage_invalid
+        else:  # one count that is not a token count: none is trusted, and the line says so
+            assert [line[key] for key in keys] == [None] * 5 and line["usage_invalid"] is True
+        if isinstance(record.model, str):
+            assert line["model"] == record.model
+        if "sk-proj-" in str(record.error_type):
+            assert "sk-proj-" not in line["error"]
+
+
+def test_reader_names_the_file_and_the_corrupt_lines_in_one_warning(tmp_path, caplog):
+    good = record_to_line(make_record())
+    path = tmp_path / "usage.jsonl"
+    path.write_text("\n".join([good, "{torn", good, good.replace('"input_tokens": 1215', '"input_tokens": -3'),
+                               good]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="otel_tokens"):
+        lines, skipped = read_usage_log(path)
+    assert (len(lines), skipped) == (3, 2)
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == f"otel_tokens: skipped 2 corrupted line(s) in {path} (lines 2, 4)"
+
+
+def test_many_corrupt_lines_are_named_briefly(tmp_path):
+    path = tmp_path / "usage.jsonl"
+    path.write_text("garbage\n" * 25)
+    scan = scan_usage_log(path)
+    assert scan.bad_line_numbers == list(range(1, 26)) and scan.lines == []
+    assert scan.describe_skipped(path).endswith("(lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 15 more)")
+
+
+def test_lines_of_older_writers_without_the_new_keys_are_read(tmp_path):
+    old = record_to_line(make_record()).replace(', "usage_invalid": false', "")
+    assert "usage_invalid" not in old
+    line = parse_line(old)
+    assert line is not None and line["usage_invalid"] is False and line["input_tokens"] == 1215
+
+
+def test_log_file_is_created_0600_and_a_symlink_is_refused(tmp_path):
+    path = tmp_path / "usage.jsonl"
+    with UsageLogWriter(path):
+        pass
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(path)
+    with pytest.raises(ValueError, match=r"OTEL_TOKENS_LOG=.*symbolic link"):
+        UsageLogWriter(link)

@@ -36,6 +36,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_tokens import semconv
 from otel_tokens._internal.errors import BudgetExceededError
+from otel_tokens._internal.formatting import format_usd
 from otel_tokens._internal.instruments import observable_gauge
 from otel_tokens._internal.records import CallRecord, Labels, Request, Usage
 from otel_tokens._internal.safety import guarded
@@ -423,9 +424,10 @@ class BudgetManager:
             account.block_logged = True
         if first_block:
             self._logger.error(
-                "otel_tokens: agent %r is blocked by its $%.6f budget%s: spent $%.6f, in flight $%.6f, "
-                "next call projected $%.6f; calls raise BudgetExceededError and are not sent",
-                agent, budget.limit_usd, _window_text(budget), spent, reserved, projected,
+                "otel_tokens: agent %r is blocked by its %s budget%s: spent %s, in flight %s, "
+                "next call projected %s; calls raise BudgetExceededError and are not sent",
+                agent, format_usd(budget.limit_usd), _window_text(budget), format_usd(spent), format_usd(reserved),
+                format_usd(projected),
             )
         # spent_usd includes what calls in flight reserved: that is what the projection was added to.
         raise BudgetExceededError(agent, spent + reserved, budget.limit_usd, projected)
@@ -552,15 +554,15 @@ class BudgetManager:
         for level in crossed:
             if level == _WARNING:
                 self._logger.warning(
-                    "otel_tokens: agent %r has spent $%.6f of its $%.6f budget%s (%.0f%%)",
-                    budget.agent, spent, budget.limit_usd, _window_text(budget), percent,
+                    "otel_tokens: agent %r has spent %s of its %s budget%s (%.0f%%)",
+                    budget.agent, format_usd(spent), format_usd(budget.limit_usd), _window_text(budget), percent,
                 )
                 events.append((semconv.EVENT_BUDGET_WARNING, attributes))
                 self._call(account.on_warning, "on_warning", status)
             else:
                 self._logger.error(
-                    "otel_tokens: agent %r has exceeded its $%.6f budget%s: spent $%.6f (%.0f%%)",
-                    budget.agent, budget.limit_usd, _window_text(budget), spent, percent,
+                    "otel_tokens: agent %r has exceeded its %s budget%s: spent %s (%.0f%%)",
+                    budget.agent, format_usd(budget.limit_usd), _window_text(budget), format_usd(spent), percent,
                 )
                 events.append((semconv.EVENT_BUDGET_EXCEEDED, dict(attributes)))
                 self._call(account.on_exceeded, "on_exceeded", status)

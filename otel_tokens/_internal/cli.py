@@ -4,6 +4,8 @@
                                    [--what-if MODEL[@provider]] [--budgets SPEC] [--top N] [--output FILE]
     otel-tokens demo [--rounds N] [--loop] [--interval SECONDS] [--prometheus-port PORT] [--otlp URL] ...
     otel-tokens prices MODEL [--provider PROVIDER]
+    otel-tokens fake-server [--port PORT] [--host HOST]
+    otel-tokens --version
 
 Exit codes: 0 done, 1 nothing to show (``prices`` for an unknown model), 2 a usage or input error.
 """
@@ -14,6 +16,7 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
@@ -71,6 +74,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -82,7 +95,10 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from otel_tokens.version import __version__
+
     parser = argparse.ArgumentParser(prog=PROG, description="LLM token and cost reports on OpenTelemetry.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     report = commands.add_parser(
@@ -126,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("model", metavar="MODEL")
     prices.add_argument("--provider", metavar="PROVIDER", help="provider name, e.g. openai, anthropic")
     prices.set_defaults(handler=_prices)
+
+    fake = commands.add_parser(
+        "fake-server", help="run the demo's fake OpenAI/Anthropic server for your own code",
+        description="Serve the loopback fake OpenAI and Anthropic APIs the demo uses (no keys, no network) "
+                    "until Ctrl-C; point an SDK client's base URL at it.")
+    fake.add_argument("--port", type=_port, default=8000, metavar="PORT", help="port to listen on (default: 8000; "
+                                                                               "0 picks a free one)")
+    fake.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                      help="address to bind (default: 127.0.0.1, this machine only)")
+    fake.add_argument("--latency", type=_non_negative_seconds, default=0.0, metavar="SECONDS",
+                      help="delay before each answer (default: 0)")
+    fake.add_argument("--chunk-delay", type=_non_negative_seconds, default=0.0, metavar="SECONDS",
+                      help="delay between stream chunks (default: 0)")
+    fake.set_defaults(handler=_fake_server)
     return parser
 
 
@@ -163,16 +193,17 @@ def _silence_stdout() -> None:
 # -- report ----------------------------------------------------------------------------------------
 def _report(args: argparse.Namespace) -> int:
     from otel_tokens._internal.report import budgets_from_usage_lines, render_report, stats_from_usage_lines
-    from otel_tokens._internal.usage_log import read_usage_log
+    from otel_tokens._internal.usage_log import scan_usage_log
 
     try:
-        lines, skipped = read_usage_log(args.path)
+        scan = scan_usage_log(args.path)
     except FileNotFoundError:
         raise _UsageError(f"usage log not found: {args.path}") from None
     except OSError as err:
         raise _UsageError(f"cannot read the usage log {args.path}: {err.strerror or err}") from None
-    if skipped:
-        print(f"{PROG}: skipped {skipped} corrupted line(s) in {args.path}", file=sys.stderr)
+    lines = scan.lines
+    if scan.bad_line_numbers:
+        print(f"{PROG}: {scan.describe_skipped(args.path)}", file=sys.stderr)
 
     stats = stats_from_usage_lines(lines)
     if args.budgets:
@@ -185,14 +216,16 @@ def _report(args: argparse.Namespace) -> int:
         stats["budgets"] = budgets_from_usage_lines(lines, budgets)
 
     price_book = None
+    what_if = ()
     if args.what_if:
         price_book = _price_book()
-    text = render_report(stats, args.format, by=args.by, what_if=tuple(args.what_if), price_book=price_book,
-                         top=args.top)
+        what_if = tuple(_priced_target(price_book, target) for target in args.what_if)
+    text = render_report(stats, args.format, by=args.by, what_if=what_if, price_book=price_book, top=args.top)
     if args.output:
+        from otel_tokens._internal.files import write_private_atomically
+
         try:
-            with open(args.output, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
+            write_private_atomically(args.output, text)
         except OSError as err:
             raise _UsageError(f"cannot write {args.output}: {err.strerror or err}") from None
         return 0
@@ -213,6 +246,31 @@ def _price_book() -> Any:
     return PriceBook()
 
 
+def _priced_target(book: Any, target: str) -> str:
+    """A what-if target checked: a known provider after ``@``, or a bare name that is not ambiguous."""
+    model, at, provider = target.rpartition("@")
+    if at:
+        _check_provider(book, provider)
+    elif book.rates(None, target) is None and len(book.providers_for(target)) > 1:
+        _provider_for(book, target, hint="--what-if MODEL@PROVIDER")
+    return target
+
+
+def _check_provider(book: Any, provider: str) -> None:
+    known = book.known_providers()
+    if provider not in known:
+        raise _UsageError(f"unknown provider {provider!r}; known providers: {', '.join(known)}")
+
+
+def _provider_for(book: Any, model: str, *, hint: str) -> str:
+    """The one provider that prices a bare model name; a usage error naming them when several do."""
+    providers = book.providers_for(model)
+    if len(providers) > 1:
+        raise _UsageError(f"{model} is priced by several providers at different rates ({', '.join(providers)}); "
+                          f"choose one with {hint}")
+    return providers[0]
+
+
 # -- demo ------------------------------------------------------------------------------------------
 def _demo(args: argparse.Namespace) -> int:
     try:
@@ -228,17 +286,29 @@ def _demo(args: argparse.Namespace) -> int:
 
 # -- prices ----------------------------------------------------------------------------------------
 def _per_million(rate: float | None) -> str:
-    if rate is None:
-        return "n/a"
-    text = f"{rate * 1_000_000:,.6f}".rstrip("0")
-    whole, _dot, decimals = text.partition(".")
-    return f"${whole}.{decimals.ljust(2, '0')}"
+    from otel_tokens._internal.formatting import format_usd
+
+    return "n/a" if rate is None else format_usd(rate * 1_000_000)
 
 
 def _prices(args: argparse.Namespace) -> int:
+    from otel_tokens._internal.formatting import format_usd
+
     book = _price_book()
-    rates = book.rates(args.provider, args.model)
-    target = f"{args.model} ({args.provider})" if args.provider else args.model
+    provider = args.provider
+    if provider is not None:
+        _check_provider(book, provider)
+        rates = book.rates(provider, args.model)
+    else:
+        rates = book.rates(None, args.model)
+        providers = book.providers_for(args.model)
+        if rates is None and len(providers) > 1:
+            _provider_for(book, args.model, hint="--provider")
+        if len(providers) == 1:
+            provider = providers[0]
+            if rates is None:
+                rates = book.rates(provider, args.model)
+    target = f"{args.model} ({provider})" if provider else args.model
     if rates is None:
         print(f"{PROG}: no known price for {target}", file=sys.stderr)
         return 1
@@ -254,13 +324,39 @@ def _prices(args: argparse.Namespace) -> int:
     lines = [f"{target}: USD per million tokens (source: {getattr(rates, 'source', 'unknown')})"]
     lines += [f"  {name:<12} {value}" for name, value in rows]
     if request_fee:
-        lines.append(f"  {'per request':<12} ${request_fee:.6f}")
+        lines.append(f"  {'per request':<12} {format_usd(request_fee)}")
     for tier in sorted(getattr(rates, "tiers", ()), key=lambda t: t.above_input_tokens):
         lines.append(
             f"  above {tier.above_input_tokens:,} input tokens: input {_per_million(tier.input)}, "
             f"cache read {_per_million(tier.cache_read)}, cache write {_per_million(tier.cache_write)}, "
             f"output {_per_million(tier.output)}")
     _write(sys.stdout, "\n".join(lines) + "\n")
+    return 0
+
+
+# -- fake-server -----------------------------------------------------------------------------------
+def _fake_server(args: argparse.Namespace) -> int:
+    from otel_tokens._internal.demo.fake_server import FakeLLMServer
+
+    server = FakeLLMServer(host=args.host, port=args.port, latency_s=args.latency, chunk_delay_s=args.chunk_delay)
+    try:
+        server.start()
+    except OSError as err:
+        raise _UsageError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
+    try:
+        _write(sys.stdout, "\n".join([
+            f"fake OpenAI and Anthropic APIs on {server.base_url} (no keys, no network); Ctrl-C stops it",
+            f"  OpenAI:    openai.OpenAI(base_url=\"{server.openai_base_url}\", api_key=\"fake\")",
+            f"  Anthropic: anthropic.Anthropic(base_url=\"{server.anthropic_base_url}\", api_key=\"fake\")",
+            "  or in the environment:",
+            f"    export OPENAI_BASE_URL={server.openai_base_url} OPENAI_API_KEY=fake",
+            f"    export ANTHROPIC_BASE_URL={server.anthropic_base_url} ANTHROPIC_API_KEY=fake",
+        ]) + "\n")
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 

@@ -21,6 +21,7 @@ from opentelemetry import trace
 
 from otel_tokens import semconv
 from otel_tokens._internal.records import NO_LABELS, Labels
+from otel_tokens._internal.redact import error_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,7 +79,7 @@ class _Scope:
         otel_context.detach(otel_token)
         if exc is not None:
             span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+            span.set_status(trace.Status(trace.StatusCode.ERROR, error_text(exc)))
         span.end()
 
     async def __aenter__(self) -> _Scope:

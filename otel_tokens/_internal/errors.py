@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from otel_tokens._internal.formatting import format_usd
+
 
 class BudgetExceededError(Exception):
     """A blocking budget stopped a call before it was sent."""
@@ -12,6 +14,6 @@ class BudgetExceededError(Exception):
         self.limit_usd = limit_usd
         self.projected_usd = projected_usd
         super().__init__(
-            f"budget for agent {agent!r} would be exceeded: spent ${spent_usd:.6f} + projected "
-            f"${projected_usd:.6f} > limit ${limit_usd:.6f}; the call was not sent"
+            f"budget for agent {agent!r} would be exceeded: spent {format_usd(spent_usd)} + projected "
+            f"{format_usd(projected_usd)} > limit {format_usd(limit_usd)}; the call was not sent"
         )

@@ -585,9 +585,38 @@ class PriceBook:
         try:
             return snapshot.find_provider_model(model, None, provider_id, None)[1]
         except LookupError:
-            return None
+            if provider_id is not None:
+                return None
         finally:
             _bound_lookup_caches(snapshot)
+        # genai-prices guesses a provider only from its name patterns; a model that one provider lists
+        # (llama-3.1-8b-instant: groq) or that every listing prices alike is still unambiguous.
+        listings = _listings(snapshot, model)
+        return listings[0][1] if len(listings) == 1 else None
+
+    def providers_for(self, model: str) -> tuple[str, ...]:
+        """The genai-prices providers a bare model name is priced by: one when the name resolves without a
+        provider (by genai-prices' name patterns, or because every provider listing it charges the same),
+        several when it is ambiguous (ask for a provider), none when no provider lists it."""
+        with self._lock:
+            snapshot = self._load_snapshot()
+            try:
+                return (snapshot.find_provider_model(model, None, None, None)[0].id,)
+            except LookupError:
+                pass
+            finally:
+                _bound_lookup_caches(snapshot)
+            listings = _listings(snapshot, model)
+            if len(listings) == 1:
+                return (listings[0][0],)
+            return tuple(sorted(provider_id for provider_id, _ in listings))
+
+    def known_providers(self) -> tuple[str, ...]:
+        """Every provider name :meth:`rates` understands: ``gen_ai.provider.name`` values and
+        genai-prices ids (sorted)."""
+        with self._lock:
+            ids = {provider.id for provider in self._load_snapshot().providers}
+        return tuple(sorted(ids | set(PROVIDER_IDS) | LOCAL_PROVIDERS))
 
     def _overrides_by_entry(
         self, overrides: Mapping[tuple[str | None, str], PriceOverride]
@@ -615,6 +644,19 @@ class PriceBook:
 
             self._snapshot = DataSnapshot(providers=providers, from_auto_update=False)
         return self._snapshot
+
+
+def _listings(snapshot: DataSnapshot, model: str) -> list[tuple[str, ModelInfo]]:
+    """(provider id, model) for every provider that lists ``model`` itself (fallbacks aside), folded to
+    one when all of them charge the same: the provider the others fall back to, else the first."""
+    listings = [(provider.id, info) for provider in snapshot.providers if (info := provider.find_model(model))]
+    if len(listings) > 1 and all(info.prices == listings[0][1].prices for _, info in listings):
+        fallbacks = {
+            fallback for provider in snapshot.providers if provider.id in {pid for pid, _ in listings}
+            for fallback in provider.fallback_model_providers or ()
+        }
+        return [next((listing for listing in listings if listing[0] in fallbacks), listings[0])]
+    return listings
 
 
 def _bound_lookup_caches(snapshot: Any) -> None:

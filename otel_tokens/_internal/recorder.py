@@ -27,6 +27,7 @@ from otel_tokens._internal.records import (
     Usage,
     valid_cost,
 )
+from otel_tokens._internal.redact import error_text
 from otel_tokens._internal.safety import OnceEach, guarded
 from otel_tokens._internal.settings import Settings
 
@@ -240,7 +241,10 @@ class Recorder:
             self._warn_unpriced(request.provider, model)
             return None, None
         cost = valid_cost(cost)  # never a non-finite amount, whatever a price override says
-        return (cost, semconv.COST_SOURCE_LOCAL) if cost is not None else (None, None)
+        if cost is None:
+            return None, None
+        # Float noise (0.00020800000000000001) off, far below any price's precision.
+        return round(cost, 12), semconv.COST_SOURCE_LOCAL
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
@@ -307,7 +311,7 @@ class Recorder:
             self._write_content(span, invocation, result, capture)
         if record.error_type is not None:
             attributes[semconv.ERROR_TYPE] = record.error_type
-            span.set_status(Status(StatusCode.ERROR, str(error) if error is not None else record.error_type))
+            span.set_status(Status(StatusCode.ERROR, error_text(error) if error is not None else record.error_type))
         span.set_attributes(attributes)
         for name, event_attributes in events:
             span.add_event(name, event_attributes)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from otel_tokens import semconv
+from otel_tokens._internal.formatting import format_usd, machine_text, machine_values
 
 FORMATS: Final = ("text", "markdown", "json", "csv")
 DIMENSIONS: Final = semconv.STATISTICS_DIMENSIONS
@@ -295,25 +296,6 @@ def _default_price_book() -> Any:
 
 
 # -- formatting helpers ----------------------------------------------------------------------------
-def format_usd(value: float | None) -> str:
-    """Dollars with cents from $1, 4 decimals from a cent, 6 below (sub-cent calls), then ``<$0.000001``."""
-    if value is None:
-        return "n/a"
-    if not math.isfinite(value):
-        return "n/a"
-    sign = "-" if value < 0 else ""
-    amount = abs(value)
-    if amount == 0:
-        return "$0.00"
-    if amount >= 1:
-        return f"{sign}${amount:,.2f}"
-    if amount >= 0.01:
-        return f"{sign}${amount:.4f}"
-    if amount >= 0.000_000_5:
-        return f"{sign}${amount:.6f}"
-    return f"{sign}<$0.000001"  # exact amounts are in the json and csv formats
-
-
 def format_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "n/a"
@@ -349,14 +331,9 @@ def _short(name: str, width: int = _NAME_WIDTH) -> str:
 
 
 def _finite(value: Any) -> Any:
-    """JSON has no infinity; an infinite utilization (a $0 limit overspent) becomes null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    """JSON has no infinity (an infinite utilization, a $0 limit overspent, becomes null) and no float
+    noise."""
+    return machine_values(value)
 
 
 # -- the report model ------------------------------------------------------------------------------
@@ -643,7 +620,7 @@ def _csv_value(key: str, value: Any) -> str:
     if value is None:
         return ""
     if key == "cost_usd":
-        return f"{float(value):.10f}"
+        return machine_text(float(value))
     if key in ("share_pct",):
         return f"{float(value):.2f}"
     if key == "duration_s":

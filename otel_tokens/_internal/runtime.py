@@ -15,6 +15,7 @@ from opentelemetry import metrics, trace
 
 from otel_tokens import semconv
 from otel_tokens._internal.budgets import BudgetManager, load_budgets_file, parse_budgets
+from otel_tokens._internal.formatting import machine_values
 from otel_tokens._internal.instruments import instruments_for
 from otel_tokens._internal.ledger import Ledger
 from otel_tokens._internal.pricing import PriceBook, load_price_file
@@ -97,11 +98,13 @@ class Runtime:
     def statistics(self) -> dict[str, Any]:
         stats = self.ledger.statistics()
         stats["budgets"] = self.budgets.status()
-        return stats
+        # Strict JSON without float noise: a $0 limit's infinite utilization becomes None.
+        return machine_values(stats)
 
     def _report_at_exit(self) -> None:
         import sys
 
+        from otel_tokens._internal.files import write_private_atomically
         from otel_tokens._internal.report import render_report
 
         if self is not _runtime:  # uninstrumented since: its report would be stale
@@ -111,8 +114,8 @@ class Runtime:
             if self.settings.report == "stderr":
                 print(text, file=sys.stderr)
             else:
-                with open(self.settings.report, "w", encoding="utf-8") as handle:
-                    handle.write(text)
+                # Whole or not at all, 0600, and a symlink at the path is replaced, not followed.
+                write_private_atomically(self.settings.report, text)
         except Exception:
             _logger.exception("otel_tokens: could not write the report to %s", self.settings.report)
 

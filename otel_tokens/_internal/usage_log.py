@@ -10,27 +10,38 @@ A line, keys in this order::
 
 ``time`` is when the call ended (UTC); ``model`` is the model that answered, ``request_model`` the one
 asked for. Token counts follow the semconv: input includes cache reads and writes, output includes
-reasoning. They are null when the call produced no usage (an error before any answer). ``cost_usd`` is
+reasoning. They are null when the call produced no usage (an error before any answer) and when the
+provider sent counts that are not token counts (then ``usage_invalid`` is true). ``cost_usd`` is
 null when the model has no known price; ``cost_source`` is ``local`` (our price book) or ``provider``.
 
-The writer opens the file once with ``O_APPEND`` and writes each line with one ``os.write`` of the whole
-encoded line, so lines from concurrent threads or processes never interleave and a killed process
-leaves only whole lines. The reader skips (and counts) anything that is not a whole, valid line.
+Writer and reader agree on one definition of a valid line (:data:`_FIELDS`): the writer turns every
+record into a valid line (counts non-negative ints or null, amounts finite and non-negative or null,
+text as strings, error text redacted), and the reader accepts exactly those lines. A line the reader
+cannot accept (torn, hand-edited, from another program) is skipped, counted and named in one warning.
+
+The file is created 0600 and never through a symlink. The writer opens it once with ``O_APPEND`` and
+writes each line with one ``os.write`` of the whole encoded line, so lines from concurrent threads or
+processes never interleave and a killed process leaves only whole lines.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from otel_tokens._internal.records import CallRecord
+from otel_tokens._internal.files import open_private_append
+from otel_tokens._internal.formatting import machine_float
+from otel_tokens._internal.records import INVALID, MAX_TOKENS, CallRecord, count, valid_cost
+from otel_tokens._internal.redact import redact
 from otel_tokens._internal.safety import log_internal_error, raise_internal_errors
 
 _logger = logging.getLogger("otel_tokens")
@@ -60,33 +71,85 @@ def parse_time(text: str) -> float:
     return moment.timestamp()
 
 
+# -- one definition of a valid line, used by the writer (to make one) and the reader (to check one) ---
+def _is_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TOKENS
+
+
+def _is_amount(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+# key -> (valid non-null value?, may it be null?)
+_FIELDS: Final[dict[str, tuple[Callable[[Any], bool], bool]]] = {
+    "time": (_is_text, False),
+    **{key: (_is_text, key not in ("provider", "operation")) for key in _STRING_KEYS},
+    **{key: (_is_count, True) for key in TOKEN_KEYS},
+    "cost_usd": (_is_amount, True),
+    "duration_s": (_is_amount, True),
+    "ttfc_s": (_is_amount, True),
+    "estimated": (lambda value: type(value) is bool, False),
+    "usage_invalid": (lambda value: type(value) is bool, False),
+}
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _amount(value: Any, decimals: int | None = None) -> float | None:
+    number = valid_cost(value)
+    if number is None:
+        return None
+    return machine_float(number) if decimals is None else round(number, decimals)
+
+
+def _end_time(value: Any) -> str:
+    if type(value) in (int, float) and math.isfinite(value) and value > 0:
+        try:
+            return format_time(value)
+        except (OverflowError, OSError, ValueError):  # beyond datetime's years
+            pass
+    return format_time(time.time())
+
+
 def record_to_line(record: CallRecord) -> str:
-    """One call as a JSON object on one line (no trailing newline)."""
+    """One call as a valid JSON line (no trailing newline), whatever the record holds."""
     usage = record.usage
     request = record.request
     labels = record.labels
-    end = record.end_time_unix or time.time()
     line: dict[str, Any] = {
-        "time": format_time(end),
-        "provider": request.provider,
-        "model": record.model,
-        "request_model": request.model,
-        "agent": labels.agent,
-        "workflow": labels.workflow,
-        "task": labels.task,
-        "user": labels.user,
-        "operation": request.operation,
+        "time": _end_time(record.end_time_unix),
+        "provider": _text(request.provider) or "",
+        "model": _text(record.model),
+        "request_model": _text(request.model),
+        "agent": _text(labels.agent),
+        "workflow": _text(labels.workflow),
+        "task": _text(labels.task),
+        "user": _text(labels.user),
+        "operation": _text(request.operation) or "",
     }
-    for key in TOKEN_KEYS:
-        line[key] = getattr(usage, key) if usage is not None else None
-    line["cost_usd"] = record.cost_usd
-    line["cost_source"] = record.cost_source if record.cost_usd is not None else None
-    line["estimated"] = bool(usage is not None and usage.estimated)
-    line["usage_invalid"] = record.usage_invalid
-    line["duration_s"] = round(record.duration_s, 6)
-    ttfc = record.time_to_first_chunk_s
-    line["ttfc_s"] = round(ttfc, 6) if ttfc is not None else None
-    line["error"] = record.error_type
+    counts = [count(getattr(usage, key, None)) for key in TOKEN_KEYS] if usage is not None else [None] * 5
+    bad_counts = usage is not None and (getattr(usage, "invalid", False) is True or INVALID in counts)
+    for key, number in zip(TOKEN_KEYS, counts, strict=True):
+        # One count that is not a token count makes none of them trusted (as in records.make_usage).
+        line[key] = None if bad_counts else number
+    cost = _amount(record.cost_usd)
+    line["cost_usd"] = cost
+    line["cost_source"] = _text(record.cost_source) if cost is not None else None
+    line["estimated"] = bool(usage is not None and usage.estimated is True and not bad_counts)
+    # The recorder flags a provider's invalid usage and may estimate instead: then the counts are the estimate.
+    line["usage_invalid"] = bad_counts or getattr(record, "usage_invalid", False) is True
+    line["duration_s"] = _amount(record.duration_s, 6)
+    line["ttfc_s"] = _amount(record.time_to_first_chunk_s, 6)
+    error = _text(record.error_type)
+    line["error"] = redact(error) if error else error
     # ensure_ascii keeps every line pure ASCII, so a byte count is a character count.
     return json.dumps(line, ensure_ascii=True, separators=(", ", ": "), allow_nan=False)
 
@@ -107,17 +170,18 @@ if hasattr(os, "register_at_fork"):
 class UsageLogWriter:
     """Appends one line per call to a file; thread-safe, fork-safe, and ``write`` never raises.
 
-    The constructor fails loudly: a path that cannot be opened for appending raises ``ValueError``.
+    The constructor fails loudly: a path that cannot be opened for appending, a symlink or anything but
+    a regular file raises ``ValueError`` naming ``setting``. A new file is created 0600.
     After that, an I/O error is logged once as a warning and the line is dropped (``dropped_lines``).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], setting: str = "OTEL_TOKENS_LOG") -> None:
         self.path = os.fspath(path)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         try:
-            self._fd: int | None = os.open(self.path, flags, 0o644)
+            self._fd: int | None = open_private_append(self.path, setting)
         except OSError as err:
-            raise ValueError(f"cannot open the usage log {self.path!r} for appending: {err.strerror or err}") from err
+            raise ValueError(f"cannot open the usage log {self.path!r} ({setting}) for appending: "
+                             f"{err.strerror or err}") from err
         self._lock = threading.Lock()
         self._failed = False
         self.dropped_lines = 0
@@ -181,8 +245,9 @@ class UsageLogWriter:
 def parse_line(text: str | bytes) -> dict[str, Any] | None:
     """One log line as a dict with every key of :data:`LINE_KEYS`, or None if it is not a valid line.
 
-    Keys a line lacks that are not required get their empty value (0 for cache and reasoning tokens,
-    null otherwise); unknown keys are kept, so newer writers stay readable.
+    Valid is what the writer writes (:data:`_FIELDS`). Keys a line lacks that are not required get
+    their empty value (0 for cache and reasoning tokens, false for the flags, null otherwise); unknown
+    keys are kept, so newer writers stay readable.
     """
     try:
         value = json.loads(text)
@@ -190,55 +255,75 @@ def parse_line(text: str | bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict) or not REQUIRED_KEYS <= value.keys():
         return None
-    time_text = value["time"]
-    if not isinstance(time_text, str):
-        return None
+    for key, (valid, nullable) in _FIELDS.items():
+        if key not in value:
+            value[key] = _MISSING.get(key)
+            continue
+        field = value[key]
+        if field is None:
+            if not nullable:
+                return None
+        elif not valid(field):
+            return None
     try:
-        value["_unix_time"] = parse_time(time_text)
+        value["_unix_time"] = parse_time(value["time"])
     except ValueError:
         return None
-    for key in TOKEN_KEYS:
-        count = value.get(key, 0 if key not in ("input_tokens", "output_tokens") else None)
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-            return None
-        value[key] = count
-    for key in ("cost_usd", "duration_s", "ttfc_s"):
-        number = value.get(key)
-        if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)
-                                   or number != number or number < 0):
-            return None
-        value[key] = number
-    for key in _STRING_KEYS:
-        text_value = value.get(key)
-        if text_value is not None and not isinstance(text_value, str):
-            return None
-        value[key] = text_value
-    if not isinstance(value["provider"], str) or not isinstance(value["operation"], str):
-        return None
-    value["estimated"] = value.get("estimated") is True
-    value["usage_invalid"] = value.get("usage_invalid") is True
     return value
+
+
+# What a line that lacks an optional key means.
+_MISSING: Final = {"cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "estimated": False,
+                   "usage_invalid": False}
+
+
+@dataclass(frozen=True, slots=True)
+class LogScan:
+    """A usage log read whole: its valid lines and the numbers (from 1) of the lines skipped."""
+
+    lines: list[dict[str, Any]]
+    bad_line_numbers: list[int]
+
+    def describe_skipped(self, path: str | os.PathLike[str]) -> str:
+        numbers = self.bad_line_numbers
+        shown = ", ".join(str(number) for number in numbers[:_LINES_NAMED])
+        more = f" and {len(numbers) - _LINES_NAMED} more" if len(numbers) > _LINES_NAMED else ""
+        return (f"skipped {len(numbers)} corrupted line(s) in {os.fspath(path)} "
+                f"(line{'s' if len(numbers) != 1 else ''} {shown}{more})")
+
+
+_LINES_NAMED: Final = 10
+
+
+def scan_usage_log(path: str | os.PathLike[str]) -> LogScan:
+    """Every valid line of a usage log and where the invalid ones are; raises ``OSError`` only when the
+    file cannot be opened or read."""
+    lines: list[dict[str, Any]] = []
+    bad: list[int] = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            parsed = parse_line(raw)
+            if parsed is None:
+                bad.append(number)
+                parsed = _recover_glued(raw)
+            if parsed is not None:
+                lines.append(parsed)
+    return LogScan(lines, bad)
 
 
 def read_usage_log(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], int]:
     """All valid lines of a usage log, and how many non-blank lines were skipped as invalid.
 
-    Each line comes back normalised by :func:`parse_line` and carries ``_unix_time`` (float). Raises
-    ``OSError`` (``FileNotFoundError``) only when the file cannot be opened.
+    Each line comes back normalised by :func:`parse_line` and carries ``_unix_time`` (float). Skipped
+    lines are named in one WARNING. Raises ``OSError`` (``FileNotFoundError``) only when the file cannot
+    be opened.
     """
-    lines: list[dict[str, Any]] = []
-    skipped = 0
-    with open(path, "rb") as handle:
-        for raw in handle:
-            if not raw.strip():
-                continue
-            parsed = parse_line(raw)
-            if parsed is None:
-                skipped += 1
-                parsed = _recover_glued(raw)
-            if parsed is not None:
-                lines.append(parsed)
-    return lines, skipped
+    scan = scan_usage_log(path)
+    if scan.bad_line_numbers:
+        _logger.warning("otel_tokens: %s", scan.describe_skipped(path))
+    return scan.lines, len(scan.bad_line_numbers)
 
 
 # Every line starts with this; inside a JSON string the quotes would be escaped, so it marks a record.
@@ -260,6 +345,7 @@ def lines_from_records(records: Iterable[CallRecord]) -> list[dict[str, Any]]:
 
 __all__ = [
     "LINE_KEYS",
+    "LogScan",
     "UsageLogWriter",
     "format_time",
     "lines_from_records",
@@ -267,4 +353,5 @@ __all__ = [
     "parse_time",
     "read_usage_log",
     "record_to_line",
+    "scan_usage_log",
 ]

@@ -413,7 +413,6 @@ def test_sdk_errors_pass_through_unchanged(instrumented, telemetry, caplog, call
     assert statistics["errors"] == 1 and statistics["usage_unknown_calls"] == 0
 
 
-@pytest.mark.xfail(reason="redaction lands with the files branch", strict=True)
 def test_the_error_status_never_carries_the_api_key(instrumented, telemetry, caplog) -> None:
     body = {"error": {"message": f"Incorrect API key provided: {OPENAI_KEY}.", "type": "invalid_request_error",
                       "code": "invalid_api_key"}}

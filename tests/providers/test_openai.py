@@ -343,7 +343,9 @@ def test_with_streaming_response_counts_the_call_without_reading_the_body(instru
     ) as response:
         assert response.parse().usage.prompt_tokens == 1250
     span = only_span(telemetry)
-    assert A.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
+    # Parsed through the SDK's own path: the usage is read, exactly.
+    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 1250
+    assert A.OTEL_TOKENS_USAGE_ESTIMATED not in span.attributes
 
 
 # -- errors --------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ Usage is deterministic, so tests can assert exact numbers:
 Errors: a model name containing ``error-<status>`` (``gpt-4o-error-429``) or a request header
 ``x-fake-error: <status>`` makes it answer that status with the provider's JSON error body.
 
-Run it alone with ``python -m otel_tokens._internal.demo.fake_server --port 8000``.
+Run it alone with ``otel-tokens fake-server --port 8000`` (it prints the base URLs to point each SDK at).
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ import openai
 
 import otel_tokens
 from otel_tokens._internal.demo.fake_server import FakeLLMServer
+from otel_tokens._internal.formatting import format_usd
 from otel_tokens._internal.setup import configure_providers
 
 WORKFLOW = "research-report"
@@ -111,7 +112,7 @@ class Workflow:
         if budget.get("status", "ok") != "ok":
             # A budget-aware agent: near its limit it moves to the self-hosted model, which its budget
             # does not count, so it stays at "warning" instead of running past 100 %.
-            self._once("economy", f"researcher: {budget['utilization']:.0%} of its budget used; "
+            self._once("economy", f"researcher: {_percent(budget['utilization'])} of its budget used; "
                                   f"moving to the self-hosted {SELF_HOSTED_MODEL}")
             return self._chat(SELF_HOSTED_MODEL, f"Research: {topic}\nPlan: {plan}")
         # Prompt caching: the sources are read from the cache after round 1, and this round's question,
@@ -160,10 +161,15 @@ class Workflow:
             self._once("blocked", f"editor blocked: {err}")
 
 
+def _percent(utilization: float | None) -> str:
+    # None: a $0 limit with spend (statistics are strict JSON, so no infinity).
+    return "n/a" if utilization is None else f"{utilization:.0%}"
+
+
 def _progress(number: int, workflow: Workflow) -> str:
     stats = otel_tokens.get_statistics()
-    budgets = "  ".join(f"{agent} {state['utilization']:.0%}" for agent, state in stats["budgets"].items())
-    return (f"round {number}: {stats['total_calls']} calls, ${stats['total_cost_usd']:.6f} so far, "
+    budgets = "  ".join(f"{agent} {_percent(state['utilization'])}" for agent, state in stats["budgets"].items())
+    return (f"round {number}: {stats['total_calls']} calls, {format_usd(stats['total_cost_usd'])} so far, "
             f"{workflow.rate_limited} rate limited, {workflow.blocked} blocked | budget used: {budgets}")
 
 
