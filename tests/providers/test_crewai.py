@@ -109,9 +109,9 @@ def test_native_openai_crew_costs_per_agent_and_task(instrumented, telemetry, se
     for role, (input_tokens, output_tokens, cost) in expected.items():
         entry = statistics["by_agent"][role]
         assert (entry["input_tokens"], entry["output_tokens"]) == (input_tokens, output_tokens)
-        assert entry["cost_usd"] == pytest.approx(cost, abs=1e-12)
-    assert statistics["by_task"][RESEARCH_TASK]["cost_usd"] == pytest.approx(expected["Researcher"][2], abs=1e-12)
-    assert statistics["by_task"][WRITING_LABEL]["cost_usd"] == pytest.approx(expected["Writer"][2], abs=1e-12)
+        assert entry["cost_usd"] == pytest.approx(cost, abs=1e-11)
+    assert statistics["by_task"][RESEARCH_TASK]["cost_usd"] == pytest.approx(expected["Researcher"][2], abs=1e-11)
+    assert statistics["by_task"][WRITING_LABEL]["cost_usd"] == pytest.approx(expected["Writer"][2], abs=1e-11)
 
     text = otel_tokens.report()
     # (the text report cuts long labels to its column width)
@@ -119,7 +119,7 @@ def test_native_openai_crew_costs_per_agent_and_task(instrumented, telemetry, se
         assert expected_text in text, (expected_text, text)
     groups = json.loads(otel_tokens.report("json"))["groups"]
     tasks = {row.get("key", row.get("name")): row for row in groups["task"]}
-    assert tasks[RESEARCH_TASK]["cost_usd"] == pytest.approx(expected["Researcher"][2], abs=1e-12)
+    assert tasks[RESEARCH_TASK]["cost_usd"] == pytest.approx(expected["Researcher"][2], abs=1e-11)
 
 
 def test_native_anthropic_crew(instrumented, telemetry, server):
