@@ -53,7 +53,7 @@ def server():
         yield fake
 
 
-def run_crew(llm):
+def make_crew(llm):
     researcher = crewai.Agent(role="Researcher", goal="Find facts about token prices", backstory="Careful.",
                               llm=llm, max_iter=2)
     writer = crewai.Agent(role="Writer", goal="Explain findings", backstory="Clear.", llm=llm, max_iter=2)
@@ -62,7 +62,11 @@ def run_crew(llm):
                     agent=researcher),
         crewai.Task(description=WRITING_DESCRIPTION, expected_output="A summary", agent=writer),
     ]
-    return crewai.Crew(agents=[researcher, writer], tasks=tasks, process=crewai.Process.sequential).kickoff()
+    return crewai.Crew(agents=[researcher, writer], tasks=tasks, process=crewai.Process.sequential)
+
+
+def run_crew(llm):
+    return make_crew(llm).kickoff()
 
 
 def role_of(request):
@@ -120,6 +124,12 @@ def test_native_openai_crew_costs_per_agent_and_task(instrumented, telemetry, se
     groups = json.loads(otel_tokens.report("json"))["groups"]
     tasks = {row.get("key", row.get("name")): row for row in groups["task"]}
     assert tasks[RESEARCH_TASK]["cost_usd"] == pytest.approx(expected["Researcher"][2], abs=1e-11)
+
+
+async def test_async_kickoff_crew(instrumented, telemetry, server):
+    await make_crew(crewai.LLM(model="gpt-4o-mini", base_url=server.openai_base_url,
+                               api_key="sk-fake-crew")).kickoff_async()
+    assert_attributed(telemetry, server, "openai")
 
 
 def test_native_anthropic_crew(instrumented, telemetry, server):
