@@ -71,13 +71,13 @@ def _close(parsed: adapter.ScopeEvent) -> None:
             break
     else:
         return  # started in another context, or before instrument()
+    _FRAMES.set(frames[:index])
     # Scopes left open inside this one (an execution that ended without its end event) close with it.
     for frame in reversed(frames[index:]):
         if frame is frames[index] and parsed.error_type and frame.span is not None:
             frame.span.set_attribute(semconv.ERROR_TYPE, parsed.error_type)
             frame.span.set_status(trace.Status(trace.StatusCode.ERROR, parsed.error or parsed.error_type))
-        frame.scope.__exit__(None, None, None)
-    _FRAMES.set(frames[:index])
+        guarded("closing a CrewAI scope", frame.scope.__exit__, None, None, None)
 
 
 def _emit_wrapper(switch: Any) -> Any:
