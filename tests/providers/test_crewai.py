@@ -31,6 +31,7 @@ with pytest.MonkeyPatch.context() as _guard:
     from crewai.events.event_bus import CrewAIEventsBus
 
 import otel_tokens  # noqa: E402
+import otel_tokens._internal.context  # noqa: E402
 from otel_tokens import semconv as A  # noqa: E402
 from otel_tokens._internal.demo.fake_server import FakeLLMServer  # noqa: E402
 from otel_tokens._internal.providers.crewai import TASK_LABEL_MAX, task_label  # noqa: E402
@@ -180,6 +181,26 @@ def test_budget_set_for_a_role_applies_to_its_calls(instrumented, telemetry, ser
     budget = otel_tokens.get_statistics()["budgets"]["Writer"]
     assert budget["spent_usd"] == pytest.approx(otel_tokens.get_statistics()["by_agent"]["Writer"]["cost_usd"])
     assert budget["spent_usd"] > 0
+
+
+def test_an_execution_left_open_closes_with_its_task(instrumented, telemetry):
+    from crewai.events.event_bus import crewai_event_bus
+    from crewai.events.types.agent_events import AgentExecutionStartedEvent
+    from crewai.events.types.task_events import TaskCompletedEvent, TaskStartedEvent
+    from crewai.tasks.task_output import TaskOutput
+
+    analyst = crewai.Agent(role="Analyst", goal="g", backstory="b", llm=crewai.LLM(model="gpt-4o-mini", api_key="k"))
+    job = crewai.Task(name="triage", description="d", expected_output="x", agent=analyst)
+    crewai_event_bus.emit(job, TaskStartedEvent(context="", task=job))
+    crewai_event_bus.emit(analyst, AgentExecutionStartedEvent(agent=analyst, task=job, tools=[], task_prompt="p"))
+    labels = otel_tokens._internal.context.current_labels()
+    assert (labels.agent, labels.task) == ("Analyst", "triage")
+    # No agent_execution_completed (an interrupted execution): the task's end closes both scopes.
+    output = TaskOutput(description="d", agent="Analyst", raw="done")
+    crewai_event_bus.emit(job, TaskCompletedEvent(output=output, task=job))
+    labels = otel_tokens._internal.context.current_labels()
+    assert (labels.agent, labels.task) == (None, None)
+    assert [s.name for s in telemetry.spans("invoke_agent")] == ["invoke_agent Analyst"]
 
 
 def test_uninstrument_restores_the_event_bus(telemetry, server):
