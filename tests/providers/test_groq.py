@@ -257,3 +257,18 @@ def test_no_content_and_no_api_key_by_default(instrumented, telemetry, mock):
     text = all_attribute_text(telemetry)
     assert "Why is Groq fast" not in text and "SRAM" not in text
     assert "gsk_test_SECRET" not in text
+
+
+def test_importing_the_instrumentors_imports_no_sdk():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, otel_tokens, otel_tokens.instrumentation.groq, otel_tokens.instrumentation.litellm, "
+        "otel_tokens.instrumentation.crewai; "
+        "print(sorted(m for m in ('groq', 'litellm', 'crewai', 'langchain_groq') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
