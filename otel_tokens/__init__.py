@@ -48,6 +48,10 @@ _lock = threading.Lock()
 _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
+    ("otel_tokens.instrumentation.bedrock", "BedrockInstrumentor"),
+    ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
+    ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
+    ("otel_tokens.instrumentation.ollama", "OllamaInstrumentor"),
     ("otel_tokens.instrumentation.groq", "GroqInstrumentor"),
     ("otel_tokens.instrumentation.litellm", "LiteLLMInstrumentor"),
     ("otel_tokens.instrumentation.crewai", "CrewAIInstrumentor"),

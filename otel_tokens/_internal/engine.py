@@ -47,7 +47,14 @@ Style = Literal["sync", "async", "sync_manager", "sending_manager"]
 
 
 class Operation(Protocol):
-    """A provider adapter for one kind of call. It only parses; it never touches telemetry."""
+    """A provider adapter for one kind of call. It only parses; it never touches telemetry.
+
+    An adapter whose patched entry point serves many APIs (botocore's ``_make_api_call`` serves every
+    AWS service) also defines ``accepts(instance, args, kwargs)``, a cheap check run first on every
+    call: False sends the call straight to the SDK. An adapter whose stream is part of a larger response (botocore's ``{"stream": EventStream}``) also
+    defines ``with_stream(response, wrap)``, returning what the caller gets with ``wrap(stream)`` in
+    the stream's place; without it the response is the stream.
+    """
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared: ...
 
@@ -77,12 +84,22 @@ class Prepared:
     hide_usage_chunk: bool = False
     # "true" for with_raw_response, "stream" for with_streaming_response, None for a plain call.
     raw_mode: str | None = None
+    # Positional arguments to send instead of the caller's: an adapter that passes them by name in
+    # ``kwargs`` (so the prompt can be read from them) sends ``()``.
+    args: tuple | None = None
+    # What prompt_text and input_messages read when the SDK takes its parameters positionally and they
+    # must stay so (botocore's api_params); None: the keyword arguments sent.
+    inputs: dict | None = None
+
+    @property
+    def prompt_inputs(self) -> dict:
+        return self.kwargs if self.inputs is None else self.inputs
 
 
 @dataclass(frozen=True, slots=True)
 class Patch:
     module: str
-    attribute: str  # "Class.method", or "function" for a module-level function
+    attribute: str  # "Class.method", or "function" for a module attribute (ollama.chat is a bound method)
     # Operation; a HelperOperation for "sending_manager"; for "sync_manager" a function returning the
     # helper's raw stream
     operation: Any
@@ -107,7 +124,6 @@ def apply_patches(patches: Iterable[Patch], recorder: Recorder, switch: Switch) 
         try:
             module = importlib.import_module(patch.module)
             owner_name, _, method = patch.attribute.rpartition(".")
-            # "Class.method", or a module-level function ("completion") when there is no dot.
             owner = getattr(module, owner_name) if owner_name else module
             if not hasattr(owner, method):
                 continue
@@ -165,8 +181,9 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
         if raise_internal_errors():
             raise
         return None
+    inputs = prepared.prompt_inputs
     try:
-        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(kwargs))
+        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(inputs))
     except BudgetExceededError:
         raise
     except Exception:
@@ -175,7 +192,7 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
             raise
         return None
     if recorder.settings.capture_content.enabled:
-        invocation.input_messages = guarded("reading input messages", operation.input_messages, kwargs)
+        invocation.input_messages = guarded("reading input messages", operation.input_messages, inputs)
     call = _Call(prepared, invocation)
     call.token = _IN_CALL.set(True)
     return call
@@ -207,7 +224,10 @@ def _returned(operation: Operation, recorder: Recorder, call: _Call, response: A
                 recorder, invocation, operation.accumulator(prepared), _estimator(operation, prepared)
             )
             proxy = SyncStreamProxy if kind == "sync" else AsyncStreamProxy
-            return proxy(response, state)
+            with_stream = getattr(operation, "with_stream", None)
+            if with_stream is None:
+                return proxy(response, state)
+            return with_stream(response, lambda stream: proxy(stream, state))
         if prepared.raw_mode is not None:
             return _returned_raw(operation, recorder, call, response)
         result = operation.result(response, recorder.settings.capture_content.enabled)
@@ -312,7 +332,7 @@ def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], U
 
         model = result.response_model or prepared.request.model
         return Usage(
-            input_tokens=count_tokens(operation.prompt_text(prepared.kwargs), model),
+            input_tokens=count_tokens(operation.prompt_text(prepared.prompt_inputs), model),
             output_tokens=count_tokens(result.output_text or "", model),
             estimated=True,
         )
@@ -329,15 +349,22 @@ def _result_estimator(
     return lambda: estimate(result)
 
 
+def _arguments(call: _Call, args: tuple) -> tuple:
+    sent = call.prepared.args
+    return args if sent is None else sent
+
+
 def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    accepts = getattr(operation, "accepts", None)
+
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not switch.on:
+        if not switch.on or (accepts is not None and not accepts(instance, args, kwargs)):
             return wrapped(*args, **kwargs)
         call = _begin(operation, recorder, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
-            response = wrapped(*args, **call.prepared.kwargs)
+            response = wrapped(*_arguments(call, args), **call.prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise
@@ -347,14 +374,16 @@ def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> C
 
 
 def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    accepts = getattr(operation, "accepts", None)
+
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not switch.on:
+        if not switch.on or (accepts is not None and not accepts(instance, args, kwargs)):
             return await wrapped(*args, **kwargs)
         call = _begin(operation, recorder, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         try:
-            response = await wrapped(*args, **call.prepared.kwargs)
+            response = await wrapped(*_arguments(call, args), **call.prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise

@@ -35,7 +35,8 @@ _logger = logging.getLogger("otel_tokens")
 
 
 class PriceSource(Protocol):
-    def cost(self, provider: str, model: str, usage: Usage) -> float | None: ...
+    def cost_with_source(self, provider: str, model: str, usage: Usage) -> tuple[float, str] | None:
+        """USD and its ``gen_ai.usage.cost.source`` value; None when the model has no known price."""
 
 
 class Budgets(Protocol):
@@ -244,20 +245,21 @@ class Recorder:
         if self._prices is None or not model:
             return None, None
         try:
-            cost = self._prices.cost(request.provider, model, usage)
-            if cost is None and request.model and request.model != model:
-                cost = self._prices.cost(request.provider, request.model, usage)
+            priced = self._prices.cost_with_source(request.provider, model, usage)
+            if priced is None and request.model and request.model != model:
+                priced = self._prices.cost_with_source(request.provider, request.model, usage)
         except Exception:
             _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
             return None, None
-        if cost is None:
+        if priced is None:
             self._warn_unpriced(request.provider, model)
             return None, None
+        cost, source = priced
         cost = valid_cost(cost)  # never a non-finite amount, whatever a price override says
         if cost is None:
             return None, None
         # Float noise (0.00020800000000000001) off, far below any price's precision.
-        return round(cost, 12), semconv.COST_SOURCE_LOCAL
+        return round(cost, 12), source
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):

@@ -83,11 +83,13 @@ class StreamState:
 
 
 class SyncStreamProxy(wrapt.ObjectProxy):
-    """Proxy for ``openai.Stream`` / ``anthropic.Stream`` and other sync chunk iterators."""
+    """Proxy for ``openai.Stream`` / ``anthropic.Stream`` and other sync chunk iterators, and for
+    iterables that are not their own iterator (botocore's ``EventStream``), read through one iterator."""
 
     def __init__(self, wrapped: Any, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
+        self._self_iterator = wrapped if hasattr(type(wrapped), "__next__") else iter(wrapped)
         state.watch(self)
 
     def __iter__(self) -> SyncStreamProxy:
@@ -97,7 +99,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         state = self._self_state
         while True:
             try:
-                chunk = self.__wrapped__.__next__()
+                chunk = self._self_iterator.__next__()
             except StopIteration:
                 state.finish()
                 raise
