@@ -15,11 +15,10 @@ LiteLLM answers in OpenAI's shapes (``ModelResponse``, ``EmbeddingResponse``, ``
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from otel_tokens import semconv
 from otel_tokens._internal.engine import Prepared
-from otel_tokens._internal.providers import openai
+from otel_tokens._internal.providers import common, openai
 from otel_tokens._internal.records import Request, Usage, make_usage
 from otel_tokens._internal.settings import Settings
 
@@ -71,19 +70,9 @@ def _resolve(args: tuple, kwargs: dict) -> tuple[str, str | None, str | None, in
         )
     except Exception:  # LiteLLM raises the same error itself when the call is made
         return UNKNOWN_PROVIDER, model, None, None
-    host, port = _server(api_base if isinstance(api_base, str) else resolved_base)
+    base = api_base if isinstance(api_base, str) else resolved_base
+    host, port = common.server_of_url(base) if isinstance(base, str) and base else (None, None)
     return PROVIDERS.get(provider, provider or UNKNOWN_PROVIDER), name or model, host, port
-
-
-def _server(url: Any) -> tuple[str | None, int | None]:
-    if not isinstance(url, str) or not url:
-        return None, None
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
-    except ValueError:
-        return None, None
-    return parts.hostname, port
 
 
 def litellm_usage(usage: Any) -> Usage | None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from otel_tokens import semconv
 from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.providers import common
 from otel_tokens._internal.providers.detect import openai_client_provider
 from otel_tokens._internal.records import Request, Result, Usage, make_usage
 from otel_tokens._internal.settings import Settings
@@ -61,12 +62,7 @@ def stream_kind_of(package: str) -> Callable[[Any], Literal["sync", "async"] | N
         return module.Stream, module.AsyncStream
 
     def stream_kind(response: Any) -> Literal["sync", "async"] | None:
-        sync_stream, async_stream = classes()
-        if isinstance(response, sync_stream):
-            return "sync"
-        if isinstance(response, async_stream):
-            return "async"
-        return None
+        return common.stream_kind(response, *classes())
 
     return stream_kind
 
