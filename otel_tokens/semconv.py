@@ -88,6 +88,8 @@ OTEL_TOKENS_USAGE_INVALID: Final = "otel_tokens.usage.invalid"
 # A call that succeeded with no token counts, exact or estimated (e.g. a raw body never read).
 OTEL_TOKENS_USAGE_UNKNOWN: Final = "otel_tokens.usage.unknown"
 OTEL_TOKENS_TASK_NAME: Final = "otel_tokens.task.name"
+# HTTP requests one call sent, when more than one (Gemini automatic function calling, continuation).
+OTEL_TOKENS_REQUEST_COUNT: Final = "otel_tokens.request.count"
 OTEL_TOKENS_BUDGET_WINDOW: Final = "otel_tokens.budget.window"
 # attributes of the budget span events
 OTEL_TOKENS_BUDGET_SPENT_USD: Final = "otel_tokens.budget.spent_usd"

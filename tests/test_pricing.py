@@ -195,6 +195,57 @@ def test_cost_matches_genai_prices(noon_book: PriceBook, provider: str, model: s
     assert noon_book.rates(provider, model).source == "genai-prices"
 
 
+# Gemini (google): both sides of the long-context tiers (128k for 1.5, 200k for 2.5 and 3 Pro), thoughts
+# tokens billed as output, cache reads, and the per-request usages the google-genai tests send.
+GOOGLE_SWEEP_MODELS: tuple[tuple[str, str], ...] = (
+    ("gcp.gemini", "gemini-2.5-pro"),
+    ("gcp.gemini", "gemini-2.5-flash"),
+    ("gcp.gemini", "gemini-2.5-flash-lite"),
+    ("gcp.gemini", "gemini-2.0-flash"),
+    ("gcp.gemini", "gemini-2.0-flash-lite"),
+    ("gcp.gemini", "gemini-1.5-pro"),
+    ("gcp.gemini", "gemini-1.5-flash"),
+    ("gcp.gemini", "gemini-flash-1.5-8b"),
+    ("gcp.gemini", "gemini-3.1-pro-preview"),
+    ("gcp.gemini", "gemini-3.5-flash"),
+    ("gcp.vertex_ai", "gemini-3-pro-preview"),
+    ("gcp.vertex_ai", "gemini-3-flash-preview"),
+)
+GOOGLE_SWEEP_USAGES: tuple[Usage, ...] = (
+    Usage(input_tokens=1_287, cache_read_tokens=1_024, output_tokens=430, reasoning_tokens=367),
+    Usage(input_tokens=38, output_tokens=144, reasoning_tokens=121),
+    Usage(input_tokens=567, output_tokens=319, reasoning_tokens=231),
+    Usage(input_tokens=127_999, cache_read_tokens=65_536, output_tokens=2_048, reasoning_tokens=1_536),
+    Usage(input_tokens=128_000, output_tokens=3_001, reasoning_tokens=2_999),
+    Usage(input_tokens=128_001, cache_read_tokens=32_768, output_tokens=4_097, reasoning_tokens=4_000),
+    Usage(input_tokens=199_999, cache_read_tokens=131_072, output_tokens=8_191, reasoning_tokens=6_143),
+    Usage(input_tokens=200_000, output_tokens=1_234, reasoning_tokens=1_000),
+    Usage(input_tokens=200_001, cache_read_tokens=150_000, output_tokens=9_876, reasoning_tokens=9_000),
+    Usage(input_tokens=151_337, cache_read_tokens=98_304, output_tokens=540, reasoning_tokens=517),
+    Usage(input_tokens=302_756, cache_read_tokens=245_760, output_tokens=784, reasoning_tokens=720),
+    Usage(input_tokens=1_048_575, cache_read_tokens=524_288, output_tokens=65_535, reasoning_tokens=32_768),
+)
+GOOGLE_SWEEP_CASES = [
+    pytest.param(provider, model, usage, id=f"google/{provider}/{model}/{index}")
+    for provider, model in GOOGLE_SWEEP_MODELS
+    for index, usage in enumerate(GOOGLE_SWEEP_USAGES)
+]
+
+
+def test_google_sweep_is_wide_enough(noon_book: PriceBook) -> None:
+    assert len(GOOGLE_SWEEP_CASES) >= 100
+    tiered = {model for provider, model in GOOGLE_SWEEP_MODELS if noon_book.rates(provider, model).tiers}
+    assert {"gemini-2.5-pro", "gemini-1.5-pro", "gemini-3-pro-preview"} <= tiered
+
+
+@pytest.mark.parametrize(("provider", "model", "usage"), GOOGLE_SWEEP_CASES)
+def test_google_cost_matches_genai_prices(noon_book: PriceBook, provider: str, model: str, usage: Usage) -> None:
+    expected = genai_cost(PROVIDER_IDS[provider], model, usage, NOON)
+    actual = noon_book.cost(provider, model, usage)
+    assert actual is not None and expected > 0
+    assert actual == pytest.approx(expected, rel=0, abs=1e-9)
+
+
 @pytest.mark.parametrize("hour", [0, 1, 3, 5, 7, 12, 17, 23])
 @pytest.mark.parametrize(
     "model", ["deepseek-chat", "deepseek-reasoner", "deepseek-v4-flash", "deepseek-v4-pro"]

@@ -70,6 +70,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from otel_tokens._internal.errors import ConfigError
 from otel_tokens._internal.records import Usage
 from otel_tokens._internal.safety import log_internal_error, raise_internal_errors
 from otel_tokens.semconv import COST_SOURCE_LOCAL, COST_SOURCE_SELF_HOSTED
@@ -229,14 +230,14 @@ class Rates:
 def _check_price(owner: str, name: str, value: object, *, required: bool) -> None:
     if value is None:
         if required:
-            raise ValueError(f"{owner}: '{name}' is required")
+            raise ConfigError(f"{owner}: '{name}' is required")
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{owner}: '{name}' must be a number (USD per million tokens), got {value!r}")
+        raise ConfigError(f"{owner}: '{name}' must be a number (USD per million tokens), got {value!r}")
     if not math.isfinite(value):
-        raise ValueError(f"{owner}: '{name}' must be finite, got {value!r}")
+        raise ConfigError(f"{owner}: '{name}' must be finite, got {value!r}")
     if value < 0:
-        raise ValueError(f"{owner}: '{name}' must not be negative, got {value!r}")
+        raise ConfigError(f"{owner}: '{name}' must not be negative, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,14 +256,14 @@ class PriceOverride:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"PriceOverride.model must be a non-empty string, got {self.model!r}")
+            raise ConfigError(f"PriceOverride.model must be a non-empty string, got {self.model!r}")
         owner = f"price override for {self.model!r}"
         _check_price(owner, "input", self.input, required=True)
         _check_price(owner, "output", self.output, required=True)
         _check_price(owner, "cache_read", self.cache_read, required=False)
         _check_price(owner, "cache_write", self.cache_write, required=False)
         if self.provider is not None and (not isinstance(self.provider, str) or not self.provider):
-            raise ValueError(f"{owner}: 'provider' must be a non-empty string, got {self.provider!r}")
+            raise ConfigError(f"{owner}: 'provider' must be a non-empty string, got {self.provider!r}")
 
     def rates(self) -> Rates:
         return Rates.per_million(
@@ -273,7 +274,7 @@ class PriceOverride:
 # -- price files -----------------------------------------------------------------------------------
 
 
-class PriceFileError(ValueError):
+class PriceFileError(ConfigError):
     """A price file that cannot be used; the message names the file, the entry and the problem."""
 
     def __init__(self, path: str, problem: str, entry: str | None = None) -> None:

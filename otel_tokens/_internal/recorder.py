@@ -223,7 +223,8 @@ class Recorder:
         if provider_cost is not None:
             cost, cost_source = provider_cost, semconv.COST_SOURCE_PROVIDER
         elif usage is not None:
-            cost, cost_source = self._cost(request, usage, model)
+            hops = result.hop_usages if result is not None and usage is result.usage else ()
+            cost, cost_source = self._cost(request, usage, model, hops)
 
         ttfc = None
         if invocation.first_chunk_at is not None:
@@ -241,13 +242,18 @@ class Recorder:
             usage_invalid=invalid,
         )
 
-    def _cost(self, request: Request, usage: Usage, model: str | None) -> tuple[float | None, str | None]:
+    def _cost(
+        self, request: Request, usage: Usage, model: str | None, hops: tuple[Usage, ...] = ()
+    ) -> tuple[float | None, str | None]:
         if self._prices is None or not model:
             return None, None
         try:
-            priced = self._prices.cost_with_source(request.provider, model, usage)
-            if priced is None and request.model and request.model != model:
-                priced = self._prices.cost_with_source(request.provider, request.model, usage)
+            if hops:  # several requests: price tiers apply to each on its own
+                each = [self._priced(request, hop, model) for hop in hops]
+                priced = None if None in each else (
+                    sum(cost for cost, _ in each), each[0][1])  # type: ignore[misc]
+            else:
+                priced = self._priced(request, usage, model)
         except Exception:
             _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
             return None, None
@@ -260,6 +266,12 @@ class Recorder:
             return None, None
         # Float noise (0.00020800000000000001) off, far below any price's precision.
         return round(cost, 12), source
+
+    def _priced(self, request: Request, usage: Usage, model: str) -> tuple[float, str] | None:
+        priced = self._prices.cost_with_source(request.provider, model, usage)  # type: ignore[union-attr]
+        if priced is None and request.model and request.model != model:
+            priced = self._prices.cost_with_source(request.provider, request.model, usage)  # type: ignore[union-attr]
+        return priced
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
@@ -297,6 +309,8 @@ class Recorder:
                 attributes[semconv.GEN_AI_RESPONSE_ID] = result.response_id
             if result.finish_reasons:
                 attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = result.finish_reasons
+            if result.hop_usages:
+                attributes[semconv.OTEL_TOKENS_REQUEST_COUNT] = len(result.hop_usages)
         if usage is not None:
             attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             if record.request.operation != semconv.OP_EMBEDDINGS or usage.output_tokens:
