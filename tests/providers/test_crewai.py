@@ -81,7 +81,8 @@ def assert_attributed(telemetry, server, provider):
     agents = {s.context.span_id: s for s in telemetry.spans("invoke_agent")}
     assert sorted(s.name for s in agents.values()) == ["invoke_agent Researcher", "invoke_agent Writer"]
     # Exactly one span per LLM call, whatever the route (count_tokens calls are not LLM calls).
-    requests = [r for r in server.requests if r.path in ("/v1/chat/completions", "/v1/messages")]
+    requests = [r for r in server.requests
+                if r.path in ("/v1/chat/completions", "/v1/messages") or r.path.lower().endswith("generatecontent")]
     assert len(calls) == len(requests) >= 2
     expected_task = {"Researcher": RESEARCH_TASK, "Writer": WRITING_LABEL}
     for span in calls:
@@ -139,6 +140,14 @@ def test_native_anthropic_crew(instrumented, telemetry, server):
     assert type(llm).__name__ == "AnthropicCompletion"
     run_crew(llm)
     assert_attributed(telemetry, server, "anthropic")
+
+
+def test_native_gemini_crew(instrumented, telemetry, server):
+    llm = crewai.LLM(model="gemini/gemini-2.5-flash", api_key="fake-gemini-key",
+                     client_params={"http_options": {"base_url": server.gemini_base_url}})
+    assert type(llm).__name__ == "GeminiCompletion"  # CrewAI's native client, on google-genai
+    run_crew(llm)
+    assert_attributed(telemetry, server, "gcp.gemini")
 
 
 def test_litellm_route_crew(instrumented, telemetry, server):
