@@ -188,6 +188,9 @@ class CallRecord:
     # The provider's usage was not a set of valid counts (it may have been estimated instead).
     usage_invalid: bool = False
     extra: Mapping[str, Any] = field(default_factory=_empty)
+    # cost_usd split by billed bucket (PriceBook.cost_split); None when not priced locally.
+    input_cost_usd: float | None = None
+    output_cost_usd: float | None = None
 
     @property
     def usage_unknown(self) -> bool:
