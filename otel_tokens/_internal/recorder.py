@@ -7,8 +7,8 @@ cost is computed in its own guarded step, so a pricing failure never loses the t
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
