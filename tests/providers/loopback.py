@@ -103,7 +103,7 @@ class RecordedServer:
             name, status = queued
         else:
             streaming = body.get("stream") is True or "alt=sse" in query
-            for suffix, json_name, sse_name, transform in self._routes:
+            for suffix, json_name, sse_name, _transform in self._routes:
                 if path.endswith(suffix):
                     name = sse_name if streaming else json_name
                     break
