@@ -61,6 +61,9 @@ _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
     ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
     ("otel_tokens.instrumentation.ollama", "OllamaInstrumentor"),
+    ("otel_tokens.instrumentation.groq", "GroqInstrumentor"),
+    ("otel_tokens.instrumentation.litellm", "LiteLLMInstrumentor"),
+    ("otel_tokens.instrumentation.crewai", "CrewAIInstrumentor"),
 )
 
 
@@ -171,12 +174,17 @@ def report(
     top: int = 5,
 ) -> str:
     """The report of everything recorded so far: ``text``, ``markdown``, ``json``, ``csv`` or ``html`` (one
-    self-contained page with charts). ``by`` picks the group tables, like the command's ``--by``."""
+    self-contained page with charts). ``by`` picks the group tables, like the command's ``--by``; by
+    default agent, model, provider and operation, plus workflow and task when some call carries one of
+    those labels (CrewAI tasks, ``otel_tokens.task()``)."""
     from otel_tokens._internal.report import DEFAULT_BY, render_report
 
     runtime = _runtime()
-    return render_report(runtime.statistics(), format, by=DEFAULT_BY if by is None else by,
-                         what_if=tuple(what_if), price_book=runtime.price_book, top=top)
+    statistics = runtime.statistics()
+    if by is None:
+        labelled = [d for d in ("workflow", "task") if set(statistics.get(f"by_{d}") or ()) - {semconv.KEY_NONE}]
+        by = (*DEFAULT_BY, *labelled)
+    return render_report(statistics, format, by=by, what_if=tuple(what_if), price_book=runtime.price_book, top=top)
 
 
 def record_usage(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -28,7 +29,7 @@ from otel_tokens._internal.records import (
     valid_cost,
 )
 from otel_tokens._internal.redact import error_text
-from otel_tokens._internal.safety import OnceEach, guarded
+from otel_tokens._internal.safety import OnceEach, guarded, log_internal_error, raise_internal_errors
 from otel_tokens._internal.settings import Settings
 
 _logger = logging.getLogger("otel_tokens")
@@ -97,6 +98,7 @@ class Recorder:
         self._instruments = instruments
         self._prices = prices
         self.settings = settings
+        self.capture_enabled = settings.capture_content.enabled  # read on every call
         self._budgets = budgets
         self._ledger = ledger
         self._sinks = tuple(sinks)
@@ -194,10 +196,12 @@ class Recorder:
             return None
         invocation.finished = True
         duration = time.perf_counter() - invocation.started
-        record = guarded("reading a call's result", self._record, invocation, result, error, estimate,
-                         estimate_on_error, duration)
-        if record is None:  # our bug: still count the call and end its span
-            record = CallRecord(
+        # Each step is guarded on its own (try blocks, not guarded(): no call on the hot path).
+        try:
+            record = self._record(invocation, result, error, estimate, estimate_on_error, duration)
+        except Exception:
+            _internal_error("reading a call's result")
+            record = CallRecord(  # still count the call and end its span
                 request=invocation.request, result=None, labels=invocation.labels, duration_s=duration,
                 end_time_unix=time.time(), error_type=_error_type(error) if error is not None else None,
             )
@@ -207,10 +211,19 @@ class Recorder:
                 events = guarded("settling a budget", self._budgets.settle, invocation.reservation, record) or ()
         finally:  # a budget callback may raise anything; the call is still ended and counted
             span = invocation.span
-            if guarded("reading a span", span.is_recording):
-                guarded("writing span attributes", self._write_span, invocation, record, error, events)
-            guarded("ending a span", span.end)
-            guarded("writing metrics", self._write_metrics, record, invocation.request_attributes)
+            try:
+                if span.is_recording():
+                    self._write_span(invocation, record, error, events)
+            except Exception:
+                _internal_error("writing span attributes")
+            try:
+                span.end()
+            except Exception:
+                _internal_error("ending a span")
+            try:
+                self._write_metrics(record, invocation.request_attributes)
+            except Exception:
+                _internal_error("writing metrics")
             if self._ledger is not None:
                 self._ledger.record(record)
             for sink in self._sinks:
@@ -296,9 +309,9 @@ class Recorder:
             self._warn_unpriced(request.provider, model)
             return None, None, None
         input_cost, output_cost, source = split
-        # Never a non-finite amount, whatever a price override says.
-        cost = valid_cost(input_cost + output_cost)
-        if cost is None or valid_cost(input_cost) is None or valid_cost(output_cost) is None:
+        # Never a non-finite or negative amount, whatever a price override says.
+        cost = input_cost + output_cost
+        if not (0 <= input_cost <= cost and 0 <= output_cost <= cost < math.inf):  # also False for NaN
             return None, None, None
         # Float noise (0.00020800000000000001) off, far below any price's precision.
         return round(cost, 12), source, (round(input_cost, 12), round(output_cost, 12))
@@ -371,9 +384,8 @@ class Recorder:
             attributes[semconv.OTEL_TOKENS_PRICE_UNKNOWN] = True
         if record.time_to_first_chunk_s is not None:
             attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = record.time_to_first_chunk_s
-        capture = self.settings.capture_content
-        if capture.enabled:
-            self._write_content(span, invocation, result, capture)
+        if self.capture_enabled:
+            self._write_content(span, invocation, result, self.settings.capture_content)
         if record.error_type is not None:
             attributes[semconv.ERROR_TYPE] = record.error_type
             span.set_status(Status(StatusCode.ERROR, error_text(error) if error is not None else record.error_type))
@@ -464,6 +476,13 @@ def _request_attributes(request: Request) -> dict[str, Any]:
 def _error_type(error: BaseException) -> str:
     name = type(error).__qualname__
     return name or semconv.ERROR_TYPE_OTHER
+
+
+def _internal_error(what: str) -> None:
+    """Log our own bug from an ``except`` block; re-raise it under the test switch."""
+    log_internal_error(what)
+    if raise_internal_errors():
+        raise  # noqa: PLE0704 - called only while an exception is being handled
 
 
 def _is_valid(usage: Usage) -> bool:
