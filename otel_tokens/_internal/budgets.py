@@ -27,18 +27,18 @@ blocked call of a window logs one ERROR.
 
 from __future__ import annotations
 
-import logging
 import atexit
 import functools
 import itertools
+import logging
 import math
 import os
 import re
 import threading
-import uuid
-import weakref
 import time
 import tomllib
+import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -51,8 +51,8 @@ from otel_tokens._internal.budget_store import Settle, SpendStore
 from otel_tokens._internal.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigError
 from otel_tokens._internal.formatting import format_usd
 from otel_tokens._internal.instruments import observable_gauge
-from otel_tokens._internal.request_budget import REQUEST_ACCOUNTS
 from otel_tokens._internal.records import CallRecord, Labels, Request, Usage, valid_cost
+from otel_tokens._internal.request_budget import REQUEST_ACCOUNTS
 from otel_tokens._internal.safety import guarded
 
 _logger = logging.getLogger("otel_tokens")
