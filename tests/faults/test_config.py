@@ -393,7 +393,7 @@ def test_auto_import_survives_every_bad_variable_at_once(closed_port):
     # Every malformed variable is named in a warning (the exporter lists are valid).
     assert named == set(EVERYTHING_BAD) - {"OTEL_METRICS_EXPORTER", "OTEL_TRACES_EXPORTER"}
     assert "not exported within 3.0s of exit" in done.stderr
-    assert exited - float(done.stdout.splitlines()[1]) < 3 + 5
+    assert exited - float(done.stdout.splitlines()[1]) < 3 + 6
 
 
 # Before the bound, exit took about 10 s here (15 s in the issue): the exporters' retry deadlines.
@@ -409,7 +409,7 @@ def test_exit_with_the_collector_down_is_bounded(closed_port, protocol):
     assert json.loads(done.stdout.splitlines()[0])["calls"] == 1
     exit_s = exited - float(done.stdout.splitlines()[1])
     # Generous: the bound plus interpreter teardown on a busy machine, well under the retry deadlines.
-    assert exit_s < timeout_s + 5, done.stderr
+    assert exit_s < timeout_s + 7, done.stderr
     assert "not exported within 1.0s of exit" in done.stderr
     assert "Traceback" not in done.stderr
 
