@@ -20,11 +20,12 @@ from typing import Any
 
 from otel_tokens import semconv
 from otel_tokens._internal.context import agent, task, user, workflow
-from otel_tokens._internal.errors import BudgetExceededError
+from otel_tokens._internal.errors import BudgetExceededError, ConfigError
 from otel_tokens.version import __version__
 
 __all__ = [
     "BudgetExceededError",
+    "ConfigError",
     "__version__",
     "agent",
     "get_statistics",
@@ -48,6 +49,12 @@ _lock = threading.Lock()
 _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
     ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
+    ("otel_tokens.instrumentation.google_genai", "GoogleGenAIInstrumentor"),
+    ("otel_tokens.instrumentation.google_generativeai", "GoogleGenerativeAIInstrumentor"),
+    ("otel_tokens.instrumentation.bedrock", "BedrockInstrumentor"),
+    ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
+    ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
+    ("otel_tokens.instrumentation.ollama", "OllamaInstrumentor"),
 )
 
 
@@ -55,11 +62,18 @@ def _instrumentors() -> list[Any]:
     return [getattr(importlib.import_module(module), name)() for module, name in _INSTRUMENTORS]
 
 
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ImportError:  # "google.genai" when no "google" package is installed
+        return False
+
+
 def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settings: Any) -> None:
     """Instrument every supported SDK that is installed (now or when it is imported). Idempotent.
 
     ``settings`` override the ``OTEL_TOKENS_*`` environment (see the README), e.g. ``stream_usage=False``.
-    A bad prices or budgets file raises ``ValueError`` naming the file and the entry.
+    A bad setting, prices file or budgets raises ``ConfigError`` naming the setting, or the file and entry.
     """
     from otel_tokens._internal.runtime import runtime_for
 
@@ -68,7 +82,7 @@ def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settin
         for instrumentor in _instrumentors():
             if instrumentor.is_instrumented_by_opentelemetry:
                 continue
-            if importlib.util.find_spec(instrumentor.package) is None:
+            if not _installed(instrumentor.package):
                 continue
             instrumentor.instrument(recorder=runtime.recorder, skip_dep_check=True)
 

@@ -1,7 +1,9 @@
 """``import otel_tokens.auto``: instrument every supported LLM SDK, with no other code change.
 
 Uses the application's tracer and meter providers if it set them before this import; otherwise builds
-them from the standard ``OTEL_*`` variables (see the README), exporting only when asked to.
+them from the standard ``OTEL_*`` variables (see the README), exporting only when asked to. A malformed
+variable is logged and defaulted, never raised; shutting the providers built here down adds at most
+``OTEL_TOKENS_SHUTDOWN_TIMEOUT`` seconds (default 3) to process exit.
 """
 
 from otel_tokens import instrument as _instrument

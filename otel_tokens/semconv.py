@@ -59,6 +59,7 @@ GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tok
 GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
 GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
@@ -76,6 +77,8 @@ GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
 COST_CURRENCY_USD: Final = "USD"
 COST_SOURCE_LOCAL: Final = "local"
 COST_SOURCE_PROVIDER: Final = "provider"
+# A self-hosted model (Ollama): no per-token price, cost 0 unless the user set one.
+COST_SOURCE_SELF_HOSTED: Final = "self_hosted"
 
 # -- otel-tokens' own attributes -----------------------------------------------------------------
 OTEL_TOKENS_USAGE_ESTIMATED: Final = "otel_tokens.usage.estimated"
@@ -85,6 +88,8 @@ OTEL_TOKENS_USAGE_INVALID: Final = "otel_tokens.usage.invalid"
 # A call that succeeded with no token counts, exact or estimated (e.g. a raw body never read).
 OTEL_TOKENS_USAGE_UNKNOWN: Final = "otel_tokens.usage.unknown"
 OTEL_TOKENS_TASK_NAME: Final = "otel_tokens.task.name"
+# HTTP requests one call sent, when more than one (Gemini automatic function calling, continuation).
+OTEL_TOKENS_REQUEST_COUNT: Final = "otel_tokens.request.count"
 OTEL_TOKENS_BUDGET_WINDOW: Final = "otel_tokens.budget.window"
 # attributes of the budget span events
 OTEL_TOKENS_BUDGET_SPENT_USD: Final = "otel_tokens.budget.spent_usd"

@@ -18,14 +18,17 @@ import pytest
 
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
+pytest.importorskip("google.genai")
 
 REPO = Path(__file__).resolve().parent.parent
 # Calls per round from the workflow's structure: the planner routes (1), is rate limited (1) and retries
-# (1); the researcher makes 3 calls until its budget warns after round 2, then 1; the writer 2; the
-# editor 1 until it is blocked from round 2 on (a blocked call is never sent, so it is not a call).
-PLANNER, RESEARCHER, RESEARCHER_ECONOMY, WRITER, EDITOR = 3, 3, 1, 2, 1
-THREE_ROUNDS = (PLANNER + RESEARCHER + WRITER + EDITOR) + (PLANNER + RESEARCHER + WRITER) + (
-    PLANNER + RESEARCHER_ECONOMY + WRITER)
+# (1); the researcher makes 3 calls until its budget warns after round 2, then 1; the fact-checker 3
+# (Gemini); the writer 2; the editor 1 until it is blocked from round 2 on (a blocked call is never
+# sent, so it is not a call); the summarizer 1 (Groq).
+PLANNER, RESEARCHER, RESEARCHER_ECONOMY, FACT_CHECKER, WRITER, EDITOR, SUMMARIZER = 3, 3, 1, 3, 2, 1, 1
+EVERY_ROUND = PLANNER + FACT_CHECKER + WRITER + SUMMARIZER
+THREE_ROUNDS = (EVERY_ROUND + RESEARCHER + EDITOR) + (EVERY_ROUND + RESEARCHER) + (
+    EVERY_ROUND + RESEARCHER_ECONOMY)
 
 
 def demo_env() -> dict[str, str]:
@@ -61,10 +64,23 @@ def test_default_run_exits_cleanly_with_the_report(text_run: subprocess.Complete
     report = text_run.stdout
     assert report.startswith("otel-tokens usage report\n")
     agents = {row.split()[0]: row.split() for row in section(report, "By agent")}
-    assert {"planner", "researcher", "writer", "editor"} <= set(agents)
-    for agent in ("planner", "researcher", "writer"):
+    assert {"planner", "researcher", "fact-checker", "writer", "editor", "summarizer"} <= set(agents)
+    for agent in ("planner", "researcher", "fact-checker", "writer", "summarizer"):
         cost = agents[agent][8]
         assert cost.startswith("$") and cost != "$0.00", agents[agent]
+
+
+def test_four_providers_through_their_sdks(text_run: subprocess.CompletedProcess[str]) -> None:
+    providers = {row.split()[0]: row.split() for row in section(text_run.stdout, "By provider")}
+    assert {"openai", "anthropic", "gcp.gemini", "groq"} <= set(providers)
+    # Every round: fact-checker 3 calls on Gemini, summarizer 1 on Groq; all priced.
+    assert int(providers["gcp.gemini"][1]) == 3 * FACT_CHECKER
+    assert int(providers["groq"][1]) == 3 * SUMMARIZER
+    assert providers["gcp.gemini"][10] == providers["groq"][10] == "0"  # unpriced
+    models = {row.split()[0]: row.split() for row in section(text_run.stdout, "By model")}
+    # Gemini's thoughts and implicit cache reads reach the report.
+    assert int(models["gemini-2.5-flash"][6].replace(",", "")) > 0
+    assert int(models["gemini-2.5-flash"][3].replace(",", "")) > 0
 
 
 def test_report_shows_every_kind_of_token(text_run: subprocess.CompletedProcess[str]) -> None:
@@ -146,7 +162,7 @@ def test_loop_serves_prometheus_metrics_and_stops_cleanly_on_sigterm() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=demo_env(), cwd=REPO)
     samples: dict[tuple[str, str], float] = {}
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90  # generous: a loaded machine runs a round slowly
         while time.monotonic() < deadline and demo.poll() is None:
             try:
                 samples = scrape(f"http://127.0.0.1:{port}/metrics")

@@ -19,6 +19,11 @@ import pytest
 
 from otel_tokens._internal.demo.fake_server import FakeLLMServer, count_tokens
 
+try:  # imported here: a first import of httpx while SDK clients run in threads races with them
+    import groq
+except ImportError:  # the groq SDK is optional
+    groq = None
+
 QUESTION = "How many tokens does this use?"  # 30 characters -> 8 tokens
 USER = [{"role": "user", "content": QUESTION}]
 CHAT_REPLY = (
@@ -548,3 +553,117 @@ def test_recorded_requests_keep_no_api_keys(server, oai, claude):
     assert "x-api-key" not in anthropic_request.headers
     assert anthropic_request.headers["anthropic-version"]
     assert openai_request.body == {"model": "gpt-4o-mini", "messages": USER}
+
+
+# -- Gemini (google-genai) -------------------------------------------------------------------------
+@pytest.fixture
+def gemini(server):
+    genai = pytest.importorskip("google.genai")
+    return genai.Client(api_key="test", http_options={"base_url": server.gemini_base_url})
+
+
+def test_gemini_generate_content_usage_follows_the_rules(server, gemini):
+    response = gemini.models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
+    usage = response.usage_metadata
+    assert usage.prompt_token_count == 3 + 8  # 3 per content + the text
+    assert usage.thoughts_token_count == 192  # a thinking model's default
+    assert usage.candidates_token_count == count_tokens(response.text)
+    assert usage.total_token_count == 11 + usage.candidates_token_count + 192
+    assert usage.cached_content_token_count is None
+    assert response.model_version == "gemini-2.5-flash"
+    assert response.candidates[0].finish_reason.name == "STOP"
+    path, = server.request_counts()
+    assert path.endswith("/models/gemini-2.5-flash:generateContent")
+
+
+def test_gemini_thinking_config_and_max_output_tokens(gemini):
+    from google.genai import types
+
+    plain = gemini.models.generate_content(model="gemini-2.0-flash", contents=QUESTION)
+    assert plain.usage_metadata.thoughts_token_count is None
+    off = gemini.models.generate_content(
+        model="gemini-2.5-flash", contents=QUESTION,
+        config=types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_budget=0)))
+    assert off.usage_metadata.thoughts_token_count is None
+    capped = gemini.models.generate_content(
+        model="gemini-2.5-pro", contents=QUESTION, config=types.GenerateContentConfig(
+            max_output_tokens=200, thinking_config=types.ThinkingConfig(thinking_budget=190)))
+    assert capped.usage_metadata.thoughts_token_count == 190
+    assert capped.usage_metadata.candidates_token_count == 10  # thoughts share the cap
+    assert capped.candidates[0].finish_reason.name == "MAX_TOKENS"
+
+
+def test_gemini_stream_usage_is_cumulative_and_ends_as_the_whole_answer(gemini):
+    whole = gemini.models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
+    chunks = list(gemini.models.generate_content_stream(model="gemini-2.5-flash", contents=QUESTION))
+    assert len(chunks) > 3
+    assert "".join(chunk.text for chunk in chunks) == whole.text
+    counts = [chunk.usage_metadata.candidates_token_count for chunk in chunks]
+    assert counts == sorted(counts) and counts[-1] == whole.usage_metadata.candidates_token_count
+    assert all(chunk.usage_metadata.prompt_token_count == 11 for chunk in chunks)
+    assert [c.candidates[0].finish_reason for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert chunks[-1].candidates[0].finish_reason.name == "STOP"
+
+
+def test_gemini_stream_without_alt_sse_is_a_json_array(server):
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server.base_url}/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+        data=json.dumps({"contents": [{"role": "user", "parts": [{"text": QUESTION}]}]}).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.headers["content-type"].startswith("application/json")
+        chunks = json.loads(response.read())
+    assert chunks[-1]["usageMetadata"]["promptTokenCount"] == 11
+    assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+
+
+def test_gemini_implicit_cache_reads_a_long_prefix(gemini):
+    config = {"system_instruction": LONG_SYSTEM}
+    first = gemini.models.generate_content(model="gemini-2.5-flash", contents=QUESTION, config=config)
+    second = gemini.models.generate_content(model="gemini-2.5-flash", contents="Another question", config=config)
+    assert first.usage_metadata.cached_content_token_count is None
+    assert first.usage_metadata.prompt_token_count == 3 + 1200 + 3 + 8
+    assert second.usage_metadata.cached_content_token_count == 1024 + 128  # the system prefix, rounded down
+
+
+def test_gemini_embeddings_and_errors(server, gemini):
+    from google.genai import errors
+
+    result = gemini.models.embed_content(model="gemini-embedding-001", contents=[QUESTION, "abcd"])
+    assert [len(e.values) for e in result.embeddings] == [3072, 3072]
+    assert result.usage_metadata.prompt_token_count == 8 + 1
+    with pytest.raises(errors.ClientError) as raised:
+        gemini.models.generate_content(model="gemini-2.5-flash-error-429", contents=QUESTION)
+    assert raised.value.code == 429 and raised.value.status == "RESOURCE_EXHAUSTED"
+    assert "x-goog-api-key" not in server.last_request().headers  # the key is not kept
+
+
+# -- Groq (OpenAI wire format under /openai/v1) ----------------------------------------------------
+def test_groq_stream_puts_usage_in_the_last_chunks_x_groq(server):
+    if groq is None:
+        pytest.skip("the groq SDK is not installed")
+    client = groq.Groq(base_url=server.groq_base_url, api_key="test", max_retries=0)
+    whole = client.chat.completions.create(model="llama-3.3-70b-versatile", messages=USER)
+    assert (whole.usage.prompt_tokens, whole.usage.completion_tokens) == (15, count_tokens(
+        whole.choices[0].message.content))
+    chunks = list(client.chat.completions.create(model="llama-3.3-70b-versatile", messages=USER, stream=True))
+    assert chunks[-1].x_groq.usage.prompt_tokens == 15
+    assert chunks[-1].x_groq.usage.completion_tokens == whole.usage.completion_tokens
+    assert all(chunk.x_groq is None or chunk.x_groq.usage is None for chunk in chunks[:-1])
+    assert server.request_count("/openai/v1/chat/completions") == 2
+
+
+def test_gemini_embed_content_single(server):
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server.base_url}/v1beta/models/text-embedding-004:embedContent",
+        data=json.dumps({"content": {"parts": [{"text": QUESTION}]}, "outputDimensionality": 64}).encode(),
+        method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        body = json.loads(response.read())
+    assert len(body["embedding"]["values"]) == 64
+    assert body["usageMetadata"]["promptTokenCount"] == 8

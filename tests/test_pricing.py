@@ -15,8 +15,8 @@ from genai_prices.types import ModelPrice, Tier, TieredPrices
 
 from otel_tokens._internal import pricing
 from otel_tokens._internal.pricing import (
-    LOCAL_PROVIDERS,
     PROVIDER_IDS,
+    SELF_HOSTED_PROVIDERS,
     PriceBook,
     PriceFileError,
     PriceOverride,
@@ -81,14 +81,53 @@ SWEEP_MODELS: dict[str, tuple[str, ...]] = {
     "gcp.gemini": ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.0-flash", "gemini-1.5-pro"),
     "gcp.vertex_ai": ("gemini-3-pro-preview", "claude-sonnet-4-5@20250929"),
     "deepseek": ("deepseek-chat", "deepseek-reasoner", "deepseek-v4-flash", "deepseek-v4-pro"),
-    "mistral_ai": ("mistral-large-latest", "mistral-small-latest", "codestral-latest"),
+    # Every Mistral model genai-prices prices per token, by entry and by the names the API uses.
+    "mistral_ai": (
+        "mistral-large-latest", "mistral-large-2411", "mistral-large-2407", "mistral-large-2512",
+        "mistral-medium-latest", "mistral-medium-2505", "mistral-medium-2508", "mistral-medium-2312",
+        "mistral-medium-3-5", "mistral-small-latest", "mistral-small-2506", "mistral-small-2603",
+        "mistral-small-3.1-24b-instruct", "mistral-small-3.2-24b-instruct", "mistral-small-24b-instruct-2501",
+        "mistral-small-24b-instruct-2501:free", "codestral-latest", "codestral-2501", "codestral-2508",
+        "codestral-embed", "codestral-embed-2505", "devstral-small-latest", "devstral-small-2505", "devstral-2512",
+        "magistral-medium-latest", "magistral-medium-2506", "magistral-small-latest", "ministral-3b",
+        "ministral-3b-2512", "ministral-8b-latest", "ministral-8b-2410", "ministral-8b-2512", "ministral-14b-2512",
+        "open-mistral-nemo", "open-mistral-7b", "open-mixtral-8x7b", "open-mixtral-8x22b", "mistral-tiny",
+        "mistral-saba-latest", "pixtral-12b", "pixtral-large-latest", "pixtral-large-2411", "mistral-embed",
+        "mistral-large-4", "voxtral-small-24b-2507", "deepseek-v4-1-flash-1017", "zai-glm-5-3", "zai-glm-5-3-flash",
+    ),
     "groq": ("llama-3.3-70b-versatile", "openai/gpt-oss-120b"),
     "x_ai": ("grok-4", "grok-3-mini", "grok-4.20"),  # grok-4.20: tier above 199,999
     "perplexity": ("sonar", "sonar-deep-research"),  # per-request fee; separate reasoning price
-    "aws.bedrock": ("anthropic.claude-sonnet-4-5-20250929-v1:0", "amazon.nova-pro-v1:0"),
+    "aws.bedrock": (
+        "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "amazon.nova-pro-v1:0",
+        # ids as sent: region / global inference-profile prefixes, versions, an inference-profile ARN
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "eu.anthropic.claude-sonnet-4-20250514-v1:0",
+        "anthropic.claude-opus-4-1-20250805-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "us.amazon.nova-lite-v1:0",
+        "amazon.nova-micro-v1:0",
+        "amazon.titan-text-express-v1",
+        "amazon.titan-embed-text-v2:0",
+        "us.meta.llama3-3-70b-instruct-v1:0",
+        "us.meta.llama4-maverick-17b-instruct-v1:0",
+        "meta.llama3-1-8b-instruct-v1:0",
+        "mistral.mistral-7b-instruct-v0:2",
+        "mistral.mistral-large-2402-v1:0",
+        "us.deepseek.r1-v1:0",
+        "openai.gpt-oss-120b-1:0",
+        "qwen.qwen3-32b-v1:0",
+    ),
     "azure.ai.openai": ("gpt-4o", "gpt-4.1-mini"),
     "openrouter": ("qwen/qwen3.7-flash", "anthropic/claude-sonnet-4.5"),  # qwen: tiers at 32k and 256k
-    "cohere": ("command-r-plus",),
+    # Every Cohere model genai-prices has (9 entries), by entry and by dated API name.
+    "cohere": (
+        "command-a", "command-a-03-2025", "command-r-plus", "command-r-plus-08-2024", "command-r",
+        "command-r-08-2024", "command-r7b", "command-r7b-12-2024", "command", "command-light",
+        "command-light-nightly", "c4ai-aya-expanse-32b", "c4ai-aya-expanse-8b", "embed-v4.0",
+    ),
     "moonshot_ai": ("kimi-k2",),
     "together_ai": ("meta-llama/Llama-3.3-70B-Instruct-Turbo",),
     "fireworks": ("accounts/fireworks/models/deepseek-v3-0324",),
@@ -146,6 +185,57 @@ def test_cost_matches_genai_prices(noon_book: PriceBook, provider: str, model: s
     assert actual is not None
     assert actual == pytest.approx(expected, rel=0, abs=1e-9)
     assert noon_book.rates(provider, model).source == "genai-prices"
+
+
+# Gemini (google): both sides of the long-context tiers (128k for 1.5, 200k for 2.5 and 3 Pro), thoughts
+# tokens billed as output, cache reads, and the per-request usages the google-genai tests send.
+GOOGLE_SWEEP_MODELS: tuple[tuple[str, str], ...] = (
+    ("gcp.gemini", "gemini-2.5-pro"),
+    ("gcp.gemini", "gemini-2.5-flash"),
+    ("gcp.gemini", "gemini-2.5-flash-lite"),
+    ("gcp.gemini", "gemini-2.0-flash"),
+    ("gcp.gemini", "gemini-2.0-flash-lite"),
+    ("gcp.gemini", "gemini-1.5-pro"),
+    ("gcp.gemini", "gemini-1.5-flash"),
+    ("gcp.gemini", "gemini-flash-1.5-8b"),
+    ("gcp.gemini", "gemini-3.1-pro-preview"),
+    ("gcp.gemini", "gemini-3.5-flash"),
+    ("gcp.vertex_ai", "gemini-3-pro-preview"),
+    ("gcp.vertex_ai", "gemini-3-flash-preview"),
+)
+GOOGLE_SWEEP_USAGES: tuple[Usage, ...] = (
+    Usage(input_tokens=1_287, cache_read_tokens=1_024, output_tokens=430, reasoning_tokens=367),
+    Usage(input_tokens=38, output_tokens=144, reasoning_tokens=121),
+    Usage(input_tokens=567, output_tokens=319, reasoning_tokens=231),
+    Usage(input_tokens=127_999, cache_read_tokens=65_536, output_tokens=2_048, reasoning_tokens=1_536),
+    Usage(input_tokens=128_000, output_tokens=3_001, reasoning_tokens=2_999),
+    Usage(input_tokens=128_001, cache_read_tokens=32_768, output_tokens=4_097, reasoning_tokens=4_000),
+    Usage(input_tokens=199_999, cache_read_tokens=131_072, output_tokens=8_191, reasoning_tokens=6_143),
+    Usage(input_tokens=200_000, output_tokens=1_234, reasoning_tokens=1_000),
+    Usage(input_tokens=200_001, cache_read_tokens=150_000, output_tokens=9_876, reasoning_tokens=9_000),
+    Usage(input_tokens=151_337, cache_read_tokens=98_304, output_tokens=540, reasoning_tokens=517),
+    Usage(input_tokens=302_756, cache_read_tokens=245_760, output_tokens=784, reasoning_tokens=720),
+    Usage(input_tokens=1_048_575, cache_read_tokens=524_288, output_tokens=65_535, reasoning_tokens=32_768),
+)
+GOOGLE_SWEEP_CASES = [
+    pytest.param(provider, model, usage, id=f"google/{provider}/{model}/{index}")
+    for provider, model in GOOGLE_SWEEP_MODELS
+    for index, usage in enumerate(GOOGLE_SWEEP_USAGES)
+]
+
+
+def test_google_sweep_is_wide_enough(noon_book: PriceBook) -> None:
+    assert len(GOOGLE_SWEEP_CASES) >= 100
+    tiered = {model for provider, model in GOOGLE_SWEEP_MODELS if noon_book.rates(provider, model).tiers}
+    assert {"gemini-2.5-pro", "gemini-1.5-pro", "gemini-3-pro-preview"} <= tiered
+
+
+@pytest.mark.parametrize(("provider", "model", "usage"), GOOGLE_SWEEP_CASES)
+def test_google_cost_matches_genai_prices(noon_book: PriceBook, provider: str, model: str, usage: Usage) -> None:
+    expected = genai_cost(PROVIDER_IDS[provider], model, usage, NOON)
+    actual = noon_book.cost(provider, model, usage)
+    assert actual is not None and expected > 0
+    assert actual == pytest.approx(expected, rel=0, abs=1e-9)
 
 
 @pytest.mark.parametrize("hour", [0, 1, 3, 5, 7, 12, 17, 23])
@@ -258,18 +348,35 @@ def test_unknown_model_is_none(noon_book: PriceBook) -> None:
     assert noon_book.cost("openai", "", Usage(input_tokens=1)) is None
 
 
+@pytest.mark.parametrize(
+    "model",
+    ["cohere.command-r-v1:0", "cohere.embed-english-v3", "ai21.jamba-1-5-large-v1:0", "anthropic.claude-v2:1"],
+)
+def test_bedrock_models_genai_prices_lacks_are_unknown(noon_book: PriceBook, model: str) -> None:
+    usage = Usage(input_tokens=1_000, output_tokens=200)
+    with pytest.raises(LookupError):
+        genai_cost("aws", model, usage, NOON)
+    assert noon_book.cost("aws.bedrock", model, usage) is None  # unknown, never $0 or another cloud's price
+
+
 def test_mapped_provider_does_not_guess_across_providers(noon_book: PriceBook) -> None:
     # groq has no claude; a guess by name would bill Anthropic's price for a call that never went there.
     assert noon_book.rates("groq", "claude-sonnet-4-5") is None
     assert noon_book.rates("my-gateway", "claude-sonnet-4-5") is not None
 
 
-def test_local_provider_is_unpriced_until_overridden() -> None:
+def test_self_hosted_model_costs_zero_and_says_so_until_priced() -> None:
     book = book_at(NOON)
-    assert "ollama" in LOCAL_PROVIDERS
-    assert book.cost("ollama", "gpt-oss:20b", Usage(input_tokens=10)) is None
-    book.set_price("gpt-oss:20b", input=0, output=0, provider="ollama")
-    assert book.cost("ollama", "gpt-oss:20b", Usage(input_tokens=10)) == 0.0
+    assert "ollama" in SELF_HOSTED_PROVIDERS
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    # Not guessed as the cloud model of the same name (gpt-oss-120b has a price on Groq and others).
+    assert book.cost_with_source("ollama", "gpt-oss:120b", usage) == (0.0, "self_hosted")
+    assert book.rates("ollama", "gpt-oss:120b").source == "self-hosted"
+    assert book.is_known("ollama", "llama3.2:3b")
+    book.set_price("gpt-oss:120b", input=0.05, output=0.25, provider="ollama")
+    assert book.cost_with_source("ollama", "gpt-oss:120b", usage) == (pytest.approx(0.30), "local")
+    assert book.cost_with_source("ollama", "llama3.2:3b", usage) == (0.0, "self_hosted")
+    assert book.cost_with_source("openai", "gpt-4o-mini", usage)[1] == "local"
 
 
 def test_non_token_prices_are_unknown_with_debug_reason(caplog: pytest.LogCaptureFixture) -> None:

@@ -35,7 +35,7 @@ from typing import Any, Final, Protocol
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_tokens import semconv
-from otel_tokens._internal.errors import BudgetExceededError
+from otel_tokens._internal.errors import BudgetExceededError, ConfigError
 from otel_tokens._internal.formatting import format_usd
 from otel_tokens._internal.instruments import observable_gauge
 from otel_tokens._internal.records import CallRecord, Labels, Request, Usage
@@ -67,7 +67,7 @@ _OK, _WARNING, _EXCEEDED = 0, 1, 2
 _STATUS_NAMES: Final = ("ok", "warning", "exceeded")
 
 
-class BudgetSpecError(ValueError):
+class BudgetSpecError(ConfigError):
     """A budget that cannot be used; the message names the file (if any), the entry and the problem."""
 
     def __init__(self, problem: str, entry: str | None = None, path: str | None = None) -> None:
@@ -128,7 +128,7 @@ class Budget:
     def __post_init__(self) -> None:
         problem = _problem(self.agent, self.limit_usd, self.warn_at, self.action, self.window)
         if problem is not None:
-            raise ValueError(f"budget for agent {self.agent!r}: {problem}")
+            raise ConfigError(f"budget for agent {self.agent!r}: {problem}")
 
 
 def parse_budgets(spec: str) -> list[Budget]:
@@ -332,7 +332,7 @@ class BudgetManager:
         budget = Budget(agent, limit_usd, warn_at, action, window)
         for name, callback in (("on_warning", on_warning), ("on_exceeded", on_exceeded)):
             if callback is not None and not callable(callback):
-                raise ValueError(f"budget for agent {agent!r}: {name} must be callable, got {callback!r}")
+                raise ConfigError(f"budget for agent {agent!r}: {name} must be callable, got {callback!r}")
         with self._lock:
             account = self._accounts.get(agent)
             if account is None:

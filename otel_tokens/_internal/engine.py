@@ -26,11 +26,17 @@ from otel_tokens._internal.records import Request, Result, Usage
 from otel_tokens._internal.safety import guarded, log_internal_error, raise_internal_errors
 from otel_tokens._internal.settings import Settings
 from otel_tokens._internal.streams import (
+    CURRENT_HOPS,
     Accumulator,
     AsyncStreamProxy,
+    HopAsyncStream,
+    HopAsyncStreamProxy,
+    HopSyncStream,
+    HopSyncStreamProxy,
     StreamManagerProxy,
     StreamState,
     SyncStreamProxy,
+    with_hops,
 )
 
 _logger = logging.getLogger("otel_tokens")
@@ -43,11 +49,20 @@ def in_recorded_call() -> bool:
     """True while an SDK method otel-tokens records is running (on this thread or task)."""
     return _IN_CALL.get()
 
-Style = Literal["sync", "async", "sync_manager", "sending_manager"]
+Style = Literal[
+    "sync", "async", "sync_manager", "sending_manager", "hop", "async_hop", "user_code", "async_user_code"
+]
 
 
 class Operation(Protocol):
-    """A provider adapter for one kind of call. It only parses; it never touches telemetry."""
+    """A provider adapter for one kind of call. It only parses; it never touches telemetry.
+
+    An adapter whose patched entry point serves many APIs (botocore's ``_make_api_call`` serves every
+    AWS service) also defines ``accepts(instance, args, kwargs)``, a cheap check run first on every
+    call: False sends the call straight to the SDK. An adapter whose stream is part of a larger response (botocore's ``{"stream": EventStream}``) also
+    defines ``with_stream(response, wrap)``, returning what the caller gets with ``wrap(stream)`` in
+    the stream's place; without it the response is the stream.
+    """
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared: ...
 
@@ -60,6 +75,18 @@ class Operation(Protocol):
     def prompt_text(self, kwargs: dict) -> str: ...
 
     def input_messages(self, kwargs: dict) -> Any: ...
+
+
+class HopOperation(Protocol):
+    """For "hop" patches: an SDK's per-request method that one public call may call several times
+    (automatic function calling, continuation). An Operation whose ``counts_hops`` is true has its
+    usage summed from these requests, each priced on its own; without one seen, from its own response."""
+
+    def result(self, response: Any, want_text: bool) -> Result: ...
+
+    def stream_kind(self, response: Any) -> Literal["sync", "async"] | None: ...
+
+    def hop_accumulator(self) -> Accumulator: ...
 
 
 class HelperOperation(Operation, Protocol):
@@ -77,14 +104,25 @@ class Prepared:
     hide_usage_chunk: bool = False
     # "true" for with_raw_response, "stream" for with_streaming_response, None for a plain call.
     raw_mode: str | None = None
+    # Positional arguments to send instead of the caller's: an adapter that passes them by name in
+    # ``kwargs`` (so the prompt can be read from them) sends ``()``.
+    args: tuple | None = None
+    # What prompt_text and input_messages read when the SDK takes its parameters positionally and they
+    # must stay so (botocore's api_params); None: the keyword arguments sent.
+    inputs: dict | None = None
+
+    @property
+    def prompt_inputs(self) -> dict:
+        return self.kwargs if self.inputs is None else self.inputs
 
 
 @dataclass(frozen=True, slots=True)
 class Patch:
     module: str
-    attribute: str  # "Class.method"
-    # Operation; a HelperOperation for "sending_manager"; for "sync_manager" a function returning the
-    # helper's raw stream
+    attribute: str  # "Class.method", or "function" for a module attribute (ollama.chat is a bound method)
+    # Operation; a HelperOperation for "sending_manager"; a HopOperation for "hop"/"async_hop"; for
+    # "sync_manager" a function returning the helper's raw stream; None for "user_code"/"async_user_code"
+    # (where an SDK runs the caller's functions inside a call: automatic function calling)
     operation: Any
     style: Style
 
@@ -107,7 +145,7 @@ def apply_patches(patches: Iterable[Patch], recorder: Recorder, switch: Switch) 
         try:
             module = importlib.import_module(patch.module)
             owner_name, _, method = patch.attribute.rpartition(".")
-            owner = getattr(module, owner_name)
+            owner = getattr(module, owner_name) if owner_name else module
             if not hasattr(owner, method):
                 continue
         except (ImportError, AttributeError):
@@ -139,17 +177,27 @@ def make_wrapper(patch: Patch, recorder: Recorder, switch: Switch) -> Callable[.
         return _sending_manager_wrapper(patch.operation, recorder, switch)
     if patch.style == "async":
         return _async_wrapper(patch.operation, recorder, switch)
+    if patch.style == "hop":
+        return _hop_wrapper(patch.operation, switch)
+    if patch.style == "user_code":
+        return _user_code_wrapper(switch)
+    if patch.style == "async_user_code":
+        return _async_user_code_wrapper(switch)
+    if patch.style == "async_hop":
+        return _async_hop_wrapper(patch.operation, switch)
     return _sync_wrapper(patch.operation, recorder, switch)
 
 
 # -- the call flow -------------------------------------------------------------------------------
 class _Call:
-    __slots__ = ("prepared", "invocation", "token")
+    __slots__ = ("prepared", "invocation", "token", "hops", "hops_token")
 
     def __init__(self, prepared: Prepared, invocation: Invocation) -> None:
         self.prepared = prepared
         self.invocation = invocation
         self.token: contextvars.Token | None = None
+        self.hops: list[Any] | None = None
+        self.hops_token: contextvars.Token | None = None
 
 
 def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple, kwargs: dict) -> _Call | None:
@@ -164,8 +212,9 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
         if raise_internal_errors():
             raise
         return None
+    inputs = prepared.prompt_inputs
     try:
-        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(kwargs))
+        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(inputs))
     except BudgetExceededError:
         raise
     except Exception:
@@ -174,9 +223,12 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
             raise
         return None
     if recorder.settings.capture_content.enabled:
-        invocation.input_messages = guarded("reading input messages", operation.input_messages, kwargs)
+        invocation.input_messages = guarded("reading input messages", operation.input_messages, inputs)
     call = _Call(prepared, invocation)
     call.token = _IN_CALL.set(True)
+    if getattr(operation, "counts_hops", False):
+        call.hops = []
+        call.hops_token = CURRENT_HOPS.set(call.hops)
     return call
 
 
@@ -192,6 +244,12 @@ def _reset(call: _Call) -> None:
         except ValueError:  # reset from another context (a generator resumed elsewhere)
             _IN_CALL.set(False)
         call.token = None
+    if call.hops_token is not None:
+        try:
+            CURRENT_HOPS.reset(call.hops_token)
+        except ValueError:
+            CURRENT_HOPS.set(None)
+        call.hops_token = None
 
 
 def _returned(operation: Operation, recorder: Recorder, call: _Call, response: Any) -> Any:
@@ -203,13 +261,19 @@ def _returned(operation: Operation, recorder: Recorder, call: _Call, response: A
         kind = operation.stream_kind(response)
         if kind is not None:
             state = StreamState(
-                recorder, invocation, operation.accumulator(prepared), _estimator(operation, prepared)
+                recorder, invocation, operation.accumulator(prepared), _estimator(operation, prepared), call.hops
             )
-            proxy = SyncStreamProxy if kind == "sync" else AsyncStreamProxy
-            return proxy(response, state)
+            if call.hops is not None:  # its requests are sent while it is read
+                proxy = HopSyncStreamProxy if kind == "sync" else HopAsyncStreamProxy
+            else:
+                proxy = SyncStreamProxy if kind == "sync" else AsyncStreamProxy
+            with_stream = getattr(operation, "with_stream", None)
+            if with_stream is None:
+                return proxy(response, state)
+            return with_stream(response, lambda stream: proxy(stream, state))
         if prepared.raw_mode is not None:
             return _returned_raw(operation, recorder, call, response)
-        result = operation.result(response, recorder.settings.capture_content.enabled)
+        result = with_hops(operation.result(response, recorder.settings.capture_content.enabled), call.hops)
         recorder.finish(invocation, result, estimate=_result_estimator(operation, prepared, result))
     except Exception:
         log_internal_error("recording a response")
@@ -311,7 +375,7 @@ def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], U
 
         model = result.response_model or prepared.request.model
         return Usage(
-            input_tokens=count_tokens(operation.prompt_text(prepared.kwargs), model),
+            input_tokens=count_tokens(operation.prompt_text(prepared.prompt_inputs), model),
             output_tokens=count_tokens(result.output_text or "", model),
             estimated=True,
         )
@@ -328,15 +392,22 @@ def _result_estimator(
     return lambda: estimate(result)
 
 
+def _arguments(call: _Call, args: tuple) -> tuple:
+    sent = call.prepared.args
+    return args if sent is None else sent
+
+
 def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    accepts = getattr(operation, "accepts", None)
+
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not switch.on:
+        if not switch.on or (accepts is not None and not accepts(instance, args, kwargs)):
             return wrapped(*args, **kwargs)
         call = _begin(operation, recorder, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
-            response = wrapped(*args, **call.prepared.kwargs)
+            response = wrapped(*_arguments(call, args), **call.prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise
@@ -346,20 +417,102 @@ def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> C
 
 
 def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
+    accepts = getattr(operation, "accepts", None)
+
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not switch.on:
+        if not switch.on or (accepts is not None and not accepts(instance, args, kwargs)):
             return await wrapped(*args, **kwargs)
         call = _begin(operation, recorder, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         try:
-            response = await wrapped(*args, **call.prepared.kwargs)
+            response = await wrapped(*_arguments(call, args), **call.prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise
         return _returned(operation, recorder, call, response)
 
     return wrapper
+
+
+def _hop_wrapper(operation: HopOperation, switch: Switch) -> Callable[..., Any]:
+    """For an SDK's per-request method: inside a call that counts hops, each request is one hop."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        hops = CURRENT_HOPS.get() if switch.on else None
+        response = wrapped(*args, **kwargs)
+        if hops is None:
+            return response
+        return _observed_hop(operation, hops, response)
+
+    return wrapper
+
+
+def _async_hop_wrapper(operation: HopOperation, switch: Switch) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        hops = CURRENT_HOPS.get() if switch.on else None
+        response = await wrapped(*args, **kwargs)
+        if hops is None:
+            return response
+        return _observed_hop(operation, hops, response)
+
+    return wrapper
+
+
+def _outside_the_call() -> tuple[contextvars.Token, contextvars.Token]:
+    return _IN_CALL.set(False), CURRENT_HOPS.set(None)
+
+
+def _back_in_the_call(tokens: tuple[contextvars.Token, contextvars.Token]) -> None:
+    CURRENT_HOPS.reset(tokens[1])
+    _IN_CALL.reset(tokens[0])
+
+
+def _user_code_wrapper(switch: Switch) -> Callable[..., Any]:
+    """The caller's own functions, run by the SDK inside a recorded call, are not part of it: their LLM
+    calls are recorded as calls of their own, and their requests are not the outer call's hops."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not (switch.on and _IN_CALL.get()):
+            return wrapped(*args, **kwargs)
+        tokens = _outside_the_call()
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _back_in_the_call(tokens)
+
+    return wrapper
+
+
+def _async_user_code_wrapper(switch: Switch) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not (switch.on and _IN_CALL.get()):
+            return await wrapped(*args, **kwargs)
+        tokens = _outside_the_call()
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            _back_in_the_call(tokens)
+
+    return wrapper
+
+
+def _observed_hop(operation: HopOperation, hops: list[Any], response: Any) -> Any:
+    """Add a request's result (or, for a stream, its accumulator) to the call's hops; return what the
+    SDK gets: the response, or a stream that feeds the accumulator."""
+    try:
+        kind = operation.stream_kind(response)
+        if kind is None:
+            hops.append(operation.result(response, False))
+            return response
+        accumulator = operation.hop_accumulator()
+        hops.append(accumulator)
+        return (HopSyncStream if kind == "sync" else HopAsyncStream)(response, accumulator)
+    except Exception:
+        log_internal_error("reading one request of a call")
+        if raise_internal_errors():
+            raise
+        return response
 
 
 def _manager_wrapper(raw_stream_of: Callable[[Any], Any], switch: Switch) -> Callable[..., Any]:

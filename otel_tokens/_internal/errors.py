@@ -1,4 +1,4 @@
-"""The one exception otel-tokens raises into an application on purpose."""
+"""Exceptions otel-tokens raises on purpose: a budget stop, and bad configuration at set-up."""
 
 from __future__ import annotations
 
@@ -17,3 +17,11 @@ class BudgetExceededError(Exception):
             f"budget for agent {agent!r} would be exceeded: spent {format_usd(spent_usd)} + projected "
             f"{format_usd(projected_usd)} > limit {format_usd(limit_usd)}; the call was not sent"
         )
+
+
+class ConfigError(ValueError):
+    """Bad configuration: a setting, a prices file or a budget. The message names which, and why."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A setting given a value of the wrong type (a ``ConfigError`` and a ``TypeError``)."""

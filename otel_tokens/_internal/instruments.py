@@ -47,12 +47,15 @@ class CallTotals:
         self._max_series = max_series
         self._overflowed = False
 
-    def add(self, attributes: dict[str, Any], record: CallRecord) -> None:
+    def add(self, attributes: dict[str, Any], record: CallRecord, key: tuple | None = None) -> None:
+        """Add a call to its attribute set's totals; ``key`` is ``tuple(attributes.items())`` if the
+        caller has it already."""
         usage = record.usage
         cost = record.cost_usd
         if usage is None and cost is None and not record.usage_invalid and not record.usage_unknown:
             return  # a failed call: nothing to add
-        key = tuple(attributes.items())
+        if key is None:
+            key = tuple(attributes.items())
         with self._lock:
             totals = self._series.get(key)
             if totals is None:

@@ -41,8 +41,9 @@ How genai-prices' price shapes are handled:
 Providers are ``gen_ai.provider.name`` values, mapped to genai-prices ids by :data:`PROVIDER_IDS`. A
 mapped provider only prices its own models (and genai-prices' fallbacks for it, e.g. Azure to OpenAI);
 an unmapped name is used if genai-prices has that exact id, else the provider is guessed from the model
-name, as ``calc_price(provider_id=None)`` does. :data:`LOCAL_PROVIDERS` (Ollama) are priced only by
-overrides. Model names match as genai-prices matches them, dated and versioned names included.
+name, as ``calc_price(provider_id=None)`` does. Models of :data:`SELF_HOSTED_PROVIDERS` (Ollama) have no
+per-token price: they cost 0 with source :data:`SOURCE_SELF_HOSTED`, unless an override prices them.
+Model names match as genai-prices matches them, dated and versioned names included.
 
 Overrides (``set_price``, price files) win over the database. An override is found by exact model name
 (case-insensitive), for its provider or for any provider, then by genai-prices model entry: an override
@@ -69,8 +70,10 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from otel_tokens._internal.errors import ConfigError
 from otel_tokens._internal.records import Usage
 from otel_tokens._internal.safety import log_internal_error, raise_internal_errors
+from otel_tokens.semconv import COST_SOURCE_LOCAL, COST_SOURCE_SELF_HOSTED
 
 if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot
@@ -80,6 +83,8 @@ logger = logging.getLogger(__name__)
 
 SOURCE_GENAI_PRICES: Final = "genai-prices"
 SOURCE_OVERRIDE: Final = "override"
+# A self-hosted model with no price set: it costs 0, and says so (never the unpriced flag).
+SOURCE_SELF_HOSTED: Final = "self-hosted"
 
 # gen_ai.provider.name (and legacy gen_ai.system) values -> genai-prices provider ids. Providers missing
 # here are passed through when genai-prices has that exact id, else the provider is guessed by model.
@@ -111,9 +116,9 @@ PROVIDER_IDS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 
-# Local servers have no list price; guessing by model name would bill them as some cloud's model.
-# They are priced only by an override.
-LOCAL_PROVIDERS: Final = frozenset({"ollama"})
+# Self-hosted servers have no list price; guessing by model name would bill them as some cloud's model.
+# Their models cost 0 (source SOURCE_SELF_HOSTED) unless an override prices them.
+SELF_HOSTED_PROVIDERS: Final = frozenset({"ollama"})
 
 _PER_MILLION: Final = Decimal(1_000_000)
 _SECONDS_PER_DAY: Final = 86_400
@@ -225,14 +230,14 @@ class Rates:
 def _check_price(owner: str, name: str, value: object, *, required: bool) -> None:
     if value is None:
         if required:
-            raise ValueError(f"{owner}: '{name}' is required")
+            raise ConfigError(f"{owner}: '{name}' is required")
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{owner}: '{name}' must be a number (USD per million tokens), got {value!r}")
+        raise ConfigError(f"{owner}: '{name}' must be a number (USD per million tokens), got {value!r}")
     if not math.isfinite(value):
-        raise ValueError(f"{owner}: '{name}' must be finite, got {value!r}")
+        raise ConfigError(f"{owner}: '{name}' must be finite, got {value!r}")
     if value < 0:
-        raise ValueError(f"{owner}: '{name}' must not be negative, got {value!r}")
+        raise ConfigError(f"{owner}: '{name}' must not be negative, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,14 +256,14 @@ class PriceOverride:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"PriceOverride.model must be a non-empty string, got {self.model!r}")
+            raise ConfigError(f"PriceOverride.model must be a non-empty string, got {self.model!r}")
         owner = f"price override for {self.model!r}"
         _check_price(owner, "input", self.input, required=True)
         _check_price(owner, "output", self.output, required=True)
         _check_price(owner, "cache_read", self.cache_read, required=False)
         _check_price(owner, "cache_write", self.cache_write, required=False)
         if self.provider is not None and (not isinstance(self.provider, str) or not self.provider):
-            raise ValueError(f"{owner}: 'provider' must be a non-empty string, got {self.provider!r}")
+            raise ConfigError(f"{owner}: 'provider' must be a non-empty string, got {self.provider!r}")
 
     def rates(self) -> Rates:
         return Rates.per_million(
@@ -269,7 +274,7 @@ class PriceOverride:
 # -- price files -----------------------------------------------------------------------------------
 
 
-class PriceFileError(ValueError):
+class PriceFileError(ConfigError):
     """A price file that cannot be used; the message names the file, the entry and the problem."""
 
     def __init__(self, path: str, problem: str, entry: str | None = None) -> None:
@@ -401,6 +406,7 @@ class _Unknown:
 
 
 _UNKNOWN: Final = _Unknown()
+_SELF_HOSTED: Final = Rates(input=0.0, output=0.0, cache_read=0.0, cache_write=0.0, source=SOURCE_SELF_HOSTED)
 _Entry = Rates | _Schedule | _Unknown
 
 
@@ -457,9 +463,18 @@ class PriceBook:
 
     def cost(self, provider: str | None, model: str | None, usage: Usage) -> float | None:
         """USD for a call, or None when the model has no known price."""
+        priced = self.cost_with_source(provider, model, usage)
+        return None if priced is None else priced[0]
+
+    def cost_with_source(self, provider: str | None, model: str | None, usage: Usage) -> tuple[float, str] | None:
+        """USD for a call and its ``gen_ai.usage.cost.source`` (``local``, or ``self_hosted`` for a
+        self-hosted model with no price set); None when the model has no known price."""
         try:
             rates = self.rates(provider, model)
-            return None if rates is None else rates.cost(usage)
+            if rates is None:
+                return None
+            source = COST_SOURCE_SELF_HOSTED if rates.source == SOURCE_SELF_HOSTED else COST_SOURCE_LOCAL
+            return rates.cost(usage), source
         except Exception:
             log_internal_error(f"pricing {provider}/{model}")
             if raise_internal_errors():
@@ -559,9 +574,8 @@ class PriceBook:
         override = generation.overrides.get((provider, name)) or generation.overrides.get((None, name))
         if override is not None:
             return override.rates()
-        if provider in LOCAL_PROVIDERS:
-            logger.debug("no price for %s/%s: local provider, set a price to cost it", provider, model)
-            return _UNKNOWN
+        if provider in SELF_HOSTED_PROVIDERS:
+            return _SELF_HOSTED
         found = self._find(provider, model)
         if found is None:
             logger.debug("no price for %s/%s: genai-prices has no such model", provider, model)
@@ -616,14 +630,14 @@ class PriceBook:
         genai-prices ids (sorted)."""
         with self._lock:
             ids = {provider.id for provider in self._load_snapshot().providers}
-        return tuple(sorted(ids | set(PROVIDER_IDS) | LOCAL_PROVIDERS))
+        return tuple(sorted(ids | set(PROVIDER_IDS) | SELF_HOSTED_PROVIDERS))
 
     def _overrides_by_entry(
         self, overrides: Mapping[tuple[str | None, str], PriceOverride]
     ) -> dict[tuple[str | None, int], PriceOverride]:
         by_entry: dict[tuple[str | None, int], PriceOverride] = {}
         for (provider, _), override in overrides.items():
-            if provider in LOCAL_PROVIDERS:
+            if provider in SELF_HOSTED_PROVIDERS:
                 continue
             found = self._find(provider, override.model)
             if found is not None:

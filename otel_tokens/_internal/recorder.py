@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
@@ -35,7 +35,8 @@ _logger = logging.getLogger("otel_tokens")
 
 
 class PriceSource(Protocol):
-    def cost(self, provider: str, model: str, usage: Usage) -> float | None: ...
+    def cost_with_source(self, provider: str, model: str, usage: Usage) -> tuple[float, str] | None:
+        """USD and its ``gen_ai.usage.cost.source`` value; None when the model has no known price."""
 
 
 class Budgets(Protocol):
@@ -93,6 +94,9 @@ class Recorder:
         self._ledger = ledger
         self._sinks = tuple(sinks)
         self._warnings = OnceEach()
+        # Attribute dicts built once per distinct request / metric attribute set (bounded).
+        self._requests: dict[tuple, dict[str, Any]] = {}
+        self._points: dict[tuple, _MetricPoints] = {}
 
     # -- start -------------------------------------------------------------------------------------
     def start(
@@ -106,7 +110,7 @@ class Recorder:
         if self._budgets is not None and labels.agent is not None:
             reservation = self._budgets.reserve(request, labels, prompt_text)
         try:
-            request_attributes = _request_attributes(request)
+            request_attributes = self._request_attributes(request)
             attributes = dict(request_attributes)
             if request.stream:
                 attributes[semconv.GEN_AI_REQUEST_STREAM] = True
@@ -127,6 +131,16 @@ class Recorder:
                 self._budgets.settle(reservation, None)  # type: ignore[union-attr]
             raise
         return Invocation(request, labels, span, reservation, request_attributes)
+
+    def _request_attributes(self, request: Request) -> dict[str, Any]:
+        """What span and metric points say about the request; one shared dict per distinct request."""
+        key = (request.provider, request.operation, request.model, request.server_address, request.server_port)
+        attributes = self._requests.get(key)
+        if attributes is None:
+            attributes = _request_attributes(request)
+            if len(self._requests) < _MAX_POINT_SETS:
+                self._requests[key] = attributes
+        return attributes
 
     # -- finish ------------------------------------------------------------------------------------
     def finish(
@@ -209,7 +223,8 @@ class Recorder:
         if provider_cost is not None:
             cost, cost_source = provider_cost, semconv.COST_SOURCE_PROVIDER
         elif usage is not None:
-            cost, cost_source = self._cost(request, usage, model)
+            hops = result.hop_usages if result is not None and usage is result.usage else ()
+            cost, cost_source = self._cost(request, usage, model, hops)
 
         ttfc = None
         if invocation.first_chunk_at is not None:
@@ -227,24 +242,36 @@ class Recorder:
             usage_invalid=invalid,
         )
 
-    def _cost(self, request: Request, usage: Usage, model: str | None) -> tuple[float | None, str | None]:
+    def _cost(
+        self, request: Request, usage: Usage, model: str | None, hops: tuple[Usage, ...] = ()
+    ) -> tuple[float | None, str | None]:
         if self._prices is None or not model:
             return None, None
         try:
-            cost = self._prices.cost(request.provider, model, usage)
-            if cost is None and request.model and request.model != model:
-                cost = self._prices.cost(request.provider, request.model, usage)
+            if hops:  # several requests: price tiers apply to each on its own
+                each = [self._priced(request, hop, model) for hop in hops]
+                priced = None if None in each else (
+                    sum(cost for cost, _ in each), each[0][1])  # type: ignore[misc]
+            else:
+                priced = self._priced(request, usage, model)
         except Exception:
             _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
             return None, None
-        if cost is None:
+        if priced is None:
             self._warn_unpriced(request.provider, model)
             return None, None
+        cost, source = priced
         cost = valid_cost(cost)  # never a non-finite amount, whatever a price override says
         if cost is None:
             return None, None
         # Float noise (0.00020800000000000001) off, far below any price's precision.
-        return round(cost, 12), semconv.COST_SOURCE_LOCAL
+        return round(cost, 12), source
+
+    def _priced(self, request: Request, usage: Usage, model: str) -> tuple[float, str] | None:
+        priced = self._prices.cost_with_source(request.provider, model, usage)  # type: ignore[union-attr]
+        if priced is None and request.model and request.model != model:
+            priced = self._prices.cost_with_source(request.provider, request.model, usage)  # type: ignore[union-attr]
+        return priced
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
@@ -282,6 +309,8 @@ class Recorder:
                 attributes[semconv.GEN_AI_RESPONSE_ID] = result.response_id
             if result.finish_reasons:
                 attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = result.finish_reasons
+            if result.hop_usages:
+                attributes[semconv.OTEL_TOKENS_REQUEST_COUNT] = len(result.hop_usages)
         if usage is not None:
             attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             if record.request.operation != semconv.OP_EMBEDDINGS or usage.output_tokens:
@@ -331,28 +360,54 @@ class Recorder:
             span.add_event("gen_ai.client.inference.operation.details", content)
 
     def _write_metrics(self, record: CallRecord, request_attributes: dict[str, Any]) -> None:
-        attributes = dict(request_attributes)
-        if record.result is not None and record.result.response_model:
-            attributes[semconv.GEN_AI_RESPONSE_MODEL] = record.result.response_model
-        if record.labels.agent:
-            attributes[semconv.GEN_AI_AGENT_NAME] = record.labels.agent
-        if record.error_type is not None:
-            attributes[semconv.ERROR_TYPE] = record.error_type
-
+        result = record.result
+        key = (
+            id(request_attributes),
+            result.response_model if result is not None else None,
+            record.labels.agent,
+            record.error_type,
+        )
+        points = self._points.get(key)
+        if points is None or points.request_attributes is not request_attributes:
+            points = _MetricPoints(request_attributes, key[1], key[2], key[3])
+            if len(self._points) < _MAX_POINT_SETS:
+                self._points[key] = points
         instruments = self._instruments
-        instruments.duration.record(record.duration_s, attributes)
+        instruments.duration.record(record.duration_s, points.call)
         if record.time_to_first_chunk_s is not None:
-            instruments.time_to_first_chunk.record(record.time_to_first_chunk_s, attributes)
+            instruments.time_to_first_chunk.record(record.time_to_first_chunk_s, points.call)
         usage = record.usage
         if usage is not None:
-            token_type = semconv.GEN_AI_TOKEN_TYPE
-            instruments.token_usage.record(
-                usage.input_tokens, {**attributes, token_type: semconv.TOKEN_TYPE_INPUT}
-            )
-            instruments.token_usage.record(
-                usage.output_tokens, {**attributes, token_type: semconv.TOKEN_TYPE_OUTPUT}
-            )
-        instruments.totals.add(attributes, record)
+            instruments.token_usage.record(usage.input_tokens, points.input)
+            instruments.token_usage.record(usage.output_tokens, points.output)
+        instruments.totals.add(points.call, record, points.key)
+
+
+# Distinct metric attribute sets whose dicts are built once and reused; more are built per call.
+_MAX_POINT_SETS: Final = 1024
+
+
+class _MetricPoints:
+    """The attribute dicts of one call's metric points, built once per distinct set and never mutated
+    (the SDK only reads them)."""
+
+    __slots__ = ("request_attributes", "call", "input", "output", "key")
+
+    def __init__(
+        self, request_attributes: dict[str, Any], response_model: str | None, agent: str | None, error: str | None
+    ) -> None:
+        self.request_attributes = request_attributes  # held, so the id() in the cache key stays unique
+        call = dict(request_attributes)
+        if response_model:
+            call[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+        if agent:
+            call[semconv.GEN_AI_AGENT_NAME] = agent
+        if error is not None:
+            call[semconv.ERROR_TYPE] = error
+        self.call = call
+        self.input = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
+        self.output = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
+        self.key = tuple(call.items())
 
 
 def _request_attributes(request: Request) -> dict[str, Any]:

@@ -101,6 +101,23 @@ def make_usage(
     return Usage(*(value or 0 for value in values))  # type: ignore[misc]
 
 
+def sum_usages(usages: tuple[Usage | None, ...] | list[Usage | None]) -> Usage | None:
+    """The usage of several requests together: None when any is unknown (the call is then estimated),
+    ``INVALID_USAGE`` when any is invalid, estimated when any is."""
+    if not usages or any(usage is None for usage in usages):
+        return None
+    if any(usage.invalid for usage in usages):  # type: ignore[union-attr]
+        return INVALID_USAGE
+    return Usage(
+        input_tokens=sum(u.input_tokens for u in usages),  # type: ignore[union-attr]
+        output_tokens=sum(u.output_tokens for u in usages),  # type: ignore[union-attr]
+        cache_read_tokens=sum(u.cache_read_tokens for u in usages),  # type: ignore[union-attr]
+        cache_write_tokens=sum(u.cache_write_tokens for u in usages),  # type: ignore[union-attr]
+        reasoning_tokens=sum(u.reasoning_tokens for u in usages),  # type: ignore[union-attr]
+        estimated=any(u.estimated for u in usages),  # type: ignore[union-attr]
+    )
+
+
 def valid_cost(value: Any) -> float | None:
     """A USD amount if it is a finite, non-negative number; None otherwise."""
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
@@ -136,6 +153,10 @@ class Result:
     tool_calls: int = 0
     # Output text, kept only when content capture or estimation needs it.
     output_text: str | None = None
+    # When one public call made several HTTP requests (Gemini's automatic function calling and
+    # continuation), each request's usage: ``usage`` is their sum, and each is priced on its own
+    # (price tiers apply per request).
+    hop_usages: tuple[Usage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

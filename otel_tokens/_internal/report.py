@@ -403,6 +403,16 @@ def _top_agent_models(stats: Mapping[str, Any], top: int, total_cost: float) -> 
     return rows[:top]
 
 
+def _self_hosted_rows(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Usage of self-hosted providers (Ollama), listed apart: it has no per-token price, so its cost is
+    0 unless the user priced its models; what-if repricing shows what it would cost hosted."""
+    from otel_tokens._internal.pricing import SELF_HOSTED_PROVIDERS
+
+    providers = stats.get("by_provider") or {}
+    return _rows({name: entry for name, entry in providers.items() if name in SELF_HOSTED_PROVIDERS},
+                 float(stats.get("total_cost_usd") or 0.0))
+
+
 def _build(
     stats: Mapping[str, Any], by: Sequence[str], what_ifs: Sequence[str], price_book: Any, top: int
 ) -> dict[str, Any]:
@@ -420,6 +430,7 @@ def _build(
         "budgets": budgets,
         "top_agent_models": _top_agent_models(stats, top, total_cost) if top > 0 else None,
         "top_calls": list(top_calls[:top]) if isinstance(top_calls, list) and top > 0 else None,
+        "self_hosted": _self_hosted_rows(stats),
         "what_if": [],
     }
     if what_ifs:
@@ -544,6 +555,11 @@ def _sections(model: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[
         headers = [_TITLES[dimension].capitalize()] + [h for h, _k in columns]
         cells = [[_short(r["name"])] + [_group_cell(k, r) for _h, k in columns] for r in rows]
         sections.append((f"By {_TITLES[dimension]}", headers, cells, [False] + [True] * len(columns)))
+    if model["self_hosted"]:
+        headers = ["Provider", "Calls", "Input", "Output", "Total", "Cost"]
+        cells = [[_short(r["name"]), _int(r["calls"]), _int(r["input_tokens"]), _int(r["output_tokens"]),
+                  _int(r["total_tokens"]), format_usd(r["cost_usd"])] for r in model["self_hosted"]]
+        sections.append(("Self-hosted (no per-token price)", headers, cells, [False] + [True] * 5))
     if model["budgets"]:
         headers = ["Agent", "Limit", "Spent", "Used", "Status", "Window", "Action", "Blocked"]
         cells = [[_short(b["agent"]), _cell("limit_usd", b["limit_usd"]), _cell("spent_usd", b["spent_usd"]),

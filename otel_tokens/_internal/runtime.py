@@ -20,7 +20,7 @@ from otel_tokens._internal.instruments import instruments_for
 from otel_tokens._internal.ledger import Ledger
 from otel_tokens._internal.pricing import PriceBook, load_price_file
 from otel_tokens._internal.recorder import Recorder
-from otel_tokens._internal.settings import Settings
+from otel_tokens._internal.settings import Settings, check_arguments
 from otel_tokens._internal.tokenizer import count_tokens
 from otel_tokens.version import __version__
 
@@ -133,6 +133,7 @@ def runtime_for(
     is bound to the providers instrument() is given later.
     """
     global _runtime
+    check_arguments(tracer_provider, meter_provider, settings)
     with _lock:
         if _runtime is None:
             _runtime = Runtime(Settings.from_env(**settings), tracer_provider, meter_provider, implicit=implicit)

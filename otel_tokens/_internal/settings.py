@@ -1,18 +1,25 @@
 """Settings, parsed once from ``OTEL_TOKENS_*`` variables; code arguments win over the environment.
 
-A malformed boolean or number is logged and replaced by its documented default, as the OpenTelemetry
-SDK does. Files named by variables (prices, budgets) are validated where they are loaded, and a bad one
-stops start-up with an error naming the file and the entry.
+A malformed boolean or number in the environment is logged (a WARNING naming the variable) and replaced
+by its documented default, as the OpenTelemetry SDK does. Code arguments are strict: a wrong type or value
+raises :class:`ConfigError` naming the setting (a ``TypeError`` too, for a wrong type). Files named by
+variables (prices, budgets) are validated where they are loaded, and a bad one stops start-up with a
+``ConfigError`` naming the file and the entry.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
+
+from otel_tokens._internal.errors import ConfigError, ConfigTypeError
+
+N = TypeVar("N", int, float)
 
 _logger = logging.getLogger("otel_tokens")
 
@@ -39,6 +46,9 @@ OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS = "OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS"
 OTEL_TOKENS_ANTHROPIC_SDK_SPANS = "OTEL_TOKENS_ANTHROPIC_SDK_SPANS"
 """``false`` (default): turn off the anthropic SDK's own spans for clients otel-tokens instruments, so a
 call yields one LLM span; ``true`` keeps both."""
+OTEL_TOKENS_SHUTDOWN_TIMEOUT = "OTEL_TOKENS_SHUTDOWN_TIMEOUT"
+"""Seconds that shutting down the providers ``import otel_tokens.auto`` built may add to process exit
+(default 3); telemetry not exported by then is dropped."""
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Content capture: ``false``/``NO_CONTENT`` (default), ``true``/``SPAN_ONLY``, ``EVENT_ONLY``,
 ``SPAN_AND_EVENT``."""
@@ -88,23 +98,108 @@ class Settings:
             capture_content=_content_capture(env.get(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)),
             stream_usage=_bool(env, OTEL_TOKENS_STREAM_USAGE, True),
             estimate=_bool(env, OTEL_TOKENS_ESTIMATE, True),
-            prices_file=env.get(OTEL_TOKENS_PRICES) or None,
-            budgets=env.get(OTEL_TOKENS_BUDGETS) or None,
-            budgets_file=env.get(OTEL_TOKENS_BUDGETS_FILE) or None,
-            usage_log=env.get(OTEL_TOKENS_LOG) or None,
-            report=env.get(OTEL_TOKENS_REPORT) or None,
+            prices_file=_text(env, OTEL_TOKENS_PRICES),
+            budgets=_text(env, OTEL_TOKENS_BUDGETS),
+            budgets_file=_text(env, OTEL_TOKENS_BUDGETS_FILE),
+            usage_log=_text(env, OTEL_TOKENS_LOG),
+            report=_text(env, OTEL_TOKENS_REPORT),
             max_keys=_positive_int(env, OTEL_TOKENS_MAX_KEYS, 1000),
             default_max_output_tokens=_positive_int(env, OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS, 4096),
             anthropic_sdk_spans=_bool(env, OTEL_TOKENS_ANTHROPIC_SDK_SPANS, False),
         )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise TypeError(f"unknown otel_tokens setting(s): {', '.join(unknown)}")
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if isinstance(given.get("capture_content"), (str, bool)):
-            given["capture_content"] = _content_capture(str(given["capture_content"]), strict=True)
+        given = validated_overrides(overrides)
         return replace(settings, **given) if given else settings
+
+    def __post_init__(self) -> None:
+        for name in _CHECKS:
+            _check(name, getattr(self, name))
+
+
+def check_arguments(tracer_provider: Any, meter_provider: Any, overrides: Mapping[str, Any]) -> None:
+    """``instrument()``'s arguments, checked even when they would be ignored (already configured)."""
+    for name, value, method in (("tracer_provider", tracer_provider, "get_tracer"),
+                                ("meter_provider", meter_provider, "get_meter")):
+        if value is not None and not callable(getattr(value, method, None)):
+            raise ConfigTypeError(f"otel_tokens {name} must be an OpenTelemetry {name.replace('_', ' ')}, "
+                                  f"got {type(value).__name__} {value!r}")
+    validated_overrides(overrides)
+
+
+def validated_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Code arguments as settings values; None means "not given". Raises ConfigError naming the setting."""
+    unknown = sorted(set(overrides) - {f.name for f in fields(Settings)})
+    if unknown:
+        raise ConfigTypeError(f"unknown otel_tokens setting(s): {', '.join(unknown)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(given.get("capture_content"), (str, bool)):
+        given["capture_content"] = _content_capture(str(given["capture_content"]), strict=True)
+    for name in _PATHS:
+        if isinstance(given.get(name), os.PathLike):
+            given[name] = os.fspath(given[name])
+    for name, value in given.items():
+        _check(name, value)
+    return given
+
+
+def _check(name: str, value: Any) -> None:
+    problem = _CHECKS[name](value)
+    if problem is not None:
+        error, text = problem
+        raise error(f"otel_tokens setting {name}: {text}")
+
+
+_Problem = tuple[type[ConfigError], str] | None
+
+
+def _is_bool(value: Any) -> _Problem:
+    if isinstance(value, bool):
+        return None
+    return ConfigTypeError, f"must be True or False, got {type(value).__name__} {value!r}"
+
+
+def _is_positive_int(value: Any) -> _Problem:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return ConfigTypeError, f"must be a positive integer, got {type(value).__name__} {value!r}"
+    if value <= 0:
+        return ConfigError, f"must be a positive integer, got {value!r}"
+    return None
+
+
+def _is_text(value: Any) -> _Problem:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return ConfigTypeError, f"must be a string, got {type(value).__name__} {value!r}"
+    if not value.strip():
+        return ConfigError, "must not be empty"
+    return None
+
+
+def _is_capture(value: Any) -> _Problem:
+    if isinstance(value, ContentCapture):
+        return None
+    return ConfigTypeError, f"must be a ContentCapture, a bool or its name, got {type(value).__name__} {value!r}"
+
+
+_PATHS = ("prices_file", "budgets_file", "usage_log", "report")
+_CHECKS: dict[str, Callable[[Any], _Problem]] = {
+    "capture_content": _is_capture,
+    "stream_usage": _is_bool,
+    "estimate": _is_bool,
+    "prices_file": _is_text,
+    "budgets": _is_text,
+    "budgets_file": _is_text,
+    "usage_log": _is_text,
+    "report": _is_text,
+    "max_keys": _is_positive_int,
+    "default_max_output_tokens": _is_positive_int,
+    "anthropic_sdk_spans": _is_bool,
+}
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    return raw if raw and raw.strip() else None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -121,15 +216,23 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    return env_number(env, name, default, int, "a positive integer")
+
+
+def env_number(
+    env: Mapping[str, str], name: str, default: N, parse: Callable[[str], N], meaning: str,
+    low: float = 0, high: float = math.inf,
+) -> N:
+    """A number from the environment, ``low < value <= high``; otherwise a WARNING and the default."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        _logger.warning("%s=%r is not a positive integer; using the default %d", name, raw, default)
+        value = parse(raw.strip())
+    except (ValueError, OverflowError):
+        value = None
+    if value is None or not low < value <= high or (isinstance(value, float) and not math.isfinite(value)):
+        _logger.warning("%s=%r is not %s; using the default %s", name, raw, meaning, default)
         return default
     return value
 
@@ -147,7 +250,7 @@ def _content_capture(raw: str | None, *, strict: bool = False) -> ContentCapture
     except ValueError:
         allowed = "true, false, NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT"
         if strict:
-            raise ValueError(f"capture_content={raw!r} is not one of: {allowed}") from None
+            raise ConfigError(f"otel_tokens setting capture_content: {raw!r} is not one of: {allowed}") from None
         _logger.warning(
             "%s=%r is not one of %s; capturing no content",
             OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, raw, allowed,

@@ -7,16 +7,23 @@ rule) and in a separate ``StreamState`` so the finalizer does not keep the proxy
 
 from __future__ import annotations
 
+import contextvars
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import wrapt
 
 from otel_tokens._internal.recorder import Invocation, Recorder
-from otel_tokens._internal.records import Result, Usage
+from otel_tokens._internal.records import INVALID_USAGE, Result, Usage, sum_usages
 from otel_tokens._internal.safety import guarded, log_internal_error, raise_internal_errors
+
+# The requests ("hops") of the recorded call in progress, for SDKs whose one public call may send
+# several (Gemini's automatic function calling and continuation). Set while the public call runs and
+# while its stream computes a chunk; "hop" wrappers add each request's Result or Accumulator to it.
+CURRENT_HOPS: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("otel_tokens_hops", default=None)
 
 
 class Accumulator(Protocol):
@@ -26,8 +33,28 @@ class Accumulator(Protocol):
     def result(self) -> Result: ...
 
 
+def with_hops(result: Result, hops: list[Any] | None) -> Result:
+    """The public call's result, with the usage of the requests it sent summed (each request's usage is
+    kept, to be priced on its own) and their tool calls counted. Unchanged when no request was seen."""
+    if not hops:
+        return result
+    results = [hop if isinstance(hop, Result) else hop.result() for hop in hops]
+    usages = tuple(hop.usage for hop in results)
+    usage = sum_usages(usages)
+    per_request = usages if len(usages) > 1 and usage is not None and usage is not INVALID_USAGE else ()
+    return replace(
+        result,
+        usage=usage,
+        hop_usages=per_request,  # type: ignore[arg-type]
+        tool_calls=sum(hop.tool_calls for hop in results),
+        response_model=result.response_model or results[-1].response_model,
+    )
+
+
 class StreamState:
-    __slots__ = ("_recorder", "invocation", "_accumulator", "_estimate", "_done", "_finalizer", "__weakref__")
+    __slots__ = (
+        "_recorder", "invocation", "_accumulator", "_estimate", "_done", "_finalizer", "hops", "__weakref__",
+    )
 
     def __init__(
         self,
@@ -35,6 +62,7 @@ class StreamState:
         invocation: Invocation,
         accumulator: Accumulator,
         estimate: Callable[[Result], Usage | None] | None,
+        hops: list[Any] | None = None,
     ) -> None:
         self._recorder = recorder
         self.invocation = invocation
@@ -42,6 +70,7 @@ class StreamState:
         self._estimate = estimate
         self._done = False
         self._finalizer: weakref.finalize | None = None
+        self.hops = hops
 
     def watch(self, proxy: Any) -> None:
         """Finish the call if the proxy is collected before it finished (an abandoned stream)."""
@@ -70,7 +99,7 @@ class StreamState:
         guarded("finishing a stream", self._finish, error)
 
     def _finish(self, error: BaseException | None) -> None:
-        result = self._accumulator.result()
+        result = with_hops(self._accumulator.result(), self.hops)
         estimate = None
         if self._estimate is not None:
             estimate_fn = self._estimate
@@ -83,11 +112,13 @@ class StreamState:
 
 
 class SyncStreamProxy(wrapt.ObjectProxy):
-    """Proxy for ``openai.Stream`` / ``anthropic.Stream`` and other sync chunk iterators."""
+    """Proxy for ``openai.Stream`` / ``anthropic.Stream`` and other sync chunk iterators, and for
+    iterables that are not their own iterator (botocore's ``EventStream``), read through one iterator."""
 
     def __init__(self, wrapped: Any, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
+        self._self_iterator = wrapped if hasattr(type(wrapped), "__next__") else iter(wrapped)
         state.watch(self)
 
     def __iter__(self) -> SyncStreamProxy:
@@ -97,7 +128,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         state = self._self_state
         while True:
             try:
-                chunk = self.__wrapped__.__next__()
+                chunk = self._self_iterator.__next__()
             except StopIteration:
                 state.finish()
                 raise
@@ -126,11 +157,13 @@ class SyncStreamProxy(wrapt.ObjectProxy):
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):
-    """Proxy for ``openai.AsyncStream`` / ``anthropic.AsyncStream`` and other async chunk iterators."""
+    """Proxy for ``openai.AsyncStream`` / ``anthropic.AsyncStream`` and other async chunk iterators, and
+    for async iterables that are not iterators themselves (google-api-core's gRPC stream responses)."""
 
     def __init__(self, wrapped: Any, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
+        self._self_iterator = wrapped if hasattr(type(wrapped), "__anext__") else None
         state.watch(self)
 
     def __aiter__(self) -> AsyncStreamProxy:
@@ -138,9 +171,12 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
 
     async def __anext__(self) -> Any:
         state = self._self_state
+        iterator = self._self_iterator
+        if iterator is None:
+            iterator = self._self_iterator = self.__wrapped__.__aiter__()
         while True:
             try:
-                chunk = await self.__wrapped__.__anext__()
+                chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 state.finish()
                 raise
@@ -172,6 +208,64 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
             await closer()
         finally:
             self._self_state.finish()
+
+
+class HopSyncStreamProxy(SyncStreamProxy):
+    """A public stream whose SDK sends its requests while it is read: they count as this call's hops."""
+
+    def __next__(self) -> Any:
+        token = CURRENT_HOPS.set(self._self_state.hops)
+        try:
+            return super().__next__()
+        finally:
+            CURRENT_HOPS.reset(token)
+
+
+class HopAsyncStreamProxy(AsyncStreamProxy):
+    """The async form of :class:`HopSyncStreamProxy`."""
+
+    async def __anext__(self) -> Any:
+        token = CURRENT_HOPS.set(self._self_state.hops)
+        try:
+            return await super().__anext__()
+        finally:
+            CURRENT_HOPS.reset(token)
+
+
+class _HopStream(wrapt.ObjectProxy):
+    """One request's stream inside a recorded call: its chunks feed that request's accumulator."""
+
+    def __init__(self, wrapped: Any, accumulator: Accumulator) -> None:
+        super().__init__(wrapped)
+        self._self_accumulator = accumulator
+
+    def _add(self, chunk: Any) -> None:
+        try:
+            self._self_accumulator.add(chunk)
+        except Exception:
+            log_internal_error("reading a request's stream chunk")
+            if raise_internal_errors():
+                raise
+
+
+class HopSyncStream(_HopStream):
+    def __iter__(self) -> HopSyncStream:
+        return self
+
+    def __next__(self) -> Any:
+        chunk = self.__wrapped__.__next__()
+        self._add(chunk)
+        return chunk
+
+
+class HopAsyncStream(_HopStream):
+    def __aiter__(self) -> HopAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        chunk = await self.__wrapped__.__anext__()
+        self._add(chunk)
+        return chunk
 
 
 class StreamManagerProxy(wrapt.ObjectProxy):

@@ -12,7 +12,8 @@ A line, keys in this order::
 asked for. Token counts follow the semconv: input includes cache reads and writes, output includes
 reasoning. They are null when the call produced no usage (an error before any answer) and when the
 provider sent counts that are not token counts (then ``usage_invalid`` is true). ``cost_usd`` is
-null when the model has no known price; ``cost_source`` is ``local`` (our price book) or ``provider``.
+null when the model has no known price; ``cost_source`` is ``local`` (our price book), ``provider`` or
+``self_hosted`` (a self-hosted model with no price set: cost 0).
 
 Writer and reader agree on one definition of a valid line (:data:`_FIELDS`): the writer turns every
 record into a valid line (counts non-negative ints or null, amounts finite and non-negative or null,

@@ -21,6 +21,9 @@ class SDKInstrumentor(BaseInstrumentor):
     """
 
     package: str = ""
+    # The module whose import applies the patches, when not ``package``: a namespace package
+    # (mistralai 3.x) fires no post-import hook.
+    hook_module: str = ""
     requirement: str = ""
 
     def patches(self) -> Sequence[Patch]:
@@ -47,10 +50,11 @@ class SDKInstrumentor(BaseInstrumentor):
                     self._prepare(recorder)
                     self._applied = apply_patches(self.patches(), recorder, switch)
 
-        if self.package in sys.modules:
+        hook_module = self.hook_module or self.package
+        if hook_module in sys.modules:
             apply()
         else:
-            wrapt.register_post_import_hook(apply, self.package)
+            wrapt.register_post_import_hook(apply, hook_module)
 
     def _prepare(self, recorder: Any) -> None:
         """Hook for SDK-specific set-up done once the SDK is imported."""

@@ -24,8 +24,13 @@ from opentelemetry.trace import SpanKind
 import otel_tokens
 from otel_tokens import semconv
 from otel_tokens._internal.records import Usage
-from tests.providers.assertions import all_attribute_text, assert_usage, only_llm_span
-from tests.providers.assertions import reference_cost as shared_reference_cost
+from tests.providers.assertions import (
+    all_attribute_text,
+    assert_local_cost,
+    assert_token_metrics,
+    assert_usage,
+    only_llm_span,
+)
 
 A = semconv
 RECORDINGS = Path(__file__).parent / "recordings" / "anthropic"
@@ -128,32 +133,8 @@ def only_span(telemetry):
     return span
 
 
-def reference_cost(model: str, usage: Usage) -> float:
-    return shared_reference_cost(model, usage, "anthropic")
-
-
 def assert_cost(span, runtime, model: str, usage: Usage) -> float:
-    expected = runtime.price_book.cost("anthropic", model, usage)
-    assert expected is not None and expected > 0
-    assert expected == pytest.approx(reference_cost(model, usage), abs=1e-9)
-    attrs = span.attributes
-    assert attrs[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(expected, abs=1e-9)
-    assert attrs[A.GEN_AI_USAGE_COST_CURRENCY] == "USD"
-    assert attrs[A.GEN_AI_USAGE_COST_SOURCE] == "local"
-    return expected
-
-
-def assert_token_metrics(telemetry, usage: Usage) -> None:
-    assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__token__type="input") == usage.input_tokens
-    assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__token__type="output") == usage.output_tokens
-    for token_type, value in (
-        ("input", usage.input_tokens),
-        ("output", usage.output_tokens),
-        ("cache_read", usage.cache_read_tokens),
-        ("cache_write", usage.cache_write_tokens),
-        ("reasoning", usage.reasoning_tokens),
-    ):
-        assert telemetry.sum_of(A.METRIC_TOKEN_COUNT, gen_ai__token__type=token_type) == value, token_type
+    return assert_local_cost(span, runtime, "anthropic", "anthropic", model, usage)
 
 
 # -- messages.create ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A loopback fake of the OpenAI and Anthropic HTTP APIs, for tests and the demo.
+"""A loopback fake of the OpenAI, Anthropic and Gemini HTTP APIs, for tests and the demo.
 
 It speaks the providers' wire formats closely enough that the real ``openai`` and ``anthropic`` SDK
 clients parse its answers, streaming included::
@@ -10,7 +10,11 @@ clients parse its answers, streaming included::
         server.request_count("/v1/chat/completions")  # -> 1
 
 Endpoints: ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/completions``, ``/v1/embeddings``
-(OpenAI) and ``POST /v1/messages``, ``/v1/messages/count_tokens`` (Anthropic).
+(OpenAI; also under ``/openai/v1/``, Groq's path), ``POST /v1/messages``, ``/v1/messages/count_tokens``
+(Anthropic), and ``POST /v1beta/models/{model}:generateContent``, ``:streamGenerateContent`` (SSE with
+``?alt=sse`` as google-genai asks, else a streamed JSON array as the REST clients of
+google-generativeai read), ``:embedContent`` and ``:batchEmbedContents`` (Gemini; ``/v1/`` too).
+Point ``genai.Client(http_options={"base_url": server.gemini_base_url})`` at it.
 
 Usage is deterministic, so tests can assert exact numbers:
 
@@ -25,10 +29,17 @@ Usage is deterministic, so tests can assert exact numbers:
   tokens for effort minimal / low / medium (default) / high / xhigh;
 * Anthropic ``thinking`` (enabled or adaptive) costs ``min(budget_tokens, 384)`` thinking tokens,
   reported in ``output_tokens_details.thinking_tokens``;
+* Gemini counts the text of every part (a ``functionCall``/``functionResponse`` part its compact JSON),
+  the ``systemInstruction`` and the tool declarations, plus 3 tokens per content; models named
+  ``gemini-2.5*`` or ``gemini-3*`` think 192 tokens (Flash-Lite only with a ``thinkingConfig``;
+  ``thinkingBudget`` caps it, 0 turns it off;
+  ``thinkingLevel`` low / high give 64 / 512), reported in ``thoughtsTokenCount`` and sharing
+  ``maxOutputTokens``. Each stream chunk carries the usage so far (cumulative), as Gemini's does;
 * prompt caching keeps per-server state. OpenAI (automatic): the preamble (tools, schema,
   instructions), the prompt without its last message, and the whole prompt are candidates, each
   rounded down to 1024 + k*128 tokens; the longest one seen before is read back, and the newly cached
-  rest is reported as ``cache_write_tokens``. Anthropic
+  rest is reported as ``cache_write_tokens``. Gemini (implicit) caches the same candidates and reports
+  only the read (``cachedContentTokenCount``). Anthropic
   (explicit): each ``cache_control`` breakpoint is a candidate; the longest seen prefix is a cache
   read, the rest up to the last breakpoint a cache write (5m or 1h by ``ttl``). Prefixes shorter than
   ``cache_min_tokens`` (1024, as upstream) are never cached.
@@ -80,9 +91,30 @@ _MAX_RECORDED_REQUESTS = 10_000
 _ERROR_IN_MODEL = re.compile(r"error-(\d{3})")
 
 # Not kept in the request record: test keys are fake, but a real one pasted by mistake should not linger.
-_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
 _OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings"})
 _ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
+# Groq's OpenAI-compatible API lives under /openai/v1/.
+_GROQ_PREFIX = "/openai"
+_GEMINI_PATH = re.compile(
+    r"^/(?:v1|v1beta|v1alpha)/(?:models|tunedModels)/([^/:]+):"
+    r"(generateContent|streamGenerateContent|embedContent|batchEmbedContents)$"
+)
+_GEMINI_CONTENT_OVERHEAD = 3
+_GEMINI_THINKING_PREFIXES = ("gemini-2.5", "gemini-3")
+_GEMINI_THOUGHTS_TOKENS = {"minimal": 0, "low": 64, "medium": 192, "high": 512}
+_GEMINI_DEFAULT_THOUGHTS = 192
+_GEMINI_EMBEDDING_DIMENSIONS = {"gemini-embedding-001": 3072}
+_GEMINI_DEFAULT_EMBEDDING_DIMENSIONS = 768
+_GEMINI_ERRORS = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key."),
+    403: ("PERMISSION_DENIED", "The caller does not have permission."),
+    404: ("NOT_FOUND", "Requested entity was not found."),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    500: ("INTERNAL", "An internal error has occurred."),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+}
 
 _OPENAI_ERRORS = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -153,6 +185,8 @@ class _Answer:
     headers: tuple[tuple[str, str], ...] = ()
     usage: Mapping[str, Any] | None = None
     stream: bool = False
+    # Of a streamed answer: SSE unless a JSON array is streamed (Gemini without alt=sse).
+    content_type: str = "text/event-stream; charset=utf-8"
 
 
 @dataclass
@@ -254,6 +288,16 @@ class FakeLLMServer:
         return f"{self.base_url}/v1"
 
     @property
+    def groq_base_url(self) -> str:
+        """The value for ``groq.Groq(base_url=...)`` (the SDK adds ``/openai/v1`` itself)."""
+        return self.base_url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """The value for google-genai's ``HttpOptions(base_url=...)`` (the SDK adds ``/v1beta``)."""
+        return self.base_url
+
+    @property
     def anthropic_base_url(self) -> str:
         """The value for ``anthropic.Anthropic(base_url=...)`` (the SDK adds ``/v1`` itself)."""
         return self.base_url
@@ -300,7 +344,13 @@ class FakeLLMServer:
     def _next_id(self) -> str:
         return f"{next(self._ids):08d}"
 
-    def _answer(self, path: str, body: Any, headers: Mapping[str, str]) -> _Answer:
+    def _answer(self, path: str, body: Any, headers: Mapping[str, str], query: str = "") -> _Answer:
+        gemini = _GEMINI_PATH.match(path)
+        if gemini is not None:
+            return self._gemini(gemini[1], gemini[2], body, headers, "alt=sse" in query.split("&"))
+        groq = path.startswith(_GROQ_PREFIX + "/v1/")
+        if groq:
+            path = path[len(_GROQ_PREFIX):]
         provider = "anthropic" if path in _ANTHROPIC_PATHS else "openai"
         if path not in _OPENAI_PATHS and path not in _ANTHROPIC_PATHS:
             return self._error(provider, 404, f"Unknown request URL: POST {path}.")
@@ -311,7 +361,7 @@ class FakeLLMServer:
             return self._error(provider, status)
         try:
             if path == "/v1/chat/completions":
-                return self._openai_chat(body)
+                return self._openai_chat(body, groq=groq)
             if path == "/v1/responses":
                 return self._openai_responses(body)
             if path == "/v1/completions":
@@ -329,7 +379,10 @@ class FakeLLMServer:
         headers: list[tuple[str, str]] = []
         if not self.allow_retries:
             headers.append(("x-should-retry", "false"))
-        if provider == "anthropic":
+        if provider == "gemini":
+            kind, default_message = _GEMINI_ERRORS.get(status, ("UNKNOWN", "Error."))
+            body = {"error": {"code": status, "message": message or default_message, "status": kind}}
+        elif provider == "anthropic":
             kind, default_message = _ANTHROPIC_ERRORS.get(status, ("api_error", "Error."))
             body = {"type": "error", "error": {"type": kind, "message": message or default_message},
                     "request_id": request_id}
@@ -341,7 +394,7 @@ class FakeLLMServer:
         return _Answer(status=status, body=body, headers=tuple(headers))
 
     # -- OpenAI chat completions -------------------------------------------------------------------
-    def _openai_chat(self, body: dict[str, Any]) -> _Answer:
+    def _openai_chat(self, body: dict[str, Any], groq: bool = False) -> _Answer:
         model = _require_model(body)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -391,25 +444,32 @@ class FakeLLMServer:
         base = {"id": response_id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "service_tier": "default", "system_fingerprint": "fp_fake"}
 
-        def chunk(choices: list[dict[str, Any]], usage_value: Any = None) -> str:
+        def chunk(choices: list[dict[str, Any]], usage_value: Any = None, x_groq: Any = None) -> str:
             payload = {**base, "choices": choices}
             if include_usage:
                 payload["usage"] = usage_value
+            if x_groq is not None:
+                payload["x_groq"] = x_groq
             return _sse_data(payload)
 
+        # Groq has no stream_options: it sends the usage in the last chunk's x_groq.usage.
+        groq_id = f"req_fake{response_id[-8:]}"
         events: list[str] = []
         for i, g in enumerate(generations):
             events.append(chunk([{"index": i, "delta": {"role": "assistant", "content": "", "refusal": None},
-                                  "logprobs": None, "finish_reason": None}]))
+                                  "logprobs": None, "finish_reason": None}],
+                                x_groq={"id": groq_id} if groq and i == 0 else None))
             for piece in _pieces(g.text):
                 events.append(chunk([{"index": i, "delta": {"content": piece}, "logprobs": None,
                                       "finish_reason": None}]))
-            events.append(chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": finish[i]}]))
+            last = i == len(generations) - 1
+            events.append(chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": finish[i]}],
+                                x_groq={"id": groq_id, "usage": usage} if groq and last else None))
         if include_usage:
             events.append(chunk([], usage))
         events.append("data: [DONE]\n\n")
-        return _Answer(200, events=tuple(events), headers=headers, usage=usage if include_usage else None,
-                       stream=True)
+        return _Answer(200, events=tuple(events), headers=headers,
+                       usage=usage if include_usage or groq else None, stream=True)
 
     def _openai_cache(
         self, model: str, preamble: list[Any], items: list[Any], prefix_tokens: list[int]
@@ -713,6 +773,99 @@ class FakeLLMServer:
         read = max((candidates[key] for key in hits), default=0)
         return read, max(candidates.values()) - read, last_ttl
 
+    # -- Gemini ------------------------------------------------------------------------------------
+    def _gemini(self, model: str, method: str, body: Any, headers: Mapping[str, str], sse: bool) -> _Answer:
+        if not isinstance(body, dict):
+            return self._error("gemini", 400, "The request body must be a JSON object.")
+        status = _requested_error({"model": model}, headers)
+        if status is not None:
+            return self._error("gemini", status)
+        try:
+            if method in ("embedContent", "batchEmbedContents"):
+                return self._gemini_embed(model, method, body)
+            return self._gemini_generate(model, body, stream=method == "streamGenerateContent", sse=sse)
+        except _BadRequest as err:
+            return self._error("gemini", 400, str(err))
+
+    def _gemini_generate(self, model: str, body: dict[str, Any], *, stream: bool, sse: bool) -> _Answer:
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents:
+            raise _BadRequest("* GenerateContentRequest.contents: contents is not specified")
+        system = body.get("systemInstruction")
+        preamble = _json_tokens(body.get("tools"))
+        if system:
+            preamble += _GEMINI_CONTENT_OVERHEAD + _gemini_content_tokens(system)
+        content_tokens = [_GEMINI_CONTENT_OVERHEAD + _gemini_content_tokens(c) for c in contents]
+        prompt_tokens = preamble + sum(content_tokens)
+        cache_read, _write = self._openai_cache(
+            f"gemini/{model}", [body.get("tools"), system], contents,
+            [preamble + sum(content_tokens[:i]) for i in range(len(contents) + 1)],
+        )
+        config = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
+        thoughts = _gemini_thoughts(model, config.get("thinkingConfig"))
+        cap = _int_or_none(config.get("maxOutputTokens"))
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        if schema is None and config.get("responseMimeType") == "application/json":
+            schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+        seed_text = "\n".join(filter(None, [_gemini_text(system), _gemini_text(contents)]))
+        g = _generate(seed_text, model, cap, thoughts, schema)
+        finish = "MAX_TOKENS" if g.truncated else "STOP"
+        response_id = f"fake{self._next_id()}"
+
+        def usage_of(candidates: int) -> dict[str, Any]:
+            usage: dict[str, Any] = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": candidates,
+                                     "totalTokenCount": prompt_tokens + candidates + g.reasoning_tokens,
+                                     "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}]}
+            if cache_read:
+                usage["cachedContentTokenCount"] = cache_read
+                usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cache_read}]
+            if g.reasoning_tokens:
+                usage["thoughtsTokenCount"] = g.reasoning_tokens
+            return usage
+
+        def response(text: str, candidates: int, finish_reason: str | None) -> dict[str, Any]:
+            candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+            if finish_reason:
+                candidate["finishReason"] = finish_reason
+            return {"candidates": [candidate], "usageMetadata": usage_of(candidates), "modelVersion": model,
+                    "responseId": response_id}
+
+        visible = g.output_tokens - g.reasoning_tokens
+        usage = usage_of(visible)
+        if not stream:
+            return _Answer(200, body=response(g.text, visible, finish), usage=usage)
+        pieces = _pieces(g.text) or [""]
+        chunks, sent = [], ""
+        for i, piece in enumerate(pieces):
+            sent += piece
+            last = i == len(pieces) - 1
+            chunks.append(response(piece, visible if last else count_tokens(sent), finish if last else None))
+        if sse:
+            events = tuple(f"data: {json.dumps(chunk)}\r\n\r\n" for chunk in chunks)
+            return _Answer(200, events=events, usage=usage, stream=True)
+        # Without alt=sse Gemini streams one JSON array, element by element.
+        events = tuple(("[" if i == 0 else ",\r\n") + json.dumps(chunk) for i, chunk in enumerate(chunks)) + ("]",)
+        return _Answer(200, events=events, usage=usage, stream=True, content_type="application/json; charset=UTF-8")
+
+    def _gemini_embed(self, model: str, method: str, body: dict[str, Any]) -> _Answer:
+        requests = body.get("requests") if method == "batchEmbedContents" else [body]
+        if not isinstance(requests, list) or not requests:
+            raise _BadRequest("* BatchEmbedContentsRequest.requests: requests is not specified")
+        embeddings, tokens = [], 0
+        for request in requests:
+            content = request.get("content") if isinstance(request, Mapping) else None
+            if not content:
+                raise _BadRequest("* EmbedContentRequest.content: content is not specified")
+            dimensions = _int_or_none(request.get("outputDimensionality")) or _GEMINI_EMBEDDING_DIMENSIONS.get(
+                model, _GEMINI_DEFAULT_EMBEDDING_DIMENSIONS)
+            text = _gemini_text(content)
+            tokens += _gemini_content_tokens(content)
+            embeddings.append({"values": _embedding(model, text, dimensions)})
+        usage = {"promptTokenCount": tokens, "totalTokenCount": tokens}
+        if method == "embedContent":
+            return _Answer(200, body={"embedding": embeddings[0], "usageMetadata": usage}, usage=usage)
+        return _Answer(200, body={"embeddings": embeddings, "usageMetadata": usage}, usage=usage)
+
 
 def reasoning_tokens_expected(model: str) -> bool:
     """Whether the fake treats an OpenAI model as a reasoning model."""
@@ -787,7 +940,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(answer)
 
     def do_POST(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         fake = self._fake
         fake._count(path)
         raw = self._drain_body()
@@ -796,7 +949,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS}
-        answer = fake._answer(path, body, headers)
+        answer = fake._answer(path, body, headers, query)
         fake._record(ReceivedRequest("POST", path, body, MappingProxyType(headers), answer.status,
                                      MappingProxyType(answer.usage) if answer.usage is not None else None))
         if fake.latency_s:
@@ -826,7 +979,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_events(self, answer: _Answer) -> None:
         self.send_response(answer.status)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Content-Type", answer.content_type)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         for name, value in answer.headers:
@@ -1054,6 +1207,51 @@ def _anthropic_thinking_tokens(thinking: Any, max_tokens: int) -> int:
     if kind == "adaptive":
         return min(max_tokens - 1, _ANTHROPIC_THINKING_TOKENS)
     return 0
+
+
+def _gemini_part_tokens(part: Any) -> int:
+    if not isinstance(part, Mapping):
+        return _part_tokens(part)
+    if isinstance(part.get("text"), str):
+        return count_tokens(part["text"])
+    if "inlineData" in part or "fileData" in part:
+        return _IMAGE_TOKENS
+    return _json_tokens(part)  # functionCall, functionResponse, ...
+
+
+def _gemini_content_tokens(content: Any) -> int:
+    if isinstance(content, str):
+        return count_tokens(content)
+    parts = content.get("parts") if isinstance(content, Mapping) else None
+    return sum(_gemini_part_tokens(part) for part in parts or ())
+
+
+def _gemini_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(_gemini_text(item) for item in value)
+    if isinstance(value, Mapping):
+        if isinstance(value.get("text"), str):
+            return value["text"]
+        return _gemini_text(value.get("parts") or [])
+    return ""
+
+
+def _gemini_thoughts(model: str, thinking: Any) -> int:
+    if not model.startswith(_GEMINI_THINKING_PREFIXES):
+        return 0
+    thinking = thinking if isinstance(thinking, Mapping) else {}
+    if "flash-lite" in model and not thinking:  # Flash-Lite thinks only when asked to
+        return 0
+    # google-genai sends this object's keys as written in Python (snake case); REST documents camel case.
+    budget = _int_or_none(thinking.get("thinkingBudget"), thinking.get("thinking_budget"))
+    level = thinking.get("thinkingLevel") or thinking.get("thinking_level")
+    if isinstance(level, str) and level.lower() in _GEMINI_THOUGHTS_TOKENS:
+        return _GEMINI_THOUGHTS_TOKENS[level.lower()]
+    if budget is not None and budget >= 0:
+        return min(budget, _GEMINI_DEFAULT_THOUGHTS)
+    return _GEMINI_DEFAULT_THOUGHTS
 
 
 def _digest(*parts: Any) -> str:

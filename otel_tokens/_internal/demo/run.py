@@ -1,15 +1,21 @@
 """``otel-tokens demo``: a small multi-agent workflow against a loopback fake LLM, instrumented.
 
-No API keys and no network: :class:`FakeLLMServer` answers the real ``openai`` and ``anthropic`` SDK
-clients on 127.0.0.1 with realistic usage. One round of the ``research-report`` workflow:
+No API keys and no network: :class:`FakeLLMServer` answers the real ``openai``, ``anthropic``,
+``google-genai`` and ``groq`` SDK clients on 127.0.0.1 with realistic usage, four providers in all.
+One round of the ``research-report`` workflow:
 
     planner     routes on acme-llm-7b (self-hosted, no known price), then plans on gpt-4o-mini; the
                 first attempt is rate limited (429) and retried once
     researcher  claude-sonnet-4-6 with prompt caching, o4-mini reasoning over the Responses API
                 (streamed), text-embedding-3-small; near its budget it moves to acme-llm-7b
+    fact-checker  gemini-2.5-flash (google-genai) with thoughts and, from round 2, implicit cache reads
+                of the sources; a gemini-2.5-flash-lite stream; gemini-embedding-001 embeddings
     writer      claude-sonnet-4-6 ``messages.stream()`` with extended thinking and cached context,
                 then a gpt-4o chat stream
     editor      a gpt-4o review under a blocking budget
+    summarizer  llama-3.3-70b-versatile on Groq, streamed (usage in the last chunk's ``x_groq``): the
+                ``groq`` SDK when otel-tokens instruments it, else the ``openai`` SDK on Groq's
+                OpenAI-compatible API (``https://api.groq.com/openai/v1``, routed to the fake server)
 
 Every round from the third on still makes cache reads and writes, reasoning tokens, two streams (time
 to first chunk), a failed call and unpriced calls, so each dashboard panel has fresh data.
@@ -25,6 +31,7 @@ paces ``--loop``; a fixed number of rounds runs back to back.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import signal
 import sys
@@ -34,13 +41,16 @@ from typing import Any
 # Imported here, not lazily, so a missing SDK is reported by the CLI as a missing module.
 import anthropic
 import openai
+from google import genai
 
 import otel_tokens
 from otel_tokens._internal.demo.fake_server import FakeLLMServer
 from otel_tokens._internal.formatting import format_usd
-from otel_tokens._internal.setup import configure_providers
+from otel_tokens._internal.setup import configure_providers, shutdown_providers
 
 WORKFLOW = "research-report"
+GROQ_MODEL = "llama-3.3-70b-versatile"
+GROQ_OPENAI_URL = "https://api.groq.com/openai/v1"
 SELF_HOSTED_MODEL = "acme-llm-7b"  # a custom model on an OpenAI-compatible endpoint: no known price
 WHAT_IF_MODEL = "gpt-4o-mini"
 # USD, sized to the fake server's deterministic usage. The researcher spends $0.0065 in round 1 and
@@ -72,6 +82,8 @@ class Workflow:
     def __init__(self, server: FakeLLMServer) -> None:
         self.openai = openai.OpenAI(base_url=server.openai_base_url, api_key="demo-key")
         self.anthropic = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="demo-key")
+        self.gemini = genai.Client(api_key="demo-key", http_options={"base_url": server.gemini_base_url})
+        self.groq, self.groq_route = _groq_client(server)
         self.rate_limited = 0
         self.blocked = 0
         self._said: set[str] = set()
@@ -87,8 +99,10 @@ class Workflow:
         with otel_tokens.workflow(WORKFLOW):
             plan = self.plan(topic)
             notes = self.research(topic, plan)
+            self.fact_check(notes)
             draft = self.write(number, notes)
             self.review(draft)
+            self.summarize(draft)
 
     def _chat(self, model: str, prompt: str, **kwargs: Any) -> str:
         response = self.openai.chat.completions.create(
@@ -130,6 +144,17 @@ class Workflow:
         self.openai.embeddings.create(model="text-embedding-3-small", input=[findings, checked])
         return f"{findings}\n{checked}"
 
+    @otel_tokens.agent("fact-checker")
+    def fact_check(self, notes: str) -> str:
+        # The sources as system instruction: Gemini's implicit cache reads them back from round 2 on.
+        verdict = self.gemini.models.generate_content(
+            model="gemini-2.5-flash", contents=f"Which of these claims do the sources support?\n{notes}",
+            config={"system_instruction": SOURCES, "max_output_tokens": 600})
+        summary = "".join(chunk.text or "" for chunk in self.gemini.models.generate_content_stream(
+            model="gemini-2.5-flash-lite", contents=f"One line on: {verdict.text}"))
+        self.gemini.models.embed_content(model="gemini-embedding-001", contents=[notes, summary])
+        return summary
+
     @otel_tokens.agent("writer")
     def write(self, number: int, notes: str) -> str:
         with self.anthropic.messages.stream(
@@ -159,6 +184,42 @@ class Workflow:
         except otel_tokens.BudgetExceededError as err:
             self.blocked += 1
             self._once("blocked", f"editor blocked: {err}")
+
+    @otel_tokens.agent("summarizer")
+    def summarize(self, draft: str) -> str:
+        stream = self.groq.chat.completions.create(
+            model=GROQ_MODEL, stream=True, messages=[{"role": "user", "content": f"Summarize:\n{draft}"}])
+        return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+
+
+def _groq_client(server: FakeLLMServer) -> tuple[Any, str]:
+    """The groq SDK when otel-tokens instruments it; else the openai SDK on Groq's OpenAI-compatible
+    URL, which otel-tokens names ``groq``, with its requests routed to the fake server."""
+    if importlib.util.find_spec("otel_tokens.instrumentation.groq") is not None:
+        try:
+            import groq
+
+            return groq.Groq(base_url=server.groq_base_url, api_key="demo-key"), "the groq SDK"
+        except ImportError:
+            pass
+    if hasattr(openai, "DefaultHttpx2Client"):  # openai 3.x
+        import httpx2 as http
+
+        client_class = openai.DefaultHttpx2Client
+    else:
+        import httpx as http
+
+        client_class = openai.DefaultHttpxClient
+    port = server.port
+
+    class ToFakeServer(http.HTTPTransport):  # type: ignore[name-defined, misc]
+        def handle_request(self, request: Any) -> Any:
+            request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=port)
+            return super().handle_request(request)
+
+    client = openai.OpenAI(base_url=GROQ_OPENAI_URL, api_key="demo-key",
+                           http_client=client_class(transport=ToFakeServer()))
+    return client, "the openai SDK on Groq's OpenAI-compatible API"
 
 
 def _percent(utilization: float | None) -> str:
@@ -210,12 +271,14 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = _stop_on_signals(stop)
     try:
-        _say(f"otel-tokens demo: fake OpenAI and Anthropic APIs on {server.base_url} (no keys, no network)")
+        _say(f"otel-tokens demo: fake OpenAI, Anthropic, Gemini and Groq APIs on {server.base_url} "
+             "(no keys, no network)")
         if args.prometheus_port is not None:
             _say(f"Prometheus metrics: http://127.0.0.1:{args.prometheus_port}/metrics")
         if args.otlp:
             _say(f"OTLP/HTTP export of traces and metrics to {args.otlp}")
         workflow = Workflow(server)
+        _say(f"summarizer: Groq through {workflow.groq_route}")
         number = 0
         while not stop.is_set() and (args.loop or number < args.rounds):
             number += 1
@@ -231,9 +294,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        # Shutting the providers down flushes the OTLP exporters.
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
+        # Flushes the OTLP exporters, within OTEL_TOKENS_SHUTDOWN_TIMEOUT.
+        shutdown_providers()
         otel_tokens.uninstrument()
         server.stop()
     return 0
