@@ -14,7 +14,7 @@ server for usage and hides the extra chunk), and the same stream with the caller
 itself (both modes then read identical chunks, which isolates the proxy's per-chunk cost).
 
 The SDK runs over its real HTTP stack against an in-process mock transport, so what is measured is the
-SDK plus our wrapper, not the network. Instrumented runs record everything: a span through a
+SDK plus our wrapper, not the network (the workload is ``_workload.py``'s, shared with ``peers.py``). Instrumented runs record everything: a span through a
 BatchSpanProcessor, the ledger span processor, every metric (read by an in-memory reader), and cost.
 Each process warms up, then times batches; a round runs bare and instrumented back to back so the
 machine's drift hits both alike. Reported: median per-call microseconds and the difference.
