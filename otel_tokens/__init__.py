@@ -28,12 +28,15 @@ __all__ = [
     "ConfigError",
     "__version__",
     "agent",
+    "estimate_cost",
     "get_statistics",
     "instrument",
+    "record_usage",
     "remove_budget",
     "report",
     "reset",
     "semconv",
+    "serve",
     "set_budget",
     "set_price",
     "task",
@@ -55,6 +58,9 @@ _INSTRUMENTORS = (
     ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
     ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
     ("otel_tokens.instrumentation.ollama", "OllamaInstrumentor"),
+    ("otel_tokens.instrumentation.groq", "GroqInstrumentor"),
+    ("otel_tokens.instrumentation.litellm", "LiteLLMInstrumentor"),
+    ("otel_tokens.instrumentation.crewai", "CrewAIInstrumentor"),
 )
 
 
@@ -151,11 +157,99 @@ def reset() -> None:
     runtime = _runtime()
     runtime.ledger.reset()
     runtime.budgets.reset()
+    runtime.activity.reset()
 
 
-def report(format: str = "text", *, what_if: tuple[str, ...] | list[str] = (), top: int = 5) -> str:
-    """The report of everything recorded so far: ``text``, ``markdown``, ``json`` or ``csv``."""
-    from otel_tokens._internal.report import render_report
+def report(
+    format: str = "text",
+    *,
+    by: tuple[str, ...] | list[str] | str | None = None,
+    what_if: tuple[str, ...] | list[str] = (),
+    top: int = 5,
+) -> str:
+    """The report of everything recorded so far: ``text``, ``markdown``, ``json``, ``csv`` or ``html`` (one
+    self-contained page with charts). ``by`` picks the group tables, like the command's ``--by``; by
+    default agent, model, provider and operation, plus workflow and task when some call carries one of
+    those labels (CrewAI tasks, ``otel_tokens.task()``)."""
+    from otel_tokens._internal.report import DEFAULT_BY, render_report
 
     runtime = _runtime()
-    return render_report(runtime.statistics(), format, what_if=tuple(what_if), price_book=runtime.price_book, top=top)
+    statistics = runtime.statistics()
+    if by is None:
+        labelled = [d for d in ("workflow", "task") if set(statistics.get(f"by_{d}") or ()) - {semconv.KEY_NONE}]
+        by = (*DEFAULT_BY, *labelled)
+    return render_report(statistics, format, by=by, what_if=tuple(what_if), price_book=runtime.price_book, top=top)
+
+
+def record_usage(
+    *,
+    model: str,
+    provider: str,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    cache_read_tokens: int | None = None,
+    cache_write_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+    duration_s: float = 0.0,
+    agent: str | None = None,
+    workflow: str | None = None,
+    task: str | None = None,
+    user: str | None = None,
+    operation: str = "chat",
+    response_model: str | None = None,
+    tool_calls: int = 0,
+    cost_usd: float | None = None,
+    error: BaseException | None = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
+) -> float | None:
+    """Record a call otel-tokens did not patch (another SDK, a custom HTTP client) through the same
+    recorder as a patched call: span, metrics, totals, budgets and usage log. Returns its USD cost (None
+    when unknown).
+
+    Token counts are the provider's, in semconv terms (input includes cache reads and writes, output
+    includes reasoning). Labels default to the enclosing ``agent()``/``workflow()``/... scopes. A blocking
+    budget counts the call but cannot stop it (it already happened). ``cost_usd`` is a cost the provider
+    reported; ``error`` the exception the call ended with; ``server_address``/``server_port`` the endpoint.
+    Bad arguments raise ``ValueError``.
+    """
+    from otel_tokens._internal.manual import call_records, record
+    from otel_tokens._internal.safety import guarded
+
+    request, result, labels = call_records(
+        model=model, provider=provider, input_tokens=input_tokens, output_tokens=output_tokens,
+        cache_read_tokens=cache_read_tokens, cache_write_tokens=cache_write_tokens,
+        reasoning_tokens=reasoning_tokens, duration_s=duration_s, agent=agent, workflow=workflow, task=task,
+        user=user, operation=operation, response_model=response_model, tool_calls=tool_calls, cost_usd=cost_usd,
+        server_address=server_address, server_port=server_port,
+    )
+    if error is not None and not isinstance(error, BaseException):
+        raise ValueError(f"error must be an exception, got {error!r}")
+    return guarded("recording a call", record, _runtime().recorder, request, result, labels, duration_s, error)
+
+
+def estimate_cost(
+    model: str,
+    provider: str | None = None,
+    *,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    reasoning_tokens: int = 0,
+) -> float | None:
+    """What this usage costs in USD on ``model`` (overrides included), without a call; None when the model
+    has no known price. Counts as in ``record_usage``; bad ones raise ``ValueError``."""
+    from otel_tokens._internal.manual import estimate
+
+    return estimate(_runtime().price_book, model, provider, input_tokens, output_tokens, cache_read_tokens,
+                    cache_write_tokens, reasoning_tokens)
+
+
+def serve(port: int = 8765, *, host: str = "127.0.0.1", interval_s: float = 5.0) -> Any:
+    """Serve the live page of this process's usage on ``http://host:port/`` in a background thread, with
+    ``GET /api/statistics`` and ``GET /api/report?format=...``. Returns a handle: ``.url``, ``.close()``.
+    Loopback only unless ``host`` says otherwise; ``port=0`` picks a free port."""
+    from otel_tokens._internal.serve import serve_runtime
+
+    return serve_runtime(_runtime, port=port, host=host, interval_s=interval_s)

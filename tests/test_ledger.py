@@ -36,11 +36,14 @@ TOTAL_KEYS = {
     "usage_invalid_calls", "usage_unknown_calls",
     "first_call_time", "last_call_time", "by_agent", "by_model", "by_provider", "by_operation", "by_workflow",
     "by_task", "by_user", "by_agent_model", "top_calls", "budgets",
+    "tool_calls", "input_cost_usd", "output_cost_usd", "priced_tokens", "by_workflow_agent", "by_task_agent",
 }
 ENTRY_KEYS = {
     "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
     "total_tokens", "cost_usd", "unpriced_calls", "errors", "duration_s",
+    "tool_calls", "input_cost_usd", "output_cost_usd", "priced_tokens",
 }
+PAIR_TABLES = ("by_agent_model", "by_workflow_agent", "by_task_agent")
 
 
 class SeededIds(IdGenerator):
@@ -230,12 +233,13 @@ def test_records_and_spans_give_the_same_totals() -> None:
         statistics = stack.ledger.statistics()
         for key in ("duration_s", "first_call_time", "last_call_time"):
             statistics.pop(key)
-        for table in (v for k, v in statistics.items() if k.startswith("by_") and k != "by_agent_model"):
+        for table in (v for k, v in statistics.items() if k.startswith("by_") and k not in PAIR_TABLES):
             for entry in table.values():
                 entry.pop("duration_s")
-        for models in statistics["by_agent_model"].values():
-            for entry in models.values():
-                entry.pop("duration_s")
+        for pair_table in PAIR_TABLES:
+            for inners in statistics[pair_table].values():
+                for entry in inners.values():
+                    entry.pop("duration_s")
         for call in statistics["top_calls"]:
             call.pop("duration_s")
             call.pop("time")

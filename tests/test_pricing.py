@@ -95,7 +95,15 @@ SWEEP_MODELS: dict[str, tuple[str, ...]] = {
         "mistral-saba-latest", "pixtral-12b", "pixtral-large-latest", "pixtral-large-2411", "mistral-embed",
         "mistral-large-4", "voxtral-small-24b-2507", "deepseek-v4-1-flash-1017", "zai-glm-5-3", "zai-glm-5-3-flash",
     ),
-    "groq": ("llama-3.3-70b-versatile", "openai/gpt-oss-120b"),
+    "groq": (
+        "llama-3.3-70b-versatile",
+        "llama-3.1-8b-instant",
+        "openai/gpt-oss-120b",  # cached input priced
+        "openai/gpt-oss-20b",
+        "qwen/qwen3-32b",
+        "moonshotai/kimi-k2-instruct",
+        "meta-llama/llama-4-scout-17b-16e-instruct",
+    ),
     "x_ai": ("grok-4", "grok-3-mini", "grok-4.20"),  # grok-4.20: tier above 199,999
     "perplexity": ("sonar", "sonar-deep-research"),  # per-request fee; separate reasoning price
     "aws.bedrock": (

@@ -12,6 +12,7 @@ import pytest
 
 from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
 from otel_tokens._internal.report import (
+    ENTRY_FIELDS,
     FORMATS,
     budgets_from_usage_lines,
     format_duration,
@@ -95,7 +96,7 @@ def test_totals(stats):
 
 
 def test_entries_and_none_key(stats):
-    assert stats["by_agent"]["writer"] == {
+    assert {key: stats["by_agent"]["writer"][key] for key in ENTRY_FIELDS} == {
         "calls": 3, "input_tokens": 3100, "output_tokens": 1010, "cache_read_tokens": 0,
         "cache_write_tokens": 2048, "reasoning_tokens": 300, "total_tokens": 4110, "cost_usd": 0.024,
         "unpriced_calls": 1, "errors": 1, "duration_s": 6.75,
@@ -133,7 +134,15 @@ def test_same_shape_and_numbers_as_the_live_ledger(stats):
 
     assert live.keys() <= stats.keys()
     for key, value in live.items():
-        assert stats[key] == (pytest.approx(value, abs=1e-12) if isinstance(value, float) else value), key
+        if key in ("by_agent_model", "by_workflow_agent", "by_task_agent"):
+            for outer, inners in value.items():
+                for inner, entry in inners.items():
+                    assert {k: stats[key][outer][inner][k] for k in entry} == pytest.approx(entry, abs=1e-12), key
+        elif key.startswith("by_"):  # a log's entries also carry the efficiency figures
+            for name, entry in value.items():
+                assert {k: stats[key][name][k] for k in entry} == pytest.approx(entry, abs=1e-12), (key, name)
+        else:
+            assert stats[key] == (pytest.approx(value, abs=1e-12) if isinstance(value, float) else value), key
 
 
 def test_empty_log():
@@ -245,11 +254,11 @@ def test_csv_report(stats):
 
 
 def test_unknown_format_and_dimension():
-    with pytest.raises(ValueError, match="unknown report format 'yaml'; choose one of text, markdown, json, csv"):
+    with pytest.raises(ValueError, match="unknown report format 'yaml'; choose one of text, markdown, json, csv, html"):
         render_report({}, "yaml")
     with pytest.raises(ValueError, match="unknown report dimension.*'colour'.*agent, model, provider"):
         render_report({}, "text", by=("agent", "colour"))
-    assert FORMATS == ("text", "markdown", "json", "csv")
+    assert FORMATS == ("text", "markdown", "json", "csv", "html")
 
 
 def test_by_accepts_a_comma_string(stats):

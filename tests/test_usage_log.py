@@ -40,6 +40,7 @@ def make_record(**overrides) -> CallRecord:
         result=Result(
             usage=Usage(input_tokens=1215, output_tokens=45, cache_read_tokens=1152, reasoning_tokens=0),
             response_model="gpt-4o-mini-2024-07-18",
+            tool_calls=2,
         ),
         labels=Labels(agent="planner", workflow="triage", task="t-1", user="u-7"),
         duration_s=0.4123456789,
@@ -47,6 +48,8 @@ def make_record(**overrides) -> CallRecord:
         time_to_first_chunk_s=0.12,
         cost_usd=7.2e-05,
         cost_source="local",
+        input_cost_usd=4.5e-05,
+        output_cost_usd=2.7e-05,
     )
     values.update(overrides)
     return CallRecord(**values)
@@ -59,7 +62,7 @@ def test_record_to_line_exact():
         '"user": "u-7", "operation": "chat", "input_tokens": 1215, "output_tokens": 45, '
         '"cache_read_tokens": 1152, "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 7.2e-05, '
         '"cost_source": "local", "estimated": false, "usage_invalid": false, "duration_s": 0.412346, '
-        '"ttfc_s": 0.12, "error": null}'
+        '"ttfc_s": 0.12, "error": null, "input_cost_usd": 4.5e-05, "output_cost_usd": 2.7e-05, "tool_calls": 2}'
     )
 
 

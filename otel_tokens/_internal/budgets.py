@@ -398,14 +398,15 @@ class BudgetManager:
 
     # -- the recorder's protocol -------------------------------------------------------------------
     def reserve(
-        self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None
+        self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None, *, enforce: bool = True
     ) -> _Reservation | None:
-        """Before a call is sent. Raises BudgetExceededError if a block budget would be exceeded."""
+        """Before a call is sent. Raises BudgetExceededError if a block budget would be exceeded, unless
+        ``enforce`` is False: a call that already happened (``record_usage``) is counted, not stopped."""
         agent = labels.agent
         account = self._accounts.get(agent) if agent is not None else None
         if account is None:
             return None
-        if account.budget.action != ACTION_BLOCK:
+        if account.budget.action != ACTION_BLOCK or not enforce:
             # Warn-only budgets project nothing (no tokenizing); the reservation just routes the cost.
             with self._lock:
                 account.in_flight += 1

@@ -6,6 +6,8 @@
     otel-tokens prices MODEL [--provider PROVIDER]
     otel-tokens fake-server [--port PORT] [--host HOST]
     otel-tokens --version
+    otel-tokens export usage.jsonl [--format csv|jsonl] [--output FILE]
+    otel-tokens serve [usage.jsonl] [--host 127.0.0.1] [--port 8765] [--interval SECONDS] [--budgets SPEC]
 
 Exit codes: 0 done, 1 nothing to show (``prices`` for an unknown model), 2 a usage or input error.
 """
@@ -22,8 +24,8 @@ from typing import Any, TextIO
 
 PROG = "otel-tokens"
 DEMO_MODULE = "otel_tokens._internal.demo.run"
-_REPORT_FORMATS = ("text", "markdown", "json", "csv")
-_DEMO_FORMATS = ("text", "markdown", "json")
+_REPORT_FORMATS = ("text", "markdown", "json", "csv", "html")
+_DEMO_FORMATS = ("text", "markdown", "json", "html")
 _DIMENSIONS = ("agent", "model", "provider", "operation", "workflow", "task", "user")
 
 
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--chunk-delay", type=_non_negative_seconds, default=0.0, metavar="SECONDS",
                       help="delay between stream chunks (default: 0)")
     fake.set_defaults(handler=_fake_server)
+    _add_analytics_commands(commands)
     return parser
 
 
@@ -193,27 +196,11 @@ def _silence_stdout() -> None:
 # -- report ----------------------------------------------------------------------------------------
 def _report(args: argparse.Namespace) -> int:
     from otel_tokens._internal.report import budgets_from_usage_lines, render_report, stats_from_usage_lines
-    from otel_tokens._internal.usage_log import scan_usage_log
 
-    try:
-        scan = scan_usage_log(args.path)
-    except FileNotFoundError:
-        raise _UsageError(f"usage log not found: {args.path}") from None
-    except OSError as err:
-        raise _UsageError(f"cannot read the usage log {args.path}: {err.strerror or err}") from None
-    lines = scan.lines
-    if scan.bad_line_numbers:
-        print(f"{PROG}: {scan.describe_skipped(args.path)}", file=sys.stderr)
-
+    lines = _read_log(args.path)
     stats = stats_from_usage_lines(lines)
     if args.budgets:
-        from otel_tokens._internal.budgets import parse_budgets
-
-        try:
-            budgets = parse_budgets(args.budgets)
-        except ValueError as err:
-            raise _UsageError(f"--budgets: {err}") from None
-        stats["budgets"] = budgets_from_usage_lines(lines, budgets)
+        stats["budgets"] = budgets_from_usage_lines(lines, _budgets(args.budgets))
 
     price_book = None
     what_if = ()
@@ -221,16 +208,45 @@ def _report(args: argparse.Namespace) -> int:
         price_book = _price_book()
         what_if = tuple(_priced_target(price_book, target) for target in args.what_if)
     text = render_report(stats, args.format, by=args.by, what_if=what_if, price_book=price_book, top=args.top)
-    if args.output:
+    _output(args.output, text)
+    return 0
+
+
+def _read_log(path: str) -> list[dict[str, Any]]:
+    """A usage log's valid lines; skipped ones are named on stderr."""
+    from otel_tokens._internal.usage_log import scan_usage_log
+
+    try:
+        scan = scan_usage_log(path)
+    except FileNotFoundError:
+        raise _UsageError(f"usage log not found: {path}") from None
+    except OSError as err:
+        raise _UsageError(f"cannot read the usage log {path}: {err.strerror or err}") from None
+    if scan.bad_line_numbers:
+        print(f"{PROG}: {scan.describe_skipped(path)}", file=sys.stderr)
+    return scan.lines
+
+
+def _budgets(spec: str) -> list[Any]:
+    from otel_tokens._internal.budgets import parse_budgets
+
+    try:
+        return parse_budgets(spec)
+    except ValueError as err:
+        raise _UsageError(f"--budgets: {err}") from None
+
+
+def _output(path: str | None, text: str) -> None:
+    """Write to ``path`` (private, atomically), or to stdout when there is none."""
+    if path:
         from otel_tokens._internal.files import write_private_atomically
 
         try:
-            write_private_atomically(args.output, text)
+            write_private_atomically(path, text)
         except OSError as err:
-            raise _UsageError(f"cannot write {args.output}: {err.strerror or err}") from None
-        return 0
+            raise _UsageError(f"cannot write {path}: {err.strerror or err}") from None
+        return
     _write(sys.stdout, text)
-    return 0
 
 
 def _write(stream: TextIO, text: str) -> None:
@@ -358,6 +374,61 @@ def _fake_server(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return 0
+
+
+# -- export and serve ------------------------------------------------------------------------------
+def _add_analytics_commands(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="one row per call of a usage log, as CSV or JSON lines",
+        description="Export every call of a usage log: time, provider, model, labels, tokens by type, cost "
+                    "(input/output), cost source, estimated, tool calls, duration and error.")
+    export.add_argument("path", metavar="PATH", help="the usage log (JSON lines)")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="output format (default: csv)")
+    export.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    export.set_defaults(handler=_export)
+
+    serve = commands.add_parser(
+        "serve", help="a live page of a usage log's charts and statistics",
+        description="Serve the HTML report of a usage log on 127.0.0.1, refreshing as calls are appended, with "
+                    "GET /api/statistics and GET /api/report?format=text|markdown|json|csv|html.")
+    serve.add_argument("path", metavar="PATH", nargs="?", help="the usage log (default: $OTEL_TOKENS_LOG)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=_port, default=8765, metavar="PORT", help="port (default: 8765; 0: any free)")
+    serve.add_argument("--interval", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                       help="how often the page refreshes (default: 5)")
+    serve.add_argument("--budgets", metavar="SPEC", help="budgets to show, in the OTEL_TOKENS_BUDGETS form")
+    serve.set_defaults(handler=_serve)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from otel_tokens._internal.export import render_export
+
+    _output(args.output, render_export(_read_log(args.path), args.format))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import time
+
+    from otel_tokens._internal.serve import serve_usage_log
+
+    path = args.path or os.environ.get("OTEL_TOKENS_LOG")
+    if not path:
+        raise _UsageError("serve needs a usage log: give PATH or set OTEL_TOKENS_LOG")
+    if not os.path.exists(path):
+        raise _UsageError(f"usage log not found: {path}")
+    budgets = _budgets(args.budgets) if args.budgets else ()
+    try:
+        server = serve_usage_log(path, budgets=budgets, price_book=_price_book(), host=args.host, port=args.port,
+                                 interval_s=args.interval)
+    except (OSError, ValueError) as err:
+        raise _UsageError(str(err)) from None
+    print(f"{PROG}: serving {path} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.close()
 
 
 __all__ = ["build_parser", "main"]

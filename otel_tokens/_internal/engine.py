@@ -222,7 +222,7 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
         if raise_internal_errors():
             raise
         return None
-    if recorder.settings.capture_content.enabled:
+    if recorder.capture_enabled:
         invocation.input_messages = guarded("reading input messages", operation.input_messages, inputs)
     call = _Call(prepared, invocation)
     call.token = _IN_CALL.set(True)
@@ -273,7 +273,7 @@ def _returned(operation: Operation, recorder: Recorder, call: _Call, response: A
             return with_stream(response, lambda stream: proxy(stream, state))
         if prepared.raw_mode is not None:
             return _returned_raw(operation, recorder, call, response)
-        result = with_hops(operation.result(response, recorder.settings.capture_content.enabled), call.hops)
+        result = with_hops(operation.result(response, recorder.capture_enabled), call.hops)
         recorder.finish(invocation, result, estimate=_result_estimator(operation, prepared, result))
     except Exception:
         log_internal_error("recording a response")
@@ -287,7 +287,7 @@ def _returned_raw(operation: Operation, recorder: Recorder, call: _Call, respons
     # with_raw_response: parse() caches, so the caller's own parse() gets the same object back.
     prepared = call.prepared
     if prepared.raw_mode == "true" and not prepared.request.stream and hasattr(response, "parse"):
-        result = operation.result(response.parse(), recorder.settings.capture_content.enabled)
+        result = operation.result(response.parse(), recorder.capture_enabled)
         recorder.finish(call.invocation, result, estimate=_result_estimator(operation, prepared, result))
         return response
     if hasattr(response, "parse"):

@@ -9,9 +9,9 @@ Memory is bounded: each dimension keeps at most ``max_keys`` distinct keys; call
 counted under ``"(other)"`` (with one WARNING per dimension). Calls without a label count under
 ``"(none)"``. Neither of those two buckets counts towards ``max_keys``.
 
-For the report's "most expensive" sections the statistics also carry ``by_agent_model``
-(``{agent: {model: entry}}``, one entry per pair of the agent and model keys above, rolled up from the
-same rows, so it costs the hot path nothing) and ``top_calls``: the ``TOP_CALLS_KEPT`` most expensive
+For the report's "most expensive" sections and the efficiency breakdowns the statistics also carry
+``by_agent_model`` (``{agent: {model: entry}}``), ``by_workflow_agent`` and ``by_task_agent``, one
+entry per pair of keys above, rolled up from the same rows (so they cost the hot path nothing), and ``top_calls``: the ``TOP_CALLS_KEPT`` most expensive
 priced calls, kept in a min-heap that a call only touches when it costs more than the cheapest one kept
 (O(log n)); of equally expensive calls, the earliest are kept.
 """
@@ -44,7 +44,11 @@ DIMENSIONS: Final = ("agent", "model", "provider", "operation", "workflow", "tas
 _CALLS, _INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING = 0, 1, 2, 3, 4, 5
 _COST, _UNPRICED, _ERRORS, _ESTIMATED, _DURATION = 6, 7, 8, 9, 10
 _USAGE_INVALID, _USAGE_UNKNOWN = 11, 12
-_ROW_LENGTH: Final = 13
+# For the efficiency figures: tool calls asked for, the cost split, and the tokens of priced calls.
+_TOOL_CALLS, _INPUT_COST, _OUTPUT_COST, _PRICED_TOKENS = 13, 14, 15, 16
+_ROW_LENGTH: Final = 17
+# Nested tables {outer: {inner: entry}}: (statistics key, outer and inner positions in DIMENSIONS).
+PAIRS: Final = (("by_agent_model", 0, 1), ("by_workflow_agent", 4, 0), ("by_task_agent", 5, 0))
 
 # Label combinations kept as rows; bounds memory. A call with a new combination beyond this folds the
 # oldest row into the tables (nine row additions), so no call ever pays for more than one.
@@ -57,6 +61,8 @@ def _empty_row() -> list[Any]:
     row: list[Any] = [0] * _ROW_LENGTH
     row[_COST] = 0.0
     row[_DURATION] = 0.0
+    row[_INPUT_COST] = 0.0
+    row[_OUTPUT_COST] = 0.0
     return row
 
 
@@ -83,7 +89,7 @@ class Ledger:
         self._combinations: OrderedDict[tuple[Any, ...], tuple[list[Any], tuple[str, ...]]] = OrderedDict()
         self._totals = _empty_row()
         self._tables: tuple[dict[str, list[Any]], ...] = tuple({} for _ in DIMENSIONS)
-        self._agent_models: dict[str, dict[str, list[Any]]] = {}
+        self._pairs: tuple[dict[str, dict[str, list[Any]]], ...] = tuple({} for _ in PAIRS)
         # Min-heap of (cost, total tokens, -sequence, call), the cheapest kept call at [0]; the sequence
         # makes items unique, so the call tuples are never compared.
         self._top_calls: list[tuple[float, int, int, tuple[Any, ...]]] = []
@@ -127,6 +133,10 @@ class Ledger:
             record.duration_s,
             1 if record.usage_invalid else 0,
             1 if record.usage_unknown else 0,
+            record.result.tool_calls if record.result is not None else 0,
+            record.input_cost_usd or 0.0,
+            record.output_cost_usd or 0.0,
+            tokens[0] + tokens[1] if cost is not None else 0,
         )
         labels = record.labels
         keys = (
@@ -186,7 +196,7 @@ class Ledger:
         row = list(map(operator.add, _empty_row(), delta))
         if len(self._combinations) >= _MAX_COMBINATIONS:
             oldest = self._combinations.popitem(last=False)[1]
-            _roll_up((oldest,), self._totals, self._tables, self._agent_models)
+            _roll_up((oldest,), self._totals, self._tables, self._pairs)
         names = []
         for index, key in enumerate(keys):
             name = _key(key)
@@ -209,14 +219,14 @@ class Ledger:
         with self._lock:
             totals = list(self._totals)
             tables = tuple({name: list(row) for name, row in table.items()} for table in self._tables)
-            agent_models = {
-                agent: {model: list(row) for model, row in models.items()}
-                for agent, models in self._agent_models.items()
-            }
+            pairs = tuple(
+                {outer: {inner: list(row) for inner, row in inners.items()} for outer, inners in table.items()}
+                for table in self._pairs
+            )
             combinations = [(list(row), names) for row, names in self._combinations.values()]
             top_calls = sorted(self._top_calls, reverse=True)
             first, last = self._first_call_time, self._last_call_time
-        _roll_up(combinations, totals, tables, agent_models)
+        _roll_up(combinations, totals, tables, pairs)
         statistics: dict[str, Any] = {
             "total_calls": totals[_CALLS],
             "total_tokens": totals[_INPUT] + totals[_OUTPUT],
@@ -234,13 +244,17 @@ class Ledger:
             "duration_s": totals[_DURATION],
             "first_call_time": first,
             "last_call_time": last,
+            "tool_calls": totals[_TOOL_CALLS],
+            "input_cost_usd": totals[_INPUT_COST],
+            "output_cost_usd": totals[_OUTPUT_COST],
+            "priced_tokens": totals[_PRICED_TOKENS],
         }
         for dimension, table in zip(DIMENSIONS, tables, strict=True):
             statistics[f"by_{dimension}"] = {name: _entry(row) for name, row in table.items()}
-        statistics["by_agent_model"] = {
-            agent: {model: _entry(row) for model, row in models.items()}
-            for agent, models in agent_models.items()
-        }
+        for (key, _outer, _inner), table in zip(PAIRS, pairs, strict=True):
+            statistics[key] = {
+                outer: {inner: _entry(row) for inner, row in inners.items()} for outer, inners in table.items()
+            }
         statistics["top_calls"] = [_top_call(cost, call) for cost, _tokens, _order, call in top_calls]
         statistics["budgets"] = {}
         return statistics
@@ -255,7 +269,7 @@ def _roll_up(
     combinations: Iterable[tuple[list[Any], tuple[str, ...]]],
     totals: list[Any],
     tables: tuple[dict[str, list[Any]], ...],
-    agent_models: dict[str, dict[str, list[Any]]],
+    pairs: tuple[dict[str, dict[str, list[Any]]], ...],
 ) -> None:
     add = operator.add
     for row, names in combinations:
@@ -266,13 +280,13 @@ def _roll_up(
                 table[name] = list(row)
             else:
                 entry[:] = map(add, entry, row)
-        # names[0] is the agent and names[1] the model (DIMENSIONS order).
-        models = agent_models.setdefault(names[0], {})
-        entry = models.get(names[1])
-        if entry is None:
-            models[names[1]] = list(row)
-        else:
-            entry[:] = map(add, entry, row)
+        for (_key_name, outer, inner), table in zip(PAIRS, pairs, strict=True):
+            inners = table.setdefault(names[outer], {})
+            entry = inners.get(names[inner])
+            if entry is None:
+                inners[names[inner]] = list(row)
+            else:
+                entry[:] = map(add, entry, row)
 
 
 def _top_call(cost: float, call: tuple[Any, ...]) -> dict[str, Any]:
@@ -306,6 +320,10 @@ def _entry(row: list[Any]) -> dict[str, Any]:
         "unpriced_calls": row[_UNPRICED],
         "errors": row[_ERRORS],
         "duration_s": row[_DURATION],
+        "tool_calls": row[_TOOL_CALLS],
+        "input_cost_usd": row[_INPUT_COST],
+        "output_cost_usd": row[_OUTPUT_COST],
+        "priced_tokens": row[_PRICED_TOKENS],
     }
 
 

@@ -201,6 +201,12 @@ class Rates:
 
     def cost(self, usage: Usage) -> float:
         """USD for one call's usage. Never raises for int counts; negative buckets are billed as zero."""
+        input_cost, output_cost = self.split(usage)
+        return input_cost + output_cost
+
+    def split(self, usage: Usage) -> tuple[float, float]:
+        """USD for one call's usage as (input, output): input is uncached input, cache reads, cache writes
+        and any per-request fee; output is output tokens, reasoning included. They sum to :meth:`cost`."""
         input_tokens = usage.input_tokens
         rates: Rates | RateTier = self
         for tier in self.tiers:
@@ -218,13 +224,8 @@ class Rates:
         else:
             reasoning = usage.reasoning_tokens
             output_cost = max(usage.output_tokens - reasoning, 0) * rates.output + reasoning * reasoning_rate
-        return (
-            uncached * rates.input
-            + cache_read * rates.cache_read
-            + cache_write * rates.cache_write
-            + output_cost
-            + rates.request
-        )
+        input_cost = uncached * rates.input + cache_read * rates.cache_read + cache_write * rates.cache_write
+        return input_cost + rates.request, output_cost
 
 
 def _check_price(owner: str, name: str, value: object, *, required: bool) -> None:
@@ -469,12 +470,20 @@ class PriceBook:
     def cost_with_source(self, provider: str | None, model: str | None, usage: Usage) -> tuple[float, str] | None:
         """USD for a call and its ``gen_ai.usage.cost.source`` (``local``, or ``self_hosted`` for a
         self-hosted model with no price set); None when the model has no known price."""
+        split = self.cost_split(provider, model, usage)
+        return None if split is None else (split[0] + split[1], split[2])
+
+    def cost_split(
+        self, provider: str | None, model: str | None, usage: Usage
+    ) -> tuple[float, float, str] | None:
+        """USD for a call as (input, output, cost source): the split of :meth:`Rates.split`, which sums to
+        the cost; None when the model has no known price."""
         try:
             rates = self.rates(provider, model)
             if rates is None:
                 return None
             source = COST_SOURCE_SELF_HOSTED if rates.source == SOURCE_SELF_HOSTED else COST_SOURCE_LOCAL
-            return rates.cost(usage), source
+            return (*rates.split(usage), source)
         except Exception:
             log_internal_error(f"pricing {provider}/{model}")
             if raise_internal_errors():

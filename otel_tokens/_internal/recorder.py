@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -28,20 +29,24 @@ from otel_tokens._internal.records import (
     valid_cost,
 )
 from otel_tokens._internal.redact import error_text
-from otel_tokens._internal.safety import OnceEach, guarded
+from otel_tokens._internal.safety import OnceEach, guarded, log_internal_error, raise_internal_errors
 from otel_tokens._internal.settings import Settings
 
 _logger = logging.getLogger("otel_tokens")
 
 
 class PriceSource(Protocol):
-    def cost_with_source(self, provider: str, model: str, usage: Usage) -> tuple[float, str] | None:
-        """USD and its ``gen_ai.usage.cost.source`` value; None when the model has no known price."""
+    def cost_split(self, provider: str, model: str, usage: Usage) -> tuple[float, float, str] | None:
+        """USD as (input, output) summing to the call's cost, and its ``gen_ai.usage.cost.source``;
+        None when the model has no known price."""
 
 
 class Budgets(Protocol):
-    def reserve(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Any:
-        """Called before a call is sent; may raise BudgetExceededError. Returns a reservation."""
+    def reserve(
+        self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None, *, enforce: bool = True
+    ) -> Any:
+        """Called before a call is sent; may raise BudgetExceededError unless ``enforce`` is False (a call
+        that already happened). Returns a reservation."""
 
     def settle(self, reservation: Any, record: CallRecord | None) -> Sequence[tuple[str, dict[str, Any]]]:
         """Called when the call finished (None: it never started); returns span events to add."""
@@ -90,6 +95,7 @@ class Recorder:
         self._instruments = instruments
         self._prices = prices
         self.settings = settings
+        self.capture_enabled = settings.capture_content.enabled  # read on every call
         self._budgets = budgets
         self._ledger = ledger
         self._sinks = tuple(sinks)
@@ -104,11 +110,20 @@ class Recorder:
         request: Request,
         labels: Labels = NO_LABELS,
         prompt_text: Callable[[], str] | None = None,
+        *,
+        elapsed_s: float | None = None,
     ) -> Invocation:
-        """Open the span. A blocking budget raises BudgetExceededError here, before anything is sent."""
+        """Open the span. A blocking budget raises BudgetExceededError here, before anything is sent.
+
+        ``elapsed_s``: the call already happened and took this long (``record_usage``); the span starts
+        that long ago, and a blocking budget counts the call instead of stopping it.
+        """
         reservation = None
         if self._budgets is not None and labels.agent is not None:
-            reservation = self._budgets.reserve(request, labels, prompt_text)
+            if elapsed_s is None:
+                reservation = self._budgets.reserve(request, labels, prompt_text)
+            else:
+                reservation = self._budgets.reserve(request, labels, None, enforce=False)
         try:
             request_attributes = self._request_attributes(request)
             attributes = dict(request_attributes)
@@ -125,12 +140,16 @@ class Recorder:
             if labels.user:
                 attributes[semconv.USER_ID] = labels.user
             name = f"{request.operation} {request.model}" if request.model else request.operation
-            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            start_time = time.time_ns() - round(elapsed_s * 1e9) if elapsed_s else None
+            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_time)
         except Exception:
             if reservation is not None:
                 self._budgets.settle(reservation, None)  # type: ignore[union-attr]
             raise
-        return Invocation(request, labels, span, reservation, request_attributes)
+        invocation = Invocation(request, labels, span, reservation, request_attributes)
+        if elapsed_s:
+            invocation.started -= elapsed_s
+        return invocation
 
     def _request_attributes(self, request: Request) -> dict[str, Any]:
         """What span and metric points say about the request; one shared dict per distinct request."""
@@ -151,8 +170,9 @@ class Recorder:
         *,
         estimate: Callable[[], Usage | None] | None = None,
         estimate_on_error: bool = False,
-    ) -> None:
-        """Close the call exactly once: usage, cost, budgets, span, metrics, ledger, sinks.
+    ) -> CallRecord | None:
+        """Close the call exactly once: usage, cost, budgets, span, metrics, ledger, sinks. Returns the
+        call's record (None if it was already closed).
 
         The span always ends and the call is always counted; each step after the record is built is
         guarded on its own, so one failing step (or a budget callback raising) loses nothing else.
@@ -160,13 +180,15 @@ class Recorder:
         received is still estimated.
         """
         if invocation.finished:
-            return
+            return None
         invocation.finished = True
         duration = time.perf_counter() - invocation.started
-        record = guarded("reading a call's result", self._record, invocation, result, error, estimate,
-                         estimate_on_error, duration)
-        if record is None:  # our bug: still count the call and end its span
-            record = CallRecord(
+        # Each step is guarded on its own (try blocks, not guarded(): no call on the hot path).
+        try:
+            record = self._record(invocation, result, error, estimate, estimate_on_error, duration)
+        except Exception:
+            _internal_error("reading a call's result")
+            record = CallRecord(  # still count the call and end its span
                 request=invocation.request, result=None, labels=invocation.labels, duration_s=duration,
                 end_time_unix=time.time(), error_type=_error_type(error) if error is not None else None,
             )
@@ -176,14 +198,24 @@ class Recorder:
                 events = guarded("settling a budget", self._budgets.settle, invocation.reservation, record) or ()
         finally:  # a budget callback may raise anything; the call is still ended and counted
             span = invocation.span
-            if guarded("reading a span", span.is_recording):
-                guarded("writing span attributes", self._write_span, invocation, record, error, events)
-            guarded("ending a span", span.end)
-            guarded("writing metrics", self._write_metrics, record, invocation.request_attributes)
+            try:
+                if span.is_recording():
+                    self._write_span(invocation, record, error, events)
+            except Exception:
+                _internal_error("writing span attributes")
+            try:
+                span.end()
+            except Exception:
+                _internal_error("ending a span")
+            try:
+                self._write_metrics(record, invocation.request_attributes)
+            except Exception:
+                _internal_error("writing metrics")
             if self._ledger is not None:
                 self._ledger.record(record)
             for sink in self._sinks:
                 guarded("writing a call record", sink, record)
+        return record
 
     def _record(
         self,
@@ -219,12 +251,12 @@ class Recorder:
             result = Result(usage=usage)
 
         model = (result.response_model if result is not None else None) or request.model
-        cost, cost_source = None, None
+        cost, cost_source, split = None, None, None
         if provider_cost is not None:
             cost, cost_source = provider_cost, semconv.COST_SOURCE_PROVIDER
         elif usage is not None:
             hops = result.hop_usages if result is not None and usage is result.usage else ()
-            cost, cost_source = self._cost(request, usage, model, hops)
+            cost, cost_source, split = self._cost(request, usage, model, hops)
 
         ttfc = None
         if invocation.first_chunk_at is not None:
@@ -240,37 +272,41 @@ class Recorder:
             cost_usd=cost,
             cost_source=cost_source,
             usage_invalid=invalid,
+            input_cost_usd=split[0] if split is not None else None,
+            output_cost_usd=split[1] if split is not None else None,
         )
 
     def _cost(
         self, request: Request, usage: Usage, model: str | None, hops: tuple[Usage, ...] = ()
-    ) -> tuple[float | None, str | None]:
+    ) -> tuple[float | None, str | None, tuple[float, float] | None]:
+        """(cost, source, its (input, output) split), all None when unknown."""
         if self._prices is None or not model:
-            return None, None
+            return None, None, None
         try:
             if hops:  # several requests: price tiers apply to each on its own
                 each = [self._priced(request, hop, model) for hop in hops]
-                priced = None if None in each else (
-                    sum(cost for cost, _ in each), each[0][1])  # type: ignore[misc]
+                split = None if None in each else (
+                    sum(part[0] for part in each), sum(part[1] for part in each), each[0][2])  # type: ignore[index]
             else:
-                priced = self._priced(request, usage, model)
+                split = self._priced(request, usage, model)
         except Exception:
             _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
-            return None, None
-        if priced is None:
+            return None, None, None
+        if split is None:
             self._warn_unpriced(request.provider, model)
-            return None, None
-        cost, source = priced
-        cost = valid_cost(cost)  # never a non-finite amount, whatever a price override says
-        if cost is None:
-            return None, None
+            return None, None, None
+        input_cost, output_cost, source = split
+        # Never a non-finite or negative amount, whatever a price override says.
+        cost = input_cost + output_cost
+        if not (0 <= input_cost <= cost and 0 <= output_cost <= cost < math.inf):  # also False for NaN
+            return None, None, None
         # Float noise (0.00020800000000000001) off, far below any price's precision.
-        return round(cost, 12), source
+        return round(cost, 12), source, (round(input_cost, 12), round(output_cost, 12))
 
-    def _priced(self, request: Request, usage: Usage, model: str) -> tuple[float, str] | None:
-        priced = self._prices.cost_with_source(request.provider, model, usage)  # type: ignore[union-attr]
+    def _priced(self, request: Request, usage: Usage, model: str) -> tuple[float, float, str] | None:
+        priced = self._prices.cost_split(request.provider, model, usage)  # type: ignore[union-attr]
         if priced is None and request.model and request.model != model:
-            priced = self._prices.cost_with_source(request.provider, request.model, usage)  # type: ignore[union-attr]
+            priced = self._prices.cost_split(request.provider, request.model, usage)  # type: ignore[union-attr]
         return priced
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
@@ -335,9 +371,8 @@ class Recorder:
             attributes[semconv.OTEL_TOKENS_PRICE_UNKNOWN] = True
         if record.time_to_first_chunk_s is not None:
             attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = record.time_to_first_chunk_s
-        capture = self.settings.capture_content
-        if capture.enabled:
-            self._write_content(span, invocation, result, capture)
+        if self.capture_enabled:
+            self._write_content(span, invocation, result, self.settings.capture_content)
         if record.error_type is not None:
             attributes[semconv.ERROR_TYPE] = record.error_type
             span.set_status(Status(StatusCode.ERROR, error_text(error) if error is not None else record.error_type))
@@ -428,6 +463,13 @@ def _request_attributes(request: Request) -> dict[str, Any]:
 def _error_type(error: BaseException) -> str:
     name = type(error).__qualname__
     return name or semconv.ERROR_TYPE_OTHER
+
+
+def _internal_error(what: str) -> None:
+    """Log our own bug from an ``except`` block; re-raise it under the test switch."""
+    log_internal_error(what)
+    if raise_internal_errors():
+        raise  # noqa: PLE0704 - called only while an exception is being handled
 
 
 def _is_valid(usage: Usage) -> bool:

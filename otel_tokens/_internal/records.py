@@ -90,10 +90,11 @@ def make_usage(
     None when neither input nor output was sent (absent is not zero: the call gets estimated or
     flagged); ``INVALID_USAGE`` when any count is invalid; otherwise exact counts, absent subsets 0.
     """
-    values = (
-        count(input_tokens), count(output_tokens), count(cache_read_tokens),
-        count(cache_write_tokens), count(reasoning_tokens),
-    )
+    values = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+    for value in values:  # the usual case, ints or None, checked without a call per value
+        if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS):
+            values = tuple(map(count, values))
+            break
     if INVALID in values:
         return INVALID_USAGE
     if values[0] is None and values[1] is None:
@@ -188,6 +189,9 @@ class CallRecord:
     # The provider's usage was not a set of valid counts (it may have been estimated instead).
     usage_invalid: bool = False
     extra: Mapping[str, Any] = field(default_factory=_empty)
+    # cost_usd split by billed bucket (PriceBook.cost_split); None when not priced locally.
+    input_cost_usd: float | None = None
+    output_cost_usd: float | None = None
 
     @property
     def usage_unknown(self) -> bool:

@@ -24,13 +24,23 @@ from typing import Any, Final
 from otel_tokens import semconv
 from otel_tokens._internal.formatting import format_usd, machine_text, machine_values
 
-FORMATS: Final = ("text", "markdown", "json", "csv")
+FORMATS: Final = ("text", "markdown", "json", "csv", "html")
 DIMENSIONS: Final = semconv.STATISTICS_DIMENSIONS
 DEFAULT_BY: Final = ("agent", "model", "provider", "operation")
 NONE_KEY: Final = semconv.KEY_NONE
 TOKEN_FIELDS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 ENTRY_FIELDS: Final = (
     "calls", *TOKEN_FIELDS, "total_tokens", "cost_usd", "unpriced_calls", "errors", "duration_s",
+)
+# Sums the efficiency figures need (otel_tokens._internal.analytics); not columns of the group tables.
+EXTRA_FIELDS: Final = ("priced_tokens", "input_cost_usd", "output_cost_usd", "tool_calls")
+# Nested tables {outer: {inner: entry}} by two dimensions.
+PAIR_TABLES: Final = (("by_agent_model", "agent", "model"), ("by_workflow_agent", "workflow", "agent"),
+                      ("by_task_agent", "task", "agent"))
+# Per-group figures from otel_tokens._internal.analytics.efficiency().
+EFFICIENCY_FIELDS: Final = (
+    "avg_cost_per_call_usd", "cost_per_1k_tokens_usd", "avg_tokens_per_call", "output_tokens_per_second",
+    "avg_duration_s", "input_cost_usd", "output_cost_usd", "tool_calls", "error_rate",
 )
 # Stored top calls per log; more than any report shows.
 _TOP_CALLS_KEPT: Final = 100
@@ -40,14 +50,14 @@ _EPSILON_USD: Final = 1e-12
 
 # -- statistics from usage-log lines ---------------------------------------------------------------
 def _empty_entry() -> dict[str, Any]:
-    entry: dict[str, Any] = dict.fromkeys(ENTRY_FIELDS, 0)
-    entry["cost_usd"] = 0.0
-    entry["duration_s"] = 0.0
+    entry: dict[str, Any] = dict.fromkeys((*ENTRY_FIELDS, *EXTRA_FIELDS), 0)
+    for key in ("cost_usd", "duration_s", "input_cost_usd", "output_cost_usd"):
+        entry[key] = 0.0
     return entry
 
 
 def _add(entry: dict[str, Any], delta: Mapping[str, Any]) -> None:
-    for key in ENTRY_FIELDS:
+    for key in entry:
         entry[key] += delta[key]
 
 
@@ -79,8 +89,9 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
     """
     totals = _empty_entry()
     tables: dict[str, dict[str, dict[str, Any]]] = {dimension: {} for dimension in DIMENSIONS}
-    by_agent_model: dict[str, dict[str, dict[str, Any]]] = {}
+    pairs: dict[str, dict[str, dict[str, dict[str, Any]]]] = {table: {} for table, _outer, _inner in PAIR_TABLES}
     calls: list[dict[str, Any]] = []
+    lines = list(lines)
     estimated = invalid = unknown = 0
     first: float | None = None
     last: float | None = None
@@ -100,6 +111,10 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
             "unpriced_calls": 1 if cost is None and has_usage else 0,
             "errors": 1 if line.get("error") else 0,
             "duration_s": duration,
+            "priced_tokens": tokens["input_tokens"] + tokens["output_tokens"] if cost is not None else 0,
+            "input_cost_usd": float(line.get("input_cost_usd") or 0.0),
+            "output_cost_usd": float(line.get("output_cost_usd") or 0.0),
+            "tool_calls": int(line.get("tool_calls") or 0),
         }
         _add(totals, delta)
         estimated += 1 if line.get("estimated") is True else 0
@@ -117,7 +132,8 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
         }
         for dimension, value in keys.items():
             _add(tables[dimension].setdefault(_key(value), _empty_entry()), delta)
-        _add(by_agent_model.setdefault(_key(keys["agent"]), {}).setdefault(_key(model), _empty_entry()), delta)
+        for table, outer, inner in PAIR_TABLES:
+            _add(pairs[table].setdefault(_key(keys[outer]), {}).setdefault(_key(keys[inner]), _empty_entry()), delta)
         end = _line_time(line)
         if end is not None:
             start = end - duration
@@ -151,13 +167,17 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
         "duration_s": totals["duration_s"],
         "first_call_time": first,
         "last_call_time": last,
+        **{key: totals[key] for key in EXTRA_FIELDS},
     }
     for dimension in DIMENSIONS:
         stats[f"by_{dimension}"] = tables[dimension]
     stats["budgets"] = {}
-    stats["by_agent_model"] = by_agent_model
+    stats.update(pairs)
     stats["top_calls"] = calls[:top_calls]
-    return stats
+    from otel_tokens._internal.analytics import activity_from_lines, add_efficiency
+
+    stats.update(activity_from_lines(lines))
+    return add_efficiency(stats)
 
 
 def budgets_from_usage_lines(lines: Sequence[Mapping[str, Any]], budgets: Iterable[Any]) -> dict[str, Any]:
@@ -326,6 +346,10 @@ def _int(value: Any) -> str:
     return f"{int(value or 0):,}"
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
 def _short(name: str, width: int = _NAME_WIDTH) -> str:
     return name if len(name) <= width else name[: width - 1] + "~"
 
@@ -343,6 +367,8 @@ def _rows(table: Mapping[str, Mapping[str, Any]], total_cost: float) -> list[dic
         row: dict[str, Any] = {"name": str(name)}
         for key in ENTRY_FIELDS:
             row[key] = float(entry.get(key) or 0.0) if key in ("cost_usd", "duration_s") else int(entry.get(key) or 0)
+        for key in EFFICIENCY_FIELDS:
+            row[key] = entry.get(key)
         if not entry.get("total_tokens"):
             row["total_tokens"] = row["input_tokens"] + row["output_tokens"]
         row["share_pct"] = row["cost_usd"] / total_cost * 100.0 if total_cost > 0 else None
@@ -373,6 +399,8 @@ def _summary(stats: Mapping[str, Any]) -> dict[str, Any]:
         "call_duration_s": float(stats.get("duration_s") or 0.0),
         "tokens_per_s": total_tokens / period if rate_ok else None,
         "cost_per_minute_usd": cost / (period / 60.0) if rate_ok else None,
+        **{key: stats.get(key) for key in EFFICIENCY_FIELDS},
+        "projected_monthly_usd": stats.get("projected_monthly_usd"),
     }
 
 
@@ -432,6 +460,7 @@ def _build(
         "top_calls": list(top_calls[:top]) if isinstance(top_calls, list) and top > 0 else None,
         "self_hosted": _self_hosted_rows(stats),
         "what_if": [],
+        "recommendations": list(stats.get("recommendations") or []),
     }
     if what_ifs:
         book = price_book if price_book is not None else _default_price_book()
@@ -532,8 +561,17 @@ def _summary_pairs(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     cost = format_usd(summary["cost_usd"])
     if summary["unpriced_calls"]:
         cost += f" (plus {summary['unpriced_calls']:,} unpriced call{'s' if summary['unpriced_calls'] != 1 else ''})"
-    return [("Period", period), ("Calls", calls), ("Tokens", tokens), ("Cost", cost), ("Throughput", throughput),
-            ("Time in calls", format_duration(summary["call_duration_s"]))]
+    pairs = [("Period", period), ("Calls", calls), ("Tokens", tokens), ("Cost", cost), ("Throughput", throughput),
+             ("Time in calls", format_duration(summary["call_duration_s"]))]
+    if summary.get("avg_cost_per_call_usd") is not None:
+        pairs.append(("Efficiency", (
+            f"{format_usd(summary['avg_cost_per_call_usd'])}/call, "
+            f"{format_usd(summary['cost_per_1k_tokens_usd'])}/1K tokens, input {format_usd(summary['input_cost_usd'])}"
+            f" + output {format_usd(summary['output_cost_usd'])}, {summary['tool_calls'] or 0:,} tool calls")))
+    if summary.get("projected_monthly_usd") is not None:
+        pairs.append(("Projection", f"{format_usd(summary['projected_monthly_usd'])} per 30-day month at the pace "
+                                    "of this period (not a forecast)"))
+    return pairs
 
 
 def _unix(iso: str | None) -> float | None:
@@ -555,6 +593,17 @@ def _sections(model: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[
         headers = [_TITLES[dimension].capitalize()] + [h for h, _k in columns]
         cells = [[_short(r["name"])] + [_group_cell(k, r) for _h, k in columns] for r in rows]
         sections.append((f"By {_TITLES[dimension]}", headers, cells, [False] + [True] * len(columns)))
+    for dimension, rows in model["groups"].items():
+        if not rows:
+            continue
+        headers = [f"{_TITLES[dimension].capitalize()}", "Avg/call", "Per 1K tokens", "Avg tokens", "Output tok/s",
+                   "Avg duration", "Input cost", "Output cost", "Tool calls", "Error rate"]
+        cells = [[_short(r["name"]), format_usd(r["avg_cost_per_call_usd"]), format_usd(r["cost_per_1k_tokens_usd"]),
+                  _number(r["avg_tokens_per_call"]), _number(r["output_tokens_per_second"]),
+                  format_duration(r["avg_duration_s"]), format_usd(r["input_cost_usd"]),
+                  format_usd(r["output_cost_usd"]), _int(r["tool_calls"]),
+                  _pct(r["error_rate"] * 100.0 if r["error_rate"] is not None else None)] for r in rows]
+        sections.append((f"Efficiency by {_TITLES[dimension]}", headers, cells, [False] + [True] * 9))
     if model["self_hosted"]:
         headers = ["Provider", "Calls", "Input", "Output", "Total", "Cost"]
         cells = [[_short(r["name"]), _int(r["calls"]), _int(r["input_tokens"]), _int(r["output_tokens"]),
@@ -592,6 +641,8 @@ def _render_text(model: Mapping[str, Any]) -> str:
     out += ["Summary", "-" * 7] + [f"{k.ljust(width)}  {v}" for k, v in pairs] + [""]
     for title, headers, rows, numeric in _sections(model):
         out += [title, "-" * len(title), *_text_table(headers, rows, numeric), ""]
+    if model["recommendations"]:
+        out += ["Recommendations", "-" * 15] + [f"- {r['text']}" for r in model["recommendations"]] + [""]
     if model["what_if"]:
         out += ["What if", "-" * 7] + [w["text"] for w in model["what_if"]] + [""]
     return "\n".join(out)
@@ -605,6 +656,8 @@ def _render_markdown(model: Mapping[str, Any]) -> str:
                                          [False, False]), ""]
     for title, headers, rows, numeric in _sections(model):
         out += [f"## {title}", "", *_md_table(headers, rows, numeric), ""]
+    if model["recommendations"]:
+        out += ["## Recommendations", ""] + [f"- {_md_escape(r['text'])}" for r in model["recommendations"]] + [""]
     if model["what_if"]:
         out += ["## What if", ""] + [f"- {_md_escape(w['text'])}" for w in model["what_if"]] + [""]
     return "\n".join(out)
@@ -664,7 +717,7 @@ def render_report(
     of the most expensive items to show (0 for none).
     """
     renderer = _RENDERERS.get(fmt)
-    if renderer is None:
+    if renderer is None and fmt != "html":
         raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if isinstance(by, str):
         by = tuple(part.strip() for part in by.split(",") if part.strip())
@@ -674,7 +727,27 @@ def render_report(
                          f"choose from {', '.join(DIMENSIONS)}")
     if isinstance(what_if, str):
         what_if = (what_if,)
-    return renderer(_build(stats, tuple(dict.fromkeys(by)), tuple(what_if), price_book, max(int(top), 0)))
+    stats = with_recommendations(stats, price_book)
+    model = _build(stats, tuple(dict.fromkeys(by)), tuple(what_if), price_book, max(int(top), 0))
+    if renderer is None:
+        from otel_tokens._internal.html_report import render_html
+
+        return render_html(stats, what_if=[item["text"] for item in model["what_if"]])
+    return renderer(model)
+
+
+def with_recommendations(stats: Mapping[str, Any], price_book: Any) -> Mapping[str, Any]:
+    """Statistics with their recommendations (a usage log's are made here, after its budgets are known)."""
+    if "recommendations" in stats:
+        return stats
+    from otel_tokens._internal.analytics import add_efficiency, recommendations
+
+    enriched = dict(stats)
+    if "avg_cost_per_call_usd" not in enriched:
+        add_efficiency(enriched)
+    book = price_book if price_book is not None else _default_price_book()
+    enriched["recommendations"] = recommendations(enriched, book)
+    return enriched
 
 
 __all__ = [
@@ -687,4 +760,5 @@ __all__ = [
     "render_report",
     "reprice",
     "stats_from_usage_lines",
+    "with_recommendations",
 ]

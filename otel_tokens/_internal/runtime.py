@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from otel_tokens import semconv
+from otel_tokens._internal.analytics import Activity, candidate_models, enrich
 from otel_tokens._internal.budgets import BudgetManager, load_budgets_file, parse_budgets
 from otel_tokens._internal.formatting import machine_values
 from otel_tokens._internal.instruments import instruments_for
@@ -58,8 +59,11 @@ class Runtime:
             self.budgets.set_budget(
                 budget.agent, budget.limit_usd, warn_at=budget.warn_at, action=budget.action, window=budget.window
             )
+        # Validated here, so a bad list stops start-up like a bad file.
+        self.candidates = candidate_models(settings.candidate_models)
+        self.activity = Activity()
         self.usage_log = None
-        sinks = []
+        sinks = [self.activity.add_record]
         if settings.usage_log:
             from otel_tokens._internal.usage_log import UsageLogWriter
 
@@ -98,6 +102,7 @@ class Runtime:
     def statistics(self) -> dict[str, Any]:
         stats = self.ledger.statistics()
         stats["budgets"] = self.budgets.status()
+        stats = enrich(stats, self.price_book, activity=self.activity.snapshot(), candidates=self.candidates)
         # Strict JSON without float noise: a $0 limit's infinite utilization becomes None.
         return machine_values(stats)
 

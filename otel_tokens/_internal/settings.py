@@ -46,6 +46,9 @@ OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS = "OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS"
 OTEL_TOKENS_ANTHROPIC_SDK_SPANS = "OTEL_TOKENS_ANTHROPIC_SDK_SPANS"
 """``false`` (default): turn off the anthropic SDK's own spans for clients otel-tokens instruments, so a
 call yields one LLM span; ``true`` keeps both."""
+OTEL_TOKENS_CANDIDATE_MODELS = "OTEL_TOKENS_CANDIDATE_MODELS"
+"""Cheaper models recommendations may suggest, as ``MODEL@PROVIDER,...`` in order of preference (default:
+a short list per provider); only models with a known price are suggested."""
 OTEL_TOKENS_SHUTDOWN_TIMEOUT = "OTEL_TOKENS_SHUTDOWN_TIMEOUT"
 """Seconds that shutting down the providers ``import otel_tokens.auto`` built may add to process exit
 (default 3); telemetry not exported by then is dropped."""
@@ -89,6 +92,7 @@ class Settings:
     max_keys: int = 1000
     default_max_output_tokens: int = 4096
     anthropic_sdk_spans: bool = False
+    candidate_models: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -106,6 +110,7 @@ class Settings:
             max_keys=_positive_int(env, OTEL_TOKENS_MAX_KEYS, 1000),
             default_max_output_tokens=_positive_int(env, OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS, 4096),
             anthropic_sdk_spans=_bool(env, OTEL_TOKENS_ANTHROPIC_SDK_SPANS, False),
+            candidate_models=env.get(OTEL_TOKENS_CANDIDATE_MODELS) or None,
         )
         given = validated_overrides(overrides)
         return replace(settings, **given) if given else settings

@@ -6,14 +6,17 @@ A line, keys in this order::
      "request_model": "gpt-4o-mini", "agent": "planner", "workflow": null, "task": null, "user": null,
      "operation": "chat", "input_tokens": 1215, "output_tokens": 45, "cache_read_tokens": 1152,
      "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.000072, "cost_source": "local",
-     "estimated": false, "duration_s": 0.412, "ttfc_s": null, "error": null}
+     "estimated": false, "usage_invalid": false, "duration_s": 0.412, "ttfc_s": null, "error": null,
+     "input_cost_usd": 0.000045, "output_cost_usd": 0.000027, "tool_calls": 0}
 
 ``time`` is when the call ended (UTC); ``model`` is the model that answered, ``request_model`` the one
 asked for. Token counts follow the semconv: input includes cache reads and writes, output includes
 reasoning. They are null when the call produced no usage (an error before any answer) and when the
 provider sent counts that are not token counts (then ``usage_invalid`` is true). ``cost_usd`` is
 null when the model has no known price; ``cost_source`` is ``local`` (our price book), ``provider`` or
-``self_hosted`` (a self-hosted model with no price set: cost 0).
+``self_hosted`` (a self-hosted model with no price set: cost 0). ``input_cost_usd``/``output_cost_usd``
+split a cost we computed by billed bucket (null for a provider's cost); ``tool_calls`` counts the tool
+calls the model asked for.
 
 Writer and reader agree on one definition of a valid line (:data:`_FIELDS`): the writer turns every
 record into a valid line (counts non-negative ints or null, amounts finite and non-negative or null,
@@ -50,7 +53,8 @@ _logger = logging.getLogger("otel_tokens")
 LINE_KEYS: Final = (
     "time", "provider", "model", "request_model", "agent", "workflow", "task", "user", "operation",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cost_usd", "cost_source", "estimated", "usage_invalid", "duration_s", "ttfc_s", "error",
+    "cost_usd", "cost_source", "estimated", "usage_invalid", "duration_s", "ttfc_s", "error", "input_cost_usd",
+    "output_cost_usd", "tool_calls",
 )
 TOKEN_KEYS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 # A line without these is not a call we can count.
@@ -95,6 +99,9 @@ _FIELDS: Final[dict[str, tuple[Callable[[Any], bool], bool]]] = {
     "ttfc_s": (_is_amount, True),
     "estimated": (lambda value: type(value) is bool, False),
     "usage_invalid": (lambda value: type(value) is bool, False),
+    "input_cost_usd": (_is_amount, True),
+    "output_cost_usd": (_is_amount, True),
+    "tool_calls": (_is_count, False),
 }
 
 
@@ -151,6 +158,11 @@ def record_to_line(record: CallRecord) -> str:
     line["ttfc_s"] = _amount(record.time_to_first_chunk_s, 6)
     error = _text(record.error_type)
     line["error"] = redact(error) if error else error
+    # Newer keys last, so older readers' key order still holds.
+    line["input_cost_usd"] = _amount(record.input_cost_usd) if cost is not None else None
+    line["output_cost_usd"] = _amount(record.output_cost_usd) if cost is not None else None
+    tool_calls = getattr(record.result, "tool_calls", 0)
+    line["tool_calls"] = tool_calls if _is_count(tool_calls) else 0
     # ensure_ascii keeps every line pure ASCII, so a byte count is a character count.
     return json.dumps(line, ensure_ascii=True, separators=(", ", ": "), allow_nan=False)
 
@@ -275,7 +287,7 @@ def parse_line(text: str | bytes) -> dict[str, Any] | None:
 
 # What a line that lacks an optional key means.
 _MISSING: Final = {"cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "estimated": False,
-                   "usage_invalid": False}
+                   "usage_invalid": False, "tool_calls": 0}
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,13 @@ Token conversion (already in semconv terms): chat ``prompt_tokens`` includes cac
 from __future__ import annotations
 
 import functools
+import importlib
+from collections.abc import Callable
 from typing import Any, Literal
 
 from otel_tokens import semconv
 from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.providers import common
 from otel_tokens._internal.providers.detect import openai_client_provider
 from otel_tokens._internal.records import Request, Result, Usage, make_usage
 from otel_tokens._internal.settings import Settings
@@ -50,20 +53,21 @@ def _raw_mode(kwargs: dict) -> str | None:
     return None
 
 
-@functools.cache
-def _stream_classes() -> tuple[type, type]:
-    import openai
+def stream_kind_of(package: str) -> Callable[[Any], Literal["sync", "async"] | None]:
+    """``stream_kind`` for a Stainless SDK whose package exports ``Stream`` and ``AsyncStream``."""
 
-    return openai.Stream, openai.AsyncStream
+    @functools.cache
+    def classes() -> tuple[type, type]:
+        module = importlib.import_module(package)
+        return module.Stream, module.AsyncStream
+
+    def stream_kind(response: Any) -> Literal["sync", "async"] | None:
+        return common.stream_kind(response, *classes())
+
+    return stream_kind
 
 
-def _stream_kind(response: Any) -> Literal["sync", "async"] | None:
-    sync_stream, async_stream = _stream_classes()
-    if isinstance(response, sync_stream):
-        return "sync"
-    if isinstance(response, async_stream):
-        return "async"
-    return None
+_stream_kind = stream_kind_of("openai")
 
 
 def _sequence(value: Any) -> tuple | list:
@@ -88,8 +92,19 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def _request(instance: Any, kwargs: dict, operation: str, attributes: dict[str, Any]) -> Request:
-    provider, address, port = openai_client_provider(instance._client)
+def openai_server(instance: Any) -> tuple[str, str | None, int | None]:
+    """``(provider, server.address, server.port)`` of the client behind a resource."""
+    return openai_client_provider(instance._client)
+
+
+def _request(
+    instance: Any,
+    kwargs: dict,
+    operation: str,
+    attributes: dict[str, Any],
+    server: Callable[[Any], tuple[str, str | None, int | None]] = openai_server,
+) -> Request:
+    provider, address, port = server(instance)
     model = kwargs.get("model")
     return Request(
         provider=provider,
@@ -114,6 +129,7 @@ def _extra_cost(usage: Any) -> Any:
 
 
 def chat_usage(usage: Any) -> Usage | None:
+    """Chat ``usage`` (OpenAI, Groq and every OpenAI-compatible server share its shape)."""
     prompt_details = getattr(usage, "prompt_tokens_details", None)
     completion_details = getattr(usage, "completion_tokens_details", None)
     return make_usage(
@@ -138,36 +154,47 @@ def responses_usage(usage: Any) -> Usage | None:
 
 
 # -- chat completions ------------------------------------------------------------------------------
+def chat_attributes(kwargs: dict) -> dict[str, Any]:
+    """Span attributes of a chat completions request."""
+    attributes = _scalars(kwargs, _CHAT_PARAMS)
+    max_tokens = kwargs.get("max_completion_tokens")
+    if not isinstance(max_tokens, int):
+        max_tokens = kwargs.get("max_tokens")
+    if isinstance(max_tokens, int):
+        attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+    n = kwargs.get("n")
+    if isinstance(n, int) and n != 1:
+        attributes[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = n
+    stop = kwargs.get("stop")
+    if isinstance(stop, str):
+        attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = (stop,)
+    elif isinstance(stop, (list, tuple)) and stop:
+        attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
+    response_format = kwargs.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
+        attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+    elif isinstance(response_format, type):
+        attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+    return attributes
+
+
 class ChatCompletions:
     """``chat.completions.create`` / ``parse`` (sync and async); ``stream()`` goes through ``create``."""
 
     operation = semconv.OP_CHAT
+    # Whether the SDK takes ``stream_options`` (Groq's does not: its usage comes in ``x_groq``).
+    asks_stream_usage = True
+    server = staticmethod(openai_server)
+    # How usage and a server-reported cost are read (an SDK wrapping others may read them differently).
+    usage_of = staticmethod(chat_usage)
+    cost_of = staticmethod(_extra_cost)
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
-        attributes = _scalars(kwargs, _CHAT_PARAMS)
-        max_tokens = kwargs.get("max_completion_tokens")
-        if not isinstance(max_tokens, int):
-            max_tokens = kwargs.get("max_tokens")
-        if isinstance(max_tokens, int):
-            attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
-        n = kwargs.get("n")
-        if isinstance(n, int) and n != 1:
-            attributes[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = n
-        stop = kwargs.get("stop")
-        if isinstance(stop, str):
-            attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = (stop,)
-        elif isinstance(stop, (list, tuple)) and stop:
-            attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
-        response_format = kwargs.get("response_format")
-        if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
-            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
-        elif isinstance(response_format, type):
-            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
-        request = _request(instance, kwargs, self.operation, attributes)
+        request = _request(instance, kwargs, self.operation, chat_attributes(kwargs), self.server)
         send = kwargs
         hide = False
         raw_mode = _raw_mode(kwargs)
-        if request.stream and settings.stream_usage and raw_mode is None:
+        if request.stream and self.asks_stream_usage and settings.stream_usage and raw_mode is None:
             options = kwargs.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 # Ask for exact usage; the proxy hides the extra usage-only chunk from the caller.
@@ -184,11 +211,11 @@ class ChatCompletions:
         if want_text or usage is None:
             text = "".join(self._choice_text(choice) for choice in choices)
         return Result(
-            usage=chat_usage(usage) if usage is not None else None,
+            usage=self.usage_of(usage) if usage is not None else None,
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=tuple(c.finish_reason for c in choices if getattr(c, "finish_reason", None)),
-            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             tool_calls=sum(len(getattr(getattr(c, "message", None), "tool_calls", None) or ()) for c in choices),
             output_text=text,
         )
@@ -230,11 +257,18 @@ class ChatStreamAccumulator:
         # (choice, tool call) indices seen: a call's arguments arrive over many deltas.
         self._tools: set[tuple[Any, Any]] = set()
 
+    usage_of = staticmethod(chat_usage)
+    cost_of = staticmethod(_extra_cost)
+
+    @staticmethod
+    def _chunk_usage(chunk: Any) -> Any:
+        return chunk.usage
+
     def add(self, chunk: Any) -> bool:
         if self._id is None:
             self._id = chunk.id
             self._model = chunk.model
-        usage = chunk.usage
+        usage = self._chunk_usage(chunk)
         choices = chunk.choices
         if usage is not None:
             self._usage = usage
@@ -260,11 +294,11 @@ class ChatStreamAccumulator:
     def result(self) -> Result:
         usage = self._usage
         return Result(
-            usage=chat_usage(usage) if usage is not None else None,
+            usage=self.usage_of(usage) if usage is not None else None,
             response_model=self._model,
             response_id=self._id,
             finish_reasons=tuple(self._finish),
-            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             tool_calls=len(self._tools),
             output_text="".join(self._text),
         )
@@ -313,26 +347,34 @@ def _finish_of(response: Any) -> tuple[str, ...]:
     return (finish,) if finish else ()
 
 
+def responses_attributes(kwargs: dict) -> dict[str, Any]:
+    """Span attributes of a Responses API request."""
+    attributes = _scalars(kwargs, _RESPONSES_PARAMS)
+    reasoning = kwargs.get("reasoning")
+    if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
+        attributes[semconv.GEN_AI_REQUEST_REASONING_LEVEL] = reasoning["effort"]
+    previous = kwargs.get("previous_response_id")
+    if isinstance(previous, str):
+        attributes["gen_ai.request.previous_response.id"] = previous
+    text = kwargs.get("text")
+    if isinstance(text, dict) and isinstance(text.get("format"), dict):
+        if text["format"].get("type") in ("json_schema", "json_object"):
+            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+    if kwargs.get("text_format") is not None:
+        attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
+    return attributes
+
+
 class Responses:
     """``responses.create`` / ``parse`` (sync and async); ``stream()`` goes through ``create``."""
 
     operation = semconv.OP_CHAT
+    server = staticmethod(openai_server)
+    cost_of = staticmethod(_extra_cost)
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
-        attributes = _scalars(kwargs, _RESPONSES_PARAMS)
-        reasoning = kwargs.get("reasoning")
-        if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
-            attributes[semconv.GEN_AI_REQUEST_REASONING_LEVEL] = reasoning["effort"]
-        previous = kwargs.get("previous_response_id")
-        if isinstance(previous, str):
-            attributes["gen_ai.request.previous_response.id"] = previous
-        text = kwargs.get("text")
-        if isinstance(text, dict) and isinstance(text.get("format"), dict):
-            if text["format"].get("type") in ("json_schema", "json_object"):
-                attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
-        if kwargs.get("text_format") is not None:
-            attributes[semconv.GEN_AI_OUTPUT_TYPE] = "json"
-        return Prepared(_request(instance, kwargs, self.operation, attributes), kwargs, False, _raw_mode(kwargs))
+        request = _request(instance, kwargs, self.operation, responses_attributes(kwargs), self.server)
+        return Prepared(request, kwargs, False, _raw_mode(kwargs))
 
     def result(self, response: Any, want_text: bool) -> Result:
         usage = getattr(response, "usage", None)
@@ -344,7 +386,7 @@ class Responses:
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=_finish_of(response),
-            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             tool_calls=sum(
                 1 for item in getattr(response, "output", None) or ()
                 if getattr(item, "type", None) in _RESPONSES_TOOL_CALLS
@@ -419,6 +461,8 @@ class ResponsesStreamAccumulator:
 # -- embeddings ------------------------------------------------------------------------------------
 class Embeddings:
     operation = semconv.OP_EMBEDDINGS
+    server = staticmethod(openai_server)
+    cost_of = staticmethod(_extra_cost)
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
         attributes: dict[str, Any] = {}
@@ -428,14 +472,15 @@ class Embeddings:
         dimensions = kwargs.get("dimensions")
         if isinstance(dimensions, int):
             attributes["gen_ai.embeddings.dimension.count"] = dimensions
-        return Prepared(_request(instance, kwargs, self.operation, attributes), kwargs, False, _raw_mode(kwargs))
+        request = _request(instance, kwargs, self.operation, attributes, self.server)
+        return Prepared(request, kwargs, False, _raw_mode(kwargs))
 
     def result(self, response: Any, want_text: bool) -> Result:
         usage = getattr(response, "usage", None)
         return Result(
             usage=make_usage(getattr(usage, "prompt_tokens", None), None) if usage is not None else None,
             response_model=getattr(response, "model", None),
-            provider_cost_usd=_extra_cost(usage) if usage is not None else None,
+            provider_cost_usd=self.cost_of(usage) if usage is not None else None,
         )
 
     stream_kind = staticmethod(lambda response: None)
