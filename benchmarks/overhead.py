@@ -14,7 +14,7 @@ server for usage and hides the extra chunk), and the same stream with the caller
 itself (both modes then read identical chunks, which isolates the proxy's per-chunk cost).
 
 The SDK runs over its real HTTP stack against an in-process mock transport, so what is measured is the
-SDK plus our wrapper, not the network. Instrumented runs record everything: a span through a
+SDK plus our wrapper, not the network (the workload is ``_workload.py``'s, shared with ``peers.py``). Instrumented runs record everything: a span through a
 BatchSpanProcessor, the ledger span processor, every metric (read by an in-memory reader), and cost.
 Each process warms up, then times batches; a round runs bare and instrumented back to back so the
 machine's drift hits both alike. Reported: median per-call microseconds and the difference.
@@ -23,128 +23,22 @@ machine's drift hits both alike. Reported: median per-call microseconds and the 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from _workload import KINDS, per_call
+
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("sync", "async", "stream", "stream_usage")
 MODES = ("bare", "floor", "instrumented")
-
-CHAT = {
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1763900000, "model": "gpt-4o-mini-2024-07-18",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok", "refusal": None},
-                 "logprobs": None, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 1250, "completion_tokens": 42, "total_tokens": 1292,
-              "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
-              "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
-}
-
-
-def _stream_body(chunks: int, include_usage: bool) -> bytes:
-    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1763900000,
-            "model": "gpt-4o-mini-2024-07-18"}
-    lines = []
-    for index in range(chunks):
-        chunk = {**base, "choices": [{"index": 0, "delta": {"content": f"w{index} "}, "logprobs": None,
-                                      "finish_reason": "stop" if index == chunks - 1 else None}]}
-        if include_usage:
-            chunk["usage"] = None
-        lines.append("data: " + json.dumps(chunk))
-    if include_usage:
-        lines.append("data: " + json.dumps({**base, "choices": [], "usage": CHAT["usage"]}))
-    lines.append("data: [DONE]")
-    return ("\n\n".join(lines) + "\n\n").encode()
+LIBRARY = {"bare": "bare", "floor": "floor", "instrumented": "otel-tokens"}
 
 
 def child(kind: str, mode: str, calls: int, chunks: int, count_only: bool = False) -> dict:
-    import httpx2
-    import openai
-
-    chat_body = json.dumps(CHAT).encode()
-    streams = {flag: _stream_body(chunks, flag) for flag in (False, True)}
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        body = json.loads(request.content)
-        if body.get("stream"):
-            usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return httpx2.Response(200, content=streams[usage], headers={"content-type": "text/event-stream"})
-        return httpx2.Response(200, content=chat_body, headers={"content-type": "application/json"})
-
-    async def async_handler(request: httpx2.Request) -> httpx2.Response:
-        await request.aread()
-        return handler(request)
-
-    if mode in ("instrumented", "floor"):
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-        import otel_tokens
-
-        class Drop(SpanExporter):
-            def export(self, spans):  # noqa: ANN001
-                return SpanExportResult.SUCCESS
-
-        tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(BatchSpanProcessor(Drop(), max_queue_size=65536))
-        reader = InMemoryMetricReader()
-        meter_provider = MeterProvider(metric_readers=[reader])
-        if mode == "floor":
-            from floor import instrument_floor
-
-            instrument_floor(tracer_provider, meter_provider)
-        else:
-            otel_tokens.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-
-    messages = [{"role": "user", "content": "Benchmark prompt"}]
-    sync_client = openai.OpenAI(api_key="sk-bench", max_retries=0,
-                                http_client=openai.DefaultHttpx2Client(transport=httpx2.MockTransport(handler)))
-    async_client = openai.AsyncOpenAI(api_key="sk-bench", max_retries=0,
-                                      http_client=openai.DefaultAsyncHttpx2Client(transport=httpx2.MockTransport(async_handler)))
-
-    def sync_call() -> None:
-        sync_client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=64)
-
-    def stream_call() -> None:
-        for _ in sync_client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True):
-            pass
-
-    def stream_usage_call() -> None:
-        # The caller asks for usage itself: both modes read the same chunks, so the difference is ours.
-        for _ in sync_client.chat.completions.create(
-            model="gpt-4o-mini", messages=messages, stream=True, stream_options={"include_usage": True}
-        ):
-            pass
-
-    async def async_calls(n: int) -> None:
-        for _ in range(n):
-            await async_client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=64)
-
-    def timed(n: int) -> float:
-        if kind == "async":
-            start = time.perf_counter()
-            asyncio.run(async_calls(n))
-            return time.perf_counter() - start
-        call = {"stream": stream_call, "stream_usage": stream_usage_call}.get(kind, sync_call)
-        start = time.perf_counter()
-        for _ in range(n):
-            call()
-        return time.perf_counter() - start
-
-    timed(max(50, calls // 10))  # warm up: imports, price resolution, connection set-up
-    if count_only:
-        timed(calls)  # under callgrind: the instruction count is what is measured
-        return {"kind": kind, "mode": mode}
-    batch = max(10, calls // 10)
-    per_call = [timed(batch) / batch * 1e6 for _ in range(10)]
-    return {"kind": kind, "mode": mode, "us_per_call": statistics.median(per_call)}
+    result = per_call(LIBRARY[mode], kind, calls, chunks, count_only)
+    return {**result, "mode": mode}
 
 
 def main() -> None:
