@@ -11,6 +11,8 @@ import contextvars
 import importlib
 import inspect
 import logging
+import sys
+import threading
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -137,37 +139,66 @@ class Switch:
 
 
 # -- patch table ---------------------------------------------------------------------------------
-def apply_patches(patches: Iterable[Patch], recorder: Recorder, switch: Switch) -> list[tuple[Patch, Any]]:
-    """Wrap every target that exists; return (patch, wrapper handle) for each one applied."""
-    applied = []
-    seen: set[tuple[int, str]] = set()
-    for patch in patches:
-        try:
-            module = importlib.import_module(patch.module)
-            owner_name, _, method = patch.attribute.rpartition(".")
-            owner = getattr(module, owner_name) if owner_name else module
-            if not hasattr(owner, method):
-                continue
-        except (ImportError, AttributeError):
-            _logger.debug("otel_tokens: %s:%s not present; not patched", patch.module, patch.attribute)
-            continue
-        # Old and new module paths may re-export one class; wrap each method once.
-        if (id(owner), method) in seen:
-            continue
-        seen.add((id(owner), method))
-        handle = wrapt.wrap_function_wrapper(module, patch.attribute, make_wrapper(patch, recorder, switch))
-        applied.append((patch, handle))
-    return applied
+class PatchSet:
+    """A patch table applied to an SDK. A module the SDK has imported is patched now; one it has not is
+    patched when it does (a post-import hook): importing an SDK's modules only to patch them would load,
+    at start-up, parts of the SDK the app may never use (openai 3.x loads its resources lazily)."""
 
+    def __init__(self, patches: Iterable[Patch], recorder: Recorder, switch: Switch) -> None:
+        self._patches = tuple(patches)
+        self._recorder = recorder
+        self._switch = switch
+        self._lock = threading.RLock()
+        self.applied: list[tuple[Patch, Any]] = []
+        # Old and new module paths may re-export one class: each method is wrapped once.
+        self._seen: set[tuple[int, str]] = set()
 
-def remove_patches(applied: Iterable[tuple[Patch, Any]]) -> None:
-    """Remove exactly our wrappers, even when another library wrapped the same method after us."""
-    for patch, handle in applied:
-        try:
-            module = importlib.import_module(patch.module)
-            wrapt.unwrap_object(module, patch.attribute, handle, missing_ok=True)
-        except Exception:
-            log_internal_error(f"unpatching {patch.module}:{patch.attribute}")
+    def apply(self) -> None:
+        waiting: dict[str, list[Patch]] = {}
+        for patch in self._patches:
+            if patch.module in sys.modules:
+                self._apply(patch)
+            else:
+                waiting.setdefault(patch.module, []).append(patch)
+        for module, patches in waiting.items():
+            wrapt.register_post_import_hook(lambda _module, patches=patches: self._apply_all(patches), module)
+
+    def _apply_all(self, patches: list[Patch]) -> None:
+        for patch in patches:
+            guarded(f"patching {patch.module}:{patch.attribute}", self._apply, patch)
+
+    def _apply(self, patch: Patch) -> None:
+        with self._lock:
+            if not self._switch.on:  # uninstrumented before the SDK imported this module
+                return
+            try:
+                module = importlib.import_module(patch.module)
+                owner_name, _, method = patch.attribute.rpartition(".")
+                owner = getattr(module, owner_name) if owner_name else module
+                if not hasattr(owner, method):
+                    return
+            except (ImportError, AttributeError):
+                _logger.debug("otel_tokens: %s:%s not present; not patched", patch.module, patch.attribute)
+                return
+            if (id(owner), method) in self._seen:
+                return
+            self._seen.add((id(owner), method))
+            handle = wrapt.wrap_function_wrapper(
+                module, patch.attribute, make_wrapper(patch, self._recorder, self._switch)
+            )
+            self.applied.append((patch, handle))
+
+    def remove(self) -> None:
+        """Remove exactly our wrappers, even when another library wrapped the same method after us."""
+        with self._lock:
+            applied, self.applied = self.applied, []
+            self._seen.clear()
+        for patch, handle in applied:
+            try:
+                module = importlib.import_module(patch.module)
+                wrapt.unwrap_object(module, patch.attribute, handle, missing_ok=True)
+            except Exception:
+                log_internal_error(f"unpatching {patch.module}:{patch.attribute}")
 
 
 def make_wrapper(patch: Patch, recorder: Recorder, switch: Switch) -> Callable[..., Any]:

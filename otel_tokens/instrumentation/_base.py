@@ -10,7 +10,7 @@ from typing import Any
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from otel_tokens._internal.engine import Patch, Switch, apply_patches, remove_patches
+from otel_tokens._internal.engine import Patch, PatchSet, Switch
 
 
 class SDKInstrumentor(BaseInstrumentor):
@@ -40,15 +40,16 @@ class SDKInstrumentor(BaseInstrumentor):
         ).recorder
         self._switch = Switch()
         self._switch.on = True
-        self._applied: list = []
+        self._patch_set: PatchSet | None = None
         self._lock = threading.Lock()
         switch = self._switch
 
         def apply(_module: Any = None) -> None:
             with self._lock:
-                if switch.on and not self._applied:
+                if switch.on and self._patch_set is None:
                     self._prepare(recorder)
-                    self._applied = apply_patches(self.patches(), recorder, switch)
+                    self._patch_set = PatchSet(self.patches(), recorder, switch)
+                    self._patch_set.apply()
 
         hook_module = self.hook_module or self.package
         if hook_module in sys.modules:
@@ -65,5 +66,6 @@ class SDKInstrumentor(BaseInstrumentor):
             return
         with self._lock:
             switch.on = False
-            remove_patches(self._applied)
-            self._applied = []
+            if self._patch_set is not None:
+                self._patch_set.remove()
+                self._patch_set = None

@@ -15,7 +15,8 @@ import pytest
 CASES = {
     # mistralai 3.x is a namespace package: the hook fires on "mistralai", before mistralai.client loads.
     "mistralai": ("from mistralai.client import Mistral, chat", "vars(chat.Chat)['complete']"),
-    "cohere": ("import cohere", "vars(cohere.v2.client.V2Client)['chat']"),
+    # cohere loads cohere.v2.client lazily: it is patched when the SDK loads it, not before.
+    "cohere": ("import cohere\nfrom cohere.v2 import client as v2_client", "vars(v2_client.V2Client)['chat']"),
     # ollama binds ollama.chat at import; the module attribute must be wrapped as well.
     "ollama": ("import ollama", "ollama.chat"),
 }
