@@ -51,6 +51,7 @@ def in_recorded_call() -> bool:
     """True while an SDK method otel-tokens records is running (on this thread or task)."""
     return _IN_CALL.get()
 
+
 Style = Literal[
     "sync", "async", "sync_manager", "sending_manager", "hop", "async_hop", "user_code", "async_user_code"
 ]
@@ -61,9 +62,10 @@ class Operation(Protocol):
 
     An adapter whose patched entry point serves many APIs (botocore's ``_make_api_call`` serves every
     AWS service) also defines ``accepts(instance, args, kwargs)``, a cheap check run first on every
-    call: False sends the call straight to the SDK. An adapter whose stream is part of a larger response (botocore's ``{"stream": EventStream}``) also
-    defines ``with_stream(response, wrap)``, returning what the caller gets with ``wrap(stream)`` in
-    the stream's place; without it the response is the stream.
+    call: False sends the call straight to the SDK. An adapter whose stream is part of a larger
+    response (botocore's ``{"stream": EventStream}``) also defines ``with_stream(response, wrap)``,
+    returning what the caller gets with ``wrap(stream)`` in the stream's place; without it the
+    response is the stream.
     """
 
     def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared: ...
