@@ -182,24 +182,15 @@ class Instruments:
                 "and reasoning (of output)."
             ),
         )
-        meter.create_observable_counter(
-            semconv.METRIC_UNPRICED_CALLS,
-            callbacks=[totals.observe_unpriced],
-            unit=semconv.UNIT_CALL,
-            description="Calls to models with no known price; their cost is not counted.",
-        )
-        meter.create_observable_counter(
-            semconv.METRIC_USAGE_INVALID_CALLS,
-            callbacks=[totals.observe_invalid],
-            unit=semconv.UNIT_CALL,
-            description="Calls whose provider sent usage that is not finite, non-negative counts.",
-        )
-        meter.create_observable_counter(
-            semconv.METRIC_USAGE_UNKNOWN_CALLS,
-            callbacks=[totals.observe_unknown],
-            unit=semconv.UNIT_CALL,
-            description="Calls that succeeded with no token counts, exact or estimated.",
-        )
+        for name, callback, description in (
+            (semconv.METRIC_UNPRICED_CALLS, totals.observe_unpriced,
+             "Calls to models with no known price; their cost is not counted."),
+            (semconv.METRIC_USAGE_INVALID_CALLS, totals.observe_invalid,
+             "Calls whose provider sent usage that is not finite, non-negative counts."),
+            (semconv.METRIC_USAGE_UNKNOWN_CALLS, totals.observe_unknown,
+             "Calls that succeeded with no token counts, exact or estimated."),
+        ):
+            meter.create_observable_counter(name, callbacks=[callback], unit=semconv.UNIT_CALL, description=description)
         return cls(
             token_usage=meter.create_histogram(
                 semconv.METRIC_TOKEN_USAGE,

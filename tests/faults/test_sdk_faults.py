@@ -126,33 +126,16 @@ EXACT_FAULTS = [
 ]
 
 
-def openai_chat_body(fault: dict) -> dict:
-    body = _json("openai/chat_completion.json")
-    usage = body["usage"]
+def _write_openai_fault(usage: dict, fault: dict) -> None:
     if "input" in fault:
         usage["prompt_tokens"] = fault["input"]
     if "output" in fault:
         usage["completion_tokens"] = fault["output"]
     if "cache" in fault:
         usage["prompt_tokens_details"]["cached_tokens"] = fault["cache"]
-    return body
 
 
-def openai_stream_body(fault: dict) -> bytes:
-    events = _sse_events("openai/chat_stream.sse")
-    usage = events[-1]["usage"]
-    if "input" in fault:
-        usage["prompt_tokens"] = fault["input"]
-    if "output" in fault:
-        usage["completion_tokens"] = fault["output"]
-    if "cache" in fault:
-        usage["prompt_tokens_details"]["cached_tokens"] = fault["cache"]
-    return _sse(events, named=False)
-
-
-def anthropic_message_body(fault: dict) -> dict:
-    body = _json("anthropic/message.json")
-    usage = body["usage"]
+def _write_anthropic_fault(usage: dict, fault: dict) -> None:
     if "input" in fault:
         usage["input_tokens"] = fault["input"]
     if "output" in fault:
@@ -161,6 +144,23 @@ def anthropic_message_body(fault: dict) -> dict:
         usage["cache_read_input_tokens"] = fault["cache"]
     if fault.get("input", 0) is None:
         usage["cache_read_input_tokens"] = usage["cache_creation_input_tokens"] = None
+
+
+def openai_chat_body(fault: dict) -> dict:
+    body = _json("openai/chat_completion.json")
+    _write_openai_fault(body["usage"], fault)
+    return body
+
+
+def openai_stream_body(fault: dict) -> bytes:
+    events = _sse_events("openai/chat_stream.sse")
+    _write_openai_fault(events[-1]["usage"], fault)
+    return _sse(events, named=False)
+
+
+def anthropic_message_body(fault: dict) -> dict:
+    body = _json("anthropic/message.json")
+    _write_anthropic_fault(body["usage"], fault)
     return body
 
 
@@ -168,16 +168,8 @@ def anthropic_stream_body(fault: dict) -> bytes:
     events = _sse_events("anthropic/message_stream.sse")
     for event in events:
         usage = event.get("usage") or (event.get("message") or {}).get("usage")
-        if not usage:
-            continue
-        if "input" in fault:
-            usage["input_tokens"] = fault["input"]
-        if "output" in fault:
-            usage["output_tokens"] = fault["output"]
-        if "cache" in fault:
-            usage["cache_read_input_tokens"] = fault["cache"]
-        if fault.get("input", 0) is None:
-            usage["cache_read_input_tokens"] = usage["cache_creation_input_tokens"] = None
+        if usage:
+            _write_anthropic_fault(usage, fault)
     return _sse(events, named=True)
 
 
