@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 import threading
 from typing import Any
 
@@ -51,24 +52,36 @@ __all__ = [
 _lock = threading.Lock()
 
 
-# (module, class) of every instrumentor; importing them never imports the SDK itself.
+# (SDK package, instrumentor module, class) of every instrumentor; importing one never imports its SDK,
+# and instrument() imports only those of installed SDKs.
 _INSTRUMENTORS = (
-    ("otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
-    ("otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
-    ("otel_tokens.instrumentation.google_genai", "GoogleGenAIInstrumentor"),
-    ("otel_tokens.instrumentation.google_generativeai", "GoogleGenerativeAIInstrumentor"),
-    ("otel_tokens.instrumentation.bedrock", "BedrockInstrumentor"),
-    ("otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
-    ("otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
-    ("otel_tokens.instrumentation.ollama", "OllamaInstrumentor"),
-    ("otel_tokens.instrumentation.groq", "GroqInstrumentor"),
-    ("otel_tokens.instrumentation.litellm", "LiteLLMInstrumentor"),
-    ("otel_tokens.instrumentation.crewai", "CrewAIInstrumentor"),
+    ("openai", "otel_tokens.instrumentation.openai", "OpenAIInstrumentor"),
+    ("anthropic", "otel_tokens.instrumentation.anthropic", "AnthropicInstrumentor"),
+    ("google.genai", "otel_tokens.instrumentation.google_genai", "GoogleGenAIInstrumentor"),
+    ("google.ai.generativelanguage", "otel_tokens.instrumentation.google_generativeai",
+     "GoogleGenerativeAIInstrumentor"),
+    ("botocore", "otel_tokens.instrumentation.bedrock", "BedrockInstrumentor"),
+    ("mistralai", "otel_tokens.instrumentation.mistral", "MistralInstrumentor"),
+    ("cohere", "otel_tokens.instrumentation.cohere", "CohereInstrumentor"),
+    ("ollama", "otel_tokens.instrumentation.ollama", "OllamaInstrumentor"),
+    ("groq", "otel_tokens.instrumentation.groq", "GroqInstrumentor"),
+    ("litellm", "otel_tokens.instrumentation.litellm", "LiteLLMInstrumentor"),
+    ("crewai", "otel_tokens.instrumentation.crewai", "CrewAIInstrumentor"),
 )
 
 
-def _instrumentors() -> list[Any]:
-    return [getattr(importlib.import_module(module), name)() for module, name in _INSTRUMENTORS]
+def _instrumentors(*, imported_only: bool = False) -> list[Any]:
+    """Instrumentors of installed SDKs (``imported_only``: of those whose module is loaded already,
+    the only ones that can be instrumented)."""
+    found = []
+    for package, module, name in _INSTRUMENTORS:
+        if imported_only:
+            if module not in sys.modules:
+                continue
+        elif not _installed(package):
+            continue
+        found.append(getattr(importlib.import_module(module), name)())
+    return found
 
 
 def _installed(package: str) -> bool:
@@ -91,8 +104,6 @@ def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settin
         for instrumentor in _instrumentors():
             if instrumentor.is_instrumented_by_opentelemetry:
                 continue
-            if not _installed(instrumentor.package):
-                continue
             instrumentor.instrument(recorder=runtime.recorder, skip_dep_check=True)
 
 
@@ -101,7 +112,7 @@ def uninstrument() -> None:
     from otel_tokens._internal.runtime import drop_runtime
 
     with _lock:
-        for instrumentor in _instrumentors():
+        for instrumentor in _instrumentors(imported_only=True):
             if instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.uninstrument()
         drop_runtime()

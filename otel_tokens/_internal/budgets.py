@@ -36,24 +36,25 @@ import os
 import re
 import threading
 import time
-import tomllib
 import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_tokens import semconv
-from otel_tokens._internal.budget_store import Settle, SpendStore
 from otel_tokens._internal.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigError
 from otel_tokens._internal.formatting import format_usd
 from otel_tokens._internal.instruments import observable_gauge
 from otel_tokens._internal.records import CallRecord, Labels, Request, Usage, valid_cost
 from otel_tokens._internal.request_budget import REQUEST_ACCOUNTS
 from otel_tokens._internal.safety import guarded
+
+if TYPE_CHECKING:  # the store module (sqlite3) loads only when a store is configured
+    from otel_tokens._internal.budget_store import Settle, SpendStore
 
 _logger = logging.getLogger("otel_tokens")
 
@@ -243,6 +244,8 @@ def load_budgets_file(path: str | os.PathLike[str]) -> list[Budget]:
         action = "block"     # or "warn" (the default)
         window = "1d"        # rolling window; omitted: the process lifetime
     """
+    import tomllib
+
     name = os.fspath(path)
     try:
         with open(name, "rb") as file:
@@ -776,6 +779,8 @@ class BudgetManager:
         return self._thresholds(touched)
 
     def _settle_in_store(self, reservation: _Reservation, shared: tuple[_Account, ...], cost: float) -> None:
+        from otel_tokens._internal.budget_store import Settle
+
         keyed = {account.store_key: account for account in (*reservation.stored, *shared)}
         entry = Settle(_next_id(), tuple(keyed), cost, reservation.reservation_id)
         pending = _Pending(entry, shared if cost else (), cost)
@@ -863,7 +868,7 @@ class BudgetManager:
                     and last.entry.reservation_id is None and last.entry.keys == pending.entry.keys
                     and last.accounts == pending.accounts):
                 # Never sent yet, so merging cannot count anything twice; it keeps the queue short.
-                last.entry = Settle(last.entry.entry_id, last.entry.keys, last.entry.cost + pending.cost)
+                last.entry = replace(last.entry, cost=last.entry.cost + pending.cost)
                 last.cost += pending.cost
                 for account in pending.accounts:
                     account.pending_calls -= 1

@@ -341,8 +341,14 @@ def _returned(operation: Operation, recorder: Recorder, call: _Call, response: A
             return with_stream(response, lambda stream: proxy(stream, state))
         if prepared.raw_mode is not None:
             return _returned_raw(operation, recorder, call, response)
-        result = with_hops(operation.result(response, recorder.capture_enabled), call.hops)
-        recorder.finish(invocation, result, estimate=_result_estimator(operation, prepared, result))
+        result = operation.result(response, recorder.capture_enabled)
+        if call.hops is not None:
+            result = with_hops(result, call.hops)
+        usage = result.usage
+        if usage is not None and not usage.invalid:  # the usual case: nothing to estimate
+            recorder.finish(invocation, result)
+        else:
+            recorder.finish(invocation, result, estimate=_result_estimator(operation, prepared, result))
     except Exception:
         log_internal_error("recording a response")
         if raise_internal_errors():
@@ -460,11 +466,6 @@ def _result_estimator(
     return lambda: estimate(result)
 
 
-def _arguments(call: _Call, args: tuple) -> tuple:
-    sent = call.prepared.args
-    return args if sent is None else sent
-
-
 def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
     accepts = getattr(operation, "accepts", None)
 
@@ -474,8 +475,9 @@ def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> C
         call = _begin(operation, recorder, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        prepared = call.prepared
         try:
-            response = wrapped(*_arguments(call, args), **call.prepared.kwargs)
+            response = wrapped(*(args if prepared.args is None else prepared.args), **prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise
@@ -493,8 +495,9 @@ def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> 
         call = await _begin_async(operation, recorder, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
+        prepared = call.prepared
         try:
-            response = await wrapped(*_arguments(call, args), **call.prepared.kwargs)
+            response = await wrapped(*(args if prepared.args is None else prepared.args), **prepared.kwargs)
         except BaseException as error:
             _failed(recorder, call, error)
             raise

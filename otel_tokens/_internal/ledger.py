@@ -29,8 +29,7 @@ from typing import Any, Final
 
 from otel_tokens import semconv
 from otel_tokens._internal.records import CallRecord
-from otel_tokens._internal.safety import guarded
-from otel_tokens._internal.usage_log import format_time
+from otel_tokens._internal.safety import log_internal_error, raise_internal_errors
 
 _logger = logging.getLogger("otel_tokens")
 
@@ -103,7 +102,12 @@ class Ledger:
     # -- the recorder's path ------------------------------------------------------------------------
     def record(self, record: CallRecord) -> None:
         """Count a finished call; thread-safe, O(1), never raises."""
-        guarded("counting a call in the ledger", self._count_record, record)
+        try:
+            self._count_record(record)
+        except Exception:
+            log_internal_error("counting a call in the ledger")
+            if raise_internal_errors():
+                raise
 
     def _count_record(self, record: CallRecord) -> None:
         request = record.request
@@ -293,7 +297,7 @@ def _top_call(cost: float, call: tuple[Any, ...]) -> dict[str, Any]:
     """A kept call in the shape of ``stats_from_usage_lines``' ``top_calls`` (real names, never folded)."""
     keys, delta, end, error = call
     return {
-        "time": format_time(end) if end is not None else None,
+        "time": _format_time(end) if end is not None else None,
         "agent": _key(keys[0]),
         "model": _key(keys[1]),
         "provider": _key(keys[2]),
@@ -328,3 +332,9 @@ def _entry(row: list[Any]) -> dict[str, Any]:
 
 
 __all__ = ["DIMENSIONS", "NONE_KEY", "OTHER_KEY", "TOP_CALLS_KEPT", "Ledger"]
+
+
+def _format_time(unix: float) -> str:
+    from otel_tokens._internal.usage_log import format_time  # the log's module loads only when read
+
+    return format_time(unix)

@@ -227,7 +227,10 @@ class Recorder:
             if self._ledger is not None:
                 self._ledger.record(record)
             for sink in self._sinks:
-                guarded("writing a call record", sink, record)
+                try:
+                    sink(record)
+                except Exception:
+                    _internal_error("writing a call record")
         return record
 
     def _record(

@@ -94,12 +94,13 @@ def make_usage(
     for value in values:  # the usual case, ints or None, checked without a call per value
         if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS):
             values = tuple(map(count, values))
+            if INVALID in values:
+                return INVALID_USAGE
             break
-    if INVALID in values:
-        return INVALID_USAGE
-    if values[0] is None and values[1] is None:
+    input_, output, cache_read, cache_write, reasoning = values
+    if input_ is None and output is None:
         return None
-    return Usage(*(value or 0 for value in values))  # type: ignore[misc]
+    return Usage(input_ or 0, output or 0, cache_read or 0, cache_write or 0, reasoning or 0)  # type: ignore[arg-type]
 
 
 def sum_usages(usages: tuple[Usage | None, ...] | list[Usage | None]) -> Usage | None:
@@ -193,18 +194,18 @@ class CallRecord:
     input_cost_usd: float | None = None
     output_cost_usd: float | None = None
 
-    @property
-    def usage_unknown(self) -> bool:
-        """A call that succeeded with no token counts at all, neither exact nor estimated."""
-        return self.usage is None and self.error_type is None
+    # Derived once in __post_init__ (read by every consumer of every call; properties cost a call each).
+    usage: Usage | None = field(init=False, repr=False, compare=False)
+    # The model that served the call: the response model, else the requested one.
+    model: str | None = field(init=False, repr=False, compare=False)
+    # A call that succeeded with no token counts at all, neither exact nor estimated.
+    usage_unknown: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def usage(self) -> Usage | None:
-        return self.result.usage if self.result is not None else None
-
-    @property
-    def model(self) -> str | None:
-        """The model that served the call (response model, else the requested one)."""
-        if self.result is not None and self.result.response_model:
-            return self.result.response_model
-        return self.request.model
+    def __post_init__(self) -> None:
+        result = self.result
+        usage = result.usage if result is not None else None
+        model = result.response_model if result is not None else None
+        setattr_ = object.__setattr__
+        setattr_(self, "usage", usage)
+        setattr_(self, "model", model or self.request.model)
+        setattr_(self, "usage_unknown", usage is None and self.error_type is None)

@@ -34,7 +34,6 @@ import wrapt
 from opentelemetry import trace
 
 from otel_tokens._internal.engine import Patch, in_recorded_call
-from otel_tokens._internal.providers import anthropic as adapter
 from otel_tokens._internal.safety import log_internal_error
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
@@ -47,6 +46,8 @@ _SDK_SPAN_FUNCTION = "start_api_call_span"
 
 
 def _patches() -> list[Patch]:
+    from otel_tokens._internal.providers import anthropic as adapter  # loaded with the SDK, not before
+
     messages = adapter.Messages()
     helper = adapter.Messages(streaming_helper=True)
     table = []

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otel_tokens._internal.engine import Patch
-from otel_tokens._internal.providers import bedrock as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 
@@ -28,4 +27,6 @@ class BedrockInstrumentor(SDKInstrumentor):
     requirement = "botocore >= 1.34.116"  # the first with Converse and ConverseStream
 
     def patches(self) -> Sequence[Patch]:
+        from otel_tokens._internal.providers import bedrock as adapter  # loaded with the SDK, not before
+
         return (Patch("botocore.client", "BaseClient._make_api_call", adapter.BedrockRuntime(), "sync"),)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otel_tokens._internal.engine import Patch
-from otel_tokens._internal.providers import cohere as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _V2 = "cohere.v2.client"
@@ -21,6 +20,8 @@ _V1_CLIENT = "cohere.client"
 
 
 def _patches() -> list[Patch]:
+    from otel_tokens._internal.providers import cohere as adapter  # loaded with the SDK, not before
+
     chat_v2, chat_v2_stream = adapter.ChatV2(), adapter.ChatV2(streaming=True)
     chat_v1, chat_v1_stream = adapter.ChatV1(), adapter.ChatV1(streaming=True)
     embed, generate = adapter.Embed(), adapter.Generate()

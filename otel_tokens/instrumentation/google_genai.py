@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otel_tokens._internal.engine import Patch
-from otel_tokens._internal.providers import google_genai as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _MODELS = "google.genai.models"
@@ -28,6 +27,8 @@ _EXTRA_UTILS = "google.genai._extra_utils"
 
 
 def _patches() -> list[Patch]:
+    from otel_tokens._internal.providers import google_genai as adapter  # loaded with the SDK, not before
+
     generate, stream = adapter.GenerateContent(), adapter.GenerateContent(stream=True)
     embed = adapter.EmbedContent()
     return [

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otel_tokens._internal.engine import Patch
-from otel_tokens._internal.providers import google_generativeai as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _SERVICE = "google.ai.generativelanguage_{version}.services.generative_service.{module}"
 
 
 def _patches() -> list[Patch]:
+    from otel_tokens._internal.providers import (
+        google_generativeai as adapter,  # loaded with the SDK, not before
+    )
+
     generate, stream = adapter.GenerateContent(), adapter.GenerateContent(stream=True)
     table = []
     for version in ("v1beta", "v1"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otel_tokens._internal.engine import Patch
-from otel_tokens._internal.providers import groq as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _CHAT = "groq.resources.chat.completions"
@@ -19,6 +18,8 @@ _EMBEDDINGS = "groq.resources.embeddings"
 
 
 def _patches() -> list[Patch]:
+    from otel_tokens._internal.providers import groq as adapter  # loaded with the SDK, not before
+
     chat, embeddings = adapter.ChatCompletions(), adapter.Embeddings()
     return [
         Patch(_CHAT, "Completions.create", chat, "sync"),

@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otel_tokens._internal.engine import Patch
-from otel_tokens._internal.providers import litellm as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _MODULE = "litellm"
 
 
 def _patches() -> list[Patch]:
+    from otel_tokens._internal.providers import litellm as adapter  # loaded with the SDK, not before
+
     embeddings, responses = adapter.Embeddings(), adapter.Responses()
     return [
         Patch(_MODULE, "completion", adapter.ChatCompletions(asynchronous=False), "sync"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otel_tokens._internal.engine import Patch
-from otel_tokens._internal.providers import mistral as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _CHAT = "mistralai.client.chat"
@@ -25,6 +24,8 @@ _EMBEDDINGS = "mistralai.client.embeddings"
 
 
 def _patches() -> list[Patch]:
+    from otel_tokens._internal.providers import mistral as adapter  # loaded with the SDK, not before
+
     chat, chat_stream = adapter.Chat(), adapter.Chat(streaming=True)
     fim, fim_stream = adapter.Fim(), adapter.Fim(streaming=True)
     embeddings = adapter.Embeddings()

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otel_tokens._internal.engine import Patch
-from otel_tokens._internal.providers import ollama as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _CLIENT = "ollama._client"
@@ -22,6 +21,8 @@ _MODULE = "ollama"
 
 
 def _patches() -> list[Patch]:
+    from otel_tokens._internal.providers import ollama as adapter  # loaded with the SDK, not before
+
     operations = {
         "chat": adapter.Chat(),
         "generate": adapter.Generate(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from otel_tokens._internal.engine import Patch
-from otel_tokens._internal.providers import openai as adapter
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -22,6 +21,8 @@ _COMPLETIONS = "openai.resources.completions"
 
 
 def _patches() -> list[Patch]:
+    from otel_tokens._internal.providers import openai as adapter  # loaded with the SDK, not before
+
     chat, responses = adapter.ChatCompletions(), adapter.Responses()
     embeddings, completions = adapter.Embeddings(), adapter.Completions()
     raw = adapter.helper_raw_stream

@@ -210,13 +210,22 @@ class ChatCompletions:
         text = None
         if want_text or usage is None:
             text = "".join(self._choice_text(choice) for choice in choices)
+        finish_reasons = []
+        tool_calls = 0
+        for choice in choices:  # one loop, no generators: this runs on every call
+            reason = getattr(choice, "finish_reason", None)
+            if reason:
+                finish_reasons.append(reason)
+            calls = getattr(getattr(choice, "message", None), "tool_calls", None)
+            if calls:
+                tool_calls += len(calls)
         return Result(
             usage=self.usage_of(usage) if usage is not None else None,
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
-            finish_reasons=tuple(c.finish_reason for c in choices if getattr(c, "finish_reason", None)),
+            finish_reasons=tuple(finish_reasons),
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
-            tool_calls=sum(len(getattr(getattr(c, "message", None), "tool_calls", None) or ()) for c in choices),
+            tool_calls=tool_calls,
             output_text=text,
         )
 
