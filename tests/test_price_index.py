@@ -1,0 +1,315 @@
+"""The shipped price index against genai-prices itself: the same model for every name and provider, the
+same rates on every day and time of day, current with the installed genai-prices, and a fallback that
+works; and a priced call that never imports genai-prices or pydantic."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+
+import genai_prices
+import pytest
+from genai_prices import types as genai_types
+from genai_prices.data import providers as GENAI_PROVIDERS
+
+from otel_tokens._internal import price_index, pricing
+from otel_tokens._internal.pricing import PROVIDER_IDS, PriceBook, Rates, _Schedule
+from otel_tokens._internal.records import Usage
+
+pytestmark = pytest.mark.usefixtures("no_network")
+
+
+@pytest.fixture(scope="module")
+def genai() -> pricing._GenaiCatalog:
+    return pricing._GenaiCatalog()
+
+
+@pytest.fixture(scope="module")
+def index() -> price_index.IndexCatalog:
+    catalog = price_index.load()
+    assert catalog is not None, f"the shipped price index does not load: run `{price_index.REGENERATE}`"
+    return catalog
+
+
+def _clause_strings(logic: object) -> list[str]:
+    """The literal names a match clause is written with (equals, starts_with values)."""
+    if isinstance(logic, genai_types.ClauseEquals):
+        return [logic.equals]
+    if isinstance(logic, genai_types.ClauseStartsWith):
+        return [logic.starts_with, logic.starts_with + "-preview-0917"]
+    if isinstance(logic, genai_types.ClauseOr):
+        return [name for part in logic.or_ for name in _clause_strings(part)]
+    if isinstance(logic, genai_types.ClauseAnd):
+        return [name for part in logic.and_ for name in _clause_strings(part)][:1]
+    return []
+
+
+def _compact(name: str) -> str | None:
+    """gpt-4o-2024-08-06 -> gpt-4o-20240806, as LiteLLM and OpenRouter send dated names."""
+    compact = re.sub(r"-(20\d\d)-(\d\d)-(\d\d)", r"-\1\2\3", name)
+    return compact if compact != name else None
+
+
+UNKNOWN_NAMES = (
+    "no-such-model", "", " ", "gpt", "claude", "GPT-4O", " gpt-4o", "gpt-4o-20240231", "gpt-4o-20241306",
+    "anthropic/", "/gpt-4o", "litellm/gpt-4o", "openai/gpt-4o-20240806", "azure/gpt-4o", "über-model",
+    "claude-sonnet-4-5-20250929:beta", "models/gemini-2.5-pro", "accounts/fireworks/models/unknown",
+)  # fmt: skip
+
+
+def _names_by_provider() -> dict[str, list[str]]:
+    """Per genai-prices provider, the names of its models a caller may send: the id, upper-cased, the
+    compact-dated form, ``provider/model`` (LiteLLM), and the names its match clauses are written with."""
+    names: dict[str, list[str]] = {}
+    for provider in GENAI_PROVIDERS:
+        own: list[str] = []
+        for info in provider.models:
+            own += [info.id, info.id.upper(), f"{provider.id}/{info.id}", *_clause_strings(info.match)]
+            own += [compact for compact in (_compact(info.id),) if compact]
+        names[provider.id] = list(dict.fromkeys(own))
+    return names
+
+
+NAMES_BY_PROVIDER = _names_by_provider()
+ALL_NAMES = list(dict.fromkeys([*UNKNOWN_NAMES, *(name for names in NAMES_BY_PROVIDER.values() for name in names)]))
+PROVIDER_ARGUMENTS: tuple[str | None, ...] = (
+    None, "no-such-provider", "litellm", "LiteLLM", " OpenAI ", "",
+    *(provider.id for provider in GENAI_PROVIDERS), *PROVIDER_IDS,
+)  # fmt: skip
+
+
+def _lookup(catalog: pricing._Catalog, model: str, provider_id: str | None) -> tuple[str, int] | None:
+    try:
+        return catalog.lookup(model, provider_id)
+    except LookupError:
+        return None
+
+
+def test_the_names_are_many() -> None:
+    assert len(GENAI_PROVIDERS) >= 40 and sum(len(provider.models) for provider in GENAI_PROVIDERS) >= 2000
+    assert len(ALL_NAMES) >= 7_000
+    assert sum(1 for name in ALL_NAMES if _compact(name)) >= 50  # dated ids, sent compact as well
+
+
+@pytest.mark.parametrize("provider", [provider.id for provider in GENAI_PROVIDERS])
+def test_every_name_resolves_to_the_same_model(
+    genai: pricing._GenaiCatalog, index: price_index.IndexCatalog, provider: str
+) -> None:
+    """Each provider's names, with no provider, their own provider, LiteLLM and an unknown provider."""
+    resolved = 0
+    names = (*NAMES_BY_PROVIDER[provider], *UNKNOWN_NAMES)
+    for name in names:
+        for provider_id in (None, provider, "litellm", "no-such-provider"):
+            expected = _lookup(genai, name, provider_id)
+            assert _lookup(index, name, provider_id) == expected, (name, provider_id)
+            resolved += expected is not None
+    for name in (*names[::4], *UNKNOWN_NAMES):  # every provider's own match, for bare names (1 ms a name)
+        assert index.listings(name) == genai.listings(name), name
+    assert resolved > 0
+
+
+@pytest.mark.parametrize("provider_id", PROVIDER_ARGUMENTS)
+def test_every_provider_argument_resolves_alike(
+    genai: pricing._GenaiCatalog, index: price_index.IndexCatalog, provider_id: str | None
+) -> None:
+    """Every provider id, gen_ai.provider.name and odd argument, over a spread of every provider's names."""
+    for name in ALL_NAMES[::7]:
+        assert _lookup(index, name, provider_id) == _lookup(genai, name, provider_id), (name, provider_id)
+
+
+@pytest.mark.parametrize("provider", [None, "my-gateway", "ollama", *PROVIDER_IDS, *(p.id for p in GENAI_PROVIDERS)])
+def test_the_book_finds_the_same_entry(provider: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PriceBook._find over both: the gen_ai.provider.name mapping, exact ids and bare-name listings."""
+    by_index = PriceBook()
+    by_index.preload()
+    monkeypatch.setattr(pricing, "_default_catalog", pricing._GenaiCatalog)
+    by_genai = PriceBook()
+    for name in ALL_NAMES[::13]:
+        assert by_index._find(provider, name) == by_genai._find(provider, name), (provider, name)
+    for name in ("gpt-4o", "llama-3.1-8b-instant", "deepseek-r1", "claude-sonnet-4-5", "nope"):
+        assert by_index.providers_for(name) == by_genai.providers_for(name), name
+    assert by_index.known_providers() == by_genai.known_providers()
+
+
+def _days() -> dict[int, list[date]]:
+    """Per model number, the days to price it on: before and on each of its start dates, and two more."""
+    days: dict[int, list[date]] = {}
+    number = 0
+    for provider in GENAI_PROVIDERS:
+        for info in provider.models:
+            chosen = [date(2023, 1, 1), date(2031, 6, 30)]
+            for conditional in info.prices if isinstance(info.prices, list) else ():
+                if isinstance(conditional.constraint, genai_types.StartDateConstraint):
+                    start = conditional.constraint.start_date
+                    chosen += [start - timedelta(days=1), start]
+            days[number] = chosen
+            number += 1
+    return days
+
+
+DAYS = _days()
+
+
+def test_every_model_has_the_same_rates_on_every_day(
+    genai: pricing._GenaiCatalog, index: price_index.IndexCatalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    kinds = set()
+    for number, days in DAYS.items():
+        for day in days:
+            with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.pricing"):
+                caplog.clear()
+                expected = genai.entry(number, day, "p/m")
+                expected_log = caplog.text
+                caplog.clear()
+                actual = index.entry(number, day, "p/m")
+                assert (actual, caplog.text) == (expected, expected_log), (genai.models[number].id, day)
+            kinds.add(type(actual))
+    assert kinds == {Rates, _Schedule, pricing._Unknown}
+    assert sum(len(days) > 2 for days in DAYS.values()) >= 100  # models with start dates
+
+
+def test_time_of_day_prices_match_genai_prices_at_every_boundary(
+    genai: pricing._GenaiCatalog, index: price_index.IndexCatalog
+) -> None:
+    day = date(2026, 11, 20)
+    midnight = datetime(2026, 11, 20, tzinfo=UTC)
+    checked = 0
+    for number, info in enumerate(genai.models):
+        if not isinstance(info.prices, list) or not any(
+            isinstance(c.constraint, genai_types.TimeOfDateConstraint) for c in info.prices
+        ):
+            continue
+        schedule = index.entry(number, day, "p/m")
+        assert isinstance(schedule, _Schedule)
+        for boundary in schedule.starts:
+            for second in (boundary - 1, boundary, boundary + 1, boundary + 0.5):
+                second %= 86_400
+                expected = pricing._convert(info.get_prices(midnight + timedelta(seconds=second)))
+                assert schedule.at(second) == expected, (info.id, second)
+                checked += 1
+    assert checked >= 40
+
+
+# -- current, regenerated identically, and the fallback ------------------------------------------------
+
+
+def test_the_shipped_index_is_current() -> None:
+    from otel_tokens._data import price_index as data
+
+    hashed = price_index.installed_fingerprint()  # the files' own hashes, not the RECORD
+    assert data.FINGERPRINT == hashed, (
+        f"otel_tokens/_data/price_index.py was built from genai-prices {data.GENAI_PRICES_VERSION}, "
+        f"the installed genai-prices {genai_prices.__version__} differs: run `{price_index.REGENERATE}`"
+    )
+    assert price_index.installed_fingerprint(data.FINGERPRINT) == hashed  # the cheap RECORD check agrees
+    assert data.GENAI_PRICES_VERSION == genai_prices.__version__
+    with open(price_index.index_path(), encoding="utf-8") as file:
+        shipped = file.read()
+    assert price_index.generate() == shipped, f"the price index is stale: run `{price_index.REGENERATE}`"
+    assert shipped.startswith(f"# Generated by `{price_index.REGENERATE}`: do not edit.\n")
+
+
+def test_check_command_says_current(capsys: pytest.CaptureFixture[str]) -> None:
+    assert price_index.main([]) == 0
+    assert capsys.readouterr().out.endswith("price_index.py is current\n")
+
+
+@pytest.fixture
+def fresh_load():
+    price_index.load.cache_clear()
+    yield price_index.load
+    price_index.load.cache_clear()
+
+
+def test_a_mismatching_fingerprint_falls_back_to_genai_prices(
+    fresh_load, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_tokens._data import price_index as data
+
+    changed = (("genai_prices/data.py", "sha256=another"), *data.FINGERPRINT[1:])
+    monkeypatch.setattr(data, "FINGERPRINT", changed)
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.price_index"):
+        book = PriceBook(today=date(2026, 11, 20))
+        usage = Usage(input_tokens=230_417, cache_read_tokens=51_203, output_tokens=3_917)
+        cost = book.cost("anthropic", "claude-sonnet-4-5", usage)
+        assert book.cost("openai", "gpt-4o-mini", usage) is not None
+    assert isinstance(book._catalog, pricing._GenaiCatalog)
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=230_417, cache_read_tokens=51_203, output_tokens=3_917),
+        "claude-sonnet-4-5", provider_id="anthropic",
+        genai_request_timestamp=datetime(2026, 11, 20, 12, tzinfo=UTC),
+    ).total_price  # fmt: skip
+    assert cost == pytest.approx(float(expected), rel=0, abs=1e-12)
+    lines = [r.getMessage() for r in caplog.records if r.name == "otel_tokens._internal.price_index"]
+    assert lines == [
+        "otel_tokens: price index was built from genai-prices 0.2.3 but the installed genai-prices differs "
+        f"(changed: genai_prices/data.py); using genai-prices' own data (run `{price_index.REGENERATE}`)"
+    ]
+    assert [r.levelno for r in caplog.records if r.name == "otel_tokens._internal.price_index"] == [logging.DEBUG]
+
+
+def test_an_unreadable_index_falls_back(fresh_load, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setattr(price_index, "INDEX_MODULE", "otel_tokens._data.no_such_index")
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.price_index"):
+        assert fresh_load() is None
+        assert PriceBook(today=date(2026, 11, 20)).rates("openai", "gpt-4o") is not None
+    assert len(caplog.records) == 1 and "price index not usable" in caplog.records[0].getMessage()
+
+
+def test_without_a_record_the_files_are_hashed(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_tokens._data import price_index as data
+
+    site = os.path.dirname(os.path.dirname(genai_prices.__file__))
+    monkeypatch.setattr(price_index.os, "listdir", lambda path: [] if path == site else os.listdir(path))
+    assert price_index.installed_fingerprint(data.FINGERPRINT) == data.FINGERPRINT
+
+
+# -- the normal path never imports genai-prices or pydantic -------------------------------------------
+
+_PRICED_CALL = """
+import json, sys
+import otel_tokens
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+
+exporter = InMemorySpanExporter()
+tracer_provider = TracerProvider()
+tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+otel_tokens.instrument(tracer_provider=tracer_provider, meter_provider=MeterProvider())
+cost = otel_tokens.record_usage(
+    model="claude-sonnet-4-5-20250929", provider="anthropic", input_tokens=230_417,
+    cache_read_tokens=51_203, cache_write_tokens=7_129, output_tokens=3_917,
+)
+span = exporter.get_finished_spans()[0]
+print(json.dumps({
+    "cost": cost,
+    "span_cost": span.attributes.get("gen_ai.usage.cost.amount"),
+    "loaded": sorted(name for name in ("genai_prices", "pydantic") if name in sys.modules),
+}))
+"""
+
+
+def test_a_priced_call_imports_neither_genai_prices_nor_pydantic() -> None:
+    environment = {**os.environ, "OTEL_TOKENS_RAISE_INTERNAL_ERRORS": "1"}
+    environment.pop("OTEL_SDK_DISABLED", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _PRICED_CALL], capture_output=True, text=True, env=environment, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=230_417, cache_read_tokens=51_203, cache_write_tokens=7_129, output_tokens=3_917
+        ),
+        "claude-sonnet-4-5-20250929", provider_id="anthropic",
+    ).total_price  # fmt: skip
+    assert result["cost"] == pytest.approx(float(expected), rel=0, abs=1e-12)
+    assert result["span_cost"] == result["cost"]
+    assert result["loaded"] == []
