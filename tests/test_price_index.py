@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import genai_prices
 import pytest
@@ -78,7 +78,7 @@ def _names_by_provider() -> dict[str, list[str]]:
 NAMES_BY_PROVIDER = _names_by_provider()
 ALL_NAMES = list(dict.fromkeys([*UNKNOWN_NAMES, *(name for names in NAMES_BY_PROVIDER.values() for name in names)]))
 PROVIDER_ARGUMENTS: tuple[str | None, ...] = (
-    None, "no-such-provider", "litellm", "LiteLLM", " OpenAI ", "",
+    None, "no-such-provider", "litellm", "LiteLLM", " OpenAI ", " azure ", "DeepSeek\t", "",
     *(provider.id for provider in GENAI_PROVIDERS), *PROVIDER_IDS,
 )  # fmt: skip
 
@@ -193,6 +193,57 @@ def test_time_of_day_prices_match_genai_prices_at_every_boundary(
                 assert schedule.at(second) == expected, (info.id, second)
                 checked += 1
     assert checked >= 40
+
+
+# -- the clause kinds and constraints, beyond what today's data uses -----------------------------------
+
+_CLAUSES = (
+    genai_types.ClauseEquals(equals="GPT-4o"),
+    genai_types.ClauseStartsWith(starts_with="Claude-"),
+    genai_types.ClauseEndsWith(ends_with="-Latest"),
+    genai_types.ClauseContains(contains="Sonnet"),
+    genai_types.ClauseRegex(regex=r"sonnet-\d"),  # unanchored: re.search
+    genai_types.ClauseRegex(regex=r"^[A-Z]"),  # never matches: texts are lower-cased first
+    genai_types.ClauseOr(or_=[genai_types.ClauseEquals(equals="a"), genai_types.ClauseEndsWith(ends_with="B")]),
+    genai_types.ClauseAnd(
+        and_=[genai_types.ClauseStartsWith(starts_with="claude"), genai_types.ClauseContains(contains="4-5")]
+    ),
+)
+_TEXTS = ("gpt-4o", "GPT-4O", "claude-sonnet-4-5", "CLAUDE-Sonnet-4-5-Latest", "my-sonnet-7", "a", "xb", "", "B")
+
+
+@pytest.mark.parametrize("clause", _CLAUSES, ids=lambda clause: type(clause).__name__)
+def test_every_clause_kind_matches_as_genai_prices(clause: object) -> None:
+    encoded = price_index.encode_clause(clause)
+    for text in _TEXTS:
+        # Every caller in genai-prices lower-cases the text before matching, as the index's callers do.
+        assert price_index._is_match(encoded, text.lower()) is clause.is_match(text.lower()), text
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [((0, 30), (16, 30)), ((16, 30), (0, 30)), ((6, 0), (6, 0)), ((23, 0), (1, 0)), ((0, 0), (23, 59))],
+)
+@pytest.mark.parametrize("offset_hours", [0, 8, -5])
+def test_time_of_day_windows_are_active_as_in_genai_prices(start, end, offset_hours: int) -> None:
+    zone = timezone(timedelta(hours=offset_hours))
+    constraint = genai_types.TimeOfDateConstraint(
+        start_time=time(*start, tzinfo=zone), end_time=time(*end, tzinfo=zone)
+    )
+    encoded = price_index.encode_constraint(constraint)
+    for minute in range(0, 24 * 60, 15):
+        moment = datetime(2026, 11, 20, tzinfo=UTC) + timedelta(minutes=minute)
+        second = minute * 60.0
+        assert price_index._active(encoded, (2026, 11, 20), second) is constraint.active(moment), moment
+
+
+def test_start_dates_are_active_as_in_genai_prices() -> None:
+    encoded = price_index.encode_constraint(genai_types.StartDateConstraint(start_date=date(2026, 3, 1)))
+    for day in (date(2025, 12, 31), date(2026, 2, 28), date(2026, 3, 1), date(2026, 3, 2), date(2027, 1, 1)):
+        expected = genai_types.StartDateConstraint(start_date=date(2026, 3, 1)).active(
+            datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+        )
+        assert price_index._active(encoded, (day.year, day.month, day.day), 43_200.0) is expected, day
 
 
 # -- current, regenerated identically, and the fallback ------------------------------------------------

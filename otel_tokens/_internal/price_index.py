@@ -315,6 +315,44 @@ def index_path() -> str:
     return os.path.join(os.path.dirname(otel_tokens.__file__), "_data", "price_index.py")
 
 
+def encode_clause(logic: Any) -> tuple[str, Any] | None:
+    """A genai-prices match clause as index literals (its strings lower-cased, regexes as written)."""
+    from genai_prices import types
+
+    if logic is None:
+        return None
+    for kind, cls, attribute in (
+        (_EQUALS, types.ClauseEquals, "equals"),
+        (_STARTS_WITH, types.ClauseStartsWith, "starts_with"),
+        (_ENDS_WITH, types.ClauseEndsWith, "ends_with"),
+        (_CONTAINS, types.ClauseContains, "contains"),
+    ):
+        if type(logic) is cls:
+            return kind, getattr(logic, attribute).lower()
+    if type(logic) is types.ClauseRegex:
+        return _REGEX, logic.regex
+    if type(logic) is types.ClauseOr:
+        return _OR, tuple(encode_clause(part) for part in logic.or_)
+    if type(logic) is types.ClauseAnd:
+        return _AND, tuple(encode_clause(part) for part in logic.and_)
+    raise TypeError(f"unknown genai-prices clause {logic!r}")
+
+
+def encode_constraint(logic: Any) -> tuple[Any, ...] | None:
+    """A conditional price's constraint as index literals; times of day in seconds after UTC midnight."""
+    from genai_prices import types
+
+    from otel_tokens._internal.pricing import _utc_second_of_day
+
+    if logic is None:
+        return None
+    if type(logic) is types.StartDateConstraint:
+        return _SINCE, logic.start_date.year, logic.start_date.month, logic.start_date.day
+    if type(logic) is types.TimeOfDateConstraint:
+        return _DAILY, _utc_second_of_day(logic.start_time), _utc_second_of_day(logic.end_time)
+    raise TypeError(f"unknown genai-prices constraint {logic!r}")
+
+
 def generate() -> str:
     """The index module's text, from the installed genai-prices (imports it; several seconds)."""
     from importlib.metadata import version
@@ -322,35 +360,7 @@ def generate() -> str:
     from genai_prices import types
     from genai_prices.data import providers
 
-    from otel_tokens._internal.pricing import _convert, _utc_second_of_day
-
-    def clause(logic: Any) -> tuple[str, Any] | None:
-        if logic is None:
-            return None
-        for kind, cls, attribute in (
-            (_EQUALS, types.ClauseEquals, "equals"),
-            (_STARTS_WITH, types.ClauseStartsWith, "starts_with"),
-            (_ENDS_WITH, types.ClauseEndsWith, "ends_with"),
-            (_CONTAINS, types.ClauseContains, "contains"),
-        ):
-            if type(logic) is cls:
-                return kind, getattr(logic, attribute).lower()
-        if type(logic) is types.ClauseRegex:
-            return _REGEX, logic.regex
-        if type(logic) is types.ClauseOr:
-            return _OR, tuple(clause(part) for part in logic.or_)
-        if type(logic) is types.ClauseAnd:
-            return _AND, tuple(clause(part) for part in logic.and_)
-        raise TypeError(f"unknown genai-prices clause {logic!r}")
-
-    def constraint(logic: Any) -> tuple[Any, ...] | None:
-        if logic is None:
-            return None
-        if type(logic) is types.StartDateConstraint:
-            return _SINCE, logic.start_date.year, logic.start_date.month, logic.start_date.day
-        if type(logic) is types.TimeOfDateConstraint:
-            return _DAILY, _utc_second_of_day(logic.start_time), _utc_second_of_day(logic.end_time)
-        raise TypeError(f"unknown genai-prices constraint {logic!r}")
+    from otel_tokens._internal.pricing import _convert
 
     def price(model_price: Any) -> tuple[Any, ...] | str:
         rates = _convert(model_price)
@@ -363,7 +373,9 @@ def generate() -> str:
         if isinstance(value, types.ModelPrice):
             return tuple(sorted((key, price_key(item)) for key, item in value._comparable_values().items()))
         if isinstance(value, list):
-            return "conditional", tuple((constraint(item.constraint), price_key(item.prices)) for item in value)
+            return "conditional", tuple((price_key(item.constraint), price_key(item.prices)) for item in value)
+        if isinstance(value, types.StartDateConstraint | types.TimeOfDateConstraint):
+            return type(value).__name__, *vars(value).values()
         return value
 
     price_rows: dict[Any, int] = {}
@@ -377,10 +389,10 @@ def generate() -> str:
             if key not in price_rows:
                 price_rows[key] = len(prices)
                 conditionals = info.prices if isinstance(info.prices, list) else [types.ConditionalPrice(prices=info.prices)]
-                prices.append(tuple((constraint(item.constraint), price(item.prices)) for item in conditionals))
-            model_rows.append((info.id, clause(info.match), price_rows[key]))
+                prices.append(tuple((encode_constraint(item.constraint), price(item.prices)) for item in conditionals))
+            model_rows.append((info.id, encode_clause(info.match), price_rows[key]))
         provider_rows.append((
-            provider.id, clause(provider.provider_match), clause(provider.model_match),
+            provider.id, encode_clause(provider.provider_match), encode_clause(provider.model_match),
             tuple(provider.fallback_model_providers or ()), first, len(model_rows),
         ))  # fmt: skip
 
