@@ -204,12 +204,21 @@ _CLAUSES = (
     genai_types.ClauseContains(contains="Sonnet"),
     genai_types.ClauseRegex(regex=r"sonnet-\d"),  # unanchored: re.search
     genai_types.ClauseRegex(regex=r"^[A-Z]"),  # never matches: texts are lower-cased first
+    # anchored regexes whose literal start is checked before compiling them
+    genai_types.ClauseRegex(regex=r"^claude-sonnet-4-5?-\d"),
+    genai_types.ClauseRegex(regex=r"^my\-sonnet\.?-\d$"),
+    genai_types.ClauseRegex(regex=r"^gpt-4o|sonnet"),
+    genai_types.ClauseRegex(regex=r"^(typesafe/)?gpt-4"),
+    genai_types.ClauseRegex(regex=r"^gp{1}t-4o"),
     genai_types.ClauseOr(or_=[genai_types.ClauseEquals(equals="a"), genai_types.ClauseEndsWith(ends_with="B")]),
     genai_types.ClauseAnd(
         and_=[genai_types.ClauseStartsWith(starts_with="claude"), genai_types.ClauseContains(contains="4-5")]
     ),
 )
-_TEXTS = ("gpt-4o", "GPT-4O", "claude-sonnet-4-5", "CLAUDE-Sonnet-4-5-Latest", "my-sonnet-7", "a", "xb", "", "B")
+_TEXTS = (
+    "gpt-4o", "GPT-4O", "claude-sonnet-4-5", "CLAUDE-Sonnet-4-5-Latest", "my-sonnet-7", "a", "xb", "", "B",
+    "claude-sonnet-4-7", "claude-sonnet-4-5-2", "my-sonnet.-7", "typesafe/gpt-4", "the-sonnet",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("clause", _CLAUSES, ids=lambda clause: type(clause).__name__)

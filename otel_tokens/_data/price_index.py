@@ -6,3535 +6,3535 @@ FINGERPRINT = (('genai_prices/data.py', 'sha256=X02OF1qRzyPKwX2jOk2qYKamxJUlEJyX
 
 # (id, provider_match, model_match, fallback_model_providers, first model, end model)
 PROVIDERS = (
-    ('anthropic', ('contains', 'anthropic'), ('contains', 'claude'), (), 0, 27),
-    ('arcee', ('contains', 'arcee'), None, (), 27, 38),
+    ('anthropic', '~anthropic', '~claude', (), 0, 27),
+    ('arcee', '~arcee', None, (), 27, 38),
     ('avian', None, None, (), 38, 62),
-    ('aws', ('or', (('contains', 'bedrock'), ('contains', 'amazon'))), None, (), 62, 180),
+    ('aws', ('or', ('~bedrock', '~amazon')), None, (), 62, 180),
     ('azure', None, None, ('openai', 'anthropic', 'deepseek', 'x-ai', 'moonshotai'), 180, 203),
-    ('baseten', ('contains', 'baseten'), None, (), 203, 225),
-    ('cerebras', ('contains', 'cerebras'), ('contains', 'cerebras'), (), 225, 233),
-    ('cloudflare', ('contains', 'cloudflare'), ('starts_with', '@cf/'), (), 233, 287),
-    ('cohere', ('contains', 'cohere'), ('starts_with', 'command-'), (), 287, 296),
-    ('cursor', None, ('starts_with', 'composer-'), (), 296, 304),
-    ('databricks', ('contains', 'databricks'), ('or', (('starts_with', 'databricks-'), ('starts_with', 'system.ai.'))), (), 304, 324),
-    ('deepseek', None, ('starts_with', 'deepseek'), (), 324, 332),
+    ('baseten', '~baseten', None, (), 203, 225),
+    ('cerebras', '~cerebras', '~cerebras', (), 225, 233),
+    ('cloudflare', '~cloudflare', '^@cf/', (), 233, 287),
+    ('cohere', '~cohere', '^command-', (), 287, 296),
+    ('cursor', None, '^composer-', (), 296, 304),
+    ('databricks', '~databricks', ('or', ('^databricks-', '^system.ai.')), (), 304, 324),
+    ('deepseek', None, '^deepseek', (), 324, 332),
     ('doubleword', None, None, (), 332, 361),
-    ('elevenlabs', ('contains', 'elevenlabs'), ('starts_with', 'eleven_'), (), 361, 363),
-    ('fireworks', None, ('starts_with', 'accounts/fireworks/'), (), 363, 411),
-    ('github-copilot', ('contains', 'copilot'), None, (), 411, 454),
-    ('google', ('or', (('contains', 'google'), ('contains', 'vertex'), ('contains', 'gemini'))), ('contains', 'gemini'), ('anthropic',), 454, 524),
+    ('elevenlabs', '~elevenlabs', '^eleven_', (), 361, 363),
+    ('fireworks', None, '^accounts/fireworks/', (), 363, 411),
+    ('github-copilot', '~copilot', None, (), 411, 454),
+    ('google', ('or', ('~google', '~vertex', '~gemini')), '~gemini', ('anthropic',), 454, 524),
     ('groq', None, None, (), 524, 561),
-    ('huggingface_cerebras', ('and', (('contains', 'huggingface'), ('contains', 'cerebras'))), None, (), 561, 564),
-    ('huggingface_fireworks-ai', ('and', (('contains', 'huggingface'), ('contains', 'fireworks-ai'))), None, (), 564, 570),
-    ('huggingface_groq', ('and', (('contains', 'huggingface'), ('contains', 'groq'))), None, (), 570, 575),
-    ('huggingface_hyperbolic', ('and', (('contains', 'huggingface'), ('contains', 'hyperbolic'))), None, (), 575, 587),
-    ('huggingface_nebius', ('and', (('contains', 'huggingface'), ('contains', 'nebius'))), None, (), 587, 613),
-    ('huggingface_novita', ('and', (('contains', 'huggingface'), ('contains', 'novita'))), None, (), 613, 698),
-    ('huggingface_nscale', ('and', (('contains', 'huggingface'), ('contains', 'nscale'))), None, (), 698, 722),
-    ('huggingface_ovhcloud', ('and', (('contains', 'huggingface'), ('contains', 'ovhcloud'))), None, (), 722, 733),
-    ('huggingface_publicai', ('and', (('contains', 'huggingface'), ('contains', 'publicai'))), None, (), 733, 746),
-    ('huggingface_sambanova', ('and', (('contains', 'huggingface'), ('contains', 'sambanova'))), None, (), 746, 754),
-    ('huggingface_together', ('and', (('contains', 'huggingface'), ('contains', 'together'))), None, (), 754, 790),
-    ('meta', ('equals', 'meta'), ('or', (('equals', 'muse-wonder-1.0'), ('starts_with', 'muse-spark-'))), (), 790, 796),
-    ('minimax', None, ('or', (('starts_with', 'minimax-m'), ('starts_with', 'minimax-m'), ('equals', 'minimax-01'), ('equals', 'm2-her'), ('equals', 'm2-her'))), (), 796, 806),
-    ('mistral', ('starts_with', 'mistral'), ('regex', '^(?![^/]+/)(?:labs-)?(?:(?:mi|code|dev|magi|mini)stral|mixtral|pixtral|voxtral|open-(?:mistral|mixtral))'), (), 806, 858),
-    ('modal', ('contains', 'modal'), None, (), 858, 869),
-    ('moonshotai', ('contains', 'moonshot'), ('or', (('starts_with', 'kimi'), ('starts_with', 'moonshot'))), (), 869, 885),
+    ('huggingface_cerebras', ('and', ('~huggingface', '~cerebras')), None, (), 561, 564),
+    ('huggingface_fireworks-ai', ('and', ('~huggingface', '~fireworks-ai')), None, (), 564, 570),
+    ('huggingface_groq', ('and', ('~huggingface', '~groq')), None, (), 570, 575),
+    ('huggingface_hyperbolic', ('and', ('~huggingface', '~hyperbolic')), None, (), 575, 587),
+    ('huggingface_nebius', ('and', ('~huggingface', '~nebius')), None, (), 587, 613),
+    ('huggingface_novita', ('and', ('~huggingface', '~novita')), None, (), 613, 698),
+    ('huggingface_nscale', ('and', ('~huggingface', '~nscale')), None, (), 698, 722),
+    ('huggingface_ovhcloud', ('and', ('~huggingface', '~ovhcloud')), None, (), 722, 733),
+    ('huggingface_publicai', ('and', ('~huggingface', '~publicai')), None, (), 733, 746),
+    ('huggingface_sambanova', ('and', ('~huggingface', '~sambanova')), None, (), 746, 754),
+    ('huggingface_together', ('and', ('~huggingface', '~together')), None, (), 754, 790),
+    ('meta', '=meta', ('or', ('=muse-wonder-1.0', '^muse-spark-')), (), 790, 796),
+    ('minimax', None, ('or', ('^minimax-m', '^minimax-m', '=minimax-01', '=m2-her', '=m2-her')), (), 796, 806),
+    ('mistral', '^mistral', '/^(?![^/]+/)(?:labs-)?(?:(?:mi|code|dev|magi|mini)stral|mixtral|pixtral|voxtral|open-(?:mistral|mixtral))', (), 806, 858),
+    ('modal', '~modal', None, (), 858, 869),
+    ('moonshotai', '~moonshot', ('or', ('^kimi', '^moonshot')), (), 869, 885),
     ('novita', None, None, (), 885, 999),
-    ('openai', ('contains', 'openai'), ('or', (('starts_with', 'gpt-'), ('equals', 'whisper-1'), ('starts_with', 'tts-1'), ('regex', '^o[134]'))), (), 999, 1112),
+    ('openai', '~openai', ('or', ('^gpt-', '=whisper-1', '^tts-1', '/^o[134]')), (), 999, 1112),
     ('openai-decisions', None, None, (), 1112, 1113),
     ('openrouter', None, None, (), 1113, 2036),
     ('ovhcloud', None, None, (), 2036, 2056),
     ('perplexity', None, None, (), 2056, 2079),
     ('quicksilverpro', None, None, (), 2079, 2154),
-    ('together', ('or', (('equals', 'together-ai'), ('equals', 'together_ai'))), None, (), 2154, 2249),
-    ('typesafe', ('contains', 'typesafe'), ('starts_with', 'jev-'), (), 2249, 2251),
-    ('voyageai', ('contains', 'voyage'), ('starts_with', 'voyage-'), (), 2251, 2275),
-    ('x-ai', ('equals', 'xai'), ('contains', 'grok'), (), 2275, 2297),
+    ('together', ('or', ('=together-ai', '=together_ai')), None, (), 2154, 2249),
+    ('typesafe', '~typesafe', '^jev-', (), 2249, 2251),
+    ('voyageai', '~voyage', '^voyage-', (), 2251, 2275),
+    ('x-ai', '=xai', '~grok', (), 2275, 2297),
     ('zai', None, None, (), 2297, 2315),
-    ('zhipuai', None, ('or', (('starts_with', 'glm-'), ('starts_with', 'glm-'))), (), 2315, 2330),
+    ('zhipuai', None, ('or', ('^glm-', '^glm-')), (), 2315, 2330),
 )
 
-# (id, match, row of PRICES)
+# match, row of PRICES (a flat tuple: fewer objects to load)  # model id
 MODELS = (
-    ('claude-2', ('or', (('starts_with', 'claude-2'), ('contains', 'claude-v2'))), 0),
-    ('claude-3-5-haiku-latest', ('or', (('starts_with', 'claude-3-5-haiku'), ('starts_with', 'claude-3.5-haiku'))), 1),
-    ('claude-3-5-sonnet', ('or', (('starts_with', 'claude-3-5-sonnet'), ('starts_with', 'claude-3.5-sonnet'))), 2),
-    ('claude-3-7-sonnet-latest', ('or', (('starts_with', 'claude-3-7-sonnet'), ('starts_with', 'claude-3.7-sonnet'), ('starts_with', 'claude-sonnet-3.7'), ('starts_with', 'claude-sonnet-3-7'))), 2),
-    ('claude-3-haiku', ('starts_with', 'claude-3-haiku'), 3),
-    ('claude-3-opus-latest', ('starts_with', 'claude-3-opus'), 4),
-    ('claude-3-sonnet', ('starts_with', 'claude-3-sonnet'), 5),
-    ('claude-fable-5', ('or', (('equals', 'claude-fable-5'), ('regex', '^claude-fable-5-\\d{8}$'))), 6),
-    ('claude-fable-5-1', ('or', (('equals', 'claude-fable-5-1'), ('regex', '^claude-fable-5-1-\\d{8}$'))), 7),
-    ('claude-fable-5-2', ('or', (('equals', 'claude-fable-5-2'), ('regex', '^claude-fable-5-2-\\d{8}$'))), 8),
-    ('claude-haiku-4-5', ('or', (('starts_with', 'claude-haiku-4-5'), ('starts_with', 'claude-haiku-4.5'), ('starts_with', 'claude-4-5-haiku'), ('starts_with', 'claude-4.5-haiku'))), 9),
-    ('claude-haiku-5-5', ('or', (('equals', 'claude-haiku-5-5'), ('regex', '^claude-haiku-5-5-\\d{8}$'), ('starts_with', 'claude-haiku-5-5@'), ('starts_with', 'claude-haiku-5.5'), ('starts_with', 'claude-5-5-haiku'), ('starts_with', 'claude-5.5-haiku'))), 10),
-    ('claude-mythos-5-2', ('or', (('equals', 'claude-mythos-5-2'), ('regex', '^claude-mythos-5-2-\\d{8}$'))), 8),
-    ('claude-opus-4-0', ('or', (('starts_with', 'claude-opus-4-0'), ('starts_with', 'claude-4-opus'), ('equals', 'claude-opus-4'), ('equals', 'claude-opus-4-20250514'))), 11),
-    ('claude-opus-4-1', ('or', (('starts_with', 'claude-opus-4-1'), ('starts_with', 'claude-opus-4.1'))), 11),
-    ('claude-opus-4-5', ('or', (('starts_with', 'claude-opus-4-5'), ('starts_with', 'claude-opus-4.5'), ('starts_with', 'claude-4-5-opus'), ('starts_with', 'claude-4.5-opus'))), 12),
-    ('claude-opus-4-6', ('or', (('starts_with', 'claude-opus-4-6'), ('starts_with', 'claude-opus-4.6'), ('starts_with', 'claude-4-6-opus'), ('starts_with', 'claude-4.6-opus'))), 13),
-    ('claude-opus-4-7', ('or', (('starts_with', 'claude-opus-4-7'), ('starts_with', 'claude-opus-4.7'), ('starts_with', 'claude-4-7-opus'), ('starts_with', 'claude-4.7-opus'))), 12),
-    ('claude-opus-4-8', ('or', (('starts_with', 'claude-opus-4-8'), ('starts_with', 'claude-opus-4.8'), ('starts_with', 'claude-4-8-opus'), ('starts_with', 'claude-4.8-opus'))), 12),
-    ('claude-opus-5', ('or', (('equals', 'claude-opus-5'), ('equals', 'claude-opus-5-latest'), ('regex', '^claude-opus-5[-@]\\d{8}$'), ('regex', '^claude-opus-5-\\d{4}-\\d{2}-\\d{2}$'), ('starts_with', 'claude-opus-5.0'), ('starts_with', 'claude-5-opus'), ('starts_with', 'claude-5.0-opus'))), 12),
-    ('claude-opus-5-5', ('or', (('equals', 'claude-opus-5-5'), ('regex', '^claude-opus-5-5-\\d{8}$'), ('starts_with', 'claude-opus-5.5'), ('starts_with', 'claude-5-5-opus'), ('starts_with', 'claude-5.5-opus'))), 14),
-    ('claude-sonnet-4-0', ('or', (('starts_with', 'claude-sonnet-4-2025'), ('starts_with', 'claude-sonnet-4-0'), ('starts_with', 'claude-sonnet-4@'), ('equals', 'claude-sonnet-4'), ('starts_with', 'claude-4-sonnet'))), 2),
-    ('claude-sonnet-4-5', ('or', (('starts_with', 'claude-sonnet-4-5'), ('starts_with', 'claude-sonnet-4.5'))), 15),
-    ('claude-sonnet-4-6', ('or', (('starts_with', 'claude-sonnet-4-6'), ('starts_with', 'claude-sonnet-4.6'))), 16),
-    ('claude-sonnet-5', ('or', (('equals', 'claude-sonnet-5'), ('regex', '^claude-sonnet-5-\\d{8}$'), ('starts_with', 'claude-sonnet-5@'), ('starts_with', 'claude-sonnet-5.0'), ('starts_with', 'claude-5-sonnet'), ('starts_with', 'claude-5.0-sonnet'))), 17),
-    ('claude-sonnet-5-5', ('or', (('equals', 'claude-sonnet-5-5'), ('regex', '^claude-sonnet-5-5-\\d{8}$'), ('starts_with', 'claude-sonnet-5-5@'), ('starts_with', 'claude-sonnet-5.5'), ('starts_with', 'claude-5-5-sonnet'), ('starts_with', 'claude-5.5-sonnet'))), 18),
-    ('claude-v1', ('equals', 'claude-v1'), 0),
-    ('deepseek/deepseek-v4-flash-latest', ('equals', 'deepseek/deepseek-v4-flash-latest'), 19),
-    ('deepseek/deepseek-v4-pro', ('equals', 'deepseek/deepseek-v4-pro'), 20),
-    ('deepseek/deepseek-v4-pro-0813', ('equals', 'deepseek/deepseek-v4-pro-0813'), 21),
-    ('deepseek/deepseek-v4.1-flash', ('equals', 'deepseek/deepseek-v4.1-flash'), 22),
-    ('deepseek/deepseek-v4.1-flash-1017', ('equals', 'deepseek/deepseek-v4.1-flash-1017'), 23),
-    ('moonshotai/kimi-k3', ('equals', 'moonshotai/kimi-k3'), 24),
-    ('thinkingmachines/inkling-small', ('equals', 'thinkingmachines/inkling-small'), 25),
-    ('trinity-large-thinking', ('equals', 'trinity-large-thinking'), 26),
-    ('zai-org/glm-5.2', ('equals', 'zai-org/glm-5.2'), 27),
-    ('zai-org/glm-5.3', ('equals', 'zai-org/glm-5.3'), 27),
-    ('zai-org/glm-5.3-flash', ('equals', 'zai-org/glm-5.3-flash'), 28),
-    ('Meta-Llama-3.1-405B-Instruct', ('equals', 'meta-llama-3.1-405b-instruct'), 29),
-    ('Meta-Llama-3.1-70B-Instruct', ('equals', 'meta-llama-3.1-70b-instruct'), 30),
-    ('Meta-Llama-3.1-8B-Instruct', ('equals', 'meta-llama-3.1-8b-instruct'), 31),
-    ('Meta-Llama-3.3-70B-Instruct', ('equals', 'meta-llama-3.3-70b-instruct'), 30),
-    ('deepseek/deepseek-v3.2', ('equals', 'deepseek/deepseek-v3.2'), 32),
-    ('deepseek/deepseek-v4-flash', ('equals', 'deepseek/deepseek-v4-flash'), 33),
-    ('deepseek/deepseek-v4-pro', ('equals', 'deepseek/deepseek-v4-pro'), 34),
-    ('deepseek/deepseek-v4-pro-0813', ('equals', 'deepseek/deepseek-v4-pro-0813'), 35),
-    ('deepseek/deepseek-v4.1-flash', ('equals', 'deepseek/deepseek-v4.1-flash'), 36),
-    ('minimax/minimax-m2.5', ('equals', 'minimax/minimax-m2.5'), 37),
-    ('minimax/minimax-m3', ('equals', 'minimax/minimax-m3'), 38),
-    ('moonshotai/kimi-k2.5', ('equals', 'moonshotai/kimi-k2.5'), 39),
-    ('moonshotai/kimi-k2.6', ('equals', 'moonshotai/kimi-k2.6'), 40),
-    ('moonshotai/kimi-k3', ('equals', 'moonshotai/kimi-k3'), 41),
-    ('xiaomi/mimo-v2.5', ('equals', 'xiaomi/mimo-v2.5'), 42),
-    ('xiaomi/mimo-v2.5-pro', ('equals', 'xiaomi/mimo-v2.5-pro'), 43),
-    ('xiaomi/mimo-v2.6-flash', ('equals', 'xiaomi/mimo-v2.6-flash'), 44),
-    ('xiaomi/mimo-v2.6-pro', ('equals', 'xiaomi/mimo-v2.6-pro'), 43),
-    ('z-ai/glm-4.7', ('equals', 'z-ai/glm-4.7'), 45),
-    ('z-ai/glm-5', ('equals', 'z-ai/glm-5'), 46),
-    ('z-ai/glm-5.1', ('equals', 'z-ai/glm-5.1'), 47),
-    ('z-ai/glm-5.2', ('equals', 'z-ai/glm-5.2'), 48),
-    ('z-ai/glm-5.3', ('equals', 'z-ai/glm-5.3'), 49),
-    ('z-ai/glm-5.3-flash', ('equals', 'z-ai/glm-5.3-flash'), 50),
-    ('amazon.nova-2-sonic-v1:0', ('contains', 'amazon.nova-2-sonic'), 51),
-    ('amazon.nova-lite-v1:0', ('contains', 'amazon.nova-lite'), 52),
-    ('amazon.nova-micro-v1:0', ('contains', 'amazon.nova-micro'), 53),
-    ('amazon.nova-premier-v1:0', ('contains', 'amazon.nova-premier'), 54),
-    ('amazon.nova-pro-v1:0', ('contains', 'amazon.nova-pro'), 55),
-    ('amazon.nova-sonic-v1:0', ('contains', 'amazon.nova-sonic'), 56),
-    ('amazon.titan-embed-text-v1', ('or', (('ends_with', 'amazon.titan-embed-text'), ('contains', 'amazon.titan-embed-text-v1'))), 57),
-    ('amazon.titan-embed-text-v2:0', ('contains', 'amazon.titan-embed-text-v2'), 58),
-    ('amazon.titan-text-express-v1', ('contains', 'titan-text-express'), 59),
-    ('amazon.titan-text-lite-v1', ('contains', 'titan-text-lite'), 60),
-    ('deepseek.r1-v1:0', ('contains', 'deepseek.r1'), 61),
-    ('global.amazon.nova-2-lite-v1:0', ('contains', 'global.amazon.nova-2-lite'), 62),
-    ('global.anthropic.claude-fable-5-1-v1:0', ('or', (('ends_with', 'global.anthropic.claude-fable-5-1'), ('contains', 'global.anthropic.claude-fable-5-1-v1'))), 63),
-    ('global.anthropic.claude-fable-5-2', ('or', (('ends_with', 'global.anthropic.claude-fable-5-2'), ('contains', 'global.anthropic.claude-fable-5-2-v1'))), 64),
-    ('global.anthropic.claude-fable-5-v1:0', ('or', (('ends_with', 'global.anthropic.claude-fable-5'), ('contains', 'global.anthropic.claude-fable-5-v1'))), 65),
-    ('global.anthropic.claude-haiku-4-5-20251001-v1:0', ('contains', 'global.anthropic.claude-haiku-4-5-20251001'), 66),
-    ('global.anthropic.claude-haiku-5-5', ('or', (('ends_with', 'global.anthropic.claude-haiku-5-5'), ('contains', 'global.anthropic.claude-haiku-5-5-v1'))), 67),
-    ('global.anthropic.claude-mythos-5-2', ('or', (('ends_with', 'global.anthropic.claude-mythos-5-2'), ('contains', 'global.anthropic.claude-mythos-5-2-v1'))), 64),
-    ('global.anthropic.claude-opus-4-5-v1:0', ('contains', 'global.anthropic.claude-opus-4-5'), 68),
-    ('global.anthropic.claude-opus-4-6-v1:0', ('contains', 'global.anthropic.claude-opus-4-6'), 68),
-    ('global.anthropic.claude-opus-4-7-v1:0', ('contains', 'global.anthropic.claude-opus-4-7'), 68),
-    ('global.anthropic.claude-opus-4-8-v1:0', ('contains', 'global.anthropic.claude-opus-4-8'), 68),
-    ('global.anthropic.claude-opus-5', ('or', (('ends_with', 'global.anthropic.claude-opus-5'), ('contains', 'global.anthropic.claude-opus-5-v1'))), 68),
-    ('global.anthropic.claude-opus-5-5', ('or', (('ends_with', 'global.anthropic.claude-opus-5-5'), ('contains', 'global.anthropic.claude-opus-5-5-v1'))), 69),
-    ('global.anthropic.claude-sonnet-4-20250514-v1:0', ('contains', 'global.anthropic.claude-sonnet-4-20250514'), 70),
-    ('global.anthropic.claude-sonnet-4-5-20250929-v1:0', ('contains', 'global.anthropic.claude-sonnet-4-5-20250929'), 5),
-    ('global.anthropic.claude-sonnet-4-6-v1:0', ('contains', 'global.anthropic.claude-sonnet-4-6'), 5),
-    ('global.anthropic.claude-sonnet-5-5', ('or', (('ends_with', 'global.anthropic.claude-sonnet-5-5'), ('contains', 'global.anthropic.claude-sonnet-5-5-v1'))), 71),
-    ('global.anthropic.claude-sonnet-5-v1:0', ('or', (('ends_with', 'global.anthropic.claude-sonnet-5'), ('contains', 'global.anthropic.claude-sonnet-5-v1'))), 72),
-    ('global.moonshotai.kimi-k3', ('or', (('equals', 'global.moonshotai.kimi-k3'), ('ends_with', '/global.moonshotai.kimi-k3'))), 70),
-    ('global.moonshotai.kimi-k3.1', ('contains', 'global.moonshotai.kimi-k3.1'), 73),
-    ('global.openai.gpt-5.6-luna', ('contains', 'global.openai.gpt-5.6-luna'), 74),
-    ('global.openai.gpt-5.6-sol', ('contains', 'global.openai.gpt-5.6-sol'), 75),
-    ('global.openai.gpt-5.6-terra', ('contains', 'global.openai.gpt-5.6-terra'), 76),
-    ('global.openai.gpt-6-astra', ('contains', 'global.openai.gpt-6-astra'), 77),
-    ('global.openai.gpt-6-luna', ('contains', 'global.openai.gpt-6-luna'), 78),
-    ('global.openai.gpt-6-sol', ('contains', 'global.openai.gpt-6-sol'), 79),
-    ('global.openai.gpt-6.1-sol', ('contains', 'global.openai.gpt-6.1-sol'), 80),
-    ('global.openai.gpt-6.1-terra', ('contains', 'global.openai.gpt-6.1-terra'), 81),
-    ('global.zai.glm-5.3', ('or', (('equals', 'global.zai.glm-5.3'), ('ends_with', '/global.zai.glm-5.3'))), 82),
-    ('google.gemma-3-12b-it', ('contains', 'google.gemma-3-12b-it'), 83),
-    ('google.gemma-3-27b-it', ('contains', 'google.gemma-3-27b-it'), 84),
-    ('google.gemma-3-4b-it', ('contains', 'google.gemma-3-4b-it'), 85),
-    ('meta.llama3-1-70b-instruct-v1:0', ('contains', 'meta.llama3-1-70b-instruct'), 86),
-    ('meta.llama3-1-8b-instruct-v1:0', ('contains', 'meta.llama3-1-8b-instruct'), 87),
-    ('meta.llama3-2-11b-instruct-v1:0', ('contains', 'meta.llama3-2-11b-instruct'), 88),
-    ('meta.llama3-2-1b-instruct-v1:0', ('contains', 'meta.llama3-2-1b-instruct'), 31),
-    ('meta.llama3-2-3b-instruct-v1:0', ('contains', 'meta.llama3-2-3b-instruct'), 89),
-    ('meta.llama3-2-90b-instruct-v1:0', ('contains', 'meta.llama3-2-90b-instruct'), 86),
-    ('meta.llama3-3-70b-instruct-v1:0', ('contains', 'meta.llama3-3-70b-instruct'), 86),
-    ('meta.llama3-70b-instruct-v1:0', ('contains', 'meta.llama3-70b-instruct'), 90),
-    ('meta.llama3-8b-instruct-v1:0', ('contains', 'meta.llama3-8b-instruct'), 91),
-    ('meta.llama4-maverick-17b-instruct-v1:0', ('contains', 'meta.llama4-maverick-17b-instruct'), 92),
-    ('meta.llama4-scout-17b-instruct-v1:0', ('contains', 'meta.llama4-scout-17b-instruct'), 93),
-    ('mistral.devstral-2-123b', ('contains', 'mistral.devstral-2-123b'), 94),
-    ('mistral.magistral-small-2509', ('contains', 'mistral.magistral-small-2509'), 95),
-    ('mistral.ministral-3-14b-instruct', ('contains', 'mistral.ministral-3-14b-instruct'), 96),
-    ('mistral.ministral-3-3b-instruct', ('contains', 'mistral.ministral-3-3b-instruct'), 31),
-    ('mistral.ministral-3-8b-instruct', ('contains', 'mistral.ministral-3-8b-instruct'), 89),
-    ('mistral.mistral-7b-instruct-v0:2', ('contains', 'mistral.mistral-7b-instruct-v0'), 60),
-    ('mistral.mistral-large-2402-v1:0', ('contains', 'mistral.mistral-large-2402'), 97),
-    ('mistral.mistral-large-3-675b-instruct', ('contains', 'mistral.mistral-large-3-675b-instruct'), 95),
-    ('mistral.mistral-small-2402-v1:0', ('contains', 'mistral.mistral-small-2402'), 98),
-    ('mistral.mixtral-8x7b-instruct-v0:1', ('contains', 'mistral.mixtral-8x7b-instruct-v0'), 99),
-    ('mistral.pixtral-large-2502-v1:0', ('contains', 'mistral.pixtral-large-2502'), 100),
-    ('mistral.voxtral-mini-3b-2507', ('contains', 'mistral.voxtral-mini-3b-2507'), 101),
-    ('mistral.voxtral-small-24b-2507', ('contains', 'mistral.voxtral-small-24b-2507'), 102),
-    ('nvidia.nemotron-nano-3-30b:0', ('contains', 'nvidia.nemotron-nano-3-30b'), 103),
-    ('nvidia.nemotron-nano-9b-v2:0', ('contains', 'nvidia.nemotron-nano-9b-v2'), 104),
-    ('nvidia.nemotron-super-3-120b:0', ('contains', 'nvidia.nemotron-super-3-120b'), 105),
-    ('openai.gpt-5.4', ('equals', 'openai.gpt-5.4'), 106),
-    ('openai.gpt-5.5', ('equals', 'openai.gpt-5.5'), 107),
-    ('openai.gpt-oss-120b-1:0', ('contains', 'openai.gpt-oss-120b-1'), 108),
-    ('openai.gpt-oss-20b-1:0', ('contains', 'openai.gpt-oss-20b-1'), 109),
-    ('qwen.qwen3-32b-v1:0', ('contains', 'qwen.qwen3-32b'), 108),
-    ('qwen.qwen3-coder-30b-a3b-v1:0', ('contains', 'qwen.qwen3-coder-30b-a3b'), 108),
-    ('qwen.qwen3-coder-480b-a35b-v1:0', ('contains', 'qwen.qwen3-coder-480b-a35b'), 110),
-    ('qwen.qwen3-vl-235b-a22b-v1:0', ('contains', 'qwen.qwen3-vl-235b-a22b'), 111),
-    ('regional.amazon.nova-2-lite-v1:0', ('or', (('contains', 'us.amazon.nova-2-lite'), ('contains', 'eu.amazon.nova-2-lite'), ('contains', 'jp.amazon.nova-2-lite'))), 112),
-    ('regional.anthropic.claude-3-5-haiku-20241022-v1:0', ('contains', 'claude-3-5-haiku-20241022'), 113),
-    ('regional.anthropic.claude-3-5-sonnet-20240620-v1:0', ('contains', 'claude-3-5-sonnet-20240620'), 70),
-    ('regional.anthropic.claude-3-5-sonnet-20241022-v2:0', ('contains', 'claude-3-5-sonnet-20241022'), 70),
-    ('regional.anthropic.claude-3-7-sonnet-20250219-v1:0', ('contains', 'claude-3-7-sonnet-20250219'), 70),
-    ('regional.anthropic.claude-3-haiku-20240307-v1:0', ('contains', 'claude-3-haiku-20240307'), 114),
-    ('regional.anthropic.claude-3-opus-20240229-v1:0', ('contains', 'claude-3-opus-20240229'), 115),
-    ('regional.anthropic.claude-3-sonnet-20240229-v1:0', ('contains', 'claude-3-sonnet-20240229'), 70),
-    ('regional.anthropic.claude-fable-5-1-v1:0', ('or', (('equals', 'anthropic.claude-fable-5-1'), ('equals', 'claude-fable-5-1'), ('starts_with', 'anthropic.claude-fable-5-1-v1'), ('starts_with', 'claude-fable-5-1-v1'), ('equals', 'us.anthropic.claude-fable-5-1'), ('contains', 'us.anthropic.claude-fable-5-1-v1'))), 116),
-    ('regional.anthropic.claude-fable-5-2', ('or', (('equals', 'anthropic.claude-fable-5-2'), ('equals', 'claude-fable-5-2'), ('starts_with', 'anthropic.claude-fable-5-2-v1'), ('starts_with', 'claude-fable-5-2-v1'), ('equals', 'us.anthropic.claude-fable-5-2'), ('equals', 'eu.anthropic.claude-fable-5-2'), ('contains', 'us.anthropic.claude-fable-5-2-v1'), ('contains', 'eu.anthropic.claude-fable-5-2-v1'))), 117),
-    ('regional.anthropic.claude-fable-5-v1:0', ('or', (('equals', 'anthropic.claude-fable-5'), ('equals', 'claude-fable-5'), ('starts_with', 'anthropic.claude-fable-5-v1'), ('starts_with', 'claude-fable-5-v1'), ('equals', 'us.anthropic.claude-fable-5'), ('equals', 'au.anthropic.claude-fable-5'), ('equals', 'eu.anthropic.claude-fable-5'), ('contains', 'us.anthropic.claude-fable-5-v1'), ('contains', 'au.anthropic.claude-fable-5-v1'), ('contains', 'eu.anthropic.claude-fable-5-v1'), ('contains', 'jp.anthropic.claude-fable-5-v1'))), 118),
-    ('regional.anthropic.claude-haiku-4-5-20251001-v1:0', ('or', (('starts_with', 'anthropic.claude-haiku-4-5-20251001'), ('starts_with', 'claude-haiku-4-5-20251001'), ('contains', 'us.anthropic.claude-haiku-4-5-20251001'), ('contains', 'au.anthropic.claude-haiku-4-5-20251001'), ('contains', 'apac.anthropic.claude-haiku-4-5-20251001'), ('contains', 'eu.anthropic.claude-haiku-4-5-20251001'), ('contains', 'us-gov.anthropic.claude-haiku-4-5-20251001'), ('contains', 'jp.anthropic.claude-haiku-4-5-20251001'), ('contains', 'in.anthropic.claude-haiku-4-5-20251001'))), 119),
-    ('regional.anthropic.claude-haiku-5-5', ('or', (('equals', 'anthropic.claude-haiku-5-5'), ('equals', 'claude-haiku-5-5'), ('starts_with', 'anthropic.claude-haiku-5-5-v1'), ('starts_with', 'claude-haiku-5-5-v1'), ('equals', 'us.anthropic.claude-haiku-5-5'), ('equals', 'au.anthropic.claude-haiku-5-5'), ('equals', 'apac.anthropic.claude-haiku-5-5'), ('equals', 'eu.anthropic.claude-haiku-5-5'), ('equals', 'us-gov.anthropic.claude-haiku-5-5'), ('equals', 'jp.anthropic.claude-haiku-5-5'), ('contains', 'us.anthropic.claude-haiku-5-5-v1'), ('contains', 'au.anthropic.claude-haiku-5-5-v1'), ('contains', 'apac.anthropic.claude-haiku-5-5-v1'), ('contains', 'eu.anthropic.claude-haiku-5-5-v1'), ('contains', 'us-gov.anthropic.claude-haiku-5-5-v1'), ('contains', 'jp.anthropic.claude-haiku-5-5-v1'))), 120),
-    ('regional.anthropic.claude-mythos-5-2', ('or', (('equals', 'anthropic.claude-mythos-5-2'), ('equals', 'claude-mythos-5-2'), ('starts_with', 'anthropic.claude-mythos-5-2-v1'), ('starts_with', 'claude-mythos-5-2-v1'), ('equals', 'us.anthropic.claude-mythos-5-2'), ('equals', 'eu.anthropic.claude-mythos-5-2'), ('contains', 'us.anthropic.claude-mythos-5-2-v1'), ('contains', 'eu.anthropic.claude-mythos-5-2-v1'))), 117),
-    ('regional.anthropic.claude-opus-4-1-20250805-v1:0', ('or', (('starts_with', 'anthropic.claude-opus-4-1-20250805'), ('starts_with', 'claude-opus-4-1-20250805'), ('contains', 'us.anthropic.claude-opus-4-1-20250805'), ('contains', 'au.anthropic.claude-opus-4-1-20250805'), ('contains', 'apac.anthropic.claude-opus-4-1-20250805'), ('contains', 'eu.anthropic.claude-opus-4-1-20250805'), ('contains', 'us-gov.anthropic.claude-opus-4-1-20250805'), ('contains', 'jp.anthropic.claude-opus-4-1-20250805'))), 121),
-    ('regional.anthropic.claude-opus-4-20250514-v1:0', ('or', (('starts_with', 'anthropic.claude-opus-4-20250514'), ('starts_with', 'claude-opus-4-20250514'), ('contains', 'us.anthropic.claude-opus-4-20250514'), ('contains', 'au.anthropic.claude-opus-4-20250514'), ('contains', 'apac.anthropic.claude-opus-4-20250514'), ('contains', 'eu.anthropic.claude-opus-4-20250514'), ('contains', 'us-gov.anthropic.claude-opus-4-20250514'), ('contains', 'jp.anthropic.claude-opus-4-20250514'))), 121),
-    ('regional.anthropic.claude-opus-4-5-v1:0', ('or', (('starts_with', 'anthropic.claude-opus-4-5'), ('starts_with', 'claude-opus-4-5'), ('contains', 'us.anthropic.claude-opus-4-5'), ('contains', 'au.anthropic.claude-opus-4-5'), ('contains', 'apac.anthropic.claude-opus-4-5'), ('contains', 'eu.anthropic.claude-opus-4-5'), ('contains', 'us-gov.anthropic.claude-opus-4-5'), ('contains', 'jp.anthropic.claude-opus-4-5'))), 122),
-    ('regional.anthropic.claude-opus-4-6-v1:0', ('or', (('starts_with', 'anthropic.claude-opus-4-6'), ('starts_with', 'claude-opus-4-6'), ('contains', 'us.anthropic.claude-opus-4-6'), ('contains', 'au.anthropic.claude-opus-4-6'), ('contains', 'apac.anthropic.claude-opus-4-6'), ('contains', 'eu.anthropic.claude-opus-4-6'), ('contains', 'us-gov.anthropic.claude-opus-4-6'), ('contains', 'jp.anthropic.claude-opus-4-6'))), 122),
-    ('regional.anthropic.claude-opus-4-7-v1:0', ('or', (('starts_with', 'anthropic.claude-opus-4-7'), ('starts_with', 'claude-opus-4-7'), ('contains', 'us.anthropic.claude-opus-4-7'), ('contains', 'au.anthropic.claude-opus-4-7'), ('contains', 'apac.anthropic.claude-opus-4-7'), ('contains', 'eu.anthropic.claude-opus-4-7'), ('contains', 'us-gov.anthropic.claude-opus-4-7'), ('contains', 'jp.anthropic.claude-opus-4-7'))), 122),
-    ('regional.anthropic.claude-opus-4-8-v1:0', ('or', (('starts_with', 'anthropic.claude-opus-4-8'), ('starts_with', 'claude-opus-4-8'), ('contains', 'us.anthropic.claude-opus-4-8'), ('contains', 'au.anthropic.claude-opus-4-8'), ('contains', 'eu.anthropic.claude-opus-4-8'), ('contains', 'jp.anthropic.claude-opus-4-8'))), 122),
-    ('regional.anthropic.claude-opus-5', ('or', (('equals', 'anthropic.claude-opus-5'), ('equals', 'claude-opus-5'), ('starts_with', 'anthropic.claude-opus-5-v1'), ('starts_with', 'claude-opus-5-v1'), ('equals', 'us.anthropic.claude-opus-5'), ('equals', 'au.anthropic.claude-opus-5'), ('equals', 'eu.anthropic.claude-opus-5'), ('equals', 'jp.anthropic.claude-opus-5'), ('equals', 'in.anthropic.claude-opus-5'), ('contains', 'us.anthropic.claude-opus-5-v1'), ('contains', 'au.anthropic.claude-opus-5-v1'), ('contains', 'eu.anthropic.claude-opus-5-v1'), ('contains', 'jp.anthropic.claude-opus-5-v1'), ('contains', 'in.anthropic.claude-opus-5-v1'))), 122),
-    ('regional.anthropic.claude-opus-5-5', ('or', (('equals', 'anthropic.claude-opus-5-5'), ('equals', 'claude-opus-5-5'), ('starts_with', 'anthropic.claude-opus-5-5-v1'), ('starts_with', 'claude-opus-5-5-v1'), ('equals', 'us.anthropic.claude-opus-5-5'), ('equals', 'au.anthropic.claude-opus-5-5'), ('equals', 'eu.anthropic.claude-opus-5-5'), ('equals', 'jp.anthropic.claude-opus-5-5'), ('contains', 'us.anthropic.claude-opus-5-5-v1'), ('contains', 'au.anthropic.claude-opus-5-5-v1'), ('contains', 'eu.anthropic.claude-opus-5-5-v1'), ('contains', 'jp.anthropic.claude-opus-5-5-v1'))), 123),
-    ('regional.anthropic.claude-sonnet-4-20250514-v1:0', ('or', (('starts_with', 'anthropic.claude-sonnet-4-20250514'), ('starts_with', 'claude-sonnet-4-20250514'), ('contains', 'us.anthropic.claude-sonnet-4-20250514'), ('contains', 'au.anthropic.claude-sonnet-4-20250514'), ('contains', 'apac.anthropic.claude-sonnet-4-20250514'), ('contains', 'eu.anthropic.claude-sonnet-4-20250514'), ('contains', 'us-gov.anthropic.claude-sonnet-4-20250514'), ('contains', 'jp.anthropic.claude-sonnet-4-20250514'))), 70),
-    ('regional.anthropic.claude-sonnet-4-5-20250929-v1:0', ('or', (('starts_with', 'anthropic.claude-sonnet-4-5-20250929'), ('starts_with', 'claude-sonnet-4-5-20250929'), ('contains', 'us.anthropic.claude-sonnet-4-5-20250929'), ('contains', 'au.anthropic.claude-sonnet-4-5-20250929'), ('contains', 'apac.anthropic.claude-sonnet-4-5-20250929'), ('contains', 'eu.anthropic.claude-sonnet-4-5-20250929'), ('contains', 'us-gov.anthropic.claude-sonnet-4-5-20250929'), ('contains', 'jp.anthropic.claude-sonnet-4-5-20250929'))), 124),
-    ('regional.anthropic.claude-sonnet-4-6-v1:0', ('or', (('starts_with', 'anthropic.claude-sonnet-4-6'), ('starts_with', 'claude-sonnet-4-6'), ('contains', 'us.anthropic.claude-sonnet-4-6'), ('contains', 'au.anthropic.claude-sonnet-4-6'), ('contains', 'apac.anthropic.claude-sonnet-4-6'), ('contains', 'eu.anthropic.claude-sonnet-4-6'), ('contains', 'us-gov.anthropic.claude-sonnet-4-6'), ('contains', 'jp.anthropic.claude-sonnet-4-6'))), 124),
-    ('regional.anthropic.claude-sonnet-5-5', ('or', (('equals', 'anthropic.claude-sonnet-5-5'), ('equals', 'claude-sonnet-5-5'), ('starts_with', 'anthropic.claude-sonnet-5-5-v1'), ('starts_with', 'claude-sonnet-5-5-v1'), ('equals', 'us.anthropic.claude-sonnet-5-5'), ('equals', 'au.anthropic.claude-sonnet-5-5'), ('equals', 'apac.anthropic.claude-sonnet-5-5'), ('equals', 'eu.anthropic.claude-sonnet-5-5'), ('equals', 'us-gov.anthropic.claude-sonnet-5-5'), ('equals', 'jp.anthropic.claude-sonnet-5-5'), ('contains', 'us.anthropic.claude-sonnet-5-5-v1'), ('contains', 'au.anthropic.claude-sonnet-5-5-v1'), ('contains', 'apac.anthropic.claude-sonnet-5-5-v1'), ('contains', 'eu.anthropic.claude-sonnet-5-5-v1'), ('contains', 'us-gov.anthropic.claude-sonnet-5-5-v1'), ('contains', 'jp.anthropic.claude-sonnet-5-5-v1'))), 125),
-    ('regional.anthropic.claude-sonnet-5-v1:0', ('or', (('equals', 'anthropic.claude-sonnet-5'), ('equals', 'claude-sonnet-5'), ('starts_with', 'anthropic.claude-sonnet-5-v1'), ('starts_with', 'claude-sonnet-5-v1'), ('equals', 'us.anthropic.claude-sonnet-5'), ('equals', 'au.anthropic.claude-sonnet-5'), ('equals', 'apac.anthropic.claude-sonnet-5'), ('equals', 'eu.anthropic.claude-sonnet-5'), ('equals', 'us-gov.anthropic.claude-sonnet-5'), ('equals', 'jp.anthropic.claude-sonnet-5'), ('equals', 'in.anthropic.claude-sonnet-5'), ('contains', 'us.anthropic.claude-sonnet-5-v1'), ('contains', 'au.anthropic.claude-sonnet-5-v1'), ('contains', 'apac.anthropic.claude-sonnet-5-v1'), ('contains', 'eu.anthropic.claude-sonnet-5-v1'), ('contains', 'us-gov.anthropic.claude-sonnet-5-v1'), ('contains', 'jp.anthropic.claude-sonnet-5-v1'), ('contains', 'in.anthropic.claude-sonnet-5-v1'))), 126),
-    ('regional.moonshotai.kimi-k3', ('or', (('equals', 'us.moonshotai.kimi-k3'), ('equals', 'in.moonshotai.kimi-k3'), ('ends_with', '/us.moonshotai.kimi-k3'), ('ends_with', '/in.moonshotai.kimi-k3'), ('equals', 'moonshotai.kimi-k3'))), 127),
-    ('regional.moonshotai.kimi-k3.1', ('or', (('contains', 'us.moonshotai.kimi-k3.1'), ('contains', 'in.moonshotai.kimi-k3.1'))), 128),
-    ('regional.openai.gpt-5.6-luna', ('or', (('starts_with', 'openai.gpt-5.6-luna'), ('starts_with', 'gpt-5.6-luna'), ('contains', 'us.openai.gpt-5.6-luna'), ('contains', 'in.openai.gpt-5.6-luna'))), 129),
-    ('regional.openai.gpt-5.6-sol', ('or', (('starts_with', 'openai.gpt-5.6-sol'), ('starts_with', 'gpt-5.6-sol'), ('contains', 'us.openai.gpt-5.6-sol'))), 130),
-    ('regional.openai.gpt-5.6-terra', ('or', (('starts_with', 'openai.gpt-5.6-terra'), ('starts_with', 'gpt-5.6-terra'), ('contains', 'us.openai.gpt-5.6-terra'), ('contains', 'in.openai.gpt-5.6-terra'))), 131),
-    ('regional.openai.gpt-6-astra', ('or', (('starts_with', 'openai.gpt-6-astra'), ('starts_with', 'gpt-6-astra'), ('contains', 'us.openai.gpt-6-astra'))), 132),
-    ('regional.openai.gpt-6-luna', ('or', (('starts_with', 'openai.gpt-6-luna'), ('starts_with', 'gpt-6-luna'), ('contains', 'us.openai.gpt-6-luna'), ('contains', 'in.openai.gpt-6-luna'))), 133),
-    ('regional.openai.gpt-6-sol', ('or', (('starts_with', 'openai.gpt-6-sol'), ('starts_with', 'gpt-6-sol'), ('contains', 'us.openai.gpt-6-sol'), ('contains', 'in.openai.gpt-6-sol'))), 134),
-    ('regional.openai.gpt-6.1-sol', ('or', (('starts_with', 'openai.gpt-6.1-sol'), ('starts_with', 'gpt-6.1-sol'), ('contains', 'us.openai.gpt-6.1-sol'))), 135),
-    ('regional.openai.gpt-6.1-terra', ('or', (('starts_with', 'openai.gpt-6.1-terra'), ('starts_with', 'gpt-6.1-terra'), ('contains', 'us.openai.gpt-6.1-terra'))), 136),
-    ('regional.zai.glm-5.3', ('or', (('equals', 'us.zai.glm-5.3'), ('ends_with', '/us.zai.glm-5.3'))), 137),
-    ('writer.palmyra-x4-v1:0', ('contains', 'writer.palmyra-x4'), 138),
-    ('writer.palmyra-x5-v1:0', ('contains', 'writer.palmyra-x5'), 139),
-    ('ada', ('or', (('equals', 'ada'), ('equals', 'text-embedding-ada'), ('equals', 'text-embedding-ada-002'), ('equals', 'text-embedding-ada-002-v2'))), 57),
-    ('babbage', ('or', (('equals', 'babbage'), ('equals', 'babbage-002'))), 140),
-    ('curie', ('or', (('equals', 'curie'), ('equals', 'text-curie'), ('equals', 'text-curie-001'))), 141),
-    ('davinci', ('or', (('equals', 'davinci'), ('equals', 'davinci-002'), ('equals', 'text-davinci'), ('equals', 'text-davinci-002'))), 141),
-    ('mai-ds-r1:free', ('equals', 'mai-ds-r1:free'), 142),
-    ('o1', ('or', (('equals', 'o1'), ('equals', 'o1-2024-12-17'))), 143),
-    ('o1-mini', ('or', (('equals', 'o1-mini'), ('equals', 'o1-mini-2024-09-12'))), 144),
-    ('o1-preview', ('or', (('equals', 'o1-preview'), ('equals', 'o1-preview-2024-09-12'))), 143),
-    ('o3-2025-04-16', ('or', (('equals', 'o3'), ('equals', 'o3-2025-04-16'))), 145),
-    ('o3-mini', ('or', (('equals', 'o3-mini'), ('equals', 'o3-mini-2025-01-31'))), 144),
-    ('o4-mini', ('or', (('contains', 'o4-mini'), ('contains', 'o4-mini-2025-04-16'))), 146),
-    ('phi-3-medium-128k-instruct', ('equals', 'phi-3-medium-128k-instruct'), 147),
-    ('phi-3-mini-128k-instruct', ('equals', 'phi-3-mini-128k-instruct'), 148),
-    ('phi-3.5-mini-128k-instruct', ('equals', 'phi-3.5-mini-128k-instruct'), 148),
-    ('phi-4', ('equals', 'phi-4'), 149),
-    ('phi-4-mini-instruct', ('equals', 'phi-4-mini-instruct'), 150),
-    ('phi-4-multimodal-instruct', ('equals', 'phi-4-multimodal-instruct'), 151),
-    ('phi-4-reasoning-plus', ('equals', 'phi-4-reasoning-plus'), 149),
-    ('phi-4-reasoning-plus:free', ('equals', 'phi-4-reasoning-plus:free'), 142),
-    ('phi-4-reasoning:free', ('equals', 'phi-4-reasoning:free'), 142),
-    ('text-embedding-3-large', ('equals', 'text-embedding-3-large'), 152),
-    ('text-embedding-3-small', ('equals', 'text-embedding-3-small'), 58),
-    ('wizardlm-2-8x22b', ('equals', 'wizardlm-2-8x22b'), 153),
-    ('deepseek-ai/DeepSeek-V4-Flash-0731', ('equals', 'deepseek-ai/deepseek-v4-flash-0731'), 154),
-    ('deepseek-ai/DeepSeek-V4-Pro', ('equals', 'deepseek-ai/deepseek-v4-pro'), 155),
-    ('deepseek-ai/DeepSeek-V4-Pro-0813', ('equals', 'deepseek-ai/deepseek-v4-pro-0813'), 156),
-    ('deepseek-ai/DeepSeek-V4.1-Flash', ('or', (('equals', 'deepseek-ai/deepseek-v4.1-flash'), ('equals', 'deepseek-ai/deepseek-v4.1-flash-1017'))), 157),
-    ('deepseek-ai/DeepSeek-V4.1-Flash-1017-Fast', ('equals', 'deepseek-ai/deepseek-v4.1-flash-1017-fast'), 158),
-    ('deepseek-ai/DeepSeek-V4.1-Flash-Fast', ('equals', 'deepseek-ai/deepseek-v4.1-flash-fast'), 158),
-    ('meta-models/muse-spark-open', ('equals', 'meta-models/muse-spark-open'), 159),
-    ('moonshotai/Kimi-K2.6', ('equals', 'moonshotai/kimi-k2.6'), 40),
-    ('moonshotai/Kimi-K2.7-Code', ('equals', 'moonshotai/kimi-k2.7-code'), 40),
-    ('moonshotai/Kimi-K3', ('equals', 'moonshotai/kimi-k3'), 24),
-    ('nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B', ('equals', 'nvidia/nvidia-nemotron-3-ultra-550b-a55b'), 160),
-    ('nvidia/NVIDIA-Nemotron-3.5-Super-VL-120B-A12B', ('equals', 'nvidia/nvidia-nemotron-3.5-super-vl-120b-a12b'), 161),
-    ('openai/gpt-oss-120b', ('equals', 'openai/gpt-oss-120b'), 162),
-    ('reflection/Beam-1.0', ('equals', 'reflection/beam-1.0'), 163),
-    ('thinkingmachines/inkling', ('equals', 'thinkingmachines/inkling'), 164),
-    ('thinkingmachines/inkling-small', ('equals', 'thinkingmachines/inkling-small'), 25),
-    ('zai-org/GLM-4.7', ('equals', 'zai-org/glm-4.7'), 165),
-    ('zai-org/GLM-5.2', ('equals', 'zai-org/glm-5.2'), 166),
-    ('zai-org/GLM-5.2-Fast', ('equals', 'zai-org/glm-5.2-fast'), 167),
-    ('zai-org/GLM-5.3', ('equals', 'zai-org/glm-5.3'), 166),
-    ('zai-org/GLM-5.3-Fast', ('equals', 'zai-org/glm-5.3-fast'), 167),
-    ('zai-org/GLM-5.3-Flash', ('equals', 'zai-org/glm-5.3-flash'), 28),
-    ('gemma-4-31b', ('or', (('equals', 'gemma-4-31b'), ('starts_with', 'cerebras/gemma-4-31b'), ('starts_with', 'cerebras:gemma-4-31b'))), 168),
-    ('gpt-oss-120b', ('or', (('equals', 'gpt-oss-120b'), ('starts_with', 'cerebras/gpt-oss-120b'), ('starts_with', 'cerebras:gpt-oss-120b'))), 169),
-    ('llama-3.3-70b', ('or', (('equals', 'llama-3.3-70b'), ('starts_with', 'cerebras/llama-3.3-70b'), ('starts_with', 'cerebras:llama-3.3-70b'))), 170),
-    ('llama3.1-8b', ('or', (('equals', 'llama3.1-8b'), ('starts_with', 'cerebras/llama3.1-8b'), ('starts_with', 'cerebras:llama3.1-8b'))), 31),
-    ('qwen-3-32b', ('or', (('equals', 'qwen-3-32b'), ('starts_with', 'cerebras/qwen-3-32b'), ('starts_with', 'cerebras:qwen-3-32b'))), 171),
-    ('qwen-3-coder-480b', ('equals', 'qwen-3-coder-480b'), 142),
-    ('qwen-3.8-27b', ('or', (('equals', 'qwen-3.8-27b'), ('starts_with', 'cerebras/qwen-3.8-27b'), ('starts_with', 'cerebras:qwen-3.8-27b'))), 168),
-    ('zai-glm-4.7', ('or', (('equals', 'zai-glm-4.7'), ('starts_with', 'cerebras/zai-glm-4.7'), ('starts_with', 'cerebras:zai-glm-4.7'))), 172),
-    ('@cf/ai4bharat/indictrans2-en-indic-1B', ('equals', '@cf/ai4bharat/indictrans2-en-indic-1b'), 173),
-    ('@cf/aisingapore/gemma-sea-lion-v4-27b-it', ('equals', '@cf/aisingapore/gemma-sea-lion-v4-27b-it'), 174),
-    ('@cf/baai/bge-base-en-v1.5', ('equals', '@cf/baai/bge-base-en-v1.5'), 175),
-    ('@cf/baai/bge-large-en-v1.5', ('equals', '@cf/baai/bge-large-en-v1.5'), 176),
-    ('@cf/baai/bge-m3', ('equals', '@cf/baai/bge-m3'), 177),
-    ('@cf/baai/bge-reranker-base', ('equals', '@cf/baai/bge-reranker-base'), 178),
-    ('@cf/baai/bge-small-en-v1.5', ('equals', '@cf/baai/bge-small-en-v1.5'), 58),
-    ('@cf/cloudflare/clairic', ('or', (('equals', '@cf/cloudflare/clairic'), ('equals', 'clairic'))), 57),
-    ('@cf/cloudflare/clef', ('or', (('equals', '@cf/cloudflare/clef'), ('equals', 'clef'))), 179),
-    ('@cf/cloudflare/clef-flash', ('or', (('equals', '@cf/cloudflare/clef-flash'), ('equals', 'clef-flash'))), 180),
-    ('@cf/cloudflare/clef-omni', ('or', (('equals', '@cf/cloudflare/clef-omni'), ('equals', 'clef-omni'))), 181),
-    ('@cf/daily-co/phonellm-mini-alpha-2', ('equals', '@cf/daily-co/phonellm-mini-alpha-2'), 103),
-    ('@cf/deepseek-ai/deepseek-r1-distill-qwen-32b', ('equals', '@cf/deepseek-ai/deepseek-r1-distill-qwen-32b'), 182),
-    ('@cf/deepseek-ai/deepseek-v4-flash-0731', ('equals', '@cf/deepseek-ai/deepseek-v4-flash-0731'), 183),
-    ('@cf/deepseek-ai/deepseek-v4-pro-0813', ('equals', '@cf/deepseek-ai/deepseek-v4-pro-0813'), 21),
-    ('@cf/deepseek-ai/deepseek-v4.1-flash-1017', ('equals', '@cf/deepseek-ai/deepseek-v4.1-flash-1017'), 23),
-    ('@cf/google/gemma-3-12b-it', ('equals', '@cf/google/gemma-3-12b-it'), 184),
-    ('@cf/google/gemma-4-26b-a4b-it', ('equals', '@cf/google/gemma-4-26b-a4b-it'), 102),
-    ('@cf/huggingface/distilbert-sst-2-int8', ('equals', '@cf/huggingface/distilbert-sst-2-int8'), 185),
-    ('@cf/ibm-granite/granite-4.0-h-micro', ('equals', '@cf/ibm-granite/granite-4.0-h-micro'), 186),
-    ('@cf/meta/llama-2-7b-chat-fp16', ('equals', '@cf/meta/llama-2-7b-chat-fp16'), 187),
-    ('@cf/meta/llama-3-8b-instruct', ('equals', '@cf/meta/llama-3-8b-instruct'), 188),
-    ('@cf/meta/llama-3-8b-instruct-awq', ('equals', '@cf/meta/llama-3-8b-instruct-awq'), 189),
-    ('@cf/meta/llama-3.1-70b-instruct-fp8-fast', ('equals', '@cf/meta/llama-3.1-70b-instruct-fp8-fast'), 190),
-    ('@cf/meta/llama-3.1-8b-instruct', ('equals', '@cf/meta/llama-3.1-8b-instruct'), 188),
-    ('@cf/meta/llama-3.1-8b-instruct-awq', ('equals', '@cf/meta/llama-3.1-8b-instruct-awq'), 189),
-    ('@cf/meta/llama-3.1-8b-instruct-fp8', ('equals', '@cf/meta/llama-3.1-8b-instruct-fp8'), 191),
-    ('@cf/meta/llama-3.1-8b-instruct-fp8-fast', ('or', (('equals', '@cf/meta/llama-3.1-8b-instruct-fp8-fast'), ('equals', '@cf/meta/llama-3.1-8b-instruct-fast'))), 192),
-    ('@cf/meta/llama-3.2-11b-vision-instruct', ('equals', '@cf/meta/llama-3.2-11b-vision-instruct'), 193),
-    ('@cf/meta/llama-3.2-1b-instruct', ('equals', '@cf/meta/llama-3.2-1b-instruct'), 194),
-    ('@cf/meta/llama-3.2-3b-instruct', ('equals', '@cf/meta/llama-3.2-3b-instruct'), 195),
-    ('@cf/meta/llama-3.3-70b-instruct-fp8-fast', ('equals', '@cf/meta/llama-3.3-70b-instruct-fp8-fast'), 190),
-    ('@cf/meta/llama-4-scout-17b-16e-instruct', ('equals', '@cf/meta/llama-4-scout-17b-16e-instruct'), 196),
-    ('@cf/meta/llama-guard-3-8b', ('equals', '@cf/meta/llama-guard-3-8b'), 197),
-    ('@cf/meta/m2m100-1.2b', ('equals', '@cf/meta/m2m100-1.2b'), 173),
-    ('@cf/mistral/mistral-7b-instruct-v0.1', ('equals', '@cf/mistral/mistral-7b-instruct-v0.1'), 198),
-    ('@cf/mistralai/mistral-small-3.1-24b-instruct', ('equals', '@cf/mistralai/mistral-small-3.1-24b-instruct'), 174),
-    ('@cf/moondream/moondream3.1-9B-A2B', ('equals', '@cf/moondream/moondream3.1-9b-a2b'), 199),
-    ('@cf/moonshotai/kimi-k2.5', ('equals', '@cf/moonshotai/kimi-k2.5'), 200),
-    ('@cf/moonshotai/kimi-k2.6', ('equals', '@cf/moonshotai/kimi-k2.6'), 40),
-    ('@cf/moonshotai/kimi-k2.7-code', ('equals', '@cf/moonshotai/kimi-k2.7-code'), 201),
-    ('@cf/nvidia/nemotron-3-120b-a12b', ('equals', '@cf/nvidia/nemotron-3-120b-a12b'), 95),
-    ('@cf/openai/gpt-oss-120b', ('equals', '@cf/openai/gpt-oss-120b'), 169),
-    ('@cf/openai/gpt-oss-20b', ('equals', '@cf/openai/gpt-oss-20b'), 202),
-    ('@cf/pfnet/plamo-embedding-1b', ('equals', '@cf/pfnet/plamo-embedding-1b'), 203),
-    ('@cf/qwen/qwen2.5-coder-32b-instruct', ('equals', '@cf/qwen/qwen2.5-coder-32b-instruct'), 204),
-    ('@cf/qwen/qwen3-30b-a3b-fp8', ('equals', '@cf/qwen/qwen3-30b-a3b-fp8'), 195),
-    ('@cf/qwen/qwen3-embedding-0.6b', ('equals', '@cf/qwen/qwen3-embedding-0.6b'), 177),
-    ('@cf/qwen/qwen3.8-27b', ('equals', '@cf/qwen/qwen3.8-27b'), 205),
-    ('@cf/qwen/qwq-32b', ('equals', '@cf/qwen/qwq-32b'), 204),
-    ('@cf/zai-org/glm-4.7-flash', ('equals', '@cf/zai-org/glm-4.7-flash'), 206),
-    ('@cf/zai-org/glm-5.2', ('equals', '@cf/zai-org/glm-5.2'), 27),
-    ('@cf/zai-org/glm-5.3', ('equals', '@cf/zai-org/glm-5.3'), 27),
-    ('@cf/zai-org/glm-5.3-flash', ('equals', '@cf/zai-org/glm-5.3-flash'), 28),
-    ('c4ai-aya-expanse-32b', ('contains', 'aya-expanse-32b'), 95),
-    ('c4ai-aya-expanse-8b', ('contains', 'aya-expanse-8b'), 95),
-    ('command', ('equals', 'command'), 207),
-    ('command-a', ('or', (('equals', 'command-a'), ('equals', 'command-a-03-2025'))), 138),
-    ('command-light', ('starts_with', 'command-light'), 91),
-    ('command-r', ('or', (('equals', 'command-r'), ('equals', 'command-r-08-2024'))), 108),
-    ('command-r-plus', ('or', (('equals', 'command-r-plus'), ('equals', 'command-r-plus-08-2024'))), 138),
-    ('command-r7b', ('or', (('equals', 'command-r7b'), ('equals', 'command-r7b-12-2024'))), 208),
-    ('embed-v4.0', ('equals', 'embed-v4.0'), 209),
-    ('composer-2.5', ('or', (('equals', 'composer-2.5'), ('regex', '^composer-2\\.5\\[fast=false\\]$'))), 210),
-    ('composer-2.5-fast', ('or', (('equals', 'composer-2.5-fast'), ('regex', '^composer-2\\.5\\[fast=true\\]$'))), 211),
-    ('grok-4.5', ('or', (('equals', 'grok-4.5'), ('regex', '^grok-4\\.5\\[fast=false\\]$'))), 212),
-    ('grok-4.5-fast', ('or', (('equals', 'grok-4.5-fast'), ('regex', '^grok-4\\.5\\[fast=true\\]$'))), 213),
-    ('grok-4.6', ('or', (('equals', 'grok-4.6'), ('regex', '^grok-4\\.6\\[fast=false\\]$'))), 212),
-    ('grok-4.6-fast', ('or', (('equals', 'grok-4.6-fast'), ('regex', '^grok-4\\.6\\[fast=true\\]$'))), 214),
-    ('grok-4.7', ('or', (('equals', 'grok-4.7'), ('regex', '^grok-4\\.7\\[fast=false\\]$'))), 215),
-    ('grok-4.7-fast', ('or', (('equals', 'grok-4.7-fast'), ('regex', '^grok-4\\.7\\[fast=true\\]$'))), 216),
-    ('databricks-bge-large-en', ('or', (('equals', 'databricks-bge-large-en'), ('equals', 'system.ai.bge-large-en'))), 57),
-    ('databricks-deepseek-v4-1-flash', ('or', (('equals', 'databricks-deepseek-v4-1-flash'), ('equals', 'system.ai.deepseek-v4-1-flash'))), 217),
-    ('databricks-deepseek-v4-flash-0731', ('or', (('equals', 'databricks-deepseek-v4-flash-0731'), ('equals', 'system.ai.deepseek-v4-flash-0731'))), 19),
-    ('databricks-deepseek-v4-pro-0813', ('or', (('equals', 'databricks-deepseek-v4-pro-0813'), ('equals', 'system.ai.deepseek-v4-pro-0813'))), 156),
-    ('databricks-gemma-3-12b', ('or', (('equals', 'databricks-gemma-3-12b'), ('equals', 'system.ai.gemma-3-12b'))), 218),
-    ('databricks-glm-5-2', ('or', (('equals', 'databricks-glm-5-2'), ('equals', 'system.ai.glm-5-2'))), 27),
-    ('databricks-glm-5-3', ('or', (('equals', 'databricks-glm-5-3'), ('equals', 'system.ai.glm-5-3'))), 27),
-    ('databricks-glm-5-3-flash', ('or', (('equals', 'databricks-glm-5-3-flash'), ('equals', 'system.ai.glm-5-3-flash'))), 28),
-    ('databricks-gpt-oss-120b', ('or', (('equals', 'databricks-gpt-oss-120b'), ('equals', 'system.ai.gpt-oss-120b'))), 108),
-    ('databricks-gpt-oss-20b', ('or', (('equals', 'databricks-gpt-oss-20b'), ('equals', 'system.ai.gpt-oss-20b'))), 109),
-    ('databricks-gte-large-en', ('or', (('equals', 'databricks-gte-large-en'), ('equals', 'system.ai.gte-large-en'))), 152),
-    ('databricks-inkling', ('or', (('equals', 'databricks-inkling'), ('equals', 'system.ai.inkling'))), 164),
-    ('databricks-kimi-k2-7-code', ('or', (('equals', 'databricks-kimi-k2-7-code'), ('equals', 'system.ai.kimi-k2-7-code'))), 201),
-    ('databricks-kimi-k3', ('or', (('equals', 'databricks-kimi-k3'), ('equals', 'system.ai.kimi-k3'))), 24),
-    ('databricks-llama-4-maverick', ('or', (('equals', 'databricks-llama-4-maverick'), ('equals', 'system.ai.llama-4-maverick'))), 95),
-    ('databricks-meta-llama-3-1-8b-instruct', ('or', (('equals', 'databricks-meta-llama-3-1-8b-instruct'), ('equals', 'system.ai.meta-llama-3-1-8b-instruct'))), 219),
-    ('databricks-meta-llama-3-3-70b-instruct', ('or', (('equals', 'databricks-meta-llama-3-3-70b-instruct'), ('equals', 'system.ai.meta-llama-3-3-70b-instruct'))), 95),
-    ('databricks-qwen3-embedding-0-6b', ('or', (('equals', 'databricks-qwen3-embedding-0-6b'), ('equals', 'system.ai.qwen3-embedding-0-6b'))), 58),
-    ('databricks-qwen3-next-80b-a3b-instruct', ('or', (('equals', 'databricks-qwen3-next-80b-a3b-instruct'), ('equals', 'system.ai.qwen3-next-80b-a3b-instruct'))), 220),
-    ('databricks-qwen35-122b-a10b', ('or', (('equals', 'databricks-qwen35-122b-a10b'), ('equals', 'system.ai.qwen35-122b-a10b'))), 221),
-    ('deepseek-chat', ('or', (('starts_with', 'deepseek-chat'), ('equals', 'deepseek-chat-v3-0324'))), 222),
-    ('deepseek-flash', ('equals', 'deepseek-flash'), 223),
-    ('deepseek-reasoner', ('or', (('equals', 'deepseek-reasoner'), ('starts_with', 'deepseek-r1'), ('equals', 'deepseek-r1-0528'))), 224),
-    ('deepseek-v3.1-terminus', ('equals', 'deepseek-v3.1-terminus'), 225),
-    ('deepseek-v3.2', ('equals', 'deepseek-v3.2'), 226),
-    ('deepseek-v3.2-exp', ('equals', 'deepseek-v3.2-exp'), 227),
-    ('deepseek-v4-flash', ('or', (('starts_with', 'deepseek-v4-flash'),)), 228),
-    ('deepseek-v4-pro', ('or', (('starts_with', 'deepseek-v4-pro'),)), 229),
-    ('Qwen/Qwen3-14B-FP8', ('equals', 'qwen/qwen3-14b-fp8'), 230),
-    ('Qwen/Qwen3-Embedding-8B', ('equals', 'qwen/qwen3-embedding-8b'), 231),
-    ('Qwen/Qwen3-VL-235B-A22B-Instruct-FP8', ('equals', 'qwen/qwen3-vl-235b-a22b-instruct-fp8'), 232),
-    ('Qwen/Qwen3-VL-30B-A3B-Instruct-FP8', ('equals', 'qwen/qwen3-vl-30b-a3b-instruct-fp8'), 233),
-    ('Qwen/Qwen3.5-35B-A3B-FP8', ('equals', 'qwen/qwen3.5-35b-a3b-fp8'), 234),
-    ('Qwen/Qwen3.5-35B-A3B-FP8-dottxt', ('equals', 'qwen/qwen3.5-35b-a3b-fp8-dottxt'), 235),
-    ('Qwen/Qwen3.5-397B-A17B', ('equals', 'qwen/qwen3.5-397b-a17b'), 236),
-    ('Qwen/Qwen3.5-9B', ('equals', 'qwen/qwen3.5-9b'), 237),
-    ('Qwen/Qwen3.6-35B-A3B-FP8', ('equals', 'qwen/qwen3.6-35b-a3b-fp8'), 238),
-    ('Qwen/Qwen3.8-27B-FP8', ('equals', 'qwen/qwen3.8-27b-fp8'), 239),
-    ('deepseek-ai/DeepSeek-V4-Flash', ('equals', 'deepseek-ai/deepseek-v4-flash'), 240),
-    ('deepseek-ai/DeepSeek-V4-Flash-0731', ('equals', 'deepseek-ai/deepseek-v4-flash-0731'), 241),
-    ('deepseek-ai/DeepSeek-V4-Pro', ('equals', 'deepseek-ai/deepseek-v4-pro'), 242),
-    ('deepseek-ai/DeepSeek-V4-Pro-0813', ('equals', 'deepseek-ai/deepseek-v4-pro-0813'), 243),
-    ('deepseek-ai/DeepSeek-V4.1-Flash', ('or', (('equals', 'deepseek-ai/deepseek-v4.1-flash'), ('equals', 'deepseek-ai/deepseek-v4.1-flash-1017'))), 244),
-    ('google/gemma-4-31B-it', ('equals', 'google/gemma-4-31b-it'), 245),
-    ('meta-models/Muse-Glimmer-30B', ('equals', 'meta-models/muse-glimmer-30b'), 246),
-    ('meta/muse-spark-open', ('equals', 'meta/muse-spark-open'), 159),
-    ('mistralai/Devstral-2-123B-Instruct-2512', ('equals', 'mistralai/devstral-2-123b-instruct-2512'), 94),
-    ('moonshotai/Kimi-K2.6', ('equals', 'moonshotai/kimi-k2.6'), 247),
-    ('moonshotai/Kimi-K3.1-Pro', ('equals', 'moonshotai/kimi-k3.1-pro'), 248),
-    ('moonshotai/kimi-k3', ('equals', 'moonshotai/kimi-k3'), 24),
-    ('nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4', ('equals', 'nvidia/nvidia-nemotron-3-super-120b-a12b-nvfp4'), 249),
-    ('nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4', ('equals', 'nvidia/nvidia-nemotron-3-ultra-550b-a55b-nvfp4'), 250),
-    ('openai/gpt-oss-20b', ('equals', 'openai/gpt-oss-20b'), 251),
-    ('zai-org/GLM-5.1-FP8', ('equals', 'zai-org/glm-5.1-fp8'), 252),
-    ('zai-org/GLM-5.2-FP8', ('equals', 'zai-org/glm-5.2-fp8'), 253),
-    ('zai-org/GLM-5.3', ('equals', 'zai-org/glm-5.3'), 254),
-    ('zai-org/GLM-5.3-Flash', ('equals', 'zai-org/glm-5.3-flash'), 28),
-    ('eleven_realtime_v1_max', ('equals', 'eleven_realtime_v1_max'), 255),
-    ('eleven_realtime_v1_mini', ('equals', 'eleven_realtime_v1_mini'), 256),
-    ('deepseek-r1-0528', ('equals', 'accounts/fireworks/models/deepseek-r1-0528'), 257),
-    ('deepseek-v3-0324', ('equals', 'accounts/fireworks/models/deepseek-v3-0324'), 258),
-    ('deepseek-v3p2', ('equals', 'accounts/fireworks/models/deepseek-v3p2'), 259),
-    ('deepseek-v4-flash', ('or', (('equals', 'accounts/fireworks/models/deepseek-v4-flash'), ('equals', 'accounts/fireworks/models/deepseek-v4-flash-0731'))), 19),
-    ('deepseek-v4-pro', ('equals', 'accounts/fireworks/models/deepseek-v4-pro'), 155),
-    ('deepseek-v4p1-flash', ('equals', 'accounts/fireworks/models/deepseek-v4p1-flash'), 23),
-    ('deepseek-v4p1-flash-1017', ('equals', 'accounts/fireworks/models/deepseek-v4p1-flash-1017'), 23),
-    ('deepseek-v4p1-flash-1017-ultrafast', ('equals', 'accounts/fireworks/routers/deepseek-v4p1-flash-1017-ultrafast'), 260),
-    ('deepseek-v4p1-flash-1017-us', ('equals', 'accounts/fireworks/routers/deepseek-v4p1-flash-1017-us'), 261),
-    ('deepseek-v4p1-flash-us', ('equals', 'accounts/fireworks/routers/deepseek-v4p1-flash-us'), 261),
-    ('ember-1', ('equals', 'accounts/fireworks/models/ember-1'), 24),
-    ('gemma-3-27b-it', ('equals', 'accounts/fireworks/models/gemma-3-27b-it'), 31),
-    ('glm-4p7', ('equals', 'accounts/fireworks/models/glm-4p7'), 262),
-    ('glm-5p1', ('equals', 'accounts/fireworks/models/glm-5p1'), 27),
-    ('glm-5p1-fast', ('equals', 'accounts/fireworks/routers/glm-5p1-fast'), 263),
-    ('glm-5p2', ('equals', 'accounts/fireworks/models/glm-5p2'), 166),
-    ('glm-5p2-fast', ('or', (('equals', 'accounts/fireworks/routers/glm-5p2-fast'), ('equals', 'accounts/fireworks/routers/glm-5p2-fast-us'))), 167),
-    ('glm-5p3', ('equals', 'accounts/fireworks/models/glm-5p3'), 27),
-    ('glm-5p3-fast', ('equals', 'accounts/fireworks/routers/glm-5p3-fast'), 264),
-    ('glm-5p3-flash', ('equals', 'accounts/fireworks/models/glm-5p3-flash'), 28),
-    ('glm-5p3-flash-us', ('equals', 'accounts/fireworks/routers/glm-5p3-flash-us'), 265),
-    ('glm-5p3-us', ('equals', 'accounts/fireworks/routers/glm-5p3-us'), 264),
-    ('gpt-oss-120b', ('equals', 'accounts/fireworks/models/gpt-oss-120b'), 266),
-    ('gpt-oss-20b', ('equals', 'accounts/fireworks/models/gpt-oss-20b'), 267),
-    ('inkling', ('equals', 'accounts/fireworks/models/inkling'), 164),
-    ('kimi-k2p5', ('equals', 'accounts/fireworks/models/kimi-k2p5'), 200),
-    ('kimi-k2p6', ('equals', 'accounts/fireworks/models/kimi-k2p6'), 40),
-    ('kimi-k2p6-fast', ('equals', 'accounts/fireworks/routers/kimi-k2p6-fast'), 268),
-    ('kimi-k2p7-code', ('equals', 'accounts/fireworks/models/kimi-k2p7-code'), 201),
-    ('kimi-k2p7-code-fast', ('equals', 'accounts/fireworks/routers/kimi-k2p7-code-fast'), 269),
-    ('kimi-k3', ('equals', 'accounts/fireworks/models/kimi-k3'), 24),
-    ('kimi-k3-fast', ('equals', 'accounts/fireworks/routers/kimi-k3-fast'), 270),
-    ('kimi-k3-us', ('equals', 'accounts/fireworks/routers/kimi-k3-us'), 271),
-    ('kimi-k3p1-pro', ('equals', 'accounts/fireworks/models/kimi-k3p1-pro'), 248),
-    ('llama-v3p1-8b-instruct', ('equals', 'accounts/fireworks/models/llama-v3p1-8b-instruct'), 96),
-    ('llama4-maverick-instruct-basic', ('equals', 'accounts/fireworks/models/llama4-maverick-instruct-basic'), 272),
-    ('minimax-m2p1', ('equals', 'accounts/fireworks/models/minimax-m2p1'), 273),
-    ('minimax-m2p7', ('equals', 'accounts/fireworks/models/minimax-m2p7'), 274),
-    ('minimax-m3', ('equals', 'accounts/fireworks/models/minimax-m3'), 274),
-    ('muse-spark-open', ('equals', 'accounts/fireworks/models/muse-spark-open'), 159),
-    ('nemotron-3-ultra-nvfp4', ('equals', 'accounts/fireworks/models/nemotron-3-ultra-nvfp4'), 160),
-    ('nemotron-lightning-3p5-30b-a3b', ('equals', 'accounts/fireworks/models/nemotron-lightning-3p5-30b-a3b'), 275),
-    ('qwen2p5-vl-72b-instruct', ('equals', 'accounts/fireworks/models/qwen2p5-vl-72b-instruct'), 258),
-    ('qwen3-235b-a22b', ('equals', 'accounts/fireworks/models/qwen3-235b-a22b'), 272),
-    ('qwen3p6-plus', ('equals', 'accounts/fireworks/models/qwen3p6-plus'), 276),
-    ('qwen3p7-plus', ('equals', 'accounts/fireworks/models/qwen3p7-plus'), 277),
-    ('qwen3p8-max', ('equals', 'accounts/fireworks/models/qwen3p8-max'), 278),
-    ('ultramarine-1-flash-us', ('equals', 'accounts/fireworks/routers/ultramarine-1-flash-us'), 279),
-    ('claude-fable-5', ('equals', 'claude-fable-5'), 280),
-    ('claude-fable-5.1', ('equals', 'claude-fable-5.1'), 281),
-    ('claude-haiku-4.5', ('equals', 'claude-haiku-4.5'), 282),
-    ('claude-haiku-5.5', ('equals', 'claude-haiku-5.5'), 283),
-    ('claude-opus-4.7', ('equals', 'claude-opus-4.7'), 284),
-    ('claude-opus-4.8', ('equals', 'claude-opus-4.8'), 284),
-    ('claude-opus-4.8-fast', ('equals', 'claude-opus-4.8-fast'), 280),
-    ('claude-opus-5', ('equals', 'claude-opus-5'), 284),
-    ('claude-opus-5.5', ('equals', 'claude-opus-5.5'), 73),
-    ('claude-sonnet-4', ('equals', 'claude-sonnet-4'), 70),
-    ('claude-sonnet-4.6', ('equals', 'claude-sonnet-4.6'), 70),
-    ('claude-sonnet-5', ('equals', 'claude-sonnet-5'), 285),
-    ('claude-sonnet-5.5', ('equals', 'claude-sonnet-5.5'), 286),
-    ('gemini-3.5-flash', ('equals', 'gemini-3.5-flash'), 287),
-    ('gemini-3.6-flash', ('equals', 'gemini-3.6-flash'), 288),
-    ('gemini-3.7-flash', ('equals', 'gemini-3.7-flash'), 288),
-    ('gemini-3.8-flash', ('equals', 'gemini-3.8-flash'), 288),
-    ('gemini-4-argon', ('equals', 'gemini-4-argon'), 289),
-    ('gpt-3.5-turbo', ('or', (('equals', 'gpt-3.5-turbo'), ('equals', 'gpt-3.5-turbo-0613'))), 142),
-    ('gpt-4.1', ('or', (('equals', 'gpt-4.1'), ('equals', 'gpt-4.1-2025-04-14'))), 142),
-    ('gpt-4o', ('or', (('equals', 'gpt-4o'), ('equals', 'gpt-4o-2024-05-13'), ('equals', 'gpt-4o-2024-08-06'), ('equals', 'gpt-4o-2024-11-20'), ('equals', 'gpt-4-o-preview'))), 142),
-    ('gpt-4o-mini', ('or', (('equals', 'gpt-4o-mini'), ('equals', 'gpt-4o-mini-2024-07-18'))), 142),
-    ('gpt-5-mini', ('or', (('equals', 'gpt-5-mini'), ('regex', '^gpt-5-mini-\\d{4}-\\d{2}-\\d{2}$'))), 290),
-    ('gpt-5.3-codex', ('or', (('equals', 'gpt-5.3-codex'), ('regex', '^gpt-5\\.3-codex-\\d{4}-\\d{2}-\\d{2}$'))), 291),
-    ('gpt-5.4', ('or', (('equals', 'gpt-5.4'), ('regex', '^gpt-5\\.4-\\d{4}-\\d{2}-\\d{2}$'))), 292),
-    ('gpt-5.4-mini', ('or', (('equals', 'gpt-5.4-mini'), ('regex', '^gpt-5\\.4-mini-\\d{4}-\\d{2}-\\d{2}$'))), 293),
-    ('gpt-5.4-nano', ('or', (('equals', 'gpt-5.4-nano'), ('regex', '^gpt-5\\.4-nano-\\d{4}-\\d{2}-\\d{2}$'))), 294),
-    ('gpt-5.5', ('or', (('equals', 'gpt-5.5'), ('regex', '^gpt-5\\.5-\\d{4}-\\d{2}-\\d{2}$'))), 295),
-    ('gpt-5.6-luna', ('or', (('equals', 'gpt-5.6-luna'), ('regex', '^gpt-5\\.6-luna-\\d{4}-\\d{2}-\\d{2}$'))), 296),
-    ('gpt-5.6-sol', ('or', (('equals', 'gpt-5.6-sol'), ('regex', '^gpt-5\\.6-sol-\\d{4}-\\d{2}-\\d{2}$'))), 297),
-    ('gpt-5.6-terra', ('or', (('equals', 'gpt-5.6-terra'), ('regex', '^gpt-5\\.6-terra-\\d{4}-\\d{2}-\\d{2}$'))), 76),
-    ('gpt-6-astra', ('or', (('equals', 'gpt-6-astra'), ('regex', '^gpt-6-astra-\\d{4}-\\d{2}-\\d{2}$'))), 77),
-    ('gpt-6-luna', ('or', (('equals', 'gpt-6-luna'), ('regex', '^gpt-6-luna-\\d{4}-\\d{2}-\\d{2}$'))), 78),
-    ('gpt-6-sol', ('or', (('equals', 'gpt-6-sol'), ('regex', '^gpt-6-sol-\\d{4}-\\d{2}-\\d{2}$'))), 79),
-    ('gpt-6.1-sol', ('or', (('equals', 'gpt-6.1-sol'), ('regex', '^gpt-6\\.1-sol-\\d{4}-\\d{2}-\\d{2}$'))), 80),
-    ('gpt-6.1-terra', ('or', (('equals', 'gpt-6.1-terra'), ('regex', '^gpt-6\\.1-terra-\\d{4}-\\d{2}-\\d{2}$'))), 81),
-    ('grok-4.5', ('equals', 'grok-4.5'), 298),
-    ('grok-4.6', ('equals', 'grok-4.6'), 298),
-    ('grok-4.7', ('equals', 'grok-4.7'), 298),
-    ('kimi-k2.7-code', ('equals', 'kimi-k2.7-code'), 201),
-    ('kimi-k3', ('equals', 'kimi-k3'), 24),
-    ('mai-code-1-flash-picker', ('equals', 'mai-code-1-flash-picker'), 293),
-    ('mai-code-1.1-flash', ('equals', 'mai-code-1.1-flash'), 299),
-    ('claude-3-5-haiku', ('contains', 'claude-3-5-haiku'), 113),
-    ('claude-3-5-sonnet', ('contains', 'claude-3-5-sonnet'), 70),
-    ('claude-3-7-sonnet', ('contains', 'claude-3-7-sonnet'), 70),
-    ('claude-3-haiku', ('contains', 'claude-3-haiku'), 300),
-    ('claude-3-opus', ('contains', 'claude-3-opus'), 121),
-    ('claude-4-opus', ('or', (('contains', 'claude-4-opus'), ('contains', 'claude-opus-4@'), ('contains', 'claude-opus-4-0'), ('contains', 'claude-opus-4-1'), ('equals', 'claude-opus-4'))), 121),
-    ('claude-4-sonnet', ('or', (('contains', 'claude-4-sonnet'), ('contains', 'claude-sonnet-4-0'), ('contains', 'claude-sonnet-4@'), ('contains', 'claude-sonnet-4-2025'), ('equals', 'claude-sonnet-4'), ('equals', 'anthropic/claude-sonnet-4'))), 70),
-    ('claude-fable-5', ('or', (('ends_with', 'claude-fable-5'), ('contains', 'claude-fable-5@'))), 65),
-    ('claude-fable-5-1', ('or', (('ends_with', 'claude-fable-5-1'), ('contains', 'claude-fable-5-1@'))), 63),
-    ('claude-fable-5-2', ('or', (('ends_with', 'claude-fable-5-2'), ('contains', 'claude-fable-5-2@'))), 8),
-    ('claude-haiku-4-5', ('or', (('contains', 'claude-haiku-4-5'), ('contains', 'claude-haiku-4.5'))), 66),
-    ('claude-haiku-5-5', ('or', (('contains', 'claude-haiku-5-5'), ('contains', 'claude-haiku-5.5'), ('contains', 'claude-5-5-haiku'), ('contains', 'claude-5.5-haiku'))), 67),
-    ('claude-opus-4-5', ('or', (('contains', 'claude-4-5-opus'), ('contains', 'claude-opus-4-5'), ('contains', 'claude-4.5-opus'), ('contains', 'claude-opus-4.5'))), 68),
-    ('claude-opus-4-6', ('or', (('contains', 'claude-4-6-opus'), ('contains', 'claude-opus-4-6'), ('contains', 'claude-4.6-opus'), ('contains', 'claude-opus-4.6'))), 301),
-    ('claude-opus-4-7', ('or', (('contains', 'claude-4-7-opus'), ('contains', 'claude-opus-4-7'), ('contains', 'claude-4.7-opus'), ('contains', 'claude-opus-4.7'))), 68),
-    ('claude-opus-4-8', ('or', (('contains', 'claude-4-8-opus'), ('contains', 'claude-opus-4-8'), ('contains', 'claude-4.8-opus'), ('contains', 'claude-opus-4.8'))), 68),
-    ('claude-opus-5', ('or', (('contains', 'claude-5-opus'), ('ends_with', 'claude-opus-5'), ('contains', 'claude-opus-5@'), ('contains', 'claude-5.0-opus'), ('contains', 'claude-opus-5.0'))), 68),
-    ('claude-opus-5-5', ('or', (('contains', 'claude-5-5-opus'), ('ends_with', 'claude-opus-5-5'), ('contains', 'claude-opus-5-5@'), ('contains', 'claude-5.5-opus'), ('contains', 'claude-opus-5.5'))), 69),
-    ('claude-sonnet-4-5', ('or', (('contains', 'claude-sonnet-4-5'), ('contains', 'claude-sonnet-4.5'))), 302),
-    ('claude-sonnet-4-6', ('or', (('contains', 'claude-sonnet-4-6'), ('contains', 'claude-sonnet-4.6'))), 5),
-    ('claude-sonnet-5-5', ('or', (('contains', 'claude-sonnet-5-5'), ('contains', 'claude-sonnet-5.5'), ('contains', 'claude-5-5-sonnet'), ('contains', 'claude-5.5-sonnet'))), 71),
-    ('gemini-1.0-pro-vision-001', ('equals', 'gemini-1.0-pro-vision-001'), 303),
-    ('gemini-1.5-flash', ('contains', 'gemini-1.5-flash'), 304),
-    ('gemini-1.5-pro', ('contains', 'gemini-1.5-pro'), 305),
-    ('gemini-2.0-flash', ('or', (('ends_with', 'gemini-2.0-flash'), ('contains', 'gemini-2.0-flash-0'), ('contains', 'gemini-2.0-flash-exp'), ('contains', 'gemini-2.0-flash-thinking'), ('contains', 'gemini-2.0-flash-latest'))), 306),
-    ('gemini-2.0-flash-lite', ('contains', 'gemini-2.0-flash-lite'), 150),
-    ('gemini-2.5-flash', ('or', (('equals', 'gemini-2.5-flash'), ('equals', 'gemini-2.5-flash-latest'), ('equals', 'gemini-2.5-flash-preview-09-2025'))), 307),
-    ('gemini-2.5-flash-image', ('or', (('equals', 'gemini-2.5-flash-image'), ('equals', 'gemini-2.5-flash-image-preview'))), 308),
-    ('gemini-2.5-flash-lite', ('or', (('equals', 'gemini-2.5-flash-lite'), ('and', (('starts_with', 'gemini-2.5-flash-lite-preview'), ('regex', '^(?!.*-[tT][tT][sS](?:$|-))'))))), 309),
-    ('gemini-2.5-flash-lite-preview-tts', ('equals', 'gemini-2.5-flash-lite-preview-tts'), 310),
-    ('gemini-2.5-flash-preview', ('or', (('contains', 'gemini-2.5-flash-preview-05-20'), ('contains', 'gemini-2.5-flash-preview-04-17'), ('equals', 'gemini-2.5-flash-preview-05-20:thinking'), ('equals', 'gemini-2.5-flash-preview'), ('equals', 'gemini-2.5-flash-preview:thinking'))), 311),
-    ('gemini-2.5-flash-tts', ('or', (('equals', 'gemini-2.5-flash-tts'), ('equals', 'gemini-2.5-flash-preview-tts'))), 310),
-    ('gemini-2.5-pro', ('and', (('starts_with', 'gemini-2.5-pro'), ('regex', '^(?!.*-[tT][tT][sS](?:$|-))'))), 312),
-    ('gemini-2.5-pro-tts', ('or', (('equals', 'gemini-2.5-pro-tts'), ('equals', 'gemini-2.5-pro-preview-tts'))), 313),
-    ('gemini-3-flash-preview', ('or', (('equals', 'gemini-3-flash-preview'), ('starts_with', 'gemini-3-flash-preview-'))), 314),
-    ('gemini-3-pro-image-preview', ('or', (('equals', 'gemini-3-pro-image'), ('starts_with', 'gemini-3-pro-image-preview'))), 315),
-    ('gemini-3-pro-preview', ('or', (('starts_with', 'gemini-3-pro-preview'), ('equals', 'gemini-3-pro-text-preview'))), 316),
-    ('gemini-3.1-flash-image-preview', ('or', (('equals', 'gemini-3.1-flash-image'), ('starts_with', 'gemini-3.1-flash-image-preview'))), 317),
-    ('gemini-3.1-flash-lite', ('or', (('equals', 'gemini-3.1-flash-lite'), ('starts_with', 'gemini-3.1-flash-lite-preview'))), 318),
-    ('gemini-3.1-flash-lite-image', ('starts_with', 'gemini-3.1-flash-lite-image'), 319),
-    ('gemini-3.1-flash-live-preview', ('starts_with', 'gemini-3.1-flash-live-preview'), 320),
-    ('gemini-3.1-flash-tts-preview', ('equals', 'gemini-3.1-flash-tts-preview'), 313),
-    ('gemini-3.1-pro-preview', ('or', (('starts_with', 'gemini-3.1-pro-preview'), ('equals', 'gemini-pro-latest'))), 321),
-    ('gemini-3.5-flash', ('or', (('equals', 'gemini-3.5-flash'), ('starts_with', 'gemini-3.5-flash-preview'), ('regex', '^gemini-3\\.5-flash-\\d'))), 322),
-    ('gemini-3.5-flash-lite', ('or', (('starts_with', 'gemini-3.5-flash-lite'), ('equals', 'gemini-flash-lite-latest'))), 323),
-    ('gemini-3.6-flash', ('starts_with', 'gemini-3.6-flash'), 324),
-    ('gemini-3.7-flash', ('starts_with', 'gemini-3.7-flash'), 324),
-    ('gemini-3.8-flash', ('or', (('and', (('starts_with', 'gemini-3.8-flash'), ('regex', '^(?!.*-[tT][tT][sS](?:$|-))'))), ('equals', 'gemini-flash-latest'))), 324),
-    ('gemini-3.8-flash-lite-tts', ('equals', 'gemini-3.8-flash-lite-tts'), 325),
-    ('gemini-3.8-flash-tts', ('equals', 'gemini-3.8-flash-tts'), 326),
-    ('gemini-3.8-live', ('starts_with', 'gemini-3.8-live'), 320),
-    ('gemini-4-argon', ('or', (('equals', 'gemini-4-argon'), ('starts_with', 'gemini-4-argon-preview'), ('regex', '^gemini-4-argon-\\d'))), 327),
-    ('gemini-embedding-001', ('equals', 'gemini-embedding-001'), 181),
-    ('gemini-embedding-2', ('or', (('equals', 'gemini-embedding-2'), ('equals', 'gemini-embedding-2-preview'))), 328),
-    ('gemini-flash-1.5', ('equals', 'gemini-flash-1.5'), 304),
-    ('gemini-flash-1.5-8b', ('equals', 'gemini-flash-1.5-8b'), 329),
-    ('gemini-live-2.5-flash', ('or', (('starts_with', 'gemini-live-2.5-flash'), ('starts_with', 'gemini-2.5-flash-native-audio-preview'), ('equals', 'gemini-2.5-flash-native-audio-latest'))), 330),
-    ('gemini-nano-banana-2.1', ('equals', 'gemini-nano-banana-2.1'), 331),
-    ('gemini-omni-1.1-flash', ('equals', 'gemini-omni-1.1-flash'), 332),
-    ('gemini-omni-flash-preview', ('starts_with', 'gemini-omni-flash-preview'), 332),
-    ('gemini-pro', ('or', (('equals', 'gemini-pro'), ('equals', 'gemini-1.0-pro'))), 303),
-    ('gemini-pro-1.5', ('equals', 'gemini-pro-1.5'), 333),
-    ('gemini-robotics-er-2-preview', ('equals', 'gemini-robotics-er-2-preview'), 334),
-    ('gemini-robotics-er-2-streaming-preview', ('equals', 'gemini-robotics-er-2-streaming-preview'), 335),
-    ('gemma-2-27b-it', ('equals', 'gemma-2-27b-it'), 336),
-    ('gemma-3', ('or', (('starts_with', 'gemma-3-'), ('equals', 'gemma-3'))), 142),
-    ('gemma-3n', ('or', (('starts_with', 'gemma-3n'),)), 142),
-    ('gemma-4-26b-a4b-it', ('equals', 'gemma-4-26b-a4b-it'), 142),
-    ('gemma-4-26b-a4b-it-maas', ('equals', 'gemma-4-26b-a4b-it-maas'), 337),
-    ('gemma-4-31b-it', ('equals', 'gemma-4-31b-it'), 142),
-    ('canopylabs/orpheus-arabic-saudi', ('equals', 'canopylabs/orpheus-arabic-saudi'), 338),
-    ('canopylabs/orpheus-v1-english', ('equals', 'canopylabs/orpheus-v1-english'), 339),
-    ('deepseek-r1-distill-llama-70b', ('equals', 'deepseek-r1-distill-llama-70b'), 340),
-    ('gemma-7b-it', ('equals', 'gemma-7b-it'), 341),
-    ('gemma2-9b-it', ('or', (('equals', 'gemma2-9b-it'), ('equals', 'gemma2-9b'))), 96),
-    ('llama-3.1-405b-reasoning', ('equals', 'llama-3.1-405b-reasoning'), 342),
-    ('llama-3.1-70b-versatile', ('equals', 'llama-3.1-70b-versatile'), 342),
-    ('llama-3.1-8b-instant', ('equals', 'llama-3.1-8b-instant'), 343),
-    ('llama-3.2-11b-text-preview', ('equals', 'llama-3.2-11b-text-preview'), 344),
-    ('llama-3.2-11b-vision-preview', ('equals', 'llama-3.2-11b-vision-preview'), 344),
-    ('llama-3.2-1b-preview', ('equals', 'llama-3.2-1b-preview'), 101),
-    ('llama-3.2-3b-preview', ('equals', 'llama-3.2-3b-preview'), 345),
-    ('llama-3.2-90b-text-preview', ('equals', 'llama-3.2-90b-text-preview'), 258),
-    ('llama-3.2-90b-vision-preview', ('equals', 'llama-3.2-90b-vision-preview'), 258),
-    ('llama-3.3-70b-specdec', ('equals', 'llama-3.3-70b-specdec'), 346),
-    ('llama-3.3-70b-versatile', ('equals', 'llama-3.3-70b-versatile'), 342),
-    ('llama-guard-3-8b', ('equals', 'llama-guard-3-8b'), 96),
-    ('llama2-70b-4096', ('equals', 'llama2-70b-4096'), 347),
-    ('llama3-70b-8192', ('equals', 'llama3-70b-8192'), 342),
-    ('llama3-8b-8192', ('equals', 'llama3-8b-8192'), 343),
-    ('llama3-groq-70b-8192-tool-use-preview', ('equals', 'llama3-groq-70b-8192-tool-use-preview'), 348),
-    ('llama3-groq-8b-8192-tool-use-preview', ('equals', 'llama3-groq-8b-8192-tool-use-preview'), 349),
-    ('meta-llama/llama-4-maverick-17b-128e-instruct', ('equals', 'meta-llama/llama-4-maverick-17b-128e-instruct'), 59),
-    ('meta-llama/llama-4-scout-17b-16e-instruct', ('equals', 'meta-llama/llama-4-scout-17b-16e-instruct'), 350),
-    ('meta-llama/llama-guard-4-12b', ('equals', 'meta-llama/llama-guard-4-12b'), 96),
-    ('meta-llama/llama-prompt-guard-2-22m', ('equals', 'meta-llama/llama-prompt-guard-2-22m'), 351),
-    ('meta-llama/llama-prompt-guard-2-86m', ('equals', 'meta-llama/llama-prompt-guard-2-86m'), 101),
-    ('mistral-saba-24b', ('equals', 'mistral-saba-24b'), 352),
-    ('mixtral-8x7b-32768', ('equals', 'mixtral-8x7b-32768'), 353),
-    ('moonshotai/kimi-k2-instruct', ('or', (('equals', 'moonshotai/kimi-k2-instruct'), ('equals', 'moonshotai/kimi-k2-instruct-0905'))), 354),
-    ('openai/gpt-oss-120b', ('equals', 'openai/gpt-oss-120b'), 355),
-    ('openai/gpt-oss-20b', ('equals', 'openai/gpt-oss-20b'), 356),
-    ('openai/gpt-oss-safeguard-20b', ('equals', 'openai/gpt-oss-safeguard-20b'), 356),
-    ('qwen/qwen3-32b', ('equals', 'qwen/qwen3-32b'), 357),
-    ('qwen/qwen3.8-27b', ('equals', 'qwen/qwen3.8-27b'), 358),
-    ('whisper-large-v3', ('equals', 'whisper-large-v3'), 359),
-    ('whisper-large-v3-turbo', ('equals', 'whisper-large-v3-turbo'), 360),
-    ('Qwen/Qwen3.8-27B', ('or', (('equals', 'qwen/qwen3.8-27b'), ('equals', 'qwen/qwen3.8-27b-fast'))), 168),
-    ('meta-llama/Llama-3.1-8B-Instruct', ('or', (('equals', 'meta-llama/llama-3.1-8b-instruct'), ('equals', 'meta-llama/llama-3.1-8b-instruct-fast'))), 31),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 169),
-    ('MiniMaxAI/MiniMax-M3', ('or', (('equals', 'minimaxai/minimax-m3'), ('equals', 'minimaxai/minimax-m3-fast'))), 273),
-    ('meta-llama/Llama-3.3-70B-Instruct', ('or', (('equals', 'meta-llama/llama-3.3-70b-instruct'), ('equals', 'meta-llama/llama-3.3-70b-instruct-fast'))), 258),
-    ('moonshotai/Kimi-K3', ('or', (('equals', 'moonshotai/kimi-k3'), ('equals', 'moonshotai/kimi-k3-fast'))), 361),
-    ('nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4', ('or', (('equals', 'nvidia/nvidia-nemotron-3-ultra-550b-a55b-nvfp4'), ('equals', 'nvidia/nvidia-nemotron-3-ultra-550b-a55b-nvfp4-fast'))), 362),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 108),
-    ('openai/gpt-oss-20b', ('or', (('equals', 'openai/gpt-oss-20b'), ('equals', 'openai/gpt-oss-20b-fast'))), 363),
-    ('Qwen/Qwen3-32B', ('or', (('equals', 'qwen/qwen3-32b'), ('equals', 'qwen/qwen3-32b-fast'))), 357),
-    ('meta-llama/Llama-3.3-70B-Instruct', ('or', (('equals', 'meta-llama/llama-3.3-70b-instruct'), ('equals', 'meta-llama/llama-3.3-70b-instruct-fast'))), 342),
-    ('meta-llama/Llama-4-Scout-17B-16E-Instruct', ('or', (('equals', 'meta-llama/llama-4-scout-17b-16e-instruct'), ('equals', 'meta-llama/llama-4-scout-17b-16e-instruct-fast'))), 350),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 364),
-    ('openai/gpt-oss-20b', ('or', (('equals', 'openai/gpt-oss-20b'), ('equals', 'openai/gpt-oss-20b-fast'))), 162),
-    ('Qwen/Qwen2.5-VL-72B-Instruct', ('or', (('equals', 'qwen/qwen2.5-vl-72b-instruct'), ('equals', 'qwen/qwen2.5-vl-72b-instruct-fast'))), 365),
-    ('Qwen/Qwen2.5-VL-7B-Instruct', ('or', (('equals', 'qwen/qwen2.5-vl-7b-instruct'), ('equals', 'qwen/qwen2.5-vl-7b-instruct-fast'))), 96),
-    ('Qwen/Qwen3-235B-A22B-Instruct-2507', ('or', (('equals', 'qwen/qwen3-235b-a22b-instruct-2507'), ('equals', 'qwen/qwen3-235b-a22b-instruct-2507-fast'))), 366),
-    ('Qwen/Qwen3-Coder-480B-A35B-Instruct', ('or', (('equals', 'qwen/qwen3-coder-480b-a35b-instruct'), ('equals', 'qwen/qwen3-coder-480b-a35b-instruct-fast'))), 366),
-    ('Qwen/Qwen3-Next-80B-A3B-Instruct', ('or', (('equals', 'qwen/qwen3-next-80b-a3b-instruct'), ('equals', 'qwen/qwen3-next-80b-a3b-instruct-fast'))), 367),
-    ('Qwen/Qwen3-Next-80B-A3B-Thinking', ('or', (('equals', 'qwen/qwen3-next-80b-a3b-thinking'), ('equals', 'qwen/qwen3-next-80b-a3b-thinking-fast'))), 367),
-    ('deepseek-ai/DeepSeek-R1', ('or', (('equals', 'deepseek-ai/deepseek-r1'), ('equals', 'deepseek-ai/deepseek-r1-fast'))), 366),
-    ('deepseek-ai/DeepSeek-R1-0528', ('or', (('equals', 'deepseek-ai/deepseek-r1-0528'), ('equals', 'deepseek-ai/deepseek-r1-0528-fast'))), 368),
-    ('deepseek-ai/DeepSeek-V3-0324', ('or', (('equals', 'deepseek-ai/deepseek-v3-0324'), ('equals', 'deepseek-ai/deepseek-v3-0324-fast'))), 369),
-    ('meta-llama/Llama-3.3-70B-Instruct', ('or', (('equals', 'meta-llama/llama-3.3-70b-instruct'), ('equals', 'meta-llama/llama-3.3-70b-instruct-fast'))), 370),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 367),
-    ('openai/gpt-oss-20b', ('or', (('equals', 'openai/gpt-oss-20b'), ('equals', 'openai/gpt-oss-20b-fast'))), 31),
-    ('NousResearch/Hermes-4-405B', ('or', (('equals', 'nousresearch/hermes-4-405b'), ('equals', 'nousresearch/hermes-4-405b-fast'))), 98),
-    ('NousResearch/Hermes-4-70B', ('or', (('equals', 'nousresearch/hermes-4-70b'), ('equals', 'nousresearch/hermes-4-70b-fast'))), 371),
-    ('PrimeIntellect/INTELLECT-3-FP8', ('or', (('equals', 'primeintellect/intellect-3-fp8'), ('equals', 'primeintellect/intellect-3-fp8-fast'))), 372),
-    ('Qwen/Qwen2.5-Coder-7B', ('or', (('equals', 'qwen/qwen2.5-coder-7b'), ('equals', 'qwen/qwen2.5-coder-7b-fast'))), 373),
-    ('Qwen/Qwen2.5-VL-72B-Instruct', ('or', (('equals', 'qwen/qwen2.5-vl-72b-instruct'), ('equals', 'qwen/qwen2.5-vl-72b-instruct-fast'))), 374),
-    ('Qwen/Qwen3-235B-A22B-Instruct-2507', ('or', (('equals', 'qwen/qwen3-235b-a22b-instruct-2507'), ('equals', 'qwen/qwen3-235b-a22b-instruct-2507-fast'))), 59),
-    ('Qwen/Qwen3-235B-A22B-Thinking-2507', ('or', (('equals', 'qwen/qwen3-235b-a22b-thinking-2507'), ('equals', 'qwen/qwen3-235b-a22b-thinking-2507-fast'))), 375),
-    ('Qwen/Qwen3-30B-A3B-Instruct-2507', ('or', (('equals', 'qwen/qwen3-30b-a3b-instruct-2507'), ('equals', 'qwen/qwen3-30b-a3b-instruct-2507-fast'))), 102),
-    ('Qwen/Qwen3-30B-A3B-Thinking-2507', ('or', (('equals', 'qwen/qwen3-30b-a3b-thinking-2507'), ('equals', 'qwen/qwen3-30b-a3b-thinking-2507-fast'))), 102),
-    ('Qwen/Qwen3-32B', ('or', (('equals', 'qwen/qwen3-32b'), ('equals', 'qwen/qwen3-32b-fast'))), 102),
-    ('Qwen/Qwen3-Coder-30B-A3B-Instruct', ('or', (('equals', 'qwen/qwen3-coder-30b-a3b-instruct'), ('equals', 'qwen/qwen3-coder-30b-a3b-instruct-fast'))), 102),
-    ('Qwen/Qwen3-Coder-480B-A35B-Instruct', ('or', (('equals', 'qwen/qwen3-coder-480b-a35b-instruct'), ('equals', 'qwen/qwen3-coder-480b-a35b-instruct-fast'))), 376),
-    ('deepseek-ai/DeepSeek-R1-0528', ('or', (('equals', 'deepseek-ai/deepseek-r1-0528'), ('equals', 'deepseek-ai/deepseek-r1-0528-fast'))), 377),
-    ('deepseek-ai/DeepSeek-V3-0324', ('or', (('equals', 'deepseek-ai/deepseek-v3-0324'), ('equals', 'deepseek-ai/deepseek-v3-0324-fast'))), 378),
-    ('google/gemma-2-2b-it', ('or', (('equals', 'google/gemma-2-2b-it'), ('equals', 'google/gemma-2-2b-it-fast'))), 379),
-    ('google/gemma-2-9b-it', ('or', (('equals', 'google/gemma-2-9b-it'), ('equals', 'google/gemma-2-9b-it-fast'))), 373),
-    ('google/gemma-3-27b-it', ('or', (('equals', 'google/gemma-3-27b-it'), ('equals', 'google/gemma-3-27b-it-fast'))), 59),
-    ('meta-llama/Llama-3.1-8B-Instruct', ('or', (('equals', 'meta-llama/llama-3.1-8b-instruct'), ('equals', 'meta-llama/llama-3.1-8b-instruct-fast'))), 373),
-    ('meta-llama/Llama-3.3-70B-Instruct', ('or', (('equals', 'meta-llama/llama-3.3-70b-instruct'), ('equals', 'meta-llama/llama-3.3-70b-instruct-fast'))), 374),
-    ('moonshotai/Kimi-K2-Instruct', ('or', (('equals', 'moonshotai/kimi-k2-instruct'), ('equals', 'moonshotai/kimi-k2-instruct-fast'))), 380),
-    ('moonshotai/Kimi-K2-Thinking', ('or', (('equals', 'moonshotai/kimi-k2-thinking'), ('equals', 'moonshotai/kimi-k2-thinking-fast'))), 381),
-    ('nvidia/Llama-3_1-Nemotron-Ultra-253B-v1', ('or', (('equals', 'nvidia/llama-3_1-nemotron-ultra-253b-v1'), ('equals', 'nvidia/llama-3_1-nemotron-ultra-253b-v1-fast'))), 382),
-    ('nvidia/NVIDIA-Nemotron-Nano-12B-v2', ('or', (('equals', 'nvidia/nvidia-nemotron-nano-12b-v2'), ('equals', 'nvidia/nvidia-nemotron-nano-12b-v2-fast'))), 383),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 108),
-    ('zai-org/GLM-4.5', ('or', (('equals', 'zai-org/glm-4.5'), ('equals', 'zai-org/glm-4.5-fast'))), 262),
-    ('zai-org/GLM-4.5-Air', ('or', (('equals', 'zai-org/glm-4.5-air'), ('equals', 'zai-org/glm-4.5-air-fast'))), 384),
-    ('MiniMaxAI/MiniMax-M1-80k', ('or', (('equals', 'minimaxai/minimax-m1-80k'), ('equals', 'minimaxai/minimax-m1-80k-fast'))), 385),
-    ('MiniMaxAI/MiniMax-M2', ('or', (('equals', 'minimaxai/minimax-m2'), ('equals', 'minimaxai/minimax-m2-fast'), ('equals', 'minimaxai/minimax-m2.1'), ('equals', 'minimaxai/minimax-m2.1-fast'), ('equals', 'minimaxai/minimax-m2.5'), ('equals', 'minimaxai/minimax-m2.5-fast'), ('equals', 'minimaxai/minimax-m2.7'), ('equals', 'minimaxai/minimax-m2.7-fast'))), 273),
-    ('MiniMaxAI/MiniMax-M3', ('or', (('equals', 'minimaxai/minimax-m3'), ('equals', 'minimaxai/minimax-m3-fast'))), 273),
-    ('MiniMaxAI/MiniMax-M3.1-Flash', ('or', (('equals', 'minimaxai/minimax-m3.1-flash'), ('equals', 'minimaxai/minimax-m3.1-flash-fast'))), 108),
-    ('NousResearch/Hermes-2-Pro-Llama-3-8B', ('or', (('equals', 'nousresearch/hermes-2-pro-llama-3-8b'), ('equals', 'nousresearch/hermes-2-pro-llama-3-8b-fast'))), 386),
-    ('Qwen/Qwen2.5-72B-Instruct', ('or', (('equals', 'qwen/qwen2.5-72b-instruct'), ('equals', 'qwen/qwen2.5-72b-instruct-fast'))), 387),
-    ('Qwen/Qwen3-235B-A22B', ('or', (('equals', 'qwen/qwen3-235b-a22b'), ('equals', 'qwen/qwen3-235b-a22b-fast'))), 375),
-    ('Qwen/Qwen3-235B-A22B-Instruct-2507', ('or', (('equals', 'qwen/qwen3-235b-a22b-instruct-2507'), ('equals', 'qwen/qwen3-235b-a22b-instruct-2507-fast'))), 388),
-    ('Qwen/Qwen3-235B-A22B-Thinking-2507', ('or', (('equals', 'qwen/qwen3-235b-a22b-thinking-2507'), ('equals', 'qwen/qwen3-235b-a22b-thinking-2507-fast'))), 389),
-    ('Qwen/Qwen3-30B-A3B', ('or', (('equals', 'qwen/qwen3-30b-a3b'), ('equals', 'qwen/qwen3-30b-a3b-fast'))), 390),
-    ('Qwen/Qwen3-32B', ('or', (('equals', 'qwen/qwen3-32b'), ('equals', 'qwen/qwen3-32b-fast'))), 391),
-    ('Qwen/Qwen3-Coder-480B-A35B-Instruct', ('or', (('equals', 'qwen/qwen3-coder-480b-a35b-instruct'), ('equals', 'qwen/qwen3-coder-480b-a35b-instruct-fast'))), 392),
-    ('Qwen/Qwen3-Coder-Next', ('or', (('equals', 'qwen/qwen3-coder-next'), ('equals', 'qwen/qwen3-coder-next-fast'))), 393),
-    ('Qwen/Qwen3-Next-80B-A3B-Instruct', ('or', (('equals', 'qwen/qwen3-next-80b-a3b-instruct'), ('equals', 'qwen/qwen3-next-80b-a3b-instruct-fast'))), 394),
-    ('Qwen/Qwen3-Next-80B-A3B-Thinking', ('or', (('equals', 'qwen/qwen3-next-80b-a3b-thinking'), ('equals', 'qwen/qwen3-next-80b-a3b-thinking-fast'))), 394),
-    ('Qwen/Qwen3-VL-235B-A22B-Instruct', ('or', (('equals', 'qwen/qwen3-vl-235b-a22b-instruct'), ('equals', 'qwen/qwen3-vl-235b-a22b-instruct-fast'))), 395),
-    ('Qwen/Qwen3-VL-235B-A22B-Thinking', ('or', (('equals', 'qwen/qwen3-vl-235b-a22b-thinking'), ('equals', 'qwen/qwen3-vl-235b-a22b-thinking-fast'))), 396),
-    ('Qwen/Qwen3-VL-30B-A3B-Instruct', ('or', (('equals', 'qwen/qwen3-vl-30b-a3b-instruct'), ('equals', 'qwen/qwen3-vl-30b-a3b-instruct-fast'))), 397),
-    ('Qwen/Qwen3-VL-30B-A3B-Thinking', ('or', (('equals', 'qwen/qwen3-vl-30b-a3b-thinking'), ('equals', 'qwen/qwen3-vl-30b-a3b-thinking-fast'))), 398),
-    ('Qwen/Qwen3-VL-8B-Instruct', ('or', (('equals', 'qwen/qwen3-vl-8b-instruct'), ('equals', 'qwen/qwen3-vl-8b-instruct-fast'))), 399),
-    ('Qwen/Qwen3.5-122B-A10B', ('or', (('equals', 'qwen/qwen3.5-122b-a10b'), ('equals', 'qwen/qwen3.5-122b-a10b-fast'))), 400),
-    ('Qwen/Qwen3.5-27B', ('or', (('equals', 'qwen/qwen3.5-27b'), ('equals', 'qwen/qwen3.5-27b-fast'))), 401),
-    ('Qwen/Qwen3.5-35B-A3B', ('or', (('equals', 'qwen/qwen3.5-35b-a3b'), ('equals', 'qwen/qwen3.5-35b-a3b-fast'))), 234),
-    ('Qwen/Qwen3.5-397B-A17B', ('or', (('equals', 'qwen/qwen3.5-397b-a17b'), ('equals', 'qwen/qwen3.5-397b-a17b-fast'))), 236),
-    ('Qwen/Qwen3.8-2.4T-A95B', ('or', (('equals', 'qwen/qwen3.8-2.4t-a95b'), ('equals', 'qwen/qwen3.8-2.4t-a95b-fast'))), 100),
-    ('Qwen/Qwen3.8-27B', ('or', (('equals', 'qwen/qwen3.8-27b'), ('equals', 'qwen/qwen3.8-27b-fast'))), 402),
-    ('Sao10K/L3-70B-Euryale-v2.1', ('or', (('equals', 'sao10k/l3-70b-euryale-v2.1'), ('equals', 'sao10k/l3-70b-euryale-v2.1-fast'))), 403),
-    ('Sao10K/L3-8B-Lunaris-v1', ('or', (('equals', 'sao10k/l3-8b-lunaris-v1'), ('equals', 'sao10k/l3-8b-lunaris-v1-fast'))), 404),
-    ('Sao10K/L3-8B-Stheno-v3.2', ('or', (('equals', 'sao10k/l3-8b-stheno-v3.2'), ('equals', 'sao10k/l3-8b-stheno-v3.2-fast'))), 404),
-    ('XiaomiMiMo/MiMo-V2-Flash', ('or', (('equals', 'xiaomimimo/mimo-v2-flash'), ('equals', 'xiaomimimo/mimo-v2-flash-fast'))), 102),
-    ('XiaomiMiMo/MiMo-V2.5', ('or', (('equals', 'xiaomimimo/mimo-v2.5'), ('equals', 'xiaomimimo/mimo-v2.5-fast'))), 405),
-    ('XiaomiMiMo/MiMo-V2.5-Pro', ('or', (('equals', 'xiaomimimo/mimo-v2.5-pro'), ('equals', 'xiaomimimo/mimo-v2.5-pro-fast'))), 406),
-    ('XiaomiMiMo/MiMo-V2.6-Flash-RL', ('or', (('equals', 'xiaomimimo/mimo-v2.6-flash-rl'), ('equals', 'xiaomimimo/mimo-v2.6-flash-rl-fast'))), 240),
-    ('XiaomiMiMo/MiMo-V2.6-Pro-RL', ('or', (('equals', 'xiaomimimo/mimo-v2.6-pro-rl'), ('equals', 'xiaomimimo/mimo-v2.6-pro-rl-fast'))), 407),
-    ('alpindale/WizardLM-2-8x22B', ('or', (('equals', 'alpindale/wizardlm-2-8x22b'), ('equals', 'alpindale/wizardlm-2-8x22b-fast'))), 408),
-    ('baidu/ERNIE-4.5-21B-A3B-PT', ('or', (('equals', 'baidu/ernie-4.5-21b-a3b-pt'), ('equals', 'baidu/ernie-4.5-21b-a3b-pt-fast'))), 409),
-    ('baidu/ERNIE-4.5-300B-A47B-Base-PT', ('or', (('equals', 'baidu/ernie-4.5-300b-a47b-base-pt'), ('equals', 'baidu/ernie-4.5-300b-a47b-base-pt-fast'))), 410),
-    ('baidu/ERNIE-4.5-VL-28B-A3B-PT', ('or', (('equals', 'baidu/ernie-4.5-vl-28b-a3b-pt'), ('equals', 'baidu/ernie-4.5-vl-28b-a3b-pt-fast'))), 411),
-    ('baidu/ERNIE-4.5-VL-424B-A47B-Base-PT', ('or', (('equals', 'baidu/ernie-4.5-vl-424b-a47b-base-pt'), ('equals', 'baidu/ernie-4.5-vl-424b-a47b-base-pt-fast'))), 412),
-    ('deepseek-ai/DeepSeek-Prover-V2-671B', ('or', (('equals', 'deepseek-ai/deepseek-prover-v2-671b'), ('equals', 'deepseek-ai/deepseek-prover-v2-671b-fast'))), 413),
-    ('deepseek-ai/DeepSeek-R1', ('or', (('equals', 'deepseek-ai/deepseek-r1'), ('equals', 'deepseek-ai/deepseek-r1-fast'), ('equals', 'deepseek-ai/deepseek-r1-0528'), ('equals', 'deepseek-ai/deepseek-r1-0528-fast'))), 413),
-    ('deepseek-ai/DeepSeek-R1-Distill-Llama-70B', ('or', (('equals', 'deepseek-ai/deepseek-r1-distill-llama-70b'), ('equals', 'deepseek-ai/deepseek-r1-distill-llama-70b-fast'))), 414),
-    ('deepseek-ai/DeepSeek-V3', ('or', (('equals', 'deepseek-ai/deepseek-v3'), ('equals', 'deepseek-ai/deepseek-v3-fast'))), 415),
-    ('deepseek-ai/DeepSeek-V3-0324', ('or', (('equals', 'deepseek-ai/deepseek-v3-0324'), ('equals', 'deepseek-ai/deepseek-v3-0324-fast'))), 416),
-    ('deepseek-ai/DeepSeek-V3.1', ('or', (('equals', 'deepseek-ai/deepseek-v3.1'), ('equals', 'deepseek-ai/deepseek-v3.1-fast'), ('equals', 'deepseek-ai/deepseek-v3.1-terminus'), ('equals', 'deepseek-ai/deepseek-v3.1-terminus-fast'))), 417),
-    ('deepseek-ai/DeepSeek-V3.2', ('or', (('equals', 'deepseek-ai/deepseek-v3.2'), ('equals', 'deepseek-ai/deepseek-v3.2-fast'))), 418),
-    ('deepseek-ai/DeepSeek-V3.2-Exp', ('or', (('equals', 'deepseek-ai/deepseek-v3.2-exp'), ('equals', 'deepseek-ai/deepseek-v3.2-exp-fast'))), 227),
-    ('deepseek-ai/DeepSeek-V4-Flash-0731', ('or', (('equals', 'deepseek-ai/deepseek-v4-flash-0731'), ('equals', 'deepseek-ai/deepseek-v4-flash-0731-fast'))), 419),
-    ('deepseek-ai/DeepSeek-V4-Pro', ('or', (('equals', 'deepseek-ai/deepseek-v4-pro'), ('equals', 'deepseek-ai/deepseek-v4-pro-fast'))), 420),
-    ('deepseek-ai/DeepSeek-V4-Pro-0813', ('or', (('equals', 'deepseek-ai/deepseek-v4-pro-0813'), ('equals', 'deepseek-ai/deepseek-v4-pro-0813-fast'))), 421),
-    ('deepseek-ai/DeepSeek-V4.1-Flash', ('or', (('equals', 'deepseek-ai/deepseek-v4.1-flash'), ('equals', 'deepseek-ai/deepseek-v4.1-flash-fast'), ('equals', 'deepseek-ai/deepseek-v4.1-flash-1017'), ('equals', 'deepseek-ai/deepseek-v4.1-flash-1017-fast'))), 273),
-    ('google/gemma-4-26B-A4B-it', ('or', (('equals', 'google/gemma-4-26b-a4b-it'), ('equals', 'google/gemma-4-26b-a4b-it-fast'))), 371),
-    ('google/gemma-4-31B-it', ('or', (('equals', 'google/gemma-4-31b-it'), ('equals', 'google/gemma-4-31b-it-fast'))), 422),
-    ('inclusionAI/Ling-3.0-flash', ('or', (('equals', 'inclusionai/ling-3.0-flash'), ('equals', 'inclusionai/ling-3.0-flash-fast'))), 423),
-    ('inclusionAI/Ling-3.0-flash-Fin', ('or', (('equals', 'inclusionai/ling-3.0-flash-fin'), ('equals', 'inclusionai/ling-3.0-flash-fin-fast'))), 424),
-    ('inclusionAI/Ling-3.0-flash-VL', ('or', (('equals', 'inclusionai/ling-3.0-flash-vl'), ('equals', 'inclusionai/ling-3.0-flash-vl-fast'))), 424),
-    ('inclusionAI/Ling-3.1-flash', ('or', (('equals', 'inclusionai/ling-3.1-flash'), ('equals', 'inclusionai/ling-3.1-flash-fast'))), 425),
-    ('meta-llama/Llama-3.1-8B-Instruct', ('or', (('equals', 'meta-llama/llama-3.1-8b-instruct'), ('equals', 'meta-llama/llama-3.1-8b-instruct-fast'))), 426),
-    ('meta-llama/Llama-3.3-70B-Instruct', ('or', (('equals', 'meta-llama/llama-3.3-70b-instruct'), ('equals', 'meta-llama/llama-3.3-70b-instruct-fast'))), 427),
-    ('meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8', ('or', (('equals', 'meta-llama/llama-4-maverick-17b-128e-instruct-fp8'), ('equals', 'meta-llama/llama-4-maverick-17b-128e-instruct-fp8-fast'))), 196),
-    ('meta-llama/Llama-4-Scout-17B-16E-Instruct', ('or', (('equals', 'meta-llama/llama-4-scout-17b-16e-instruct'), ('equals', 'meta-llama/llama-4-scout-17b-16e-instruct-fast'))), 428),
-    ('meta-llama/Meta-Llama-3-70B-Instruct', ('or', (('equals', 'meta-llama/meta-llama-3-70b-instruct'), ('equals', 'meta-llama/meta-llama-3-70b-instruct-fast'))), 429),
-    ('meta-llama/Meta-Llama-3-8B-Instruct', ('or', (('equals', 'meta-llama/meta-llama-3-8b-instruct'), ('equals', 'meta-llama/meta-llama-3-8b-instruct-fast'))), 101),
-    ('moonshotai/Kimi-K2-Instruct', ('or', (('equals', 'moonshotai/kimi-k2-instruct'), ('equals', 'moonshotai/kimi-k2-instruct-fast'))), 430),
-    ('moonshotai/Kimi-K2-Instruct-0905', ('or', (('equals', 'moonshotai/kimi-k2-instruct-0905'), ('equals', 'moonshotai/kimi-k2-instruct-0905-fast'))), 381),
-    ('moonshotai/Kimi-K2-Thinking', ('or', (('equals', 'moonshotai/kimi-k2-thinking'), ('equals', 'moonshotai/kimi-k2-thinking-fast'))), 381),
-    ('moonshotai/Kimi-K2.5', ('or', (('equals', 'moonshotai/kimi-k2.5'), ('equals', 'moonshotai/kimi-k2.5-fast'))), 431),
-    ('moonshotai/Kimi-K2.6', ('or', (('equals', 'moonshotai/kimi-k2.6'), ('equals', 'moonshotai/kimi-k2.6-fast'))), 432),
-    ('moonshotai/Kimi-K2.7-Code', ('or', (('equals', 'moonshotai/kimi-k2.7-code'), ('equals', 'moonshotai/kimi-k2.7-code-fast'))), 247),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 433),
-    ('openai/gpt-oss-20b', ('or', (('equals', 'openai/gpt-oss-20b'), ('equals', 'openai/gpt-oss-20b-fast'))), 434),
-    ('tencent/Hy4-preview', ('or', (('equals', 'tencent/hy4-preview'), ('equals', 'tencent/hy4-preview-fast'))), 435),
-    ('zai-org/AutoGLM-Phone-9B-Multilingual', ('or', (('equals', 'zai-org/autoglm-phone-9b-multilingual'), ('equals', 'zai-org/autoglm-phone-9b-multilingual-fast'))), 436),
-    ('zai-org/GLM-4-32B-0414', ('or', (('equals', 'zai-org/glm-4-32b-0414'), ('equals', 'zai-org/glm-4-32b-0414-fast'))), 437),
-    ('zai-org/GLM-4.5', ('or', (('equals', 'zai-org/glm-4.5'), ('equals', 'zai-org/glm-4.5-fast'))), 262),
-    ('zai-org/GLM-4.5-Air', ('or', (('equals', 'zai-org/glm-4.5-air'), ('equals', 'zai-org/glm-4.5-air-fast'))), 438),
-    ('zai-org/GLM-4.5V', ('or', (('equals', 'zai-org/glm-4.5v'), ('equals', 'zai-org/glm-4.5v-fast'))), 382),
-    ('zai-org/GLM-4.6', ('or', (('equals', 'zai-org/glm-4.6'), ('equals', 'zai-org/glm-4.6-fast'))), 385),
-    ('zai-org/GLM-4.6V-Flash', ('or', (('equals', 'zai-org/glm-4.6v-flash'), ('equals', 'zai-org/glm-4.6v-flash-fast'))), 425),
-    ('zai-org/GLM-4.7', ('or', (('equals', 'zai-org/glm-4.7'), ('equals', 'zai-org/glm-4.7-fast'))), 262),
-    ('zai-org/GLM-4.7-Flash', ('or', (('equals', 'zai-org/glm-4.7-flash'), ('equals', 'zai-org/glm-4.7-flash-fast'))), 439),
-    ('zai-org/GLM-5', ('or', (('equals', 'zai-org/glm-5'), ('equals', 'zai-org/glm-5-fast'))), 440),
-    ('zai-org/GLM-5.2', ('or', (('equals', 'zai-org/glm-5.2'), ('equals', 'zai-org/glm-5.2-fast'))), 252),
-    ('zai-org/GLM-5.3', ('or', (('equals', 'zai-org/glm-5.3'), ('equals', 'zai-org/glm-5.3-fast'))), 252),
-    ('zai-org/GLM-5.3-Flash', ('or', (('equals', 'zai-org/glm-5.3-flash'), ('equals', 'zai-org/glm-5.3-flash-fast'))), 218),
-    ('Qwen/QwQ-32B', ('or', (('equals', 'qwen/qwq-32b'), ('equals', 'qwen/qwq-32b-fast'))), 441),
-    ('Qwen/Qwen2.5-Coder-32B-Instruct', ('or', (('equals', 'qwen/qwen2.5-coder-32b-instruct'), ('equals', 'qwen/qwen2.5-coder-32b-instruct-fast'))), 442),
-    ('Qwen/Qwen2.5-Coder-3B-Instruct', ('or', (('equals', 'qwen/qwen2.5-coder-3b-instruct'), ('equals', 'qwen/qwen2.5-coder-3b-instruct-fast'))), 443),
-    ('Qwen/Qwen2.5-Coder-7B-Instruct', ('or', (('equals', 'qwen/qwen2.5-coder-7b-instruct'), ('equals', 'qwen/qwen2.5-coder-7b-instruct-fast'))), 443),
-    ('Qwen/Qwen3-14B', ('or', (('equals', 'qwen/qwen3-14b'), ('equals', 'qwen/qwen3-14b-fast'))), 383),
-    ('Qwen/Qwen3-235B-A22B', ('or', (('equals', 'qwen/qwen3-235b-a22b'), ('equals', 'qwen/qwen3-235b-a22b-fast'), ('equals', 'qwen/qwen3-235b-a22b-instruct-2507'), ('equals', 'qwen/qwen3-235b-a22b-instruct-2507-fast'))), 59),
-    ('Qwen/Qwen3-32B', ('or', (('equals', 'qwen/qwen3-32b'), ('equals', 'qwen/qwen3-32b-fast'))), 444),
-    ('Qwen/Qwen3-4B-Instruct-2507', ('or', (('equals', 'qwen/qwen3-4b-instruct-2507'), ('equals', 'qwen/qwen3-4b-instruct-2507-fast'))), 443),
-    ('Qwen/Qwen3-4B-Thinking-2507', ('or', (('equals', 'qwen/qwen3-4b-thinking-2507'), ('equals', 'qwen/qwen3-4b-thinking-2507-fast'))), 443),
-    ('Qwen/Qwen3-8B', ('or', (('equals', 'qwen/qwen3-8b'), ('equals', 'qwen/qwen3-8b-fast'))), 445),
-    ('Qwen/Qwen3.8-27B', ('or', (('equals', 'qwen/qwen3.8-27b'), ('equals', 'qwen/qwen3.8-27b-fast'))), 446),
-    ('Qwen/Qwen3.8-Flash-Next-FP8', ('or', (('equals', 'qwen/qwen3.8-flash-next-fp8'), ('equals', 'qwen/qwen3.8-flash-next-fp8-fast'))), 447),
-    ('deepseek-ai/DeepSeek-R1-Distill-Llama-70B', ('or', (('equals', 'deepseek-ai/deepseek-r1-distill-llama-70b'), ('equals', 'deepseek-ai/deepseek-r1-distill-llama-70b-fast'))), 448),
-    ('deepseek-ai/DeepSeek-R1-Distill-Llama-8B', ('or', (('equals', 'deepseek-ai/deepseek-r1-distill-llama-8b'), ('equals', 'deepseek-ai/deepseek-r1-distill-llama-8b-fast'))), 404),
-    ('deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B', ('or', (('equals', 'deepseek-ai/deepseek-r1-distill-qwen-1.5b'), ('equals', 'deepseek-ai/deepseek-r1-distill-qwen-1.5b-fast'))), 31),
-    ('deepseek-ai/DeepSeek-R1-Distill-Qwen-14B', ('or', (('equals', 'deepseek-ai/deepseek-r1-distill-qwen-14b'), ('equals', 'deepseek-ai/deepseek-r1-distill-qwen-14b-fast'))), 96),
-    ('deepseek-ai/DeepSeek-R1-Distill-Qwen-32B', ('or', (('equals', 'deepseek-ai/deepseek-r1-distill-qwen-32b'), ('equals', 'deepseek-ai/deepseek-r1-distill-qwen-32b-fast'))), 367),
-    ('deepseek-ai/DeepSeek-R1-Distill-Qwen-7B', ('or', (('equals', 'deepseek-ai/deepseek-r1-distill-qwen-7b'), ('equals', 'deepseek-ai/deepseek-r1-distill-qwen-7b-fast'))), 89),
-    ('meta-llama/Llama-3.1-8B-Instruct', ('or', (('equals', 'meta-llama/llama-3.1-8b-instruct'), ('equals', 'meta-llama/llama-3.1-8b-instruct-fast'))), 345),
-    ('meta-llama/Llama-3.3-70B-Instruct', ('or', (('equals', 'meta-llama/llama-3.3-70b-instruct'), ('equals', 'meta-llama/llama-3.3-70b-instruct-fast'))), 370),
-    ('meta-llama/Llama-4-Scout-17B-16E-Instruct', ('or', (('equals', 'meta-llama/llama-4-scout-17b-16e-instruct'), ('equals', 'meta-llama/llama-4-scout-17b-16e-instruct-fast'))), 83),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 449),
-    ('openai/gpt-oss-20b', ('or', (('equals', 'openai/gpt-oss-20b'), ('equals', 'openai/gpt-oss-20b-fast'))), 363),
-    ('zai-org/GLM-5.3', ('or', (('equals', 'zai-org/glm-5.3'), ('equals', 'zai-org/glm-5.3-fast'))), 252),
-    ('Qwen/Qwen2.5-VL-72B-Instruct', ('or', (('equals', 'qwen/qwen2.5-vl-72b-instruct'), ('equals', 'qwen/qwen2.5-vl-72b-instruct-fast'))), 450),
-    ('Qwen/Qwen3-32B', ('or', (('equals', 'qwen/qwen3-32b'), ('equals', 'qwen/qwen3-32b-fast'))), 451),
-    ('Qwen/Qwen3-Coder-30B-A3B-Instruct', ('or', (('equals', 'qwen/qwen3-coder-30b-a3b-instruct'), ('equals', 'qwen/qwen3-coder-30b-a3b-instruct-fast'))), 452),
-    ('Qwen/Qwen3.5-397B-A17B', ('or', (('equals', 'qwen/qwen3.5-397b-a17b'), ('equals', 'qwen/qwen3.5-397b-a17b-fast'))), 453),
-    ('Qwen/Qwen3.5-9B', ('or', (('equals', 'qwen/qwen3.5-9b'), ('equals', 'qwen/qwen3.5-9b-fast'))), 454),
-    ('Qwen/Qwen3.6-27B', ('or', (('equals', 'qwen/qwen3.6-27b'), ('equals', 'qwen/qwen3.6-27b-fast'))), 455),
-    ('Qwen/Qwen3.8-27B', ('or', (('equals', 'qwen/qwen3.8-27b'), ('equals', 'qwen/qwen3.8-27b-fast'))), 455),
-    ('meta-llama/Llama-3.1-8B-Instruct', ('or', (('equals', 'meta-llama/llama-3.1-8b-instruct'), ('equals', 'meta-llama/llama-3.1-8b-instruct-fast'))), 456),
-    ('meta-llama/Llama-3.3-70B-Instruct', ('or', (('equals', 'meta-llama/llama-3.3-70b-instruct'), ('equals', 'meta-llama/llama-3.3-70b-instruct-fast'))), 457),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 458),
-    ('openai/gpt-oss-20b', ('or', (('equals', 'openai/gpt-oss-20b'), ('equals', 'openai/gpt-oss-20b-fast'))), 459),
-    ('BSC-LT/ALIA-40b-instruct-2606', ('or', (('equals', 'bsc-lt/alia-40b-instruct-2606'), ('equals', 'bsc-lt/alia-40b-instruct-2606-fast'))), 91),
-    ('aisingapore/Gemma-SEA-LION-v4-27B-IT', ('or', (('equals', 'aisingapore/gemma-sea-lion-v4-27b-it'), ('equals', 'aisingapore/gemma-sea-lion-v4-27b-it-fast'))), 460),
-    ('aisingapore/Nemotron-SEA-LION-v4.8-120B-A12B', ('or', (('equals', 'aisingapore/nemotron-sea-lion-v4.8-120b-a12b'), ('equals', 'aisingapore/nemotron-sea-lion-v4.8-120b-a12b-fast'))), 461),
-    ('aisingapore/Qwen-SEA-LION-v4-32B-IT', ('or', (('equals', 'aisingapore/qwen-sea-lion-v4-32b-it'), ('equals', 'aisingapore/qwen-sea-lion-v4-32b-it-fast'))), 462),
-    ('aisingapore/Qwen-SEA-LION-v4.5-27B-IT', ('or', (('equals', 'aisingapore/qwen-sea-lion-v4.5-27b-it'), ('equals', 'aisingapore/qwen-sea-lion-v4.5-27b-it-fast'))), 460),
-    ('allenai/Olmo-3-7B-Instruct', ('or', (('equals', 'allenai/olmo-3-7b-instruct'), ('equals', 'allenai/olmo-3-7b-instruct-fast'))), 463),
-    ('allenai/Olmo-3.1-32B-Instruct', ('or', (('equals', 'allenai/olmo-3.1-32b-instruct'), ('equals', 'allenai/olmo-3.1-32b-instruct-fast'))), 59),
-    ('dicta-il/DictaLM-3.0-24B-Thinking', ('or', (('equals', 'dicta-il/dictalm-3.0-24b-thinking'), ('equals', 'dicta-il/dictalm-3.0-24b-thinking-fast'))), 460),
-    ('speakleash/Bielik-11B-v3.0-Instruct', ('or', (('equals', 'speakleash/bielik-11b-v3.0-instruct'), ('equals', 'speakleash/bielik-11b-v3.0-instruct-fast'))), 370),
-    ('swiss-ai/Apertus-70B-Instruct-2509', ('or', (('equals', 'swiss-ai/apertus-70b-instruct-2509'), ('equals', 'swiss-ai/apertus-70b-instruct-2509-fast'))), 464),
-    ('swiss-ai/Apertus-8B-Instruct-2509', ('or', (('equals', 'swiss-ai/apertus-8b-instruct-2509'), ('equals', 'swiss-ai/apertus-8b-instruct-2509-fast'))), 463),
-    ('swiss-ai/Apertus-v1.5-70B', ('or', (('equals', 'swiss-ai/apertus-v1.5-70b'), ('equals', 'swiss-ai/apertus-v1.5-70b-fast'))), 464),
-    ('utter-project/EuroLLM-22B-Instruct-2512', ('or', (('equals', 'utter-project/eurollm-22b-instruct-2512'), ('equals', 'utter-project/eurollm-22b-instruct-2512-fast'))), 463),
-    ('Qwen/Qwen3-32B', ('or', (('equals', 'qwen/qwen3-32b'), ('equals', 'qwen/qwen3-32b-fast'))), 171),
-    ('deepseek-ai/DeepSeek-R1-0528', ('or', (('equals', 'deepseek-ai/deepseek-r1-0528'), ('equals', 'deepseek-ai/deepseek-r1-0528-fast'))), 465),
-    ('deepseek-ai/DeepSeek-R1-Distill-Llama-70B', ('or', (('equals', 'deepseek-ai/deepseek-r1-distill-llama-70b'), ('equals', 'deepseek-ai/deepseek-r1-distill-llama-70b-fast'))), 466),
-    ('deepseek-ai/DeepSeek-V3-0324', ('or', (('equals', 'deepseek-ai/deepseek-v3-0324'), ('equals', 'deepseek-ai/deepseek-v3-0324-fast'))), 467),
-    ('meta-llama/Llama-3.1-8B-Instruct', ('or', (('equals', 'meta-llama/llama-3.1-8b-instruct'), ('equals', 'meta-llama/llama-3.1-8b-instruct-fast'))), 463),
-    ('meta-llama/Llama-3.3-70B-Instruct', ('or', (('equals', 'meta-llama/llama-3.3-70b-instruct'), ('equals', 'meta-llama/llama-3.3-70b-instruct-fast'))), 468),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 469),
-    ('tokyotech-llm/Llama-3.3-Swallow-70B-Instruct-v0.4', ('or', (('equals', 'tokyotech-llm/llama-3.3-swallow-70b-instruct-v0.4'), ('equals', 'tokyotech-llm/llama-3.3-swallow-70b-instruct-v0.4-fast'))), 468),
-    ('EssentialAI/rnj-1-instruct', ('or', (('equals', 'essentialai/rnj-1-instruct'), ('equals', 'essentialai/rnj-1-instruct-fast'))), 89),
-    ('MiniMaxAI/MiniMax-M3', ('or', (('equals', 'minimaxai/minimax-m3'), ('equals', 'minimaxai/minimax-m3-fast'))), 273),
-    ('Qwen/Qwen2.5-7B-Instruct', ('or', (('equals', 'qwen/qwen2.5-7b-instruct'), ('equals', 'qwen/qwen2.5-7b-instruct-fast'))), 367),
-    ('Qwen/Qwen3-235B-A22B-Instruct-2507', ('or', (('equals', 'qwen/qwen3-235b-a22b-instruct-2507'), ('equals', 'qwen/qwen3-235b-a22b-instruct-2507-fast'))), 59),
-    ('Qwen/Qwen3-Coder-480B-A35B-Instruct', ('or', (('equals', 'qwen/qwen3-coder-480b-a35b-instruct'), ('equals', 'qwen/qwen3-coder-480b-a35b-instruct-fast'), ('equals', 'qwen/qwen3-coder-480b-a35b-instruct-fp8'), ('equals', 'qwen/qwen3-coder-480b-a35b-instruct-fp8-fast'))), 366),
-    ('Qwen/Qwen3-Coder-Next-FP8', ('or', (('equals', 'qwen/qwen3-coder-next-fp8'), ('equals', 'qwen/qwen3-coder-next-fp8-fast'))), 470),
-    ('Qwen/Qwen3-Next-80B-A3B-Instruct', ('or', (('equals', 'qwen/qwen3-next-80b-a3b-instruct'), ('equals', 'qwen/qwen3-next-80b-a3b-instruct-fast'))), 394),
-    ('Qwen/Qwen3-VL-8B-Instruct', ('or', (('equals', 'qwen/qwen3-vl-8b-instruct'), ('equals', 'qwen/qwen3-vl-8b-instruct-fast'))), 471),
-    ('Qwen/Qwen3.5-397B-A17B', ('or', (('equals', 'qwen/qwen3.5-397b-a17b'), ('equals', 'qwen/qwen3.5-397b-a17b-fast'))), 236),
-    ('Qwen/Qwen3.5-9B', ('or', (('equals', 'qwen/qwen3.5-9b'), ('equals', 'qwen/qwen3.5-9b-fast'))), 472),
-    ('Qwen/Qwen3.8-2.4T-A95B', ('or', (('equals', 'qwen/qwen3.8-2.4t-a95b'), ('equals', 'qwen/qwen3.8-2.4t-a95b-fast'))), 100),
-    ('ServiceNow-AI/Apriel-1.6-15b-Thinker', ('or', (('equals', 'servicenow-ai/apriel-1.6-15b-thinker'), ('equals', 'servicenow-ai/apriel-1.6-15b-thinker-fast'))), 142),
-    ('deepcogito/cogito-671b-v2.1', ('or', (('equals', 'deepcogito/cogito-671b-v2.1'), ('equals', 'deepcogito/cogito-671b-v2.1-fast'), ('equals', 'deepcogito/cogito-671b-v2.1-fp8'), ('equals', 'deepcogito/cogito-671b-v2.1-fp8-fast'))), 369),
-    ('deepseek-ai/DeepSeek-R1', ('or', (('equals', 'deepseek-ai/deepseek-r1'), ('equals', 'deepseek-ai/deepseek-r1-fast'), ('equals', 'deepseek-ai/deepseek-r1-0528'), ('equals', 'deepseek-ai/deepseek-r1-0528-fast'))), 473),
-    ('deepseek-ai/DeepSeek-V3', ('or', (('equals', 'deepseek-ai/deepseek-v3'), ('equals', 'deepseek-ai/deepseek-v3-fast'), ('equals', 'deepseek-ai/deepseek-v3-0324'), ('equals', 'deepseek-ai/deepseek-v3-0324-fast'))), 369),
-    ('deepseek-ai/DeepSeek-V3.1', ('or', (('equals', 'deepseek-ai/deepseek-v3.1'), ('equals', 'deepseek-ai/deepseek-v3.1-fast'))), 474),
-    ('deepseek-ai/DeepSeek-V4-Flash-0731', ('or', (('equals', 'deepseek-ai/deepseek-v4-flash-0731'), ('equals', 'deepseek-ai/deepseek-v4-flash-0731-fast'))), 475),
-    ('deepseek-ai/DeepSeek-V4-Pro-0813', ('or', (('equals', 'deepseek-ai/deepseek-v4-pro-0813'), ('equals', 'deepseek-ai/deepseek-v4-pro-0813-fast'))), 421),
-    ('google/gemma-3n-E4B-it', ('or', (('equals', 'google/gemma-3n-e4b-it'), ('equals', 'google/gemma-3n-e4b-it-fast'))), 476),
-    ('meta-llama/Llama-3.3-70B-Instruct', ('or', (('equals', 'meta-llama/llama-3.3-70b-instruct'), ('equals', 'meta-llama/llama-3.3-70b-instruct-fast'))), 477),
-    ('meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8', ('or', (('equals', 'meta-llama/llama-4-maverick-17b-128e-instruct-fp8'), ('equals', 'meta-llama/llama-4-maverick-17b-128e-instruct-fp8-fast'))), 196),
-    ('meta-models/Muse-Glimmer-30B', ('or', (('equals', 'meta-models/muse-glimmer-30b'), ('equals', 'meta-models/muse-glimmer-30b-fast'))), 478),
-    ('moonshotai/Kimi-K2.5', ('or', (('equals', 'moonshotai/kimi-k2.5'), ('equals', 'moonshotai/kimi-k2.5-fast'))), 479),
-    ('moonshotai/Kimi-K3', ('or', (('equals', 'moonshotai/kimi-k3'), ('equals', 'moonshotai/kimi-k3-fast'))), 361),
-    ('openai/gpt-oss-120b', ('or', (('equals', 'openai/gpt-oss-120b'), ('equals', 'openai/gpt-oss-120b-fast'))), 108),
-    ('openai/gpt-oss-20b', ('or', (('equals', 'openai/gpt-oss-20b'), ('equals', 'openai/gpt-oss-20b-fast'))), 363),
-    ('prism-ml/Ternary-Bonsai-27B-AWQ-4bit', ('or', (('equals', 'prism-ml/ternary-bonsai-27b-awq-4bit'), ('equals', 'prism-ml/ternary-bonsai-27b-awq-4bit-fast'))), 142),
-    ('prism-ml/Ternary-Bonsai-27B-gguf', ('or', (('equals', 'prism-ml/ternary-bonsai-27b-gguf'), ('equals', 'prism-ml/ternary-bonsai-27b-gguf-fast'))), 142),
-    ('thinkingmachines/Inkling', ('or', (('equals', 'thinkingmachines/inkling'), ('equals', 'thinkingmachines/inkling-fast'))), 480),
-    ('zai-org/GLM-4.5-Air-FP8', ('or', (('equals', 'zai-org/glm-4.5-air-fp8'), ('equals', 'zai-org/glm-4.5-air-fp8-fast'))), 372),
-    ('zai-org/GLM-4.6', ('or', (('equals', 'zai-org/glm-4.6'), ('equals', 'zai-org/glm-4.6-fast'))), 262),
-    ('zai-org/GLM-4.7-FP8', ('or', (('equals', 'zai-org/glm-4.7-fp8'), ('equals', 'zai-org/glm-4.7-fp8-fast'))), 481),
-    ('zai-org/GLM-5', ('or', (('equals', 'zai-org/glm-5'), ('equals', 'zai-org/glm-5-fast'))), 440),
-    ('zai-org/GLM-5.2', ('or', (('equals', 'zai-org/glm-5.2'), ('equals', 'zai-org/glm-5.2-fast'))), 252),
-    ('zai-org/GLM-5.3', ('or', (('equals', 'zai-org/glm-5.3'), ('equals', 'zai-org/glm-5.3-fast'))), 252),
-    ('zai-org/GLM-5.3-Flash', ('or', (('equals', 'zai-org/glm-5.3-flash'), ('equals', 'zai-org/glm-5.3-flash-fast'))), 218),
-    ('muse-spark-1.1', ('equals', 'muse-spark-1.1'), 482),
-    ('muse-spark-1.2', ('equals', 'muse-spark-1.2'), 482),
-    ('muse-spark-1.2-contributor', ('equals', 'muse-spark-1.2-contributor'), 483),
-    ('muse-spark-1.3', ('equals', 'muse-spark-1.3'), 482),
-    ('muse-spark-1.3-contributor', ('equals', 'muse-spark-1.3-contributor'), 483),
-    ('muse-wonder-1.0', ('equals', 'muse-wonder-1.0'), 484),
-    ('M2-her', ('or', (('equals', 'm2-her'), ('equals', 'm2-her'))), 273),
-    ('MiniMax-M2', ('or', (('equals', 'minimax-m2'), ('equals', 'minimax-m2'), ('equals', 'minimax-m2.1'), ('equals', 'minimax-m2.1'), ('equals', 'minimax-m2.5'), ('equals', 'minimax-m2.5'))), 485),
-    ('MiniMax-M2.1-highspeed', ('or', (('contains', 'm2.1-highspeed'), ('contains', 'm2.1-highspeed'))), 486),
-    ('MiniMax-M2.5-highspeed', ('or', (('contains', 'm2.5-highspeed'), ('contains', 'm2.5-highspeed'))), 486),
-    ('MiniMax-M2.7', ('or', (('equals', 'minimax-m2.7'), ('equals', 'minimax-m2.7'))), 487),
-    ('MiniMax-M2.7-highspeed', ('or', (('contains', 'm2.7-highspeed'), ('contains', 'm2.7-highspeed'))), 488),
-    ('MiniMax-M3.1-Flash', ('or', (('equals', 'minimax-m3.1-flash'), ('equals', 'minimax-m3.1-flash'))), 337),
-    ('minimax-01', ('equals', 'minimax-01'), 372),
-    ('minimax-m1', ('equals', 'minimax-m1'), 489),
-    ('minimax-m3', ('or', (('equals', 'minimax-m3'), ('equals', 'minimax-m3'))), 490),
-    ('codestral', ('or', (('equals', 'codestral-latest'), ('equals', 'codestral-2501'))), 425),
-    ('codestral-2508', ('equals', 'codestral-2508'), 491),
-    ('codestral-embed-2505', ('or', (('equals', 'codestral-embed-2505'), ('equals', 'codestral-embed'))), 492),
-    ('deepseek-v4-1-flash-1017', ('equals', 'deepseek-v4-1-flash-1017'), 157),
-    ('devstral-2512', ('equals', 'devstral-2512'), 493),
-    ('devstral-small', ('or', (('equals', 'devstral-small'), ('equals', 'devstral-small-2505'), ('equals', 'devstral-small-2507'), ('equals', 'devstral-small-latest'), ('equals', 'labs-devstral-small-2512'))), 102),
-    ('devstral-small:free', ('equals', 'devstral-small:free'), 142),
-    ('magistral-medium', ('or', (('starts_with', 'magistral-medium'),)), 494),
-    ('magistral-small', ('starts_with', 'magistral-small-'), 95),
-    ('ministral-14b-2512', ('equals', 'ministral-14b-2512'), 495),
-    ('ministral-3b', ('equals', 'ministral-3b'), 101),
-    ('ministral-3b-2512', ('equals', 'ministral-3b-2512'), 496),
-    ('ministral-8b', ('or', (('equals', 'ministral-8b'), ('equals', 'ministral-8b-2410'))), 31),
-    ('ministral-8b-2512', ('equals', 'ministral-8b-2512'), 497),
-    ('ministral-8b-latest', ('equals', 'ministral-8b-latest'), 498),
-    ('mistral-7b', ('or', (('equals', 'mistral-7b'), ('equals', 'open-mistral-7b'))), 499),
-    ('mistral-embed', ('or', (('equals', 'mistral-embed'), ('equals', 'mistral-embed-2312'))), 31),
-    ('mistral-large', ('or', (('equals', 'mistral-large'), ('equals', 'mistral-large-latest'), ('equals', 'mistral-large-2407'), ('equals', 'mistral-large-2411'))), 100),
-    ('mistral-large-2512', ('equals', 'mistral-large-2512'), 500),
-    ('mistral-large-4', ('or', (('equals', 'mistral-large-4'), ('equals', 'mistral-large-4-0'))), 501),
-    ('mistral-medium-2312', ('equals', 'mistral-medium-2312'), 502),
-    ('mistral-medium-3-1', ('or', (('equals', 'mistral-medium'), ('equals', 'mistral-medium-2505'), ('equals', 'mistral-medium-2508'))), 493),
-    ('mistral-medium-3-5', ('or', (('equals', 'mistral-medium-3.5'), ('equals', 'mistral-medium-3-5'), ('equals', 'mistral-medium-3'), ('equals', 'mistral-medium-2604'))), 503),
-    ('mistral-medium-latest', ('equals', 'mistral-medium-latest'), 504),
-    ('mistral-nemo', ('or', (('equals', 'mistral-nemo'), ('equals', 'open-mistral-nemo'))), 89),
-    ('mistral-nemo:free', ('equals', 'mistral-nemo:free'), 142),
-    ('mistral-ocr-2503', ('or', (('equals', 'mistral-ocr-2503'), ('equals', 'mistral-ocr-2503-completion'))), 505),
-    ('mistral-ocr-2505', ('or', (('equals', 'mistral-ocr-2505'), ('equals', 'mistral-ocr-2505-completion'))), 506),
-    ('mistral-ocr-2512', ('or', (('equals', 'mistral-ocr-2512'), ('equals', 'mistral-ocr-2512-completion'))), 507),
-    ('mistral-ocr-4-0', ('or', (('equals', 'mistral-ocr-4-0'), ('equals', 'mistral-ocr-4-0-completion'))), 508),
-    ('mistral-ocr-4-1', ('or', (('equals', 'mistral-ocr-4'), ('equals', 'mistral-ocr-4-completion'), ('equals', 'mistral-ocr-4-1'), ('equals', 'mistral-ocr-4-1-completion'))), 508),
-    ('mistral-ocr-latest', ('or', (('equals', 'mistral-ocr-latest'), ('equals', 'mistral-ocr-latest-completion'))), 509),
-    ('mistral-saba', ('or', (('equals', 'mistral-saba'), ('equals', 'mistral-saba-latest'))), 59),
-    ('mistral-small-24b-instruct-2501', ('equals', 'mistral-small-24b-instruct-2501'), 343),
-    ('mistral-small-24b-instruct-2501:free', ('equals', 'mistral-small-24b-instruct-2501:free'), 142),
-    ('mistral-small-2603', ('equals', 'mistral-small-2603'), 337),
-    ('mistral-small-3.1-24b-instruct', ('equals', 'mistral-small-3.1-24b-instruct'), 174),
-    ('mistral-small-3.2-24b-instruct', ('or', (('equals', 'mistral-small-2506'), ('equals', 'mistral-small-3.2-24b-instruct'))), 102),
-    ('mistral-small-latest', ('equals', 'mistral-small-latest'), 510),
-    ('mistral-tiny', ('equals', 'mistral-tiny'), 499),
-    ('mixtral-8x22b-instruct', ('or', (('equals', 'open-mixtral-8x22b'), ('equals', 'mixtral-8x22b-instruct'))), 100),
-    ('mixtral-8x7b', ('or', (('starts_with', 'mixtral-8x7b'), ('equals', 'open-mixtral-8x7b'))), 511),
-    ('pixtral-12b', ('or', (('equals', 'pixtral-12b'), ('equals', 'pixtral-12b-latest'))), 89),
-    ('pixtral-large', ('or', (('equals', 'pixtral-large-latest'), ('equals', 'pixtral-large-2411'))), 100),
-    ('voxtral-mini-2602', ('or', (('equals', 'voxtral-mini-latest'), ('equals', 'voxtral-mini-2602'))), 512),
-    ('voxtral-mini-transcribe-3-0', ('equals', 'voxtral-mini-transcribe-3-0'), 513),
-    ('voxtral-mini-transcribe-realtime-2602', ('equals', 'voxtral-mini-transcribe-realtime-2602'), 514),
-    ('voxtral-mini-transcribe-realtime-3-0', ('equals', 'voxtral-mini-transcribe-realtime-3-0'), 515),
-    ('voxtral-small-24b-2507', ('or', (('equals', 'voxtral-small-24b-2507'), ('equals', 'voxtral-small-2507'), ('equals', 'voxtral-small-latest'))), 516),
-    ('voxtral-small-transcribe-3-0', ('equals', 'voxtral-small-transcribe-3-0'), 517),
-    ('zai-glm-5-3', ('equals', 'zai-glm-5-3'), 166),
-    ('zai-glm-5-3-flash', ('equals', 'zai-glm-5-3-flash'), 28),
-    ('Qwen/Qwen3.8-2.4T-A95B', ('equals', 'qwen/qwen3.8-2.4t-a95b'), 278),
-    ('Qwen/Qwen3.8-Max-VL-Thinking', ('equals', 'qwen/qwen3.8-max-vl-thinking'), 278),
-    ('deepseek-ai/DeepSeek-V4.1-Flash', ('equals', 'deepseek-ai/deepseek-v4.1-flash'), 217),
-    ('deepseek-ai/DeepSeek-V4.1-Flash-1017', ('equals', 'deepseek-ai/deepseek-v4.1-flash-1017'), 518),
-    ('meta-models/Muse-Spark-Open-816B-A42B', ('equals', 'meta-models/muse-spark-open-816b-a42b'), 159),
-    ('moonshotai/Kimi-K3', ('equals', 'moonshotai/kimi-k3'), 24),
-    ('moonshotai/Kimi-K3.1-Pro', ('equals', 'moonshotai/kimi-k3.1-pro'), 248),
-    ('nvidia/GLM-5.3-Flash-NVFP4', ('equals', 'nvidia/glm-5.3-flash-nvfp4'), 28),
-    ('thinkingmachines/Inkling-NVFP4', ('equals', 'thinkingmachines/inkling-nvfp4'), 519),
-    ('zai-org/GLM-5.3', ('equals', 'zai-org/glm-5.3'), 27),
-    ('zai-org/GLM-5.3-Flash', ('equals', 'zai-org/glm-5.3-flash'), 520),
-    ('kimi-k2', ('equals', 'kimi-k2'), 430),
-    ('kimi-k2-0711-preview', ('equals', 'kimi-k2-0711-preview'), 521),
-    ('kimi-k2-0905-preview', ('equals', 'kimi-k2-0905-preview'), 521),
-    ('kimi-k2-thinking', ('equals', 'kimi-k2-thinking'), 521),
-    ('kimi-k2-thinking-turbo', ('equals', 'kimi-k2-thinking-turbo'), 522),
-    ('kimi-k2-turbo-preview', ('starts_with', 'kimi-k2-turbo'), 522),
-    ('kimi-k2.5', ('starts_with', 'kimi-k2.5'), 200),
-    ('kimi-k2.6', ('starts_with', 'kimi-k2.6'), 40),
-    ('kimi-k2.7-code', ('equals', 'kimi-k2.7-code'), 201),
-    ('kimi-k2.7-code-highspeed', ('equals', 'kimi-k2.7-code-highspeed'), 269),
-    ('kimi-k3', ('equals', 'kimi-k3'), 523),
-    ('kimi-k3.1-pro', ('equals', 'kimi-k3.1-pro'), 524),
-    ('kimi-k3.1-pro-highspeed', ('equals', 'kimi-k3.1-pro-highspeed'), 525),
-    ('moonshot-v1-128k', ('or', (('equals', 'moonshot-v1-128k'), ('equals', 'moonshot-v1-128k-vision-preview'))), 494),
-    ('moonshot-v1-32k', ('or', (('equals', 'moonshot-v1-32k'), ('equals', 'moonshot-v1-32k-vision-preview'))), 98),
-    ('moonshot-v1-8k', ('or', (('equals', 'moonshot-v1-8k'), ('equals', 'moonshot-v1-8k-vision-preview'))), 526),
-    ('Sao10K/L3-8B-Stheno-v3.2', ('equals', 'sao10k/l3-8b-stheno-v3.2'), 404),
-    ('baichuan/baichuan-m2-32b', ('equals', 'baichuan/baichuan-m2-32b'), 341),
-    ('baidu/cobuddy', ('equals', 'baidu/cobuddy'), 527),
-    ('baidu/ernie-4.5-21B-a3b', ('equals', 'baidu/ernie-4.5-21b-a3b'), 409),
-    ('cognitivecomputations/dolphin-mixtral-8x22b', ('equals', 'cognitivecomputations/dolphin-mixtral-8x22b'), 258),
-    ('deepseek/deepseek-ocr-2', ('equals', 'deepseek/deepseek-ocr-2'), 351),
-    ('deepseek/deepseek-r1', ('or', (('equals', 'deepseek/deepseek-r1'), ('equals', 'deepseek/deepseek-r1/community'))), 528),
-    ('deepseek/deepseek-r1-0528', ('equals', 'deepseek/deepseek-r1-0528'), 529),
-    ('deepseek/deepseek-r1-0528-qwen3-8b', ('equals', 'deepseek/deepseek-r1-0528-qwen3-8b'), 530),
-    ('deepseek/deepseek-r1-distill-llama-70b', ('equals', 'deepseek/deepseek-r1-distill-llama-70b'), 414),
-    ('deepseek/deepseek-r1-distill-llama-8b', ('equals', 'deepseek/deepseek-r1-distill-llama-8b'), 101),
-    ('deepseek/deepseek-r1-distill-qwen-14b', ('equals', 'deepseek/deepseek-r1-distill-qwen-14b'), 89),
-    ('deepseek/deepseek-r1-distill-qwen-32b', ('equals', 'deepseek/deepseek-r1-distill-qwen-32b'), 367),
-    ('deepseek/deepseek-r1-turbo', ('equals', 'deepseek/deepseek-r1-turbo'), 413),
-    ('deepseek/deepseek-v4-flash-0731', ('equals', 'deepseek/deepseek-v4-flash-0731'), 531),
-    ('deepseek/deepseek-v4-flash-0731-p', ('equals', 'deepseek/deepseek-v4-flash-0731-p'), 532),
-    ('deepseek/deepseek-v4-pro', ('equals', 'deepseek/deepseek-v4-pro'), 533),
-    ('deepseek/deepseek-v4-pro-0813', ('or', (('equals', 'deepseek/deepseek-v4-pro-0813'), ('equals', 'deepseek/deepseek-v4-pro-0813-p'))), 21),
-    ('deepseek/deepseek-v4.1-flash', ('or', (('equals', 'deepseek/deepseek-v4.1-flash'), ('equals', 'deepseek/deepseek-v4.1-flash-dst'), ('equals', 'deepseek/deepseek-v4.1-flash-p'), ('equals', 'deepseek/deepseek-v4.1-flash-1017'))), 23),
-    ('deepseek/deepseek_v3', ('equals', 'deepseek/deepseek_v3'), 348),
-    ('google/gemma-2-9b-it', ('equals', 'google/gemma-2-9b-it'), 534),
-    ('google/gemma-3-12b-it', ('equals', 'google/gemma-3-12b-it'), 535),
-    ('google/gemma-3-27b-it', ('equals', 'google/gemma-3-27b-it'), 536),
-    ('google/gemma-4-26b-a4b-it', ('equals', 'google/gemma-4-26b-a4b-it'), 371),
-    ('google/gemma-4-31b-it', ('equals', 'google/gemma-4-31b-it'), 422),
-    ('gryphe/mythomax-l2-13b', ('equals', 'gryphe/mythomax-l2-13b'), 537),
-    ('inclusionai/ling-3.0-flash', ('equals', 'inclusionai/ling-3.0-flash'), 538),
-    ('inclusionai/ling-3.0-flash-fin', ('equals', 'inclusionai/ling-3.0-flash-fin'), 539),
-    ('inclusionai/ling-3.0-flash-sante', ('equals', 'inclusionai/ling-3.0-flash-sante'), 539),
-    ('inclusionai/ling-3.0-flash-vl', ('equals', 'inclusionai/ling-3.0-flash-vl'), 539),
-    ('inclusionai/ling-3.1-flash', ('equals', 'inclusionai/ling-3.1-flash'), 540),
-    ('jondurbin/airoboros-l2-70b', ('equals', 'jondurbin/airoboros-l2-70b'), 541),
-    ('meta-llama/llama-3-70b-instruct', ('equals', 'meta-llama/llama-3-70b-instruct'), 429),
-    ('meta-llama/llama-3-8b-instruct', ('equals', 'meta-llama/llama-3-8b-instruct'), 101),
-    ('meta-llama/llama-3.1-70b-instruct', ('equals', 'meta-llama/llama-3.1-70b-instruct'), 542),
-    ('meta-llama/llama-3.1-8b-instruct', ('or', (('equals', 'meta-llama/llama-3.1-8b-instruct'), ('equals', 'meta-llama/llama-3.1-8b-instruct-max'))), 543),
-    ('meta-llama/llama-3.1-8b-instruct-bf16', ('equals', 'meta-llama/llama-3.1-8b-instruct-bf16'), 345),
-    ('meta-llama/llama-3.2-11b-vision-instruct', ('equals', 'meta-llama/llama-3.2-11b-vision-instruct'), 345),
-    ('meta-llama/llama-3.2-1b-instruct', ('equals', 'meta-llama/llama-3.2-1b-instruct'), 544),
-    ('meta-llama/llama-3.2-3b-instruct', ('equals', 'meta-llama/llama-3.2-3b-instruct'), 545),
-    ('meta-llama/llama-3.3-70b-instruct', ('equals', 'meta-llama/llama-3.3-70b-instruct'), 546),
-    ('meta-llama/llama-4-maverick-17b-128e-instruct-fp8', ('equals', 'meta-llama/llama-4-maverick-17b-128e-instruct-fp8'), 196),
-    ('meta-llama/llama-4-scout-17b-16e-instruct', ('equals', 'meta-llama/llama-4-scout-17b-16e-instruct'), 428),
-    ('microsoft/wizardlm-2-8x22b', ('equals', 'microsoft/wizardlm-2-8x22b'), 408),
-    ('mindai/macaron-v1-tall', ('equals', 'mindai/macaron-v1-tall'), 547),
-    ('mindai/macaron-v1-venti', ('equals', 'mindai/macaron-v1-venti'), 548),
-    ('ming-image-0.1-design', ('or', (('equals', 'ming-image-0.1-design'), ('equals', 'ming-image-0.1-design-layer'))), 549),
-    ('minimax/minimax-m2.5', ('equals', 'minimax/minimax-m2.5'), 217),
-    ('minimax/minimax-m2.7', ('equals', 'minimax/minimax-m2.7'), 274),
-    ('minimax/minimax-m2.7-highspeed', ('equals', 'minimax/minimax-m2.7-highspeed'), 550),
-    ('minimax/minimax-m3', ('equals', 'minimax/minimax-m3'), 551),
-    ('minimax/minimax-m3.1-flash', ('equals', 'minimax/minimax-m3.1-flash'), 337),
-    ('minimaxai/minimax-m1-80k', ('equals', 'minimaxai/minimax-m1-80k'), 385),
-    ('mistralai/mistral-7b-instruct', ('equals', 'mistralai/mistral-7b-instruct'), 552),
-    ('mistralai/mistral-nemo', ('equals', 'mistralai/mistral-nemo'), 553),
-    ('moonshotai/kimi-k2-0905', ('equals', 'moonshotai/kimi-k2-0905'), 381),
-    ('moonshotai/kimi-k2-instruct', ('equals', 'moonshotai/kimi-k2-instruct'), 430),
-    ('moonshotai/kimi-k2-thinking', ('equals', 'moonshotai/kimi-k2-thinking'), 521),
-    ('moonshotai/kimi-k2.5', ('equals', 'moonshotai/kimi-k2.5'), 200),
-    ('moonshotai/kimi-k2.6', ('equals', 'moonshotai/kimi-k2.6'), 554),
-    ('moonshotai/kimi-k2.7-code', ('equals', 'moonshotai/kimi-k2.7-code'), 201),
-    ('moonshotai/kimi-k3', ('or', (('equals', 'moonshotai/kimi-k3'), ('equals', 'moonshotai/kimi-k3-p'))), 24),
-    ('moonshotai/kimi-k3.1-pro', ('equals', 'moonshotai/kimi-k3.1-pro'), 248),
-    ('moonshotai/kimi-k3.1-pro-highspeed', ('equals', 'moonshotai/kimi-k3.1-pro-highspeed'), 555),
-    ('nousresearch/hermes-2-pro-llama-3-8b', ('equals', 'nousresearch/hermes-2-pro-llama-3-8b'), 386),
-    ('nousresearch/nous-hermes-llama2-13b', ('equals', 'nousresearch/nous-hermes-llama2-13b'), 553),
-    ('nvidia/nemotron-3-nano-30b-a3b', ('equals', 'nvidia/nemotron-3-nano-30b-a3b'), 363),
-    ('openai/gpt-oss-120b', ('equals', 'openai/gpt-oss-120b'), 433),
-    ('openchat/openchat-7b', ('equals', 'openchat/openchat-7b'), 345),
-    ('paddlepaddle/paddleocr-vl', ('equals', 'paddlepaddle/paddleocr-vl'), 544),
-    ('qwen/qwen-2-7b-instruct', ('equals', 'qwen/qwen-2-7b-instruct'), 556),
-    ('qwen/qwen-2-vl-72b-instruct', ('equals', 'qwen/qwen-2-vl-72b-instruct'), 30),
-    ('qwen/qwen-2.5-72b-instruct', ('equals', 'qwen/qwen-2.5-72b-instruct'), 387),
-    ('qwen/qwen-mt-plus', ('equals', 'qwen/qwen-mt-plus'), 374),
-    ('qwen/qwen3-omni-30b-a3b-thinking', ('equals', 'qwen/qwen3-omni-30b-a3b-thinking'), 557),
-    ('qwen/qwen3-vl-30b-a3b-instruct', ('equals', 'qwen/qwen3-vl-30b-a3b-instruct'), 397),
-    ('qwen/qwen3.5-122b-a10b', ('equals', 'qwen/qwen3.5-122b-a10b'), 400),
-    ('qwen/qwen3.5-27b', ('equals', 'qwen/qwen3.5-27b'), 401),
-    ('qwen/qwen3.5-35b-a3b', ('equals', 'qwen/qwen3.5-35b-a3b'), 234),
-    ('qwen/qwen3.5-397b-a17b', ('equals', 'qwen/qwen3.5-397b-a17b'), 236),
-    ('qwen/qwen3.6-27b', ('equals', 'qwen/qwen3.6-27b'), 236),
-    ('qwen/qwen3.6-35b-a3b', ('equals', 'qwen/qwen3.6-35b-a3b'), 558),
-    ('qwen/qwen3.7-max', ('equals', 'qwen/qwen3.7-max'), 559),
-    ('qwen/qwen3.8-2.4t-a95b', ('equals', 'qwen/qwen3.8-2.4t-a95b'), 278),
-    ('qwen/qwen3.8-27b', ('equals', 'qwen/qwen3.8-27b'), 560),
-    ('qwen/qwen3.8-flash', ('equals', 'qwen/qwen3.8-flash'), 561),
-    ('qwen/qwen3.8-max', ('equals', 'qwen/qwen3.8-max'), 278),
-    ('sao10k/l3-70b-euryale-v2.1', ('equals', 'sao10k/l3-70b-euryale-v2.1'), 403),
-    ('sao10k/l3-8b-lunaris', ('equals', 'sao10k/l3-8b-lunaris'), 404),
-    ('sao10k/l31-70b-euryale-v2.2', ('equals', 'sao10k/l31-70b-euryale-v2.2'), 403),
-    ('sophosympatheia/midnight-rose-70b', ('equals', 'sophosympatheia/midnight-rose-70b'), 414),
-    ('stepfun/step-3.7-flash', ('equals', 'stepfun/step-3.7-flash'), 562),
-    ('stepfun/step-5-preview', ('equals', 'stepfun/step-5-preview'), 563),
-    ('teknium/openhermes-2.5-mistral-7b', ('equals', 'teknium/openhermes-2.5-mistral-7b'), 553),
-    ('tencent/hy3', ('equals', 'tencent/hy3'), 564),
-    ('tencent/hy4', ('equals', 'tencent/hy4'), 565),
-    ('tencent/hy4-preview', ('equals', 'tencent/hy4-preview'), 566),
-    ('xiaomimimo/mimo-v2.5', ('equals', 'xiaomimimo/mimo-v2.5'), 567),
-    ('xiaomimimo/mimo-v2.5-pro', ('equals', 'xiaomimimo/mimo-v2.5-pro'), 568),
-    ('xiaomimimo/mimo-v2.6-flash', ('equals', 'xiaomimimo/mimo-v2.6-flash'), 569),
-    ('xiaomimimo/mimo-v2.6-pro', ('equals', 'xiaomimimo/mimo-v2.6-pro'), 570),
-    ('zai-org/autoglm-phone-9b-multilingual', ('equals', 'zai-org/autoglm-phone-9b-multilingual'), 436),
-    ('zai-org/glm-4.5-air', ('equals', 'zai-org/glm-4.5-air'), 571),
-    ('zai-org/glm-4.5v', ('equals', 'zai-org/glm-4.5v'), 572),
-    ('zai-org/glm-4.6', ('equals', 'zai-org/glm-4.6'), 573),
-    ('zai-org/glm-4.6v', ('equals', 'zai-org/glm-4.6v'), 574),
-    ('zai-org/glm-4.7', ('or', (('equals', 'zai-org/glm-4.7'), ('equals', 'zai-org/glm-4.7-h'))), 575),
-    ('zai-org/glm-4.7-flash', ('equals', 'zai-org/glm-4.7-flash'), 576),
-    ('zai-org/glm-5', ('equals', 'zai-org/glm-5'), 577),
-    ('zai-org/glm-5.1', ('equals', 'zai-org/glm-5.1'), 578),
-    ('zai-org/glm-5.2', ('equals', 'zai-org/glm-5.2'), 27),
-    ('zai-org/glm-5.3', ('or', (('equals', 'zai-org/glm-5.3'), ('equals', 'zai-org/glm-5.3-p'))), 27),
-    ('zai-org/glm-5.3-flash', ('equals', 'zai-org/glm-5.3-flash'), 28),
-    ('zai-org/glm-5.3-flashX', ('equals', 'zai-org/glm-5.3-flashx'), 579),
-    ('ada', ('or', (('equals', 'ada'), ('equals', 'text-ada-001'))), 370),
-    ('babbage', ('equals', 'babbage'), 541),
-    ('babbage-002', ('equals', 'babbage-002'), 370),
-    ('chatgpt-4o-latest', ('equals', 'chatgpt-4o-latest'), 580),
-    ('chatgpt-image-latest', ('equals', 'chatgpt-image-latest'), 581),
-    ('codex-mini', ('or', (('equals', 'codex-mini'), ('equals', 'codex-mini-latest'))), 582),
-    ('computer-use', ('starts_with', 'computer-use'), 583),
-    ('curie', ('or', (('equals', 'curie'), ('equals', 'text-curie-001'))), 366),
-    ('davinci', ('or', (('equals', 'davinci'), ('equals', 'text-davinci-001'))), 584),
-    ('davinci-002', ('equals', 'davinci-002'), 366),
-    ('ft:gpt-3.5-turbo-', ('starts_with', 'ft:gpt-3.5-turbo'), 585),
-    ('ft:gpt-4o', ('starts_with', 'ft:gpt-4o-2024-'), 586),
-    ('ft:gpt-4o-mini', ('starts_with', 'ft:gpt-4o-mini-2024-'), 273),
-    ('gpt-3.5-0301', ('or', (('equals', 'gpt-3.5-turbo-0301'), ('equals', 'gpt-3.5-0301'))), 587),
-    ('gpt-3.5-turbo', ('or', (('equals', 'gpt-3.5-turbo'), ('equals', 'gpt-35-turbo'), ('equals', 'gpt-3.5-turbo-0125'))), 95),
-    ('gpt-3.5-turbo-0613', ('equals', 'gpt-3.5-turbo-0613'), 587),
-    ('gpt-3.5-turbo-1106', ('equals', 'gpt-3.5-turbo-1106'), 207),
-    ('gpt-3.5-turbo-16k', ('or', (('equals', 'gpt-3.5-turbo-16k'), ('equals', 'gpt-3.5-turbo-16k-0613'), ('equals', 'gpt-35-turbo-16k-0613'), ('equals', 'gpt-35-turbo-16k'))), 588),
-    ('gpt-3.5-turbo-instruct', ('or', (('starts_with', 'gpt-3.5-turbo-instruct'), ('equals', 'gpt-3.5-turbo-instruct-0914'))), 587),
-    ('gpt-4', ('or', (('equals', 'gpt-4'), ('equals', 'gpt-4-0314'), ('equals', 'gpt-4-0613'), ('starts_with', 'ft:gpt-4-0'))), 589),
-    ('gpt-4-32k', ('or', (('equals', 'gpt-4-32k'), ('equals', 'gpt-4-32k-0314'), ('equals', 'gpt-4-32k-0613'))), 590),
-    ('gpt-4-turbo', ('or', (('equals', 'gpt-4-turbo'), ('equals', 'gpt-4-turbo-2024-04-09'), ('equals', 'gpt-4-turbo-0125-preview'), ('equals', 'gpt-4-0125-preview'), ('equals', 'gpt-4-1106-preview'), ('equals', 'gpt-4-turbo-preview'))), 591),
-    ('gpt-4-vision-preview', ('or', (('equals', 'gpt-4-vision-preview'), ('equals', 'gpt-4-1106-vision-preview'))), 591),
-    ('gpt-4.1', ('or', (('equals', 'gpt-4.1'), ('equals', 'gpt-4.1-2025-04-14'))), 592),
-    ('gpt-4.1-mini', ('or', (('equals', 'gpt-4.1-mini'), ('equals', 'gpt-4.1-mini-2025-04-14'))), 593),
-    ('gpt-4.1-nano', ('or', (('equals', 'gpt-4.1-nano'), ('equals', 'gpt-4.1-nano-2025-04-14'))), 594),
-    ('gpt-4.5-preview', ('starts_with', 'gpt-4.5-preview'), 595),
-    ('gpt-4o', ('or', (('equals', 'gpt-4o'), ('equals', 'gpt-4o-2024-08-06'), ('equals', 'gpt-4o-2024-11-20'))), 596),
-    ('gpt-4o-2024-05-13', ('equals', 'gpt-4o-2024-05-13'), 597),
-    ('gpt-4o-audio-preview', ('starts_with', 'gpt-4o-audio-preview'), 138),
-    ('gpt-4o-mini', ('or', (('equals', 'gpt-4o-mini'), ('equals', 'gpt-4o-mini-2024-07-18'), ('equals', 'gpt-4o-mini-search-preview'), ('equals', 'gpt-4o-mini-search-preview-2025-03-11'))), 598),
-    ('gpt-4o-mini-2024-07-18.ft-', ('starts_with', 'gpt-4o-mini-2024-07-18.ft-'), 273),
-    ('gpt-4o-mini-audio-preview', ('starts_with', 'gpt-4o-mini-audio'), 108),
-    ('gpt-4o-mini-realtime-preview', ('starts_with', 'gpt-4o-mini-realtime'), 599),
-    ('gpt-4o-mini-transcribe', ('equals', 'gpt-4o-mini-transcribe'), 600),
-    ('gpt-4o-mini-tts', ('equals', 'gpt-4o-mini-tts'), 601),
-    ('gpt-4o-realtime-preview', ('starts_with', 'gpt-4o-realtime'), 602),
-    ('gpt-4o-search-preview', ('or', (('equals', 'gpt-4o-search-preview'), ('equals', 'gpt-4o-search-preview-2025-03-11'))), 138),
-    ('gpt-4o-transcribe', ('or', (('equals', 'gpt-4o-transcribe'), ('equals', 'gpt-4o-transcribe-diarize'))), 603),
-    ('gpt-4o:extended', ('equals', 'gpt-4o:extended'), 604),
-    ('gpt-5', ('or', (('equals', 'gpt-5'), ('equals', 'gpt-5-2025-08-07'), ('equals', 'gpt-5-chat'), ('equals', 'gpt-5-chat-latest'), ('equals', 'gpt-5-codex'))), 605),
-    ('gpt-5-image', ('equals', 'gpt-5-image'), 606),
-    ('gpt-5-image-mini', ('equals', 'gpt-5-image-mini'), 607),
-    ('gpt-5-mini', ('or', (('equals', 'gpt-5-mini'), ('equals', 'gpt-5-mini-2025-08-07'))), 608),
-    ('gpt-5-nano', ('or', (('equals', 'gpt-5-nano'), ('starts_with', 'gpt-5-nano-'))), 609),
-    ('gpt-5-pro', ('or', (('equals', 'gpt-5-pro'), ('equals', 'gpt-5-pro-2025-10-06'))), 610),
-    ('gpt-5-search-api', ('equals', 'gpt-5-search-api'), 611),
-    ('gpt-5.1', ('or', (('equals', 'gpt-5.1'), ('equals', 'gpt-5.1-2025-11-13'), ('equals', 'gpt-5.1-codex'), ('equals', 'gpt-5.1-codex-max'), ('equals', 'gpt-5.1-chat'), ('equals', 'gpt-5.1-chat-latest'), ('equals', 'gpt-5-1'), ('equals', 'gpt-5-1-2025-11-13'), ('equals', 'gpt-5-1-codex'), ('equals', 'gpt-5-1-codex-max'), ('equals', 'gpt-5-1-chat'), ('equals', 'gpt-5-1-chat-latest'))), 605),
-    ('gpt-5.1-codex-mini', ('or', (('equals', 'gpt-5.1-codex-mini'), ('equals', 'gpt-5.1-mini'), ('equals', 'gpt-5-1-codex-mini'), ('equals', 'gpt-5-1-mini'))), 290),
-    ('gpt-5.2', ('or', (('equals', 'gpt-5.2'), ('equals', 'gpt-5.2-2025-12-11'), ('equals', 'gpt-5-2'), ('equals', 'gpt-5-2-2025-12-11'), ('equals', 'gpt-5.2-chat'), ('equals', 'gpt-5.2-chat-latest'), ('equals', 'gpt-5-2-chat'), ('equals', 'gpt-5-2-chat-latest'), ('equals', 'gpt-5.2-codex'), ('equals', 'gpt-5-2-codex'))), 612),
-    ('gpt-5.2-pro', ('or', (('equals', 'gpt-5.2-pro'), ('equals', 'gpt-5.2-pro-2025-12-11'), ('equals', 'gpt-5-2-pro-2025-12-11'))), 613),
-    ('gpt-5.3', ('or', (('equals', 'gpt-5.3'), ('equals', 'gpt-5-3'), ('equals', 'gpt-5.3-chat'), ('equals', 'gpt-5.3-chat-latest'), ('equals', 'gpt-5-3-chat'), ('equals', 'gpt-5-3-chat-latest'))), 291),
-    ('gpt-5.3-codex', ('or', (('equals', 'gpt-5.3-codex'), ('equals', 'gpt-5-3-codex'))), 291),
-    ('gpt-5.4', ('or', (('equals', 'gpt-5.4'), ('equals', 'gpt-5.4-2026-03-05'), ('equals', 'gpt-5-4'), ('equals', 'gpt-5-4-2026-03-05'))), 614),
-    ('gpt-5.4-image-2', ('equals', 'gpt-5.4-image-2'), 615),
-    ('gpt-5.4-mini', ('or', (('equals', 'gpt-5.4-mini'), ('equals', 'gpt-5.4-mini-2026-03-17'), ('equals', 'gpt-5-4-mini'), ('equals', 'gpt-5-4-mini-2026-03-17'))), 616),
-    ('gpt-5.4-nano', ('or', (('equals', 'gpt-5.4-nano'), ('equals', 'gpt-5.4-nano-2026-03-17'), ('equals', 'gpt-5-4-nano'), ('equals', 'gpt-5-4-nano-2026-03-17'))), 617),
-    ('gpt-5.4-pro', ('or', (('equals', 'gpt-5.4-pro'), ('equals', 'gpt-5.4-pro-2026-03-05'), ('equals', 'gpt-5-4-pro'), ('equals', 'gpt-5-4-pro-2026-03-05'))), 618),
-    ('gpt-5.5', ('or', (('equals', 'gpt-5.5'), ('equals', 'gpt-5.5-2026-04-23'), ('equals', 'gpt-5.5-2026-04-24'), ('equals', 'gpt-5-5'), ('equals', 'gpt-5-5-2026-04-23'), ('equals', 'gpt-5-5-2026-04-24'), ('equals', 'gpt-5.5-chat'), ('equals', 'gpt-5.5-chat-latest'), ('equals', 'gpt-5-5-chat'), ('equals', 'gpt-5-5-chat-latest'), ('equals', 'gpt-5.5-codex'), ('equals', 'gpt-5-5-codex'))), 619),
-    ('gpt-5.5-cyber', ('equals', 'gpt-5.5-cyber'), 620),
-    ('gpt-5.5-pro', ('or', (('equals', 'gpt-5.5-pro'), ('equals', 'gpt-5.5-pro-2026-04-23'), ('equals', 'gpt-5-5-pro'), ('equals', 'gpt-5-5-pro-2026-04-23'))), 618),
-    ('gpt-5.6-cyber', ('equals', 'gpt-5.6-cyber'), 621),
-    ('gpt-5.6-luna', ('or', (('equals', 'gpt-5.6-luna'), ('equals', 'gpt-5-6-luna'), ('regex', '^gpt-5\\.6-luna-\\d{4}-\\d{2}-\\d{2}$'), ('regex', '^gpt-5-6-luna-\\d{4}-\\d{2}-\\d{2}$'))), 622),
-    ('gpt-5.6-sol', ('or', (('equals', 'gpt-5.6-sol'), ('equals', 'gpt-5-6-sol'), ('equals', 'gpt-5.6'), ('equals', 'gpt-5-6'), ('regex', '^gpt-5\\.6-sol-\\d{4}-\\d{2}-\\d{2}$'), ('regex', '^gpt-5-6-sol-\\d{4}-\\d{2}-\\d{2}$'))), 623),
-    ('gpt-5.6-terra', ('or', (('equals', 'gpt-5.6-terra'), ('equals', 'gpt-5-6-terra'), ('regex', '^gpt-5\\.6-terra-\\d{4}-\\d{2}-\\d{2}$'), ('regex', '^gpt-5-6-terra-\\d{4}-\\d{2}-\\d{2}$'))), 624),
-    ('gpt-6-astra', ('or', (('equals', 'gpt-6-astra'), ('regex', '^gpt-6-astra-\\d{4}-\\d{2}-\\d{2}$'))), 625),
-    ('gpt-6-cyber', ('equals', 'gpt-6-cyber'), 626),
-    ('gpt-6-luna', ('or', (('equals', 'gpt-6-luna'), ('regex', '^gpt-6-luna-\\d{4}-\\d{2}-\\d{2}$'))), 627),
-    ('gpt-6-rosalind', ('equals', 'gpt-6-rosalind'), 628),
-    ('gpt-6-sol', ('or', (('equals', 'gpt-6-sol'), ('regex', '^gpt-6-sol-\\d{4}-\\d{2}-\\d{2}$'))), 629),
-    ('gpt-6.1-sol', ('or', (('equals', 'gpt-6.1-sol'), ('regex', '^gpt-6\\.1-sol-\\d{4}-\\d{2}-\\d{2}$'))), 630),
-    ('gpt-6.1-terra', ('or', (('equals', 'gpt-6.1-terra'), ('regex', '^gpt-6\\.1-terra-\\d{4}-\\d{2}-\\d{2}$'))), 631),
-    ('gpt-audio', ('or', (('equals', 'gpt-audio'), ('equals', 'gpt-audio-2025-08-28'), ('equals', 'gpt-audio-1.5'))), 632),
-    ('gpt-audio-mini', ('or', (('equals', 'gpt-audio-mini'), ('equals', 'gpt-audio-mini-2025-10-06'), ('equals', 'gpt-audio-mini-2025-12-15'))), 633),
-    ('gpt-chat-latest', ('or', (('equals', 'gpt-chat-latest'), ('equals', 'chat-latest'))), 634),
-    ('gpt-image-1', ('equals', 'gpt-image-1'), 635),
-    ('gpt-image-1-mini', ('or', (('equals', 'gpt-image-1-mini'),)), 636),
-    ('gpt-image-1.5', ('or', (('equals', 'gpt-image-1.5'), ('equals', 'gpt-image-1.5-2025-12-16'))), 581),
-    ('gpt-image-2', ('or', (('equals', 'gpt-image-2'), ('equals', 'gpt-image-2-2026-04-21'))), 637),
-    ('gpt-image-2.5-flare', ('or', (('equals', 'gpt-image-2.5-flare'), ('equals', 'gpt-image-2.5-flare-2026-09-08'))), 637),
-    ('gpt-image-2.5-sunburst', ('or', (('equals', 'gpt-image-2.5-sunburst'), ('equals', 'gpt-image-2.5-sunburst-2026-09-08'))), 637),
-    ('gpt-live-1', ('equals', 'gpt-live-1'), 638),
-    ('gpt-live-transcribe', ('equals', 'gpt-live-transcribe'), 639),
-    ('gpt-oss-120b', ('equals', 'gpt-oss-120b'), 640),
-    ('gpt-oss-20b', ('equals', 'gpt-oss-20b'), 641),
-    ('gpt-oss-safeguard-20b', ('equals', 'gpt-oss-safeguard-20b'), 642),
-    ('gpt-realtime', ('or', (('equals', 'gpt-realtime'), ('equals', 'gpt-realtime-2025-08-28'), ('equals', 'gpt-realtime-1.5'))), 643),
-    ('gpt-realtime-2', ('or', (('equals', 'gpt-realtime-2'), ('equals', 'gpt-realtime-2.1'))), 644),
-    ('gpt-realtime-mini', ('or', (('equals', 'gpt-realtime-mini'), ('equals', 'gpt-realtime-2.1-mini'), ('equals', 'gpt-realtime-mini-2025-12-15'), ('equals', 'gpt-realtime-mini-2025-10-06'))), 645),
-    ('gpt-realtime-translate', ('equals', 'gpt-realtime-translate'), 646),
-    ('gpt-realtime-whisper', ('equals', 'gpt-realtime-whisper'), 639),
-    ('gpt-rosalind-discovery', ('equals', 'gpt-rosalind-discovery'), 647),
-    ('gpt-rosalind-research', ('equals', 'gpt-rosalind-research'), 647),
-    ('gpt-transcribe', ('equals', 'gpt-transcribe'), 648),
-    ('moderation', ('contains', 'moderation'), 142),
-    ('o1', ('or', (('equals', 'o1'), ('equals', 'o1-2024-12-17'))), 143),
-    ('o1-mini', ('or', (('equals', 'o1-mini'), ('equals', 'o1-mini-2024-09-12'))), 144),
-    ('o1-preview', ('or', (('equals', 'o1-preview'), ('equals', 'o1-preview-2024-09-12'))), 143),
-    ('o1-pro', ('or', (('equals', 'o1-pro'), ('equals', 'o1-pro-2025-03-19'))), 649),
-    ('o3', ('or', (('equals', 'o3'), ('equals', 'o3-2025-04-16'))), 650),
-    ('o3-deep-research', ('or', (('equals', 'o3-deep-research'), ('equals', 'o3-deep-research-2025-06-26'))), 651),
-    ('o3-mini', ('or', (('equals', 'o3-mini'), ('equals', 'o3-mini-2025-01-31'), ('equals', 'o3-mini-high'))), 144),
-    ('o3-pro', ('or', (('equals', 'o3-pro'), ('equals', 'o3-pro-2025-06-10'))), 652),
-    ('o4-mini', ('or', (('equals', 'o4-mini-2025-04-16'), ('equals', 'o4-mini-high'), ('equals', 'o4-mini'))), 653),
-    ('o4-mini-deep-research', ('or', (('equals', 'o4-mini-deep-research'), ('equals', 'o4-mini-deep-research-2025-06-26'))), 592),
-    ('text-davinci-002', ('equals', 'text-davinci-002'), 584),
-    ('text-davinci-003', ('equals', 'text-davinci-003'), 584),
-    ('text-embedding-3-large', ('equals', 'text-embedding-3-large'), 152),
-    ('text-embedding-3-small', ('equals', 'text-embedding-3-small'), 58),
-    ('text-embedding-ada-002', ('or', (('equals', 'text-embedding-ada'), ('equals', 'text-embedding-ada-002'), ('equals', 'text-embedding-ada-002-v2'))), 57),
-    ('tts-1', ('equals', 'tts-1'), 654),
-    ('tts-1-hd', ('equals', 'tts-1-hd'), 655),
-    ('whisper-1', ('equals', 'whisper-1'), 514),
-    ('gpt-6-luna', ('equals', 'gpt-6-luna'), 656),
-    ('01-ai/yi-large', ('equals', '01-ai/yi-large'), 368),
-    ('aetherwiing/mn-starcannon-12b', ('equals', 'aetherwiing/mn-starcannon-12b'), 657),
-    ('agentica-org/deepcoder-14b-preview:free', ('equals', 'agentica-org/deepcoder-14b-preview:free'), 142),
-    ('ai21/jamba-1-5-large', ('equals', 'ai21/jamba-1-5-large'), 658),
-    ('ai21/jamba-1-5-mini', ('equals', 'ai21/jamba-1-5-mini'), 460),
-    ('ai21/jamba-1.6-large', ('equals', 'ai21/jamba-1.6-large'), 658),
-    ('ai21/jamba-1.6-mini', ('equals', 'ai21/jamba-1.6-mini'), 460),
-    ('ai21/jamba-instruct', ('equals', 'ai21/jamba-instruct'), 659),
-    ('ai21/jamba-large-1.7', ('equals', 'ai21/jamba-large-1.7'), 658),
-    ('aion-labs/aion-1.0', ('equals', 'aion-labs/aion-1.0'), 660),
-    ('aion-labs/aion-1.0-mini', ('equals', 'aion-labs/aion-1.0-mini'), 466),
-    ('aion-labs/aion-2.0', ('or', (('equals', 'aion-labs/aion-2.0'), ('equals', 'aion-labs/aion-2.0-20260223'))), 661),
-    ('aion-labs/aion-3.0', ('or', (('equals', 'aion-labs/aion-3.0'), ('equals', 'aion-labs/aion-3.0-20260707'))), 662),
-    ('aion-labs/aion-3.0-mini', ('or', (('equals', 'aion-labs/aion-3.0-mini'), ('equals', 'aion-labs/aion-3.0-mini-20260707'))), 663),
-    ('aion-labs/aion-3.5', ('or', (('equals', 'aion-labs/aion-3.5'), ('equals', 'aion-labs/aion-3.5-20260923'))), 662),
-    ('aion-labs/aion-3.5-mini', ('or', (('equals', 'aion-labs/aion-3.5-mini'), ('equals', 'aion-labs/aion-3.5-mini-20260923'))), 663),
-    ('aion-labs/aion-rp-llama-3.1-8b', ('equals', 'aion-labs/aion-rp-llama-3.1-8b'), 664),
-    ('alfredpros/codellama-7b-instruct-solidity', ('equals', 'alfredpros/codellama-7b-instruct-solidity'), 657),
-    ('all-hands/openhands-lm-32b-v0.1', ('equals', 'all-hands/openhands-lm-32b-v0.1'), 665),
-    ('allenai/molmo-7b-d:free', ('equals', 'allenai/molmo-7b-d:free'), 142),
-    ('allenai/olmo-3-32b-think', ('equals', 'allenai/olmo-3-32b-think'), 218),
-    ('alpindale/goliath-120b', ('equals', 'alpindale/goliath-120b'), 666),
-    ('alpindale/magnum-72b', ('equals', 'alpindale/magnum-72b'), 667),
-    ('amazon/nova-2-lite-v1', ('equals', 'amazon/nova-2-lite-v1'), 668),
-    ('amazon/nova-lite-v1', ('equals', 'amazon/nova-lite-v1'), 103),
-    ('amazon/nova-micro-v1', ('equals', 'amazon/nova-micro-v1'), 669),
-    ('amazon/nova-premier-v1', ('equals', 'amazon/nova-premier-v1'), 54),
-    ('amazon/nova-pro-v1', ('equals', 'amazon/nova-pro-v1'), 670),
-    ('anthracite-org/magnum-v2-72b', ('equals', 'anthracite-org/magnum-v2-72b'), 368),
-    ('anthracite-org/magnum-v4-72b', ('equals', 'anthracite-org/magnum-v4-72b'), 671),
-    ('anthropic/claude-2', ('or', (('equals', 'anthropic/claude-2'), ('equals', 'anthropic/claude-2.0'), ('equals', 'anthropic/claude-2.0:beta'), ('equals', 'anthropic/claude-2.1'), ('equals', 'anthropic/claude-2.1:beta'), ('equals', 'anthropic/claude-2:beta'))), 0),
-    ('anthropic/claude-3-haiku', ('or', (('equals', 'anthropic/claude-3-haiku'), ('equals', 'anthropic/claude-3-haiku:beta'))), 114),
-    ('anthropic/claude-3-opus', ('or', (('equals', 'anthropic/claude-3-opus'), ('equals', 'anthropic/claude-3-opus:beta'))), 115),
-    ('anthropic/claude-3-sonnet', ('or', (('equals', 'anthropic/claude-3-sonnet'), ('equals', 'anthropic/claude-3-sonnet:beta'))), 361),
-    ('anthropic/claude-3.5-haiku', ('or', (('equals', 'anthropic/claude-3.5-haiku'), ('equals', 'anthropic/claude-3.5-haiku-20241022'), ('equals', 'anthropic/claude-3.5-haiku-20241022:beta'), ('equals', 'anthropic/claude-3.5-haiku:beta'))), 358),
-    ('anthropic/claude-3.5-sonnet', ('or', (('equals', 'anthropic/claude-3.5-sonnet'), ('equals', 'anthropic/claude-3.5-sonnet-20240620'), ('equals', 'anthropic/claude-3.5-sonnet-20240620:beta'), ('equals', 'anthropic/claude-3.5-sonnet:beta'))), 361),
-    ('anthropic/claude-3.7-sonnet', ('or', (('equals', 'anthropic/claude-3.7-sonnet'), ('equals', 'anthropic/claude-3.7-sonnet:beta'), ('equals', 'anthropic/claude-3.7-sonnet:thinking'))), 361),
-    ('anthropic/claude-fable-5', ('or', (('equals', 'anthropic/claude-fable-5'), ('equals', 'anthropic/claude-fable-5:beta'), ('equals', 'anthropic/claude-5-fable-20260609'))), 280),
-    ('anthropic/claude-fable-5.1', ('or', (('equals', 'anthropic/claude-fable-5.1'), ('equals', 'anthropic/claude-fable-5.1:beta'), ('equals', 'anthropic/claude-fable-5.1-20260831'))), 281),
-    ('anthropic/claude-fable-5.1:batch', ('equals', 'anthropic/claude-fable-5.1:batch'), 672),
-    ('anthropic/claude-fable-5:batch', ('equals', 'anthropic/claude-fable-5:batch'), 284),
-    ('anthropic/claude-haiku-4.5', ('or', (('equals', 'anthropic/claude-haiku-4.5'), ('equals', 'anthropic/claude-4.5-haiku-20251001'), ('equals', 'anthropic/claude-4.5-haiku-20251001:beta'), ('equals', 'anthropic/claude-haiku-4.5-20251001'), ('equals', 'anthropic/claude-haiku-4.5-20251001:beta'), ('equals', 'anthropic/claude-haiku-4.5:beta'))), 282),
-    ('anthropic/claude-haiku-4.5:batch', ('equals', 'anthropic/claude-haiku-4.5:batch'), 673),
-    ('anthropic/claude-haiku-5.5', ('or', (('equals', 'anthropic/claude-haiku-5.5'), ('regex', '^anthropic/claude-haiku-5\\.5-\\d{8}$'), ('equals', 'anthropic/claude-haiku-5.5-20261007'))), 10),
-    ('anthropic/claude-haiku-5.5:batch', ('equals', 'anthropic/claude-haiku-5.5:batch'), 674),
-    ('anthropic/claude-opus-4', ('or', (('equals', 'anthropic/claude-opus-4'), ('equals', 'anthropic/claude-opus-4.1'), ('equals', 'anthropic/claude-4.1-opus-20250805'))), 121),
-    ('anthropic/claude-opus-4.1:batch', ('equals', 'anthropic/claude-opus-4.1:batch'), 675),
-    ('anthropic/claude-opus-4.5', ('or', (('equals', 'anthropic/claude-opus-4.5'), ('equals', 'anthropic/claude-4.5-opus-20251124'), ('equals', 'anthropic/claude-4.5-opus-20251124:beta'), ('equals', 'anthropic/claude-opus-4.5-20251124'), ('equals', 'anthropic/claude-opus-4.5-20251124:beta'), ('equals', 'anthropic/claude-opus-4.5:beta'))), 284),
-    ('anthropic/claude-opus-4.5:batch', ('equals', 'anthropic/claude-opus-4.5:batch'), 676),
-    ('anthropic/claude-opus-4.6', ('or', (('equals', 'anthropic/claude-opus-4.6'), ('equals', 'anthropic/claude-4.6-opus-20260205'), ('equals', 'anthropic/claude-4.6-opus-20260205:beta'), ('equals', 'anthropic/claude-opus-4.6-20260205'), ('equals', 'anthropic/claude-opus-4.6-20260205:beta'), ('equals', 'anthropic/claude-opus-4.6:beta'))), 284),
-    ('anthropic/claude-opus-4.6-fast', ('equals', 'anthropic/claude-opus-4.6-fast'), 677),
-    ('anthropic/claude-opus-4.6:batch', ('equals', 'anthropic/claude-opus-4.6:batch'), 676),
-    ('anthropic/claude-opus-4.7', ('or', (('equals', 'anthropic/claude-opus-4.7'), ('equals', 'anthropic/claude-opus-4.7:beta'), ('equals', 'anthropic/claude-4.7-opus-20260416'))), 284),
-    ('anthropic/claude-opus-4.7-fast', ('equals', 'anthropic/claude-opus-4.7-fast'), 677),
-    ('anthropic/claude-opus-4.7:batch', ('equals', 'anthropic/claude-opus-4.7:batch'), 676),
-    ('anthropic/claude-opus-4.8', ('or', (('equals', 'anthropic/claude-opus-4.8'), ('equals', 'anthropic/claude-opus-4.8:beta'), ('equals', 'anthropic/claude-4.8-opus-20260528'))), 284),
-    ('anthropic/claude-opus-4.8-fast', ('equals', 'anthropic/claude-opus-4.8-fast'), 280),
-    ('anthropic/claude-opus-4.8:batch', ('equals', 'anthropic/claude-opus-4.8:batch'), 676),
-    ('anthropic/claude-opus-5', ('or', (('equals', 'anthropic/claude-opus-5'), ('equals', 'anthropic/claude-opus-5:beta'), ('equals', 'anthropic/claude-opus-5-20260723'))), 284),
-    ('anthropic/claude-opus-5-fast', ('equals', 'anthropic/claude-opus-5-fast'), 280),
-    ('anthropic/claude-opus-5.5', ('or', (('equals', 'anthropic/claude-opus-5.5'), ('equals', 'anthropic/claude-opus-5.5:beta'), ('equals', 'anthropic/claude-opus-5.5-20260921'))), 73),
-    ('anthropic/claude-opus-5.5:batch', ('equals', 'anthropic/claude-opus-5.5:batch'), 286),
-    ('anthropic/claude-opus-5:batch', ('equals', 'anthropic/claude-opus-5:batch'), 676),
-    ('anthropic/claude-sonnet-4', ('equals', 'anthropic/claude-sonnet-4'), 70),
-    ('anthropic/claude-sonnet-4.5', ('or', (('equals', 'anthropic/claude-sonnet-4.5'), ('equals', 'anthropic/claude-4.5-sonnet-20250929'), ('equals', 'anthropic/claude-4.5-sonnet-20250929:beta'), ('equals', 'anthropic/claude-sonnet-4.5-20250929'), ('equals', 'anthropic/claude-sonnet-4.5-20250929:beta'), ('equals', 'anthropic/claude-sonnet-4.5:beta'))), 678),
-    ('anthropic/claude-sonnet-4.5:batch', ('equals', 'anthropic/claude-sonnet-4.5:batch'), 679),
-    ('anthropic/claude-sonnet-4.6', ('or', (('equals', 'anthropic/claude-sonnet-4.6'), ('equals', 'anthropic/claude-4.6-sonnet-20260217'), ('equals', 'anthropic/claude-4.6-sonnet-20260217:beta'), ('equals', 'anthropic/claude-sonnet-4.6-20260217'), ('equals', 'anthropic/claude-sonnet-4.6-20260217:beta'), ('equals', 'anthropic/claude-sonnet-4.6:beta'))), 70),
-    ('anthropic/claude-sonnet-4.6:batch', ('equals', 'anthropic/claude-sonnet-4.6:batch'), 680),
-    ('anthropic/claude-sonnet-5', ('or', (('equals', 'anthropic/claude-sonnet-5'), ('equals', 'anthropic/claude-sonnet-5:beta'), ('equals', 'anthropic/claude-sonnet-5-20260630'))), 285),
-    ('anthropic/claude-sonnet-5.5', ('or', (('equals', 'anthropic/claude-sonnet-5.5'), ('equals', 'anthropic/claude-sonnet-5.5:beta'), ('equals', 'anthropic/claude-sonnet-5.5-20260928'))), 286),
-    ('anthropic/claude-sonnet-5.5:batch', ('equals', 'anthropic/claude-sonnet-5.5:batch'), 681),
-    ('anthropic/claude-sonnet-5:batch', ('equals', 'anthropic/claude-sonnet-5:batch'), 282),
-    ('anubis-pro-105b-v1', ('equals', 'anubis-pro-105b-v1'), 682),
-    ('arcee-ai/coder-large', ('equals', 'arcee-ai/coder-large'), 683),
-    ('arcee-ai/trinity-large-thinking', ('equals', 'arcee-ai/trinity-large-thinking'), 684),
-    ('arcee-ai/trinity-mini', ('equals', 'arcee-ai/trinity-mini'), 685),
-    ('arcee-ai/virtuoso-large', ('equals', 'arcee-ai/virtuoso-large'), 686),
-    ('arcee-blitz', ('equals', 'arcee-blitz'), 687),
-    ('arliai/qwq-32b-arliai-rpr-v1:free', ('equals', 'arliai/qwq-32b-arliai-rpr-v1:free'), 142),
-    ('baidu/ernie-4.5-vl-424b-a47b', ('equals', 'baidu/ernie-4.5-vl-424b-a47b'), 412),
-    ('bytedance-research/ui-tars-72b:free', ('equals', 'bytedance-research/ui-tars-72b:free'), 142),
-    ('bytedance-seed/seed-1.6', ('or', (('equals', 'bytedance-seed/seed-1.6'), ('equals', 'bytedance-seed/seed-1.6-20250625'))), 688),
-    ('bytedance-seed/seed-1.6-flash', ('or', (('equals', 'bytedance-seed/seed-1.6-flash'), ('equals', 'bytedance-seed/seed-1.6-flash-20250625'))), 689),
-    ('bytedance-seed/seed-2-1-turbo', ('or', (('equals', 'bytedance-seed/seed-2-1-turbo'), ('equals', 'bytedance-seed/seed-2-1-turbo-20260810'))), 690),
-    ('bytedance-seed/seed-2.0-code', ('or', (('equals', 'bytedance-seed/seed-2.0-code'), ('equals', 'bytedance-seed/seed-2.0-code-20260730'))), 691),
-    ('bytedance-seed/seed-2.0-lite', ('or', (('equals', 'bytedance-seed/seed-2.0-lite'), ('equals', 'bytedance-seed/seed-2.0-lite-20260309'))), 688),
-    ('bytedance-seed/seed-2.0-mini', ('or', (('equals', 'bytedance-seed/seed-2.0-mini'), ('equals', 'bytedance-seed/seed-2.0-mini-20260224'))), 692),
-    ('bytedance/ui-tars-1.5-7b', ('equals', 'bytedance/ui-tars-1.5-7b'), 463),
-    ('caller-large', ('equals', 'caller-large'), 693),
-    ('chatgpt-4o-latest', ('equals', 'chatgpt-4o-latest'), 580),
-    ('claude-2', ('or', (('equals', 'claude-2'), ('equals', 'claude-2.0'), ('equals', 'claude-2.0:beta'), ('equals', 'claude-2.1'), ('equals', 'claude-2.1:beta'), ('equals', 'claude-2:beta'))), 0),
-    ('claude-3-opus', ('or', (('equals', 'claude-3-opus'), ('equals', 'claude-3-opus:beta'))), 121),
-    ('claude-3-sonnet', ('or', (('equals', 'claude-3-sonnet'), ('equals', 'claude-3-sonnet:beta'))), 70),
-    ('claude-3.5-sonnet', ('or', (('equals', 'claude-3.5-sonnet'), ('equals', 'claude-3.5-sonnet-20240620'), ('equals', 'claude-3.5-sonnet-20240620:beta'), ('equals', 'claude-3.5-sonnet:beta'))), 70),
-    ('claude-3.7-sonnet', ('or', (('equals', 'claude-3.7-sonnet'), ('equals', 'claude-3.7-sonnet:beta'), ('equals', 'claude-3.7-sonnet:thinking'))), 70),
-    ('cloudflare/clef', ('equals', 'cloudflare/clef'), 179),
-    ('cloudflare/clef-flash', ('equals', 'cloudflare/clef-flash'), 694),
-    ('codellama-7b-instruct-solidity', ('equals', 'codellama-7b-instruct-solidity'), 657),
-    ('codestral-2501', ('equals', 'codestral-2501'), 425),
-    ('codex-mini', ('equals', 'codex-mini'), 582),
-    ('cognitivecomputations/dolphin-mistral-24b-venice-edition', ('or', (('equals', 'cognitivecomputations/dolphin-mistral-24b-venice-edition'), ('equals', 'venice/uncensored'))), 695),
-    ('cognitivecomputations/dolphin-mistral-24b-venice-edition:free', ('equals', 'cognitivecomputations/dolphin-mistral-24b-venice-edition:free'), 142),
-    ('cognitivecomputations/dolphin-mixtral-8x22b', ('equals', 'cognitivecomputations/dolphin-mixtral-8x22b'), 258),
-    ('cognitivecomputations/dolphin-mixtral-8x7b', ('equals', 'cognitivecomputations/dolphin-mixtral-8x7b'), 541),
-    ('cognitivecomputations/dolphin3.0-mistral-24b:free', ('equals', 'cognitivecomputations/dolphin3.0-mistral-24b:free'), 142),
-    ('cognitivecomputations/dolphin3.0-r1-mistral-24b:free', ('equals', 'cognitivecomputations/dolphin3.0-r1-mistral-24b:free'), 142),
-    ('cohere/command', ('equals', 'cohere/command'), 207),
-    ('cohere/command-a', ('or', (('equals', 'cohere/command-a'), ('equals', 'cohere/command-a-03-2025'))), 138),
-    ('cohere/command-a-plus', ('or', (('equals', 'cohere/command-a-plus'), ('equals', 'cohere/command-a-plus-05-2026'))), 696),
-    ('cohere/command-r', ('or', (('equals', 'cohere/command-r'), ('equals', 'cohere/command-r-03-2024'))), 95),
-    ('cohere/command-r-08-2024', ('equals', 'cohere/command-r-08-2024'), 108),
-    ('cohere/command-r-plus', ('or', (('equals', 'cohere/command-r-plus'), ('equals', 'cohere/command-r-plus-04-2024'))), 361),
-    ('cohere/command-r-plus-08-2024', ('equals', 'cohere/command-r-plus-08-2024'), 138),
-    ('cohere/command-r7b-12-2024', ('equals', 'cohere/command-r7b-12-2024'), 208),
-    ('cohere/north-mini-code:free', ('equals', 'cohere/north-mini-code:free'), 142),
-    ('command', ('equals', 'command'), 207),
-    ('command-r', ('or', (('equals', 'command-r'), ('equals', 'command-r-03-2024'))), 95),
-    ('command-r-plus', ('or', (('equals', 'command-r-plus'), ('equals', 'command-r-plus-04-2024'))), 361),
-    ('deepcoder-14b-preview:free', ('equals', 'deepcoder-14b-preview:free'), 142),
-    ('deepcogito/cogito-v2.1-671b', ('equals', 'deepcogito/cogito-v2.1-671b'), 369),
-    ('deephermes-3-llama-3-8b-preview:free', ('equals', 'deephermes-3-llama-3-8b-preview:free'), 142),
-    ('deepseek-chat-v3-0324:free', ('equals', 'deepseek-chat-v3-0324:free'), 142),
-    ('deepseek-chat:free', ('equals', 'deepseek-chat:free'), 142),
-    ('deepseek-prover-v2', ('equals', 'deepseek-prover-v2'), 697),
-    ('deepseek-r1-0528-qwen3-8b', ('equals', 'deepseek-r1-0528-qwen3-8b'), 535),
-    ('deepseek-r1-0528-qwen3-8b:free', ('equals', 'deepseek-r1-0528-qwen3-8b:free'), 142),
-    ('deepseek-r1-0528:free', ('equals', 'deepseek-r1-0528:free'), 142),
-    ('deepseek-r1-distill-llama-70b:free', ('equals', 'deepseek-r1-distill-llama-70b:free'), 142),
-    ('deepseek-r1-distill-llama-8b', ('equals', 'deepseek-r1-distill-llama-8b'), 101),
-    ('deepseek-r1-distill-qwen-1.5b', ('equals', 'deepseek-r1-distill-qwen-1.5b'), 344),
-    ('deepseek-r1-distill-qwen-14b', ('equals', 'deepseek-r1-distill-qwen-14b'), 89),
-    ('deepseek-r1-distill-qwen-14b:free', ('equals', 'deepseek-r1-distill-qwen-14b:free'), 142),
-    ('deepseek-r1-distill-qwen-32b:free', ('equals', 'deepseek-r1-distill-qwen-32b:free'), 142),
-    ('deepseek-r1-distill-qwen-7b', ('equals', 'deepseek-r1-distill-qwen-7b'), 463),
-    ('deepseek-r1:free', ('equals', 'deepseek-r1:free'), 142),
-    ('deepseek-r1t-chimera:free', ('equals', 'deepseek-r1t-chimera:free'), 142),
-    ('deepseek-v3-base:free', ('equals', 'deepseek-v3-base:free'), 142),
-    ('deepseek/deepseek-chat', ('or', (('equals', 'deepseek/deepseek-chat'), ('equals', 'deepseek/deepseek-chat-v3'))), 698),
-    ('deepseek/deepseek-chat-v3-0324', ('equals', 'deepseek/deepseek-chat-v3-0324'), 699),
-    ('deepseek/deepseek-chat-v3-0324:free', ('equals', 'deepseek/deepseek-chat-v3-0324:free'), 142),
-    ('deepseek/deepseek-chat-v3.1', ('equals', 'deepseek/deepseek-chat-v3.1'), 700),
-    ('deepseek/deepseek-chat:free', ('equals', 'deepseek/deepseek-chat:free'), 142),
-    ('deepseek/deepseek-r1', ('equals', 'deepseek/deepseek-r1'), 701),
-    ('deepseek/deepseek-r1-0528', ('equals', 'deepseek/deepseek-r1-0528'), 702),
-    ('deepseek/deepseek-r1-distill-llama-70b', ('equals', 'deepseek/deepseek-r1-distill-llama-70b'), 449),
-    ('deepseek/deepseek-r1-distill-llama-70b:free', ('equals', 'deepseek/deepseek-r1-distill-llama-70b:free'), 142),
-    ('deepseek/deepseek-r1-distill-llama-8b', ('equals', 'deepseek/deepseek-r1-distill-llama-8b'), 101),
-    ('deepseek/deepseek-r1-distill-qwen-1.5b', ('equals', 'deepseek/deepseek-r1-distill-qwen-1.5b'), 344),
-    ('deepseek/deepseek-r1-distill-qwen-14b', ('equals', 'deepseek/deepseek-r1-distill-qwen-14b'), 89),
-    ('deepseek/deepseek-r1-distill-qwen-14b:free', ('equals', 'deepseek/deepseek-r1-distill-qwen-14b:free'), 142),
-    ('deepseek/deepseek-r1-distill-qwen-32b', ('equals', 'deepseek/deepseek-r1-distill-qwen-32b'), 454),
-    ('deepseek/deepseek-r1-distill-qwen-32b:free', ('equals', 'deepseek/deepseek-r1-distill-qwen-32b:free'), 142),
-    ('deepseek/deepseek-r1-zero:free', ('equals', 'deepseek/deepseek-r1-zero:free'), 142),
-    ('deepseek/deepseek-r1:free', ('equals', 'deepseek/deepseek-r1:free'), 142),
-    ('deepseek/deepseek-v3-base:free', ('equals', 'deepseek/deepseek-v3-base:free'), 142),
-    ('deepseek/deepseek-v3.1-terminus', ('equals', 'deepseek/deepseek-v3.1-terminus'), 703),
-    ('deepseek/deepseek-v3.2', ('or', (('equals', 'deepseek/deepseek-v3.2'), ('equals', 'deepseek/deepseek-v3.2-20251201'))), 704),
-    ('deepseek/deepseek-v3.2-exp', ('equals', 'deepseek/deepseek-v3.2-exp'), 227),
-    ('deepseek/deepseek-v4-flash', ('or', (('equals', 'deepseek/deepseek-v4-flash'), ('equals', 'deepseek/deepseek-v4-flash-20260423'))), 705),
-    ('deepseek/deepseek-v4-flash-0731', ('or', (('equals', 'deepseek/deepseek-v4-flash-0731'), ('equals', 'deepseek/deepseek-v4-flash-20260731'))), 706),
-    ('deepseek/deepseek-v4-flash-0731:batch', ('equals', 'deepseek/deepseek-v4-flash-0731:batch'), 707),
-    ('deepseek/deepseek-v4-flash-vision-exp', ('or', (('equals', 'deepseek/deepseek-v4-flash-vision-exp'), ('equals', 'deepseek/deepseek-v4-flash-vision-exp-20260821'))), 708),
-    ('deepseek/deepseek-v4-pro', ('or', (('equals', 'deepseek/deepseek-v4-pro'), ('equals', 'deepseek/deepseek-v4-pro-20260423'))), 709),
-    ('deepseek/deepseek-v4-pro-0813', ('or', (('equals', 'deepseek/deepseek-v4-pro-0813'), ('equals', 'deepseek/deepseek-v4-pro-20260813'))), 710),
-    ('deepseek/deepseek-v4.1-flash', ('or', (('equals', 'deepseek/deepseek-v4.1-flash'), ('equals', 'deepseek/deepseek-v4.1-flash-20260910'))), 711),
-    ('deepseek/deepseek-v4.1-flash-1017:batch', ('equals', 'deepseek/deepseek-v4.1-flash-1017:batch'), 712),
-    ('deepseek/deepseek-v4.1-flash:batch', ('equals', 'deepseek/deepseek-v4.1-flash:batch'), 713),
-    ('devstral-small', ('equals', 'devstral-small'), 714),
-    ('devstral-small:free', ('equals', 'devstral-small:free'), 142),
-    ('dobby-mini-unhinged-plus-llama-3.1-8b', ('equals', 'dobby-mini-unhinged-plus-llama-3.1-8b'), 96),
-    ('dolphin-mixtral-8x22b', ('equals', 'dolphin-mixtral-8x22b'), 258),
-    ('dolphin3.0-mistral-24b:free', ('equals', 'dolphin3.0-mistral-24b:free'), 142),
-    ('dolphin3.0-r1-mistral-24b:free', ('equals', 'dolphin3.0-r1-mistral-24b:free'), 142),
-    ('dots-studio/dots-3-note-preview:free', ('equals', 'dots-studio/dots-3-note-preview:free'), 142),
-    ('eleutherai/llemma_7b', ('equals', 'eleutherai/llemma_7b'), 657),
-    ('elorian/glimpse', ('or', (('equals', 'elorian/glimpse'), ('equals', 'elorian/glimpse-20261016'))), 715),
-    ('essentialai/rnj-1-instruct', ('equals', 'essentialai/rnj-1-instruct'), 89),
-    ('eva-llama-3.33-70b', ('equals', 'eva-llama-3.33-70b'), 716),
-    ('eva-qwen-2.5-32b', ('equals', 'eva-qwen-2.5-32b'), 665),
-    ('eva-qwen-2.5-72b', ('equals', 'eva-qwen-2.5-72b'), 716),
-    ('eva-unit-01/eva-llama-3.33-70b', ('equals', 'eva-unit-01/eva-llama-3.33-70b'), 716),
-    ('eva-unit-01/eva-qwen-2.5-32b', ('equals', 'eva-unit-01/eva-qwen-2.5-32b'), 665),
-    ('eva-unit-01/eva-qwen-2.5-72b', ('equals', 'eva-unit-01/eva-qwen-2.5-72b'), 717),
-    ('featherless/qwerky-72b:free', ('equals', 'featherless/qwerky-72b:free'), 142),
-    ('fimbulvetr-11b-v2', ('equals', 'fimbulvetr-11b-v2'), 657),
-    ('fireworks/ember-1', ('or', (('equals', 'fireworks/ember-1'), ('equals', 'fireworks/ember-1-20260923'))), 24),
-    ('gemini-2.0-flash-001', ('equals', 'gemini-2.0-flash-001'), 718),
-    ('gemini-2.0-flash-exp:free', ('equals', 'gemini-2.0-flash-exp:free'), 142),
-    ('gemini-2.0-flash-lite-001', ('equals', 'gemini-2.0-flash-lite-001'), 150),
-    ('gemini-2.5-flash-lite-preview-06-17', ('equals', 'gemini-2.5-flash-lite-preview-06-17'), 449),
-    ('gemini-2.5-flash-preview', ('or', (('equals', 'gemini-2.5-flash-preview'), ('equals', 'gemini-2.5-flash-preview-05-20'))), 719),
-    ('gemini-2.5-flash-preview-05-20:thinking', ('equals', 'gemini-2.5-flash-preview-05-20:thinking'), 720),
-    ('gemini-2.5-flash-preview:thinking', ('equals', 'gemini-2.5-flash-preview:thinking'), 720),
-    ('gemini-2.5-pro-exp-03-25', ('equals', 'gemini-2.5-pro-exp-03-25'), 142),
-    ('gemini-flash-1.5', ('equals', 'gemini-flash-1.5'), 721),
-    ('gemini-flash-1.5-8b', ('equals', 'gemini-flash-1.5-8b'), 722),
-    ('gemini-pro-1.5', ('equals', 'gemini-pro-1.5'), 723),
-    ('gemma-2-9b-it', ('equals', 'gemma-2-9b-it'), 96),
-    ('gemma-2-9b-it:free', ('equals', 'gemma-2-9b-it:free'), 142),
-    ('gemma-3-12b-it:free', ('equals', 'gemma-3-12b-it:free'), 142),
-    ('gemma-3-27b-it:free', ('equals', 'gemma-3-27b-it:free'), 142),
-    ('gemma-3-4b-it:free', ('equals', 'gemma-3-4b-it:free'), 142),
-    ('gemma-3n-e4b-it:free', ('equals', 'gemma-3n-e4b-it:free'), 142),
-    ('glm-4-32b', ('equals', 'glm-4-32b'), 353),
-    ('glm-4-32b:free', ('equals', 'glm-4-32b:free'), 142),
-    ('glm-4.5-air:free', ('equals', 'glm-4.5-air:free'), 142),
-    ('glm-5v-turbo', ('equals', 'glm-5v-turbo'), 724),
-    ('glm-z1-32b', ('equals', 'glm-z1-32b'), 353),
-    ('glm-z1-32b:free', ('equals', 'glm-z1-32b:free'), 142),
-    ('glm-z1-rumination-32b', ('equals', 'glm-z1-rumination-32b'), 353),
-    ('goliath-120b', ('equals', 'goliath-120b'), 725),
-    ('google/gemini-2.0-flash-001', ('equals', 'google/gemini-2.0-flash-001'), 449),
-    ('google/gemini-2.0-flash-exp:free', ('equals', 'google/gemini-2.0-flash-exp:free'), 142),
-    ('google/gemini-2.0-flash-lite-001', ('equals', 'google/gemini-2.0-flash-lite-001'), 150),
-    ('google/gemini-2.0-flash-thinking-exp-1219:free', ('equals', 'google/gemini-2.0-flash-thinking-exp-1219:free'), 142),
-    ('google/gemini-2.0-flash-thinking-exp:free', ('equals', 'google/gemini-2.0-flash-thinking-exp:free'), 142),
-    ('google/gemini-2.5-flash', ('equals', 'google/gemini-2.5-flash'), 726),
-    ('google/gemini-2.5-flash-image', ('equals', 'google/gemini-2.5-flash-image'), 727),
-    ('google/gemini-2.5-flash-lite', ('equals', 'google/gemini-2.5-flash-lite'), 728),
-    ('google/gemini-2.5-flash-lite-preview-09-2025', ('equals', 'google/gemini-2.5-flash-lite-preview-09-2025'), 449),
-    ('google/gemini-2.5-flash-lite:batch', ('equals', 'google/gemini-2.5-flash-lite:batch'), 729),
-    ('google/gemini-2.5-flash-preview', ('equals', 'google/gemini-2.5-flash-preview'), 108),
-    ('google/gemini-2.5-flash-preview-09-2025', ('equals', 'google/gemini-2.5-flash-preview-09-2025'), 730),
-    ('google/gemini-2.5-flash-preview:thinking', ('equals', 'google/gemini-2.5-flash-preview:thinking'), 731),
-    ('google/gemini-2.5-flash:batch', ('equals', 'google/gemini-2.5-flash:batch'), 732),
-    ('google/gemini-2.5-pro', ('or', (('equals', 'google/gemini-2.5-pro'), ('equals', 'google/gemini-2.5-pro-preview'), ('equals', 'google/gemini-2.5-pro-preview-05-06'))), 733),
-    ('google/gemini-2.5-pro-exp-03-25:free', ('equals', 'google/gemini-2.5-pro-exp-03-25:free'), 142),
-    ('google/gemini-2.5-pro-preview-03-25', ('equals', 'google/gemini-2.5-pro-preview-03-25'), 734),
-    ('google/gemini-2.5-pro:batch', ('equals', 'google/gemini-2.5-pro:batch'), 735),
-    ('google/gemini-3-flash-preview', ('or', (('equals', 'google/gemini-3-flash-preview'), ('equals', 'google/gemini-3-flash-preview-20251217'))), 736),
-    ('google/gemini-3-flash-preview:batch', ('equals', 'google/gemini-3-flash-preview:batch'), 737),
-    ('google/gemini-3-pro-image', ('or', (('equals', 'google/gemini-3-pro-image'), ('equals', 'google/gemini-3-pro-image-20260528'))), 738),
-    ('google/gemini-3-pro-image-preview', ('or', (('equals', 'google/gemini-3-pro-image-preview'), ('equals', 'google/gemini-3-pro-image-preview-20251120'))), 738),
-    ('google/gemini-3.1-flash-image', ('or', (('equals', 'google/gemini-3.1-flash-image'), ('equals', 'google/gemini-3.1-flash-image-20260528'))), 739),
-    ('google/gemini-3.1-flash-image-preview', ('or', (('equals', 'google/gemini-3.1-flash-image-preview'), ('equals', 'google/gemini-3.1-flash-image-preview-20260226'))), 739),
-    ('google/gemini-3.1-flash-lite', ('or', (('equals', 'google/gemini-3.1-flash-lite'), ('equals', 'google/gemini-3.1-flash-lite-preview'), ('equals', 'google/gemini-3.1-flash-lite-20260507'))), 740),
-    ('google/gemini-3.1-flash-lite-image', ('or', (('equals', 'google/gemini-3.1-flash-lite-image'), ('equals', 'google/gemini-3.1-flash-lite-image-20260630'))), 741),
-    ('google/gemini-3.1-flash-lite:batch', ('equals', 'google/gemini-3.1-flash-lite:batch'), 742),
-    ('google/gemini-3.1-pro-preview', ('or', (('equals', 'google/gemini-3.1-pro-preview'), ('equals', 'google/gemini-3.1-pro-preview-customtools'), ('equals', 'google/gemini-3.1-pro-preview-20260219'))), 743),
-    ('google/gemini-3.1-pro-preview:batch', ('equals', 'google/gemini-3.1-pro-preview:batch'), 744),
-    ('google/gemini-3.5-flash', ('or', (('equals', 'google/gemini-3.5-flash'), ('regex', '^google/gemini-3\\.5-flash-\\d{8}$'), ('equals', 'google/gemini-3.5-flash-20260519'))), 745),
-    ('google/gemini-3.5-flash-lite', ('or', (('equals', 'google/gemini-3.5-flash-lite'), ('equals', 'google/gemini-3.5-flash-lite-20260721'))), 746),
-    ('google/gemini-3.5-flash-lite:batch', ('equals', 'google/gemini-3.5-flash-lite:batch'), 747),
-    ('google/gemini-3.5-flash:batch', ('equals', 'google/gemini-3.5-flash:batch'), 748),
-    ('google/gemini-3.6-flash', ('or', (('equals', 'google/gemini-3.6-flash'), ('equals', 'google/gemini-3.6-flash-20260721'))), 749),
-    ('google/gemini-3.6-flash:batch', ('equals', 'google/gemini-3.6-flash:batch'), 750),
-    ('google/gemini-3.7-flash', ('or', (('equals', 'google/gemini-3.7-flash'), ('equals', 'google/gemini-3.7-flash-20260813'))), 749),
-    ('google/gemini-3.7-flash:batch', ('equals', 'google/gemini-3.7-flash:batch'), 750),
-    ('google/gemini-3.8-flash', ('or', (('equals', 'google/gemini-3.8-flash'), ('regex', '^google/gemini-3\\.8-flash-\\d{8}$'), ('equals', 'google/gemini-3.8-flash-20260902'))), 751),
-    ('google/gemini-3.8-flash:batch', ('equals', 'google/gemini-3.8-flash:batch'), 750),
-    ('google/gemini-4-argon', ('or', (('equals', 'google/gemini-4-argon'), ('equals', 'google/gemini-4-argon-20261013'))), 752),
-    ('google/gemini-4-argon:batch', ('equals', 'google/gemini-4-argon:batch'), 753),
-    ('google/gemini-flash-1.5', ('equals', 'google/gemini-flash-1.5'), 150),
-    ('google/gemini-flash-1.5-8b', ('equals', 'google/gemini-flash-1.5-8b'), 208),
-    ('google/gemini-flash-1.5-8b-exp', ('equals', 'google/gemini-flash-1.5-8b-exp'), 142),
-    ('google/gemini-nano-banana-2.1', ('or', (('equals', 'google/gemini-nano-banana-2.1'), ('equals', 'google/gemini-nano-banana-2.1-20261006'))), 754),
-    ('google/gemini-omni-1.1-flash', ('or', (('equals', 'google/gemini-omni-1.1-flash'), ('equals', 'google/gemini-omni-1.1-flash-20260911'))), 755),
-    ('google/gemini-omni-1.2-flash', ('or', (('equals', 'google/gemini-omni-1.2-flash'), ('equals', 'google/gemini-omni-1.2-flash-20261105'))), 755),
-    ('google/gemini-pro', ('or', (('equals', 'google/gemini-pro'), ('equals', 'google/gemini-pro-vision'))), 95),
-    ('google/gemini-pro-1.5', ('equals', 'google/gemini-pro-1.5'), 723),
-    ('google/gemma-2-27b-it', ('equals', 'google/gemma-2-27b-it'), 756),
-    ('google/gemma-2-9b-it', ('equals', 'google/gemma-2-9b-it'), 341),
-    ('google/gemma-2-9b-it:free', ('equals', 'google/gemma-2-9b-it:free'), 142),
-    ('google/gemma-3-12b-it', ('equals', 'google/gemma-3-12b-it'), 757),
-    ('google/gemma-3-12b-it:free', ('equals', 'google/gemma-3-12b-it:free'), 142),
-    ('google/gemma-3-1b-it:free', ('equals', 'google/gemma-3-1b-it:free'), 142),
-    ('google/gemma-3-27b-it', ('equals', 'google/gemma-3-27b-it'), 758),
-    ('google/gemma-3-27b-it:free', ('equals', 'google/gemma-3-27b-it:free'), 142),
-    ('google/gemma-3-4b-it', ('equals', 'google/gemma-3-4b-it'), 759),
-    ('google/gemma-3-4b-it:free', ('equals', 'google/gemma-3-4b-it:free'), 142),
-    ('google/gemma-3n-e4b-it', ('equals', 'google/gemma-3n-e4b-it'), 714),
-    ('google/gemma-4-26b-a4b-it', ('or', (('equals', 'google/gemma-4-26b-a4b-it'), ('equals', 'google/gemma-4-26b-a4b-it-20260403'))), 760),
-    ('google/gemma-4-26b-a4b-it:free', ('equals', 'google/gemma-4-26b-a4b-it:free'), 142),
-    ('google/gemma-4-31b-it', ('or', (('equals', 'google/gemma-4-31b-it'), ('equals', 'google/gemma-4-31b-it-20260402'))), 761),
-    ('google/gemma-4-31b-it:free', ('equals', 'google/gemma-4-31b-it:free'), 142),
-    ('google/learnlm-1.5-pro-experimental:free', ('equals', 'google/learnlm-1.5-pro-experimental:free'), 142),
-    ('google/lyria-3-clip-preview', ('or', (('equals', 'google/lyria-3-clip-preview'), ('equals', 'google/lyria-3-clip-preview-20260330'))), 142),
-    ('google/lyria-3-pro-preview', ('or', (('equals', 'google/lyria-3-pro-preview'), ('equals', 'google/lyria-3-pro-preview-20260330'))), 142),
-    ('google/palm-2-chat-bison', ('or', (('equals', 'google/palm-2-chat-bison'), ('equals', 'google/palm-2-chat-bison-32k'))), 207),
-    ('google/palm-2-codechat-bison', ('or', (('equals', 'google/palm-2-codechat-bison'), ('equals', 'google/palm-2-codechat-bison-32k'))), 207),
-    ('gpt-3.5-turbo-1106', ('equals', 'gpt-3.5-turbo-1106'), 207),
-    ('gpt-4-1106-preview', ('equals', 'gpt-4-1106-preview'), 591),
-    ('gpt-4.5-preview', ('equals', 'gpt-4.5-preview'), 595),
-    ('gpt-4o:extended', ('equals', 'gpt-4o:extended'), 604),
-    ('grok-2-1212', ('equals', 'grok-2-1212'), 762),
-    ('grok-2-vision-1212', ('equals', 'grok-2-vision-1212'), 762),
-    ('grok-3', ('or', (('equals', 'grok-3'), ('equals', 'grok-3-beta'))), 763),
-    ('grok-3-mini', ('or', (('equals', 'grok-3-mini'), ('equals', 'grok-3-mini-beta'))), 764),
-    ('grok-beta', ('equals', 'grok-beta'), 580),
-    ('grok-vision-beta', ('equals', 'grok-vision-beta'), 580),
-    ('gryphe/mythomax-l2-13b', ('equals', 'gryphe/mythomax-l2-13b'), 765),
-    ('hermes-2-pro-llama-3-8b', ('equals', 'hermes-2-pro-llama-3-8b'), 766),
-    ('huggingfaceh4/zephyr-7b-beta:free', ('equals', 'huggingfaceh4/zephyr-7b-beta:free'), 142),
-    ('ibm-granite/granite-4.0-h-micro', ('equals', 'ibm-granite/granite-4.0-h-micro'), 186),
-    ('ibm-granite/granite-4.1-8b', ('equals', 'ibm-granite/granite-4.1-8b'), 535),
-    ('ibm-granite/granite-4.2-8b', ('or', (('equals', 'ibm-granite/granite-4.2-8b'), ('equals', 'ibm-granite/granite-4.2-8b-20260831'))), 767),
-    ('inception/mercury-2', ('or', (('equals', 'inception/mercury-2'), ('equals', 'inception/mercury-2-20260304'))), 768),
-    ('inception/mercury-2.5', ('or', (('equals', 'inception/mercury-2.5'), ('equals', 'inception/mercury-2.5-20260908'))), 769),
-    ('inception/mercury-3', ('or', (('equals', 'inception/mercury-3'), ('equals', 'inception/mercury-3-20261019'))), 770),
-    ('inclusionai/ling-2.6-1t', ('equals', 'inclusionai/ling-2.6-1t'), 771),
-    ('inclusionai/ling-2.6-flash', ('equals', 'inclusionai/ling-2.6-flash'), 772),
-    ('inclusionai/ling-3.0-flash', ('or', (('equals', 'inclusionai/ling-3.0-flash'), ('equals', 'inclusionai/ling-3.0-flash-20260723'))), 773),
-    ('inclusionai/ling-3.0-flash-vl', ('or', (('equals', 'inclusionai/ling-3.0-flash-vl'), ('equals', 'inclusionai/ling-3.0-flash-vl-20260910'))), 538),
-    ('inclusionai/ling-3.0-tiny', ('or', (('equals', 'inclusionai/ling-3.0-tiny'), ('equals', 'inclusionai/ling-3.0-tiny-20260806'))), 774),
-    ('inclusionai/ling-3.1-flash', ('or', (('equals', 'inclusionai/ling-3.1-flash'), ('equals', 'inclusionai/ling-3.1-flash-20261002'))), 775),
-    ('inclusionai/ring-2.6-1t', ('equals', 'inclusionai/ring-2.6-1t'), 771),
-    ('inference-net/schematron-v2-small', ('or', (('equals', 'inference-net/schematron-v2-small'), ('equals', 'inference-net/schematron-v2-small-20260902'))), 776),
-    ('inference-net/schematron-v2-turbo', ('or', (('equals', 'inference-net/schematron-v2-turbo'), ('equals', 'inference-net/schematron-v2-turbo-20260902'))), 777),
-    ('infermatic/mn-inferor-12b', ('equals', 'infermatic/mn-inferor-12b'), 657),
-    ('inflection/inflection-3-pi', ('equals', 'inflection/inflection-3-pi'), 138),
-    ('inflection/inflection-3-productivity', ('equals', 'inflection/inflection-3-productivity'), 138),
-    ('internvl3-14b:free', ('equals', 'internvl3-14b:free'), 142),
-    ('internvl3-2b:free', ('equals', 'internvl3-2b:free'), 142),
-    ('jamba-1.6-large', ('equals', 'jamba-1.6-large'), 658),
-    ('jamba-1.6-mini', ('equals', 'jamba-1.6-mini'), 460),
-    ('jondurbin/airoboros-l2-70b', ('equals', 'jondurbin/airoboros-l2-70b'), 541),
-    ('kimi-dev-72b:free', ('equals', 'kimi-dev-72b:free'), 142),
-    ('kimi-vl-a3b-thinking:free', ('equals', 'kimi-vl-a3b-thinking:free'), 142),
-    ('kwaipilot/kat-coder-pro-v2', ('equals', 'kwaipilot/kat-coder-pro-v2'), 274),
-    ('l3-euryale-70b', ('equals', 'l3-euryale-70b'), 403),
-    ('latitudegames/wayfarer-large-70b-llama-3.3', ('equals', 'latitudegames/wayfarer-large-70b-llama-3.3'), 778),
-    ('lfm-3b', ('equals', 'lfm-3b'), 544),
-    ('lfm-40b', ('equals', 'lfm-40b'), 89),
-    ('lfm-7b', ('equals', 'lfm-7b'), 779),
-    ('liquid/lfm-2-24b-a2b', ('equals', 'liquid/lfm-2-24b-a2b'), 780),
-    ('liquid/lfm-2.5-1.2b-instruct:free', ('equals', 'liquid/lfm-2.5-1.2b-instruct:free'), 142),
-    ('liquid/lfm-2.5-1.2b-thinking:free', ('equals', 'liquid/lfm-2.5-1.2b-thinking:free'), 142),
-    ('liquid/lfm-2.5-2.6b', ('or', (('equals', 'liquid/lfm-2.5-2.6b'), ('equals', 'liquid/lfm-2.5-2.6b-20260811'))), 781),
-    ('liquid/lfm-2.5-2.6b:free', ('equals', 'liquid/lfm-2.5-2.6b:free'), 142),
-    ('liquid/lfm-2.5-24b-a2b', ('or', (('equals', 'liquid/lfm-2.5-24b-a2b'), ('equals', 'liquid/lfm-2.5-24b-a2b-20261012'))), 782),
-    ('liquid/lfm-3-1.7b', ('or', (('equals', 'liquid/lfm-3-1.7b'), ('equals', 'liquid/lfm-3-1.7b-20261106'))), 783),
-    ('liquid/lfm-3-1.7b:free', ('equals', 'liquid/lfm-3-1.7b:free'), 142),
-    ('liquid/lfm-3b', ('equals', 'liquid/lfm-3b'), 544),
-    ('liquid/lfm-40b', ('equals', 'liquid/lfm-40b'), 89),
-    ('liquid/lfm-7b', ('equals', 'liquid/lfm-7b'), 779),
-    ('llama-3-lumimaid-70b', ('equals', 'llama-3-lumimaid-70b'), 716),
-    ('llama-3-lumimaid-8b', ('equals', 'llama-3-lumimaid-8b'), 784),
-    ('llama-3.1-405b', ('equals', 'llama-3.1-405b'), 366),
-    ('llama-3.1-405b-instruct', ('equals', 'llama-3.1-405b-instruct'), 414),
-    ('llama-3.1-8b-instruct:free', ('equals', 'llama-3.1-8b-instruct:free'), 142),
-    ('llama-3.1-lumimaid-70b', ('equals', 'llama-3.1-lumimaid-70b'), 785),
-    ('llama-3.1-lumimaid-8b', ('equals', 'llama-3.1-lumimaid-8b'), 784),
-    ('llama-3.1-nemotron-70b-instruct', ('equals', 'llama-3.1-nemotron-70b-instruct'), 786),
-    ('llama-3.1-nemotron-ultra-253b-v1', ('equals', 'llama-3.1-nemotron-ultra-253b-v1'), 382),
-    ('llama-3.1-nemotron-ultra-253b-v1:free', ('equals', 'llama-3.1-nemotron-ultra-253b-v1:free'), 142),
-    ('llama-3.1-sonar-large-128k-online', ('equals', 'llama-3.1-sonar-large-128k-online'), 549),
-    ('llama-3.1-sonar-small-128k-online', ('equals', 'llama-3.1-sonar-small-128k-online'), 96),
-    ('llama-3.2-11b-vision-instruct:free', ('equals', 'llama-3.2-11b-vision-instruct:free'), 142),
-    ('llama-3.2-1b-instruct:free', ('equals', 'llama-3.2-1b-instruct:free'), 142),
-    ('llama-3.2-90b-vision-instruct', ('equals', 'llama-3.2-90b-vision-instruct'), 787),
-    ('llama-3.3-8b-instruct:free', ('equals', 'llama-3.3-8b-instruct:free'), 142),
-    ('llama-3.3-nemotron-super-49b-v1', ('equals', 'llama-3.3-nemotron-super-49b-v1'), 371),
-    ('llama-3.3-nemotron-super-49b-v1:free', ('equals', 'llama-3.3-nemotron-super-49b-v1:free'), 142),
-    ('llama-4-maverick:free', ('equals', 'llama-4-maverick:free'), 142),
-    ('llama-4-scout:free', ('equals', 'llama-4-scout:free'), 142),
-    ('llama-guard-2-8b', ('equals', 'llama-guard-2-8b'), 96),
-    ('llama3.1-typhoon2-70b-instruct', ('equals', 'llama3.1-typhoon2-70b-instruct'), 788),
-    ('llemma_7b', ('equals', 'llemma_7b'), 657),
-    ('maestro-reasoning', ('equals', 'maestro-reasoning'), 789),
-    ('magistral-medium-2506', ('or', (('equals', 'magistral-medium-2506'), ('equals', 'magistral-medium-2506:thinking'))), 494),
-    ('magistral-small-2506', ('equals', 'magistral-small-2506'), 95),
-    ('magnum-72b', ('equals', 'magnum-72b'), 716),
-    ('magnum-v2-72b', ('equals', 'magnum-v2-72b'), 368),
-    ('mai-ds-r1:free', ('equals', 'mai-ds-r1:free'), 142),
-    ('mancer/weaver', ('equals', 'mancer/weaver'), 790),
-    ('meituan/longcat-2.0', ('or', (('equals', 'meituan/longcat-2.0'), ('equals', 'meituan/longcat-2.0-20260720'))), 23),
-    ('mercury-coder-small-beta', ('equals', 'mercury-coder-small-beta'), 791),
-    ('meta-llama/llama-2-13b-chat', ('equals', 'meta-llama/llama-2-13b-chat'), 87),
-    ('meta-llama/llama-2-70b-chat', ('equals', 'meta-llama/llama-2-70b-chat'), 258),
-    ('meta-llama/llama-3-70b-instruct', ('equals', 'meta-llama/llama-3-70b-instruct'), 792),
-    ('meta-llama/llama-3-8b-instruct', ('equals', 'meta-llama/llama-3-8b-instruct'), 793),
-    ('meta-llama/llama-3.1-405b', ('equals', 'meta-llama/llama-3.1-405b'), 366),
-    ('meta-llama/llama-3.1-405b-instruct', ('equals', 'meta-llama/llama-3.1-405b-instruct'), 414),
-    ('meta-llama/llama-3.1-405b:free', ('equals', 'meta-llama/llama-3.1-405b:free'), 142),
-    ('meta-llama/llama-3.1-70b-instruct', ('equals', 'meta-llama/llama-3.1-70b-instruct'), 794),
-    ('meta-llama/llama-3.1-8b-instruct', ('equals', 'meta-llama/llama-3.1-8b-instruct'), 795),
-    ('meta-llama/llama-3.1-8b-instruct:free', ('equals', 'meta-llama/llama-3.1-8b-instruct:free'), 142),
-    ('meta-llama/llama-3.2-11b-vision-instruct', ('equals', 'meta-llama/llama-3.2-11b-vision-instruct'), 796),
-    ('meta-llama/llama-3.2-11b-vision-instruct:free', ('equals', 'meta-llama/llama-3.2-11b-vision-instruct:free'), 142),
-    ('meta-llama/llama-3.2-1b-instruct', ('equals', 'meta-llama/llama-3.2-1b-instruct'), 797),
-    ('meta-llama/llama-3.2-1b-instruct:free', ('equals', 'meta-llama/llama-3.2-1b-instruct:free'), 142),
-    ('meta-llama/llama-3.2-3b-instruct', ('equals', 'meta-llama/llama-3.2-3b-instruct'), 798),
-    ('meta-llama/llama-3.2-3b-instruct:free', ('equals', 'meta-llama/llama-3.2-3b-instruct:free'), 142),
-    ('meta-llama/llama-3.2-90b-vision-instruct', ('equals', 'meta-llama/llama-3.2-90b-vision-instruct'), 258),
-    ('meta-llama/llama-3.3-70b-instruct', ('equals', 'meta-llama/llama-3.3-70b-instruct'), 799),
-    ('meta-llama/llama-3.3-70b-instruct:free', ('equals', 'meta-llama/llama-3.3-70b-instruct:free'), 142),
-    ('meta-llama/llama-4-maverick', ('or', (('equals', 'meta-llama/llama-4-maverick'), ('equals', 'meta-llama/llama-4-maverick-17b-128e-instruct'))), 800),
-    ('meta-llama/llama-4-maverick:free', ('equals', 'meta-llama/llama-4-maverick:free'), 142),
-    ('meta-llama/llama-4-scout', ('or', (('equals', 'meta-llama/llama-4-scout'), ('equals', 'meta-llama/llama-4-scout-17b-16e-instruct'))), 801),
-    ('meta-llama/llama-4-scout:free', ('equals', 'meta-llama/llama-4-scout:free'), 142),
-    ('meta-llama/llama-guard-2-8b', ('equals', 'meta-llama/llama-guard-2-8b'), 96),
-    ('meta-llama/llama-guard-3-8b', ('equals', 'meta-llama/llama-guard-3-8b'), 379),
-    ('meta-llama/llama-guard-4-12b', ('equals', 'meta-llama/llama-guard-4-12b'), 802),
-    ('meta/muse-glimmer-30b', ('or', (('equals', 'meta/muse-glimmer-30b'), ('equals', 'meta/muse-glimmer-30b-20260810'))), 803),
-    ('meta/muse-glimmer-30b:batch', ('equals', 'meta/muse-glimmer-30b:batch'), 804),
-    ('meta/muse-spark-1.1', ('or', (('equals', 'meta/muse-spark-1.1'), ('equals', 'meta/muse-spark-1.1-20260709'))), 482),
-    ('meta/muse-spark-1.2', ('or', (('equals', 'meta/muse-spark-1.2'), ('equals', 'meta/muse-spark-1.2-20260805'))), 482),
-    ('meta/muse-spark-1.2-contributor', ('or', (('equals', 'meta/muse-spark-1.2-contributor'), ('equals', 'meta/muse-spark-1.2-contributor-20260805'))), 483),
-    ('meta/muse-spark-1.3', ('or', (('equals', 'meta/muse-spark-1.3'), ('equals', 'meta/muse-spark-1.3-20260902'))), 482),
-    ('meta/muse-spark-1.3-contributor', ('or', (('equals', 'meta/muse-spark-1.3-contributor'), ('equals', 'meta/muse-spark-1.3-contributor-20260902'))), 483),
-    ('meta/muse-spark-open', ('or', (('equals', 'meta/muse-spark-open'), ('equals', 'meta/muse-spark-open-20261015'))), 159),
-    ('meta/muse-wonder', ('or', (('equals', 'meta/muse-wonder'), ('equals', 'meta/muse-wonder-20261012'))), 484),
-    ('microsoft/phi-3-medium-128k-instruct', ('equals', 'microsoft/phi-3-medium-128k-instruct'), 549),
-    ('microsoft/phi-3-mini-128k-instruct', ('equals', 'microsoft/phi-3-mini-128k-instruct'), 31),
-    ('microsoft/phi-3.5-mini-128k-instruct', ('equals', 'microsoft/phi-3.5-mini-128k-instruct'), 31),
-    ('microsoft/phi-4', ('equals', 'microsoft/phi-4'), 805),
-    ('microsoft/phi-4-mini-instruct', ('equals', 'microsoft/phi-4-mini-instruct'), 806),
-    ('microsoft/phi-4-multimodal-instruct', ('equals', 'microsoft/phi-4-multimodal-instruct'), 535),
-    ('microsoft/wizardlm-2-7b', ('equals', 'microsoft/wizardlm-2-7b'), 341),
-    ('microsoft/wizardlm-2-8x22b', ('equals', 'microsoft/wizardlm-2-8x22b'), 807),
-    ('midnight-rose-70b', ('equals', 'midnight-rose-70b'), 414),
-    ('minimax-m1:extended', ('equals', 'minimax-m1:extended'), 385),
-    ('minimax/minimax-01', ('equals', 'minimax/minimax-01'), 372),
-    ('minimax/minimax-m1', ('equals', 'minimax/minimax-m1'), 808),
-    ('minimax/minimax-m2', ('equals', 'minimax/minimax-m2'), 809),
-    ('minimax/minimax-m2-her', ('or', (('equals', 'minimax/minimax-m2-her'), ('equals', 'minimax/minimax-m2-her-20260123'))), 217),
-    ('minimax/minimax-m2.1', ('equals', 'minimax/minimax-m2.1'), 810),
-    ('minimax/minimax-m2.5', ('or', (('equals', 'minimax/minimax-m2.5'), ('equals', 'minimax/minimax-m2.5-20260211'))), 811),
-    ('minimax/minimax-m2.7', ('or', (('equals', 'minimax/minimax-m2.7'), ('equals', 'minimax/minimax-m2.7-20260318'))), 812),
-    ('minimax/minimax-m3', ('or', (('equals', 'minimax/minimax-m3'), ('equals', 'minimax/minimax-m3-20260531'))), 274),
-    ('minimax/minimax-m3.1-flash:free', ('equals', 'minimax/minimax-m3.1-flash:free'), 142),
-    ('minimax/minimax-m3:batch', ('equals', 'minimax/minimax-m3:batch'), 813),
-    ('ministral-3b', ('equals', 'ministral-3b'), 101),
-    ('ministral-8b', ('equals', 'ministral-8b'), 31),
-    ('mistral-7b-instruct', ('or', (('equals', 'mistral-7b-instruct'), ('equals', 'mistral-7b-instruct-v0.3'))), 814),
-    ('mistral-7b-instruct-v0.1', ('equals', 'mistral-7b-instruct-v0.1'), 198),
-    ('mistral-7b-instruct-v0.2', ('equals', 'mistral-7b-instruct-v0.2'), 96),
-    ('mistral-7b-instruct:free', ('equals', 'mistral-7b-instruct:free'), 142),
-    ('mistral-medium', ('equals', 'mistral-medium'), 815),
-    ('mistral-nemo:free', ('equals', 'mistral-nemo:free'), 142),
-    ('mistral-small', ('equals', 'mistral-small'), 59),
-    ('mistral-small-24b-instruct-2501:free', ('equals', 'mistral-small-24b-instruct-2501:free'), 142),
-    ('mistral-small-3.1-24b-instruct:free', ('equals', 'mistral-small-3.1-24b-instruct:free'), 142),
-    ('mistral-small-3.2-24b-instruct:free', ('equals', 'mistral-small-3.2-24b-instruct:free'), 142),
-    ('mistral-tiny', ('equals', 'mistral-tiny'), 499),
-    ('mistral/ministral-8b', ('equals', 'mistral/ministral-8b'), 31),
-    ('mistralai/codestral-2501', ('equals', 'mistralai/codestral-2501'), 425),
-    ('mistralai/codestral-2508', ('equals', 'mistralai/codestral-2508'), 491),
-    ('mistralai/codestral-2508:batch', ('equals', 'mistralai/codestral-2508:batch'), 816),
-    ('mistralai/codestral-mamba', ('equals', 'mistralai/codestral-mamba'), 499),
-    ('mistralai/devstral-2512', ('equals', 'mistralai/devstral-2512'), 493),
-    ('mistralai/ministral-14b-2512', ('equals', 'mistralai/ministral-14b-2512'), 495),
-    ('mistralai/ministral-3b', ('equals', 'mistralai/ministral-3b'), 101),
-    ('mistralai/ministral-3b-2512', ('equals', 'mistralai/ministral-3b-2512'), 496),
-    ('mistralai/ministral-8b', ('equals', 'mistralai/ministral-8b'), 31),
-    ('mistralai/ministral-8b-2512', ('equals', 'mistralai/ministral-8b-2512'), 497),
-    ('mistralai/ministral-8b-2512:batch', ('equals', 'mistralai/ministral-8b-2512:batch'), 817),
-    ('mistralai/mistral-7b-instruct', ('or', (('equals', 'mistralai/mistral-7b-instruct'), ('equals', 'mistralai/mistral-7b-instruct-v0.3'))), 818),
-    ('mistralai/mistral-7b-instruct-v0.1', ('equals', 'mistralai/mistral-7b-instruct-v0.1'), 96),
-    ('mistralai/mistral-7b-instruct-v0.2', ('equals', 'mistralai/mistral-7b-instruct-v0.2'), 96),
-    ('mistralai/mistral-7b-instruct:free', ('equals', 'mistralai/mistral-7b-instruct:free'), 142),
-    ('mistralai/mistral-large', ('or', (('equals', 'mistralai/mistral-large'), ('equals', 'mistralai/mistral-large-2407'), ('equals', 'mistral-large-2411'))), 819),
-    ('mistralai/mistral-large-2512', ('equals', 'mistralai/mistral-large-2512'), 500),
-    ('mistralai/mistral-large-2512:batch', ('equals', 'mistralai/mistral-large-2512:batch'), 768),
-    ('mistralai/mistral-large-4-0', ('or', (('equals', 'mistralai/mistral-large-4-0'), ('equals', 'mistralai/mistral-large-4-0-20261006'))), 820),
-    ('mistralai/mistral-medium', ('equals', 'mistralai/mistral-medium'), 815),
-    ('mistralai/mistral-medium-3', ('equals', 'mistralai/mistral-medium-3'), 821),
-    ('mistralai/mistral-medium-3-5', ('or', (('equals', 'mistralai/mistral-medium-3-5'), ('equals', 'mistralai/mistral-medium-3.5-20260430'))), 754),
-    ('mistralai/mistral-medium-3-5:batch', ('equals', 'mistralai/mistral-medium-3-5:batch'), 822),
-    ('mistralai/mistral-medium-3.1', ('equals', 'mistralai/mistral-medium-3.1'), 493),
-    ('mistralai/mistral-medium-3.1:batch', ('equals', 'mistralai/mistral-medium-3.1:batch'), 823),
-    ('mistralai/mistral-nemo', ('equals', 'mistralai/mistral-nemo'), 824),
-    ('mistralai/mistral-nemo:free', ('equals', 'mistralai/mistral-nemo:free'), 142),
-    ('mistralai/mistral-saba', ('or', (('equals', 'mistralai/mistral-saba'), ('equals', 'mistralai/mistral-saba-2502'))), 825),
-    ('mistralai/mistral-small', ('equals', 'mistralai/mistral-small'), 59),
-    ('mistralai/mistral-small-24b-instruct-2501', ('equals', 'mistralai/mistral-small-24b-instruct-2501'), 826),
-    ('mistralai/mistral-small-24b-instruct-2501:free', ('equals', 'mistralai/mistral-small-24b-instruct-2501:free'), 142),
-    ('mistralai/mistral-small-2603', ('equals', 'mistralai/mistral-small-2603'), 337),
-    ('mistralai/mistral-small-2603:batch', ('equals', 'mistralai/mistral-small-2603:batch'), 827),
-    ('mistralai/mistral-small-3.1-24b-instruct', ('or', (('equals', 'mistralai/mistral-small-3.1-24b-instruct'), ('equals', 'mistralai/mistral-small-3.1-24b-instruct-2503'))), 828),
-    ('mistralai/mistral-small-3.1-24b-instruct:free', ('equals', 'mistralai/mistral-small-3.1-24b-instruct:free'), 142),
-    ('mistralai/mistral-small-3.2-24b-instruct', ('or', (('equals', 'mistralai/mistral-small-3.2-24b-instruct'), ('equals', 'mistralai/mistral-small-3.2-24b-instruct-2506'))), 829),
-    ('mistralai/mistral-tiny', ('equals', 'mistralai/mistral-tiny'), 499),
-    ('mistralai/mixtral-8x22b-instruct', ('equals', 'mistralai/mixtral-8x22b-instruct'), 830),
-    ('mistralai/mixtral-8x7b-instruct', ('equals', 'mistralai/mixtral-8x7b-instruct'), 353),
-    ('mistralai/pixtral-12b', ('equals', 'mistralai/pixtral-12b'), 31),
-    ('mistralai/pixtral-large-2411', ('equals', 'mistralai/pixtral-large-2411'), 100),
-    ('mistralai/voxtral-small-24b-2507', ('equals', 'mistralai/voxtral-small-24b-2507'), 831),
-    ('mixtral-8x7b-instruct', ('equals', 'mixtral-8x7b-instruct'), 832),
-    ('mn-celeste-12b', ('equals', 'mn-celeste-12b'), 657),
-    ('mn-inferor-12b', ('equals', 'mn-inferor-12b'), 657),
-    ('mn-starcannon-12b', ('equals', 'mn-starcannon-12b'), 657),
-    ('moondream/moondream3-preview', ('or', (('equals', 'moondream/moondream3-preview'), ('equals', 'moondream/moondream3-preview-20261013'))), 668),
-    ('moondream/moondream3.1-9b-a2b', ('or', (('equals', 'moondream/moondream3.1-9b-a2b'), ('equals', 'moondream/moondream3.1-9b-a2b-20261013'))), 668),
-    ('moonshotai/kimi-k2', ('equals', 'moonshotai/kimi-k2'), 430),
-    ('moonshotai/kimi-k2-0905', ('equals', 'moonshotai/kimi-k2-0905'), 381),
-    ('moonshotai/kimi-k2-thinking', ('or', (('equals', 'moonshotai/kimi-k2-thinking'), ('equals', 'moonshotai/kimi-k2-thinking-20251106'))), 833),
-    ('moonshotai/kimi-k2.5', ('or', (('equals', 'moonshotai/kimi-k2.5'), ('equals', 'moonshotai/kimi-k2.5-0127'))), 834),
-    ('moonshotai/kimi-k2.6', ('or', (('equals', 'moonshotai/kimi-k2.6'), ('equals', 'moonshotai/kimi-k2.6-20260420'))), 835),
-    ('moonshotai/kimi-k2.6:free', ('equals', 'moonshotai/kimi-k2.6:free'), 142),
-    ('moonshotai/kimi-k2.7-code', ('or', (('equals', 'moonshotai/kimi-k2.7-code'), ('equals', 'moonshotai/kimi-k2.7-code-20260612'))), 836),
-    ('moonshotai/kimi-k3', ('or', (('equals', 'moonshotai/kimi-k3'), ('equals', 'moonshotai/kimi-k3-20260715'))), 837),
-    ('moonshotai/kimi-k3.1-pro', ('or', (('equals', 'moonshotai/kimi-k3.1-pro'), ('equals', 'moonshotai/kimi-k3.1-pro-20261023'))), 248),
-    ('moonshotai/kimi-k3:batch', ('equals', 'moonshotai/kimi-k3:batch'), 838),
-    ('moonshotai/kimi-vl-a3b-thinking:free', ('equals', 'moonshotai/kimi-vl-a3b-thinking:free'), 142),
-    ('moonshotai/moonlight-16b-a3b-instruct:free', ('equals', 'moonshotai/moonlight-16b-a3b-instruct:free'), 142),
-    ('morph/morph-v3-fast', ('equals', 'morph/morph-v3-fast'), 657),
-    ('morph/morph-v3-fast:batch', ('equals', 'morph/morph-v3-fast:batch'), 839),
-    ('morph/morph-v3-large', ('equals', 'morph/morph-v3-large'), 840),
-    ('morph/morph-v3-large:batch', ('equals', 'morph/morph-v3-large:batch'), 841),
-    ('mythalion-13b', ('equals', 'mythalion-13b'), 657),
-    ('neversleep/llama-3-lumimaid-70b', ('equals', 'neversleep/llama-3-lumimaid-70b'), 842),
-    ('neversleep/llama-3-lumimaid-8b', ('or', (('equals', 'neversleep/llama-3-lumimaid-8b'), ('equals', 'neversleep/llama-3-lumimaid-8b:extended'))), 843),
-    ('neversleep/llama-3.1-lumimaid-70b', ('equals', 'neversleep/llama-3.1-lumimaid-70b'), 667),
-    ('neversleep/llama-3.1-lumimaid-8b', ('equals', 'neversleep/llama-3.1-lumimaid-8b'), 843),
-    ('neversleep/noromaid-20b', ('equals', 'neversleep/noromaid-20b'), 844),
-    ('nex-agi/nex-n2-pro:free', ('equals', 'nex-agi/nex-n2-pro:free'), 142),
-    ('nex-agi/nex-n2.5-mini', ('or', (('equals', 'nex-agi/nex-n2.5-mini'), ('equals', 'nex-agi/nex-n2.5-mini-20260908'))), 845),
-    ('nex-agi/nex-n2.5-pro', ('or', (('equals', 'nex-agi/nex-n2.5-pro'), ('equals', 'nex-agi/nex-n2.5-pro-20260907'))), 846),
-    ('noromaid-20b', ('equals', 'noromaid-20b'), 847),
-    ('nothingiisreal/mn-celeste-12b', ('equals', 'nothingiisreal/mn-celeste-12b'), 657),
-    ('nous-hermes-2-mixtral-8x7b-dpo', ('equals', 'nous-hermes-2-mixtral-8x7b-dpo'), 365),
-    ('nousresearch/deephermes-3-llama-3-8b-preview:free', ('equals', 'nousresearch/deephermes-3-llama-3-8b-preview:free'), 142),
-    ('nousresearch/hermes-2-pro-llama-3-8b', ('equals', 'nousresearch/hermes-2-pro-llama-3-8b'), 766),
-    ('nousresearch/hermes-3-llama-3.1-405b', ('equals', 'nousresearch/hermes-3-llama-3.1-405b'), 848),
-    ('nousresearch/hermes-3-llama-3.1-405b:free', ('equals', 'nousresearch/hermes-3-llama-3.1-405b:free'), 142),
-    ('nousresearch/hermes-3-llama-3.1-70b', ('equals', 'nousresearch/hermes-3-llama-3.1-70b'), 849),
-    ('nousresearch/hermes-4-405b', ('equals', 'nousresearch/hermes-4-405b'), 850),
-    ('nousresearch/hermes-4-70b', ('equals', 'nousresearch/hermes-4-70b'), 371),
-    ('nousresearch/nous-hermes-2-mixtral-8x7b-dpo', ('equals', 'nousresearch/nous-hermes-2-mixtral-8x7b-dpo'), 365),
-    ('nousresearch/nous-hermes-llama2-13b', ('equals', 'nousresearch/nous-hermes-llama2-13b'), 344),
-    ('nvidia/llama-3.1-nemotron-70b-instruct', ('equals', 'nvidia/llama-3.1-nemotron-70b-instruct'), 786),
-    ('nvidia/llama-3.1-nemotron-70b-instruct:free', ('equals', 'nvidia/llama-3.1-nemotron-70b-instruct:free'), 142),
-    ('nvidia/llama-3.1-nemotron-nano-8b-v1:free', ('equals', 'nvidia/llama-3.1-nemotron-nano-8b-v1:free'), 142),
-    ('nvidia/llama-3.1-nemotron-ultra-253b-v1:free', ('equals', 'nvidia/llama-3.1-nemotron-ultra-253b-v1:free'), 142),
-    ('nvidia/llama-3.3-nemotron-super-49b-v1.5', ('equals', 'nvidia/llama-3.3-nemotron-super-49b-v1.5'), 370),
-    ('nvidia/llama-3.3-nemotron-super-49b-v1:free', ('equals', 'nvidia/llama-3.3-nemotron-super-49b-v1:free'), 142),
-    ('nvidia/nemotron-3-nano-30b-a3b', ('equals', 'nvidia/nemotron-3-nano-30b-a3b'), 851),
-    ('nvidia/nemotron-3-nano-30b-a3b:free', ('equals', 'nvidia/nemotron-3-nano-30b-a3b:free'), 142),
-    ('nvidia/nemotron-3-nano-omni-30b-a3b-reasoning:free', ('equals', 'nvidia/nemotron-3-nano-omni-30b-a3b-reasoning:free'), 142),
-    ('nvidia/nemotron-3-super-120b-a12b', ('or', (('equals', 'nvidia/nemotron-3-super-120b-a12b'), ('equals', 'nvidia/nemotron-3-super-120b-a12b-20230311'))), 852),
-    ('nvidia/nemotron-3-super-120b-a12b:free', ('equals', 'nvidia/nemotron-3-super-120b-a12b:free'), 142),
-    ('nvidia/nemotron-3-ultra-550b-a55b', ('or', (('equals', 'nvidia/nemotron-3-ultra-550b-a55b'), ('equals', 'nvidia/nemotron-3-ultra-550b-a55b-20260604'))), 853),
-    ('nvidia/nemotron-3-ultra-550b-a55b:free', ('equals', 'nvidia/nemotron-3-ultra-550b-a55b:free'), 142),
-    ('nvidia/nemotron-3.5-content-safety', ('or', (('equals', 'nvidia/nemotron-3.5-content-safety'), ('equals', 'nvidia/nemotron-3.5-content-safety-20260604'))), 96),
-    ('nvidia/nemotron-3.5-content-safety:free', ('equals', 'nvidia/nemotron-3.5-content-safety:free'), 142),
-    ('nvidia/nemotron-3.5-lightning', ('or', (('equals', 'nvidia/nemotron-3.5-lightning'), ('equals', 'nvidia/nemotron-3.5-lightning-20260807'))), 854),
-    ('nvidia/nemotron-3.5-lightning:free', ('equals', 'nvidia/nemotron-3.5-lightning:free'), 142),
-    ('nvidia/nemotron-3.5-super-vl', ('or', (('equals', 'nvidia/nemotron-3.5-super-vl'), ('equals', 'nvidia/nemotron-3.5-super-vl-20261015'))), 855),
-    ('nvidia/nemotron-3.5-super-vl:free', ('equals', 'nvidia/nemotron-3.5-super-vl:free'), 142),
-    ('nvidia/nemotron-nano-12b-v2-vl:free', ('equals', 'nvidia/nemotron-nano-12b-v2-vl:free'), 142),
-    ('nvidia/nemotron-nano-9b-v2', ('equals', 'nvidia/nemotron-nano-9b-v2'), 856),
-    ('nvidia/nemotron-nano-9b-v2:free', ('equals', 'nvidia/nemotron-nano-9b-v2:free'), 142),
-    ('o1-mini', ('or', (('equals', 'o1-mini'), ('equals', 'o1-mini-2024-09-12'))), 144),
-    ('open-r1/olympiccoder-32b:free', ('equals', 'open-r1/olympiccoder-32b:free'), 142),
-    ('open-r1/olympiccoder-7b:free', ('equals', 'open-r1/olympiccoder-7b:free'), 142),
-    ('openai/chatgpt-4o-latest', ('equals', 'openai/chatgpt-4o-latest'), 580),
-    ('openai/codex-mini', ('equals', 'openai/codex-mini'), 582),
-    ('openai/gpt-3.5-turbo', ('or', (('equals', 'openai/gpt-3.5-turbo'), ('equals', 'gpt-3.5-turbo-0125'))), 95),
-    ('openai/gpt-3.5-turbo-0613', ('equals', 'openai/gpt-3.5-turbo-0613'), 207),
-    ('openai/gpt-3.5-turbo-1106', ('equals', 'openai/gpt-3.5-turbo-1106'), 207),
-    ('openai/gpt-3.5-turbo-16k', ('equals', 'openai/gpt-3.5-turbo-16k'), 588),
-    ('openai/gpt-3.5-turbo-instruct', ('equals', 'openai/gpt-3.5-turbo-instruct'), 587),
-    ('openai/gpt-3.5-turbo:batch', ('equals', 'openai/gpt-3.5-turbo:batch'), 374),
-    ('openai/gpt-4', ('or', (('equals', 'openai/gpt-4'), ('equals', 'gpt-4-0314'))), 589),
-    ('openai/gpt-4-1106-preview', ('equals', 'openai/gpt-4-1106-preview'), 591),
-    ('openai/gpt-4-32k', ('or', (('equals', 'openai/gpt-4-32k'), ('equals', 'openai/gpt-4-32k-0314'))), 590),
-    ('openai/gpt-4-turbo', ('or', (('equals', 'openai/gpt-4-turbo'), ('equals', 'openai/gpt-4-turbo-preview'))), 591),
-    ('openai/gpt-4-turbo:batch', ('equals', 'openai/gpt-4-turbo:batch'), 580),
-    ('openai/gpt-4.1', ('or', (('equals', 'openai/gpt-4.1'), ('equals', 'openai/gpt-4.1-2025-04-14'))), 145),
-    ('openai/gpt-4.1-mini', ('or', (('equals', 'openai/gpt-4.1-mini'), ('equals', 'openai/gpt-4.1-mini-2025-04-14'))), 857),
-    ('openai/gpt-4.1-mini:batch', ('equals', 'openai/gpt-4.1-mini:batch'), 858),
-    ('openai/gpt-4.1-nano', ('or', (('equals', 'openai/gpt-4.1-nano'), ('equals', 'openai/gpt-4.1-nano-2025-04-14'))), 859),
-    ('openai/gpt-4.1-nano:batch', ('equals', 'openai/gpt-4.1-nano:batch'), 860),
-    ('openai/gpt-4.1:batch', ('equals', 'openai/gpt-4.1:batch'), 861),
-    ('openai/gpt-4.5-preview', ('equals', 'openai/gpt-4.5-preview'), 862),
-    ('openai/gpt-4o', ('or', (('equals', 'openai/gpt-4o'), ('equals', 'openai/gpt-4o-2024-08-06'), ('equals', 'openai/gpt-4o-2024-11-20'), ('equals', 'openai/gpt-4o-audio-preview'))), 863),
-    ('openai/gpt-4o-2024-05-13', ('equals', 'openai/gpt-4o-2024-05-13'), 580),
-    ('openai/gpt-4o-mini', ('or', (('equals', 'openai/gpt-4o-mini'), ('equals', 'openai/gpt-4o-mini-2024-07-18'))), 355),
-    ('openai/gpt-4o-mini-search-preview', ('equals', 'openai/gpt-4o-mini-search-preview'), 108),
-    ('openai/gpt-4o-mini:batch', ('equals', 'openai/gpt-4o-mini:batch'), 356),
-    ('openai/gpt-4o-search-preview', ('equals', 'openai/gpt-4o-search-preview'), 138),
-    ('openai/gpt-4o:batch', ('equals', 'openai/gpt-4o:batch'), 864),
-    ('openai/gpt-4o:extended', ('equals', 'openai/gpt-4o:extended'), 604),
-    ('openai/gpt-5', ('or', (('equals', 'openai/gpt-5'), ('equals', 'openai/gpt-5-2025-08-07'), ('equals', 'openai/gpt-5-chat'), ('equals', 'openai/gpt-5-codex'), ('equals', 'openai/gpt-5.1-codex-max'))), 611),
-    ('openai/gpt-5-image', ('equals', 'openai/gpt-5-image'), 606),
-    ('openai/gpt-5-image-mini', ('equals', 'openai/gpt-5-image-mini'), 607),
-    ('openai/gpt-5-mini', ('or', (('equals', 'openai/gpt-5-mini'), ('equals', 'openai/gpt-5-mini-2025-08-07'))), 290),
-    ('openai/gpt-5-mini:batch', ('equals', 'openai/gpt-5-mini:batch'), 865),
-    ('openai/gpt-5-nano', ('or', (('equals', 'openai/gpt-5-nano'), ('equals', 'openai/gpt-5-nano-2025-08-07'))), 866),
-    ('openai/gpt-5-nano:batch', ('equals', 'openai/gpt-5-nano:batch'), 867),
-    ('openai/gpt-5-pro', ('or', (('equals', 'openai/gpt-5-pro'), ('equals', 'openai/gpt-5-pro-2025-10-06'))), 868),
-    ('openai/gpt-5-pro:batch', ('equals', 'openai/gpt-5-pro:batch'), 869),
-    ('openai/gpt-5.1', ('or', (('equals', 'openai/gpt-5.1'), ('equals', 'openai/gpt-5.1-chat'), ('equals', 'openai/gpt-5.1-codex'), ('equals', 'openai/gpt-5.1-20251113'))), 870),
-    ('openai/gpt-5.1-codex-mini', ('or', (('equals', 'openai/gpt-5.1-codex-mini'), ('equals', 'openai/gpt-5.1-codex-mini-20251113'))), 871),
-    ('openai/gpt-5.1:batch', ('equals', 'openai/gpt-5.1:batch'), 872),
-    ('openai/gpt-5.2', ('or', (('equals', 'openai/gpt-5.2'), ('equals', 'openai/gpt-5.2-20251211'), ('equals', 'openai/gpt-5.2-chat'), ('equals', 'openai/gpt-5.2-codex'))), 291),
-    ('openai/gpt-5.2-pro', ('or', (('equals', 'openai/gpt-5.2-pro'), ('equals', 'openai/gpt-5.2-pro-20251211'))), 873),
-    ('openai/gpt-5.2-pro:batch', ('equals', 'openai/gpt-5.2-pro:batch'), 874),
-    ('openai/gpt-5.2:batch', ('equals', 'openai/gpt-5.2:batch'), 875),
-    ('openai/gpt-5.3-chat', ('equals', 'openai/gpt-5.3-chat'), 291),
-    ('openai/gpt-5.3-codex', ('or', (('equals', 'openai/gpt-5.3-codex'), ('equals', 'openai/gpt-5.3-codex-20260224'))), 291),
-    ('openai/gpt-5.4', ('or', (('equals', 'openai/gpt-5.4'), ('equals', 'openai/gpt-5.4-20260305'))), 292),
-    ('openai/gpt-5.4-image-2', ('or', (('equals', 'openai/gpt-5.4-image-2'), ('equals', 'openai/gpt-5.4-image-2-20260421'))), 615),
-    ('openai/gpt-5.4-mini', ('or', (('equals', 'openai/gpt-5.4-mini'), ('equals', 'openai/gpt-5.4-mini-20260317'))), 293),
-    ('openai/gpt-5.4-mini:batch', ('equals', 'openai/gpt-5.4-mini:batch'), 876),
-    ('openai/gpt-5.4-nano', ('or', (('equals', 'openai/gpt-5.4-nano'), ('equals', 'openai/gpt-5.4-nano-20260317'))), 294),
-    ('openai/gpt-5.4-nano:batch', ('equals', 'openai/gpt-5.4-nano:batch'), 877),
-    ('openai/gpt-5.4-pro', ('or', (('equals', 'openai/gpt-5.4-pro'), ('equals', 'openai/gpt-5.4-pro-20260305'))), 878),
-    ('openai/gpt-5.4-pro:batch', ('equals', 'openai/gpt-5.4-pro:batch'), 879),
-    ('openai/gpt-5.4:batch', ('equals', 'openai/gpt-5.4:batch'), 880),
-    ('openai/gpt-5.5', ('or', (('equals', 'openai/gpt-5.5'), ('equals', 'openai/gpt-5.5-20260423'))), 295),
-    ('openai/gpt-5.5-pro', ('or', (('equals', 'openai/gpt-5.5-pro'), ('equals', 'openai/gpt-5.5-pro-20260423'))), 878),
-    ('openai/gpt-5.5-pro:batch', ('equals', 'openai/gpt-5.5-pro:batch'), 879),
-    ('openai/gpt-5.5:batch', ('equals', 'openai/gpt-5.5:batch'), 292),
-    ('openai/gpt-5.6-luna', ('or', (('equals', 'openai/gpt-5.6-luna'), ('regex', '^openai/gpt-5\\.6-luna-\\d{8}$'), ('equals', 'openai/gpt-5.6-luna-20260709'))), 74),
-    ('openai/gpt-5.6-luna-pro', ('or', (('equals', 'openai/gpt-5.6-luna-pro'), ('equals', 'openai/gpt-5.6-luna-pro-20260709'))), 74),
-    ('openai/gpt-5.6-luna-pro:batch', ('equals', 'openai/gpt-5.6-luna-pro:batch'), 881),
-    ('openai/gpt-5.6-luna:batch', ('equals', 'openai/gpt-5.6-luna:batch'), 881),
-    ('openai/gpt-5.6-sol', ('or', (('equals', 'openai/gpt-5.6-sol'), ('regex', '^openai/gpt-5\\.6-sol-\\d{8}$'), ('equals', 'openai/gpt-5.6-sol-20260709'))), 882),
-    ('openai/gpt-5.6-sol-pro', ('or', (('equals', 'openai/gpt-5.6-sol-pro'), ('equals', 'openai/gpt-5.6-sol-pro-20260709'))), 297),
-    ('openai/gpt-5.6-sol-pro:batch', ('equals', 'openai/gpt-5.6-sol-pro:batch'), 79),
-    ('openai/gpt-5.6-sol:batch', ('equals', 'openai/gpt-5.6-sol:batch'), 79),
-    ('openai/gpt-5.6-terra', ('or', (('equals', 'openai/gpt-5.6-terra'), ('regex', '^openai/gpt-5\\.6-terra-\\d{8}$'), ('equals', 'openai/gpt-5.6-terra-20260709'))), 76),
-    ('openai/gpt-5.6-terra-pro', ('or', (('equals', 'openai/gpt-5.6-terra-pro'), ('equals', 'openai/gpt-5.6-terra-pro-20260709'))), 76),
-    ('openai/gpt-5.6-terra-pro:batch', ('equals', 'openai/gpt-5.6-terra-pro:batch'), 883),
-    ('openai/gpt-5.6-terra:batch', ('equals', 'openai/gpt-5.6-terra:batch'), 883),
-    ('openai/gpt-5:batch', ('equals', 'openai/gpt-5:batch'), 872),
-    ('openai/gpt-6-astra', ('or', (('equals', 'openai/gpt-6-astra'), ('equals', 'openai/gpt-6-astra-20260903'), ('equals', 'openai/gpt-6-astra-pro'), ('equals', 'openai/gpt-6-astra-pro-20260903'))), 77),
-    ('openai/gpt-6-astra-pro:batch', ('equals', 'openai/gpt-6-astra-pro:batch'), 884),
-    ('openai/gpt-6-astra:batch', ('equals', 'openai/gpt-6-astra:batch'), 884),
-    ('openai/gpt-6-luna', ('or', (('equals', 'openai/gpt-6-luna'), ('equals', 'openai/gpt-6-luna-pro'), ('regex', '^openai/gpt-6-luna-\\d{8}$'), ('equals', 'openai/gpt-6-luna-20260922'))), 885),
-    ('openai/gpt-6-luna:batch', ('or', (('equals', 'openai/gpt-6-luna:batch'), ('equals', 'openai/gpt-6-luna-pro:batch'))), 886),
-    ('openai/gpt-6-sol', ('or', (('equals', 'openai/gpt-6-sol'), ('equals', 'openai/gpt-6-sol-pro'), ('regex', '^openai/gpt-6-sol-\\d{8}$'), ('equals', 'openai/gpt-6-sol-20260922'))), 887),
-    ('openai/gpt-6-sol:batch', ('or', (('equals', 'openai/gpt-6-sol:batch'), ('equals', 'openai/gpt-6-sol-pro:batch'))), 888),
-    ('openai/gpt-6.1-sol', ('or', (('equals', 'openai/gpt-6.1-sol'), ('equals', 'openai/gpt-6.1-sol-pro'), ('regex', '^openai/gpt-6\\.1-sol-\\d{8}$'), ('regex', '^openai/gpt-6\\.1-sol-pro-\\d{8}$'), ('equals', 'openai/gpt-6.1-sol-20260929'))), 889),
-    ('openai/gpt-6.1-sol:batch', ('or', (('equals', 'openai/gpt-6.1-sol:batch'), ('equals', 'openai/gpt-6.1-sol-pro:batch'))), 890),
-    ('openai/gpt-6.1-terra', ('or', (('equals', 'openai/gpt-6.1-terra'), ('equals', 'openai/gpt-6.1-terra-20261026'), ('equals', 'openai/gpt-6.1-terra-pro'), ('equals', 'openai/gpt-6.1-terra-pro-20261026'))), 81),
-    ('openai/gpt-6.1-terra-pro:batch', ('equals', 'openai/gpt-6.1-terra-pro:batch'), 891),
-    ('openai/gpt-6.1-terra:batch', ('equals', 'openai/gpt-6.1-terra:batch'), 891),
-    ('openai/gpt-audio', ('equals', 'openai/gpt-audio'), 138),
-    ('openai/gpt-audio-mini', ('equals', 'openai/gpt-audio-mini'), 362),
-    ('openai/gpt-chat-latest', ('or', (('equals', 'openai/gpt-chat-latest'), ('equals', 'openai/gpt-chat-latest-20260505'))), 634),
-    ('openai/gpt-oss-120b', ('equals', 'openai/gpt-oss-120b'), 892),
-    ('openai/gpt-oss-120b:batch', ('equals', 'openai/gpt-oss-120b:batch'), 893),
-    ('openai/gpt-oss-120b:free', ('equals', 'openai/gpt-oss-120b:free'), 142),
-    ('openai/gpt-oss-20b', ('equals', 'openai/gpt-oss-20b'), 894),
-    ('openai/gpt-oss-20b:batch', ('equals', 'openai/gpt-oss-20b:batch'), 895),
-    ('openai/gpt-oss-20b:free', ('equals', 'openai/gpt-oss-20b:free'), 142),
-    ('openai/gpt-oss-safeguard-20b', ('equals', 'openai/gpt-oss-safeguard-20b'), 896),
-    ('openai/o1', ('or', (('equals', 'openai/o1'), ('equals', 'o1-preview'), ('equals', 'o1-preview-2024-09-12'), ('equals', 'openai/o1-2024-12-17'))), 143),
-    ('openai/o1-mini', ('or', (('equals', 'openai/o1-mini'), ('equals', 'openai/o1-mini-2024-09-12'))), 897),
-    ('openai/o1-pro', ('equals', 'openai/o1-pro'), 649),
-    ('openai/o3', ('or', (('equals', 'openai/o3'), ('equals', 'openai/o3-2025-04-16'))), 145),
-    ('openai/o3-deep-research', ('equals', 'openai/o3-deep-research'), 898),
-    ('openai/o3-mini', ('or', (('equals', 'openai/o3-mini'), ('equals', 'openai/o3-mini-high'), ('equals', 'openai/o3-mini-2025-01-31'))), 144),
-    ('openai/o3-mini:batch', ('equals', 'openai/o3-mini:batch'), 899),
-    ('openai/o3-pro', ('or', (('equals', 'openai/o3-pro'), ('equals', 'openai/o3-pro-2025-06-10'))), 652),
-    ('openai/o3:batch', ('equals', 'openai/o3:batch'), 861),
-    ('openai/o4-mini', ('or', (('equals', 'openai/o4-mini'), ('equals', 'openai/o4-mini-high'), ('equals', 'openai/o4-mini-2025-04-16'))), 146),
-    ('openai/o4-mini-deep-research', ('equals', 'openai/o4-mini-deep-research'), 145),
-    ('openai/o4-mini:batch', ('equals', 'openai/o4-mini:batch'), 900),
-    ('openchat/openchat-7b', ('equals', 'openchat/openchat-7b'), 341),
-    ('openhands-lm-32b-v0.1', ('equals', 'openhands-lm-32b-v0.1'), 665),
-    ('particle-ai/particle-1', ('or', (('equals', 'particle-ai/particle-1'), ('equals', 'particle-ai/particle-1-20261027'))), 901),
-    ('perceptron/perceptron-mk1', ('or', (('equals', 'perceptron/perceptron-mk1'), ('equals', 'perceptron/perceptron-mk1-20260512'))), 394),
-    ('perceptron/perceptron-mk1.5', ('or', (('equals', 'perceptron/perceptron-mk1.5'), ('equals', 'perceptron/perceptron-mk1.5-20260925'))), 394),
-    ('perplexity/llama-3.1-sonar-large-128k-online', ('equals', 'perplexity/llama-3.1-sonar-large-128k-online'), 549),
-    ('perplexity/llama-3.1-sonar-small-128k-online', ('equals', 'perplexity/llama-3.1-sonar-small-128k-online'), 96),
-    ('perplexity/pplx-decider-v1-27b', ('equals', 'perplexity/pplx-decider-v1-27b'), 231),
-    ('perplexity/pplx-decider-v1.1-27b', ('equals', 'perplexity/pplx-decider-v1.1-27b'), 58),
-    ('perplexity/r1-1776', ('equals', 'perplexity/r1-1776'), 658),
-    ('perplexity/sonar', ('equals', 'perplexity/sonar'), 549),
-    ('perplexity/sonar-deep-research', ('equals', 'perplexity/sonar-deep-research'), 902),
-    ('perplexity/sonar-pro', ('equals', 'perplexity/sonar-pro'), 361),
-    ('perplexity/sonar-pro-search', ('equals', 'perplexity/sonar-pro-search'), 361),
-    ('perplexity/sonar-reasoning', ('equals', 'perplexity/sonar-reasoning'), 903),
-    ('perplexity/sonar-reasoning-pro', ('equals', 'perplexity/sonar-reasoning-pro'), 658),
-    ('phi-3-medium-128k-instruct', ('equals', 'phi-3-medium-128k-instruct'), 549),
-    ('phi-3-mini-128k-instruct', ('equals', 'phi-3-mini-128k-instruct'), 31),
-    ('phi-3.5-mini-128k-instruct', ('equals', 'phi-3.5-mini-128k-instruct'), 31),
-    ('phi-4-multimodal-instruct', ('equals', 'phi-4-multimodal-instruct'), 535),
-    ('phi-4-reasoning-plus', ('equals', 'phi-4-reasoning-plus'), 904),
-    ('phi-4-reasoning-plus:free', ('equals', 'phi-4-reasoning-plus:free'), 142),
-    ('phi-4-reasoning:free', ('equals', 'phi-4-reasoning:free'), 142),
-    ('pixtral-12b', ('equals', 'pixtral-12b'), 31),
-    ('pixtral-large-2411', ('equals', 'pixtral-large-2411'), 100),
-    ('poolside/laguna-m.1:free', ('equals', 'poolside/laguna-m.1:free'), 142),
-    ('poolside/laguna-s-2.1', ('or', (('equals', 'poolside/laguna-s-2.1'), ('equals', 'poolside/laguna-s-2.1-20260720'))), 905),
-    ('poolside/laguna-s-2.1:free', ('equals', 'poolside/laguna-s-2.1:free'), 142),
-    ('poolside/laguna-xs-2.1', ('or', (('equals', 'poolside/laguna-xs-2.1'), ('equals', 'poolside/laguna-xs-2.1-20260625'))), 906),
-    ('poolside/laguna-xs-2.1:free', ('equals', 'poolside/laguna-xs-2.1:free'), 142),
-    ('poolside/laguna-xs.2:free', ('equals', 'poolside/laguna-xs.2:free'), 142),
-    ('prime-intellect/intellect-3', ('equals', 'prime-intellect/intellect-3'), 372),
-    ('prism-ml/ternary-bonsai-2-27b', ('or', (('equals', 'prism-ml/ternary-bonsai-2-27b'), ('equals', 'prism-ml/ternary-bonsai-2-27b-20260918'))), 907),
-    ('prism-ml/ternary-bonsai-2-9b', ('or', (('equals', 'prism-ml/ternary-bonsai-2-9b'), ('equals', 'prism-ml/ternary-bonsai-2-9b-20261015'))), 908),
-    ('pygmalionai/mythalion-13b', ('equals', 'pygmalionai/mythalion-13b'), 909),
-    ('qwen-2-72b-instruct', ('equals', 'qwen-2-72b-instruct'), 258),
-    ('qwen-2.5-72b-instruct:free', ('equals', 'qwen-2.5-72b-instruct:free'), 142),
-    ('qwen-2.5-coder-32b-instruct:free', ('equals', 'qwen-2.5-coder-32b-instruct:free'), 142),
-    ('qwen-2.5-vl-7b-instruct', ('equals', 'qwen-2.5-vl-7b-instruct'), 96),
-    ('qwen-max', ('equals', 'qwen-max'), 910),
-    ('qwen-turbo', ('equals', 'qwen-turbo'), 911),
-    ('qwen-vl-max', ('equals', 'qwen-vl-max'), 670),
-    ('qwen-vl-plus', ('equals', 'qwen-vl-plus'), 912),
-    ('qwen/qwen-2-72b-instruct', ('equals', 'qwen/qwen-2-72b-instruct'), 258),
-    ('qwen/qwen-2.5-72b-instruct', ('equals', 'qwen/qwen-2.5-72b-instruct'), 913),
-    ('qwen/qwen-2.5-72b-instruct:free', ('equals', 'qwen/qwen-2.5-72b-instruct:free'), 142),
-    ('qwen/qwen-2.5-7b-instruct', ('equals', 'qwen/qwen-2.5-7b-instruct'), 914),
-    ('qwen/qwen-2.5-7b-instruct:free', ('equals', 'qwen/qwen-2.5-7b-instruct:free'), 142),
-    ('qwen/qwen-2.5-coder-32b-instruct', ('equals', 'qwen/qwen-2.5-coder-32b-instruct'), 915),
-    ('qwen/qwen-2.5-coder-32b-instruct:free', ('equals', 'qwen/qwen-2.5-coder-32b-instruct:free'), 142),
-    ('qwen/qwen-2.5-vl-72b-instruct', ('equals', 'qwen/qwen-2.5-vl-72b-instruct'), 365),
-    ('qwen/qwen-2.5-vl-7b-instruct', ('equals', 'qwen/qwen-2.5-vl-7b-instruct'), 96),
-    ('qwen/qwen-2.5-vl-7b-instruct:free', ('equals', 'qwen/qwen-2.5-vl-7b-instruct:free'), 142),
-    ('qwen/qwen-max', ('equals', 'qwen/qwen-max'), 916),
-    ('qwen/qwen-plus', ('or', (('equals', 'qwen/qwen-plus'), ('equals', 'qwen/qwen-plus-2025-01-25'))), 917),
-    ('qwen/qwen-plus-2025-07-28', ('equals', 'qwen/qwen-plus-2025-07-28'), 918),
-    ('qwen/qwen-plus-2025-07-28:thinking', ('equals', 'qwen/qwen-plus-2025-07-28:thinking'), 919),
-    ('qwen/qwen-turbo', ('equals', 'qwen/qwen-turbo'), 363),
-    ('qwen/qwen-vl-max', ('equals', 'qwen/qwen-vl-max'), 670),
-    ('qwen/qwen-vl-plus', ('equals', 'qwen/qwen-vl-plus'), 912),
-    ('qwen/qwen2.5-coder-7b-instruct', ('equals', 'qwen/qwen2.5-coder-7b-instruct'), 96),
-    ('qwen/qwen2.5-vl-32b-instruct', ('equals', 'qwen/qwen2.5-vl-32b-instruct'), 258),
-    ('qwen/qwen2.5-vl-32b-instruct:free', ('equals', 'qwen/qwen2.5-vl-32b-instruct:free'), 142),
-    ('qwen/qwen2.5-vl-3b-instruct:free', ('equals', 'qwen/qwen2.5-vl-3b-instruct:free'), 142),
-    ('qwen/qwen2.5-vl-72b-instruct', ('equals', 'qwen/qwen2.5-vl-72b-instruct'), 920),
-    ('qwen/qwen2.5-vl-72b-instruct:free', ('equals', 'qwen/qwen2.5-vl-72b-instruct:free'), 142),
-    ('qwen/qwen3-14b', ('or', (('equals', 'qwen/qwen3-14b'), ('equals', 'qwen/qwen3-14b-04-28'))), 921),
-    ('qwen/qwen3-235b-a22b', ('equals', 'qwen/qwen3-235b-a22b'), 922),
-    ('qwen/qwen3-235b-a22b-2507', ('or', (('equals', 'qwen/qwen3-235b-a22b-2507'), ('equals', 'qwen/qwen3-235b-a22b-07-25'))), 923),
-    ('qwen/qwen3-235b-a22b-thinking-2507', ('equals', 'qwen/qwen3-235b-a22b-thinking-2507'), 924),
-    ('qwen/qwen3-30b-a3b', ('or', (('equals', 'qwen/qwen3-30b-a3b'), ('equals', 'qwen/qwen3-30b-a3b-04-28'))), 925),
-    ('qwen/qwen3-30b-a3b-instruct-2507', ('equals', 'qwen/qwen3-30b-a3b-instruct-2507'), 926),
-    ('qwen/qwen3-30b-a3b-thinking-2507', ('equals', 'qwen/qwen3-30b-a3b-thinking-2507'), 927),
-    ('qwen/qwen3-32b', ('or', (('equals', 'qwen/qwen3-32b'), ('equals', 'qwen/qwen3-32b-04-28'))), 928),
-    ('qwen/qwen3-8b', ('equals', 'qwen/qwen3-8b'), 436),
-    ('qwen/qwen3-coder', ('or', (('equals', 'qwen/qwen3-coder'), ('equals', 'qwen/qwen3-coder-480b-a35b-07-25'))), 929),
-    ('qwen/qwen3-coder-30b-a3b-instruct', ('equals', 'qwen/qwen3-coder-30b-a3b-instruct'), 930),
-    ('qwen/qwen3-coder-flash', ('equals', 'qwen/qwen3-coder-flash'), 931),
-    ('qwen/qwen3-coder-next', ('or', (('equals', 'qwen/qwen3-coder-next'), ('equals', 'qwen/qwen3-coder-next-2025-02-03'))), 932),
-    ('qwen/qwen3-coder-plus', ('equals', 'qwen/qwen3-coder-plus'), 933),
-    ('qwen/qwen3-coder:free', ('equals', 'qwen/qwen3-coder:free'), 142),
-    ('qwen/qwen3-max', ('equals', 'qwen/qwen3-max'), 934),
-    ('qwen/qwen3-max-thinking', ('or', (('equals', 'qwen/qwen3-max-thinking'), ('equals', 'qwen/qwen3-max-thinking-20260123'))), 935),
-    ('qwen/qwen3-next-80b-a3b-instruct', ('or', (('equals', 'qwen/qwen3-next-80b-a3b-instruct'), ('equals', 'qwen/qwen3-next-80b-a3b-instruct-2509'))), 936),
-    ('qwen/qwen3-next-80b-a3b-instruct:free', ('equals', 'qwen/qwen3-next-80b-a3b-instruct:free'), 142),
-    ('qwen/qwen3-next-80b-a3b-thinking', ('or', (('equals', 'qwen/qwen3-next-80b-a3b-thinking'), ('equals', 'qwen/qwen3-next-80b-a3b-thinking-2509'))), 937),
-    ('qwen/qwen3-vl-235b-a22b-instruct', ('equals', 'qwen/qwen3-vl-235b-a22b-instruct'), 938),
-    ('qwen/qwen3-vl-235b-a22b-thinking', ('equals', 'qwen/qwen3-vl-235b-a22b-thinking'), 939),
-    ('qwen/qwen3-vl-30b-a3b-instruct', ('equals', 'qwen/qwen3-vl-30b-a3b-instruct'), 940),
-    ('qwen/qwen3-vl-30b-a3b-thinking', ('equals', 'qwen/qwen3-vl-30b-a3b-thinking'), 941),
-    ('qwen/qwen3-vl-32b-instruct', ('equals', 'qwen/qwen3-vl-32b-instruct'), 942),
-    ('qwen/qwen3-vl-8b-instruct', ('equals', 'qwen/qwen3-vl-8b-instruct'), 943),
-    ('qwen/qwen3-vl-8b-thinking', ('equals', 'qwen/qwen3-vl-8b-thinking'), 944),
-    ('qwen/qwen3.5-122b-a10b', ('or', (('equals', 'qwen/qwen3.5-122b-a10b'), ('equals', 'qwen/qwen3.5-122b-a10b-20260224'))), 945),
-    ('qwen/qwen3.5-27b', ('or', (('equals', 'qwen/qwen3.5-27b'), ('equals', 'qwen/qwen3.5-27b-20260224'))), 946),
-    ('qwen/qwen3.5-35b-a3b', ('or', (('equals', 'qwen/qwen3.5-35b-a3b'), ('equals', 'qwen/qwen3.5-35b-a3b-20260224'))), 947),
-    ('qwen/qwen3.5-397b-a17b', ('or', (('equals', 'qwen/qwen3.5-397b-a17b'), ('equals', 'qwen/qwen3.5-397b-a17b-20260216'))), 948),
-    ('qwen/qwen3.5-9b', ('or', (('equals', 'qwen/qwen3.5-9b'), ('equals', 'qwen/qwen3.5-9b-20260310'))), 949),
-    ('qwen/qwen3.5-flash-02-23', ('or', (('equals', 'qwen/qwen3.5-flash-02-23'), ('equals', 'qwen/qwen3.5-flash-20260224'))), 950),
-    ('qwen/qwen3.5-plus-02-15', ('or', (('equals', 'qwen/qwen3.5-plus-02-15'), ('equals', 'qwen/qwen3.5-plus-20260216'))), 951),
-    ('qwen/qwen3.5-plus-20260420', ('equals', 'qwen/qwen3.5-plus-20260420'), 952),
-    ('qwen/qwen3.6-27b', ('or', (('equals', 'qwen/qwen3.6-27b'), ('equals', 'qwen/qwen3.6-27b-20260422'))), 953),
-    ('qwen/qwen3.6-35b-a3b', ('or', (('equals', 'qwen/qwen3.6-35b-a3b'), ('equals', 'qwen/qwen3.6-35b-a3b-20260415'))), 954),
-    ('qwen/qwen3.6-flash', ('equals', 'qwen/qwen3.6-flash'), 955),
-    ('qwen/qwen3.6-max-preview', ('or', (('equals', 'qwen/qwen3.6-max-preview'), ('equals', 'qwen/qwen3.6-max-preview-20260420'))), 956),
-    ('qwen/qwen3.6-plus', ('or', (('equals', 'qwen/qwen3.6-plus'), ('equals', 'qwen/qwen3.6-plus-04-02'))), 957),
-    ('qwen/qwen3.7-flash', ('or', (('equals', 'qwen/qwen3.7-flash'), ('equals', 'qwen/qwen3.7-flash-20260727'))), 958),
-    ('qwen/qwen3.7-max', ('or', (('equals', 'qwen/qwen3.7-max'), ('equals', 'qwen/qwen3.7-max-20260520'))), 959),
-    ('qwen/qwen3.7-plus', ('or', (('equals', 'qwen/qwen3.7-plus'), ('equals', 'qwen/qwen3.7-plus-20260602'))), 960),
-    ('qwen/qwen3.7-plus:batch', ('equals', 'qwen/qwen3.7-plus:batch'), 961),
-    ('qwen/qwen3.8-2.4t-a95b', ('or', (('equals', 'qwen/qwen3.8-2.4t-a95b'), ('equals', 'qwen/qwen3.8-2.4t-a95b-20260812'))), 962),
-    ('qwen/qwen3.8-27b', ('or', (('equals', 'qwen/qwen3.8-27b'), ('equals', 'qwen/qwen3.8-27b-20260814'))), 963),
-    ('qwen/qwen3.8-27b:batch', ('equals', 'qwen/qwen3.8-27b:batch'), 964),
-    ('qwen/qwen3.8-flash', ('or', (('equals', 'qwen/qwen3.8-flash'), ('equals', 'qwen/qwen3.8-flash-20260826'))), 561),
-    ('qwen/qwen3.8-max-0902', ('or', (('equals', 'qwen/qwen3.8-max-0902'), ('equals', 'qwen/qwen3.8-max-20260902'))), 278),
-    ('qwen/qwen3.8-max-prime', ('or', (('equals', 'qwen/qwen3.8-max-prime'), ('equals', 'qwen/qwen3.8-max-prime-20260923'))), 965),
-    ('qwen/qwen3.8-omni-flash', ('or', (('equals', 'qwen/qwen3.8-omni-flash'), ('equals', 'qwen/qwen3.8-omni-flash-20260918'))), 561),
-    ('qwen/qwq-32b', ('equals', 'qwen/qwq-32b'), 60),
-    ('qwen/qwq-32b-preview', ('equals', 'qwen/qwq-32b-preview'), 96),
-    ('qwen/qwq-32b-preview:free', ('equals', 'qwen/qwq-32b-preview:free'), 142),
-    ('qwen/qwq-32b:free', ('equals', 'qwen/qwq-32b:free'), 142),
-    ('qwen2.5-vl-32b-instruct', ('equals', 'qwen2.5-vl-32b-instruct'), 258),
-    ('qwen2.5-vl-32b-instruct:free', ('equals', 'qwen2.5-vl-32b-instruct:free'), 142),
-    ('qwen2.5-vl-72b-instruct:free', ('equals', 'qwen2.5-vl-72b-instruct:free'), 142),
-    ('qwen3-14b:free', ('equals', 'qwen3-14b:free'), 142),
-    ('qwen3-235b-a22b:free', ('equals', 'qwen3-235b-a22b:free'), 142),
-    ('qwen3-30b-a3b:free', ('equals', 'qwen3-30b-a3b:free'), 142),
-    ('qwen3-32b:free', ('equals', 'qwen3-32b:free'), 142),
-    ('qwen3-8b:free', ('equals', 'qwen3-8b:free'), 142),
-    ('qwerky-72b:free', ('equals', 'qwerky-72b:free'), 142),
-    ('qwq-32b', ('equals', 'qwq-32b'), 60),
-    ('qwq-32b-arliai-rpr-v1:free', ('equals', 'qwq-32b-arliai-rpr-v1:free'), 142),
-    ('qwq-32b-preview', ('equals', 'qwq-32b-preview'), 96),
-    ('qwq-32b:free', ('equals', 'qwq-32b:free'), 142),
-    ('r1-1776', ('equals', 'r1-1776'), 658),
-    ('raifle/sorcererlm-8x22b', ('equals', 'raifle/sorcererlm-8x22b'), 966),
-    ('recursive/flint-v1.0:free', ('equals', 'recursive/flint-v1.0:free'), 142),
-    ('reflection/beam-1.0-501b-a23b', ('or', (('equals', 'reflection/beam-1.0-501b-a23b'), ('equals', 'reflection/beam-1.0-501b-a23b-20261016'))), 967),
-    ('reka-flash-3:free', ('equals', 'reka-flash-3:free'), 142),
-    ('rekaai/reka-edge', ('or', (('equals', 'rekaai/reka-edge'), ('equals', 'rekaai/reka-edge-2603'))), 31),
-    ('rekaai/reka-flash-3', ('equals', 'rekaai/reka-flash-3'), 463),
-    ('rekaai/reka-flash-3:free', ('equals', 'rekaai/reka-flash-3:free'), 142),
-    ('relace/relace-apply-3', ('equals', 'relace/relace-apply-3'), 968),
-    ('relace/relace-search', ('or', (('equals', 'relace/relace-search'), ('equals', 'relace/relace-search-20251208'))), 98),
-    ('ricursiveai/ripple-65b-preview', ('or', (('equals', 'ricursiveai/ripple-65b-preview'), ('equals', 'ricursiveai/ripple-65b-preview-20261104'))), 969),
-    ('sakana/fugu-max', ('or', (('equals', 'sakana/fugu-max'), ('equals', 'sakana/fugu-max-20260911'))), 278),
-    ('sakana/fugu-ultra', ('or', (('equals', 'sakana/fugu-ultra'), ('equals', 'sakana/fugu-ultra-20260615'), ('equals', 'sakana/fugu-ultra-v2'), ('equals', 'sakana/fugu-ultra-v2-20260911'))), 295),
-    ('sakana/sakana-namazu', ('or', (('equals', 'sakana/sakana-namazu'), ('equals', 'sakana/namazu-20260811'))), 970),
-    ('sao10k/fimbulvetr-11b-v2', ('equals', 'sao10k/fimbulvetr-11b-v2'), 657),
-    ('sao10k/l3-euryale-70b', ('equals', 'sao10k/l3-euryale-70b'), 403),
-    ('sao10k/l3-lunaris-8b', ('equals', 'sao10k/l3-lunaris-8b'), 971),
-    ('sao10k/l3.1-70b-hanami-x1', ('equals', 'sao10k/l3.1-70b-hanami-x1'), 368),
-    ('sao10k/l3.1-euryale-70b', ('equals', 'sao10k/l3.1-euryale-70b'), 972),
-    ('sao10k/l3.3-euryale-70b', ('or', (('equals', 'sao10k/l3.3-euryale-70b'), ('equals', 'sao10k/l3.3-euryale-70b-v2.3'))), 973),
-    ('sarvam-m:free', ('equals', 'sarvam-m:free'), 142),
-    ('scaledown/extract', ('or', (('equals', 'scaledown/extract'), ('equals', 'scaledown/extract-20260928'))), 231),
-    ('scaledown/summarize', ('or', (('equals', 'scaledown/summarize'), ('equals', 'scaledown/summarize-20260928'))), 231),
-    ('scb10x/llama3.1-typhoon2-70b-instruct', ('equals', 'scb10x/llama3.1-typhoon2-70b-instruct'), 788),
-    ('scb10x/llama3.1-typhoon2-8b-instruct', ('equals', 'scb10x/llama3.1-typhoon2-8b-instruct'), 344),
-    ('shisa-ai/shisa-v2-llama3.3-70b:free', ('equals', 'shisa-ai/shisa-v2-llama3.3-70b:free'), 142),
-    ('shisa-v2-llama3.3-70b:free', ('equals', 'shisa-v2-llama3.3-70b:free'), 142),
-    ('sonar-reasoning', ('equals', 'sonar-reasoning'), 903),
-    ('sophosympatheia/midnight-rose-70b', ('equals', 'sophosympatheia/midnight-rose-70b'), 414),
-    ('sophosympatheia/rogue-rose-103b-v0.2:free', ('equals', 'sophosympatheia/rogue-rose-103b-v0.2:free'), 142),
-    ('sorcererlm-8x22b', ('equals', 'sorcererlm-8x22b'), 966),
-    ('spotlight', ('equals', 'spotlight'), 344),
-    ('stealth/crouton-alpha', ('equals', 'stealth/crouton-alpha'), 142),
-    ('steelskull/l3.3-electra-r1-70b', ('equals', 'steelskull/l3.3-electra-r1-70b'), 974),
-    ('stepfun/step-3.5-flash', ('equals', 'stepfun/step-3.5-flash'), 975),
-    ('stepfun/step-3.7-flash', ('or', (('equals', 'stepfun/step-3.7-flash'), ('equals', 'stepfun/step-3.7-flash-20260528'))), 562),
-    ('stepfun/step-5-preview', ('or', (('equals', 'stepfun/step-5-preview'), ('equals', 'stepfun/step-5-preview-20261008'))), 563),
-    ('switchpoint/router', ('equals', 'switchpoint/router'), 976),
-    ('tencent/hunyuan-a13b-instruct', ('equals', 'tencent/hunyuan-a13b-instruct'), 977),
-    ('tencent/hy-mt2-1.8b', ('or', (('equals', 'tencent/hy-mt2-1.8b'), ('equals', 'tencent/hy-mt2-1.8b-20260521'))), 978),
-    ('tencent/hy-mt2-30b-a3b', ('or', (('equals', 'tencent/hy-mt2-30b-a3b'), ('equals', 'tencent/hy-mt2-30b-a3b-20260521'))), 979),
-    ('tencent/hy-mt2-7b', ('or', (('equals', 'tencent/hy-mt2-7b'), ('equals', 'tencent/hy-mt2-7b-20260521'))), 979),
-    ('tencent/hy3-preview', ('or', (('equals', 'tencent/hy3-preview'), ('equals', 'tencent/hy3-preview-20260421'))), 980),
-    ('tencent/hy4', ('or', (('equals', 'tencent/hy4'), ('equals', 'tencent/hy4-20261104'))), 565),
-    ('thedrummer/anubis-pro-105b-v1', ('equals', 'thedrummer/anubis-pro-105b-v1'), 682),
-    ('thedrummer/cydonia-24b-v4.1', ('equals', 'thedrummer/cydonia-24b-v4.1'), 981),
-    ('thedrummer/rocinante-12b', ('equals', 'thedrummer/rocinante-12b'), 462),
-    ('thedrummer/skyfall-36b-v2', ('equals', 'thedrummer/skyfall-36b-v2'), 982),
-    ('thedrummer/unslopnemo-12b', ('equals', 'thedrummer/unslopnemo-12b'), 983),
-    ('thinkingmachines/inkling', ('or', (('equals', 'thinkingmachines/inkling'), ('equals', 'thinkingmachines/inkling-20260715'))), 164),
-    ('thinkingmachines/inkling-small', ('or', (('equals', 'thinkingmachines/inkling-small'), ('equals', 'thinkingmachines/inkling-small-20260730'))), 984),
-    ('thinkingmachines/inkling-small:batch', ('equals', 'thinkingmachines/inkling-small:batch'), 985),
-    ('thinkingmachines/inkling-small:free', ('equals', 'thinkingmachines/inkling-small:free'), 142),
-    ('thinkingmachines/inkling:free', ('equals', 'thinkingmachines/inkling:free'), 142),
-    ('thudm/glm-4-32b:free', ('equals', 'thudm/glm-4-32b:free'), 142),
-    ('thudm/glm-z1-32b:free', ('equals', 'thudm/glm-z1-32b:free'), 142),
-    ('toppy-m-7b', ('equals', 'toppy-m-7b'), 657),
-    ('typesafe/jev-1.13', ('or', (('equals', 'typesafe/jev-1.13'), ('regex', '^typesafe/jev-1\\.13-\\d{8}$'))), 986),
-    ('typesafe/jev-1.14', ('or', (('equals', 'typesafe/jev-1.14'), ('equals', '~typesafe/jev-latest'), ('regex', '^typesafe/jev-1\\.14-\\d{8}$'))), 986),
-    ('unbiased/pareto-26.10', ('or', (('equals', 'unbiased/pareto-26.10'), ('equals', 'unbiased/pareto-26.10-20261015'))), 987),
-    ('unbiased/pareto-26.9', ('or', (('equals', 'unbiased/pareto-26.9'), ('equals', 'unbiased/pareto-26.9-20260917'))), 988),
-    ('undi95/remm-slerp-l2-13b', ('equals', 'undi95/remm-slerp-l2-13b'), 989),
-    ('undi95/toppy-m-7b', ('equals', 'undi95/toppy-m-7b'), 341),
-    ('upstage/solar-mini4', ('or', (('equals', 'upstage/solar-mini4'), ('equals', 'upstage/solar-mini4-20260922'))), 990),
-    ('upstage/solar-pro-3', ('equals', 'upstage/solar-pro-3'), 337),
-    ('upstage/solar-pro4', ('or', (('equals', 'upstage/solar-pro4'), ('equals', 'upstage/solar-pro4-20260810'))), 991),
-    ('valkyrie-49b-v1', ('equals', 'valkyrie-49b-v1'), 683),
-    ('virtuoso-medium-v2', ('equals', 'virtuoso-medium-v2'), 683),
-    ('writer/palmyra-x5', ('or', (('equals', 'writer/palmyra-x5'), ('equals', 'writer/palmyra-x5-20250428'))), 139),
-    ('x-ai/grok-2-1212', ('equals', 'x-ai/grok-2-1212'), 762),
-    ('x-ai/grok-2-vision-1212', ('equals', 'x-ai/grok-2-vision-1212'), 762),
-    ('x-ai/grok-3-beta', ('equals', 'x-ai/grok-3-beta'), 361),
-    ('x-ai/grok-3-mini-beta', ('equals', 'x-ai/grok-3-mini-beta'), 992),
-    ('x-ai/grok-4-fast', ('equals', 'x-ai/grok-4-fast'), 993),
-    ('x-ai/grok-4.1-fast:free', ('equals', 'x-ai/grok-4.1-fast:free'), 142),
-    ('x-ai/grok-4.20', ('or', (('equals', 'x-ai/grok-4.20'), ('equals', 'x-ai/grok-4.20-20260309'))), 994),
-    ('x-ai/grok-4.20-multi-agent', ('or', (('equals', 'x-ai/grok-4.20-multi-agent'), ('equals', 'x-ai/grok-4.20-multi-agent-20260309'))), 995),
-    ('x-ai/grok-4.3', ('or', (('equals', 'x-ai/grok-4.3'), ('regex', '^x-ai/grok-4\\.3-\\d{8}$'), ('equals', 'x-ai/grok-4.3-20260430'))), 994),
-    ('x-ai/grok-4.3:batch', ('equals', 'x-ai/grok-4.3:batch'), 996),
-    ('x-ai/grok-4.5', ('or', (('equals', 'x-ai/grok-4.5'), ('equals', 'x-ai/grok-4.5-20260708'))), 997),
-    ('x-ai/grok-4.6', ('or', (('equals', 'x-ai/grok-4.6'), ('equals', 'x-ai/grok-4.6-20260810'))), 298),
-    ('x-ai/grok-4.6:batch', ('equals', 'x-ai/grok-4.6:batch'), 998),
-    ('x-ai/grok-4.7', ('or', (('equals', 'x-ai/grok-4.7'), ('equals', 'x-ai/grok-4.7-20260916'))), 298),
-    ('x-ai/grok-4.7:batch', ('equals', 'x-ai/grok-4.7:batch'), 998),
-    ('x-ai/grok-beta', ('equals', 'x-ai/grok-beta'), 580),
-    ('x-ai/grok-build-0.1', ('or', (('equals', 'x-ai/grok-build-0.1'), ('equals', 'x-ai/grok-build-0.1-20260520'))), 999),
-    ('x-ai/grok-code-fast-1', ('equals', 'x-ai/grok-code-fast-1'), 1000),
-    ('x-ai/grok-vision-beta', ('equals', 'x-ai/grok-vision-beta'), 580),
-    ('xiaomi/mimo-v2-flash', ('equals', 'xiaomi/mimo-v2-flash'), 831),
-    ('xiaomi/mimo-v2.5', ('or', (('equals', 'xiaomi/mimo-v2.5'), ('equals', 'xiaomi/mimo-v2.5-20260422'))), 1001),
-    ('xiaomi/mimo-v2.5-pro', ('or', (('equals', 'xiaomi/mimo-v2.5-pro'), ('equals', 'xiaomi/mimo-v2.5-pro-20260422'))), 570),
-    ('xiaomi/mimo-v2.6-flash', ('or', (('equals', 'xiaomi/mimo-v2.6-flash'), ('equals', 'xiaomi/mimo-v2.6-flash-20260921'))), 569),
-    ('xiaomi/mimo-v2.6-pro', ('or', (('equals', 'xiaomi/mimo-v2.6-pro'), ('equals', 'xiaomi/mimo-v2.6-pro-20260921'))), 570),
-    ('xiaomi/mimo-v2.6-pro-ultraspeed', ('or', (('equals', 'xiaomi/mimo-v2.6-pro-ultraspeed'), ('equals', 'xiaomi/mimo-v2.6-pro-ultraspeed-20260921'))), 1002),
-    ('xingchen-agi/xing4.0-29b-a4b:free', ('equals', 'xingchen-agi/xing4.0-29b-a4b:free'), 142),
-    ('xwin-lm/xwin-lm-70b', ('equals', 'xwin-lm/xwin-lm-70b'), 1003),
-    ('yi-large', ('equals', 'yi-large'), 368),
-    ('z-ai/glm-4.5', ('equals', 'z-ai/glm-4.5'), 575),
-    ('z-ai/glm-4.5-air', ('equals', 'z-ai/glm-4.5-air'), 1004),
-    ('z-ai/glm-4.5v', ('equals', 'z-ai/glm-4.5v'), 572),
-    ('z-ai/glm-4.6', ('equals', 'z-ai/glm-4.6'), 1005),
-    ('z-ai/glm-4.6v', ('or', (('equals', 'z-ai/glm-4.6v'), ('equals', 'z-ai/glm-4.6-20251208'))), 1006),
-    ('z-ai/glm-4.7', ('or', (('equals', 'z-ai/glm-4.7'), ('equals', 'z-ai/glm-4.7-20251222'))), 1007),
-    ('z-ai/glm-4.7-flash', ('or', (('equals', 'z-ai/glm-4.7-flash'), ('equals', 'z-ai/glm-4.7-flash-20260119'))), 1008),
-    ('z-ai/glm-5', ('or', (('equals', 'z-ai/glm-5'), ('equals', 'z-ai/glm-5-20260211'))), 1009),
-    ('z-ai/glm-5-turbo', ('or', (('equals', 'z-ai/glm-5-turbo'), ('equals', 'z-ai/glm-5-turbo-20260315'))), 724),
-    ('z-ai/glm-5.1', ('or', (('equals', 'z-ai/glm-5.1'), ('equals', 'z-ai/glm-5.1-20260406'))), 1010),
-    ('z-ai/glm-5.2', ('or', (('equals', 'z-ai/glm-5.2'), ('equals', 'z-ai/glm-5.2-20260616'))), 1011),
-    ('z-ai/glm-5.2:batch', ('equals', 'z-ai/glm-5.2:batch'), 1012),
-    ('z-ai/glm-5.3', ('or', (('equals', 'z-ai/glm-5.3'), ('equals', 'z-ai/glm-5.3-20260816'))), 1013),
-    ('z-ai/glm-5.3-flash', ('or', (('equals', 'z-ai/glm-5.3-flash'), ('equals', 'z-ai/glm-5.3-flash-20260826'))), 1014),
-    ('z-ai/glm-5.3-flash:batch', ('equals', 'z-ai/glm-5.3-flash:batch'), 1015),
-    ('z-ai/glm-5.3-flashx', ('or', (('equals', 'z-ai/glm-5.3-flashx'), ('equals', 'z-ai/glm-5.3-flashx-20260918'))), 1016),
-    ('z-ai/glm-5.3-flashx-legal', ('or', (('equals', 'z-ai/glm-5.3-flashx-legal'), ('equals', 'z-ai/glm-5.3-flashx-legal-20261102'))), 579),
-    ('z-ai/glm-5.3-prime', ('or', (('equals', 'z-ai/glm-5.3-prime'), ('equals', 'z-ai/glm-5.3-prime-20260921'))), 1017),
-    ('z-ai/glm-5.3:batch', ('equals', 'z-ai/glm-5.3:batch'), 1018),
-    ('z-ai/glm-5v-turbo', ('or', (('equals', 'z-ai/glm-5v-turbo'), ('equals', 'z-ai/glm-5v-turbo-20260401'))), 724),
-    ('~anthropic/claude-fable-latest', ('equals', '~anthropic/claude-fable-latest'), 1019),
-    ('~anthropic/claude-haiku-latest', ('equals', '~anthropic/claude-haiku-latest'), 1020),
-    ('~anthropic/claude-opus-latest', ('equals', '~anthropic/claude-opus-latest'), 1021),
-    ('~anthropic/claude-sonnet-latest', ('equals', '~anthropic/claude-sonnet-latest'), 1022),
-    ('~deepseek/deepseek-flash-latest', ('equals', '~deepseek/deepseek-flash-latest'), 1023),
-    ('~deepseek/deepseek-pro-latest', ('equals', '~deepseek/deepseek-pro-latest'), 1024),
-    ('~deepseek/deepseek-v4-flash-latest', ('equals', '~deepseek/deepseek-v4-flash-latest'), 1025),
-    ('~google/gemini-flash-latest', ('equals', '~google/gemini-flash-latest'), 1026),
-    ('~google/gemini-pro-latest', ('equals', '~google/gemini-pro-latest'), 1027),
-    ('~moonshotai/kimi-latest', ('equals', '~moonshotai/kimi-latest'), 1028),
-    ('~openai/gpt-astra-latest', ('equals', '~openai/gpt-astra-latest'), 77),
-    ('~openai/gpt-latest', ('equals', '~openai/gpt-latest'), 634),
-    ('~openai/gpt-luna-latest', ('equals', '~openai/gpt-luna-latest'), 78),
-    ('~openai/gpt-mini-latest', ('equals', '~openai/gpt-mini-latest'), 293),
-    ('~openai/gpt-sol-latest', ('equals', '~openai/gpt-sol-latest'), 80),
-    ('~openai/gpt-terra-latest', ('equals', '~openai/gpt-terra-latest'), 76),
-    ('~unbiased/pareto-latest', ('equals', '~unbiased/pareto-latest'), 987),
-    ('~x-ai/grok-latest', ('equals', '~x-ai/grok-latest'), 298),
-    ('~z-ai/glm-flash-latest', ('equals', '~z-ai/glm-flash-latest'), 1029),
-    ('~z-ai/glm-latest', ('equals', '~z-ai/glm-latest'), 1030),
-    ('DeepSeek-R1-Distill-Llama-70B', ('or', (('equals', 'deepseek-r1-distill-llama-70b'), ('equals', 'deepseek-r1-distill-llama-70b'))), 457),
-    ('Llama-3.1-8B-Instruct', ('or', (('equals', 'llama-3.1-8b-instruct'), ('equals', 'llama-3.1-8b-instruct'))), 456),
-    ('Meta-Llama-3_3-70B-Instruct', ('or', (('equals', 'meta-llama-3_3-70b-instruct'), ('equals', 'meta-llama-3_3-70b-instruct'))), 457),
-    ('Mistral-7B-Instruct-v0.3', ('or', (('equals', 'mistral-7b-instruct-v0.3'), ('equals', 'mistral-7b-instruct-v0.3'))), 456),
-    ('Mistral-Nemo-Instruct-2407', ('or', (('equals', 'mistral-nemo-instruct-2407'), ('equals', 'mistral-nemo-instruct-2407'))), 386),
-    ('Mistral-Small-3.2-24B-Instruct-2506', ('or', (('equals', 'mistral-small-3.2-24b-instruct-2506'), ('equals', 'mistral-small-3.2-24b-instruct-2506'))), 1031),
-    ('Mixtral-8x7B-Instruct-v0.1', ('or', (('equals', 'mixtral-8x7b-instruct-v0.1'), ('equals', 'mixtral-8x7b-instruct-v0.1'))), 511),
-    ('Qwen2.5-VL-72B-Instruct', ('or', (('equals', 'qwen2.5-vl-72b-instruct'), ('equals', 'qwen2.5-vl-72b-instruct'))), 450),
-    ('Qwen3-32B', ('or', (('equals', 'qwen3-32b'), ('equals', 'qwen3-32b'))), 451),
-    ('Qwen3-Coder-30B-A3B-Instruct', ('or', (('equals', 'qwen3-coder-30b-a3b-instruct'), ('equals', 'qwen3-coder-30b-a3b-instruct'))), 452),
-    ('Qwen3-Embedding-8B', ('or', (('equals', 'qwen3-embedding-8b'), ('equals', 'qwen3-embedding-8b'))), 209),
-    ('Qwen3.5-397B-A17B', ('or', (('equals', 'qwen3.5-397b-a17b'), ('equals', 'qwen3.5-397b-a17b'))), 453),
-    ('Qwen3.5-9B', ('or', (('equals', 'qwen3.5-9b'), ('equals', 'qwen3.5-9b'))), 454),
-    ('Qwen3.6-27B', ('or', (('equals', 'qwen3.6-27b'), ('equals', 'qwen3.6-27b'))), 455),
-    ('Qwen3.8-27B', ('or', (('equals', 'qwen3.8-27b'), ('equals', 'qwen3.8-27b'))), 455),
-    ('bge-base-en-v1.5', ('equals', 'bge-base-en-v1.5'), 1032),
-    ('bge-m3', ('equals', 'bge-m3'), 1032),
-    ('bge-multilingual-gemma2', ('equals', 'bge-multilingual-gemma2'), 1032),
-    ('gpt-oss-120b', ('equals', 'gpt-oss-120b'), 458),
-    ('gpt-oss-20b', ('equals', 'gpt-oss-20b'), 459),
-    ('llama-3.1-sonar-large-128k-online', ('equals', 'llama-3.1-sonar-large-128k-online'), 549),
-    ('llama-3.1-sonar-small-128k-online', ('equals', 'llama-3.1-sonar-small-128k-online'), 96),
-    ('perplexity/deepseek-v4-pro-0813', ('equals', 'perplexity/deepseek-v4-pro-0813'), 21),
-    ('perplexity/glm-5.3', ('equals', 'perplexity/glm-5.3'), 27),
-    ('perplexity/glm-5.3-flash', ('equals', 'perplexity/glm-5.3-flash'), 28),
-    ('perplexity/kimi-k3', ('equals', 'perplexity/kimi-k3'), 24),
-    ('perplexity/nemotron-3.5-super-120b-a12b', ('equals', 'perplexity/nemotron-3.5-super-120b-a12b'), 161),
-    ('perplexity/sonar', ('equals', 'perplexity/sonar'), 1033),
-    ('pplx-decider-flash-v1.2', ('or', (('equals', 'pplx-decider-flash-v1.2'), ('equals', 'pplx-decider-flash-latest'), ('equals', 'perplexity/pplx-decider-flash-latest'))), 1032),
-    ('pplx-decider-v1-27b', ('equals', 'pplx-decider-v1-27b'), 58),
-    ('pplx-decider-v1.1-27b', ('equals', 'pplx-decider-v1.1-27b'), 58),
-    ('pplx-decider-v1.2', ('or', (('equals', 'pplx-decider-v1.2'), ('equals', 'pplx-decider-latest'), ('equals', 'perplexity/pplx-decider-latest'))), 58),
-    ('pplx-embed-context-v1-0.6b', ('equals', 'pplx-embed-context-v1-0.6b'), 1034),
-    ('pplx-embed-context-v1-4b', ('equals', 'pplx-embed-context-v1-4b'), 1035),
-    ('pplx-embed-v1-0.6b', ('equals', 'pplx-embed-v1-0.6b'), 1036),
-    ('pplx-embed-v1-4b', ('equals', 'pplx-embed-v1-4b'), 1037),
-    ('r1-1776', ('equals', 'r1-1776'), 658),
-    ('sonar', ('equals', 'sonar'), 1038),
-    ('sonar-deep-research', ('equals', 'sonar-deep-research'), 1039),
-    ('sonar-pro', ('equals', 'sonar-pro'), 1040),
-    ('sonar-pro-search', ('equals', 'sonar-pro-search'), 361),
-    ('sonar-reasoning', ('equals', 'sonar-reasoning'), 1041),
-    ('sonar-reasoning-pro', ('equals', 'sonar-reasoning-pro'), 1042),
-    ('claude-fable-5', ('equals', 'claude-fable-5'), 1043),
-    ('claude-fable-5-1', ('equals', 'claude-fable-5-1'), 1044),
-    ('claude-haiku-4-5', ('equals', 'claude-haiku-4-5'), 1045),
-    ('claude-haiku-5-5', ('equals', 'claude-haiku-5-5'), 1046),
-    ('claude-opus-4-6', ('equals', 'claude-opus-4-6'), 1047),
-    ('claude-opus-4-8', ('equals', 'claude-opus-4-8'), 1048),
-    ('claude-opus-5', ('equals', 'claude-opus-5'), 1048),
-    ('claude-opus-5-5', ('equals', 'claude-opus-5-5'), 681),
-    ('claude-sonnet-4-6', ('equals', 'claude-sonnet-4-6'), 1049),
-    ('claude-sonnet-5', ('equals', 'claude-sonnet-5'), 1050),
-    ('claude-sonnet-5-5', ('equals', 'claude-sonnet-5-5'), 673),
-    ('deepseek-v4-flash', ('equals', 'deepseek-v4-flash'), 1051),
-    ('deepseek-v4-pro', ('equals', 'deepseek-v4-pro'), 1052),
-    ('deepseek-v4.1-flash', ('equals', 'deepseek-v4.1-flash'), 1053),
-    ('deepseek-v4.1-flash-1017', ('equals', 'deepseek-v4.1-flash-1017'), 1054),
-    ('gemini-3-flash-preview', ('equals', 'gemini-3-flash-preview'), 1055),
-    ('gemini-3-pro-image', ('equals', 'gemini-3-pro-image'), 1056),
-    ('gemini-3.1-flash-lite', ('equals', 'gemini-3.1-flash-lite'), 1057),
-    ('gemini-3.1-pro-preview', ('equals', 'gemini-3.1-pro-preview'), 1058),
-    ('gemini-3.5-flash', ('equals', 'gemini-3.5-flash'), 1059),
-    ('gemini-3.5-flash-lite', ('equals', 'gemini-3.5-flash-lite'), 1060),
-    ('gemini-3.6-flash', ('equals', 'gemini-3.6-flash'), 1061),
-    ('gemini-3.7-flash', ('equals', 'gemini-3.7-flash'), 1062),
-    ('gemini-3.8-flash', ('equals', 'gemini-3.8-flash'), 1062),
-    ('gemini-4-argon', ('equals', 'gemini-4-argon'), 289),
-    ('glm-5.2', ('equals', 'glm-5.2'), 1063),
-    ('glm-5.3', ('equals', 'glm-5.3'), 1064),
-    ('glm-5.3-flash', ('equals', 'glm-5.3-flash'), 1065),
-    ('glm-5.3-prime', ('equals', 'glm-5.3-prime'), 1066),
-    ('gpt-5.6-luna', ('equals', 'gpt-5.6-luna'), 1067),
-    ('gpt-5.6-sol', ('equals', 'gpt-5.6-sol'), 1068),
-    ('gpt-5.6-terra', ('equals', 'gpt-5.6-terra'), 1069),
-    ('gpt-6-astra', ('equals', 'gpt-6-astra'), 1070),
-    ('gpt-6-luna', ('equals', 'gpt-6-luna'), 1071),
-    ('gpt-6-sol', ('equals', 'gpt-6-sol'), 1072),
-    ('gpt-6.1-sol', ('equals', 'gpt-6.1-sol'), 1073),
-    ('gpt-6.1-terra', ('or', (('equals', 'gpt-6.1-terra'), ('equals', 'gpt-6.1-terra-pro'))), 1074),
-    ('gpt-oss-120b', ('equals', 'gpt-oss-120b'), 1075),
-    ('grok-4.5', ('equals', 'grok-4.5'), 1076),
-    ('grok-4.6', ('equals', 'grok-4.6'), 298),
-    ('grok-4.7', ('equals', 'grok-4.7'), 298),
-    ('hy3', ('equals', 'hy3'), 1077),
-    ('hy4', ('equals', 'hy4'), 1078),
-    ('hy4-preview', ('equals', 'hy4-preview'), 1079),
-    ('jev-1.13', ('equals', 'jev-1.13'), 986),
-    ('kimi-k2.6', ('equals', 'kimi-k2.6'), 1080),
-    ('kimi-k2.7-code', ('equals', 'kimi-k2.7-code'), 1081),
-    ('kimi-k3', ('equals', 'kimi-k3'), 1082),
-    ('kimi-k3.1-pro', ('equals', 'kimi-k3.1-pro'), 248),
-    ('kimi-k3.1-pro-highspeed', ('equals', 'kimi-k3.1-pro-highspeed'), 555),
-    ('mimo-v2.5', ('equals', 'mimo-v2.5'), 1083),
-    ('mimo-v2.6-flash', ('equals', 'mimo-v2.6-flash'), 1084),
-    ('mimo-v2.6-pro', ('equals', 'mimo-v2.6-pro'), 1085),
-    ('minimax-m3', ('equals', 'minimax-m3'), 1086),
-    ('mistral-large-4', ('equals', 'mistral-large-4'), 1087),
-    ('muse-glimmer-30b', ('equals', 'muse-glimmer-30b'), 1088),
-    ('muse-spark-1.2', ('equals', 'muse-spark-1.2'), 1089),
-    ('muse-spark-1.3', ('equals', 'muse-spark-1.3'), 1089),
-    ('muse-spark-open', ('equals', 'muse-spark-open'), 159),
-    ('muse-wonder', ('equals', 'muse-wonder'), 555),
-    ('nemotron-3-ultra', ('equals', 'nemotron-3-ultra'), 1090),
-    ('nemotron-3.5-lightning', ('equals', 'nemotron-3.5-lightning'), 1091),
-    ('qwen3.6-35b', ('equals', 'qwen3.6-35b'), 1092),
-    ('qwen3.6-plus', ('equals', 'qwen3.6-plus'), 1093),
-    ('qwen3.7-flash', ('equals', 'qwen3.7-flash'), 1094),
-    ('qwen3.7-max', ('equals', 'qwen3.7-max'), 1095),
-    ('qwen3.7-plus', ('equals', 'qwen3.7-plus'), 1096),
-    ('qwen3.8-27b', ('equals', 'qwen3.8-27b'), 1097),
-    ('qwen3.8-27b-decentered', ('equals', 'qwen3.8-27b-decentered'), 1098),
-    ('qwen3.8-flash-next', ('equals', 'qwen3.8-flash-next'), 1099),
-    ('qwen3.8-max', ('equals', 'qwen3.8-max'), 1100),
-    ('qwen3.8-max-prime', ('equals', 'qwen3.8-max-prime'), 965),
-    ('qwen3.8-omni-flash', ('equals', 'qwen3.8-omni-flash'), 561),
-    ('step-5-preview', ('equals', 'step-5-preview'), 563),
-    ('trio-spark-v1.3', ('equals', 'trio-spark-v1.3'), 986),
-    ('Austism/chronos-hermes-13b', ('equals', 'austism/chronos-hermes-13b'), 367),
-    ('Gryphe/MythoMax-L2-13b', ('equals', 'gryphe/mythomax-l2-13b'), 367),
-    ('MiniMaxAI/MiniMax-M3', ('equals', 'minimaxai/minimax-m3'), 274),
-    ('MiniMaxAI/MiniMax-M3.1-Flash', ('equals', 'minimaxai/minimax-m3.1-flash'), 337),
-    ('Nexusflow/NexusRaven-V2-13B', ('equals', 'nexusflow/nexusraven-v2-13b'), 367),
-    ('NousResearch/Nous-Capybara-7B-V1p9', ('equals', 'nousresearch/nous-capybara-7b-v1p9'), 96),
-    ('NousResearch/Nous-Hermes-2-Mixtral-8x7B-DPO', ('equals', 'nousresearch/nous-hermes-2-mixtral-8x7b-dpo'), 258),
-    ('NousResearch/Nous-Hermes-2-Mixtral-8x7B-SFT', ('equals', 'nousresearch/nous-hermes-2-mixtral-8x7b-sft'), 258),
-    ('NousResearch/Nous-Hermes-2-Yi-34B', ('equals', 'nousresearch/nous-hermes-2-yi-34b'), 414),
-    ('NousResearch/Nous-Hermes-Llama2-13b', ('equals', 'nousresearch/nous-hermes-llama2-13b'), 1101),
-    ('NousResearch/Nous-Hermes-llama-2-7b', ('equals', 'nousresearch/nous-hermes-llama-2-7b'), 96),
-    ('Open-Orca/Mistral-7B-OpenOrca', ('equals', 'open-orca/mistral-7b-openorca'), 96),
-    ('Qwen/Qwen1.5-0.5B', ('or', (('equals', 'qwen/qwen1.5-0.5b'), ('equals', 'qwen/qwen1.5-0.5b-chat'))), 31),
-    ('Qwen/Qwen1.5-1.8B', ('or', (('equals', 'qwen/qwen1.5-1.8b'), ('equals', 'qwen/qwen1.5-1.8b-chat'))), 31),
-    ('Qwen/Qwen1.5-14B', ('or', (('equals', 'qwen/qwen1.5-14b'), ('equals', 'qwen/qwen1.5-14b-chat'))), 367),
-    ('Qwen/Qwen1.5-4B', ('or', (('equals', 'qwen/qwen1.5-4b'), ('equals', 'qwen/qwen1.5-4b-chat'))), 31),
-    ('Qwen/Qwen1.5-72B', ('equals', 'qwen/qwen1.5-72b'), 258),
-    ('Qwen/Qwen1.5-7B', ('or', (('equals', 'qwen/qwen1.5-7b'), ('equals', 'qwen/qwen1.5-7b-chat'))), 96),
-    ('Qwen/Qwen3.5-9B', ('equals', 'qwen/qwen3.5-9b'), 1102),
-    ('Qwen/Qwen3.6-Plus', ('equals', 'qwen/qwen3.6-plus'), 739),
-    ('Qwen/Qwen3.7-Max', ('equals', 'qwen/qwen3.7-max'), 1103),
-    ('Qwen/Qwen3.7-Plus', ('equals', 'qwen/qwen3.7-plus'), 1104),
-    ('Qwen/Qwen3.8-2.4T-A95B', ('equals', 'qwen/qwen3.8-2.4t-a95b'), 212),
-    ('Qwen/Qwen3.8-Flash', ('equals', 'qwen/qwen3.8-flash'), 447),
-    ('Undi95/ReMM-SLERP-L2-13B', ('equals', 'undi95/remm-slerp-l2-13b'), 367),
-    ('Undi95/Toppy-M-7B', ('equals', 'undi95/toppy-m-7b'), 96),
-    ('WizardLM/WizardLM-13B-V1.2', ('equals', 'wizardlm/wizardlm-13b-v1.2'), 367),
-    ('allenai/OLMo-7B', ('or', (('equals', 'allenai/olmo-7b'), ('equals', 'allenai/olmo-7b-instruct'), ('equals', 'allenai/olmo-7b-twin-2t'))), 96),
-    ('codellama/CodeLlama-13b-Instruct-hf', ('equals', 'codellama/codellama-13b-instruct-hf'), 1101),
-    ('codellama/CodeLlama-34b-Instruct-hf', ('equals', 'codellama/codellama-34b-instruct-hf'), 1105),
-    ('codellama/CodeLlama-70b-Instruct-hf', ('equals', 'codellama/codellama-70b-instruct-hf'), 258),
-    ('codellama/CodeLlama-7b-Instruct-hf', ('equals', 'codellama/codellama-7b-instruct-hf'), 96),
-    ('deepseek-ai/DeepSeek-V4-Pro-0813', ('equals', 'deepseek-ai/deepseek-v4-pro-0813'), 243),
-    ('deepseek-ai/DeepSeek-V4.1-Flash', ('or', (('equals', 'deepseek-ai/deepseek-v4.1-flash'), ('equals', 'deepseek-ai/deepseek-v4.1-flash-1017'))), 23),
-    ('deepseek-ai/deepseek-coder-33b-instruct', ('equals', 'deepseek-ai/deepseek-coder-33b-instruct'), 414),
-    ('garage-bAInd/Platypus2-70B-instruct', ('equals', 'garage-baind/platypus2-70b-instruct'), 258),
-    ('google/gemma-2b', ('or', (('equals', 'google/gemma-2b'), ('equals', 'google/gemma-2b-it'))), 31),
-    ('google/gemma-7b', ('or', (('equals', 'google/gemma-7b'), ('equals', 'google/gemma-7b-it'))), 96),
-    ('lmsys/vicuna-13b-v1.5', ('equals', 'lmsys/vicuna-13b-v1.5'), 367),
-    ('lmsys/vicuna-7b-v1.5', ('equals', 'lmsys/vicuna-7b-v1.5'), 96),
-    ('meta-llama/Llama-2-13b-chat-hf', ('equals', 'meta-llama/llama-2-13b-chat-hf'), 1101),
-    ('meta-llama/Llama-2-70b-chat-hf', ('equals', 'meta-llama/llama-2-70b-chat-hf'), 258),
-    ('meta-llama/Llama-2-7b-chat-hf', ('equals', 'meta-llama/llama-2-7b-chat-hf'), 96),
-    ('meta-llama/Llama-3-70b-chat-hf', ('equals', 'meta-llama/llama-3-70b-chat-hf'), 258),
-    ('meta-llama/Llama-3-8b-chat-hf', ('equals', 'meta-llama/llama-3-8b-chat-hf'), 96),
-    ('meta-llama/Llama-3.3-70B-Instruct-Turbo', ('equals', 'meta-llama/llama-3.3-70b-instruct-turbo'), 788),
-    ('meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8', ('equals', 'meta-llama/llama-4-maverick-17b-128e-instruct-fp8'), 196),
-    ('meta-llama/Llama-4-Scout-17B-16E-Instruct', ('equals', 'meta-llama/llama-4-scout-17b-16e-instruct'), 428),
-    ('meta-llama/Meta-Llama-3-70B-Instruct-Lite', ('equals', 'meta-llama/meta-llama-3-70b-instruct-lite'), 1106),
-    ('meta-llama/Meta-Llama-3-70B-Instruct-Turbo', ('equals', 'meta-llama/meta-llama-3-70b-instruct-turbo'), 788),
-    ('meta-llama/Meta-Llama-3-8B-Instruct-Lite', ('equals', 'meta-llama/meta-llama-3-8b-instruct-lite'), 31),
-    ('meta-llama/Meta-Llama-3-8B-Instruct-Turbo', ('equals', 'meta-llama/meta-llama-3-8b-instruct-turbo'), 344),
-    ('meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo', ('equals', 'meta-llama/meta-llama-3.1-405b-instruct-turbo'), 1107),
-    ('meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo', ('equals', 'meta-llama/meta-llama-3.1-70b-instruct-turbo'), 788),
-    ('meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo', ('equals', 'meta-llama/meta-llama-3.1-8b-instruct-turbo'), 344),
-    ('meta-llama/Meta-Llama-3.3-70B-Instruct-Turbo', ('equals', 'meta-llama/meta-llama-3.3-70b-instruct-turbo'), 788),
-    ('meta-models/Muse-Glimmer-30B', ('equals', 'meta-models/muse-glimmer-30b'), 1108),
-    ('meta-models/Muse-Spark-Open-816B-A42B', ('equals', 'meta-models/muse-spark-open-816b-a42b'), 159),
-    ('microsoft/WizardLM-2-8x22B', ('equals', 'microsoft/wizardlm-2-8x22b'), 787),
-    ('microsoft/phi-2', ('equals', 'microsoft/phi-2'), 31),
-    ('mistralai/Mistral-7B-Instruct-v0.1', ('equals', 'mistralai/mistral-7b-instruct-v0.1'), 96),
-    ('mistralai/Mistral-7B-Instruct-v0.2', ('equals', 'mistralai/mistral-7b-instruct-v0.2'), 96),
-    ('mistralai/Mistral-7B-v0.1', ('equals', 'mistralai/mistral-7b-v0.1'), 96),
-    ('mistralai/Mixtral-8x22B-Instruct-v0.1', ('equals', 'mistralai/mixtral-8x22b-instruct-v0.1'), 1109),
-    ('mistralai/Mixtral-8x7B-Instruct-v0.1', ('equals', 'mistralai/mixtral-8x7b-instruct-v0.1'), 258),
-    ('mistralai/Mixtral-8x7B-v0.1', ('equals', 'mistralai/mixtral-8x7b-v0.1'), 258),
-    ('moonshotai/Kimi-K3', ('equals', 'moonshotai/kimi-k3'), 24),
-    ('moonshotai/Kimi-K3.1-Pro', ('equals', 'moonshotai/kimi-k3.1-pro'), 248),
-    ('nvidia/NVIDIA-Nemotron-3.5-Super-VL', ('equals', 'nvidia/nvidia-nemotron-3.5-super-vl'), 1110),
-    ('openai/gpt-oss-120b', ('equals', 'openai/gpt-oss-120b'), 108),
-    ('openchat/openchat-3.5-1210', ('equals', 'openchat/openchat-3.5-1210'), 96),
-    ('reflection/Beam-1.0-501B-A23B', ('equals', 'reflection/beam-1.0-501b-a23b'), 1111),
-    ('ricursive-ai/Ripple-65B-Preview', ('equals', 'ricursive-ai/ripple-65b-preview'), 59),
-    ('snorkelai/Snorkel-Mistral-PairRM-DPO', ('equals', 'snorkelai/snorkel-mistral-pairrm-dpo'), 96),
-    ('teknium/OpenHermes-2-Mistral-7B', ('equals', 'teknium/openhermes-2-mistral-7b'), 96),
-    ('teknium/OpenHermes-2p5-Mistral-7B', ('equals', 'teknium/openhermes-2p5-mistral-7b'), 96),
-    ('thinkingmachines/Inkling', ('equals', 'thinkingmachines/inkling'), 164),
-    ('together/Tev1-4B-experimental', ('equals', 'together/tev1-4b-experimental'), 1112),
-    ('togethercomputer/GPT-JT-Moderation-6B', ('equals', 'togethercomputer/gpt-jt-moderation-6b'), 96),
-    ('togethercomputer/Llama-2-7B-32K-Instruct', ('equals', 'togethercomputer/llama-2-7b-32k-instruct'), 96),
-    ('togethercomputer/RedPajama-INCITE-7B-Base', ('equals', 'togethercomputer/redpajama-incite-7b-base'), 96),
-    ('togethercomputer/RedPajama-INCITE-7B-Chat', ('equals', 'togethercomputer/redpajama-incite-7b-chat'), 96),
-    ('togethercomputer/RedPajama-INCITE-7B-Instruct', ('equals', 'togethercomputer/redpajama-incite-7b-instruct'), 96),
-    ('togethercomputer/RedPajama-INCITE-Base-3B-v1', ('equals', 'togethercomputer/redpajama-incite-base-3b-v1'), 31),
-    ('togethercomputer/RedPajama-INCITE-Chat-3B-v1', ('equals', 'togethercomputer/redpajama-incite-chat-3b-v1'), 31),
-    ('togethercomputer/RedPajama-INCITE-Instruct-3B-v1', ('equals', 'togethercomputer/redpajama-incite-instruct-3b-v1'), 31),
-    ('togethercomputer/StripedHyena-Hessian-7B', ('equals', 'togethercomputer/stripedhyena-hessian-7b'), 96),
-    ('togethercomputer/StripedHyena-Nous-7B', ('equals', 'togethercomputer/stripedhyena-nous-7b'), 96),
-    ('togethercomputer/alpaca-7b', ('equals', 'togethercomputer/alpaca-7b'), 96),
-    ('upstage/SOLAR-10.7B-Instruct-v1.0', ('equals', 'upstage/solar-10.7b-instruct-v1.0'), 367),
-    ('zai-org/GLM-5.2', ('equals', 'zai-org/glm-5.2'), 27),
-    ('zai-org/GLM-5.3', ('equals', 'zai-org/glm-5.3'), 27),
-    ('zai-org/GLM-5.3-Flash', ('equals', 'zai-org/glm-5.3-flash'), 28),
-    ('zero-one-ai/Yi-34B', ('equals', 'zero-one-ai/yi-34b'), 414),
-    ('zero-one-ai/Yi-6B', ('equals', 'zero-one-ai/yi-6b'), 96),
-    ('jev-1.13.0', ('or', (('equals', 'jev-1.13.0'), ('regex', '^(typesafe/)?jev-1\\.13(-\\d{8})?$'))), 986),
-    ('jev-1.14.0', ('or', (('equals', 'jev-1.14.0'), ('regex', '^(typesafe/)?jev-1\\.14(-\\d{8})?$'), ('equals', 'jev-preview'), ('equals', 'jev-latest'))), 986),
-    ('voyage-01', ('equals', 'voyage-01'), 57),
-    ('voyage-02', ('equals', 'voyage-02'), 57),
-    ('voyage-2', ('equals', 'voyage-2'), 57),
-    ('voyage-3', ('equals', 'voyage-3'), 1113),
-    ('voyage-3-large', ('equals', 'voyage-3-large'), 1114),
-    ('voyage-3-lite', ('equals', 'voyage-3-lite'), 58),
-    ('voyage-3.5', ('equals', 'voyage-3.5'), 1113),
-    ('voyage-3.5-lite', ('equals', 'voyage-3.5-lite'), 58),
-    ('voyage-4', ('equals', 'voyage-4'), 1113),
-    ('voyage-4-large', ('equals', 'voyage-4-large'), 209),
-    ('voyage-4-lite', ('equals', 'voyage-4-lite'), 58),
-    ('voyage-code-2', ('equals', 'voyage-code-2'), 209),
-    ('voyage-code-3', ('equals', 'voyage-code-3'), 1114),
-    ('voyage-code-4', ('equals', 'voyage-code-4'), 209),
-    ('voyage-context-3', ('equals', 'voyage-context-3'), 1114),
-    ('voyage-context-4', ('equals', 'voyage-context-4'), 209),
-    ('voyage-finance-2', ('equals', 'voyage-finance-2'), 209),
-    ('voyage-large-2', ('equals', 'voyage-large-2'), 209),
-    ('voyage-large-2-instruct', ('equals', 'voyage-large-2-instruct'), 209),
-    ('voyage-law-2', ('equals', 'voyage-law-2'), 209),
-    ('voyage-lite-01', ('equals', 'voyage-lite-01'), 57),
-    ('voyage-lite-01-instruct', ('equals', 'voyage-lite-01-instruct'), 57),
-    ('voyage-lite-02-instruct', ('equals', 'voyage-lite-02-instruct'), 57),
-    ('voyage-multilingual-2', ('equals', 'voyage-multilingual-2'), 209),
-    ('grok-2-1212', ('or', (('equals', 'grok-2-1212'), ('equals', 'grok-2'), ('equals', 'grok-2-latest'))), 762),
-    ('grok-2-vision-1212', ('or', (('equals', 'grok-2-vision-1212'), ('equals', 'grok-2-vision'), ('equals', 'grok-2-vision-latest'))), 762),
-    ('grok-3', ('or', (('equals', 'grok-3'), ('equals', 'grok-3-latest'), ('equals', 'grok-3-beta'))), 763),
-    ('grok-3-fast', ('or', (('equals', 'grok-3-fast'), ('equals', 'grok-3-fast-latest'), ('equals', 'grok-3-fast-beta'))), 1115),
-    ('grok-3-mini', ('or', (('equals', 'grok-3-mini'), ('equals', 'grok-3-mini-beta'), ('equals', 'grok-3-mini-latest'))), 764),
-    ('grok-3-mini-fast', ('or', (('equals', 'grok-3-mini-fast'), ('equals', 'grok-3-mini-fast-beta'), ('equals', 'grok-3-mini-fast-latest'))), 1116),
-    ('grok-4-0709', ('or', (('equals', 'grok-4-0709'), ('equals', 'grok-4'), ('equals', 'grok-4-latest'))), 763),
-    ('grok-4-1-fast-non-reasoning', ('or', (('equals', 'grok-4-1-fast-non-reasoning'), ('equals', 'grok-4-1-fast-non-reasoning-latest'))), 1117),
-    ('grok-4-1-fast-reasoning', ('or', (('equals', 'grok-4-1-fast'), ('equals', 'grok-4-1-fast-reasoning'), ('equals', 'grok-4-1-fast-reasoning-latest'))), 1117),
-    ('grok-4-fast-non-reasoning', ('or', (('equals', 'grok-4-fast-non-reasoning'), ('equals', 'grok-4-fast-non-reasoning-latest'))), 1117),
-    ('grok-4-fast-reasoning', ('or', (('equals', 'grok-4-fast'), ('equals', 'grok-4-fast-reasoning'), ('equals', 'grok-4-fast-reasoning-latest'))), 1117),
-    ('grok-4.20', ('or', (('equals', 'grok-4.20'), ('equals', 'grok-4.20-0309-reasoning'), ('equals', 'grok-4.20-0309-non-reasoning'))), 1118),
-    ('grok-4.20-multi-agent-0309', ('or', (('equals', 'grok-4.20-multi-agent-0309'), ('equals', 'grok-4.20-multi-agent'), ('equals', 'grok-4.20-multi-agent-beta-0309'), ('equals', 'grok-4.20-multi-agent-latest'), ('equals', 'grok-4.20-multi-agent-beta-latest'))), 1118),
-    ('grok-4.3', ('or', (('equals', 'grok-4.3'), ('regex', '^grok-4\\.3-\\d{8}$'), ('equals', 'x-ai/grok-4.3'), ('regex', '^x-ai/grok-4\\.3-\\d{8}$'), ('equals', 'grok-4.3-latest'))), 1119),
-    ('grok-4.5', ('or', (('equals', 'grok-4.5'), ('regex', '^grok-4\\.5-\\d{8}$'), ('equals', 'x-ai/grok-4.5'), ('regex', '^x-ai/grok-4\\.5-\\d{8}$'), ('equals', 'grok-4.5-latest'), ('equals', 'grok-latest'))), 1120),
-    ('grok-4.6', ('or', (('equals', 'grok-4.6'), ('regex', '^grok-4\\.6-\\d{8}$'), ('equals', 'x-ai/grok-4.6'), ('regex', '^x-ai/grok-4\\.6-\\d{8}$'), ('equals', 'grok-4.6-latest'))), 1121),
-    ('grok-4.7', ('or', (('equals', 'grok-4.7'), ('regex', '^grok-4\\.7-\\d{8}$'), ('equals', 'x-ai/grok-4.7'), ('regex', '^x-ai/grok-4\\.7-\\d{8}$'), ('equals', 'grok-4.7-latest'))), 1121),
-    ('grok-build-0.1', ('equals', 'grok-build-0.1'), 1122),
-    ('grok-code-fast-1', ('or', (('equals', 'grok-code-fast'), ('equals', 'grok-code-fast-1'), ('equals', 'grok-code-fast-1-0825'))), 1000),
-    ('grok-voice-latest', ('or', (('equals', 'grok-voice-latest'), ('equals', 'grok-voice-3.0'))), 1123),
-    ('grok-voice-think-fast-1.0', ('equals', 'grok-voice-think-fast-1.0'), 1124),
-    ('grok-voice-think-fast-2.0', ('equals', 'grok-voice-think-fast-2.0'), 1125),
-    ('GLM-4-32B-0414-128K', ('or', (('equals', 'glm-4-32b-0414-128k'), ('equals', 'glm-4-32b-0414-128k'))), 31),
-    ('GLM-4.5', ('or', (('equals', 'glm-4.5'), ('equals', 'glm-4.5'))), 575),
-    ('GLM-4.5-Air', ('or', (('equals', 'glm-4.5-air'), ('equals', 'glm-4.5-air'))), 1126),
-    ('GLM-4.5-AirX', ('or', (('equals', 'glm-4.5-airx'), ('equals', 'glm-4.5-airx'))), 1127),
-    ('GLM-4.5-X', ('or', (('equals', 'glm-4.5-x'), ('equals', 'glm-4.5-x'))), 1128),
-    ('GLM-4.5V', ('or', (('equals', 'glm-4.5v'), ('equals', 'glm-4.5v'))), 572),
-    ('GLM-4.6', ('or', (('equals', 'glm-4.6'), ('equals', 'glm-4.6'))), 575),
-    ('GLM-4.6V', ('or', (('equals', 'glm-4.6v'), ('equals', 'glm-4.6v'))), 1129),
-    ('GLM-4.6V-FlashX', ('or', (('equals', 'glm-4.6v-flashx'), ('equals', 'glm-4.6v-flashx'))), 1130),
-    ('GLM-4.7', ('or', (('equals', 'glm-4.7'), ('equals', 'glm-4.7'))), 575),
-    ('GLM-4.7-FlashX', ('or', (('equals', 'glm-4.7-flashx'), ('equals', 'glm-4.7-flashx'))), 576),
-    ('GLM-5', ('or', (('equals', 'glm-5'), ('equals', 'glm-5'))), 577),
-    ('GLM-5.1', ('or', (('equals', 'glm-5.1'), ('equals', 'glm-5.1'))), 27),
-    ('GLM-5.2', ('or', (('equals', 'glm-5.2'), ('equals', 'glm-5.2'))), 27),
-    ('GLM-5.3', ('or', (('equals', 'glm-5.3'), ('equals', 'glm-5.3'))), 27),
-    ('GLM-5.3-Flash', ('or', (('equals', 'glm-5.3-flash'), ('equals', 'glm-5.3-flash'))), 1131),
-    ('GLM-5.3-FlashX', ('or', (('equals', 'glm-5.3-flashx'), ('equals', 'glm-5.3-flashx'), ('equals', 'glm-5.3-flashx-legal'), ('equals', 'glm-5.3-flashx-legal'))), 579),
-    ('GLM-OCR', ('or', (('equals', 'glm-ocr'), ('equals', 'glm-ocr'))), 351),
-    ('GLM-4-Air', ('or', (('equals', 'glm-4-air'), ('equals', 'glm-4-air'))), 1132),
-    ('GLM-4-AirX', ('or', (('equals', 'glm-4-airx'), ('equals', 'glm-4-airx'))), 1133),
-    ('GLM-4-Assistant', ('or', (('equals', 'glm-4-assistant'), ('equals', 'glm-4-assistant'))), 1134),
-    ('GLM-4-FlashX-250414', ('or', (('equals', 'glm-4-flashx-250414'), ('equals', 'glm-4-flashx-250414'))), 1135),
-    ('GLM-4-Long', ('or', (('equals', 'glm-4-long'), ('equals', 'glm-4-long'))), 1136),
-    ('GLM-4-Plus', ('or', (('equals', 'glm-4-plus'), ('equals', 'glm-4-plus'))), 1137),
-    ('GLM-4.5-Air', ('or', (('equals', 'glm-4.5-air'), ('equals', 'glm-4.5-air'))), 1138),
-    ('GLM-4.7', ('or', (('equals', 'glm-4.7'), ('equals', 'glm-4.7'))), 1139),
-    ('GLM-4.7-FlashX', ('or', (('equals', 'glm-4.7-flashx'), ('equals', 'glm-4.7-flashx'))), 1140),
-    ('GLM-5', ('or', (('equals', 'glm-5'), ('equals', 'glm-5'))), 1141),
-    ('GLM-5-Turbo', ('or', (('equals', 'glm-5-turbo'), ('equals', 'glm-5-turbo'))), 1142),
-    ('GLM-5.1', ('or', (('equals', 'glm-5.1'), ('equals', 'glm-5.1'), ('equals', 'glm-5.1-20260406'), ('equals', 'glm-5.1-20260406'))), 1143),
-    ('GLM-5.2', ('or', (('equals', 'glm-5.2'), ('equals', 'glm-5.2'))), 1144),
-    ('GLM-5.3', ('or', (('equals', 'glm-5.3'), ('equals', 'glm-5.3'))), 1144),
-    ('GLM-5.3-Flash', ('or', (('equals', 'glm-5.3-flash'), ('equals', 'glm-5.3-flash'))), 1145),
+    ('or', ('^claude-2', '~claude-v2')), 0,  # 'claude-2'
+    ('or', ('^claude-3-5-haiku', '^claude-3.5-haiku')), 1,  # 'claude-3-5-haiku-latest'
+    ('or', ('^claude-3-5-sonnet', '^claude-3.5-sonnet')), 2,  # 'claude-3-5-sonnet'
+    ('or', ('^claude-3-7-sonnet', '^claude-3.7-sonnet', '^claude-sonnet-3.7', '^claude-sonnet-3-7')), 2,  # 'claude-3-7-sonnet-latest'
+    '^claude-3-haiku', 3,  # 'claude-3-haiku'
+    '^claude-3-opus', 4,  # 'claude-3-opus-latest'
+    '^claude-3-sonnet', 5,  # 'claude-3-sonnet'
+    ('or', ('=claude-fable-5', '/^claude-fable-5-\\d{8}$')), 6,  # 'claude-fable-5'
+    ('or', ('=claude-fable-5-1', '/^claude-fable-5-1-\\d{8}$')), 7,  # 'claude-fable-5-1'
+    ('or', ('=claude-fable-5-2', '/^claude-fable-5-2-\\d{8}$')), 8,  # 'claude-fable-5-2'
+    ('or', ('^claude-haiku-4-5', '^claude-haiku-4.5', '^claude-4-5-haiku', '^claude-4.5-haiku')), 9,  # 'claude-haiku-4-5'
+    ('or', ('=claude-haiku-5-5', '/^claude-haiku-5-5-\\d{8}$', '^claude-haiku-5-5@', '^claude-haiku-5.5', '^claude-5-5-haiku', '^claude-5.5-haiku')), 10,  # 'claude-haiku-5-5'
+    ('or', ('=claude-mythos-5-2', '/^claude-mythos-5-2-\\d{8}$')), 8,  # 'claude-mythos-5-2'
+    ('or', ('^claude-opus-4-0', '^claude-4-opus', '=claude-opus-4', '=claude-opus-4-20250514')), 11,  # 'claude-opus-4-0'
+    ('or', ('^claude-opus-4-1', '^claude-opus-4.1')), 11,  # 'claude-opus-4-1'
+    ('or', ('^claude-opus-4-5', '^claude-opus-4.5', '^claude-4-5-opus', '^claude-4.5-opus')), 12,  # 'claude-opus-4-5'
+    ('or', ('^claude-opus-4-6', '^claude-opus-4.6', '^claude-4-6-opus', '^claude-4.6-opus')), 13,  # 'claude-opus-4-6'
+    ('or', ('^claude-opus-4-7', '^claude-opus-4.7', '^claude-4-7-opus', '^claude-4.7-opus')), 12,  # 'claude-opus-4-7'
+    ('or', ('^claude-opus-4-8', '^claude-opus-4.8', '^claude-4-8-opus', '^claude-4.8-opus')), 12,  # 'claude-opus-4-8'
+    ('or', ('=claude-opus-5', '=claude-opus-5-latest', '/^claude-opus-5[-@]\\d{8}$', '/^claude-opus-5-\\d{4}-\\d{2}-\\d{2}$', '^claude-opus-5.0', '^claude-5-opus', '^claude-5.0-opus')), 12,  # 'claude-opus-5'
+    ('or', ('=claude-opus-5-5', '/^claude-opus-5-5-\\d{8}$', '^claude-opus-5.5', '^claude-5-5-opus', '^claude-5.5-opus')), 14,  # 'claude-opus-5-5'
+    ('or', ('^claude-sonnet-4-2025', '^claude-sonnet-4-0', '^claude-sonnet-4@', '=claude-sonnet-4', '^claude-4-sonnet')), 2,  # 'claude-sonnet-4-0'
+    ('or', ('^claude-sonnet-4-5', '^claude-sonnet-4.5')), 15,  # 'claude-sonnet-4-5'
+    ('or', ('^claude-sonnet-4-6', '^claude-sonnet-4.6')), 16,  # 'claude-sonnet-4-6'
+    ('or', ('=claude-sonnet-5', '/^claude-sonnet-5-\\d{8}$', '^claude-sonnet-5@', '^claude-sonnet-5.0', '^claude-5-sonnet', '^claude-5.0-sonnet')), 17,  # 'claude-sonnet-5'
+    ('or', ('=claude-sonnet-5-5', '/^claude-sonnet-5-5-\\d{8}$', '^claude-sonnet-5-5@', '^claude-sonnet-5.5', '^claude-5-5-sonnet', '^claude-5.5-sonnet')), 18,  # 'claude-sonnet-5-5'
+    '=claude-v1', 0,  # 'claude-v1'
+    '=deepseek/deepseek-v4-flash-latest', 19,  # 'deepseek/deepseek-v4-flash-latest'
+    '=deepseek/deepseek-v4-pro', 20,  # 'deepseek/deepseek-v4-pro'
+    '=deepseek/deepseek-v4-pro-0813', 21,  # 'deepseek/deepseek-v4-pro-0813'
+    '=deepseek/deepseek-v4.1-flash', 22,  # 'deepseek/deepseek-v4.1-flash'
+    '=deepseek/deepseek-v4.1-flash-1017', 23,  # 'deepseek/deepseek-v4.1-flash-1017'
+    '=moonshotai/kimi-k3', 24,  # 'moonshotai/kimi-k3'
+    '=thinkingmachines/inkling-small', 25,  # 'thinkingmachines/inkling-small'
+    '=trinity-large-thinking', 26,  # 'trinity-large-thinking'
+    '=zai-org/glm-5.2', 27,  # 'zai-org/glm-5.2'
+    '=zai-org/glm-5.3', 27,  # 'zai-org/glm-5.3'
+    '=zai-org/glm-5.3-flash', 28,  # 'zai-org/glm-5.3-flash'
+    '=meta-llama-3.1-405b-instruct', 29,  # 'Meta-Llama-3.1-405B-Instruct'
+    '=meta-llama-3.1-70b-instruct', 30,  # 'Meta-Llama-3.1-70B-Instruct'
+    '=meta-llama-3.1-8b-instruct', 31,  # 'Meta-Llama-3.1-8B-Instruct'
+    '=meta-llama-3.3-70b-instruct', 30,  # 'Meta-Llama-3.3-70B-Instruct'
+    '=deepseek/deepseek-v3.2', 32,  # 'deepseek/deepseek-v3.2'
+    '=deepseek/deepseek-v4-flash', 33,  # 'deepseek/deepseek-v4-flash'
+    '=deepseek/deepseek-v4-pro', 34,  # 'deepseek/deepseek-v4-pro'
+    '=deepseek/deepseek-v4-pro-0813', 35,  # 'deepseek/deepseek-v4-pro-0813'
+    '=deepseek/deepseek-v4.1-flash', 36,  # 'deepseek/deepseek-v4.1-flash'
+    '=minimax/minimax-m2.5', 37,  # 'minimax/minimax-m2.5'
+    '=minimax/minimax-m3', 38,  # 'minimax/minimax-m3'
+    '=moonshotai/kimi-k2.5', 39,  # 'moonshotai/kimi-k2.5'
+    '=moonshotai/kimi-k2.6', 40,  # 'moonshotai/kimi-k2.6'
+    '=moonshotai/kimi-k3', 41,  # 'moonshotai/kimi-k3'
+    '=xiaomi/mimo-v2.5', 42,  # 'xiaomi/mimo-v2.5'
+    '=xiaomi/mimo-v2.5-pro', 43,  # 'xiaomi/mimo-v2.5-pro'
+    '=xiaomi/mimo-v2.6-flash', 44,  # 'xiaomi/mimo-v2.6-flash'
+    '=xiaomi/mimo-v2.6-pro', 43,  # 'xiaomi/mimo-v2.6-pro'
+    '=z-ai/glm-4.7', 45,  # 'z-ai/glm-4.7'
+    '=z-ai/glm-5', 46,  # 'z-ai/glm-5'
+    '=z-ai/glm-5.1', 47,  # 'z-ai/glm-5.1'
+    '=z-ai/glm-5.2', 48,  # 'z-ai/glm-5.2'
+    '=z-ai/glm-5.3', 49,  # 'z-ai/glm-5.3'
+    '=z-ai/glm-5.3-flash', 50,  # 'z-ai/glm-5.3-flash'
+    '~amazon.nova-2-sonic', 51,  # 'amazon.nova-2-sonic-v1:0'
+    '~amazon.nova-lite', 52,  # 'amazon.nova-lite-v1:0'
+    '~amazon.nova-micro', 53,  # 'amazon.nova-micro-v1:0'
+    '~amazon.nova-premier', 54,  # 'amazon.nova-premier-v1:0'
+    '~amazon.nova-pro', 55,  # 'amazon.nova-pro-v1:0'
+    '~amazon.nova-sonic', 56,  # 'amazon.nova-sonic-v1:0'
+    ('or', ('$amazon.titan-embed-text', '~amazon.titan-embed-text-v1')), 57,  # 'amazon.titan-embed-text-v1'
+    '~amazon.titan-embed-text-v2', 58,  # 'amazon.titan-embed-text-v2:0'
+    '~titan-text-express', 59,  # 'amazon.titan-text-express-v1'
+    '~titan-text-lite', 60,  # 'amazon.titan-text-lite-v1'
+    '~deepseek.r1', 61,  # 'deepseek.r1-v1:0'
+    '~global.amazon.nova-2-lite', 62,  # 'global.amazon.nova-2-lite-v1:0'
+    ('or', ('$global.anthropic.claude-fable-5-1', '~global.anthropic.claude-fable-5-1-v1')), 63,  # 'global.anthropic.claude-fable-5-1-v1:0'
+    ('or', ('$global.anthropic.claude-fable-5-2', '~global.anthropic.claude-fable-5-2-v1')), 64,  # 'global.anthropic.claude-fable-5-2'
+    ('or', ('$global.anthropic.claude-fable-5', '~global.anthropic.claude-fable-5-v1')), 65,  # 'global.anthropic.claude-fable-5-v1:0'
+    '~global.anthropic.claude-haiku-4-5-20251001', 66,  # 'global.anthropic.claude-haiku-4-5-20251001-v1:0'
+    ('or', ('$global.anthropic.claude-haiku-5-5', '~global.anthropic.claude-haiku-5-5-v1')), 67,  # 'global.anthropic.claude-haiku-5-5'
+    ('or', ('$global.anthropic.claude-mythos-5-2', '~global.anthropic.claude-mythos-5-2-v1')), 64,  # 'global.anthropic.claude-mythos-5-2'
+    '~global.anthropic.claude-opus-4-5', 68,  # 'global.anthropic.claude-opus-4-5-v1:0'
+    '~global.anthropic.claude-opus-4-6', 68,  # 'global.anthropic.claude-opus-4-6-v1:0'
+    '~global.anthropic.claude-opus-4-7', 68,  # 'global.anthropic.claude-opus-4-7-v1:0'
+    '~global.anthropic.claude-opus-4-8', 68,  # 'global.anthropic.claude-opus-4-8-v1:0'
+    ('or', ('$global.anthropic.claude-opus-5', '~global.anthropic.claude-opus-5-v1')), 68,  # 'global.anthropic.claude-opus-5'
+    ('or', ('$global.anthropic.claude-opus-5-5', '~global.anthropic.claude-opus-5-5-v1')), 69,  # 'global.anthropic.claude-opus-5-5'
+    '~global.anthropic.claude-sonnet-4-20250514', 70,  # 'global.anthropic.claude-sonnet-4-20250514-v1:0'
+    '~global.anthropic.claude-sonnet-4-5-20250929', 5,  # 'global.anthropic.claude-sonnet-4-5-20250929-v1:0'
+    '~global.anthropic.claude-sonnet-4-6', 5,  # 'global.anthropic.claude-sonnet-4-6-v1:0'
+    ('or', ('$global.anthropic.claude-sonnet-5-5', '~global.anthropic.claude-sonnet-5-5-v1')), 71,  # 'global.anthropic.claude-sonnet-5-5'
+    ('or', ('$global.anthropic.claude-sonnet-5', '~global.anthropic.claude-sonnet-5-v1')), 72,  # 'global.anthropic.claude-sonnet-5-v1:0'
+    ('or', ('=global.moonshotai.kimi-k3', '$/global.moonshotai.kimi-k3')), 70,  # 'global.moonshotai.kimi-k3'
+    '~global.moonshotai.kimi-k3.1', 73,  # 'global.moonshotai.kimi-k3.1'
+    '~global.openai.gpt-5.6-luna', 74,  # 'global.openai.gpt-5.6-luna'
+    '~global.openai.gpt-5.6-sol', 75,  # 'global.openai.gpt-5.6-sol'
+    '~global.openai.gpt-5.6-terra', 76,  # 'global.openai.gpt-5.6-terra'
+    '~global.openai.gpt-6-astra', 77,  # 'global.openai.gpt-6-astra'
+    '~global.openai.gpt-6-luna', 78,  # 'global.openai.gpt-6-luna'
+    '~global.openai.gpt-6-sol', 79,  # 'global.openai.gpt-6-sol'
+    '~global.openai.gpt-6.1-sol', 80,  # 'global.openai.gpt-6.1-sol'
+    '~global.openai.gpt-6.1-terra', 81,  # 'global.openai.gpt-6.1-terra'
+    ('or', ('=global.zai.glm-5.3', '$/global.zai.glm-5.3')), 82,  # 'global.zai.glm-5.3'
+    '~google.gemma-3-12b-it', 83,  # 'google.gemma-3-12b-it'
+    '~google.gemma-3-27b-it', 84,  # 'google.gemma-3-27b-it'
+    '~google.gemma-3-4b-it', 85,  # 'google.gemma-3-4b-it'
+    '~meta.llama3-1-70b-instruct', 86,  # 'meta.llama3-1-70b-instruct-v1:0'
+    '~meta.llama3-1-8b-instruct', 87,  # 'meta.llama3-1-8b-instruct-v1:0'
+    '~meta.llama3-2-11b-instruct', 88,  # 'meta.llama3-2-11b-instruct-v1:0'
+    '~meta.llama3-2-1b-instruct', 31,  # 'meta.llama3-2-1b-instruct-v1:0'
+    '~meta.llama3-2-3b-instruct', 89,  # 'meta.llama3-2-3b-instruct-v1:0'
+    '~meta.llama3-2-90b-instruct', 86,  # 'meta.llama3-2-90b-instruct-v1:0'
+    '~meta.llama3-3-70b-instruct', 86,  # 'meta.llama3-3-70b-instruct-v1:0'
+    '~meta.llama3-70b-instruct', 90,  # 'meta.llama3-70b-instruct-v1:0'
+    '~meta.llama3-8b-instruct', 91,  # 'meta.llama3-8b-instruct-v1:0'
+    '~meta.llama4-maverick-17b-instruct', 92,  # 'meta.llama4-maverick-17b-instruct-v1:0'
+    '~meta.llama4-scout-17b-instruct', 93,  # 'meta.llama4-scout-17b-instruct-v1:0'
+    '~mistral.devstral-2-123b', 94,  # 'mistral.devstral-2-123b'
+    '~mistral.magistral-small-2509', 95,  # 'mistral.magistral-small-2509'
+    '~mistral.ministral-3-14b-instruct', 96,  # 'mistral.ministral-3-14b-instruct'
+    '~mistral.ministral-3-3b-instruct', 31,  # 'mistral.ministral-3-3b-instruct'
+    '~mistral.ministral-3-8b-instruct', 89,  # 'mistral.ministral-3-8b-instruct'
+    '~mistral.mistral-7b-instruct-v0', 60,  # 'mistral.mistral-7b-instruct-v0:2'
+    '~mistral.mistral-large-2402', 97,  # 'mistral.mistral-large-2402-v1:0'
+    '~mistral.mistral-large-3-675b-instruct', 95,  # 'mistral.mistral-large-3-675b-instruct'
+    '~mistral.mistral-small-2402', 98,  # 'mistral.mistral-small-2402-v1:0'
+    '~mistral.mixtral-8x7b-instruct-v0', 99,  # 'mistral.mixtral-8x7b-instruct-v0:1'
+    '~mistral.pixtral-large-2502', 100,  # 'mistral.pixtral-large-2502-v1:0'
+    '~mistral.voxtral-mini-3b-2507', 101,  # 'mistral.voxtral-mini-3b-2507'
+    '~mistral.voxtral-small-24b-2507', 102,  # 'mistral.voxtral-small-24b-2507'
+    '~nvidia.nemotron-nano-3-30b', 103,  # 'nvidia.nemotron-nano-3-30b:0'
+    '~nvidia.nemotron-nano-9b-v2', 104,  # 'nvidia.nemotron-nano-9b-v2:0'
+    '~nvidia.nemotron-super-3-120b', 105,  # 'nvidia.nemotron-super-3-120b:0'
+    '=openai.gpt-5.4', 106,  # 'openai.gpt-5.4'
+    '=openai.gpt-5.5', 107,  # 'openai.gpt-5.5'
+    '~openai.gpt-oss-120b-1', 108,  # 'openai.gpt-oss-120b-1:0'
+    '~openai.gpt-oss-20b-1', 109,  # 'openai.gpt-oss-20b-1:0'
+    '~qwen.qwen3-32b', 108,  # 'qwen.qwen3-32b-v1:0'
+    '~qwen.qwen3-coder-30b-a3b', 108,  # 'qwen.qwen3-coder-30b-a3b-v1:0'
+    '~qwen.qwen3-coder-480b-a35b', 110,  # 'qwen.qwen3-coder-480b-a35b-v1:0'
+    '~qwen.qwen3-vl-235b-a22b', 111,  # 'qwen.qwen3-vl-235b-a22b-v1:0'
+    ('or', ('~us.amazon.nova-2-lite', '~eu.amazon.nova-2-lite', '~jp.amazon.nova-2-lite')), 112,  # 'regional.amazon.nova-2-lite-v1:0'
+    '~claude-3-5-haiku-20241022', 113,  # 'regional.anthropic.claude-3-5-haiku-20241022-v1:0'
+    '~claude-3-5-sonnet-20240620', 70,  # 'regional.anthropic.claude-3-5-sonnet-20240620-v1:0'
+    '~claude-3-5-sonnet-20241022', 70,  # 'regional.anthropic.claude-3-5-sonnet-20241022-v2:0'
+    '~claude-3-7-sonnet-20250219', 70,  # 'regional.anthropic.claude-3-7-sonnet-20250219-v1:0'
+    '~claude-3-haiku-20240307', 114,  # 'regional.anthropic.claude-3-haiku-20240307-v1:0'
+    '~claude-3-opus-20240229', 115,  # 'regional.anthropic.claude-3-opus-20240229-v1:0'
+    '~claude-3-sonnet-20240229', 70,  # 'regional.anthropic.claude-3-sonnet-20240229-v1:0'
+    ('or', ('=anthropic.claude-fable-5-1', '=claude-fable-5-1', '^anthropic.claude-fable-5-1-v1', '^claude-fable-5-1-v1', '=us.anthropic.claude-fable-5-1', '~us.anthropic.claude-fable-5-1-v1')), 116,  # 'regional.anthropic.claude-fable-5-1-v1:0'
+    ('or', ('=anthropic.claude-fable-5-2', '=claude-fable-5-2', '^anthropic.claude-fable-5-2-v1', '^claude-fable-5-2-v1', '=us.anthropic.claude-fable-5-2', '=eu.anthropic.claude-fable-5-2', '~us.anthropic.claude-fable-5-2-v1', '~eu.anthropic.claude-fable-5-2-v1')), 117,  # 'regional.anthropic.claude-fable-5-2'
+    ('or', ('=anthropic.claude-fable-5', '=claude-fable-5', '^anthropic.claude-fable-5-v1', '^claude-fable-5-v1', '=us.anthropic.claude-fable-5', '=au.anthropic.claude-fable-5', '=eu.anthropic.claude-fable-5', '~us.anthropic.claude-fable-5-v1', '~au.anthropic.claude-fable-5-v1', '~eu.anthropic.claude-fable-5-v1', '~jp.anthropic.claude-fable-5-v1')), 118,  # 'regional.anthropic.claude-fable-5-v1:0'
+    ('or', ('^anthropic.claude-haiku-4-5-20251001', '^claude-haiku-4-5-20251001', '~us.anthropic.claude-haiku-4-5-20251001', '~au.anthropic.claude-haiku-4-5-20251001', '~apac.anthropic.claude-haiku-4-5-20251001', '~eu.anthropic.claude-haiku-4-5-20251001', '~us-gov.anthropic.claude-haiku-4-5-20251001', '~jp.anthropic.claude-haiku-4-5-20251001', '~in.anthropic.claude-haiku-4-5-20251001')), 119,  # 'regional.anthropic.claude-haiku-4-5-20251001-v1:0'
+    ('or', ('=anthropic.claude-haiku-5-5', '=claude-haiku-5-5', '^anthropic.claude-haiku-5-5-v1', '^claude-haiku-5-5-v1', '=us.anthropic.claude-haiku-5-5', '=au.anthropic.claude-haiku-5-5', '=apac.anthropic.claude-haiku-5-5', '=eu.anthropic.claude-haiku-5-5', '=us-gov.anthropic.claude-haiku-5-5', '=jp.anthropic.claude-haiku-5-5', '~us.anthropic.claude-haiku-5-5-v1', '~au.anthropic.claude-haiku-5-5-v1', '~apac.anthropic.claude-haiku-5-5-v1', '~eu.anthropic.claude-haiku-5-5-v1', '~us-gov.anthropic.claude-haiku-5-5-v1', '~jp.anthropic.claude-haiku-5-5-v1')), 120,  # 'regional.anthropic.claude-haiku-5-5'
+    ('or', ('=anthropic.claude-mythos-5-2', '=claude-mythos-5-2', '^anthropic.claude-mythos-5-2-v1', '^claude-mythos-5-2-v1', '=us.anthropic.claude-mythos-5-2', '=eu.anthropic.claude-mythos-5-2', '~us.anthropic.claude-mythos-5-2-v1', '~eu.anthropic.claude-mythos-5-2-v1')), 117,  # 'regional.anthropic.claude-mythos-5-2'
+    ('or', ('^anthropic.claude-opus-4-1-20250805', '^claude-opus-4-1-20250805', '~us.anthropic.claude-opus-4-1-20250805', '~au.anthropic.claude-opus-4-1-20250805', '~apac.anthropic.claude-opus-4-1-20250805', '~eu.anthropic.claude-opus-4-1-20250805', '~us-gov.anthropic.claude-opus-4-1-20250805', '~jp.anthropic.claude-opus-4-1-20250805')), 121,  # 'regional.anthropic.claude-opus-4-1-20250805-v1:0'
+    ('or', ('^anthropic.claude-opus-4-20250514', '^claude-opus-4-20250514', '~us.anthropic.claude-opus-4-20250514', '~au.anthropic.claude-opus-4-20250514', '~apac.anthropic.claude-opus-4-20250514', '~eu.anthropic.claude-opus-4-20250514', '~us-gov.anthropic.claude-opus-4-20250514', '~jp.anthropic.claude-opus-4-20250514')), 121,  # 'regional.anthropic.claude-opus-4-20250514-v1:0'
+    ('or', ('^anthropic.claude-opus-4-5', '^claude-opus-4-5', '~us.anthropic.claude-opus-4-5', '~au.anthropic.claude-opus-4-5', '~apac.anthropic.claude-opus-4-5', '~eu.anthropic.claude-opus-4-5', '~us-gov.anthropic.claude-opus-4-5', '~jp.anthropic.claude-opus-4-5')), 122,  # 'regional.anthropic.claude-opus-4-5-v1:0'
+    ('or', ('^anthropic.claude-opus-4-6', '^claude-opus-4-6', '~us.anthropic.claude-opus-4-6', '~au.anthropic.claude-opus-4-6', '~apac.anthropic.claude-opus-4-6', '~eu.anthropic.claude-opus-4-6', '~us-gov.anthropic.claude-opus-4-6', '~jp.anthropic.claude-opus-4-6')), 122,  # 'regional.anthropic.claude-opus-4-6-v1:0'
+    ('or', ('^anthropic.claude-opus-4-7', '^claude-opus-4-7', '~us.anthropic.claude-opus-4-7', '~au.anthropic.claude-opus-4-7', '~apac.anthropic.claude-opus-4-7', '~eu.anthropic.claude-opus-4-7', '~us-gov.anthropic.claude-opus-4-7', '~jp.anthropic.claude-opus-4-7')), 122,  # 'regional.anthropic.claude-opus-4-7-v1:0'
+    ('or', ('^anthropic.claude-opus-4-8', '^claude-opus-4-8', '~us.anthropic.claude-opus-4-8', '~au.anthropic.claude-opus-4-8', '~eu.anthropic.claude-opus-4-8', '~jp.anthropic.claude-opus-4-8')), 122,  # 'regional.anthropic.claude-opus-4-8-v1:0'
+    ('or', ('=anthropic.claude-opus-5', '=claude-opus-5', '^anthropic.claude-opus-5-v1', '^claude-opus-5-v1', '=us.anthropic.claude-opus-5', '=au.anthropic.claude-opus-5', '=eu.anthropic.claude-opus-5', '=jp.anthropic.claude-opus-5', '=in.anthropic.claude-opus-5', '~us.anthropic.claude-opus-5-v1', '~au.anthropic.claude-opus-5-v1', '~eu.anthropic.claude-opus-5-v1', '~jp.anthropic.claude-opus-5-v1', '~in.anthropic.claude-opus-5-v1')), 122,  # 'regional.anthropic.claude-opus-5'
+    ('or', ('=anthropic.claude-opus-5-5', '=claude-opus-5-5', '^anthropic.claude-opus-5-5-v1', '^claude-opus-5-5-v1', '=us.anthropic.claude-opus-5-5', '=au.anthropic.claude-opus-5-5', '=eu.anthropic.claude-opus-5-5', '=jp.anthropic.claude-opus-5-5', '~us.anthropic.claude-opus-5-5-v1', '~au.anthropic.claude-opus-5-5-v1', '~eu.anthropic.claude-opus-5-5-v1', '~jp.anthropic.claude-opus-5-5-v1')), 123,  # 'regional.anthropic.claude-opus-5-5'
+    ('or', ('^anthropic.claude-sonnet-4-20250514', '^claude-sonnet-4-20250514', '~us.anthropic.claude-sonnet-4-20250514', '~au.anthropic.claude-sonnet-4-20250514', '~apac.anthropic.claude-sonnet-4-20250514', '~eu.anthropic.claude-sonnet-4-20250514', '~us-gov.anthropic.claude-sonnet-4-20250514', '~jp.anthropic.claude-sonnet-4-20250514')), 70,  # 'regional.anthropic.claude-sonnet-4-20250514-v1:0'
+    ('or', ('^anthropic.claude-sonnet-4-5-20250929', '^claude-sonnet-4-5-20250929', '~us.anthropic.claude-sonnet-4-5-20250929', '~au.anthropic.claude-sonnet-4-5-20250929', '~apac.anthropic.claude-sonnet-4-5-20250929', '~eu.anthropic.claude-sonnet-4-5-20250929', '~us-gov.anthropic.claude-sonnet-4-5-20250929', '~jp.anthropic.claude-sonnet-4-5-20250929')), 124,  # 'regional.anthropic.claude-sonnet-4-5-20250929-v1:0'
+    ('or', ('^anthropic.claude-sonnet-4-6', '^claude-sonnet-4-6', '~us.anthropic.claude-sonnet-4-6', '~au.anthropic.claude-sonnet-4-6', '~apac.anthropic.claude-sonnet-4-6', '~eu.anthropic.claude-sonnet-4-6', '~us-gov.anthropic.claude-sonnet-4-6', '~jp.anthropic.claude-sonnet-4-6')), 124,  # 'regional.anthropic.claude-sonnet-4-6-v1:0'
+    ('or', ('=anthropic.claude-sonnet-5-5', '=claude-sonnet-5-5', '^anthropic.claude-sonnet-5-5-v1', '^claude-sonnet-5-5-v1', '=us.anthropic.claude-sonnet-5-5', '=au.anthropic.claude-sonnet-5-5', '=apac.anthropic.claude-sonnet-5-5', '=eu.anthropic.claude-sonnet-5-5', '=us-gov.anthropic.claude-sonnet-5-5', '=jp.anthropic.claude-sonnet-5-5', '~us.anthropic.claude-sonnet-5-5-v1', '~au.anthropic.claude-sonnet-5-5-v1', '~apac.anthropic.claude-sonnet-5-5-v1', '~eu.anthropic.claude-sonnet-5-5-v1', '~us-gov.anthropic.claude-sonnet-5-5-v1', '~jp.anthropic.claude-sonnet-5-5-v1')), 125,  # 'regional.anthropic.claude-sonnet-5-5'
+    ('or', ('=anthropic.claude-sonnet-5', '=claude-sonnet-5', '^anthropic.claude-sonnet-5-v1', '^claude-sonnet-5-v1', '=us.anthropic.claude-sonnet-5', '=au.anthropic.claude-sonnet-5', '=apac.anthropic.claude-sonnet-5', '=eu.anthropic.claude-sonnet-5', '=us-gov.anthropic.claude-sonnet-5', '=jp.anthropic.claude-sonnet-5', '=in.anthropic.claude-sonnet-5', '~us.anthropic.claude-sonnet-5-v1', '~au.anthropic.claude-sonnet-5-v1', '~apac.anthropic.claude-sonnet-5-v1', '~eu.anthropic.claude-sonnet-5-v1', '~us-gov.anthropic.claude-sonnet-5-v1', '~jp.anthropic.claude-sonnet-5-v1', '~in.anthropic.claude-sonnet-5-v1')), 126,  # 'regional.anthropic.claude-sonnet-5-v1:0'
+    ('or', ('=us.moonshotai.kimi-k3', '=in.moonshotai.kimi-k3', '$/us.moonshotai.kimi-k3', '$/in.moonshotai.kimi-k3', '=moonshotai.kimi-k3')), 127,  # 'regional.moonshotai.kimi-k3'
+    ('or', ('~us.moonshotai.kimi-k3.1', '~in.moonshotai.kimi-k3.1')), 128,  # 'regional.moonshotai.kimi-k3.1'
+    ('or', ('^openai.gpt-5.6-luna', '^gpt-5.6-luna', '~us.openai.gpt-5.6-luna', '~in.openai.gpt-5.6-luna')), 129,  # 'regional.openai.gpt-5.6-luna'
+    ('or', ('^openai.gpt-5.6-sol', '^gpt-5.6-sol', '~us.openai.gpt-5.6-sol')), 130,  # 'regional.openai.gpt-5.6-sol'
+    ('or', ('^openai.gpt-5.6-terra', '^gpt-5.6-terra', '~us.openai.gpt-5.6-terra', '~in.openai.gpt-5.6-terra')), 131,  # 'regional.openai.gpt-5.6-terra'
+    ('or', ('^openai.gpt-6-astra', '^gpt-6-astra', '~us.openai.gpt-6-astra')), 132,  # 'regional.openai.gpt-6-astra'
+    ('or', ('^openai.gpt-6-luna', '^gpt-6-luna', '~us.openai.gpt-6-luna', '~in.openai.gpt-6-luna')), 133,  # 'regional.openai.gpt-6-luna'
+    ('or', ('^openai.gpt-6-sol', '^gpt-6-sol', '~us.openai.gpt-6-sol', '~in.openai.gpt-6-sol')), 134,  # 'regional.openai.gpt-6-sol'
+    ('or', ('^openai.gpt-6.1-sol', '^gpt-6.1-sol', '~us.openai.gpt-6.1-sol')), 135,  # 'regional.openai.gpt-6.1-sol'
+    ('or', ('^openai.gpt-6.1-terra', '^gpt-6.1-terra', '~us.openai.gpt-6.1-terra')), 136,  # 'regional.openai.gpt-6.1-terra'
+    ('or', ('=us.zai.glm-5.3', '$/us.zai.glm-5.3')), 137,  # 'regional.zai.glm-5.3'
+    '~writer.palmyra-x4', 138,  # 'writer.palmyra-x4-v1:0'
+    '~writer.palmyra-x5', 139,  # 'writer.palmyra-x5-v1:0'
+    ('or', ('=ada', '=text-embedding-ada', '=text-embedding-ada-002', '=text-embedding-ada-002-v2')), 57,  # 'ada'
+    ('or', ('=babbage', '=babbage-002')), 140,  # 'babbage'
+    ('or', ('=curie', '=text-curie', '=text-curie-001')), 141,  # 'curie'
+    ('or', ('=davinci', '=davinci-002', '=text-davinci', '=text-davinci-002')), 141,  # 'davinci'
+    '=mai-ds-r1:free', 142,  # 'mai-ds-r1:free'
+    ('or', ('=o1', '=o1-2024-12-17')), 143,  # 'o1'
+    ('or', ('=o1-mini', '=o1-mini-2024-09-12')), 144,  # 'o1-mini'
+    ('or', ('=o1-preview', '=o1-preview-2024-09-12')), 143,  # 'o1-preview'
+    ('or', ('=o3', '=o3-2025-04-16')), 145,  # 'o3-2025-04-16'
+    ('or', ('=o3-mini', '=o3-mini-2025-01-31')), 144,  # 'o3-mini'
+    ('or', ('~o4-mini', '~o4-mini-2025-04-16')), 146,  # 'o4-mini'
+    '=phi-3-medium-128k-instruct', 147,  # 'phi-3-medium-128k-instruct'
+    '=phi-3-mini-128k-instruct', 148,  # 'phi-3-mini-128k-instruct'
+    '=phi-3.5-mini-128k-instruct', 148,  # 'phi-3.5-mini-128k-instruct'
+    '=phi-4', 149,  # 'phi-4'
+    '=phi-4-mini-instruct', 150,  # 'phi-4-mini-instruct'
+    '=phi-4-multimodal-instruct', 151,  # 'phi-4-multimodal-instruct'
+    '=phi-4-reasoning-plus', 149,  # 'phi-4-reasoning-plus'
+    '=phi-4-reasoning-plus:free', 142,  # 'phi-4-reasoning-plus:free'
+    '=phi-4-reasoning:free', 142,  # 'phi-4-reasoning:free'
+    '=text-embedding-3-large', 152,  # 'text-embedding-3-large'
+    '=text-embedding-3-small', 58,  # 'text-embedding-3-small'
+    '=wizardlm-2-8x22b', 153,  # 'wizardlm-2-8x22b'
+    '=deepseek-ai/deepseek-v4-flash-0731', 154,  # 'deepseek-ai/DeepSeek-V4-Flash-0731'
+    '=deepseek-ai/deepseek-v4-pro', 155,  # 'deepseek-ai/DeepSeek-V4-Pro'
+    '=deepseek-ai/deepseek-v4-pro-0813', 156,  # 'deepseek-ai/DeepSeek-V4-Pro-0813'
+    ('or', ('=deepseek-ai/deepseek-v4.1-flash', '=deepseek-ai/deepseek-v4.1-flash-1017')), 157,  # 'deepseek-ai/DeepSeek-V4.1-Flash'
+    '=deepseek-ai/deepseek-v4.1-flash-1017-fast', 158,  # 'deepseek-ai/DeepSeek-V4.1-Flash-1017-Fast'
+    '=deepseek-ai/deepseek-v4.1-flash-fast', 158,  # 'deepseek-ai/DeepSeek-V4.1-Flash-Fast'
+    '=meta-models/muse-spark-open', 159,  # 'meta-models/muse-spark-open'
+    '=moonshotai/kimi-k2.6', 40,  # 'moonshotai/Kimi-K2.6'
+    '=moonshotai/kimi-k2.7-code', 40,  # 'moonshotai/Kimi-K2.7-Code'
+    '=moonshotai/kimi-k3', 24,  # 'moonshotai/Kimi-K3'
+    '=nvidia/nvidia-nemotron-3-ultra-550b-a55b', 160,  # 'nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B'
+    '=nvidia/nvidia-nemotron-3.5-super-vl-120b-a12b', 161,  # 'nvidia/NVIDIA-Nemotron-3.5-Super-VL-120B-A12B'
+    '=openai/gpt-oss-120b', 162,  # 'openai/gpt-oss-120b'
+    '=reflection/beam-1.0', 163,  # 'reflection/Beam-1.0'
+    '=thinkingmachines/inkling', 164,  # 'thinkingmachines/inkling'
+    '=thinkingmachines/inkling-small', 25,  # 'thinkingmachines/inkling-small'
+    '=zai-org/glm-4.7', 165,  # 'zai-org/GLM-4.7'
+    '=zai-org/glm-5.2', 166,  # 'zai-org/GLM-5.2'
+    '=zai-org/glm-5.2-fast', 167,  # 'zai-org/GLM-5.2-Fast'
+    '=zai-org/glm-5.3', 166,  # 'zai-org/GLM-5.3'
+    '=zai-org/glm-5.3-fast', 167,  # 'zai-org/GLM-5.3-Fast'
+    '=zai-org/glm-5.3-flash', 28,  # 'zai-org/GLM-5.3-Flash'
+    ('or', ('=gemma-4-31b', '^cerebras/gemma-4-31b', '^cerebras:gemma-4-31b')), 168,  # 'gemma-4-31b'
+    ('or', ('=gpt-oss-120b', '^cerebras/gpt-oss-120b', '^cerebras:gpt-oss-120b')), 169,  # 'gpt-oss-120b'
+    ('or', ('=llama-3.3-70b', '^cerebras/llama-3.3-70b', '^cerebras:llama-3.3-70b')), 170,  # 'llama-3.3-70b'
+    ('or', ('=llama3.1-8b', '^cerebras/llama3.1-8b', '^cerebras:llama3.1-8b')), 31,  # 'llama3.1-8b'
+    ('or', ('=qwen-3-32b', '^cerebras/qwen-3-32b', '^cerebras:qwen-3-32b')), 171,  # 'qwen-3-32b'
+    '=qwen-3-coder-480b', 142,  # 'qwen-3-coder-480b'
+    ('or', ('=qwen-3.8-27b', '^cerebras/qwen-3.8-27b', '^cerebras:qwen-3.8-27b')), 168,  # 'qwen-3.8-27b'
+    ('or', ('=zai-glm-4.7', '^cerebras/zai-glm-4.7', '^cerebras:zai-glm-4.7')), 172,  # 'zai-glm-4.7'
+    '=@cf/ai4bharat/indictrans2-en-indic-1b', 173,  # '@cf/ai4bharat/indictrans2-en-indic-1B'
+    '=@cf/aisingapore/gemma-sea-lion-v4-27b-it', 174,  # '@cf/aisingapore/gemma-sea-lion-v4-27b-it'
+    '=@cf/baai/bge-base-en-v1.5', 175,  # '@cf/baai/bge-base-en-v1.5'
+    '=@cf/baai/bge-large-en-v1.5', 176,  # '@cf/baai/bge-large-en-v1.5'
+    '=@cf/baai/bge-m3', 177,  # '@cf/baai/bge-m3'
+    '=@cf/baai/bge-reranker-base', 178,  # '@cf/baai/bge-reranker-base'
+    '=@cf/baai/bge-small-en-v1.5', 58,  # '@cf/baai/bge-small-en-v1.5'
+    ('or', ('=@cf/cloudflare/clairic', '=clairic')), 57,  # '@cf/cloudflare/clairic'
+    ('or', ('=@cf/cloudflare/clef', '=clef')), 179,  # '@cf/cloudflare/clef'
+    ('or', ('=@cf/cloudflare/clef-flash', '=clef-flash')), 180,  # '@cf/cloudflare/clef-flash'
+    ('or', ('=@cf/cloudflare/clef-omni', '=clef-omni')), 181,  # '@cf/cloudflare/clef-omni'
+    '=@cf/daily-co/phonellm-mini-alpha-2', 103,  # '@cf/daily-co/phonellm-mini-alpha-2'
+    '=@cf/deepseek-ai/deepseek-r1-distill-qwen-32b', 182,  # '@cf/deepseek-ai/deepseek-r1-distill-qwen-32b'
+    '=@cf/deepseek-ai/deepseek-v4-flash-0731', 183,  # '@cf/deepseek-ai/deepseek-v4-flash-0731'
+    '=@cf/deepseek-ai/deepseek-v4-pro-0813', 21,  # '@cf/deepseek-ai/deepseek-v4-pro-0813'
+    '=@cf/deepseek-ai/deepseek-v4.1-flash-1017', 23,  # '@cf/deepseek-ai/deepseek-v4.1-flash-1017'
+    '=@cf/google/gemma-3-12b-it', 184,  # '@cf/google/gemma-3-12b-it'
+    '=@cf/google/gemma-4-26b-a4b-it', 102,  # '@cf/google/gemma-4-26b-a4b-it'
+    '=@cf/huggingface/distilbert-sst-2-int8', 185,  # '@cf/huggingface/distilbert-sst-2-int8'
+    '=@cf/ibm-granite/granite-4.0-h-micro', 186,  # '@cf/ibm-granite/granite-4.0-h-micro'
+    '=@cf/meta/llama-2-7b-chat-fp16', 187,  # '@cf/meta/llama-2-7b-chat-fp16'
+    '=@cf/meta/llama-3-8b-instruct', 188,  # '@cf/meta/llama-3-8b-instruct'
+    '=@cf/meta/llama-3-8b-instruct-awq', 189,  # '@cf/meta/llama-3-8b-instruct-awq'
+    '=@cf/meta/llama-3.1-70b-instruct-fp8-fast', 190,  # '@cf/meta/llama-3.1-70b-instruct-fp8-fast'
+    '=@cf/meta/llama-3.1-8b-instruct', 188,  # '@cf/meta/llama-3.1-8b-instruct'
+    '=@cf/meta/llama-3.1-8b-instruct-awq', 189,  # '@cf/meta/llama-3.1-8b-instruct-awq'
+    '=@cf/meta/llama-3.1-8b-instruct-fp8', 191,  # '@cf/meta/llama-3.1-8b-instruct-fp8'
+    ('or', ('=@cf/meta/llama-3.1-8b-instruct-fp8-fast', '=@cf/meta/llama-3.1-8b-instruct-fast')), 192,  # '@cf/meta/llama-3.1-8b-instruct-fp8-fast'
+    '=@cf/meta/llama-3.2-11b-vision-instruct', 193,  # '@cf/meta/llama-3.2-11b-vision-instruct'
+    '=@cf/meta/llama-3.2-1b-instruct', 194,  # '@cf/meta/llama-3.2-1b-instruct'
+    '=@cf/meta/llama-3.2-3b-instruct', 195,  # '@cf/meta/llama-3.2-3b-instruct'
+    '=@cf/meta/llama-3.3-70b-instruct-fp8-fast', 190,  # '@cf/meta/llama-3.3-70b-instruct-fp8-fast'
+    '=@cf/meta/llama-4-scout-17b-16e-instruct', 196,  # '@cf/meta/llama-4-scout-17b-16e-instruct'
+    '=@cf/meta/llama-guard-3-8b', 197,  # '@cf/meta/llama-guard-3-8b'
+    '=@cf/meta/m2m100-1.2b', 173,  # '@cf/meta/m2m100-1.2b'
+    '=@cf/mistral/mistral-7b-instruct-v0.1', 198,  # '@cf/mistral/mistral-7b-instruct-v0.1'
+    '=@cf/mistralai/mistral-small-3.1-24b-instruct', 174,  # '@cf/mistralai/mistral-small-3.1-24b-instruct'
+    '=@cf/moondream/moondream3.1-9b-a2b', 199,  # '@cf/moondream/moondream3.1-9B-A2B'
+    '=@cf/moonshotai/kimi-k2.5', 200,  # '@cf/moonshotai/kimi-k2.5'
+    '=@cf/moonshotai/kimi-k2.6', 40,  # '@cf/moonshotai/kimi-k2.6'
+    '=@cf/moonshotai/kimi-k2.7-code', 201,  # '@cf/moonshotai/kimi-k2.7-code'
+    '=@cf/nvidia/nemotron-3-120b-a12b', 95,  # '@cf/nvidia/nemotron-3-120b-a12b'
+    '=@cf/openai/gpt-oss-120b', 169,  # '@cf/openai/gpt-oss-120b'
+    '=@cf/openai/gpt-oss-20b', 202,  # '@cf/openai/gpt-oss-20b'
+    '=@cf/pfnet/plamo-embedding-1b', 203,  # '@cf/pfnet/plamo-embedding-1b'
+    '=@cf/qwen/qwen2.5-coder-32b-instruct', 204,  # '@cf/qwen/qwen2.5-coder-32b-instruct'
+    '=@cf/qwen/qwen3-30b-a3b-fp8', 195,  # '@cf/qwen/qwen3-30b-a3b-fp8'
+    '=@cf/qwen/qwen3-embedding-0.6b', 177,  # '@cf/qwen/qwen3-embedding-0.6b'
+    '=@cf/qwen/qwen3.8-27b', 205,  # '@cf/qwen/qwen3.8-27b'
+    '=@cf/qwen/qwq-32b', 204,  # '@cf/qwen/qwq-32b'
+    '=@cf/zai-org/glm-4.7-flash', 206,  # '@cf/zai-org/glm-4.7-flash'
+    '=@cf/zai-org/glm-5.2', 27,  # '@cf/zai-org/glm-5.2'
+    '=@cf/zai-org/glm-5.3', 27,  # '@cf/zai-org/glm-5.3'
+    '=@cf/zai-org/glm-5.3-flash', 28,  # '@cf/zai-org/glm-5.3-flash'
+    '~aya-expanse-32b', 95,  # 'c4ai-aya-expanse-32b'
+    '~aya-expanse-8b', 95,  # 'c4ai-aya-expanse-8b'
+    '=command', 207,  # 'command'
+    ('or', ('=command-a', '=command-a-03-2025')), 138,  # 'command-a'
+    '^command-light', 91,  # 'command-light'
+    ('or', ('=command-r', '=command-r-08-2024')), 108,  # 'command-r'
+    ('or', ('=command-r-plus', '=command-r-plus-08-2024')), 138,  # 'command-r-plus'
+    ('or', ('=command-r7b', '=command-r7b-12-2024')), 208,  # 'command-r7b'
+    '=embed-v4.0', 209,  # 'embed-v4.0'
+    ('or', ('=composer-2.5', '/^composer-2\\.5\\[fast=false\\]$')), 210,  # 'composer-2.5'
+    ('or', ('=composer-2.5-fast', '/^composer-2\\.5\\[fast=true\\]$')), 211,  # 'composer-2.5-fast'
+    ('or', ('=grok-4.5', '/^grok-4\\.5\\[fast=false\\]$')), 212,  # 'grok-4.5'
+    ('or', ('=grok-4.5-fast', '/^grok-4\\.5\\[fast=true\\]$')), 213,  # 'grok-4.5-fast'
+    ('or', ('=grok-4.6', '/^grok-4\\.6\\[fast=false\\]$')), 212,  # 'grok-4.6'
+    ('or', ('=grok-4.6-fast', '/^grok-4\\.6\\[fast=true\\]$')), 214,  # 'grok-4.6-fast'
+    ('or', ('=grok-4.7', '/^grok-4\\.7\\[fast=false\\]$')), 215,  # 'grok-4.7'
+    ('or', ('=grok-4.7-fast', '/^grok-4\\.7\\[fast=true\\]$')), 216,  # 'grok-4.7-fast'
+    ('or', ('=databricks-bge-large-en', '=system.ai.bge-large-en')), 57,  # 'databricks-bge-large-en'
+    ('or', ('=databricks-deepseek-v4-1-flash', '=system.ai.deepseek-v4-1-flash')), 217,  # 'databricks-deepseek-v4-1-flash'
+    ('or', ('=databricks-deepseek-v4-flash-0731', '=system.ai.deepseek-v4-flash-0731')), 19,  # 'databricks-deepseek-v4-flash-0731'
+    ('or', ('=databricks-deepseek-v4-pro-0813', '=system.ai.deepseek-v4-pro-0813')), 156,  # 'databricks-deepseek-v4-pro-0813'
+    ('or', ('=databricks-gemma-3-12b', '=system.ai.gemma-3-12b')), 218,  # 'databricks-gemma-3-12b'
+    ('or', ('=databricks-glm-5-2', '=system.ai.glm-5-2')), 27,  # 'databricks-glm-5-2'
+    ('or', ('=databricks-glm-5-3', '=system.ai.glm-5-3')), 27,  # 'databricks-glm-5-3'
+    ('or', ('=databricks-glm-5-3-flash', '=system.ai.glm-5-3-flash')), 28,  # 'databricks-glm-5-3-flash'
+    ('or', ('=databricks-gpt-oss-120b', '=system.ai.gpt-oss-120b')), 108,  # 'databricks-gpt-oss-120b'
+    ('or', ('=databricks-gpt-oss-20b', '=system.ai.gpt-oss-20b')), 109,  # 'databricks-gpt-oss-20b'
+    ('or', ('=databricks-gte-large-en', '=system.ai.gte-large-en')), 152,  # 'databricks-gte-large-en'
+    ('or', ('=databricks-inkling', '=system.ai.inkling')), 164,  # 'databricks-inkling'
+    ('or', ('=databricks-kimi-k2-7-code', '=system.ai.kimi-k2-7-code')), 201,  # 'databricks-kimi-k2-7-code'
+    ('or', ('=databricks-kimi-k3', '=system.ai.kimi-k3')), 24,  # 'databricks-kimi-k3'
+    ('or', ('=databricks-llama-4-maverick', '=system.ai.llama-4-maverick')), 95,  # 'databricks-llama-4-maverick'
+    ('or', ('=databricks-meta-llama-3-1-8b-instruct', '=system.ai.meta-llama-3-1-8b-instruct')), 219,  # 'databricks-meta-llama-3-1-8b-instruct'
+    ('or', ('=databricks-meta-llama-3-3-70b-instruct', '=system.ai.meta-llama-3-3-70b-instruct')), 95,  # 'databricks-meta-llama-3-3-70b-instruct'
+    ('or', ('=databricks-qwen3-embedding-0-6b', '=system.ai.qwen3-embedding-0-6b')), 58,  # 'databricks-qwen3-embedding-0-6b'
+    ('or', ('=databricks-qwen3-next-80b-a3b-instruct', '=system.ai.qwen3-next-80b-a3b-instruct')), 220,  # 'databricks-qwen3-next-80b-a3b-instruct'
+    ('or', ('=databricks-qwen35-122b-a10b', '=system.ai.qwen35-122b-a10b')), 221,  # 'databricks-qwen35-122b-a10b'
+    ('or', ('^deepseek-chat', '=deepseek-chat-v3-0324')), 222,  # 'deepseek-chat'
+    '=deepseek-flash', 223,  # 'deepseek-flash'
+    ('or', ('=deepseek-reasoner', '^deepseek-r1', '=deepseek-r1-0528')), 224,  # 'deepseek-reasoner'
+    '=deepseek-v3.1-terminus', 225,  # 'deepseek-v3.1-terminus'
+    '=deepseek-v3.2', 226,  # 'deepseek-v3.2'
+    '=deepseek-v3.2-exp', 227,  # 'deepseek-v3.2-exp'
+    ('or', ('^deepseek-v4-flash',)), 228,  # 'deepseek-v4-flash'
+    ('or', ('^deepseek-v4-pro',)), 229,  # 'deepseek-v4-pro'
+    '=qwen/qwen3-14b-fp8', 230,  # 'Qwen/Qwen3-14B-FP8'
+    '=qwen/qwen3-embedding-8b', 231,  # 'Qwen/Qwen3-Embedding-8B'
+    '=qwen/qwen3-vl-235b-a22b-instruct-fp8', 232,  # 'Qwen/Qwen3-VL-235B-A22B-Instruct-FP8'
+    '=qwen/qwen3-vl-30b-a3b-instruct-fp8', 233,  # 'Qwen/Qwen3-VL-30B-A3B-Instruct-FP8'
+    '=qwen/qwen3.5-35b-a3b-fp8', 234,  # 'Qwen/Qwen3.5-35B-A3B-FP8'
+    '=qwen/qwen3.5-35b-a3b-fp8-dottxt', 235,  # 'Qwen/Qwen3.5-35B-A3B-FP8-dottxt'
+    '=qwen/qwen3.5-397b-a17b', 236,  # 'Qwen/Qwen3.5-397B-A17B'
+    '=qwen/qwen3.5-9b', 237,  # 'Qwen/Qwen3.5-9B'
+    '=qwen/qwen3.6-35b-a3b-fp8', 238,  # 'Qwen/Qwen3.6-35B-A3B-FP8'
+    '=qwen/qwen3.8-27b-fp8', 239,  # 'Qwen/Qwen3.8-27B-FP8'
+    '=deepseek-ai/deepseek-v4-flash', 240,  # 'deepseek-ai/DeepSeek-V4-Flash'
+    '=deepseek-ai/deepseek-v4-flash-0731', 241,  # 'deepseek-ai/DeepSeek-V4-Flash-0731'
+    '=deepseek-ai/deepseek-v4-pro', 242,  # 'deepseek-ai/DeepSeek-V4-Pro'
+    '=deepseek-ai/deepseek-v4-pro-0813', 243,  # 'deepseek-ai/DeepSeek-V4-Pro-0813'
+    ('or', ('=deepseek-ai/deepseek-v4.1-flash', '=deepseek-ai/deepseek-v4.1-flash-1017')), 244,  # 'deepseek-ai/DeepSeek-V4.1-Flash'
+    '=google/gemma-4-31b-it', 245,  # 'google/gemma-4-31B-it'
+    '=meta-models/muse-glimmer-30b', 246,  # 'meta-models/Muse-Glimmer-30B'
+    '=meta/muse-spark-open', 159,  # 'meta/muse-spark-open'
+    '=mistralai/devstral-2-123b-instruct-2512', 94,  # 'mistralai/Devstral-2-123B-Instruct-2512'
+    '=moonshotai/kimi-k2.6', 247,  # 'moonshotai/Kimi-K2.6'
+    '=moonshotai/kimi-k3.1-pro', 248,  # 'moonshotai/Kimi-K3.1-Pro'
+    '=moonshotai/kimi-k3', 24,  # 'moonshotai/kimi-k3'
+    '=nvidia/nvidia-nemotron-3-super-120b-a12b-nvfp4', 249,  # 'nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4'
+    '=nvidia/nvidia-nemotron-3-ultra-550b-a55b-nvfp4', 250,  # 'nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4'
+    '=openai/gpt-oss-20b', 251,  # 'openai/gpt-oss-20b'
+    '=zai-org/glm-5.1-fp8', 252,  # 'zai-org/GLM-5.1-FP8'
+    '=zai-org/glm-5.2-fp8', 253,  # 'zai-org/GLM-5.2-FP8'
+    '=zai-org/glm-5.3', 254,  # 'zai-org/GLM-5.3'
+    '=zai-org/glm-5.3-flash', 28,  # 'zai-org/GLM-5.3-Flash'
+    '=eleven_realtime_v1_max', 255,  # 'eleven_realtime_v1_max'
+    '=eleven_realtime_v1_mini', 256,  # 'eleven_realtime_v1_mini'
+    '=accounts/fireworks/models/deepseek-r1-0528', 257,  # 'deepseek-r1-0528'
+    '=accounts/fireworks/models/deepseek-v3-0324', 258,  # 'deepseek-v3-0324'
+    '=accounts/fireworks/models/deepseek-v3p2', 259,  # 'deepseek-v3p2'
+    ('or', ('=accounts/fireworks/models/deepseek-v4-flash', '=accounts/fireworks/models/deepseek-v4-flash-0731')), 19,  # 'deepseek-v4-flash'
+    '=accounts/fireworks/models/deepseek-v4-pro', 155,  # 'deepseek-v4-pro'
+    '=accounts/fireworks/models/deepseek-v4p1-flash', 23,  # 'deepseek-v4p1-flash'
+    '=accounts/fireworks/models/deepseek-v4p1-flash-1017', 23,  # 'deepseek-v4p1-flash-1017'
+    '=accounts/fireworks/routers/deepseek-v4p1-flash-1017-ultrafast', 260,  # 'deepseek-v4p1-flash-1017-ultrafast'
+    '=accounts/fireworks/routers/deepseek-v4p1-flash-1017-us', 261,  # 'deepseek-v4p1-flash-1017-us'
+    '=accounts/fireworks/routers/deepseek-v4p1-flash-us', 261,  # 'deepseek-v4p1-flash-us'
+    '=accounts/fireworks/models/ember-1', 24,  # 'ember-1'
+    '=accounts/fireworks/models/gemma-3-27b-it', 31,  # 'gemma-3-27b-it'
+    '=accounts/fireworks/models/glm-4p7', 262,  # 'glm-4p7'
+    '=accounts/fireworks/models/glm-5p1', 27,  # 'glm-5p1'
+    '=accounts/fireworks/routers/glm-5p1-fast', 263,  # 'glm-5p1-fast'
+    '=accounts/fireworks/models/glm-5p2', 166,  # 'glm-5p2'
+    ('or', ('=accounts/fireworks/routers/glm-5p2-fast', '=accounts/fireworks/routers/glm-5p2-fast-us')), 167,  # 'glm-5p2-fast'
+    '=accounts/fireworks/models/glm-5p3', 27,  # 'glm-5p3'
+    '=accounts/fireworks/routers/glm-5p3-fast', 264,  # 'glm-5p3-fast'
+    '=accounts/fireworks/models/glm-5p3-flash', 28,  # 'glm-5p3-flash'
+    '=accounts/fireworks/routers/glm-5p3-flash-us', 265,  # 'glm-5p3-flash-us'
+    '=accounts/fireworks/routers/glm-5p3-us', 264,  # 'glm-5p3-us'
+    '=accounts/fireworks/models/gpt-oss-120b', 266,  # 'gpt-oss-120b'
+    '=accounts/fireworks/models/gpt-oss-20b', 267,  # 'gpt-oss-20b'
+    '=accounts/fireworks/models/inkling', 164,  # 'inkling'
+    '=accounts/fireworks/models/kimi-k2p5', 200,  # 'kimi-k2p5'
+    '=accounts/fireworks/models/kimi-k2p6', 40,  # 'kimi-k2p6'
+    '=accounts/fireworks/routers/kimi-k2p6-fast', 268,  # 'kimi-k2p6-fast'
+    '=accounts/fireworks/models/kimi-k2p7-code', 201,  # 'kimi-k2p7-code'
+    '=accounts/fireworks/routers/kimi-k2p7-code-fast', 269,  # 'kimi-k2p7-code-fast'
+    '=accounts/fireworks/models/kimi-k3', 24,  # 'kimi-k3'
+    '=accounts/fireworks/routers/kimi-k3-fast', 270,  # 'kimi-k3-fast'
+    '=accounts/fireworks/routers/kimi-k3-us', 271,  # 'kimi-k3-us'
+    '=accounts/fireworks/models/kimi-k3p1-pro', 248,  # 'kimi-k3p1-pro'
+    '=accounts/fireworks/models/llama-v3p1-8b-instruct', 96,  # 'llama-v3p1-8b-instruct'
+    '=accounts/fireworks/models/llama4-maverick-instruct-basic', 272,  # 'llama4-maverick-instruct-basic'
+    '=accounts/fireworks/models/minimax-m2p1', 273,  # 'minimax-m2p1'
+    '=accounts/fireworks/models/minimax-m2p7', 274,  # 'minimax-m2p7'
+    '=accounts/fireworks/models/minimax-m3', 274,  # 'minimax-m3'
+    '=accounts/fireworks/models/muse-spark-open', 159,  # 'muse-spark-open'
+    '=accounts/fireworks/models/nemotron-3-ultra-nvfp4', 160,  # 'nemotron-3-ultra-nvfp4'
+    '=accounts/fireworks/models/nemotron-lightning-3p5-30b-a3b', 275,  # 'nemotron-lightning-3p5-30b-a3b'
+    '=accounts/fireworks/models/qwen2p5-vl-72b-instruct', 258,  # 'qwen2p5-vl-72b-instruct'
+    '=accounts/fireworks/models/qwen3-235b-a22b', 272,  # 'qwen3-235b-a22b'
+    '=accounts/fireworks/models/qwen3p6-plus', 276,  # 'qwen3p6-plus'
+    '=accounts/fireworks/models/qwen3p7-plus', 277,  # 'qwen3p7-plus'
+    '=accounts/fireworks/models/qwen3p8-max', 278,  # 'qwen3p8-max'
+    '=accounts/fireworks/routers/ultramarine-1-flash-us', 279,  # 'ultramarine-1-flash-us'
+    '=claude-fable-5', 280,  # 'claude-fable-5'
+    '=claude-fable-5.1', 281,  # 'claude-fable-5.1'
+    '=claude-haiku-4.5', 282,  # 'claude-haiku-4.5'
+    '=claude-haiku-5.5', 283,  # 'claude-haiku-5.5'
+    '=claude-opus-4.7', 284,  # 'claude-opus-4.7'
+    '=claude-opus-4.8', 284,  # 'claude-opus-4.8'
+    '=claude-opus-4.8-fast', 280,  # 'claude-opus-4.8-fast'
+    '=claude-opus-5', 284,  # 'claude-opus-5'
+    '=claude-opus-5.5', 73,  # 'claude-opus-5.5'
+    '=claude-sonnet-4', 70,  # 'claude-sonnet-4'
+    '=claude-sonnet-4.6', 70,  # 'claude-sonnet-4.6'
+    '=claude-sonnet-5', 285,  # 'claude-sonnet-5'
+    '=claude-sonnet-5.5', 286,  # 'claude-sonnet-5.5'
+    '=gemini-3.5-flash', 287,  # 'gemini-3.5-flash'
+    '=gemini-3.6-flash', 288,  # 'gemini-3.6-flash'
+    '=gemini-3.7-flash', 288,  # 'gemini-3.7-flash'
+    '=gemini-3.8-flash', 288,  # 'gemini-3.8-flash'
+    '=gemini-4-argon', 289,  # 'gemini-4-argon'
+    ('or', ('=gpt-3.5-turbo', '=gpt-3.5-turbo-0613')), 142,  # 'gpt-3.5-turbo'
+    ('or', ('=gpt-4.1', '=gpt-4.1-2025-04-14')), 142,  # 'gpt-4.1'
+    ('or', ('=gpt-4o', '=gpt-4o-2024-05-13', '=gpt-4o-2024-08-06', '=gpt-4o-2024-11-20', '=gpt-4-o-preview')), 142,  # 'gpt-4o'
+    ('or', ('=gpt-4o-mini', '=gpt-4o-mini-2024-07-18')), 142,  # 'gpt-4o-mini'
+    ('or', ('=gpt-5-mini', '/^gpt-5-mini-\\d{4}-\\d{2}-\\d{2}$')), 290,  # 'gpt-5-mini'
+    ('or', ('=gpt-5.3-codex', '/^gpt-5\\.3-codex-\\d{4}-\\d{2}-\\d{2}$')), 291,  # 'gpt-5.3-codex'
+    ('or', ('=gpt-5.4', '/^gpt-5\\.4-\\d{4}-\\d{2}-\\d{2}$')), 292,  # 'gpt-5.4'
+    ('or', ('=gpt-5.4-mini', '/^gpt-5\\.4-mini-\\d{4}-\\d{2}-\\d{2}$')), 293,  # 'gpt-5.4-mini'
+    ('or', ('=gpt-5.4-nano', '/^gpt-5\\.4-nano-\\d{4}-\\d{2}-\\d{2}$')), 294,  # 'gpt-5.4-nano'
+    ('or', ('=gpt-5.5', '/^gpt-5\\.5-\\d{4}-\\d{2}-\\d{2}$')), 295,  # 'gpt-5.5'
+    ('or', ('=gpt-5.6-luna', '/^gpt-5\\.6-luna-\\d{4}-\\d{2}-\\d{2}$')), 296,  # 'gpt-5.6-luna'
+    ('or', ('=gpt-5.6-sol', '/^gpt-5\\.6-sol-\\d{4}-\\d{2}-\\d{2}$')), 297,  # 'gpt-5.6-sol'
+    ('or', ('=gpt-5.6-terra', '/^gpt-5\\.6-terra-\\d{4}-\\d{2}-\\d{2}$')), 76,  # 'gpt-5.6-terra'
+    ('or', ('=gpt-6-astra', '/^gpt-6-astra-\\d{4}-\\d{2}-\\d{2}$')), 77,  # 'gpt-6-astra'
+    ('or', ('=gpt-6-luna', '/^gpt-6-luna-\\d{4}-\\d{2}-\\d{2}$')), 78,  # 'gpt-6-luna'
+    ('or', ('=gpt-6-sol', '/^gpt-6-sol-\\d{4}-\\d{2}-\\d{2}$')), 79,  # 'gpt-6-sol'
+    ('or', ('=gpt-6.1-sol', '/^gpt-6\\.1-sol-\\d{4}-\\d{2}-\\d{2}$')), 80,  # 'gpt-6.1-sol'
+    ('or', ('=gpt-6.1-terra', '/^gpt-6\\.1-terra-\\d{4}-\\d{2}-\\d{2}$')), 81,  # 'gpt-6.1-terra'
+    '=grok-4.5', 298,  # 'grok-4.5'
+    '=grok-4.6', 298,  # 'grok-4.6'
+    '=grok-4.7', 298,  # 'grok-4.7'
+    '=kimi-k2.7-code', 201,  # 'kimi-k2.7-code'
+    '=kimi-k3', 24,  # 'kimi-k3'
+    '=mai-code-1-flash-picker', 293,  # 'mai-code-1-flash-picker'
+    '=mai-code-1.1-flash', 299,  # 'mai-code-1.1-flash'
+    '~claude-3-5-haiku', 113,  # 'claude-3-5-haiku'
+    '~claude-3-5-sonnet', 70,  # 'claude-3-5-sonnet'
+    '~claude-3-7-sonnet', 70,  # 'claude-3-7-sonnet'
+    '~claude-3-haiku', 300,  # 'claude-3-haiku'
+    '~claude-3-opus', 121,  # 'claude-3-opus'
+    ('or', ('~claude-4-opus', '~claude-opus-4@', '~claude-opus-4-0', '~claude-opus-4-1', '=claude-opus-4')), 121,  # 'claude-4-opus'
+    ('or', ('~claude-4-sonnet', '~claude-sonnet-4-0', '~claude-sonnet-4@', '~claude-sonnet-4-2025', '=claude-sonnet-4', '=anthropic/claude-sonnet-4')), 70,  # 'claude-4-sonnet'
+    ('or', ('$claude-fable-5', '~claude-fable-5@')), 65,  # 'claude-fable-5'
+    ('or', ('$claude-fable-5-1', '~claude-fable-5-1@')), 63,  # 'claude-fable-5-1'
+    ('or', ('$claude-fable-5-2', '~claude-fable-5-2@')), 8,  # 'claude-fable-5-2'
+    ('or', ('~claude-haiku-4-5', '~claude-haiku-4.5')), 66,  # 'claude-haiku-4-5'
+    ('or', ('~claude-haiku-5-5', '~claude-haiku-5.5', '~claude-5-5-haiku', '~claude-5.5-haiku')), 67,  # 'claude-haiku-5-5'
+    ('or', ('~claude-4-5-opus', '~claude-opus-4-5', '~claude-4.5-opus', '~claude-opus-4.5')), 68,  # 'claude-opus-4-5'
+    ('or', ('~claude-4-6-opus', '~claude-opus-4-6', '~claude-4.6-opus', '~claude-opus-4.6')), 301,  # 'claude-opus-4-6'
+    ('or', ('~claude-4-7-opus', '~claude-opus-4-7', '~claude-4.7-opus', '~claude-opus-4.7')), 68,  # 'claude-opus-4-7'
+    ('or', ('~claude-4-8-opus', '~claude-opus-4-8', '~claude-4.8-opus', '~claude-opus-4.8')), 68,  # 'claude-opus-4-8'
+    ('or', ('~claude-5-opus', '$claude-opus-5', '~claude-opus-5@', '~claude-5.0-opus', '~claude-opus-5.0')), 68,  # 'claude-opus-5'
+    ('or', ('~claude-5-5-opus', '$claude-opus-5-5', '~claude-opus-5-5@', '~claude-5.5-opus', '~claude-opus-5.5')), 69,  # 'claude-opus-5-5'
+    ('or', ('~claude-sonnet-4-5', '~claude-sonnet-4.5')), 302,  # 'claude-sonnet-4-5'
+    ('or', ('~claude-sonnet-4-6', '~claude-sonnet-4.6')), 5,  # 'claude-sonnet-4-6'
+    ('or', ('~claude-sonnet-5-5', '~claude-sonnet-5.5', '~claude-5-5-sonnet', '~claude-5.5-sonnet')), 71,  # 'claude-sonnet-5-5'
+    '=gemini-1.0-pro-vision-001', 303,  # 'gemini-1.0-pro-vision-001'
+    '~gemini-1.5-flash', 304,  # 'gemini-1.5-flash'
+    '~gemini-1.5-pro', 305,  # 'gemini-1.5-pro'
+    ('or', ('$gemini-2.0-flash', '~gemini-2.0-flash-0', '~gemini-2.0-flash-exp', '~gemini-2.0-flash-thinking', '~gemini-2.0-flash-latest')), 306,  # 'gemini-2.0-flash'
+    '~gemini-2.0-flash-lite', 150,  # 'gemini-2.0-flash-lite'
+    ('or', ('=gemini-2.5-flash', '=gemini-2.5-flash-latest', '=gemini-2.5-flash-preview-09-2025')), 307,  # 'gemini-2.5-flash'
+    ('or', ('=gemini-2.5-flash-image', '=gemini-2.5-flash-image-preview')), 308,  # 'gemini-2.5-flash-image'
+    ('or', ('=gemini-2.5-flash-lite', ('and', ('^gemini-2.5-flash-lite-preview', '/^(?!.*-[tT][tT][sS](?:$|-))')))), 309,  # 'gemini-2.5-flash-lite'
+    '=gemini-2.5-flash-lite-preview-tts', 310,  # 'gemini-2.5-flash-lite-preview-tts'
+    ('or', ('~gemini-2.5-flash-preview-05-20', '~gemini-2.5-flash-preview-04-17', '=gemini-2.5-flash-preview-05-20:thinking', '=gemini-2.5-flash-preview', '=gemini-2.5-flash-preview:thinking')), 311,  # 'gemini-2.5-flash-preview'
+    ('or', ('=gemini-2.5-flash-tts', '=gemini-2.5-flash-preview-tts')), 310,  # 'gemini-2.5-flash-tts'
+    ('and', ('^gemini-2.5-pro', '/^(?!.*-[tT][tT][sS](?:$|-))')), 312,  # 'gemini-2.5-pro'
+    ('or', ('=gemini-2.5-pro-tts', '=gemini-2.5-pro-preview-tts')), 313,  # 'gemini-2.5-pro-tts'
+    ('or', ('=gemini-3-flash-preview', '^gemini-3-flash-preview-')), 314,  # 'gemini-3-flash-preview'
+    ('or', ('=gemini-3-pro-image', '^gemini-3-pro-image-preview')), 315,  # 'gemini-3-pro-image-preview'
+    ('or', ('^gemini-3-pro-preview', '=gemini-3-pro-text-preview')), 316,  # 'gemini-3-pro-preview'
+    ('or', ('=gemini-3.1-flash-image', '^gemini-3.1-flash-image-preview')), 317,  # 'gemini-3.1-flash-image-preview'
+    ('or', ('=gemini-3.1-flash-lite', '^gemini-3.1-flash-lite-preview')), 318,  # 'gemini-3.1-flash-lite'
+    '^gemini-3.1-flash-lite-image', 319,  # 'gemini-3.1-flash-lite-image'
+    '^gemini-3.1-flash-live-preview', 320,  # 'gemini-3.1-flash-live-preview'
+    '=gemini-3.1-flash-tts-preview', 313,  # 'gemini-3.1-flash-tts-preview'
+    ('or', ('^gemini-3.1-pro-preview', '=gemini-pro-latest')), 321,  # 'gemini-3.1-pro-preview'
+    ('or', ('=gemini-3.5-flash', '^gemini-3.5-flash-preview', '/^gemini-3\\.5-flash-\\d')), 322,  # 'gemini-3.5-flash'
+    ('or', ('^gemini-3.5-flash-lite', '=gemini-flash-lite-latest')), 323,  # 'gemini-3.5-flash-lite'
+    '^gemini-3.6-flash', 324,  # 'gemini-3.6-flash'
+    '^gemini-3.7-flash', 324,  # 'gemini-3.7-flash'
+    ('or', (('and', ('^gemini-3.8-flash', '/^(?!.*-[tT][tT][sS](?:$|-))')), '=gemini-flash-latest')), 324,  # 'gemini-3.8-flash'
+    '=gemini-3.8-flash-lite-tts', 325,  # 'gemini-3.8-flash-lite-tts'
+    '=gemini-3.8-flash-tts', 326,  # 'gemini-3.8-flash-tts'
+    '^gemini-3.8-live', 320,  # 'gemini-3.8-live'
+    ('or', ('=gemini-4-argon', '^gemini-4-argon-preview', '/^gemini-4-argon-\\d')), 327,  # 'gemini-4-argon'
+    '=gemini-embedding-001', 181,  # 'gemini-embedding-001'
+    ('or', ('=gemini-embedding-2', '=gemini-embedding-2-preview')), 328,  # 'gemini-embedding-2'
+    '=gemini-flash-1.5', 304,  # 'gemini-flash-1.5'
+    '=gemini-flash-1.5-8b', 329,  # 'gemini-flash-1.5-8b'
+    ('or', ('^gemini-live-2.5-flash', '^gemini-2.5-flash-native-audio-preview', '=gemini-2.5-flash-native-audio-latest')), 330,  # 'gemini-live-2.5-flash'
+    '=gemini-nano-banana-2.1', 331,  # 'gemini-nano-banana-2.1'
+    '=gemini-omni-1.1-flash', 332,  # 'gemini-omni-1.1-flash'
+    '^gemini-omni-flash-preview', 332,  # 'gemini-omni-flash-preview'
+    ('or', ('=gemini-pro', '=gemini-1.0-pro')), 303,  # 'gemini-pro'
+    '=gemini-pro-1.5', 333,  # 'gemini-pro-1.5'
+    '=gemini-robotics-er-2-preview', 334,  # 'gemini-robotics-er-2-preview'
+    '=gemini-robotics-er-2-streaming-preview', 335,  # 'gemini-robotics-er-2-streaming-preview'
+    '=gemma-2-27b-it', 336,  # 'gemma-2-27b-it'
+    ('or', ('^gemma-3-', '=gemma-3')), 142,  # 'gemma-3'
+    ('or', ('^gemma-3n',)), 142,  # 'gemma-3n'
+    '=gemma-4-26b-a4b-it', 142,  # 'gemma-4-26b-a4b-it'
+    '=gemma-4-26b-a4b-it-maas', 337,  # 'gemma-4-26b-a4b-it-maas'
+    '=gemma-4-31b-it', 142,  # 'gemma-4-31b-it'
+    '=canopylabs/orpheus-arabic-saudi', 338,  # 'canopylabs/orpheus-arabic-saudi'
+    '=canopylabs/orpheus-v1-english', 339,  # 'canopylabs/orpheus-v1-english'
+    '=deepseek-r1-distill-llama-70b', 340,  # 'deepseek-r1-distill-llama-70b'
+    '=gemma-7b-it', 341,  # 'gemma-7b-it'
+    ('or', ('=gemma2-9b-it', '=gemma2-9b')), 96,  # 'gemma2-9b-it'
+    '=llama-3.1-405b-reasoning', 342,  # 'llama-3.1-405b-reasoning'
+    '=llama-3.1-70b-versatile', 342,  # 'llama-3.1-70b-versatile'
+    '=llama-3.1-8b-instant', 343,  # 'llama-3.1-8b-instant'
+    '=llama-3.2-11b-text-preview', 344,  # 'llama-3.2-11b-text-preview'
+    '=llama-3.2-11b-vision-preview', 344,  # 'llama-3.2-11b-vision-preview'
+    '=llama-3.2-1b-preview', 101,  # 'llama-3.2-1b-preview'
+    '=llama-3.2-3b-preview', 345,  # 'llama-3.2-3b-preview'
+    '=llama-3.2-90b-text-preview', 258,  # 'llama-3.2-90b-text-preview'
+    '=llama-3.2-90b-vision-preview', 258,  # 'llama-3.2-90b-vision-preview'
+    '=llama-3.3-70b-specdec', 346,  # 'llama-3.3-70b-specdec'
+    '=llama-3.3-70b-versatile', 342,  # 'llama-3.3-70b-versatile'
+    '=llama-guard-3-8b', 96,  # 'llama-guard-3-8b'
+    '=llama2-70b-4096', 347,  # 'llama2-70b-4096'
+    '=llama3-70b-8192', 342,  # 'llama3-70b-8192'
+    '=llama3-8b-8192', 343,  # 'llama3-8b-8192'
+    '=llama3-groq-70b-8192-tool-use-preview', 348,  # 'llama3-groq-70b-8192-tool-use-preview'
+    '=llama3-groq-8b-8192-tool-use-preview', 349,  # 'llama3-groq-8b-8192-tool-use-preview'
+    '=meta-llama/llama-4-maverick-17b-128e-instruct', 59,  # 'meta-llama/llama-4-maverick-17b-128e-instruct'
+    '=meta-llama/llama-4-scout-17b-16e-instruct', 350,  # 'meta-llama/llama-4-scout-17b-16e-instruct'
+    '=meta-llama/llama-guard-4-12b', 96,  # 'meta-llama/llama-guard-4-12b'
+    '=meta-llama/llama-prompt-guard-2-22m', 351,  # 'meta-llama/llama-prompt-guard-2-22m'
+    '=meta-llama/llama-prompt-guard-2-86m', 101,  # 'meta-llama/llama-prompt-guard-2-86m'
+    '=mistral-saba-24b', 352,  # 'mistral-saba-24b'
+    '=mixtral-8x7b-32768', 353,  # 'mixtral-8x7b-32768'
+    ('or', ('=moonshotai/kimi-k2-instruct', '=moonshotai/kimi-k2-instruct-0905')), 354,  # 'moonshotai/kimi-k2-instruct'
+    '=openai/gpt-oss-120b', 355,  # 'openai/gpt-oss-120b'
+    '=openai/gpt-oss-20b', 356,  # 'openai/gpt-oss-20b'
+    '=openai/gpt-oss-safeguard-20b', 356,  # 'openai/gpt-oss-safeguard-20b'
+    '=qwen/qwen3-32b', 357,  # 'qwen/qwen3-32b'
+    '=qwen/qwen3.8-27b', 358,  # 'qwen/qwen3.8-27b'
+    '=whisper-large-v3', 359,  # 'whisper-large-v3'
+    '=whisper-large-v3-turbo', 360,  # 'whisper-large-v3-turbo'
+    ('or', ('=qwen/qwen3.8-27b', '=qwen/qwen3.8-27b-fast')), 168,  # 'Qwen/Qwen3.8-27B'
+    ('or', ('=meta-llama/llama-3.1-8b-instruct', '=meta-llama/llama-3.1-8b-instruct-fast')), 31,  # 'meta-llama/Llama-3.1-8B-Instruct'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 169,  # 'openai/gpt-oss-120b'
+    ('or', ('=minimaxai/minimax-m3', '=minimaxai/minimax-m3-fast')), 273,  # 'MiniMaxAI/MiniMax-M3'
+    ('or', ('=meta-llama/llama-3.3-70b-instruct', '=meta-llama/llama-3.3-70b-instruct-fast')), 258,  # 'meta-llama/Llama-3.3-70B-Instruct'
+    ('or', ('=moonshotai/kimi-k3', '=moonshotai/kimi-k3-fast')), 361,  # 'moonshotai/Kimi-K3'
+    ('or', ('=nvidia/nvidia-nemotron-3-ultra-550b-a55b-nvfp4', '=nvidia/nvidia-nemotron-3-ultra-550b-a55b-nvfp4-fast')), 362,  # 'nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 108,  # 'openai/gpt-oss-120b'
+    ('or', ('=openai/gpt-oss-20b', '=openai/gpt-oss-20b-fast')), 363,  # 'openai/gpt-oss-20b'
+    ('or', ('=qwen/qwen3-32b', '=qwen/qwen3-32b-fast')), 357,  # 'Qwen/Qwen3-32B'
+    ('or', ('=meta-llama/llama-3.3-70b-instruct', '=meta-llama/llama-3.3-70b-instruct-fast')), 342,  # 'meta-llama/Llama-3.3-70B-Instruct'
+    ('or', ('=meta-llama/llama-4-scout-17b-16e-instruct', '=meta-llama/llama-4-scout-17b-16e-instruct-fast')), 350,  # 'meta-llama/Llama-4-Scout-17B-16E-Instruct'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 364,  # 'openai/gpt-oss-120b'
+    ('or', ('=openai/gpt-oss-20b', '=openai/gpt-oss-20b-fast')), 162,  # 'openai/gpt-oss-20b'
+    ('or', ('=qwen/qwen2.5-vl-72b-instruct', '=qwen/qwen2.5-vl-72b-instruct-fast')), 365,  # 'Qwen/Qwen2.5-VL-72B-Instruct'
+    ('or', ('=qwen/qwen2.5-vl-7b-instruct', '=qwen/qwen2.5-vl-7b-instruct-fast')), 96,  # 'Qwen/Qwen2.5-VL-7B-Instruct'
+    ('or', ('=qwen/qwen3-235b-a22b-instruct-2507', '=qwen/qwen3-235b-a22b-instruct-2507-fast')), 366,  # 'Qwen/Qwen3-235B-A22B-Instruct-2507'
+    ('or', ('=qwen/qwen3-coder-480b-a35b-instruct', '=qwen/qwen3-coder-480b-a35b-instruct-fast')), 366,  # 'Qwen/Qwen3-Coder-480B-A35B-Instruct'
+    ('or', ('=qwen/qwen3-next-80b-a3b-instruct', '=qwen/qwen3-next-80b-a3b-instruct-fast')), 367,  # 'Qwen/Qwen3-Next-80B-A3B-Instruct'
+    ('or', ('=qwen/qwen3-next-80b-a3b-thinking', '=qwen/qwen3-next-80b-a3b-thinking-fast')), 367,  # 'Qwen/Qwen3-Next-80B-A3B-Thinking'
+    ('or', ('=deepseek-ai/deepseek-r1', '=deepseek-ai/deepseek-r1-fast')), 366,  # 'deepseek-ai/DeepSeek-R1'
+    ('or', ('=deepseek-ai/deepseek-r1-0528', '=deepseek-ai/deepseek-r1-0528-fast')), 368,  # 'deepseek-ai/DeepSeek-R1-0528'
+    ('or', ('=deepseek-ai/deepseek-v3-0324', '=deepseek-ai/deepseek-v3-0324-fast')), 369,  # 'deepseek-ai/DeepSeek-V3-0324'
+    ('or', ('=meta-llama/llama-3.3-70b-instruct', '=meta-llama/llama-3.3-70b-instruct-fast')), 370,  # 'meta-llama/Llama-3.3-70B-Instruct'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 367,  # 'openai/gpt-oss-120b'
+    ('or', ('=openai/gpt-oss-20b', '=openai/gpt-oss-20b-fast')), 31,  # 'openai/gpt-oss-20b'
+    ('or', ('=nousresearch/hermes-4-405b', '=nousresearch/hermes-4-405b-fast')), 98,  # 'NousResearch/Hermes-4-405B'
+    ('or', ('=nousresearch/hermes-4-70b', '=nousresearch/hermes-4-70b-fast')), 371,  # 'NousResearch/Hermes-4-70B'
+    ('or', ('=primeintellect/intellect-3-fp8', '=primeintellect/intellect-3-fp8-fast')), 372,  # 'PrimeIntellect/INTELLECT-3-FP8'
+    ('or', ('=qwen/qwen2.5-coder-7b', '=qwen/qwen2.5-coder-7b-fast')), 373,  # 'Qwen/Qwen2.5-Coder-7B'
+    ('or', ('=qwen/qwen2.5-vl-72b-instruct', '=qwen/qwen2.5-vl-72b-instruct-fast')), 374,  # 'Qwen/Qwen2.5-VL-72B-Instruct'
+    ('or', ('=qwen/qwen3-235b-a22b-instruct-2507', '=qwen/qwen3-235b-a22b-instruct-2507-fast')), 59,  # 'Qwen/Qwen3-235B-A22B-Instruct-2507'
+    ('or', ('=qwen/qwen3-235b-a22b-thinking-2507', '=qwen/qwen3-235b-a22b-thinking-2507-fast')), 375,  # 'Qwen/Qwen3-235B-A22B-Thinking-2507'
+    ('or', ('=qwen/qwen3-30b-a3b-instruct-2507', '=qwen/qwen3-30b-a3b-instruct-2507-fast')), 102,  # 'Qwen/Qwen3-30B-A3B-Instruct-2507'
+    ('or', ('=qwen/qwen3-30b-a3b-thinking-2507', '=qwen/qwen3-30b-a3b-thinking-2507-fast')), 102,  # 'Qwen/Qwen3-30B-A3B-Thinking-2507'
+    ('or', ('=qwen/qwen3-32b', '=qwen/qwen3-32b-fast')), 102,  # 'Qwen/Qwen3-32B'
+    ('or', ('=qwen/qwen3-coder-30b-a3b-instruct', '=qwen/qwen3-coder-30b-a3b-instruct-fast')), 102,  # 'Qwen/Qwen3-Coder-30B-A3B-Instruct'
+    ('or', ('=qwen/qwen3-coder-480b-a35b-instruct', '=qwen/qwen3-coder-480b-a35b-instruct-fast')), 376,  # 'Qwen/Qwen3-Coder-480B-A35B-Instruct'
+    ('or', ('=deepseek-ai/deepseek-r1-0528', '=deepseek-ai/deepseek-r1-0528-fast')), 377,  # 'deepseek-ai/DeepSeek-R1-0528'
+    ('or', ('=deepseek-ai/deepseek-v3-0324', '=deepseek-ai/deepseek-v3-0324-fast')), 378,  # 'deepseek-ai/DeepSeek-V3-0324'
+    ('or', ('=google/gemma-2-2b-it', '=google/gemma-2-2b-it-fast')), 379,  # 'google/gemma-2-2b-it'
+    ('or', ('=google/gemma-2-9b-it', '=google/gemma-2-9b-it-fast')), 373,  # 'google/gemma-2-9b-it'
+    ('or', ('=google/gemma-3-27b-it', '=google/gemma-3-27b-it-fast')), 59,  # 'google/gemma-3-27b-it'
+    ('or', ('=meta-llama/llama-3.1-8b-instruct', '=meta-llama/llama-3.1-8b-instruct-fast')), 373,  # 'meta-llama/Llama-3.1-8B-Instruct'
+    ('or', ('=meta-llama/llama-3.3-70b-instruct', '=meta-llama/llama-3.3-70b-instruct-fast')), 374,  # 'meta-llama/Llama-3.3-70B-Instruct'
+    ('or', ('=moonshotai/kimi-k2-instruct', '=moonshotai/kimi-k2-instruct-fast')), 380,  # 'moonshotai/Kimi-K2-Instruct'
+    ('or', ('=moonshotai/kimi-k2-thinking', '=moonshotai/kimi-k2-thinking-fast')), 381,  # 'moonshotai/Kimi-K2-Thinking'
+    ('or', ('=nvidia/llama-3_1-nemotron-ultra-253b-v1', '=nvidia/llama-3_1-nemotron-ultra-253b-v1-fast')), 382,  # 'nvidia/Llama-3_1-Nemotron-Ultra-253B-v1'
+    ('or', ('=nvidia/nvidia-nemotron-nano-12b-v2', '=nvidia/nvidia-nemotron-nano-12b-v2-fast')), 383,  # 'nvidia/NVIDIA-Nemotron-Nano-12B-v2'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 108,  # 'openai/gpt-oss-120b'
+    ('or', ('=zai-org/glm-4.5', '=zai-org/glm-4.5-fast')), 262,  # 'zai-org/GLM-4.5'
+    ('or', ('=zai-org/glm-4.5-air', '=zai-org/glm-4.5-air-fast')), 384,  # 'zai-org/GLM-4.5-Air'
+    ('or', ('=minimaxai/minimax-m1-80k', '=minimaxai/minimax-m1-80k-fast')), 385,  # 'MiniMaxAI/MiniMax-M1-80k'
+    ('or', ('=minimaxai/minimax-m2', '=minimaxai/minimax-m2-fast', '=minimaxai/minimax-m2.1', '=minimaxai/minimax-m2.1-fast', '=minimaxai/minimax-m2.5', '=minimaxai/minimax-m2.5-fast', '=minimaxai/minimax-m2.7', '=minimaxai/minimax-m2.7-fast')), 273,  # 'MiniMaxAI/MiniMax-M2'
+    ('or', ('=minimaxai/minimax-m3', '=minimaxai/minimax-m3-fast')), 273,  # 'MiniMaxAI/MiniMax-M3'
+    ('or', ('=minimaxai/minimax-m3.1-flash', '=minimaxai/minimax-m3.1-flash-fast')), 108,  # 'MiniMaxAI/MiniMax-M3.1-Flash'
+    ('or', ('=nousresearch/hermes-2-pro-llama-3-8b', '=nousresearch/hermes-2-pro-llama-3-8b-fast')), 386,  # 'NousResearch/Hermes-2-Pro-Llama-3-8B'
+    ('or', ('=qwen/qwen2.5-72b-instruct', '=qwen/qwen2.5-72b-instruct-fast')), 387,  # 'Qwen/Qwen2.5-72B-Instruct'
+    ('or', ('=qwen/qwen3-235b-a22b', '=qwen/qwen3-235b-a22b-fast')), 375,  # 'Qwen/Qwen3-235B-A22B'
+    ('or', ('=qwen/qwen3-235b-a22b-instruct-2507', '=qwen/qwen3-235b-a22b-instruct-2507-fast')), 388,  # 'Qwen/Qwen3-235B-A22B-Instruct-2507'
+    ('or', ('=qwen/qwen3-235b-a22b-thinking-2507', '=qwen/qwen3-235b-a22b-thinking-2507-fast')), 389,  # 'Qwen/Qwen3-235B-A22B-Thinking-2507'
+    ('or', ('=qwen/qwen3-30b-a3b', '=qwen/qwen3-30b-a3b-fast')), 390,  # 'Qwen/Qwen3-30B-A3B'
+    ('or', ('=qwen/qwen3-32b', '=qwen/qwen3-32b-fast')), 391,  # 'Qwen/Qwen3-32B'
+    ('or', ('=qwen/qwen3-coder-480b-a35b-instruct', '=qwen/qwen3-coder-480b-a35b-instruct-fast')), 392,  # 'Qwen/Qwen3-Coder-480B-A35B-Instruct'
+    ('or', ('=qwen/qwen3-coder-next', '=qwen/qwen3-coder-next-fast')), 393,  # 'Qwen/Qwen3-Coder-Next'
+    ('or', ('=qwen/qwen3-next-80b-a3b-instruct', '=qwen/qwen3-next-80b-a3b-instruct-fast')), 394,  # 'Qwen/Qwen3-Next-80B-A3B-Instruct'
+    ('or', ('=qwen/qwen3-next-80b-a3b-thinking', '=qwen/qwen3-next-80b-a3b-thinking-fast')), 394,  # 'Qwen/Qwen3-Next-80B-A3B-Thinking'
+    ('or', ('=qwen/qwen3-vl-235b-a22b-instruct', '=qwen/qwen3-vl-235b-a22b-instruct-fast')), 395,  # 'Qwen/Qwen3-VL-235B-A22B-Instruct'
+    ('or', ('=qwen/qwen3-vl-235b-a22b-thinking', '=qwen/qwen3-vl-235b-a22b-thinking-fast')), 396,  # 'Qwen/Qwen3-VL-235B-A22B-Thinking'
+    ('or', ('=qwen/qwen3-vl-30b-a3b-instruct', '=qwen/qwen3-vl-30b-a3b-instruct-fast')), 397,  # 'Qwen/Qwen3-VL-30B-A3B-Instruct'
+    ('or', ('=qwen/qwen3-vl-30b-a3b-thinking', '=qwen/qwen3-vl-30b-a3b-thinking-fast')), 398,  # 'Qwen/Qwen3-VL-30B-A3B-Thinking'
+    ('or', ('=qwen/qwen3-vl-8b-instruct', '=qwen/qwen3-vl-8b-instruct-fast')), 399,  # 'Qwen/Qwen3-VL-8B-Instruct'
+    ('or', ('=qwen/qwen3.5-122b-a10b', '=qwen/qwen3.5-122b-a10b-fast')), 400,  # 'Qwen/Qwen3.5-122B-A10B'
+    ('or', ('=qwen/qwen3.5-27b', '=qwen/qwen3.5-27b-fast')), 401,  # 'Qwen/Qwen3.5-27B'
+    ('or', ('=qwen/qwen3.5-35b-a3b', '=qwen/qwen3.5-35b-a3b-fast')), 234,  # 'Qwen/Qwen3.5-35B-A3B'
+    ('or', ('=qwen/qwen3.5-397b-a17b', '=qwen/qwen3.5-397b-a17b-fast')), 236,  # 'Qwen/Qwen3.5-397B-A17B'
+    ('or', ('=qwen/qwen3.8-2.4t-a95b', '=qwen/qwen3.8-2.4t-a95b-fast')), 100,  # 'Qwen/Qwen3.8-2.4T-A95B'
+    ('or', ('=qwen/qwen3.8-27b', '=qwen/qwen3.8-27b-fast')), 402,  # 'Qwen/Qwen3.8-27B'
+    ('or', ('=sao10k/l3-70b-euryale-v2.1', '=sao10k/l3-70b-euryale-v2.1-fast')), 403,  # 'Sao10K/L3-70B-Euryale-v2.1'
+    ('or', ('=sao10k/l3-8b-lunaris-v1', '=sao10k/l3-8b-lunaris-v1-fast')), 404,  # 'Sao10K/L3-8B-Lunaris-v1'
+    ('or', ('=sao10k/l3-8b-stheno-v3.2', '=sao10k/l3-8b-stheno-v3.2-fast')), 404,  # 'Sao10K/L3-8B-Stheno-v3.2'
+    ('or', ('=xiaomimimo/mimo-v2-flash', '=xiaomimimo/mimo-v2-flash-fast')), 102,  # 'XiaomiMiMo/MiMo-V2-Flash'
+    ('or', ('=xiaomimimo/mimo-v2.5', '=xiaomimimo/mimo-v2.5-fast')), 405,  # 'XiaomiMiMo/MiMo-V2.5'
+    ('or', ('=xiaomimimo/mimo-v2.5-pro', '=xiaomimimo/mimo-v2.5-pro-fast')), 406,  # 'XiaomiMiMo/MiMo-V2.5-Pro'
+    ('or', ('=xiaomimimo/mimo-v2.6-flash-rl', '=xiaomimimo/mimo-v2.6-flash-rl-fast')), 240,  # 'XiaomiMiMo/MiMo-V2.6-Flash-RL'
+    ('or', ('=xiaomimimo/mimo-v2.6-pro-rl', '=xiaomimimo/mimo-v2.6-pro-rl-fast')), 407,  # 'XiaomiMiMo/MiMo-V2.6-Pro-RL'
+    ('or', ('=alpindale/wizardlm-2-8x22b', '=alpindale/wizardlm-2-8x22b-fast')), 408,  # 'alpindale/WizardLM-2-8x22B'
+    ('or', ('=baidu/ernie-4.5-21b-a3b-pt', '=baidu/ernie-4.5-21b-a3b-pt-fast')), 409,  # 'baidu/ERNIE-4.5-21B-A3B-PT'
+    ('or', ('=baidu/ernie-4.5-300b-a47b-base-pt', '=baidu/ernie-4.5-300b-a47b-base-pt-fast')), 410,  # 'baidu/ERNIE-4.5-300B-A47B-Base-PT'
+    ('or', ('=baidu/ernie-4.5-vl-28b-a3b-pt', '=baidu/ernie-4.5-vl-28b-a3b-pt-fast')), 411,  # 'baidu/ERNIE-4.5-VL-28B-A3B-PT'
+    ('or', ('=baidu/ernie-4.5-vl-424b-a47b-base-pt', '=baidu/ernie-4.5-vl-424b-a47b-base-pt-fast')), 412,  # 'baidu/ERNIE-4.5-VL-424B-A47B-Base-PT'
+    ('or', ('=deepseek-ai/deepseek-prover-v2-671b', '=deepseek-ai/deepseek-prover-v2-671b-fast')), 413,  # 'deepseek-ai/DeepSeek-Prover-V2-671B'
+    ('or', ('=deepseek-ai/deepseek-r1', '=deepseek-ai/deepseek-r1-fast', '=deepseek-ai/deepseek-r1-0528', '=deepseek-ai/deepseek-r1-0528-fast')), 413,  # 'deepseek-ai/DeepSeek-R1'
+    ('or', ('=deepseek-ai/deepseek-r1-distill-llama-70b', '=deepseek-ai/deepseek-r1-distill-llama-70b-fast')), 414,  # 'deepseek-ai/DeepSeek-R1-Distill-Llama-70B'
+    ('or', ('=deepseek-ai/deepseek-v3', '=deepseek-ai/deepseek-v3-fast')), 415,  # 'deepseek-ai/DeepSeek-V3'
+    ('or', ('=deepseek-ai/deepseek-v3-0324', '=deepseek-ai/deepseek-v3-0324-fast')), 416,  # 'deepseek-ai/DeepSeek-V3-0324'
+    ('or', ('=deepseek-ai/deepseek-v3.1', '=deepseek-ai/deepseek-v3.1-fast', '=deepseek-ai/deepseek-v3.1-terminus', '=deepseek-ai/deepseek-v3.1-terminus-fast')), 417,  # 'deepseek-ai/DeepSeek-V3.1'
+    ('or', ('=deepseek-ai/deepseek-v3.2', '=deepseek-ai/deepseek-v3.2-fast')), 418,  # 'deepseek-ai/DeepSeek-V3.2'
+    ('or', ('=deepseek-ai/deepseek-v3.2-exp', '=deepseek-ai/deepseek-v3.2-exp-fast')), 227,  # 'deepseek-ai/DeepSeek-V3.2-Exp'
+    ('or', ('=deepseek-ai/deepseek-v4-flash-0731', '=deepseek-ai/deepseek-v4-flash-0731-fast')), 419,  # 'deepseek-ai/DeepSeek-V4-Flash-0731'
+    ('or', ('=deepseek-ai/deepseek-v4-pro', '=deepseek-ai/deepseek-v4-pro-fast')), 420,  # 'deepseek-ai/DeepSeek-V4-Pro'
+    ('or', ('=deepseek-ai/deepseek-v4-pro-0813', '=deepseek-ai/deepseek-v4-pro-0813-fast')), 421,  # 'deepseek-ai/DeepSeek-V4-Pro-0813'
+    ('or', ('=deepseek-ai/deepseek-v4.1-flash', '=deepseek-ai/deepseek-v4.1-flash-fast', '=deepseek-ai/deepseek-v4.1-flash-1017', '=deepseek-ai/deepseek-v4.1-flash-1017-fast')), 273,  # 'deepseek-ai/DeepSeek-V4.1-Flash'
+    ('or', ('=google/gemma-4-26b-a4b-it', '=google/gemma-4-26b-a4b-it-fast')), 371,  # 'google/gemma-4-26B-A4B-it'
+    ('or', ('=google/gemma-4-31b-it', '=google/gemma-4-31b-it-fast')), 422,  # 'google/gemma-4-31B-it'
+    ('or', ('=inclusionai/ling-3.0-flash', '=inclusionai/ling-3.0-flash-fast')), 423,  # 'inclusionAI/Ling-3.0-flash'
+    ('or', ('=inclusionai/ling-3.0-flash-fin', '=inclusionai/ling-3.0-flash-fin-fast')), 424,  # 'inclusionAI/Ling-3.0-flash-Fin'
+    ('or', ('=inclusionai/ling-3.0-flash-vl', '=inclusionai/ling-3.0-flash-vl-fast')), 424,  # 'inclusionAI/Ling-3.0-flash-VL'
+    ('or', ('=inclusionai/ling-3.1-flash', '=inclusionai/ling-3.1-flash-fast')), 425,  # 'inclusionAI/Ling-3.1-flash'
+    ('or', ('=meta-llama/llama-3.1-8b-instruct', '=meta-llama/llama-3.1-8b-instruct-fast')), 426,  # 'meta-llama/Llama-3.1-8B-Instruct'
+    ('or', ('=meta-llama/llama-3.3-70b-instruct', '=meta-llama/llama-3.3-70b-instruct-fast')), 427,  # 'meta-llama/Llama-3.3-70B-Instruct'
+    ('or', ('=meta-llama/llama-4-maverick-17b-128e-instruct-fp8', '=meta-llama/llama-4-maverick-17b-128e-instruct-fp8-fast')), 196,  # 'meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8'
+    ('or', ('=meta-llama/llama-4-scout-17b-16e-instruct', '=meta-llama/llama-4-scout-17b-16e-instruct-fast')), 428,  # 'meta-llama/Llama-4-Scout-17B-16E-Instruct'
+    ('or', ('=meta-llama/meta-llama-3-70b-instruct', '=meta-llama/meta-llama-3-70b-instruct-fast')), 429,  # 'meta-llama/Meta-Llama-3-70B-Instruct'
+    ('or', ('=meta-llama/meta-llama-3-8b-instruct', '=meta-llama/meta-llama-3-8b-instruct-fast')), 101,  # 'meta-llama/Meta-Llama-3-8B-Instruct'
+    ('or', ('=moonshotai/kimi-k2-instruct', '=moonshotai/kimi-k2-instruct-fast')), 430,  # 'moonshotai/Kimi-K2-Instruct'
+    ('or', ('=moonshotai/kimi-k2-instruct-0905', '=moonshotai/kimi-k2-instruct-0905-fast')), 381,  # 'moonshotai/Kimi-K2-Instruct-0905'
+    ('or', ('=moonshotai/kimi-k2-thinking', '=moonshotai/kimi-k2-thinking-fast')), 381,  # 'moonshotai/Kimi-K2-Thinking'
+    ('or', ('=moonshotai/kimi-k2.5', '=moonshotai/kimi-k2.5-fast')), 431,  # 'moonshotai/Kimi-K2.5'
+    ('or', ('=moonshotai/kimi-k2.6', '=moonshotai/kimi-k2.6-fast')), 432,  # 'moonshotai/Kimi-K2.6'
+    ('or', ('=moonshotai/kimi-k2.7-code', '=moonshotai/kimi-k2.7-code-fast')), 247,  # 'moonshotai/Kimi-K2.7-Code'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 433,  # 'openai/gpt-oss-120b'
+    ('or', ('=openai/gpt-oss-20b', '=openai/gpt-oss-20b-fast')), 434,  # 'openai/gpt-oss-20b'
+    ('or', ('=tencent/hy4-preview', '=tencent/hy4-preview-fast')), 435,  # 'tencent/Hy4-preview'
+    ('or', ('=zai-org/autoglm-phone-9b-multilingual', '=zai-org/autoglm-phone-9b-multilingual-fast')), 436,  # 'zai-org/AutoGLM-Phone-9B-Multilingual'
+    ('or', ('=zai-org/glm-4-32b-0414', '=zai-org/glm-4-32b-0414-fast')), 437,  # 'zai-org/GLM-4-32B-0414'
+    ('or', ('=zai-org/glm-4.5', '=zai-org/glm-4.5-fast')), 262,  # 'zai-org/GLM-4.5'
+    ('or', ('=zai-org/glm-4.5-air', '=zai-org/glm-4.5-air-fast')), 438,  # 'zai-org/GLM-4.5-Air'
+    ('or', ('=zai-org/glm-4.5v', '=zai-org/glm-4.5v-fast')), 382,  # 'zai-org/GLM-4.5V'
+    ('or', ('=zai-org/glm-4.6', '=zai-org/glm-4.6-fast')), 385,  # 'zai-org/GLM-4.6'
+    ('or', ('=zai-org/glm-4.6v-flash', '=zai-org/glm-4.6v-flash-fast')), 425,  # 'zai-org/GLM-4.6V-Flash'
+    ('or', ('=zai-org/glm-4.7', '=zai-org/glm-4.7-fast')), 262,  # 'zai-org/GLM-4.7'
+    ('or', ('=zai-org/glm-4.7-flash', '=zai-org/glm-4.7-flash-fast')), 439,  # 'zai-org/GLM-4.7-Flash'
+    ('or', ('=zai-org/glm-5', '=zai-org/glm-5-fast')), 440,  # 'zai-org/GLM-5'
+    ('or', ('=zai-org/glm-5.2', '=zai-org/glm-5.2-fast')), 252,  # 'zai-org/GLM-5.2'
+    ('or', ('=zai-org/glm-5.3', '=zai-org/glm-5.3-fast')), 252,  # 'zai-org/GLM-5.3'
+    ('or', ('=zai-org/glm-5.3-flash', '=zai-org/glm-5.3-flash-fast')), 218,  # 'zai-org/GLM-5.3-Flash'
+    ('or', ('=qwen/qwq-32b', '=qwen/qwq-32b-fast')), 441,  # 'Qwen/QwQ-32B'
+    ('or', ('=qwen/qwen2.5-coder-32b-instruct', '=qwen/qwen2.5-coder-32b-instruct-fast')), 442,  # 'Qwen/Qwen2.5-Coder-32B-Instruct'
+    ('or', ('=qwen/qwen2.5-coder-3b-instruct', '=qwen/qwen2.5-coder-3b-instruct-fast')), 443,  # 'Qwen/Qwen2.5-Coder-3B-Instruct'
+    ('or', ('=qwen/qwen2.5-coder-7b-instruct', '=qwen/qwen2.5-coder-7b-instruct-fast')), 443,  # 'Qwen/Qwen2.5-Coder-7B-Instruct'
+    ('or', ('=qwen/qwen3-14b', '=qwen/qwen3-14b-fast')), 383,  # 'Qwen/Qwen3-14B'
+    ('or', ('=qwen/qwen3-235b-a22b', '=qwen/qwen3-235b-a22b-fast', '=qwen/qwen3-235b-a22b-instruct-2507', '=qwen/qwen3-235b-a22b-instruct-2507-fast')), 59,  # 'Qwen/Qwen3-235B-A22B'
+    ('or', ('=qwen/qwen3-32b', '=qwen/qwen3-32b-fast')), 444,  # 'Qwen/Qwen3-32B'
+    ('or', ('=qwen/qwen3-4b-instruct-2507', '=qwen/qwen3-4b-instruct-2507-fast')), 443,  # 'Qwen/Qwen3-4B-Instruct-2507'
+    ('or', ('=qwen/qwen3-4b-thinking-2507', '=qwen/qwen3-4b-thinking-2507-fast')), 443,  # 'Qwen/Qwen3-4B-Thinking-2507'
+    ('or', ('=qwen/qwen3-8b', '=qwen/qwen3-8b-fast')), 445,  # 'Qwen/Qwen3-8B'
+    ('or', ('=qwen/qwen3.8-27b', '=qwen/qwen3.8-27b-fast')), 446,  # 'Qwen/Qwen3.8-27B'
+    ('or', ('=qwen/qwen3.8-flash-next-fp8', '=qwen/qwen3.8-flash-next-fp8-fast')), 447,  # 'Qwen/Qwen3.8-Flash-Next-FP8'
+    ('or', ('=deepseek-ai/deepseek-r1-distill-llama-70b', '=deepseek-ai/deepseek-r1-distill-llama-70b-fast')), 448,  # 'deepseek-ai/DeepSeek-R1-Distill-Llama-70B'
+    ('or', ('=deepseek-ai/deepseek-r1-distill-llama-8b', '=deepseek-ai/deepseek-r1-distill-llama-8b-fast')), 404,  # 'deepseek-ai/DeepSeek-R1-Distill-Llama-8B'
+    ('or', ('=deepseek-ai/deepseek-r1-distill-qwen-1.5b', '=deepseek-ai/deepseek-r1-distill-qwen-1.5b-fast')), 31,  # 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
+    ('or', ('=deepseek-ai/deepseek-r1-distill-qwen-14b', '=deepseek-ai/deepseek-r1-distill-qwen-14b-fast')), 96,  # 'deepseek-ai/DeepSeek-R1-Distill-Qwen-14B'
+    ('or', ('=deepseek-ai/deepseek-r1-distill-qwen-32b', '=deepseek-ai/deepseek-r1-distill-qwen-32b-fast')), 367,  # 'deepseek-ai/DeepSeek-R1-Distill-Qwen-32B'
+    ('or', ('=deepseek-ai/deepseek-r1-distill-qwen-7b', '=deepseek-ai/deepseek-r1-distill-qwen-7b-fast')), 89,  # 'deepseek-ai/DeepSeek-R1-Distill-Qwen-7B'
+    ('or', ('=meta-llama/llama-3.1-8b-instruct', '=meta-llama/llama-3.1-8b-instruct-fast')), 345,  # 'meta-llama/Llama-3.1-8B-Instruct'
+    ('or', ('=meta-llama/llama-3.3-70b-instruct', '=meta-llama/llama-3.3-70b-instruct-fast')), 370,  # 'meta-llama/Llama-3.3-70B-Instruct'
+    ('or', ('=meta-llama/llama-4-scout-17b-16e-instruct', '=meta-llama/llama-4-scout-17b-16e-instruct-fast')), 83,  # 'meta-llama/Llama-4-Scout-17B-16E-Instruct'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 449,  # 'openai/gpt-oss-120b'
+    ('or', ('=openai/gpt-oss-20b', '=openai/gpt-oss-20b-fast')), 363,  # 'openai/gpt-oss-20b'
+    ('or', ('=zai-org/glm-5.3', '=zai-org/glm-5.3-fast')), 252,  # 'zai-org/GLM-5.3'
+    ('or', ('=qwen/qwen2.5-vl-72b-instruct', '=qwen/qwen2.5-vl-72b-instruct-fast')), 450,  # 'Qwen/Qwen2.5-VL-72B-Instruct'
+    ('or', ('=qwen/qwen3-32b', '=qwen/qwen3-32b-fast')), 451,  # 'Qwen/Qwen3-32B'
+    ('or', ('=qwen/qwen3-coder-30b-a3b-instruct', '=qwen/qwen3-coder-30b-a3b-instruct-fast')), 452,  # 'Qwen/Qwen3-Coder-30B-A3B-Instruct'
+    ('or', ('=qwen/qwen3.5-397b-a17b', '=qwen/qwen3.5-397b-a17b-fast')), 453,  # 'Qwen/Qwen3.5-397B-A17B'
+    ('or', ('=qwen/qwen3.5-9b', '=qwen/qwen3.5-9b-fast')), 454,  # 'Qwen/Qwen3.5-9B'
+    ('or', ('=qwen/qwen3.6-27b', '=qwen/qwen3.6-27b-fast')), 455,  # 'Qwen/Qwen3.6-27B'
+    ('or', ('=qwen/qwen3.8-27b', '=qwen/qwen3.8-27b-fast')), 455,  # 'Qwen/Qwen3.8-27B'
+    ('or', ('=meta-llama/llama-3.1-8b-instruct', '=meta-llama/llama-3.1-8b-instruct-fast')), 456,  # 'meta-llama/Llama-3.1-8B-Instruct'
+    ('or', ('=meta-llama/llama-3.3-70b-instruct', '=meta-llama/llama-3.3-70b-instruct-fast')), 457,  # 'meta-llama/Llama-3.3-70B-Instruct'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 458,  # 'openai/gpt-oss-120b'
+    ('or', ('=openai/gpt-oss-20b', '=openai/gpt-oss-20b-fast')), 459,  # 'openai/gpt-oss-20b'
+    ('or', ('=bsc-lt/alia-40b-instruct-2606', '=bsc-lt/alia-40b-instruct-2606-fast')), 91,  # 'BSC-LT/ALIA-40b-instruct-2606'
+    ('or', ('=aisingapore/gemma-sea-lion-v4-27b-it', '=aisingapore/gemma-sea-lion-v4-27b-it-fast')), 460,  # 'aisingapore/Gemma-SEA-LION-v4-27B-IT'
+    ('or', ('=aisingapore/nemotron-sea-lion-v4.8-120b-a12b', '=aisingapore/nemotron-sea-lion-v4.8-120b-a12b-fast')), 461,  # 'aisingapore/Nemotron-SEA-LION-v4.8-120B-A12B'
+    ('or', ('=aisingapore/qwen-sea-lion-v4-32b-it', '=aisingapore/qwen-sea-lion-v4-32b-it-fast')), 462,  # 'aisingapore/Qwen-SEA-LION-v4-32B-IT'
+    ('or', ('=aisingapore/qwen-sea-lion-v4.5-27b-it', '=aisingapore/qwen-sea-lion-v4.5-27b-it-fast')), 460,  # 'aisingapore/Qwen-SEA-LION-v4.5-27B-IT'
+    ('or', ('=allenai/olmo-3-7b-instruct', '=allenai/olmo-3-7b-instruct-fast')), 463,  # 'allenai/Olmo-3-7B-Instruct'
+    ('or', ('=allenai/olmo-3.1-32b-instruct', '=allenai/olmo-3.1-32b-instruct-fast')), 59,  # 'allenai/Olmo-3.1-32B-Instruct'
+    ('or', ('=dicta-il/dictalm-3.0-24b-thinking', '=dicta-il/dictalm-3.0-24b-thinking-fast')), 460,  # 'dicta-il/DictaLM-3.0-24B-Thinking'
+    ('or', ('=speakleash/bielik-11b-v3.0-instruct', '=speakleash/bielik-11b-v3.0-instruct-fast')), 370,  # 'speakleash/Bielik-11B-v3.0-Instruct'
+    ('or', ('=swiss-ai/apertus-70b-instruct-2509', '=swiss-ai/apertus-70b-instruct-2509-fast')), 464,  # 'swiss-ai/Apertus-70B-Instruct-2509'
+    ('or', ('=swiss-ai/apertus-8b-instruct-2509', '=swiss-ai/apertus-8b-instruct-2509-fast')), 463,  # 'swiss-ai/Apertus-8B-Instruct-2509'
+    ('or', ('=swiss-ai/apertus-v1.5-70b', '=swiss-ai/apertus-v1.5-70b-fast')), 464,  # 'swiss-ai/Apertus-v1.5-70B'
+    ('or', ('=utter-project/eurollm-22b-instruct-2512', '=utter-project/eurollm-22b-instruct-2512-fast')), 463,  # 'utter-project/EuroLLM-22B-Instruct-2512'
+    ('or', ('=qwen/qwen3-32b', '=qwen/qwen3-32b-fast')), 171,  # 'Qwen/Qwen3-32B'
+    ('or', ('=deepseek-ai/deepseek-r1-0528', '=deepseek-ai/deepseek-r1-0528-fast')), 465,  # 'deepseek-ai/DeepSeek-R1-0528'
+    ('or', ('=deepseek-ai/deepseek-r1-distill-llama-70b', '=deepseek-ai/deepseek-r1-distill-llama-70b-fast')), 466,  # 'deepseek-ai/DeepSeek-R1-Distill-Llama-70B'
+    ('or', ('=deepseek-ai/deepseek-v3-0324', '=deepseek-ai/deepseek-v3-0324-fast')), 467,  # 'deepseek-ai/DeepSeek-V3-0324'
+    ('or', ('=meta-llama/llama-3.1-8b-instruct', '=meta-llama/llama-3.1-8b-instruct-fast')), 463,  # 'meta-llama/Llama-3.1-8B-Instruct'
+    ('or', ('=meta-llama/llama-3.3-70b-instruct', '=meta-llama/llama-3.3-70b-instruct-fast')), 468,  # 'meta-llama/Llama-3.3-70B-Instruct'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 469,  # 'openai/gpt-oss-120b'
+    ('or', ('=tokyotech-llm/llama-3.3-swallow-70b-instruct-v0.4', '=tokyotech-llm/llama-3.3-swallow-70b-instruct-v0.4-fast')), 468,  # 'tokyotech-llm/Llama-3.3-Swallow-70B-Instruct-v0.4'
+    ('or', ('=essentialai/rnj-1-instruct', '=essentialai/rnj-1-instruct-fast')), 89,  # 'EssentialAI/rnj-1-instruct'
+    ('or', ('=minimaxai/minimax-m3', '=minimaxai/minimax-m3-fast')), 273,  # 'MiniMaxAI/MiniMax-M3'
+    ('or', ('=qwen/qwen2.5-7b-instruct', '=qwen/qwen2.5-7b-instruct-fast')), 367,  # 'Qwen/Qwen2.5-7B-Instruct'
+    ('or', ('=qwen/qwen3-235b-a22b-instruct-2507', '=qwen/qwen3-235b-a22b-instruct-2507-fast')), 59,  # 'Qwen/Qwen3-235B-A22B-Instruct-2507'
+    ('or', ('=qwen/qwen3-coder-480b-a35b-instruct', '=qwen/qwen3-coder-480b-a35b-instruct-fast', '=qwen/qwen3-coder-480b-a35b-instruct-fp8', '=qwen/qwen3-coder-480b-a35b-instruct-fp8-fast')), 366,  # 'Qwen/Qwen3-Coder-480B-A35B-Instruct'
+    ('or', ('=qwen/qwen3-coder-next-fp8', '=qwen/qwen3-coder-next-fp8-fast')), 470,  # 'Qwen/Qwen3-Coder-Next-FP8'
+    ('or', ('=qwen/qwen3-next-80b-a3b-instruct', '=qwen/qwen3-next-80b-a3b-instruct-fast')), 394,  # 'Qwen/Qwen3-Next-80B-A3B-Instruct'
+    ('or', ('=qwen/qwen3-vl-8b-instruct', '=qwen/qwen3-vl-8b-instruct-fast')), 471,  # 'Qwen/Qwen3-VL-8B-Instruct'
+    ('or', ('=qwen/qwen3.5-397b-a17b', '=qwen/qwen3.5-397b-a17b-fast')), 236,  # 'Qwen/Qwen3.5-397B-A17B'
+    ('or', ('=qwen/qwen3.5-9b', '=qwen/qwen3.5-9b-fast')), 472,  # 'Qwen/Qwen3.5-9B'
+    ('or', ('=qwen/qwen3.8-2.4t-a95b', '=qwen/qwen3.8-2.4t-a95b-fast')), 100,  # 'Qwen/Qwen3.8-2.4T-A95B'
+    ('or', ('=servicenow-ai/apriel-1.6-15b-thinker', '=servicenow-ai/apriel-1.6-15b-thinker-fast')), 142,  # 'ServiceNow-AI/Apriel-1.6-15b-Thinker'
+    ('or', ('=deepcogito/cogito-671b-v2.1', '=deepcogito/cogito-671b-v2.1-fast', '=deepcogito/cogito-671b-v2.1-fp8', '=deepcogito/cogito-671b-v2.1-fp8-fast')), 369,  # 'deepcogito/cogito-671b-v2.1'
+    ('or', ('=deepseek-ai/deepseek-r1', '=deepseek-ai/deepseek-r1-fast', '=deepseek-ai/deepseek-r1-0528', '=deepseek-ai/deepseek-r1-0528-fast')), 473,  # 'deepseek-ai/DeepSeek-R1'
+    ('or', ('=deepseek-ai/deepseek-v3', '=deepseek-ai/deepseek-v3-fast', '=deepseek-ai/deepseek-v3-0324', '=deepseek-ai/deepseek-v3-0324-fast')), 369,  # 'deepseek-ai/DeepSeek-V3'
+    ('or', ('=deepseek-ai/deepseek-v3.1', '=deepseek-ai/deepseek-v3.1-fast')), 474,  # 'deepseek-ai/DeepSeek-V3.1'
+    ('or', ('=deepseek-ai/deepseek-v4-flash-0731', '=deepseek-ai/deepseek-v4-flash-0731-fast')), 475,  # 'deepseek-ai/DeepSeek-V4-Flash-0731'
+    ('or', ('=deepseek-ai/deepseek-v4-pro-0813', '=deepseek-ai/deepseek-v4-pro-0813-fast')), 421,  # 'deepseek-ai/DeepSeek-V4-Pro-0813'
+    ('or', ('=google/gemma-3n-e4b-it', '=google/gemma-3n-e4b-it-fast')), 476,  # 'google/gemma-3n-E4B-it'
+    ('or', ('=meta-llama/llama-3.3-70b-instruct', '=meta-llama/llama-3.3-70b-instruct-fast')), 477,  # 'meta-llama/Llama-3.3-70B-Instruct'
+    ('or', ('=meta-llama/llama-4-maverick-17b-128e-instruct-fp8', '=meta-llama/llama-4-maverick-17b-128e-instruct-fp8-fast')), 196,  # 'meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8'
+    ('or', ('=meta-models/muse-glimmer-30b', '=meta-models/muse-glimmer-30b-fast')), 478,  # 'meta-models/Muse-Glimmer-30B'
+    ('or', ('=moonshotai/kimi-k2.5', '=moonshotai/kimi-k2.5-fast')), 479,  # 'moonshotai/Kimi-K2.5'
+    ('or', ('=moonshotai/kimi-k3', '=moonshotai/kimi-k3-fast')), 361,  # 'moonshotai/Kimi-K3'
+    ('or', ('=openai/gpt-oss-120b', '=openai/gpt-oss-120b-fast')), 108,  # 'openai/gpt-oss-120b'
+    ('or', ('=openai/gpt-oss-20b', '=openai/gpt-oss-20b-fast')), 363,  # 'openai/gpt-oss-20b'
+    ('or', ('=prism-ml/ternary-bonsai-27b-awq-4bit', '=prism-ml/ternary-bonsai-27b-awq-4bit-fast')), 142,  # 'prism-ml/Ternary-Bonsai-27B-AWQ-4bit'
+    ('or', ('=prism-ml/ternary-bonsai-27b-gguf', '=prism-ml/ternary-bonsai-27b-gguf-fast')), 142,  # 'prism-ml/Ternary-Bonsai-27B-gguf'
+    ('or', ('=thinkingmachines/inkling', '=thinkingmachines/inkling-fast')), 480,  # 'thinkingmachines/Inkling'
+    ('or', ('=zai-org/glm-4.5-air-fp8', '=zai-org/glm-4.5-air-fp8-fast')), 372,  # 'zai-org/GLM-4.5-Air-FP8'
+    ('or', ('=zai-org/glm-4.6', '=zai-org/glm-4.6-fast')), 262,  # 'zai-org/GLM-4.6'
+    ('or', ('=zai-org/glm-4.7-fp8', '=zai-org/glm-4.7-fp8-fast')), 481,  # 'zai-org/GLM-4.7-FP8'
+    ('or', ('=zai-org/glm-5', '=zai-org/glm-5-fast')), 440,  # 'zai-org/GLM-5'
+    ('or', ('=zai-org/glm-5.2', '=zai-org/glm-5.2-fast')), 252,  # 'zai-org/GLM-5.2'
+    ('or', ('=zai-org/glm-5.3', '=zai-org/glm-5.3-fast')), 252,  # 'zai-org/GLM-5.3'
+    ('or', ('=zai-org/glm-5.3-flash', '=zai-org/glm-5.3-flash-fast')), 218,  # 'zai-org/GLM-5.3-Flash'
+    '=muse-spark-1.1', 482,  # 'muse-spark-1.1'
+    '=muse-spark-1.2', 482,  # 'muse-spark-1.2'
+    '=muse-spark-1.2-contributor', 483,  # 'muse-spark-1.2-contributor'
+    '=muse-spark-1.3', 482,  # 'muse-spark-1.3'
+    '=muse-spark-1.3-contributor', 483,  # 'muse-spark-1.3-contributor'
+    '=muse-wonder-1.0', 484,  # 'muse-wonder-1.0'
+    ('or', ('=m2-her', '=m2-her')), 273,  # 'M2-her'
+    ('or', ('=minimax-m2', '=minimax-m2', '=minimax-m2.1', '=minimax-m2.1', '=minimax-m2.5', '=minimax-m2.5')), 485,  # 'MiniMax-M2'
+    ('or', ('~m2.1-highspeed', '~m2.1-highspeed')), 486,  # 'MiniMax-M2.1-highspeed'
+    ('or', ('~m2.5-highspeed', '~m2.5-highspeed')), 486,  # 'MiniMax-M2.5-highspeed'
+    ('or', ('=minimax-m2.7', '=minimax-m2.7')), 487,  # 'MiniMax-M2.7'
+    ('or', ('~m2.7-highspeed', '~m2.7-highspeed')), 488,  # 'MiniMax-M2.7-highspeed'
+    ('or', ('=minimax-m3.1-flash', '=minimax-m3.1-flash')), 337,  # 'MiniMax-M3.1-Flash'
+    '=minimax-01', 372,  # 'minimax-01'
+    '=minimax-m1', 489,  # 'minimax-m1'
+    ('or', ('=minimax-m3', '=minimax-m3')), 490,  # 'minimax-m3'
+    ('or', ('=codestral-latest', '=codestral-2501')), 425,  # 'codestral'
+    '=codestral-2508', 491,  # 'codestral-2508'
+    ('or', ('=codestral-embed-2505', '=codestral-embed')), 492,  # 'codestral-embed-2505'
+    '=deepseek-v4-1-flash-1017', 157,  # 'deepseek-v4-1-flash-1017'
+    '=devstral-2512', 493,  # 'devstral-2512'
+    ('or', ('=devstral-small', '=devstral-small-2505', '=devstral-small-2507', '=devstral-small-latest', '=labs-devstral-small-2512')), 102,  # 'devstral-small'
+    '=devstral-small:free', 142,  # 'devstral-small:free'
+    ('or', ('^magistral-medium',)), 494,  # 'magistral-medium'
+    '^magistral-small-', 95,  # 'magistral-small'
+    '=ministral-14b-2512', 495,  # 'ministral-14b-2512'
+    '=ministral-3b', 101,  # 'ministral-3b'
+    '=ministral-3b-2512', 496,  # 'ministral-3b-2512'
+    ('or', ('=ministral-8b', '=ministral-8b-2410')), 31,  # 'ministral-8b'
+    '=ministral-8b-2512', 497,  # 'ministral-8b-2512'
+    '=ministral-8b-latest', 498,  # 'ministral-8b-latest'
+    ('or', ('=mistral-7b', '=open-mistral-7b')), 499,  # 'mistral-7b'
+    ('or', ('=mistral-embed', '=mistral-embed-2312')), 31,  # 'mistral-embed'
+    ('or', ('=mistral-large', '=mistral-large-latest', '=mistral-large-2407', '=mistral-large-2411')), 100,  # 'mistral-large'
+    '=mistral-large-2512', 500,  # 'mistral-large-2512'
+    ('or', ('=mistral-large-4', '=mistral-large-4-0')), 501,  # 'mistral-large-4'
+    '=mistral-medium-2312', 502,  # 'mistral-medium-2312'
+    ('or', ('=mistral-medium', '=mistral-medium-2505', '=mistral-medium-2508')), 493,  # 'mistral-medium-3-1'
+    ('or', ('=mistral-medium-3.5', '=mistral-medium-3-5', '=mistral-medium-3', '=mistral-medium-2604')), 503,  # 'mistral-medium-3-5'
+    '=mistral-medium-latest', 504,  # 'mistral-medium-latest'
+    ('or', ('=mistral-nemo', '=open-mistral-nemo')), 89,  # 'mistral-nemo'
+    '=mistral-nemo:free', 142,  # 'mistral-nemo:free'
+    ('or', ('=mistral-ocr-2503', '=mistral-ocr-2503-completion')), 505,  # 'mistral-ocr-2503'
+    ('or', ('=mistral-ocr-2505', '=mistral-ocr-2505-completion')), 506,  # 'mistral-ocr-2505'
+    ('or', ('=mistral-ocr-2512', '=mistral-ocr-2512-completion')), 507,  # 'mistral-ocr-2512'
+    ('or', ('=mistral-ocr-4-0', '=mistral-ocr-4-0-completion')), 508,  # 'mistral-ocr-4-0'
+    ('or', ('=mistral-ocr-4', '=mistral-ocr-4-completion', '=mistral-ocr-4-1', '=mistral-ocr-4-1-completion')), 508,  # 'mistral-ocr-4-1'
+    ('or', ('=mistral-ocr-latest', '=mistral-ocr-latest-completion')), 509,  # 'mistral-ocr-latest'
+    ('or', ('=mistral-saba', '=mistral-saba-latest')), 59,  # 'mistral-saba'
+    '=mistral-small-24b-instruct-2501', 343,  # 'mistral-small-24b-instruct-2501'
+    '=mistral-small-24b-instruct-2501:free', 142,  # 'mistral-small-24b-instruct-2501:free'
+    '=mistral-small-2603', 337,  # 'mistral-small-2603'
+    '=mistral-small-3.1-24b-instruct', 174,  # 'mistral-small-3.1-24b-instruct'
+    ('or', ('=mistral-small-2506', '=mistral-small-3.2-24b-instruct')), 102,  # 'mistral-small-3.2-24b-instruct'
+    '=mistral-small-latest', 510,  # 'mistral-small-latest'
+    '=mistral-tiny', 499,  # 'mistral-tiny'
+    ('or', ('=open-mixtral-8x22b', '=mixtral-8x22b-instruct')), 100,  # 'mixtral-8x22b-instruct'
+    ('or', ('^mixtral-8x7b', '=open-mixtral-8x7b')), 511,  # 'mixtral-8x7b'
+    ('or', ('=pixtral-12b', '=pixtral-12b-latest')), 89,  # 'pixtral-12b'
+    ('or', ('=pixtral-large-latest', '=pixtral-large-2411')), 100,  # 'pixtral-large'
+    ('or', ('=voxtral-mini-latest', '=voxtral-mini-2602')), 512,  # 'voxtral-mini-2602'
+    '=voxtral-mini-transcribe-3-0', 513,  # 'voxtral-mini-transcribe-3-0'
+    '=voxtral-mini-transcribe-realtime-2602', 514,  # 'voxtral-mini-transcribe-realtime-2602'
+    '=voxtral-mini-transcribe-realtime-3-0', 515,  # 'voxtral-mini-transcribe-realtime-3-0'
+    ('or', ('=voxtral-small-24b-2507', '=voxtral-small-2507', '=voxtral-small-latest')), 516,  # 'voxtral-small-24b-2507'
+    '=voxtral-small-transcribe-3-0', 517,  # 'voxtral-small-transcribe-3-0'
+    '=zai-glm-5-3', 166,  # 'zai-glm-5-3'
+    '=zai-glm-5-3-flash', 28,  # 'zai-glm-5-3-flash'
+    '=qwen/qwen3.8-2.4t-a95b', 278,  # 'Qwen/Qwen3.8-2.4T-A95B'
+    '=qwen/qwen3.8-max-vl-thinking', 278,  # 'Qwen/Qwen3.8-Max-VL-Thinking'
+    '=deepseek-ai/deepseek-v4.1-flash', 217,  # 'deepseek-ai/DeepSeek-V4.1-Flash'
+    '=deepseek-ai/deepseek-v4.1-flash-1017', 518,  # 'deepseek-ai/DeepSeek-V4.1-Flash-1017'
+    '=meta-models/muse-spark-open-816b-a42b', 159,  # 'meta-models/Muse-Spark-Open-816B-A42B'
+    '=moonshotai/kimi-k3', 24,  # 'moonshotai/Kimi-K3'
+    '=moonshotai/kimi-k3.1-pro', 248,  # 'moonshotai/Kimi-K3.1-Pro'
+    '=nvidia/glm-5.3-flash-nvfp4', 28,  # 'nvidia/GLM-5.3-Flash-NVFP4'
+    '=thinkingmachines/inkling-nvfp4', 519,  # 'thinkingmachines/Inkling-NVFP4'
+    '=zai-org/glm-5.3', 27,  # 'zai-org/GLM-5.3'
+    '=zai-org/glm-5.3-flash', 520,  # 'zai-org/GLM-5.3-Flash'
+    '=kimi-k2', 430,  # 'kimi-k2'
+    '=kimi-k2-0711-preview', 521,  # 'kimi-k2-0711-preview'
+    '=kimi-k2-0905-preview', 521,  # 'kimi-k2-0905-preview'
+    '=kimi-k2-thinking', 521,  # 'kimi-k2-thinking'
+    '=kimi-k2-thinking-turbo', 522,  # 'kimi-k2-thinking-turbo'
+    '^kimi-k2-turbo', 522,  # 'kimi-k2-turbo-preview'
+    '^kimi-k2.5', 200,  # 'kimi-k2.5'
+    '^kimi-k2.6', 40,  # 'kimi-k2.6'
+    '=kimi-k2.7-code', 201,  # 'kimi-k2.7-code'
+    '=kimi-k2.7-code-highspeed', 269,  # 'kimi-k2.7-code-highspeed'
+    '=kimi-k3', 523,  # 'kimi-k3'
+    '=kimi-k3.1-pro', 524,  # 'kimi-k3.1-pro'
+    '=kimi-k3.1-pro-highspeed', 525,  # 'kimi-k3.1-pro-highspeed'
+    ('or', ('=moonshot-v1-128k', '=moonshot-v1-128k-vision-preview')), 494,  # 'moonshot-v1-128k'
+    ('or', ('=moonshot-v1-32k', '=moonshot-v1-32k-vision-preview')), 98,  # 'moonshot-v1-32k'
+    ('or', ('=moonshot-v1-8k', '=moonshot-v1-8k-vision-preview')), 526,  # 'moonshot-v1-8k'
+    '=sao10k/l3-8b-stheno-v3.2', 404,  # 'Sao10K/L3-8B-Stheno-v3.2'
+    '=baichuan/baichuan-m2-32b', 341,  # 'baichuan/baichuan-m2-32b'
+    '=baidu/cobuddy', 527,  # 'baidu/cobuddy'
+    '=baidu/ernie-4.5-21b-a3b', 409,  # 'baidu/ernie-4.5-21B-a3b'
+    '=cognitivecomputations/dolphin-mixtral-8x22b', 258,  # 'cognitivecomputations/dolphin-mixtral-8x22b'
+    '=deepseek/deepseek-ocr-2', 351,  # 'deepseek/deepseek-ocr-2'
+    ('or', ('=deepseek/deepseek-r1', '=deepseek/deepseek-r1/community')), 528,  # 'deepseek/deepseek-r1'
+    '=deepseek/deepseek-r1-0528', 529,  # 'deepseek/deepseek-r1-0528'
+    '=deepseek/deepseek-r1-0528-qwen3-8b', 530,  # 'deepseek/deepseek-r1-0528-qwen3-8b'
+    '=deepseek/deepseek-r1-distill-llama-70b', 414,  # 'deepseek/deepseek-r1-distill-llama-70b'
+    '=deepseek/deepseek-r1-distill-llama-8b', 101,  # 'deepseek/deepseek-r1-distill-llama-8b'
+    '=deepseek/deepseek-r1-distill-qwen-14b', 89,  # 'deepseek/deepseek-r1-distill-qwen-14b'
+    '=deepseek/deepseek-r1-distill-qwen-32b', 367,  # 'deepseek/deepseek-r1-distill-qwen-32b'
+    '=deepseek/deepseek-r1-turbo', 413,  # 'deepseek/deepseek-r1-turbo'
+    '=deepseek/deepseek-v4-flash-0731', 531,  # 'deepseek/deepseek-v4-flash-0731'
+    '=deepseek/deepseek-v4-flash-0731-p', 532,  # 'deepseek/deepseek-v4-flash-0731-p'
+    '=deepseek/deepseek-v4-pro', 533,  # 'deepseek/deepseek-v4-pro'
+    ('or', ('=deepseek/deepseek-v4-pro-0813', '=deepseek/deepseek-v4-pro-0813-p')), 21,  # 'deepseek/deepseek-v4-pro-0813'
+    ('or', ('=deepseek/deepseek-v4.1-flash', '=deepseek/deepseek-v4.1-flash-dst', '=deepseek/deepseek-v4.1-flash-p', '=deepseek/deepseek-v4.1-flash-1017')), 23,  # 'deepseek/deepseek-v4.1-flash'
+    '=deepseek/deepseek_v3', 348,  # 'deepseek/deepseek_v3'
+    '=google/gemma-2-9b-it', 534,  # 'google/gemma-2-9b-it'
+    '=google/gemma-3-12b-it', 535,  # 'google/gemma-3-12b-it'
+    '=google/gemma-3-27b-it', 536,  # 'google/gemma-3-27b-it'
+    '=google/gemma-4-26b-a4b-it', 371,  # 'google/gemma-4-26b-a4b-it'
+    '=google/gemma-4-31b-it', 422,  # 'google/gemma-4-31b-it'
+    '=gryphe/mythomax-l2-13b', 537,  # 'gryphe/mythomax-l2-13b'
+    '=inclusionai/ling-3.0-flash', 538,  # 'inclusionai/ling-3.0-flash'
+    '=inclusionai/ling-3.0-flash-fin', 539,  # 'inclusionai/ling-3.0-flash-fin'
+    '=inclusionai/ling-3.0-flash-sante', 539,  # 'inclusionai/ling-3.0-flash-sante'
+    '=inclusionai/ling-3.0-flash-vl', 539,  # 'inclusionai/ling-3.0-flash-vl'
+    '=inclusionai/ling-3.1-flash', 540,  # 'inclusionai/ling-3.1-flash'
+    '=jondurbin/airoboros-l2-70b', 541,  # 'jondurbin/airoboros-l2-70b'
+    '=meta-llama/llama-3-70b-instruct', 429,  # 'meta-llama/llama-3-70b-instruct'
+    '=meta-llama/llama-3-8b-instruct', 101,  # 'meta-llama/llama-3-8b-instruct'
+    '=meta-llama/llama-3.1-70b-instruct', 542,  # 'meta-llama/llama-3.1-70b-instruct'
+    ('or', ('=meta-llama/llama-3.1-8b-instruct', '=meta-llama/llama-3.1-8b-instruct-max')), 543,  # 'meta-llama/llama-3.1-8b-instruct'
+    '=meta-llama/llama-3.1-8b-instruct-bf16', 345,  # 'meta-llama/llama-3.1-8b-instruct-bf16'
+    '=meta-llama/llama-3.2-11b-vision-instruct', 345,  # 'meta-llama/llama-3.2-11b-vision-instruct'
+    '=meta-llama/llama-3.2-1b-instruct', 544,  # 'meta-llama/llama-3.2-1b-instruct'
+    '=meta-llama/llama-3.2-3b-instruct', 545,  # 'meta-llama/llama-3.2-3b-instruct'
+    '=meta-llama/llama-3.3-70b-instruct', 546,  # 'meta-llama/llama-3.3-70b-instruct'
+    '=meta-llama/llama-4-maverick-17b-128e-instruct-fp8', 196,  # 'meta-llama/llama-4-maverick-17b-128e-instruct-fp8'
+    '=meta-llama/llama-4-scout-17b-16e-instruct', 428,  # 'meta-llama/llama-4-scout-17b-16e-instruct'
+    '=microsoft/wizardlm-2-8x22b', 408,  # 'microsoft/wizardlm-2-8x22b'
+    '=mindai/macaron-v1-tall', 547,  # 'mindai/macaron-v1-tall'
+    '=mindai/macaron-v1-venti', 548,  # 'mindai/macaron-v1-venti'
+    ('or', ('=ming-image-0.1-design', '=ming-image-0.1-design-layer')), 549,  # 'ming-image-0.1-design'
+    '=minimax/minimax-m2.5', 217,  # 'minimax/minimax-m2.5'
+    '=minimax/minimax-m2.7', 274,  # 'minimax/minimax-m2.7'
+    '=minimax/minimax-m2.7-highspeed', 550,  # 'minimax/minimax-m2.7-highspeed'
+    '=minimax/minimax-m3', 551,  # 'minimax/minimax-m3'
+    '=minimax/minimax-m3.1-flash', 337,  # 'minimax/minimax-m3.1-flash'
+    '=minimaxai/minimax-m1-80k', 385,  # 'minimaxai/minimax-m1-80k'
+    '=mistralai/mistral-7b-instruct', 552,  # 'mistralai/mistral-7b-instruct'
+    '=mistralai/mistral-nemo', 553,  # 'mistralai/mistral-nemo'
+    '=moonshotai/kimi-k2-0905', 381,  # 'moonshotai/kimi-k2-0905'
+    '=moonshotai/kimi-k2-instruct', 430,  # 'moonshotai/kimi-k2-instruct'
+    '=moonshotai/kimi-k2-thinking', 521,  # 'moonshotai/kimi-k2-thinking'
+    '=moonshotai/kimi-k2.5', 200,  # 'moonshotai/kimi-k2.5'
+    '=moonshotai/kimi-k2.6', 554,  # 'moonshotai/kimi-k2.6'
+    '=moonshotai/kimi-k2.7-code', 201,  # 'moonshotai/kimi-k2.7-code'
+    ('or', ('=moonshotai/kimi-k3', '=moonshotai/kimi-k3-p')), 24,  # 'moonshotai/kimi-k3'
+    '=moonshotai/kimi-k3.1-pro', 248,  # 'moonshotai/kimi-k3.1-pro'
+    '=moonshotai/kimi-k3.1-pro-highspeed', 555,  # 'moonshotai/kimi-k3.1-pro-highspeed'
+    '=nousresearch/hermes-2-pro-llama-3-8b', 386,  # 'nousresearch/hermes-2-pro-llama-3-8b'
+    '=nousresearch/nous-hermes-llama2-13b', 553,  # 'nousresearch/nous-hermes-llama2-13b'
+    '=nvidia/nemotron-3-nano-30b-a3b', 363,  # 'nvidia/nemotron-3-nano-30b-a3b'
+    '=openai/gpt-oss-120b', 433,  # 'openai/gpt-oss-120b'
+    '=openchat/openchat-7b', 345,  # 'openchat/openchat-7b'
+    '=paddlepaddle/paddleocr-vl', 544,  # 'paddlepaddle/paddleocr-vl'
+    '=qwen/qwen-2-7b-instruct', 556,  # 'qwen/qwen-2-7b-instruct'
+    '=qwen/qwen-2-vl-72b-instruct', 30,  # 'qwen/qwen-2-vl-72b-instruct'
+    '=qwen/qwen-2.5-72b-instruct', 387,  # 'qwen/qwen-2.5-72b-instruct'
+    '=qwen/qwen-mt-plus', 374,  # 'qwen/qwen-mt-plus'
+    '=qwen/qwen3-omni-30b-a3b-thinking', 557,  # 'qwen/qwen3-omni-30b-a3b-thinking'
+    '=qwen/qwen3-vl-30b-a3b-instruct', 397,  # 'qwen/qwen3-vl-30b-a3b-instruct'
+    '=qwen/qwen3.5-122b-a10b', 400,  # 'qwen/qwen3.5-122b-a10b'
+    '=qwen/qwen3.5-27b', 401,  # 'qwen/qwen3.5-27b'
+    '=qwen/qwen3.5-35b-a3b', 234,  # 'qwen/qwen3.5-35b-a3b'
+    '=qwen/qwen3.5-397b-a17b', 236,  # 'qwen/qwen3.5-397b-a17b'
+    '=qwen/qwen3.6-27b', 236,  # 'qwen/qwen3.6-27b'
+    '=qwen/qwen3.6-35b-a3b', 558,  # 'qwen/qwen3.6-35b-a3b'
+    '=qwen/qwen3.7-max', 559,  # 'qwen/qwen3.7-max'
+    '=qwen/qwen3.8-2.4t-a95b', 278,  # 'qwen/qwen3.8-2.4t-a95b'
+    '=qwen/qwen3.8-27b', 560,  # 'qwen/qwen3.8-27b'
+    '=qwen/qwen3.8-flash', 561,  # 'qwen/qwen3.8-flash'
+    '=qwen/qwen3.8-max', 278,  # 'qwen/qwen3.8-max'
+    '=sao10k/l3-70b-euryale-v2.1', 403,  # 'sao10k/l3-70b-euryale-v2.1'
+    '=sao10k/l3-8b-lunaris', 404,  # 'sao10k/l3-8b-lunaris'
+    '=sao10k/l31-70b-euryale-v2.2', 403,  # 'sao10k/l31-70b-euryale-v2.2'
+    '=sophosympatheia/midnight-rose-70b', 414,  # 'sophosympatheia/midnight-rose-70b'
+    '=stepfun/step-3.7-flash', 562,  # 'stepfun/step-3.7-flash'
+    '=stepfun/step-5-preview', 563,  # 'stepfun/step-5-preview'
+    '=teknium/openhermes-2.5-mistral-7b', 553,  # 'teknium/openhermes-2.5-mistral-7b'
+    '=tencent/hy3', 564,  # 'tencent/hy3'
+    '=tencent/hy4', 565,  # 'tencent/hy4'
+    '=tencent/hy4-preview', 566,  # 'tencent/hy4-preview'
+    '=xiaomimimo/mimo-v2.5', 567,  # 'xiaomimimo/mimo-v2.5'
+    '=xiaomimimo/mimo-v2.5-pro', 568,  # 'xiaomimimo/mimo-v2.5-pro'
+    '=xiaomimimo/mimo-v2.6-flash', 569,  # 'xiaomimimo/mimo-v2.6-flash'
+    '=xiaomimimo/mimo-v2.6-pro', 570,  # 'xiaomimimo/mimo-v2.6-pro'
+    '=zai-org/autoglm-phone-9b-multilingual', 436,  # 'zai-org/autoglm-phone-9b-multilingual'
+    '=zai-org/glm-4.5-air', 571,  # 'zai-org/glm-4.5-air'
+    '=zai-org/glm-4.5v', 572,  # 'zai-org/glm-4.5v'
+    '=zai-org/glm-4.6', 573,  # 'zai-org/glm-4.6'
+    '=zai-org/glm-4.6v', 574,  # 'zai-org/glm-4.6v'
+    ('or', ('=zai-org/glm-4.7', '=zai-org/glm-4.7-h')), 575,  # 'zai-org/glm-4.7'
+    '=zai-org/glm-4.7-flash', 576,  # 'zai-org/glm-4.7-flash'
+    '=zai-org/glm-5', 577,  # 'zai-org/glm-5'
+    '=zai-org/glm-5.1', 578,  # 'zai-org/glm-5.1'
+    '=zai-org/glm-5.2', 27,  # 'zai-org/glm-5.2'
+    ('or', ('=zai-org/glm-5.3', '=zai-org/glm-5.3-p')), 27,  # 'zai-org/glm-5.3'
+    '=zai-org/glm-5.3-flash', 28,  # 'zai-org/glm-5.3-flash'
+    '=zai-org/glm-5.3-flashx', 579,  # 'zai-org/glm-5.3-flashX'
+    ('or', ('=ada', '=text-ada-001')), 370,  # 'ada'
+    '=babbage', 541,  # 'babbage'
+    '=babbage-002', 370,  # 'babbage-002'
+    '=chatgpt-4o-latest', 580,  # 'chatgpt-4o-latest'
+    '=chatgpt-image-latest', 581,  # 'chatgpt-image-latest'
+    ('or', ('=codex-mini', '=codex-mini-latest')), 582,  # 'codex-mini'
+    '^computer-use', 583,  # 'computer-use'
+    ('or', ('=curie', '=text-curie-001')), 366,  # 'curie'
+    ('or', ('=davinci', '=text-davinci-001')), 584,  # 'davinci'
+    '=davinci-002', 366,  # 'davinci-002'
+    '^ft:gpt-3.5-turbo', 585,  # 'ft:gpt-3.5-turbo-'
+    '^ft:gpt-4o-2024-', 586,  # 'ft:gpt-4o'
+    '^ft:gpt-4o-mini-2024-', 273,  # 'ft:gpt-4o-mini'
+    ('or', ('=gpt-3.5-turbo-0301', '=gpt-3.5-0301')), 587,  # 'gpt-3.5-0301'
+    ('or', ('=gpt-3.5-turbo', '=gpt-35-turbo', '=gpt-3.5-turbo-0125')), 95,  # 'gpt-3.5-turbo'
+    '=gpt-3.5-turbo-0613', 587,  # 'gpt-3.5-turbo-0613'
+    '=gpt-3.5-turbo-1106', 207,  # 'gpt-3.5-turbo-1106'
+    ('or', ('=gpt-3.5-turbo-16k', '=gpt-3.5-turbo-16k-0613', '=gpt-35-turbo-16k-0613', '=gpt-35-turbo-16k')), 588,  # 'gpt-3.5-turbo-16k'
+    ('or', ('^gpt-3.5-turbo-instruct', '=gpt-3.5-turbo-instruct-0914')), 587,  # 'gpt-3.5-turbo-instruct'
+    ('or', ('=gpt-4', '=gpt-4-0314', '=gpt-4-0613', '^ft:gpt-4-0')), 589,  # 'gpt-4'
+    ('or', ('=gpt-4-32k', '=gpt-4-32k-0314', '=gpt-4-32k-0613')), 590,  # 'gpt-4-32k'
+    ('or', ('=gpt-4-turbo', '=gpt-4-turbo-2024-04-09', '=gpt-4-turbo-0125-preview', '=gpt-4-0125-preview', '=gpt-4-1106-preview', '=gpt-4-turbo-preview')), 591,  # 'gpt-4-turbo'
+    ('or', ('=gpt-4-vision-preview', '=gpt-4-1106-vision-preview')), 591,  # 'gpt-4-vision-preview'
+    ('or', ('=gpt-4.1', '=gpt-4.1-2025-04-14')), 592,  # 'gpt-4.1'
+    ('or', ('=gpt-4.1-mini', '=gpt-4.1-mini-2025-04-14')), 593,  # 'gpt-4.1-mini'
+    ('or', ('=gpt-4.1-nano', '=gpt-4.1-nano-2025-04-14')), 594,  # 'gpt-4.1-nano'
+    '^gpt-4.5-preview', 595,  # 'gpt-4.5-preview'
+    ('or', ('=gpt-4o', '=gpt-4o-2024-08-06', '=gpt-4o-2024-11-20')), 596,  # 'gpt-4o'
+    '=gpt-4o-2024-05-13', 597,  # 'gpt-4o-2024-05-13'
+    '^gpt-4o-audio-preview', 138,  # 'gpt-4o-audio-preview'
+    ('or', ('=gpt-4o-mini', '=gpt-4o-mini-2024-07-18', '=gpt-4o-mini-search-preview', '=gpt-4o-mini-search-preview-2025-03-11')), 598,  # 'gpt-4o-mini'
+    '^gpt-4o-mini-2024-07-18.ft-', 273,  # 'gpt-4o-mini-2024-07-18.ft-'
+    '^gpt-4o-mini-audio', 108,  # 'gpt-4o-mini-audio-preview'
+    '^gpt-4o-mini-realtime', 599,  # 'gpt-4o-mini-realtime-preview'
+    '=gpt-4o-mini-transcribe', 600,  # 'gpt-4o-mini-transcribe'
+    '=gpt-4o-mini-tts', 601,  # 'gpt-4o-mini-tts'
+    '^gpt-4o-realtime', 602,  # 'gpt-4o-realtime-preview'
+    ('or', ('=gpt-4o-search-preview', '=gpt-4o-search-preview-2025-03-11')), 138,  # 'gpt-4o-search-preview'
+    ('or', ('=gpt-4o-transcribe', '=gpt-4o-transcribe-diarize')), 603,  # 'gpt-4o-transcribe'
+    '=gpt-4o:extended', 604,  # 'gpt-4o:extended'
+    ('or', ('=gpt-5', '=gpt-5-2025-08-07', '=gpt-5-chat', '=gpt-5-chat-latest', '=gpt-5-codex')), 605,  # 'gpt-5'
+    '=gpt-5-image', 606,  # 'gpt-5-image'
+    '=gpt-5-image-mini', 607,  # 'gpt-5-image-mini'
+    ('or', ('=gpt-5-mini', '=gpt-5-mini-2025-08-07')), 608,  # 'gpt-5-mini'
+    ('or', ('=gpt-5-nano', '^gpt-5-nano-')), 609,  # 'gpt-5-nano'
+    ('or', ('=gpt-5-pro', '=gpt-5-pro-2025-10-06')), 610,  # 'gpt-5-pro'
+    '=gpt-5-search-api', 611,  # 'gpt-5-search-api'
+    ('or', ('=gpt-5.1', '=gpt-5.1-2025-11-13', '=gpt-5.1-codex', '=gpt-5.1-codex-max', '=gpt-5.1-chat', '=gpt-5.1-chat-latest', '=gpt-5-1', '=gpt-5-1-2025-11-13', '=gpt-5-1-codex', '=gpt-5-1-codex-max', '=gpt-5-1-chat', '=gpt-5-1-chat-latest')), 605,  # 'gpt-5.1'
+    ('or', ('=gpt-5.1-codex-mini', '=gpt-5.1-mini', '=gpt-5-1-codex-mini', '=gpt-5-1-mini')), 290,  # 'gpt-5.1-codex-mini'
+    ('or', ('=gpt-5.2', '=gpt-5.2-2025-12-11', '=gpt-5-2', '=gpt-5-2-2025-12-11', '=gpt-5.2-chat', '=gpt-5.2-chat-latest', '=gpt-5-2-chat', '=gpt-5-2-chat-latest', '=gpt-5.2-codex', '=gpt-5-2-codex')), 612,  # 'gpt-5.2'
+    ('or', ('=gpt-5.2-pro', '=gpt-5.2-pro-2025-12-11', '=gpt-5-2-pro-2025-12-11')), 613,  # 'gpt-5.2-pro'
+    ('or', ('=gpt-5.3', '=gpt-5-3', '=gpt-5.3-chat', '=gpt-5.3-chat-latest', '=gpt-5-3-chat', '=gpt-5-3-chat-latest')), 291,  # 'gpt-5.3'
+    ('or', ('=gpt-5.3-codex', '=gpt-5-3-codex')), 291,  # 'gpt-5.3-codex'
+    ('or', ('=gpt-5.4', '=gpt-5.4-2026-03-05', '=gpt-5-4', '=gpt-5-4-2026-03-05')), 614,  # 'gpt-5.4'
+    '=gpt-5.4-image-2', 615,  # 'gpt-5.4-image-2'
+    ('or', ('=gpt-5.4-mini', '=gpt-5.4-mini-2026-03-17', '=gpt-5-4-mini', '=gpt-5-4-mini-2026-03-17')), 616,  # 'gpt-5.4-mini'
+    ('or', ('=gpt-5.4-nano', '=gpt-5.4-nano-2026-03-17', '=gpt-5-4-nano', '=gpt-5-4-nano-2026-03-17')), 617,  # 'gpt-5.4-nano'
+    ('or', ('=gpt-5.4-pro', '=gpt-5.4-pro-2026-03-05', '=gpt-5-4-pro', '=gpt-5-4-pro-2026-03-05')), 618,  # 'gpt-5.4-pro'
+    ('or', ('=gpt-5.5', '=gpt-5.5-2026-04-23', '=gpt-5.5-2026-04-24', '=gpt-5-5', '=gpt-5-5-2026-04-23', '=gpt-5-5-2026-04-24', '=gpt-5.5-chat', '=gpt-5.5-chat-latest', '=gpt-5-5-chat', '=gpt-5-5-chat-latest', '=gpt-5.5-codex', '=gpt-5-5-codex')), 619,  # 'gpt-5.5'
+    '=gpt-5.5-cyber', 620,  # 'gpt-5.5-cyber'
+    ('or', ('=gpt-5.5-pro', '=gpt-5.5-pro-2026-04-23', '=gpt-5-5-pro', '=gpt-5-5-pro-2026-04-23')), 618,  # 'gpt-5.5-pro'
+    '=gpt-5.6-cyber', 621,  # 'gpt-5.6-cyber'
+    ('or', ('=gpt-5.6-luna', '=gpt-5-6-luna', '/^gpt-5\\.6-luna-\\d{4}-\\d{2}-\\d{2}$', '/^gpt-5-6-luna-\\d{4}-\\d{2}-\\d{2}$')), 622,  # 'gpt-5.6-luna'
+    ('or', ('=gpt-5.6-sol', '=gpt-5-6-sol', '=gpt-5.6', '=gpt-5-6', '/^gpt-5\\.6-sol-\\d{4}-\\d{2}-\\d{2}$', '/^gpt-5-6-sol-\\d{4}-\\d{2}-\\d{2}$')), 623,  # 'gpt-5.6-sol'
+    ('or', ('=gpt-5.6-terra', '=gpt-5-6-terra', '/^gpt-5\\.6-terra-\\d{4}-\\d{2}-\\d{2}$', '/^gpt-5-6-terra-\\d{4}-\\d{2}-\\d{2}$')), 624,  # 'gpt-5.6-terra'
+    ('or', ('=gpt-6-astra', '/^gpt-6-astra-\\d{4}-\\d{2}-\\d{2}$')), 625,  # 'gpt-6-astra'
+    '=gpt-6-cyber', 626,  # 'gpt-6-cyber'
+    ('or', ('=gpt-6-luna', '/^gpt-6-luna-\\d{4}-\\d{2}-\\d{2}$')), 627,  # 'gpt-6-luna'
+    '=gpt-6-rosalind', 628,  # 'gpt-6-rosalind'
+    ('or', ('=gpt-6-sol', '/^gpt-6-sol-\\d{4}-\\d{2}-\\d{2}$')), 629,  # 'gpt-6-sol'
+    ('or', ('=gpt-6.1-sol', '/^gpt-6\\.1-sol-\\d{4}-\\d{2}-\\d{2}$')), 630,  # 'gpt-6.1-sol'
+    ('or', ('=gpt-6.1-terra', '/^gpt-6\\.1-terra-\\d{4}-\\d{2}-\\d{2}$')), 631,  # 'gpt-6.1-terra'
+    ('or', ('=gpt-audio', '=gpt-audio-2025-08-28', '=gpt-audio-1.5')), 632,  # 'gpt-audio'
+    ('or', ('=gpt-audio-mini', '=gpt-audio-mini-2025-10-06', '=gpt-audio-mini-2025-12-15')), 633,  # 'gpt-audio-mini'
+    ('or', ('=gpt-chat-latest', '=chat-latest')), 634,  # 'gpt-chat-latest'
+    '=gpt-image-1', 635,  # 'gpt-image-1'
+    ('or', ('=gpt-image-1-mini',)), 636,  # 'gpt-image-1-mini'
+    ('or', ('=gpt-image-1.5', '=gpt-image-1.5-2025-12-16')), 581,  # 'gpt-image-1.5'
+    ('or', ('=gpt-image-2', '=gpt-image-2-2026-04-21')), 637,  # 'gpt-image-2'
+    ('or', ('=gpt-image-2.5-flare', '=gpt-image-2.5-flare-2026-09-08')), 637,  # 'gpt-image-2.5-flare'
+    ('or', ('=gpt-image-2.5-sunburst', '=gpt-image-2.5-sunburst-2026-09-08')), 637,  # 'gpt-image-2.5-sunburst'
+    '=gpt-live-1', 638,  # 'gpt-live-1'
+    '=gpt-live-transcribe', 639,  # 'gpt-live-transcribe'
+    '=gpt-oss-120b', 640,  # 'gpt-oss-120b'
+    '=gpt-oss-20b', 641,  # 'gpt-oss-20b'
+    '=gpt-oss-safeguard-20b', 642,  # 'gpt-oss-safeguard-20b'
+    ('or', ('=gpt-realtime', '=gpt-realtime-2025-08-28', '=gpt-realtime-1.5')), 643,  # 'gpt-realtime'
+    ('or', ('=gpt-realtime-2', '=gpt-realtime-2.1')), 644,  # 'gpt-realtime-2'
+    ('or', ('=gpt-realtime-mini', '=gpt-realtime-2.1-mini', '=gpt-realtime-mini-2025-12-15', '=gpt-realtime-mini-2025-10-06')), 645,  # 'gpt-realtime-mini'
+    '=gpt-realtime-translate', 646,  # 'gpt-realtime-translate'
+    '=gpt-realtime-whisper', 639,  # 'gpt-realtime-whisper'
+    '=gpt-rosalind-discovery', 647,  # 'gpt-rosalind-discovery'
+    '=gpt-rosalind-research', 647,  # 'gpt-rosalind-research'
+    '=gpt-transcribe', 648,  # 'gpt-transcribe'
+    '~moderation', 142,  # 'moderation'
+    ('or', ('=o1', '=o1-2024-12-17')), 143,  # 'o1'
+    ('or', ('=o1-mini', '=o1-mini-2024-09-12')), 144,  # 'o1-mini'
+    ('or', ('=o1-preview', '=o1-preview-2024-09-12')), 143,  # 'o1-preview'
+    ('or', ('=o1-pro', '=o1-pro-2025-03-19')), 649,  # 'o1-pro'
+    ('or', ('=o3', '=o3-2025-04-16')), 650,  # 'o3'
+    ('or', ('=o3-deep-research', '=o3-deep-research-2025-06-26')), 651,  # 'o3-deep-research'
+    ('or', ('=o3-mini', '=o3-mini-2025-01-31', '=o3-mini-high')), 144,  # 'o3-mini'
+    ('or', ('=o3-pro', '=o3-pro-2025-06-10')), 652,  # 'o3-pro'
+    ('or', ('=o4-mini-2025-04-16', '=o4-mini-high', '=o4-mini')), 653,  # 'o4-mini'
+    ('or', ('=o4-mini-deep-research', '=o4-mini-deep-research-2025-06-26')), 592,  # 'o4-mini-deep-research'
+    '=text-davinci-002', 584,  # 'text-davinci-002'
+    '=text-davinci-003', 584,  # 'text-davinci-003'
+    '=text-embedding-3-large', 152,  # 'text-embedding-3-large'
+    '=text-embedding-3-small', 58,  # 'text-embedding-3-small'
+    ('or', ('=text-embedding-ada', '=text-embedding-ada-002', '=text-embedding-ada-002-v2')), 57,  # 'text-embedding-ada-002'
+    '=tts-1', 654,  # 'tts-1'
+    '=tts-1-hd', 655,  # 'tts-1-hd'
+    '=whisper-1', 514,  # 'whisper-1'
+    '=gpt-6-luna', 656,  # 'gpt-6-luna'
+    '=01-ai/yi-large', 368,  # '01-ai/yi-large'
+    '=aetherwiing/mn-starcannon-12b', 657,  # 'aetherwiing/mn-starcannon-12b'
+    '=agentica-org/deepcoder-14b-preview:free', 142,  # 'agentica-org/deepcoder-14b-preview:free'
+    '=ai21/jamba-1-5-large', 658,  # 'ai21/jamba-1-5-large'
+    '=ai21/jamba-1-5-mini', 460,  # 'ai21/jamba-1-5-mini'
+    '=ai21/jamba-1.6-large', 658,  # 'ai21/jamba-1.6-large'
+    '=ai21/jamba-1.6-mini', 460,  # 'ai21/jamba-1.6-mini'
+    '=ai21/jamba-instruct', 659,  # 'ai21/jamba-instruct'
+    '=ai21/jamba-large-1.7', 658,  # 'ai21/jamba-large-1.7'
+    '=aion-labs/aion-1.0', 660,  # 'aion-labs/aion-1.0'
+    '=aion-labs/aion-1.0-mini', 466,  # 'aion-labs/aion-1.0-mini'
+    ('or', ('=aion-labs/aion-2.0', '=aion-labs/aion-2.0-20260223')), 661,  # 'aion-labs/aion-2.0'
+    ('or', ('=aion-labs/aion-3.0', '=aion-labs/aion-3.0-20260707')), 662,  # 'aion-labs/aion-3.0'
+    ('or', ('=aion-labs/aion-3.0-mini', '=aion-labs/aion-3.0-mini-20260707')), 663,  # 'aion-labs/aion-3.0-mini'
+    ('or', ('=aion-labs/aion-3.5', '=aion-labs/aion-3.5-20260923')), 662,  # 'aion-labs/aion-3.5'
+    ('or', ('=aion-labs/aion-3.5-mini', '=aion-labs/aion-3.5-mini-20260923')), 663,  # 'aion-labs/aion-3.5-mini'
+    '=aion-labs/aion-rp-llama-3.1-8b', 664,  # 'aion-labs/aion-rp-llama-3.1-8b'
+    '=alfredpros/codellama-7b-instruct-solidity', 657,  # 'alfredpros/codellama-7b-instruct-solidity'
+    '=all-hands/openhands-lm-32b-v0.1', 665,  # 'all-hands/openhands-lm-32b-v0.1'
+    '=allenai/molmo-7b-d:free', 142,  # 'allenai/molmo-7b-d:free'
+    '=allenai/olmo-3-32b-think', 218,  # 'allenai/olmo-3-32b-think'
+    '=alpindale/goliath-120b', 666,  # 'alpindale/goliath-120b'
+    '=alpindale/magnum-72b', 667,  # 'alpindale/magnum-72b'
+    '=amazon/nova-2-lite-v1', 668,  # 'amazon/nova-2-lite-v1'
+    '=amazon/nova-lite-v1', 103,  # 'amazon/nova-lite-v1'
+    '=amazon/nova-micro-v1', 669,  # 'amazon/nova-micro-v1'
+    '=amazon/nova-premier-v1', 54,  # 'amazon/nova-premier-v1'
+    '=amazon/nova-pro-v1', 670,  # 'amazon/nova-pro-v1'
+    '=anthracite-org/magnum-v2-72b', 368,  # 'anthracite-org/magnum-v2-72b'
+    '=anthracite-org/magnum-v4-72b', 671,  # 'anthracite-org/magnum-v4-72b'
+    ('or', ('=anthropic/claude-2', '=anthropic/claude-2.0', '=anthropic/claude-2.0:beta', '=anthropic/claude-2.1', '=anthropic/claude-2.1:beta', '=anthropic/claude-2:beta')), 0,  # 'anthropic/claude-2'
+    ('or', ('=anthropic/claude-3-haiku', '=anthropic/claude-3-haiku:beta')), 114,  # 'anthropic/claude-3-haiku'
+    ('or', ('=anthropic/claude-3-opus', '=anthropic/claude-3-opus:beta')), 115,  # 'anthropic/claude-3-opus'
+    ('or', ('=anthropic/claude-3-sonnet', '=anthropic/claude-3-sonnet:beta')), 361,  # 'anthropic/claude-3-sonnet'
+    ('or', ('=anthropic/claude-3.5-haiku', '=anthropic/claude-3.5-haiku-20241022', '=anthropic/claude-3.5-haiku-20241022:beta', '=anthropic/claude-3.5-haiku:beta')), 358,  # 'anthropic/claude-3.5-haiku'
+    ('or', ('=anthropic/claude-3.5-sonnet', '=anthropic/claude-3.5-sonnet-20240620', '=anthropic/claude-3.5-sonnet-20240620:beta', '=anthropic/claude-3.5-sonnet:beta')), 361,  # 'anthropic/claude-3.5-sonnet'
+    ('or', ('=anthropic/claude-3.7-sonnet', '=anthropic/claude-3.7-sonnet:beta', '=anthropic/claude-3.7-sonnet:thinking')), 361,  # 'anthropic/claude-3.7-sonnet'
+    ('or', ('=anthropic/claude-fable-5', '=anthropic/claude-fable-5:beta', '=anthropic/claude-5-fable-20260609')), 280,  # 'anthropic/claude-fable-5'
+    ('or', ('=anthropic/claude-fable-5.1', '=anthropic/claude-fable-5.1:beta', '=anthropic/claude-fable-5.1-20260831')), 281,  # 'anthropic/claude-fable-5.1'
+    '=anthropic/claude-fable-5.1:batch', 672,  # 'anthropic/claude-fable-5.1:batch'
+    '=anthropic/claude-fable-5:batch', 284,  # 'anthropic/claude-fable-5:batch'
+    ('or', ('=anthropic/claude-haiku-4.5', '=anthropic/claude-4.5-haiku-20251001', '=anthropic/claude-4.5-haiku-20251001:beta', '=anthropic/claude-haiku-4.5-20251001', '=anthropic/claude-haiku-4.5-20251001:beta', '=anthropic/claude-haiku-4.5:beta')), 282,  # 'anthropic/claude-haiku-4.5'
+    '=anthropic/claude-haiku-4.5:batch', 673,  # 'anthropic/claude-haiku-4.5:batch'
+    ('or', ('=anthropic/claude-haiku-5.5', '/^anthropic/claude-haiku-5\\.5-\\d{8}$', '=anthropic/claude-haiku-5.5-20261007')), 10,  # 'anthropic/claude-haiku-5.5'
+    '=anthropic/claude-haiku-5.5:batch', 674,  # 'anthropic/claude-haiku-5.5:batch'
+    ('or', ('=anthropic/claude-opus-4', '=anthropic/claude-opus-4.1', '=anthropic/claude-4.1-opus-20250805')), 121,  # 'anthropic/claude-opus-4'
+    '=anthropic/claude-opus-4.1:batch', 675,  # 'anthropic/claude-opus-4.1:batch'
+    ('or', ('=anthropic/claude-opus-4.5', '=anthropic/claude-4.5-opus-20251124', '=anthropic/claude-4.5-opus-20251124:beta', '=anthropic/claude-opus-4.5-20251124', '=anthropic/claude-opus-4.5-20251124:beta', '=anthropic/claude-opus-4.5:beta')), 284,  # 'anthropic/claude-opus-4.5'
+    '=anthropic/claude-opus-4.5:batch', 676,  # 'anthropic/claude-opus-4.5:batch'
+    ('or', ('=anthropic/claude-opus-4.6', '=anthropic/claude-4.6-opus-20260205', '=anthropic/claude-4.6-opus-20260205:beta', '=anthropic/claude-opus-4.6-20260205', '=anthropic/claude-opus-4.6-20260205:beta', '=anthropic/claude-opus-4.6:beta')), 284,  # 'anthropic/claude-opus-4.6'
+    '=anthropic/claude-opus-4.6-fast', 677,  # 'anthropic/claude-opus-4.6-fast'
+    '=anthropic/claude-opus-4.6:batch', 676,  # 'anthropic/claude-opus-4.6:batch'
+    ('or', ('=anthropic/claude-opus-4.7', '=anthropic/claude-opus-4.7:beta', '=anthropic/claude-4.7-opus-20260416')), 284,  # 'anthropic/claude-opus-4.7'
+    '=anthropic/claude-opus-4.7-fast', 677,  # 'anthropic/claude-opus-4.7-fast'
+    '=anthropic/claude-opus-4.7:batch', 676,  # 'anthropic/claude-opus-4.7:batch'
+    ('or', ('=anthropic/claude-opus-4.8', '=anthropic/claude-opus-4.8:beta', '=anthropic/claude-4.8-opus-20260528')), 284,  # 'anthropic/claude-opus-4.8'
+    '=anthropic/claude-opus-4.8-fast', 280,  # 'anthropic/claude-opus-4.8-fast'
+    '=anthropic/claude-opus-4.8:batch', 676,  # 'anthropic/claude-opus-4.8:batch'
+    ('or', ('=anthropic/claude-opus-5', '=anthropic/claude-opus-5:beta', '=anthropic/claude-opus-5-20260723')), 284,  # 'anthropic/claude-opus-5'
+    '=anthropic/claude-opus-5-fast', 280,  # 'anthropic/claude-opus-5-fast'
+    ('or', ('=anthropic/claude-opus-5.5', '=anthropic/claude-opus-5.5:beta', '=anthropic/claude-opus-5.5-20260921')), 73,  # 'anthropic/claude-opus-5.5'
+    '=anthropic/claude-opus-5.5:batch', 286,  # 'anthropic/claude-opus-5.5:batch'
+    '=anthropic/claude-opus-5:batch', 676,  # 'anthropic/claude-opus-5:batch'
+    '=anthropic/claude-sonnet-4', 70,  # 'anthropic/claude-sonnet-4'
+    ('or', ('=anthropic/claude-sonnet-4.5', '=anthropic/claude-4.5-sonnet-20250929', '=anthropic/claude-4.5-sonnet-20250929:beta', '=anthropic/claude-sonnet-4.5-20250929', '=anthropic/claude-sonnet-4.5-20250929:beta', '=anthropic/claude-sonnet-4.5:beta')), 678,  # 'anthropic/claude-sonnet-4.5'
+    '=anthropic/claude-sonnet-4.5:batch', 679,  # 'anthropic/claude-sonnet-4.5:batch'
+    ('or', ('=anthropic/claude-sonnet-4.6', '=anthropic/claude-4.6-sonnet-20260217', '=anthropic/claude-4.6-sonnet-20260217:beta', '=anthropic/claude-sonnet-4.6-20260217', '=anthropic/claude-sonnet-4.6-20260217:beta', '=anthropic/claude-sonnet-4.6:beta')), 70,  # 'anthropic/claude-sonnet-4.6'
+    '=anthropic/claude-sonnet-4.6:batch', 680,  # 'anthropic/claude-sonnet-4.6:batch'
+    ('or', ('=anthropic/claude-sonnet-5', '=anthropic/claude-sonnet-5:beta', '=anthropic/claude-sonnet-5-20260630')), 285,  # 'anthropic/claude-sonnet-5'
+    ('or', ('=anthropic/claude-sonnet-5.5', '=anthropic/claude-sonnet-5.5:beta', '=anthropic/claude-sonnet-5.5-20260928')), 286,  # 'anthropic/claude-sonnet-5.5'
+    '=anthropic/claude-sonnet-5.5:batch', 681,  # 'anthropic/claude-sonnet-5.5:batch'
+    '=anthropic/claude-sonnet-5:batch', 282,  # 'anthropic/claude-sonnet-5:batch'
+    '=anubis-pro-105b-v1', 682,  # 'anubis-pro-105b-v1'
+    '=arcee-ai/coder-large', 683,  # 'arcee-ai/coder-large'
+    '=arcee-ai/trinity-large-thinking', 684,  # 'arcee-ai/trinity-large-thinking'
+    '=arcee-ai/trinity-mini', 685,  # 'arcee-ai/trinity-mini'
+    '=arcee-ai/virtuoso-large', 686,  # 'arcee-ai/virtuoso-large'
+    '=arcee-blitz', 687,  # 'arcee-blitz'
+    '=arliai/qwq-32b-arliai-rpr-v1:free', 142,  # 'arliai/qwq-32b-arliai-rpr-v1:free'
+    '=baidu/ernie-4.5-vl-424b-a47b', 412,  # 'baidu/ernie-4.5-vl-424b-a47b'
+    '=bytedance-research/ui-tars-72b:free', 142,  # 'bytedance-research/ui-tars-72b:free'
+    ('or', ('=bytedance-seed/seed-1.6', '=bytedance-seed/seed-1.6-20250625')), 688,  # 'bytedance-seed/seed-1.6'
+    ('or', ('=bytedance-seed/seed-1.6-flash', '=bytedance-seed/seed-1.6-flash-20250625')), 689,  # 'bytedance-seed/seed-1.6-flash'
+    ('or', ('=bytedance-seed/seed-2-1-turbo', '=bytedance-seed/seed-2-1-turbo-20260810')), 690,  # 'bytedance-seed/seed-2-1-turbo'
+    ('or', ('=bytedance-seed/seed-2.0-code', '=bytedance-seed/seed-2.0-code-20260730')), 691,  # 'bytedance-seed/seed-2.0-code'
+    ('or', ('=bytedance-seed/seed-2.0-lite', '=bytedance-seed/seed-2.0-lite-20260309')), 688,  # 'bytedance-seed/seed-2.0-lite'
+    ('or', ('=bytedance-seed/seed-2.0-mini', '=bytedance-seed/seed-2.0-mini-20260224')), 692,  # 'bytedance-seed/seed-2.0-mini'
+    '=bytedance/ui-tars-1.5-7b', 463,  # 'bytedance/ui-tars-1.5-7b'
+    '=caller-large', 693,  # 'caller-large'
+    '=chatgpt-4o-latest', 580,  # 'chatgpt-4o-latest'
+    ('or', ('=claude-2', '=claude-2.0', '=claude-2.0:beta', '=claude-2.1', '=claude-2.1:beta', '=claude-2:beta')), 0,  # 'claude-2'
+    ('or', ('=claude-3-opus', '=claude-3-opus:beta')), 121,  # 'claude-3-opus'
+    ('or', ('=claude-3-sonnet', '=claude-3-sonnet:beta')), 70,  # 'claude-3-sonnet'
+    ('or', ('=claude-3.5-sonnet', '=claude-3.5-sonnet-20240620', '=claude-3.5-sonnet-20240620:beta', '=claude-3.5-sonnet:beta')), 70,  # 'claude-3.5-sonnet'
+    ('or', ('=claude-3.7-sonnet', '=claude-3.7-sonnet:beta', '=claude-3.7-sonnet:thinking')), 70,  # 'claude-3.7-sonnet'
+    '=cloudflare/clef', 179,  # 'cloudflare/clef'
+    '=cloudflare/clef-flash', 694,  # 'cloudflare/clef-flash'
+    '=codellama-7b-instruct-solidity', 657,  # 'codellama-7b-instruct-solidity'
+    '=codestral-2501', 425,  # 'codestral-2501'
+    '=codex-mini', 582,  # 'codex-mini'
+    ('or', ('=cognitivecomputations/dolphin-mistral-24b-venice-edition', '=venice/uncensored')), 695,  # 'cognitivecomputations/dolphin-mistral-24b-venice-edition'
+    '=cognitivecomputations/dolphin-mistral-24b-venice-edition:free', 142,  # 'cognitivecomputations/dolphin-mistral-24b-venice-edition:free'
+    '=cognitivecomputations/dolphin-mixtral-8x22b', 258,  # 'cognitivecomputations/dolphin-mixtral-8x22b'
+    '=cognitivecomputations/dolphin-mixtral-8x7b', 541,  # 'cognitivecomputations/dolphin-mixtral-8x7b'
+    '=cognitivecomputations/dolphin3.0-mistral-24b:free', 142,  # 'cognitivecomputations/dolphin3.0-mistral-24b:free'
+    '=cognitivecomputations/dolphin3.0-r1-mistral-24b:free', 142,  # 'cognitivecomputations/dolphin3.0-r1-mistral-24b:free'
+    '=cohere/command', 207,  # 'cohere/command'
+    ('or', ('=cohere/command-a', '=cohere/command-a-03-2025')), 138,  # 'cohere/command-a'
+    ('or', ('=cohere/command-a-plus', '=cohere/command-a-plus-05-2026')), 696,  # 'cohere/command-a-plus'
+    ('or', ('=cohere/command-r', '=cohere/command-r-03-2024')), 95,  # 'cohere/command-r'
+    '=cohere/command-r-08-2024', 108,  # 'cohere/command-r-08-2024'
+    ('or', ('=cohere/command-r-plus', '=cohere/command-r-plus-04-2024')), 361,  # 'cohere/command-r-plus'
+    '=cohere/command-r-plus-08-2024', 138,  # 'cohere/command-r-plus-08-2024'
+    '=cohere/command-r7b-12-2024', 208,  # 'cohere/command-r7b-12-2024'
+    '=cohere/north-mini-code:free', 142,  # 'cohere/north-mini-code:free'
+    '=command', 207,  # 'command'
+    ('or', ('=command-r', '=command-r-03-2024')), 95,  # 'command-r'
+    ('or', ('=command-r-plus', '=command-r-plus-04-2024')), 361,  # 'command-r-plus'
+    '=deepcoder-14b-preview:free', 142,  # 'deepcoder-14b-preview:free'
+    '=deepcogito/cogito-v2.1-671b', 369,  # 'deepcogito/cogito-v2.1-671b'
+    '=deephermes-3-llama-3-8b-preview:free', 142,  # 'deephermes-3-llama-3-8b-preview:free'
+    '=deepseek-chat-v3-0324:free', 142,  # 'deepseek-chat-v3-0324:free'
+    '=deepseek-chat:free', 142,  # 'deepseek-chat:free'
+    '=deepseek-prover-v2', 697,  # 'deepseek-prover-v2'
+    '=deepseek-r1-0528-qwen3-8b', 535,  # 'deepseek-r1-0528-qwen3-8b'
+    '=deepseek-r1-0528-qwen3-8b:free', 142,  # 'deepseek-r1-0528-qwen3-8b:free'
+    '=deepseek-r1-0528:free', 142,  # 'deepseek-r1-0528:free'
+    '=deepseek-r1-distill-llama-70b:free', 142,  # 'deepseek-r1-distill-llama-70b:free'
+    '=deepseek-r1-distill-llama-8b', 101,  # 'deepseek-r1-distill-llama-8b'
+    '=deepseek-r1-distill-qwen-1.5b', 344,  # 'deepseek-r1-distill-qwen-1.5b'
+    '=deepseek-r1-distill-qwen-14b', 89,  # 'deepseek-r1-distill-qwen-14b'
+    '=deepseek-r1-distill-qwen-14b:free', 142,  # 'deepseek-r1-distill-qwen-14b:free'
+    '=deepseek-r1-distill-qwen-32b:free', 142,  # 'deepseek-r1-distill-qwen-32b:free'
+    '=deepseek-r1-distill-qwen-7b', 463,  # 'deepseek-r1-distill-qwen-7b'
+    '=deepseek-r1:free', 142,  # 'deepseek-r1:free'
+    '=deepseek-r1t-chimera:free', 142,  # 'deepseek-r1t-chimera:free'
+    '=deepseek-v3-base:free', 142,  # 'deepseek-v3-base:free'
+    ('or', ('=deepseek/deepseek-chat', '=deepseek/deepseek-chat-v3')), 698,  # 'deepseek/deepseek-chat'
+    '=deepseek/deepseek-chat-v3-0324', 699,  # 'deepseek/deepseek-chat-v3-0324'
+    '=deepseek/deepseek-chat-v3-0324:free', 142,  # 'deepseek/deepseek-chat-v3-0324:free'
+    '=deepseek/deepseek-chat-v3.1', 700,  # 'deepseek/deepseek-chat-v3.1'
+    '=deepseek/deepseek-chat:free', 142,  # 'deepseek/deepseek-chat:free'
+    '=deepseek/deepseek-r1', 701,  # 'deepseek/deepseek-r1'
+    '=deepseek/deepseek-r1-0528', 702,  # 'deepseek/deepseek-r1-0528'
+    '=deepseek/deepseek-r1-distill-llama-70b', 449,  # 'deepseek/deepseek-r1-distill-llama-70b'
+    '=deepseek/deepseek-r1-distill-llama-70b:free', 142,  # 'deepseek/deepseek-r1-distill-llama-70b:free'
+    '=deepseek/deepseek-r1-distill-llama-8b', 101,  # 'deepseek/deepseek-r1-distill-llama-8b'
+    '=deepseek/deepseek-r1-distill-qwen-1.5b', 344,  # 'deepseek/deepseek-r1-distill-qwen-1.5b'
+    '=deepseek/deepseek-r1-distill-qwen-14b', 89,  # 'deepseek/deepseek-r1-distill-qwen-14b'
+    '=deepseek/deepseek-r1-distill-qwen-14b:free', 142,  # 'deepseek/deepseek-r1-distill-qwen-14b:free'
+    '=deepseek/deepseek-r1-distill-qwen-32b', 454,  # 'deepseek/deepseek-r1-distill-qwen-32b'
+    '=deepseek/deepseek-r1-distill-qwen-32b:free', 142,  # 'deepseek/deepseek-r1-distill-qwen-32b:free'
+    '=deepseek/deepseek-r1-zero:free', 142,  # 'deepseek/deepseek-r1-zero:free'
+    '=deepseek/deepseek-r1:free', 142,  # 'deepseek/deepseek-r1:free'
+    '=deepseek/deepseek-v3-base:free', 142,  # 'deepseek/deepseek-v3-base:free'
+    '=deepseek/deepseek-v3.1-terminus', 703,  # 'deepseek/deepseek-v3.1-terminus'
+    ('or', ('=deepseek/deepseek-v3.2', '=deepseek/deepseek-v3.2-20251201')), 704,  # 'deepseek/deepseek-v3.2'
+    '=deepseek/deepseek-v3.2-exp', 227,  # 'deepseek/deepseek-v3.2-exp'
+    ('or', ('=deepseek/deepseek-v4-flash', '=deepseek/deepseek-v4-flash-20260423')), 705,  # 'deepseek/deepseek-v4-flash'
+    ('or', ('=deepseek/deepseek-v4-flash-0731', '=deepseek/deepseek-v4-flash-20260731')), 706,  # 'deepseek/deepseek-v4-flash-0731'
+    '=deepseek/deepseek-v4-flash-0731:batch', 707,  # 'deepseek/deepseek-v4-flash-0731:batch'
+    ('or', ('=deepseek/deepseek-v4-flash-vision-exp', '=deepseek/deepseek-v4-flash-vision-exp-20260821')), 708,  # 'deepseek/deepseek-v4-flash-vision-exp'
+    ('or', ('=deepseek/deepseek-v4-pro', '=deepseek/deepseek-v4-pro-20260423')), 709,  # 'deepseek/deepseek-v4-pro'
+    ('or', ('=deepseek/deepseek-v4-pro-0813', '=deepseek/deepseek-v4-pro-20260813')), 710,  # 'deepseek/deepseek-v4-pro-0813'
+    ('or', ('=deepseek/deepseek-v4.1-flash', '=deepseek/deepseek-v4.1-flash-20260910')), 711,  # 'deepseek/deepseek-v4.1-flash'
+    '=deepseek/deepseek-v4.1-flash-1017:batch', 712,  # 'deepseek/deepseek-v4.1-flash-1017:batch'
+    '=deepseek/deepseek-v4.1-flash:batch', 713,  # 'deepseek/deepseek-v4.1-flash:batch'
+    '=devstral-small', 714,  # 'devstral-small'
+    '=devstral-small:free', 142,  # 'devstral-small:free'
+    '=dobby-mini-unhinged-plus-llama-3.1-8b', 96,  # 'dobby-mini-unhinged-plus-llama-3.1-8b'
+    '=dolphin-mixtral-8x22b', 258,  # 'dolphin-mixtral-8x22b'
+    '=dolphin3.0-mistral-24b:free', 142,  # 'dolphin3.0-mistral-24b:free'
+    '=dolphin3.0-r1-mistral-24b:free', 142,  # 'dolphin3.0-r1-mistral-24b:free'
+    '=dots-studio/dots-3-note-preview:free', 142,  # 'dots-studio/dots-3-note-preview:free'
+    '=eleutherai/llemma_7b', 657,  # 'eleutherai/llemma_7b'
+    ('or', ('=elorian/glimpse', '=elorian/glimpse-20261016')), 715,  # 'elorian/glimpse'
+    '=essentialai/rnj-1-instruct', 89,  # 'essentialai/rnj-1-instruct'
+    '=eva-llama-3.33-70b', 716,  # 'eva-llama-3.33-70b'
+    '=eva-qwen-2.5-32b', 665,  # 'eva-qwen-2.5-32b'
+    '=eva-qwen-2.5-72b', 716,  # 'eva-qwen-2.5-72b'
+    '=eva-unit-01/eva-llama-3.33-70b', 716,  # 'eva-unit-01/eva-llama-3.33-70b'
+    '=eva-unit-01/eva-qwen-2.5-32b', 665,  # 'eva-unit-01/eva-qwen-2.5-32b'
+    '=eva-unit-01/eva-qwen-2.5-72b', 717,  # 'eva-unit-01/eva-qwen-2.5-72b'
+    '=featherless/qwerky-72b:free', 142,  # 'featherless/qwerky-72b:free'
+    '=fimbulvetr-11b-v2', 657,  # 'fimbulvetr-11b-v2'
+    ('or', ('=fireworks/ember-1', '=fireworks/ember-1-20260923')), 24,  # 'fireworks/ember-1'
+    '=gemini-2.0-flash-001', 718,  # 'gemini-2.0-flash-001'
+    '=gemini-2.0-flash-exp:free', 142,  # 'gemini-2.0-flash-exp:free'
+    '=gemini-2.0-flash-lite-001', 150,  # 'gemini-2.0-flash-lite-001'
+    '=gemini-2.5-flash-lite-preview-06-17', 449,  # 'gemini-2.5-flash-lite-preview-06-17'
+    ('or', ('=gemini-2.5-flash-preview', '=gemini-2.5-flash-preview-05-20')), 719,  # 'gemini-2.5-flash-preview'
+    '=gemini-2.5-flash-preview-05-20:thinking', 720,  # 'gemini-2.5-flash-preview-05-20:thinking'
+    '=gemini-2.5-flash-preview:thinking', 720,  # 'gemini-2.5-flash-preview:thinking'
+    '=gemini-2.5-pro-exp-03-25', 142,  # 'gemini-2.5-pro-exp-03-25'
+    '=gemini-flash-1.5', 721,  # 'gemini-flash-1.5'
+    '=gemini-flash-1.5-8b', 722,  # 'gemini-flash-1.5-8b'
+    '=gemini-pro-1.5', 723,  # 'gemini-pro-1.5'
+    '=gemma-2-9b-it', 96,  # 'gemma-2-9b-it'
+    '=gemma-2-9b-it:free', 142,  # 'gemma-2-9b-it:free'
+    '=gemma-3-12b-it:free', 142,  # 'gemma-3-12b-it:free'
+    '=gemma-3-27b-it:free', 142,  # 'gemma-3-27b-it:free'
+    '=gemma-3-4b-it:free', 142,  # 'gemma-3-4b-it:free'
+    '=gemma-3n-e4b-it:free', 142,  # 'gemma-3n-e4b-it:free'
+    '=glm-4-32b', 353,  # 'glm-4-32b'
+    '=glm-4-32b:free', 142,  # 'glm-4-32b:free'
+    '=glm-4.5-air:free', 142,  # 'glm-4.5-air:free'
+    '=glm-5v-turbo', 724,  # 'glm-5v-turbo'
+    '=glm-z1-32b', 353,  # 'glm-z1-32b'
+    '=glm-z1-32b:free', 142,  # 'glm-z1-32b:free'
+    '=glm-z1-rumination-32b', 353,  # 'glm-z1-rumination-32b'
+    '=goliath-120b', 725,  # 'goliath-120b'
+    '=google/gemini-2.0-flash-001', 449,  # 'google/gemini-2.0-flash-001'
+    '=google/gemini-2.0-flash-exp:free', 142,  # 'google/gemini-2.0-flash-exp:free'
+    '=google/gemini-2.0-flash-lite-001', 150,  # 'google/gemini-2.0-flash-lite-001'
+    '=google/gemini-2.0-flash-thinking-exp-1219:free', 142,  # 'google/gemini-2.0-flash-thinking-exp-1219:free'
+    '=google/gemini-2.0-flash-thinking-exp:free', 142,  # 'google/gemini-2.0-flash-thinking-exp:free'
+    '=google/gemini-2.5-flash', 726,  # 'google/gemini-2.5-flash'
+    '=google/gemini-2.5-flash-image', 727,  # 'google/gemini-2.5-flash-image'
+    '=google/gemini-2.5-flash-lite', 728,  # 'google/gemini-2.5-flash-lite'
+    '=google/gemini-2.5-flash-lite-preview-09-2025', 449,  # 'google/gemini-2.5-flash-lite-preview-09-2025'
+    '=google/gemini-2.5-flash-lite:batch', 729,  # 'google/gemini-2.5-flash-lite:batch'
+    '=google/gemini-2.5-flash-preview', 108,  # 'google/gemini-2.5-flash-preview'
+    '=google/gemini-2.5-flash-preview-09-2025', 730,  # 'google/gemini-2.5-flash-preview-09-2025'
+    '=google/gemini-2.5-flash-preview:thinking', 731,  # 'google/gemini-2.5-flash-preview:thinking'
+    '=google/gemini-2.5-flash:batch', 732,  # 'google/gemini-2.5-flash:batch'
+    ('or', ('=google/gemini-2.5-pro', '=google/gemini-2.5-pro-preview', '=google/gemini-2.5-pro-preview-05-06')), 733,  # 'google/gemini-2.5-pro'
+    '=google/gemini-2.5-pro-exp-03-25:free', 142,  # 'google/gemini-2.5-pro-exp-03-25:free'
+    '=google/gemini-2.5-pro-preview-03-25', 734,  # 'google/gemini-2.5-pro-preview-03-25'
+    '=google/gemini-2.5-pro:batch', 735,  # 'google/gemini-2.5-pro:batch'
+    ('or', ('=google/gemini-3-flash-preview', '=google/gemini-3-flash-preview-20251217')), 736,  # 'google/gemini-3-flash-preview'
+    '=google/gemini-3-flash-preview:batch', 737,  # 'google/gemini-3-flash-preview:batch'
+    ('or', ('=google/gemini-3-pro-image', '=google/gemini-3-pro-image-20260528')), 738,  # 'google/gemini-3-pro-image'
+    ('or', ('=google/gemini-3-pro-image-preview', '=google/gemini-3-pro-image-preview-20251120')), 738,  # 'google/gemini-3-pro-image-preview'
+    ('or', ('=google/gemini-3.1-flash-image', '=google/gemini-3.1-flash-image-20260528')), 739,  # 'google/gemini-3.1-flash-image'
+    ('or', ('=google/gemini-3.1-flash-image-preview', '=google/gemini-3.1-flash-image-preview-20260226')), 739,  # 'google/gemini-3.1-flash-image-preview'
+    ('or', ('=google/gemini-3.1-flash-lite', '=google/gemini-3.1-flash-lite-preview', '=google/gemini-3.1-flash-lite-20260507')), 740,  # 'google/gemini-3.1-flash-lite'
+    ('or', ('=google/gemini-3.1-flash-lite-image', '=google/gemini-3.1-flash-lite-image-20260630')), 741,  # 'google/gemini-3.1-flash-lite-image'
+    '=google/gemini-3.1-flash-lite:batch', 742,  # 'google/gemini-3.1-flash-lite:batch'
+    ('or', ('=google/gemini-3.1-pro-preview', '=google/gemini-3.1-pro-preview-customtools', '=google/gemini-3.1-pro-preview-20260219')), 743,  # 'google/gemini-3.1-pro-preview'
+    '=google/gemini-3.1-pro-preview:batch', 744,  # 'google/gemini-3.1-pro-preview:batch'
+    ('or', ('=google/gemini-3.5-flash', '/^google/gemini-3\\.5-flash-\\d{8}$', '=google/gemini-3.5-flash-20260519')), 745,  # 'google/gemini-3.5-flash'
+    ('or', ('=google/gemini-3.5-flash-lite', '=google/gemini-3.5-flash-lite-20260721')), 746,  # 'google/gemini-3.5-flash-lite'
+    '=google/gemini-3.5-flash-lite:batch', 747,  # 'google/gemini-3.5-flash-lite:batch'
+    '=google/gemini-3.5-flash:batch', 748,  # 'google/gemini-3.5-flash:batch'
+    ('or', ('=google/gemini-3.6-flash', '=google/gemini-3.6-flash-20260721')), 749,  # 'google/gemini-3.6-flash'
+    '=google/gemini-3.6-flash:batch', 750,  # 'google/gemini-3.6-flash:batch'
+    ('or', ('=google/gemini-3.7-flash', '=google/gemini-3.7-flash-20260813')), 749,  # 'google/gemini-3.7-flash'
+    '=google/gemini-3.7-flash:batch', 750,  # 'google/gemini-3.7-flash:batch'
+    ('or', ('=google/gemini-3.8-flash', '/^google/gemini-3\\.8-flash-\\d{8}$', '=google/gemini-3.8-flash-20260902')), 751,  # 'google/gemini-3.8-flash'
+    '=google/gemini-3.8-flash:batch', 750,  # 'google/gemini-3.8-flash:batch'
+    ('or', ('=google/gemini-4-argon', '=google/gemini-4-argon-20261013')), 752,  # 'google/gemini-4-argon'
+    '=google/gemini-4-argon:batch', 753,  # 'google/gemini-4-argon:batch'
+    '=google/gemini-flash-1.5', 150,  # 'google/gemini-flash-1.5'
+    '=google/gemini-flash-1.5-8b', 208,  # 'google/gemini-flash-1.5-8b'
+    '=google/gemini-flash-1.5-8b-exp', 142,  # 'google/gemini-flash-1.5-8b-exp'
+    ('or', ('=google/gemini-nano-banana-2.1', '=google/gemini-nano-banana-2.1-20261006')), 754,  # 'google/gemini-nano-banana-2.1'
+    ('or', ('=google/gemini-omni-1.1-flash', '=google/gemini-omni-1.1-flash-20260911')), 755,  # 'google/gemini-omni-1.1-flash'
+    ('or', ('=google/gemini-omni-1.2-flash', '=google/gemini-omni-1.2-flash-20261105')), 755,  # 'google/gemini-omni-1.2-flash'
+    ('or', ('=google/gemini-pro', '=google/gemini-pro-vision')), 95,  # 'google/gemini-pro'
+    '=google/gemini-pro-1.5', 723,  # 'google/gemini-pro-1.5'
+    '=google/gemma-2-27b-it', 756,  # 'google/gemma-2-27b-it'
+    '=google/gemma-2-9b-it', 341,  # 'google/gemma-2-9b-it'
+    '=google/gemma-2-9b-it:free', 142,  # 'google/gemma-2-9b-it:free'
+    '=google/gemma-3-12b-it', 757,  # 'google/gemma-3-12b-it'
+    '=google/gemma-3-12b-it:free', 142,  # 'google/gemma-3-12b-it:free'
+    '=google/gemma-3-1b-it:free', 142,  # 'google/gemma-3-1b-it:free'
+    '=google/gemma-3-27b-it', 758,  # 'google/gemma-3-27b-it'
+    '=google/gemma-3-27b-it:free', 142,  # 'google/gemma-3-27b-it:free'
+    '=google/gemma-3-4b-it', 759,  # 'google/gemma-3-4b-it'
+    '=google/gemma-3-4b-it:free', 142,  # 'google/gemma-3-4b-it:free'
+    '=google/gemma-3n-e4b-it', 714,  # 'google/gemma-3n-e4b-it'
+    ('or', ('=google/gemma-4-26b-a4b-it', '=google/gemma-4-26b-a4b-it-20260403')), 760,  # 'google/gemma-4-26b-a4b-it'
+    '=google/gemma-4-26b-a4b-it:free', 142,  # 'google/gemma-4-26b-a4b-it:free'
+    ('or', ('=google/gemma-4-31b-it', '=google/gemma-4-31b-it-20260402')), 761,  # 'google/gemma-4-31b-it'
+    '=google/gemma-4-31b-it:free', 142,  # 'google/gemma-4-31b-it:free'
+    '=google/learnlm-1.5-pro-experimental:free', 142,  # 'google/learnlm-1.5-pro-experimental:free'
+    ('or', ('=google/lyria-3-clip-preview', '=google/lyria-3-clip-preview-20260330')), 142,  # 'google/lyria-3-clip-preview'
+    ('or', ('=google/lyria-3-pro-preview', '=google/lyria-3-pro-preview-20260330')), 142,  # 'google/lyria-3-pro-preview'
+    ('or', ('=google/palm-2-chat-bison', '=google/palm-2-chat-bison-32k')), 207,  # 'google/palm-2-chat-bison'
+    ('or', ('=google/palm-2-codechat-bison', '=google/palm-2-codechat-bison-32k')), 207,  # 'google/palm-2-codechat-bison'
+    '=gpt-3.5-turbo-1106', 207,  # 'gpt-3.5-turbo-1106'
+    '=gpt-4-1106-preview', 591,  # 'gpt-4-1106-preview'
+    '=gpt-4.5-preview', 595,  # 'gpt-4.5-preview'
+    '=gpt-4o:extended', 604,  # 'gpt-4o:extended'
+    '=grok-2-1212', 762,  # 'grok-2-1212'
+    '=grok-2-vision-1212', 762,  # 'grok-2-vision-1212'
+    ('or', ('=grok-3', '=grok-3-beta')), 763,  # 'grok-3'
+    ('or', ('=grok-3-mini', '=grok-3-mini-beta')), 764,  # 'grok-3-mini'
+    '=grok-beta', 580,  # 'grok-beta'
+    '=grok-vision-beta', 580,  # 'grok-vision-beta'
+    '=gryphe/mythomax-l2-13b', 765,  # 'gryphe/mythomax-l2-13b'
+    '=hermes-2-pro-llama-3-8b', 766,  # 'hermes-2-pro-llama-3-8b'
+    '=huggingfaceh4/zephyr-7b-beta:free', 142,  # 'huggingfaceh4/zephyr-7b-beta:free'
+    '=ibm-granite/granite-4.0-h-micro', 186,  # 'ibm-granite/granite-4.0-h-micro'
+    '=ibm-granite/granite-4.1-8b', 535,  # 'ibm-granite/granite-4.1-8b'
+    ('or', ('=ibm-granite/granite-4.2-8b', '=ibm-granite/granite-4.2-8b-20260831')), 767,  # 'ibm-granite/granite-4.2-8b'
+    ('or', ('=inception/mercury-2', '=inception/mercury-2-20260304')), 768,  # 'inception/mercury-2'
+    ('or', ('=inception/mercury-2.5', '=inception/mercury-2.5-20260908')), 769,  # 'inception/mercury-2.5'
+    ('or', ('=inception/mercury-3', '=inception/mercury-3-20261019')), 770,  # 'inception/mercury-3'
+    '=inclusionai/ling-2.6-1t', 771,  # 'inclusionai/ling-2.6-1t'
+    '=inclusionai/ling-2.6-flash', 772,  # 'inclusionai/ling-2.6-flash'
+    ('or', ('=inclusionai/ling-3.0-flash', '=inclusionai/ling-3.0-flash-20260723')), 773,  # 'inclusionai/ling-3.0-flash'
+    ('or', ('=inclusionai/ling-3.0-flash-vl', '=inclusionai/ling-3.0-flash-vl-20260910')), 538,  # 'inclusionai/ling-3.0-flash-vl'
+    ('or', ('=inclusionai/ling-3.0-tiny', '=inclusionai/ling-3.0-tiny-20260806')), 774,  # 'inclusionai/ling-3.0-tiny'
+    ('or', ('=inclusionai/ling-3.1-flash', '=inclusionai/ling-3.1-flash-20261002')), 775,  # 'inclusionai/ling-3.1-flash'
+    '=inclusionai/ring-2.6-1t', 771,  # 'inclusionai/ring-2.6-1t'
+    ('or', ('=inference-net/schematron-v2-small', '=inference-net/schematron-v2-small-20260902')), 776,  # 'inference-net/schematron-v2-small'
+    ('or', ('=inference-net/schematron-v2-turbo', '=inference-net/schematron-v2-turbo-20260902')), 777,  # 'inference-net/schematron-v2-turbo'
+    '=infermatic/mn-inferor-12b', 657,  # 'infermatic/mn-inferor-12b'
+    '=inflection/inflection-3-pi', 138,  # 'inflection/inflection-3-pi'
+    '=inflection/inflection-3-productivity', 138,  # 'inflection/inflection-3-productivity'
+    '=internvl3-14b:free', 142,  # 'internvl3-14b:free'
+    '=internvl3-2b:free', 142,  # 'internvl3-2b:free'
+    '=jamba-1.6-large', 658,  # 'jamba-1.6-large'
+    '=jamba-1.6-mini', 460,  # 'jamba-1.6-mini'
+    '=jondurbin/airoboros-l2-70b', 541,  # 'jondurbin/airoboros-l2-70b'
+    '=kimi-dev-72b:free', 142,  # 'kimi-dev-72b:free'
+    '=kimi-vl-a3b-thinking:free', 142,  # 'kimi-vl-a3b-thinking:free'
+    '=kwaipilot/kat-coder-pro-v2', 274,  # 'kwaipilot/kat-coder-pro-v2'
+    '=l3-euryale-70b', 403,  # 'l3-euryale-70b'
+    '=latitudegames/wayfarer-large-70b-llama-3.3', 778,  # 'latitudegames/wayfarer-large-70b-llama-3.3'
+    '=lfm-3b', 544,  # 'lfm-3b'
+    '=lfm-40b', 89,  # 'lfm-40b'
+    '=lfm-7b', 779,  # 'lfm-7b'
+    '=liquid/lfm-2-24b-a2b', 780,  # 'liquid/lfm-2-24b-a2b'
+    '=liquid/lfm-2.5-1.2b-instruct:free', 142,  # 'liquid/lfm-2.5-1.2b-instruct:free'
+    '=liquid/lfm-2.5-1.2b-thinking:free', 142,  # 'liquid/lfm-2.5-1.2b-thinking:free'
+    ('or', ('=liquid/lfm-2.5-2.6b', '=liquid/lfm-2.5-2.6b-20260811')), 781,  # 'liquid/lfm-2.5-2.6b'
+    '=liquid/lfm-2.5-2.6b:free', 142,  # 'liquid/lfm-2.5-2.6b:free'
+    ('or', ('=liquid/lfm-2.5-24b-a2b', '=liquid/lfm-2.5-24b-a2b-20261012')), 782,  # 'liquid/lfm-2.5-24b-a2b'
+    ('or', ('=liquid/lfm-3-1.7b', '=liquid/lfm-3-1.7b-20261106')), 783,  # 'liquid/lfm-3-1.7b'
+    '=liquid/lfm-3-1.7b:free', 142,  # 'liquid/lfm-3-1.7b:free'
+    '=liquid/lfm-3b', 544,  # 'liquid/lfm-3b'
+    '=liquid/lfm-40b', 89,  # 'liquid/lfm-40b'
+    '=liquid/lfm-7b', 779,  # 'liquid/lfm-7b'
+    '=llama-3-lumimaid-70b', 716,  # 'llama-3-lumimaid-70b'
+    '=llama-3-lumimaid-8b', 784,  # 'llama-3-lumimaid-8b'
+    '=llama-3.1-405b', 366,  # 'llama-3.1-405b'
+    '=llama-3.1-405b-instruct', 414,  # 'llama-3.1-405b-instruct'
+    '=llama-3.1-8b-instruct:free', 142,  # 'llama-3.1-8b-instruct:free'
+    '=llama-3.1-lumimaid-70b', 785,  # 'llama-3.1-lumimaid-70b'
+    '=llama-3.1-lumimaid-8b', 784,  # 'llama-3.1-lumimaid-8b'
+    '=llama-3.1-nemotron-70b-instruct', 786,  # 'llama-3.1-nemotron-70b-instruct'
+    '=llama-3.1-nemotron-ultra-253b-v1', 382,  # 'llama-3.1-nemotron-ultra-253b-v1'
+    '=llama-3.1-nemotron-ultra-253b-v1:free', 142,  # 'llama-3.1-nemotron-ultra-253b-v1:free'
+    '=llama-3.1-sonar-large-128k-online', 549,  # 'llama-3.1-sonar-large-128k-online'
+    '=llama-3.1-sonar-small-128k-online', 96,  # 'llama-3.1-sonar-small-128k-online'
+    '=llama-3.2-11b-vision-instruct:free', 142,  # 'llama-3.2-11b-vision-instruct:free'
+    '=llama-3.2-1b-instruct:free', 142,  # 'llama-3.2-1b-instruct:free'
+    '=llama-3.2-90b-vision-instruct', 787,  # 'llama-3.2-90b-vision-instruct'
+    '=llama-3.3-8b-instruct:free', 142,  # 'llama-3.3-8b-instruct:free'
+    '=llama-3.3-nemotron-super-49b-v1', 371,  # 'llama-3.3-nemotron-super-49b-v1'
+    '=llama-3.3-nemotron-super-49b-v1:free', 142,  # 'llama-3.3-nemotron-super-49b-v1:free'
+    '=llama-4-maverick:free', 142,  # 'llama-4-maverick:free'
+    '=llama-4-scout:free', 142,  # 'llama-4-scout:free'
+    '=llama-guard-2-8b', 96,  # 'llama-guard-2-8b'
+    '=llama3.1-typhoon2-70b-instruct', 788,  # 'llama3.1-typhoon2-70b-instruct'
+    '=llemma_7b', 657,  # 'llemma_7b'
+    '=maestro-reasoning', 789,  # 'maestro-reasoning'
+    ('or', ('=magistral-medium-2506', '=magistral-medium-2506:thinking')), 494,  # 'magistral-medium-2506'
+    '=magistral-small-2506', 95,  # 'magistral-small-2506'
+    '=magnum-72b', 716,  # 'magnum-72b'
+    '=magnum-v2-72b', 368,  # 'magnum-v2-72b'
+    '=mai-ds-r1:free', 142,  # 'mai-ds-r1:free'
+    '=mancer/weaver', 790,  # 'mancer/weaver'
+    ('or', ('=meituan/longcat-2.0', '=meituan/longcat-2.0-20260720')), 23,  # 'meituan/longcat-2.0'
+    '=mercury-coder-small-beta', 791,  # 'mercury-coder-small-beta'
+    '=meta-llama/llama-2-13b-chat', 87,  # 'meta-llama/llama-2-13b-chat'
+    '=meta-llama/llama-2-70b-chat', 258,  # 'meta-llama/llama-2-70b-chat'
+    '=meta-llama/llama-3-70b-instruct', 792,  # 'meta-llama/llama-3-70b-instruct'
+    '=meta-llama/llama-3-8b-instruct', 793,  # 'meta-llama/llama-3-8b-instruct'
+    '=meta-llama/llama-3.1-405b', 366,  # 'meta-llama/llama-3.1-405b'
+    '=meta-llama/llama-3.1-405b-instruct', 414,  # 'meta-llama/llama-3.1-405b-instruct'
+    '=meta-llama/llama-3.1-405b:free', 142,  # 'meta-llama/llama-3.1-405b:free'
+    '=meta-llama/llama-3.1-70b-instruct', 794,  # 'meta-llama/llama-3.1-70b-instruct'
+    '=meta-llama/llama-3.1-8b-instruct', 795,  # 'meta-llama/llama-3.1-8b-instruct'
+    '=meta-llama/llama-3.1-8b-instruct:free', 142,  # 'meta-llama/llama-3.1-8b-instruct:free'
+    '=meta-llama/llama-3.2-11b-vision-instruct', 796,  # 'meta-llama/llama-3.2-11b-vision-instruct'
+    '=meta-llama/llama-3.2-11b-vision-instruct:free', 142,  # 'meta-llama/llama-3.2-11b-vision-instruct:free'
+    '=meta-llama/llama-3.2-1b-instruct', 797,  # 'meta-llama/llama-3.2-1b-instruct'
+    '=meta-llama/llama-3.2-1b-instruct:free', 142,  # 'meta-llama/llama-3.2-1b-instruct:free'
+    '=meta-llama/llama-3.2-3b-instruct', 798,  # 'meta-llama/llama-3.2-3b-instruct'
+    '=meta-llama/llama-3.2-3b-instruct:free', 142,  # 'meta-llama/llama-3.2-3b-instruct:free'
+    '=meta-llama/llama-3.2-90b-vision-instruct', 258,  # 'meta-llama/llama-3.2-90b-vision-instruct'
+    '=meta-llama/llama-3.3-70b-instruct', 799,  # 'meta-llama/llama-3.3-70b-instruct'
+    '=meta-llama/llama-3.3-70b-instruct:free', 142,  # 'meta-llama/llama-3.3-70b-instruct:free'
+    ('or', ('=meta-llama/llama-4-maverick', '=meta-llama/llama-4-maverick-17b-128e-instruct')), 800,  # 'meta-llama/llama-4-maverick'
+    '=meta-llama/llama-4-maverick:free', 142,  # 'meta-llama/llama-4-maverick:free'
+    ('or', ('=meta-llama/llama-4-scout', '=meta-llama/llama-4-scout-17b-16e-instruct')), 801,  # 'meta-llama/llama-4-scout'
+    '=meta-llama/llama-4-scout:free', 142,  # 'meta-llama/llama-4-scout:free'
+    '=meta-llama/llama-guard-2-8b', 96,  # 'meta-llama/llama-guard-2-8b'
+    '=meta-llama/llama-guard-3-8b', 379,  # 'meta-llama/llama-guard-3-8b'
+    '=meta-llama/llama-guard-4-12b', 802,  # 'meta-llama/llama-guard-4-12b'
+    ('or', ('=meta/muse-glimmer-30b', '=meta/muse-glimmer-30b-20260810')), 803,  # 'meta/muse-glimmer-30b'
+    '=meta/muse-glimmer-30b:batch', 804,  # 'meta/muse-glimmer-30b:batch'
+    ('or', ('=meta/muse-spark-1.1', '=meta/muse-spark-1.1-20260709')), 482,  # 'meta/muse-spark-1.1'
+    ('or', ('=meta/muse-spark-1.2', '=meta/muse-spark-1.2-20260805')), 482,  # 'meta/muse-spark-1.2'
+    ('or', ('=meta/muse-spark-1.2-contributor', '=meta/muse-spark-1.2-contributor-20260805')), 483,  # 'meta/muse-spark-1.2-contributor'
+    ('or', ('=meta/muse-spark-1.3', '=meta/muse-spark-1.3-20260902')), 482,  # 'meta/muse-spark-1.3'
+    ('or', ('=meta/muse-spark-1.3-contributor', '=meta/muse-spark-1.3-contributor-20260902')), 483,  # 'meta/muse-spark-1.3-contributor'
+    ('or', ('=meta/muse-spark-open', '=meta/muse-spark-open-20261015')), 159,  # 'meta/muse-spark-open'
+    ('or', ('=meta/muse-wonder', '=meta/muse-wonder-20261012')), 484,  # 'meta/muse-wonder'
+    '=microsoft/phi-3-medium-128k-instruct', 549,  # 'microsoft/phi-3-medium-128k-instruct'
+    '=microsoft/phi-3-mini-128k-instruct', 31,  # 'microsoft/phi-3-mini-128k-instruct'
+    '=microsoft/phi-3.5-mini-128k-instruct', 31,  # 'microsoft/phi-3.5-mini-128k-instruct'
+    '=microsoft/phi-4', 805,  # 'microsoft/phi-4'
+    '=microsoft/phi-4-mini-instruct', 806,  # 'microsoft/phi-4-mini-instruct'
+    '=microsoft/phi-4-multimodal-instruct', 535,  # 'microsoft/phi-4-multimodal-instruct'
+    '=microsoft/wizardlm-2-7b', 341,  # 'microsoft/wizardlm-2-7b'
+    '=microsoft/wizardlm-2-8x22b', 807,  # 'microsoft/wizardlm-2-8x22b'
+    '=midnight-rose-70b', 414,  # 'midnight-rose-70b'
+    '=minimax-m1:extended', 385,  # 'minimax-m1:extended'
+    '=minimax/minimax-01', 372,  # 'minimax/minimax-01'
+    '=minimax/minimax-m1', 808,  # 'minimax/minimax-m1'
+    '=minimax/minimax-m2', 809,  # 'minimax/minimax-m2'
+    ('or', ('=minimax/minimax-m2-her', '=minimax/minimax-m2-her-20260123')), 217,  # 'minimax/minimax-m2-her'
+    '=minimax/minimax-m2.1', 810,  # 'minimax/minimax-m2.1'
+    ('or', ('=minimax/minimax-m2.5', '=minimax/minimax-m2.5-20260211')), 811,  # 'minimax/minimax-m2.5'
+    ('or', ('=minimax/minimax-m2.7', '=minimax/minimax-m2.7-20260318')), 812,  # 'minimax/minimax-m2.7'
+    ('or', ('=minimax/minimax-m3', '=minimax/minimax-m3-20260531')), 274,  # 'minimax/minimax-m3'
+    '=minimax/minimax-m3.1-flash:free', 142,  # 'minimax/minimax-m3.1-flash:free'
+    '=minimax/minimax-m3:batch', 813,  # 'minimax/minimax-m3:batch'
+    '=ministral-3b', 101,  # 'ministral-3b'
+    '=ministral-8b', 31,  # 'ministral-8b'
+    ('or', ('=mistral-7b-instruct', '=mistral-7b-instruct-v0.3')), 814,  # 'mistral-7b-instruct'
+    '=mistral-7b-instruct-v0.1', 198,  # 'mistral-7b-instruct-v0.1'
+    '=mistral-7b-instruct-v0.2', 96,  # 'mistral-7b-instruct-v0.2'
+    '=mistral-7b-instruct:free', 142,  # 'mistral-7b-instruct:free'
+    '=mistral-medium', 815,  # 'mistral-medium'
+    '=mistral-nemo:free', 142,  # 'mistral-nemo:free'
+    '=mistral-small', 59,  # 'mistral-small'
+    '=mistral-small-24b-instruct-2501:free', 142,  # 'mistral-small-24b-instruct-2501:free'
+    '=mistral-small-3.1-24b-instruct:free', 142,  # 'mistral-small-3.1-24b-instruct:free'
+    '=mistral-small-3.2-24b-instruct:free', 142,  # 'mistral-small-3.2-24b-instruct:free'
+    '=mistral-tiny', 499,  # 'mistral-tiny'
+    '=mistral/ministral-8b', 31,  # 'mistral/ministral-8b'
+    '=mistralai/codestral-2501', 425,  # 'mistralai/codestral-2501'
+    '=mistralai/codestral-2508', 491,  # 'mistralai/codestral-2508'
+    '=mistralai/codestral-2508:batch', 816,  # 'mistralai/codestral-2508:batch'
+    '=mistralai/codestral-mamba', 499,  # 'mistralai/codestral-mamba'
+    '=mistralai/devstral-2512', 493,  # 'mistralai/devstral-2512'
+    '=mistralai/ministral-14b-2512', 495,  # 'mistralai/ministral-14b-2512'
+    '=mistralai/ministral-3b', 101,  # 'mistralai/ministral-3b'
+    '=mistralai/ministral-3b-2512', 496,  # 'mistralai/ministral-3b-2512'
+    '=mistralai/ministral-8b', 31,  # 'mistralai/ministral-8b'
+    '=mistralai/ministral-8b-2512', 497,  # 'mistralai/ministral-8b-2512'
+    '=mistralai/ministral-8b-2512:batch', 817,  # 'mistralai/ministral-8b-2512:batch'
+    ('or', ('=mistralai/mistral-7b-instruct', '=mistralai/mistral-7b-instruct-v0.3')), 818,  # 'mistralai/mistral-7b-instruct'
+    '=mistralai/mistral-7b-instruct-v0.1', 96,  # 'mistralai/mistral-7b-instruct-v0.1'
+    '=mistralai/mistral-7b-instruct-v0.2', 96,  # 'mistralai/mistral-7b-instruct-v0.2'
+    '=mistralai/mistral-7b-instruct:free', 142,  # 'mistralai/mistral-7b-instruct:free'
+    ('or', ('=mistralai/mistral-large', '=mistralai/mistral-large-2407', '=mistral-large-2411')), 819,  # 'mistralai/mistral-large'
+    '=mistralai/mistral-large-2512', 500,  # 'mistralai/mistral-large-2512'
+    '=mistralai/mistral-large-2512:batch', 768,  # 'mistralai/mistral-large-2512:batch'
+    ('or', ('=mistralai/mistral-large-4-0', '=mistralai/mistral-large-4-0-20261006')), 820,  # 'mistralai/mistral-large-4-0'
+    '=mistralai/mistral-medium', 815,  # 'mistralai/mistral-medium'
+    '=mistralai/mistral-medium-3', 821,  # 'mistralai/mistral-medium-3'
+    ('or', ('=mistralai/mistral-medium-3-5', '=mistralai/mistral-medium-3.5-20260430')), 754,  # 'mistralai/mistral-medium-3-5'
+    '=mistralai/mistral-medium-3-5:batch', 822,  # 'mistralai/mistral-medium-3-5:batch'
+    '=mistralai/mistral-medium-3.1', 493,  # 'mistralai/mistral-medium-3.1'
+    '=mistralai/mistral-medium-3.1:batch', 823,  # 'mistralai/mistral-medium-3.1:batch'
+    '=mistralai/mistral-nemo', 824,  # 'mistralai/mistral-nemo'
+    '=mistralai/mistral-nemo:free', 142,  # 'mistralai/mistral-nemo:free'
+    ('or', ('=mistralai/mistral-saba', '=mistralai/mistral-saba-2502')), 825,  # 'mistralai/mistral-saba'
+    '=mistralai/mistral-small', 59,  # 'mistralai/mistral-small'
+    '=mistralai/mistral-small-24b-instruct-2501', 826,  # 'mistralai/mistral-small-24b-instruct-2501'
+    '=mistralai/mistral-small-24b-instruct-2501:free', 142,  # 'mistralai/mistral-small-24b-instruct-2501:free'
+    '=mistralai/mistral-small-2603', 337,  # 'mistralai/mistral-small-2603'
+    '=mistralai/mistral-small-2603:batch', 827,  # 'mistralai/mistral-small-2603:batch'
+    ('or', ('=mistralai/mistral-small-3.1-24b-instruct', '=mistralai/mistral-small-3.1-24b-instruct-2503')), 828,  # 'mistralai/mistral-small-3.1-24b-instruct'
+    '=mistralai/mistral-small-3.1-24b-instruct:free', 142,  # 'mistralai/mistral-small-3.1-24b-instruct:free'
+    ('or', ('=mistralai/mistral-small-3.2-24b-instruct', '=mistralai/mistral-small-3.2-24b-instruct-2506')), 829,  # 'mistralai/mistral-small-3.2-24b-instruct'
+    '=mistralai/mistral-tiny', 499,  # 'mistralai/mistral-tiny'
+    '=mistralai/mixtral-8x22b-instruct', 830,  # 'mistralai/mixtral-8x22b-instruct'
+    '=mistralai/mixtral-8x7b-instruct', 353,  # 'mistralai/mixtral-8x7b-instruct'
+    '=mistralai/pixtral-12b', 31,  # 'mistralai/pixtral-12b'
+    '=mistralai/pixtral-large-2411', 100,  # 'mistralai/pixtral-large-2411'
+    '=mistralai/voxtral-small-24b-2507', 831,  # 'mistralai/voxtral-small-24b-2507'
+    '=mixtral-8x7b-instruct', 832,  # 'mixtral-8x7b-instruct'
+    '=mn-celeste-12b', 657,  # 'mn-celeste-12b'
+    '=mn-inferor-12b', 657,  # 'mn-inferor-12b'
+    '=mn-starcannon-12b', 657,  # 'mn-starcannon-12b'
+    ('or', ('=moondream/moondream3-preview', '=moondream/moondream3-preview-20261013')), 668,  # 'moondream/moondream3-preview'
+    ('or', ('=moondream/moondream3.1-9b-a2b', '=moondream/moondream3.1-9b-a2b-20261013')), 668,  # 'moondream/moondream3.1-9b-a2b'
+    '=moonshotai/kimi-k2', 430,  # 'moonshotai/kimi-k2'
+    '=moonshotai/kimi-k2-0905', 381,  # 'moonshotai/kimi-k2-0905'
+    ('or', ('=moonshotai/kimi-k2-thinking', '=moonshotai/kimi-k2-thinking-20251106')), 833,  # 'moonshotai/kimi-k2-thinking'
+    ('or', ('=moonshotai/kimi-k2.5', '=moonshotai/kimi-k2.5-0127')), 834,  # 'moonshotai/kimi-k2.5'
+    ('or', ('=moonshotai/kimi-k2.6', '=moonshotai/kimi-k2.6-20260420')), 835,  # 'moonshotai/kimi-k2.6'
+    '=moonshotai/kimi-k2.6:free', 142,  # 'moonshotai/kimi-k2.6:free'
+    ('or', ('=moonshotai/kimi-k2.7-code', '=moonshotai/kimi-k2.7-code-20260612')), 836,  # 'moonshotai/kimi-k2.7-code'
+    ('or', ('=moonshotai/kimi-k3', '=moonshotai/kimi-k3-20260715')), 837,  # 'moonshotai/kimi-k3'
+    ('or', ('=moonshotai/kimi-k3.1-pro', '=moonshotai/kimi-k3.1-pro-20261023')), 248,  # 'moonshotai/kimi-k3.1-pro'
+    '=moonshotai/kimi-k3:batch', 838,  # 'moonshotai/kimi-k3:batch'
+    '=moonshotai/kimi-vl-a3b-thinking:free', 142,  # 'moonshotai/kimi-vl-a3b-thinking:free'
+    '=moonshotai/moonlight-16b-a3b-instruct:free', 142,  # 'moonshotai/moonlight-16b-a3b-instruct:free'
+    '=morph/morph-v3-fast', 657,  # 'morph/morph-v3-fast'
+    '=morph/morph-v3-fast:batch', 839,  # 'morph/morph-v3-fast:batch'
+    '=morph/morph-v3-large', 840,  # 'morph/morph-v3-large'
+    '=morph/morph-v3-large:batch', 841,  # 'morph/morph-v3-large:batch'
+    '=mythalion-13b', 657,  # 'mythalion-13b'
+    '=neversleep/llama-3-lumimaid-70b', 842,  # 'neversleep/llama-3-lumimaid-70b'
+    ('or', ('=neversleep/llama-3-lumimaid-8b', '=neversleep/llama-3-lumimaid-8b:extended')), 843,  # 'neversleep/llama-3-lumimaid-8b'
+    '=neversleep/llama-3.1-lumimaid-70b', 667,  # 'neversleep/llama-3.1-lumimaid-70b'
+    '=neversleep/llama-3.1-lumimaid-8b', 843,  # 'neversleep/llama-3.1-lumimaid-8b'
+    '=neversleep/noromaid-20b', 844,  # 'neversleep/noromaid-20b'
+    '=nex-agi/nex-n2-pro:free', 142,  # 'nex-agi/nex-n2-pro:free'
+    ('or', ('=nex-agi/nex-n2.5-mini', '=nex-agi/nex-n2.5-mini-20260908')), 845,  # 'nex-agi/nex-n2.5-mini'
+    ('or', ('=nex-agi/nex-n2.5-pro', '=nex-agi/nex-n2.5-pro-20260907')), 846,  # 'nex-agi/nex-n2.5-pro'
+    '=noromaid-20b', 847,  # 'noromaid-20b'
+    '=nothingiisreal/mn-celeste-12b', 657,  # 'nothingiisreal/mn-celeste-12b'
+    '=nous-hermes-2-mixtral-8x7b-dpo', 365,  # 'nous-hermes-2-mixtral-8x7b-dpo'
+    '=nousresearch/deephermes-3-llama-3-8b-preview:free', 142,  # 'nousresearch/deephermes-3-llama-3-8b-preview:free'
+    '=nousresearch/hermes-2-pro-llama-3-8b', 766,  # 'nousresearch/hermes-2-pro-llama-3-8b'
+    '=nousresearch/hermes-3-llama-3.1-405b', 848,  # 'nousresearch/hermes-3-llama-3.1-405b'
+    '=nousresearch/hermes-3-llama-3.1-405b:free', 142,  # 'nousresearch/hermes-3-llama-3.1-405b:free'
+    '=nousresearch/hermes-3-llama-3.1-70b', 849,  # 'nousresearch/hermes-3-llama-3.1-70b'
+    '=nousresearch/hermes-4-405b', 850,  # 'nousresearch/hermes-4-405b'
+    '=nousresearch/hermes-4-70b', 371,  # 'nousresearch/hermes-4-70b'
+    '=nousresearch/nous-hermes-2-mixtral-8x7b-dpo', 365,  # 'nousresearch/nous-hermes-2-mixtral-8x7b-dpo'
+    '=nousresearch/nous-hermes-llama2-13b', 344,  # 'nousresearch/nous-hermes-llama2-13b'
+    '=nvidia/llama-3.1-nemotron-70b-instruct', 786,  # 'nvidia/llama-3.1-nemotron-70b-instruct'
+    '=nvidia/llama-3.1-nemotron-70b-instruct:free', 142,  # 'nvidia/llama-3.1-nemotron-70b-instruct:free'
+    '=nvidia/llama-3.1-nemotron-nano-8b-v1:free', 142,  # 'nvidia/llama-3.1-nemotron-nano-8b-v1:free'
+    '=nvidia/llama-3.1-nemotron-ultra-253b-v1:free', 142,  # 'nvidia/llama-3.1-nemotron-ultra-253b-v1:free'
+    '=nvidia/llama-3.3-nemotron-super-49b-v1.5', 370,  # 'nvidia/llama-3.3-nemotron-super-49b-v1.5'
+    '=nvidia/llama-3.3-nemotron-super-49b-v1:free', 142,  # 'nvidia/llama-3.3-nemotron-super-49b-v1:free'
+    '=nvidia/nemotron-3-nano-30b-a3b', 851,  # 'nvidia/nemotron-3-nano-30b-a3b'
+    '=nvidia/nemotron-3-nano-30b-a3b:free', 142,  # 'nvidia/nemotron-3-nano-30b-a3b:free'
+    '=nvidia/nemotron-3-nano-omni-30b-a3b-reasoning:free', 142,  # 'nvidia/nemotron-3-nano-omni-30b-a3b-reasoning:free'
+    ('or', ('=nvidia/nemotron-3-super-120b-a12b', '=nvidia/nemotron-3-super-120b-a12b-20230311')), 852,  # 'nvidia/nemotron-3-super-120b-a12b'
+    '=nvidia/nemotron-3-super-120b-a12b:free', 142,  # 'nvidia/nemotron-3-super-120b-a12b:free'
+    ('or', ('=nvidia/nemotron-3-ultra-550b-a55b', '=nvidia/nemotron-3-ultra-550b-a55b-20260604')), 853,  # 'nvidia/nemotron-3-ultra-550b-a55b'
+    '=nvidia/nemotron-3-ultra-550b-a55b:free', 142,  # 'nvidia/nemotron-3-ultra-550b-a55b:free'
+    ('or', ('=nvidia/nemotron-3.5-content-safety', '=nvidia/nemotron-3.5-content-safety-20260604')), 96,  # 'nvidia/nemotron-3.5-content-safety'
+    '=nvidia/nemotron-3.5-content-safety:free', 142,  # 'nvidia/nemotron-3.5-content-safety:free'
+    ('or', ('=nvidia/nemotron-3.5-lightning', '=nvidia/nemotron-3.5-lightning-20260807')), 854,  # 'nvidia/nemotron-3.5-lightning'
+    '=nvidia/nemotron-3.5-lightning:free', 142,  # 'nvidia/nemotron-3.5-lightning:free'
+    ('or', ('=nvidia/nemotron-3.5-super-vl', '=nvidia/nemotron-3.5-super-vl-20261015')), 855,  # 'nvidia/nemotron-3.5-super-vl'
+    '=nvidia/nemotron-3.5-super-vl:free', 142,  # 'nvidia/nemotron-3.5-super-vl:free'
+    '=nvidia/nemotron-nano-12b-v2-vl:free', 142,  # 'nvidia/nemotron-nano-12b-v2-vl:free'
+    '=nvidia/nemotron-nano-9b-v2', 856,  # 'nvidia/nemotron-nano-9b-v2'
+    '=nvidia/nemotron-nano-9b-v2:free', 142,  # 'nvidia/nemotron-nano-9b-v2:free'
+    ('or', ('=o1-mini', '=o1-mini-2024-09-12')), 144,  # 'o1-mini'
+    '=open-r1/olympiccoder-32b:free', 142,  # 'open-r1/olympiccoder-32b:free'
+    '=open-r1/olympiccoder-7b:free', 142,  # 'open-r1/olympiccoder-7b:free'
+    '=openai/chatgpt-4o-latest', 580,  # 'openai/chatgpt-4o-latest'
+    '=openai/codex-mini', 582,  # 'openai/codex-mini'
+    ('or', ('=openai/gpt-3.5-turbo', '=gpt-3.5-turbo-0125')), 95,  # 'openai/gpt-3.5-turbo'
+    '=openai/gpt-3.5-turbo-0613', 207,  # 'openai/gpt-3.5-turbo-0613'
+    '=openai/gpt-3.5-turbo-1106', 207,  # 'openai/gpt-3.5-turbo-1106'
+    '=openai/gpt-3.5-turbo-16k', 588,  # 'openai/gpt-3.5-turbo-16k'
+    '=openai/gpt-3.5-turbo-instruct', 587,  # 'openai/gpt-3.5-turbo-instruct'
+    '=openai/gpt-3.5-turbo:batch', 374,  # 'openai/gpt-3.5-turbo:batch'
+    ('or', ('=openai/gpt-4', '=gpt-4-0314')), 589,  # 'openai/gpt-4'
+    '=openai/gpt-4-1106-preview', 591,  # 'openai/gpt-4-1106-preview'
+    ('or', ('=openai/gpt-4-32k', '=openai/gpt-4-32k-0314')), 590,  # 'openai/gpt-4-32k'
+    ('or', ('=openai/gpt-4-turbo', '=openai/gpt-4-turbo-preview')), 591,  # 'openai/gpt-4-turbo'
+    '=openai/gpt-4-turbo:batch', 580,  # 'openai/gpt-4-turbo:batch'
+    ('or', ('=openai/gpt-4.1', '=openai/gpt-4.1-2025-04-14')), 145,  # 'openai/gpt-4.1'
+    ('or', ('=openai/gpt-4.1-mini', '=openai/gpt-4.1-mini-2025-04-14')), 857,  # 'openai/gpt-4.1-mini'
+    '=openai/gpt-4.1-mini:batch', 858,  # 'openai/gpt-4.1-mini:batch'
+    ('or', ('=openai/gpt-4.1-nano', '=openai/gpt-4.1-nano-2025-04-14')), 859,  # 'openai/gpt-4.1-nano'
+    '=openai/gpt-4.1-nano:batch', 860,  # 'openai/gpt-4.1-nano:batch'
+    '=openai/gpt-4.1:batch', 861,  # 'openai/gpt-4.1:batch'
+    '=openai/gpt-4.5-preview', 862,  # 'openai/gpt-4.5-preview'
+    ('or', ('=openai/gpt-4o', '=openai/gpt-4o-2024-08-06', '=openai/gpt-4o-2024-11-20', '=openai/gpt-4o-audio-preview')), 863,  # 'openai/gpt-4o'
+    '=openai/gpt-4o-2024-05-13', 580,  # 'openai/gpt-4o-2024-05-13'
+    ('or', ('=openai/gpt-4o-mini', '=openai/gpt-4o-mini-2024-07-18')), 355,  # 'openai/gpt-4o-mini'
+    '=openai/gpt-4o-mini-search-preview', 108,  # 'openai/gpt-4o-mini-search-preview'
+    '=openai/gpt-4o-mini:batch', 356,  # 'openai/gpt-4o-mini:batch'
+    '=openai/gpt-4o-search-preview', 138,  # 'openai/gpt-4o-search-preview'
+    '=openai/gpt-4o:batch', 864,  # 'openai/gpt-4o:batch'
+    '=openai/gpt-4o:extended', 604,  # 'openai/gpt-4o:extended'
+    ('or', ('=openai/gpt-5', '=openai/gpt-5-2025-08-07', '=openai/gpt-5-chat', '=openai/gpt-5-codex', '=openai/gpt-5.1-codex-max')), 611,  # 'openai/gpt-5'
+    '=openai/gpt-5-image', 606,  # 'openai/gpt-5-image'
+    '=openai/gpt-5-image-mini', 607,  # 'openai/gpt-5-image-mini'
+    ('or', ('=openai/gpt-5-mini', '=openai/gpt-5-mini-2025-08-07')), 290,  # 'openai/gpt-5-mini'
+    '=openai/gpt-5-mini:batch', 865,  # 'openai/gpt-5-mini:batch'
+    ('or', ('=openai/gpt-5-nano', '=openai/gpt-5-nano-2025-08-07')), 866,  # 'openai/gpt-5-nano'
+    '=openai/gpt-5-nano:batch', 867,  # 'openai/gpt-5-nano:batch'
+    ('or', ('=openai/gpt-5-pro', '=openai/gpt-5-pro-2025-10-06')), 868,  # 'openai/gpt-5-pro'
+    '=openai/gpt-5-pro:batch', 869,  # 'openai/gpt-5-pro:batch'
+    ('or', ('=openai/gpt-5.1', '=openai/gpt-5.1-chat', '=openai/gpt-5.1-codex', '=openai/gpt-5.1-20251113')), 870,  # 'openai/gpt-5.1'
+    ('or', ('=openai/gpt-5.1-codex-mini', '=openai/gpt-5.1-codex-mini-20251113')), 871,  # 'openai/gpt-5.1-codex-mini'
+    '=openai/gpt-5.1:batch', 872,  # 'openai/gpt-5.1:batch'
+    ('or', ('=openai/gpt-5.2', '=openai/gpt-5.2-20251211', '=openai/gpt-5.2-chat', '=openai/gpt-5.2-codex')), 291,  # 'openai/gpt-5.2'
+    ('or', ('=openai/gpt-5.2-pro', '=openai/gpt-5.2-pro-20251211')), 873,  # 'openai/gpt-5.2-pro'
+    '=openai/gpt-5.2-pro:batch', 874,  # 'openai/gpt-5.2-pro:batch'
+    '=openai/gpt-5.2:batch', 875,  # 'openai/gpt-5.2:batch'
+    '=openai/gpt-5.3-chat', 291,  # 'openai/gpt-5.3-chat'
+    ('or', ('=openai/gpt-5.3-codex', '=openai/gpt-5.3-codex-20260224')), 291,  # 'openai/gpt-5.3-codex'
+    ('or', ('=openai/gpt-5.4', '=openai/gpt-5.4-20260305')), 292,  # 'openai/gpt-5.4'
+    ('or', ('=openai/gpt-5.4-image-2', '=openai/gpt-5.4-image-2-20260421')), 615,  # 'openai/gpt-5.4-image-2'
+    ('or', ('=openai/gpt-5.4-mini', '=openai/gpt-5.4-mini-20260317')), 293,  # 'openai/gpt-5.4-mini'
+    '=openai/gpt-5.4-mini:batch', 876,  # 'openai/gpt-5.4-mini:batch'
+    ('or', ('=openai/gpt-5.4-nano', '=openai/gpt-5.4-nano-20260317')), 294,  # 'openai/gpt-5.4-nano'
+    '=openai/gpt-5.4-nano:batch', 877,  # 'openai/gpt-5.4-nano:batch'
+    ('or', ('=openai/gpt-5.4-pro', '=openai/gpt-5.4-pro-20260305')), 878,  # 'openai/gpt-5.4-pro'
+    '=openai/gpt-5.4-pro:batch', 879,  # 'openai/gpt-5.4-pro:batch'
+    '=openai/gpt-5.4:batch', 880,  # 'openai/gpt-5.4:batch'
+    ('or', ('=openai/gpt-5.5', '=openai/gpt-5.5-20260423')), 295,  # 'openai/gpt-5.5'
+    ('or', ('=openai/gpt-5.5-pro', '=openai/gpt-5.5-pro-20260423')), 878,  # 'openai/gpt-5.5-pro'
+    '=openai/gpt-5.5-pro:batch', 879,  # 'openai/gpt-5.5-pro:batch'
+    '=openai/gpt-5.5:batch', 292,  # 'openai/gpt-5.5:batch'
+    ('or', ('=openai/gpt-5.6-luna', '/^openai/gpt-5\\.6-luna-\\d{8}$', '=openai/gpt-5.6-luna-20260709')), 74,  # 'openai/gpt-5.6-luna'
+    ('or', ('=openai/gpt-5.6-luna-pro', '=openai/gpt-5.6-luna-pro-20260709')), 74,  # 'openai/gpt-5.6-luna-pro'
+    '=openai/gpt-5.6-luna-pro:batch', 881,  # 'openai/gpt-5.6-luna-pro:batch'
+    '=openai/gpt-5.6-luna:batch', 881,  # 'openai/gpt-5.6-luna:batch'
+    ('or', ('=openai/gpt-5.6-sol', '/^openai/gpt-5\\.6-sol-\\d{8}$', '=openai/gpt-5.6-sol-20260709')), 882,  # 'openai/gpt-5.6-sol'
+    ('or', ('=openai/gpt-5.6-sol-pro', '=openai/gpt-5.6-sol-pro-20260709')), 297,  # 'openai/gpt-5.6-sol-pro'
+    '=openai/gpt-5.6-sol-pro:batch', 79,  # 'openai/gpt-5.6-sol-pro:batch'
+    '=openai/gpt-5.6-sol:batch', 79,  # 'openai/gpt-5.6-sol:batch'
+    ('or', ('=openai/gpt-5.6-terra', '/^openai/gpt-5\\.6-terra-\\d{8}$', '=openai/gpt-5.6-terra-20260709')), 76,  # 'openai/gpt-5.6-terra'
+    ('or', ('=openai/gpt-5.6-terra-pro', '=openai/gpt-5.6-terra-pro-20260709')), 76,  # 'openai/gpt-5.6-terra-pro'
+    '=openai/gpt-5.6-terra-pro:batch', 883,  # 'openai/gpt-5.6-terra-pro:batch'
+    '=openai/gpt-5.6-terra:batch', 883,  # 'openai/gpt-5.6-terra:batch'
+    '=openai/gpt-5:batch', 872,  # 'openai/gpt-5:batch'
+    ('or', ('=openai/gpt-6-astra', '=openai/gpt-6-astra-20260903', '=openai/gpt-6-astra-pro', '=openai/gpt-6-astra-pro-20260903')), 77,  # 'openai/gpt-6-astra'
+    '=openai/gpt-6-astra-pro:batch', 884,  # 'openai/gpt-6-astra-pro:batch'
+    '=openai/gpt-6-astra:batch', 884,  # 'openai/gpt-6-astra:batch'
+    ('or', ('=openai/gpt-6-luna', '=openai/gpt-6-luna-pro', '/^openai/gpt-6-luna-\\d{8}$', '=openai/gpt-6-luna-20260922')), 885,  # 'openai/gpt-6-luna'
+    ('or', ('=openai/gpt-6-luna:batch', '=openai/gpt-6-luna-pro:batch')), 886,  # 'openai/gpt-6-luna:batch'
+    ('or', ('=openai/gpt-6-sol', '=openai/gpt-6-sol-pro', '/^openai/gpt-6-sol-\\d{8}$', '=openai/gpt-6-sol-20260922')), 887,  # 'openai/gpt-6-sol'
+    ('or', ('=openai/gpt-6-sol:batch', '=openai/gpt-6-sol-pro:batch')), 888,  # 'openai/gpt-6-sol:batch'
+    ('or', ('=openai/gpt-6.1-sol', '=openai/gpt-6.1-sol-pro', '/^openai/gpt-6\\.1-sol-\\d{8}$', '/^openai/gpt-6\\.1-sol-pro-\\d{8}$', '=openai/gpt-6.1-sol-20260929')), 889,  # 'openai/gpt-6.1-sol'
+    ('or', ('=openai/gpt-6.1-sol:batch', '=openai/gpt-6.1-sol-pro:batch')), 890,  # 'openai/gpt-6.1-sol:batch'
+    ('or', ('=openai/gpt-6.1-terra', '=openai/gpt-6.1-terra-20261026', '=openai/gpt-6.1-terra-pro', '=openai/gpt-6.1-terra-pro-20261026')), 81,  # 'openai/gpt-6.1-terra'
+    '=openai/gpt-6.1-terra-pro:batch', 891,  # 'openai/gpt-6.1-terra-pro:batch'
+    '=openai/gpt-6.1-terra:batch', 891,  # 'openai/gpt-6.1-terra:batch'
+    '=openai/gpt-audio', 138,  # 'openai/gpt-audio'
+    '=openai/gpt-audio-mini', 362,  # 'openai/gpt-audio-mini'
+    ('or', ('=openai/gpt-chat-latest', '=openai/gpt-chat-latest-20260505')), 634,  # 'openai/gpt-chat-latest'
+    '=openai/gpt-oss-120b', 892,  # 'openai/gpt-oss-120b'
+    '=openai/gpt-oss-120b:batch', 893,  # 'openai/gpt-oss-120b:batch'
+    '=openai/gpt-oss-120b:free', 142,  # 'openai/gpt-oss-120b:free'
+    '=openai/gpt-oss-20b', 894,  # 'openai/gpt-oss-20b'
+    '=openai/gpt-oss-20b:batch', 895,  # 'openai/gpt-oss-20b:batch'
+    '=openai/gpt-oss-20b:free', 142,  # 'openai/gpt-oss-20b:free'
+    '=openai/gpt-oss-safeguard-20b', 896,  # 'openai/gpt-oss-safeguard-20b'
+    ('or', ('=openai/o1', '=o1-preview', '=o1-preview-2024-09-12', '=openai/o1-2024-12-17')), 143,  # 'openai/o1'
+    ('or', ('=openai/o1-mini', '=openai/o1-mini-2024-09-12')), 897,  # 'openai/o1-mini'
+    '=openai/o1-pro', 649,  # 'openai/o1-pro'
+    ('or', ('=openai/o3', '=openai/o3-2025-04-16')), 145,  # 'openai/o3'
+    '=openai/o3-deep-research', 898,  # 'openai/o3-deep-research'
+    ('or', ('=openai/o3-mini', '=openai/o3-mini-high', '=openai/o3-mini-2025-01-31')), 144,  # 'openai/o3-mini'
+    '=openai/o3-mini:batch', 899,  # 'openai/o3-mini:batch'
+    ('or', ('=openai/o3-pro', '=openai/o3-pro-2025-06-10')), 652,  # 'openai/o3-pro'
+    '=openai/o3:batch', 861,  # 'openai/o3:batch'
+    ('or', ('=openai/o4-mini', '=openai/o4-mini-high', '=openai/o4-mini-2025-04-16')), 146,  # 'openai/o4-mini'
+    '=openai/o4-mini-deep-research', 145,  # 'openai/o4-mini-deep-research'
+    '=openai/o4-mini:batch', 900,  # 'openai/o4-mini:batch'
+    '=openchat/openchat-7b', 341,  # 'openchat/openchat-7b'
+    '=openhands-lm-32b-v0.1', 665,  # 'openhands-lm-32b-v0.1'
+    ('or', ('=particle-ai/particle-1', '=particle-ai/particle-1-20261027')), 901,  # 'particle-ai/particle-1'
+    ('or', ('=perceptron/perceptron-mk1', '=perceptron/perceptron-mk1-20260512')), 394,  # 'perceptron/perceptron-mk1'
+    ('or', ('=perceptron/perceptron-mk1.5', '=perceptron/perceptron-mk1.5-20260925')), 394,  # 'perceptron/perceptron-mk1.5'
+    '=perplexity/llama-3.1-sonar-large-128k-online', 549,  # 'perplexity/llama-3.1-sonar-large-128k-online'
+    '=perplexity/llama-3.1-sonar-small-128k-online', 96,  # 'perplexity/llama-3.1-sonar-small-128k-online'
+    '=perplexity/pplx-decider-v1-27b', 231,  # 'perplexity/pplx-decider-v1-27b'
+    '=perplexity/pplx-decider-v1.1-27b', 58,  # 'perplexity/pplx-decider-v1.1-27b'
+    '=perplexity/r1-1776', 658,  # 'perplexity/r1-1776'
+    '=perplexity/sonar', 549,  # 'perplexity/sonar'
+    '=perplexity/sonar-deep-research', 902,  # 'perplexity/sonar-deep-research'
+    '=perplexity/sonar-pro', 361,  # 'perplexity/sonar-pro'
+    '=perplexity/sonar-pro-search', 361,  # 'perplexity/sonar-pro-search'
+    '=perplexity/sonar-reasoning', 903,  # 'perplexity/sonar-reasoning'
+    '=perplexity/sonar-reasoning-pro', 658,  # 'perplexity/sonar-reasoning-pro'
+    '=phi-3-medium-128k-instruct', 549,  # 'phi-3-medium-128k-instruct'
+    '=phi-3-mini-128k-instruct', 31,  # 'phi-3-mini-128k-instruct'
+    '=phi-3.5-mini-128k-instruct', 31,  # 'phi-3.5-mini-128k-instruct'
+    '=phi-4-multimodal-instruct', 535,  # 'phi-4-multimodal-instruct'
+    '=phi-4-reasoning-plus', 904,  # 'phi-4-reasoning-plus'
+    '=phi-4-reasoning-plus:free', 142,  # 'phi-4-reasoning-plus:free'
+    '=phi-4-reasoning:free', 142,  # 'phi-4-reasoning:free'
+    '=pixtral-12b', 31,  # 'pixtral-12b'
+    '=pixtral-large-2411', 100,  # 'pixtral-large-2411'
+    '=poolside/laguna-m.1:free', 142,  # 'poolside/laguna-m.1:free'
+    ('or', ('=poolside/laguna-s-2.1', '=poolside/laguna-s-2.1-20260720')), 905,  # 'poolside/laguna-s-2.1'
+    '=poolside/laguna-s-2.1:free', 142,  # 'poolside/laguna-s-2.1:free'
+    ('or', ('=poolside/laguna-xs-2.1', '=poolside/laguna-xs-2.1-20260625')), 906,  # 'poolside/laguna-xs-2.1'
+    '=poolside/laguna-xs-2.1:free', 142,  # 'poolside/laguna-xs-2.1:free'
+    '=poolside/laguna-xs.2:free', 142,  # 'poolside/laguna-xs.2:free'
+    '=prime-intellect/intellect-3', 372,  # 'prime-intellect/intellect-3'
+    ('or', ('=prism-ml/ternary-bonsai-2-27b', '=prism-ml/ternary-bonsai-2-27b-20260918')), 907,  # 'prism-ml/ternary-bonsai-2-27b'
+    ('or', ('=prism-ml/ternary-bonsai-2-9b', '=prism-ml/ternary-bonsai-2-9b-20261015')), 908,  # 'prism-ml/ternary-bonsai-2-9b'
+    '=pygmalionai/mythalion-13b', 909,  # 'pygmalionai/mythalion-13b'
+    '=qwen-2-72b-instruct', 258,  # 'qwen-2-72b-instruct'
+    '=qwen-2.5-72b-instruct:free', 142,  # 'qwen-2.5-72b-instruct:free'
+    '=qwen-2.5-coder-32b-instruct:free', 142,  # 'qwen-2.5-coder-32b-instruct:free'
+    '=qwen-2.5-vl-7b-instruct', 96,  # 'qwen-2.5-vl-7b-instruct'
+    '=qwen-max', 910,  # 'qwen-max'
+    '=qwen-turbo', 911,  # 'qwen-turbo'
+    '=qwen-vl-max', 670,  # 'qwen-vl-max'
+    '=qwen-vl-plus', 912,  # 'qwen-vl-plus'
+    '=qwen/qwen-2-72b-instruct', 258,  # 'qwen/qwen-2-72b-instruct'
+    '=qwen/qwen-2.5-72b-instruct', 913,  # 'qwen/qwen-2.5-72b-instruct'
+    '=qwen/qwen-2.5-72b-instruct:free', 142,  # 'qwen/qwen-2.5-72b-instruct:free'
+    '=qwen/qwen-2.5-7b-instruct', 914,  # 'qwen/qwen-2.5-7b-instruct'
+    '=qwen/qwen-2.5-7b-instruct:free', 142,  # 'qwen/qwen-2.5-7b-instruct:free'
+    '=qwen/qwen-2.5-coder-32b-instruct', 915,  # 'qwen/qwen-2.5-coder-32b-instruct'
+    '=qwen/qwen-2.5-coder-32b-instruct:free', 142,  # 'qwen/qwen-2.5-coder-32b-instruct:free'
+    '=qwen/qwen-2.5-vl-72b-instruct', 365,  # 'qwen/qwen-2.5-vl-72b-instruct'
+    '=qwen/qwen-2.5-vl-7b-instruct', 96,  # 'qwen/qwen-2.5-vl-7b-instruct'
+    '=qwen/qwen-2.5-vl-7b-instruct:free', 142,  # 'qwen/qwen-2.5-vl-7b-instruct:free'
+    '=qwen/qwen-max', 916,  # 'qwen/qwen-max'
+    ('or', ('=qwen/qwen-plus', '=qwen/qwen-plus-2025-01-25')), 917,  # 'qwen/qwen-plus'
+    '=qwen/qwen-plus-2025-07-28', 918,  # 'qwen/qwen-plus-2025-07-28'
+    '=qwen/qwen-plus-2025-07-28:thinking', 919,  # 'qwen/qwen-plus-2025-07-28:thinking'
+    '=qwen/qwen-turbo', 363,  # 'qwen/qwen-turbo'
+    '=qwen/qwen-vl-max', 670,  # 'qwen/qwen-vl-max'
+    '=qwen/qwen-vl-plus', 912,  # 'qwen/qwen-vl-plus'
+    '=qwen/qwen2.5-coder-7b-instruct', 96,  # 'qwen/qwen2.5-coder-7b-instruct'
+    '=qwen/qwen2.5-vl-32b-instruct', 258,  # 'qwen/qwen2.5-vl-32b-instruct'
+    '=qwen/qwen2.5-vl-32b-instruct:free', 142,  # 'qwen/qwen2.5-vl-32b-instruct:free'
+    '=qwen/qwen2.5-vl-3b-instruct:free', 142,  # 'qwen/qwen2.5-vl-3b-instruct:free'
+    '=qwen/qwen2.5-vl-72b-instruct', 920,  # 'qwen/qwen2.5-vl-72b-instruct'
+    '=qwen/qwen2.5-vl-72b-instruct:free', 142,  # 'qwen/qwen2.5-vl-72b-instruct:free'
+    ('or', ('=qwen/qwen3-14b', '=qwen/qwen3-14b-04-28')), 921,  # 'qwen/qwen3-14b'
+    '=qwen/qwen3-235b-a22b', 922,  # 'qwen/qwen3-235b-a22b'
+    ('or', ('=qwen/qwen3-235b-a22b-2507', '=qwen/qwen3-235b-a22b-07-25')), 923,  # 'qwen/qwen3-235b-a22b-2507'
+    '=qwen/qwen3-235b-a22b-thinking-2507', 924,  # 'qwen/qwen3-235b-a22b-thinking-2507'
+    ('or', ('=qwen/qwen3-30b-a3b', '=qwen/qwen3-30b-a3b-04-28')), 925,  # 'qwen/qwen3-30b-a3b'
+    '=qwen/qwen3-30b-a3b-instruct-2507', 926,  # 'qwen/qwen3-30b-a3b-instruct-2507'
+    '=qwen/qwen3-30b-a3b-thinking-2507', 927,  # 'qwen/qwen3-30b-a3b-thinking-2507'
+    ('or', ('=qwen/qwen3-32b', '=qwen/qwen3-32b-04-28')), 928,  # 'qwen/qwen3-32b'
+    '=qwen/qwen3-8b', 436,  # 'qwen/qwen3-8b'
+    ('or', ('=qwen/qwen3-coder', '=qwen/qwen3-coder-480b-a35b-07-25')), 929,  # 'qwen/qwen3-coder'
+    '=qwen/qwen3-coder-30b-a3b-instruct', 930,  # 'qwen/qwen3-coder-30b-a3b-instruct'
+    '=qwen/qwen3-coder-flash', 931,  # 'qwen/qwen3-coder-flash'
+    ('or', ('=qwen/qwen3-coder-next', '=qwen/qwen3-coder-next-2025-02-03')), 932,  # 'qwen/qwen3-coder-next'
+    '=qwen/qwen3-coder-plus', 933,  # 'qwen/qwen3-coder-plus'
+    '=qwen/qwen3-coder:free', 142,  # 'qwen/qwen3-coder:free'
+    '=qwen/qwen3-max', 934,  # 'qwen/qwen3-max'
+    ('or', ('=qwen/qwen3-max-thinking', '=qwen/qwen3-max-thinking-20260123')), 935,  # 'qwen/qwen3-max-thinking'
+    ('or', ('=qwen/qwen3-next-80b-a3b-instruct', '=qwen/qwen3-next-80b-a3b-instruct-2509')), 936,  # 'qwen/qwen3-next-80b-a3b-instruct'
+    '=qwen/qwen3-next-80b-a3b-instruct:free', 142,  # 'qwen/qwen3-next-80b-a3b-instruct:free'
+    ('or', ('=qwen/qwen3-next-80b-a3b-thinking', '=qwen/qwen3-next-80b-a3b-thinking-2509')), 937,  # 'qwen/qwen3-next-80b-a3b-thinking'
+    '=qwen/qwen3-vl-235b-a22b-instruct', 938,  # 'qwen/qwen3-vl-235b-a22b-instruct'
+    '=qwen/qwen3-vl-235b-a22b-thinking', 939,  # 'qwen/qwen3-vl-235b-a22b-thinking'
+    '=qwen/qwen3-vl-30b-a3b-instruct', 940,  # 'qwen/qwen3-vl-30b-a3b-instruct'
+    '=qwen/qwen3-vl-30b-a3b-thinking', 941,  # 'qwen/qwen3-vl-30b-a3b-thinking'
+    '=qwen/qwen3-vl-32b-instruct', 942,  # 'qwen/qwen3-vl-32b-instruct'
+    '=qwen/qwen3-vl-8b-instruct', 943,  # 'qwen/qwen3-vl-8b-instruct'
+    '=qwen/qwen3-vl-8b-thinking', 944,  # 'qwen/qwen3-vl-8b-thinking'
+    ('or', ('=qwen/qwen3.5-122b-a10b', '=qwen/qwen3.5-122b-a10b-20260224')), 945,  # 'qwen/qwen3.5-122b-a10b'
+    ('or', ('=qwen/qwen3.5-27b', '=qwen/qwen3.5-27b-20260224')), 946,  # 'qwen/qwen3.5-27b'
+    ('or', ('=qwen/qwen3.5-35b-a3b', '=qwen/qwen3.5-35b-a3b-20260224')), 947,  # 'qwen/qwen3.5-35b-a3b'
+    ('or', ('=qwen/qwen3.5-397b-a17b', '=qwen/qwen3.5-397b-a17b-20260216')), 948,  # 'qwen/qwen3.5-397b-a17b'
+    ('or', ('=qwen/qwen3.5-9b', '=qwen/qwen3.5-9b-20260310')), 949,  # 'qwen/qwen3.5-9b'
+    ('or', ('=qwen/qwen3.5-flash-02-23', '=qwen/qwen3.5-flash-20260224')), 950,  # 'qwen/qwen3.5-flash-02-23'
+    ('or', ('=qwen/qwen3.5-plus-02-15', '=qwen/qwen3.5-plus-20260216')), 951,  # 'qwen/qwen3.5-plus-02-15'
+    '=qwen/qwen3.5-plus-20260420', 952,  # 'qwen/qwen3.5-plus-20260420'
+    ('or', ('=qwen/qwen3.6-27b', '=qwen/qwen3.6-27b-20260422')), 953,  # 'qwen/qwen3.6-27b'
+    ('or', ('=qwen/qwen3.6-35b-a3b', '=qwen/qwen3.6-35b-a3b-20260415')), 954,  # 'qwen/qwen3.6-35b-a3b'
+    '=qwen/qwen3.6-flash', 955,  # 'qwen/qwen3.6-flash'
+    ('or', ('=qwen/qwen3.6-max-preview', '=qwen/qwen3.6-max-preview-20260420')), 956,  # 'qwen/qwen3.6-max-preview'
+    ('or', ('=qwen/qwen3.6-plus', '=qwen/qwen3.6-plus-04-02')), 957,  # 'qwen/qwen3.6-plus'
+    ('or', ('=qwen/qwen3.7-flash', '=qwen/qwen3.7-flash-20260727')), 958,  # 'qwen/qwen3.7-flash'
+    ('or', ('=qwen/qwen3.7-max', '=qwen/qwen3.7-max-20260520')), 959,  # 'qwen/qwen3.7-max'
+    ('or', ('=qwen/qwen3.7-plus', '=qwen/qwen3.7-plus-20260602')), 960,  # 'qwen/qwen3.7-plus'
+    '=qwen/qwen3.7-plus:batch', 961,  # 'qwen/qwen3.7-plus:batch'
+    ('or', ('=qwen/qwen3.8-2.4t-a95b', '=qwen/qwen3.8-2.4t-a95b-20260812')), 962,  # 'qwen/qwen3.8-2.4t-a95b'
+    ('or', ('=qwen/qwen3.8-27b', '=qwen/qwen3.8-27b-20260814')), 963,  # 'qwen/qwen3.8-27b'
+    '=qwen/qwen3.8-27b:batch', 964,  # 'qwen/qwen3.8-27b:batch'
+    ('or', ('=qwen/qwen3.8-flash', '=qwen/qwen3.8-flash-20260826')), 561,  # 'qwen/qwen3.8-flash'
+    ('or', ('=qwen/qwen3.8-max-0902', '=qwen/qwen3.8-max-20260902')), 278,  # 'qwen/qwen3.8-max-0902'
+    ('or', ('=qwen/qwen3.8-max-prime', '=qwen/qwen3.8-max-prime-20260923')), 965,  # 'qwen/qwen3.8-max-prime'
+    ('or', ('=qwen/qwen3.8-omni-flash', '=qwen/qwen3.8-omni-flash-20260918')), 561,  # 'qwen/qwen3.8-omni-flash'
+    '=qwen/qwq-32b', 60,  # 'qwen/qwq-32b'
+    '=qwen/qwq-32b-preview', 96,  # 'qwen/qwq-32b-preview'
+    '=qwen/qwq-32b-preview:free', 142,  # 'qwen/qwq-32b-preview:free'
+    '=qwen/qwq-32b:free', 142,  # 'qwen/qwq-32b:free'
+    '=qwen2.5-vl-32b-instruct', 258,  # 'qwen2.5-vl-32b-instruct'
+    '=qwen2.5-vl-32b-instruct:free', 142,  # 'qwen2.5-vl-32b-instruct:free'
+    '=qwen2.5-vl-72b-instruct:free', 142,  # 'qwen2.5-vl-72b-instruct:free'
+    '=qwen3-14b:free', 142,  # 'qwen3-14b:free'
+    '=qwen3-235b-a22b:free', 142,  # 'qwen3-235b-a22b:free'
+    '=qwen3-30b-a3b:free', 142,  # 'qwen3-30b-a3b:free'
+    '=qwen3-32b:free', 142,  # 'qwen3-32b:free'
+    '=qwen3-8b:free', 142,  # 'qwen3-8b:free'
+    '=qwerky-72b:free', 142,  # 'qwerky-72b:free'
+    '=qwq-32b', 60,  # 'qwq-32b'
+    '=qwq-32b-arliai-rpr-v1:free', 142,  # 'qwq-32b-arliai-rpr-v1:free'
+    '=qwq-32b-preview', 96,  # 'qwq-32b-preview'
+    '=qwq-32b:free', 142,  # 'qwq-32b:free'
+    '=r1-1776', 658,  # 'r1-1776'
+    '=raifle/sorcererlm-8x22b', 966,  # 'raifle/sorcererlm-8x22b'
+    '=recursive/flint-v1.0:free', 142,  # 'recursive/flint-v1.0:free'
+    ('or', ('=reflection/beam-1.0-501b-a23b', '=reflection/beam-1.0-501b-a23b-20261016')), 967,  # 'reflection/beam-1.0-501b-a23b'
+    '=reka-flash-3:free', 142,  # 'reka-flash-3:free'
+    ('or', ('=rekaai/reka-edge', '=rekaai/reka-edge-2603')), 31,  # 'rekaai/reka-edge'
+    '=rekaai/reka-flash-3', 463,  # 'rekaai/reka-flash-3'
+    '=rekaai/reka-flash-3:free', 142,  # 'rekaai/reka-flash-3:free'
+    '=relace/relace-apply-3', 968,  # 'relace/relace-apply-3'
+    ('or', ('=relace/relace-search', '=relace/relace-search-20251208')), 98,  # 'relace/relace-search'
+    ('or', ('=ricursiveai/ripple-65b-preview', '=ricursiveai/ripple-65b-preview-20261104')), 969,  # 'ricursiveai/ripple-65b-preview'
+    ('or', ('=sakana/fugu-max', '=sakana/fugu-max-20260911')), 278,  # 'sakana/fugu-max'
+    ('or', ('=sakana/fugu-ultra', '=sakana/fugu-ultra-20260615', '=sakana/fugu-ultra-v2', '=sakana/fugu-ultra-v2-20260911')), 295,  # 'sakana/fugu-ultra'
+    ('or', ('=sakana/sakana-namazu', '=sakana/namazu-20260811')), 970,  # 'sakana/sakana-namazu'
+    '=sao10k/fimbulvetr-11b-v2', 657,  # 'sao10k/fimbulvetr-11b-v2'
+    '=sao10k/l3-euryale-70b', 403,  # 'sao10k/l3-euryale-70b'
+    '=sao10k/l3-lunaris-8b', 971,  # 'sao10k/l3-lunaris-8b'
+    '=sao10k/l3.1-70b-hanami-x1', 368,  # 'sao10k/l3.1-70b-hanami-x1'
+    '=sao10k/l3.1-euryale-70b', 972,  # 'sao10k/l3.1-euryale-70b'
+    ('or', ('=sao10k/l3.3-euryale-70b', '=sao10k/l3.3-euryale-70b-v2.3')), 973,  # 'sao10k/l3.3-euryale-70b'
+    '=sarvam-m:free', 142,  # 'sarvam-m:free'
+    ('or', ('=scaledown/extract', '=scaledown/extract-20260928')), 231,  # 'scaledown/extract'
+    ('or', ('=scaledown/summarize', '=scaledown/summarize-20260928')), 231,  # 'scaledown/summarize'
+    '=scb10x/llama3.1-typhoon2-70b-instruct', 788,  # 'scb10x/llama3.1-typhoon2-70b-instruct'
+    '=scb10x/llama3.1-typhoon2-8b-instruct', 344,  # 'scb10x/llama3.1-typhoon2-8b-instruct'
+    '=shisa-ai/shisa-v2-llama3.3-70b:free', 142,  # 'shisa-ai/shisa-v2-llama3.3-70b:free'
+    '=shisa-v2-llama3.3-70b:free', 142,  # 'shisa-v2-llama3.3-70b:free'
+    '=sonar-reasoning', 903,  # 'sonar-reasoning'
+    '=sophosympatheia/midnight-rose-70b', 414,  # 'sophosympatheia/midnight-rose-70b'
+    '=sophosympatheia/rogue-rose-103b-v0.2:free', 142,  # 'sophosympatheia/rogue-rose-103b-v0.2:free'
+    '=sorcererlm-8x22b', 966,  # 'sorcererlm-8x22b'
+    '=spotlight', 344,  # 'spotlight'
+    '=stealth/crouton-alpha', 142,  # 'stealth/crouton-alpha'
+    '=steelskull/l3.3-electra-r1-70b', 974,  # 'steelskull/l3.3-electra-r1-70b'
+    '=stepfun/step-3.5-flash', 975,  # 'stepfun/step-3.5-flash'
+    ('or', ('=stepfun/step-3.7-flash', '=stepfun/step-3.7-flash-20260528')), 562,  # 'stepfun/step-3.7-flash'
+    ('or', ('=stepfun/step-5-preview', '=stepfun/step-5-preview-20261008')), 563,  # 'stepfun/step-5-preview'
+    '=switchpoint/router', 976,  # 'switchpoint/router'
+    '=tencent/hunyuan-a13b-instruct', 977,  # 'tencent/hunyuan-a13b-instruct'
+    ('or', ('=tencent/hy-mt2-1.8b', '=tencent/hy-mt2-1.8b-20260521')), 978,  # 'tencent/hy-mt2-1.8b'
+    ('or', ('=tencent/hy-mt2-30b-a3b', '=tencent/hy-mt2-30b-a3b-20260521')), 979,  # 'tencent/hy-mt2-30b-a3b'
+    ('or', ('=tencent/hy-mt2-7b', '=tencent/hy-mt2-7b-20260521')), 979,  # 'tencent/hy-mt2-7b'
+    ('or', ('=tencent/hy3-preview', '=tencent/hy3-preview-20260421')), 980,  # 'tencent/hy3-preview'
+    ('or', ('=tencent/hy4', '=tencent/hy4-20261104')), 565,  # 'tencent/hy4'
+    '=thedrummer/anubis-pro-105b-v1', 682,  # 'thedrummer/anubis-pro-105b-v1'
+    '=thedrummer/cydonia-24b-v4.1', 981,  # 'thedrummer/cydonia-24b-v4.1'
+    '=thedrummer/rocinante-12b', 462,  # 'thedrummer/rocinante-12b'
+    '=thedrummer/skyfall-36b-v2', 982,  # 'thedrummer/skyfall-36b-v2'
+    '=thedrummer/unslopnemo-12b', 983,  # 'thedrummer/unslopnemo-12b'
+    ('or', ('=thinkingmachines/inkling', '=thinkingmachines/inkling-20260715')), 164,  # 'thinkingmachines/inkling'
+    ('or', ('=thinkingmachines/inkling-small', '=thinkingmachines/inkling-small-20260730')), 984,  # 'thinkingmachines/inkling-small'
+    '=thinkingmachines/inkling-small:batch', 985,  # 'thinkingmachines/inkling-small:batch'
+    '=thinkingmachines/inkling-small:free', 142,  # 'thinkingmachines/inkling-small:free'
+    '=thinkingmachines/inkling:free', 142,  # 'thinkingmachines/inkling:free'
+    '=thudm/glm-4-32b:free', 142,  # 'thudm/glm-4-32b:free'
+    '=thudm/glm-z1-32b:free', 142,  # 'thudm/glm-z1-32b:free'
+    '=toppy-m-7b', 657,  # 'toppy-m-7b'
+    ('or', ('=typesafe/jev-1.13', '/^typesafe/jev-1\\.13-\\d{8}$')), 986,  # 'typesafe/jev-1.13'
+    ('or', ('=typesafe/jev-1.14', '=~typesafe/jev-latest', '/^typesafe/jev-1\\.14-\\d{8}$')), 986,  # 'typesafe/jev-1.14'
+    ('or', ('=unbiased/pareto-26.10', '=unbiased/pareto-26.10-20261015')), 987,  # 'unbiased/pareto-26.10'
+    ('or', ('=unbiased/pareto-26.9', '=unbiased/pareto-26.9-20260917')), 988,  # 'unbiased/pareto-26.9'
+    '=undi95/remm-slerp-l2-13b', 989,  # 'undi95/remm-slerp-l2-13b'
+    '=undi95/toppy-m-7b', 341,  # 'undi95/toppy-m-7b'
+    ('or', ('=upstage/solar-mini4', '=upstage/solar-mini4-20260922')), 990,  # 'upstage/solar-mini4'
+    '=upstage/solar-pro-3', 337,  # 'upstage/solar-pro-3'
+    ('or', ('=upstage/solar-pro4', '=upstage/solar-pro4-20260810')), 991,  # 'upstage/solar-pro4'
+    '=valkyrie-49b-v1', 683,  # 'valkyrie-49b-v1'
+    '=virtuoso-medium-v2', 683,  # 'virtuoso-medium-v2'
+    ('or', ('=writer/palmyra-x5', '=writer/palmyra-x5-20250428')), 139,  # 'writer/palmyra-x5'
+    '=x-ai/grok-2-1212', 762,  # 'x-ai/grok-2-1212'
+    '=x-ai/grok-2-vision-1212', 762,  # 'x-ai/grok-2-vision-1212'
+    '=x-ai/grok-3-beta', 361,  # 'x-ai/grok-3-beta'
+    '=x-ai/grok-3-mini-beta', 992,  # 'x-ai/grok-3-mini-beta'
+    '=x-ai/grok-4-fast', 993,  # 'x-ai/grok-4-fast'
+    '=x-ai/grok-4.1-fast:free', 142,  # 'x-ai/grok-4.1-fast:free'
+    ('or', ('=x-ai/grok-4.20', '=x-ai/grok-4.20-20260309')), 994,  # 'x-ai/grok-4.20'
+    ('or', ('=x-ai/grok-4.20-multi-agent', '=x-ai/grok-4.20-multi-agent-20260309')), 995,  # 'x-ai/grok-4.20-multi-agent'
+    ('or', ('=x-ai/grok-4.3', '/^x-ai/grok-4\\.3-\\d{8}$', '=x-ai/grok-4.3-20260430')), 994,  # 'x-ai/grok-4.3'
+    '=x-ai/grok-4.3:batch', 996,  # 'x-ai/grok-4.3:batch'
+    ('or', ('=x-ai/grok-4.5', '=x-ai/grok-4.5-20260708')), 997,  # 'x-ai/grok-4.5'
+    ('or', ('=x-ai/grok-4.6', '=x-ai/grok-4.6-20260810')), 298,  # 'x-ai/grok-4.6'
+    '=x-ai/grok-4.6:batch', 998,  # 'x-ai/grok-4.6:batch'
+    ('or', ('=x-ai/grok-4.7', '=x-ai/grok-4.7-20260916')), 298,  # 'x-ai/grok-4.7'
+    '=x-ai/grok-4.7:batch', 998,  # 'x-ai/grok-4.7:batch'
+    '=x-ai/grok-beta', 580,  # 'x-ai/grok-beta'
+    ('or', ('=x-ai/grok-build-0.1', '=x-ai/grok-build-0.1-20260520')), 999,  # 'x-ai/grok-build-0.1'
+    '=x-ai/grok-code-fast-1', 1000,  # 'x-ai/grok-code-fast-1'
+    '=x-ai/grok-vision-beta', 580,  # 'x-ai/grok-vision-beta'
+    '=xiaomi/mimo-v2-flash', 831,  # 'xiaomi/mimo-v2-flash'
+    ('or', ('=xiaomi/mimo-v2.5', '=xiaomi/mimo-v2.5-20260422')), 1001,  # 'xiaomi/mimo-v2.5'
+    ('or', ('=xiaomi/mimo-v2.5-pro', '=xiaomi/mimo-v2.5-pro-20260422')), 570,  # 'xiaomi/mimo-v2.5-pro'
+    ('or', ('=xiaomi/mimo-v2.6-flash', '=xiaomi/mimo-v2.6-flash-20260921')), 569,  # 'xiaomi/mimo-v2.6-flash'
+    ('or', ('=xiaomi/mimo-v2.6-pro', '=xiaomi/mimo-v2.6-pro-20260921')), 570,  # 'xiaomi/mimo-v2.6-pro'
+    ('or', ('=xiaomi/mimo-v2.6-pro-ultraspeed', '=xiaomi/mimo-v2.6-pro-ultraspeed-20260921')), 1002,  # 'xiaomi/mimo-v2.6-pro-ultraspeed'
+    '=xingchen-agi/xing4.0-29b-a4b:free', 142,  # 'xingchen-agi/xing4.0-29b-a4b:free'
+    '=xwin-lm/xwin-lm-70b', 1003,  # 'xwin-lm/xwin-lm-70b'
+    '=yi-large', 368,  # 'yi-large'
+    '=z-ai/glm-4.5', 575,  # 'z-ai/glm-4.5'
+    '=z-ai/glm-4.5-air', 1004,  # 'z-ai/glm-4.5-air'
+    '=z-ai/glm-4.5v', 572,  # 'z-ai/glm-4.5v'
+    '=z-ai/glm-4.6', 1005,  # 'z-ai/glm-4.6'
+    ('or', ('=z-ai/glm-4.6v', '=z-ai/glm-4.6-20251208')), 1006,  # 'z-ai/glm-4.6v'
+    ('or', ('=z-ai/glm-4.7', '=z-ai/glm-4.7-20251222')), 1007,  # 'z-ai/glm-4.7'
+    ('or', ('=z-ai/glm-4.7-flash', '=z-ai/glm-4.7-flash-20260119')), 1008,  # 'z-ai/glm-4.7-flash'
+    ('or', ('=z-ai/glm-5', '=z-ai/glm-5-20260211')), 1009,  # 'z-ai/glm-5'
+    ('or', ('=z-ai/glm-5-turbo', '=z-ai/glm-5-turbo-20260315')), 724,  # 'z-ai/glm-5-turbo'
+    ('or', ('=z-ai/glm-5.1', '=z-ai/glm-5.1-20260406')), 1010,  # 'z-ai/glm-5.1'
+    ('or', ('=z-ai/glm-5.2', '=z-ai/glm-5.2-20260616')), 1011,  # 'z-ai/glm-5.2'
+    '=z-ai/glm-5.2:batch', 1012,  # 'z-ai/glm-5.2:batch'
+    ('or', ('=z-ai/glm-5.3', '=z-ai/glm-5.3-20260816')), 1013,  # 'z-ai/glm-5.3'
+    ('or', ('=z-ai/glm-5.3-flash', '=z-ai/glm-5.3-flash-20260826')), 1014,  # 'z-ai/glm-5.3-flash'
+    '=z-ai/glm-5.3-flash:batch', 1015,  # 'z-ai/glm-5.3-flash:batch'
+    ('or', ('=z-ai/glm-5.3-flashx', '=z-ai/glm-5.3-flashx-20260918')), 1016,  # 'z-ai/glm-5.3-flashx'
+    ('or', ('=z-ai/glm-5.3-flashx-legal', '=z-ai/glm-5.3-flashx-legal-20261102')), 579,  # 'z-ai/glm-5.3-flashx-legal'
+    ('or', ('=z-ai/glm-5.3-prime', '=z-ai/glm-5.3-prime-20260921')), 1017,  # 'z-ai/glm-5.3-prime'
+    '=z-ai/glm-5.3:batch', 1018,  # 'z-ai/glm-5.3:batch'
+    ('or', ('=z-ai/glm-5v-turbo', '=z-ai/glm-5v-turbo-20260401')), 724,  # 'z-ai/glm-5v-turbo'
+    '=~anthropic/claude-fable-latest', 1019,  # '~anthropic/claude-fable-latest'
+    '=~anthropic/claude-haiku-latest', 1020,  # '~anthropic/claude-haiku-latest'
+    '=~anthropic/claude-opus-latest', 1021,  # '~anthropic/claude-opus-latest'
+    '=~anthropic/claude-sonnet-latest', 1022,  # '~anthropic/claude-sonnet-latest'
+    '=~deepseek/deepseek-flash-latest', 1023,  # '~deepseek/deepseek-flash-latest'
+    '=~deepseek/deepseek-pro-latest', 1024,  # '~deepseek/deepseek-pro-latest'
+    '=~deepseek/deepseek-v4-flash-latest', 1025,  # '~deepseek/deepseek-v4-flash-latest'
+    '=~google/gemini-flash-latest', 1026,  # '~google/gemini-flash-latest'
+    '=~google/gemini-pro-latest', 1027,  # '~google/gemini-pro-latest'
+    '=~moonshotai/kimi-latest', 1028,  # '~moonshotai/kimi-latest'
+    '=~openai/gpt-astra-latest', 77,  # '~openai/gpt-astra-latest'
+    '=~openai/gpt-latest', 634,  # '~openai/gpt-latest'
+    '=~openai/gpt-luna-latest', 78,  # '~openai/gpt-luna-latest'
+    '=~openai/gpt-mini-latest', 293,  # '~openai/gpt-mini-latest'
+    '=~openai/gpt-sol-latest', 80,  # '~openai/gpt-sol-latest'
+    '=~openai/gpt-terra-latest', 76,  # '~openai/gpt-terra-latest'
+    '=~unbiased/pareto-latest', 987,  # '~unbiased/pareto-latest'
+    '=~x-ai/grok-latest', 298,  # '~x-ai/grok-latest'
+    '=~z-ai/glm-flash-latest', 1029,  # '~z-ai/glm-flash-latest'
+    '=~z-ai/glm-latest', 1030,  # '~z-ai/glm-latest'
+    ('or', ('=deepseek-r1-distill-llama-70b', '=deepseek-r1-distill-llama-70b')), 457,  # 'DeepSeek-R1-Distill-Llama-70B'
+    ('or', ('=llama-3.1-8b-instruct', '=llama-3.1-8b-instruct')), 456,  # 'Llama-3.1-8B-Instruct'
+    ('or', ('=meta-llama-3_3-70b-instruct', '=meta-llama-3_3-70b-instruct')), 457,  # 'Meta-Llama-3_3-70B-Instruct'
+    ('or', ('=mistral-7b-instruct-v0.3', '=mistral-7b-instruct-v0.3')), 456,  # 'Mistral-7B-Instruct-v0.3'
+    ('or', ('=mistral-nemo-instruct-2407', '=mistral-nemo-instruct-2407')), 386,  # 'Mistral-Nemo-Instruct-2407'
+    ('or', ('=mistral-small-3.2-24b-instruct-2506', '=mistral-small-3.2-24b-instruct-2506')), 1031,  # 'Mistral-Small-3.2-24B-Instruct-2506'
+    ('or', ('=mixtral-8x7b-instruct-v0.1', '=mixtral-8x7b-instruct-v0.1')), 511,  # 'Mixtral-8x7B-Instruct-v0.1'
+    ('or', ('=qwen2.5-vl-72b-instruct', '=qwen2.5-vl-72b-instruct')), 450,  # 'Qwen2.5-VL-72B-Instruct'
+    ('or', ('=qwen3-32b', '=qwen3-32b')), 451,  # 'Qwen3-32B'
+    ('or', ('=qwen3-coder-30b-a3b-instruct', '=qwen3-coder-30b-a3b-instruct')), 452,  # 'Qwen3-Coder-30B-A3B-Instruct'
+    ('or', ('=qwen3-embedding-8b', '=qwen3-embedding-8b')), 209,  # 'Qwen3-Embedding-8B'
+    ('or', ('=qwen3.5-397b-a17b', '=qwen3.5-397b-a17b')), 453,  # 'Qwen3.5-397B-A17B'
+    ('or', ('=qwen3.5-9b', '=qwen3.5-9b')), 454,  # 'Qwen3.5-9B'
+    ('or', ('=qwen3.6-27b', '=qwen3.6-27b')), 455,  # 'Qwen3.6-27B'
+    ('or', ('=qwen3.8-27b', '=qwen3.8-27b')), 455,  # 'Qwen3.8-27B'
+    '=bge-base-en-v1.5', 1032,  # 'bge-base-en-v1.5'
+    '=bge-m3', 1032,  # 'bge-m3'
+    '=bge-multilingual-gemma2', 1032,  # 'bge-multilingual-gemma2'
+    '=gpt-oss-120b', 458,  # 'gpt-oss-120b'
+    '=gpt-oss-20b', 459,  # 'gpt-oss-20b'
+    '=llama-3.1-sonar-large-128k-online', 549,  # 'llama-3.1-sonar-large-128k-online'
+    '=llama-3.1-sonar-small-128k-online', 96,  # 'llama-3.1-sonar-small-128k-online'
+    '=perplexity/deepseek-v4-pro-0813', 21,  # 'perplexity/deepseek-v4-pro-0813'
+    '=perplexity/glm-5.3', 27,  # 'perplexity/glm-5.3'
+    '=perplexity/glm-5.3-flash', 28,  # 'perplexity/glm-5.3-flash'
+    '=perplexity/kimi-k3', 24,  # 'perplexity/kimi-k3'
+    '=perplexity/nemotron-3.5-super-120b-a12b', 161,  # 'perplexity/nemotron-3.5-super-120b-a12b'
+    '=perplexity/sonar', 1033,  # 'perplexity/sonar'
+    ('or', ('=pplx-decider-flash-v1.2', '=pplx-decider-flash-latest', '=perplexity/pplx-decider-flash-latest')), 1032,  # 'pplx-decider-flash-v1.2'
+    '=pplx-decider-v1-27b', 58,  # 'pplx-decider-v1-27b'
+    '=pplx-decider-v1.1-27b', 58,  # 'pplx-decider-v1.1-27b'
+    ('or', ('=pplx-decider-v1.2', '=pplx-decider-latest', '=perplexity/pplx-decider-latest')), 58,  # 'pplx-decider-v1.2'
+    '=pplx-embed-context-v1-0.6b', 1034,  # 'pplx-embed-context-v1-0.6b'
+    '=pplx-embed-context-v1-4b', 1035,  # 'pplx-embed-context-v1-4b'
+    '=pplx-embed-v1-0.6b', 1036,  # 'pplx-embed-v1-0.6b'
+    '=pplx-embed-v1-4b', 1037,  # 'pplx-embed-v1-4b'
+    '=r1-1776', 658,  # 'r1-1776'
+    '=sonar', 1038,  # 'sonar'
+    '=sonar-deep-research', 1039,  # 'sonar-deep-research'
+    '=sonar-pro', 1040,  # 'sonar-pro'
+    '=sonar-pro-search', 361,  # 'sonar-pro-search'
+    '=sonar-reasoning', 1041,  # 'sonar-reasoning'
+    '=sonar-reasoning-pro', 1042,  # 'sonar-reasoning-pro'
+    '=claude-fable-5', 1043,  # 'claude-fable-5'
+    '=claude-fable-5-1', 1044,  # 'claude-fable-5-1'
+    '=claude-haiku-4-5', 1045,  # 'claude-haiku-4-5'
+    '=claude-haiku-5-5', 1046,  # 'claude-haiku-5-5'
+    '=claude-opus-4-6', 1047,  # 'claude-opus-4-6'
+    '=claude-opus-4-8', 1048,  # 'claude-opus-4-8'
+    '=claude-opus-5', 1048,  # 'claude-opus-5'
+    '=claude-opus-5-5', 681,  # 'claude-opus-5-5'
+    '=claude-sonnet-4-6', 1049,  # 'claude-sonnet-4-6'
+    '=claude-sonnet-5', 1050,  # 'claude-sonnet-5'
+    '=claude-sonnet-5-5', 673,  # 'claude-sonnet-5-5'
+    '=deepseek-v4-flash', 1051,  # 'deepseek-v4-flash'
+    '=deepseek-v4-pro', 1052,  # 'deepseek-v4-pro'
+    '=deepseek-v4.1-flash', 1053,  # 'deepseek-v4.1-flash'
+    '=deepseek-v4.1-flash-1017', 1054,  # 'deepseek-v4.1-flash-1017'
+    '=gemini-3-flash-preview', 1055,  # 'gemini-3-flash-preview'
+    '=gemini-3-pro-image', 1056,  # 'gemini-3-pro-image'
+    '=gemini-3.1-flash-lite', 1057,  # 'gemini-3.1-flash-lite'
+    '=gemini-3.1-pro-preview', 1058,  # 'gemini-3.1-pro-preview'
+    '=gemini-3.5-flash', 1059,  # 'gemini-3.5-flash'
+    '=gemini-3.5-flash-lite', 1060,  # 'gemini-3.5-flash-lite'
+    '=gemini-3.6-flash', 1061,  # 'gemini-3.6-flash'
+    '=gemini-3.7-flash', 1062,  # 'gemini-3.7-flash'
+    '=gemini-3.8-flash', 1062,  # 'gemini-3.8-flash'
+    '=gemini-4-argon', 289,  # 'gemini-4-argon'
+    '=glm-5.2', 1063,  # 'glm-5.2'
+    '=glm-5.3', 1064,  # 'glm-5.3'
+    '=glm-5.3-flash', 1065,  # 'glm-5.3-flash'
+    '=glm-5.3-prime', 1066,  # 'glm-5.3-prime'
+    '=gpt-5.6-luna', 1067,  # 'gpt-5.6-luna'
+    '=gpt-5.6-sol', 1068,  # 'gpt-5.6-sol'
+    '=gpt-5.6-terra', 1069,  # 'gpt-5.6-terra'
+    '=gpt-6-astra', 1070,  # 'gpt-6-astra'
+    '=gpt-6-luna', 1071,  # 'gpt-6-luna'
+    '=gpt-6-sol', 1072,  # 'gpt-6-sol'
+    '=gpt-6.1-sol', 1073,  # 'gpt-6.1-sol'
+    ('or', ('=gpt-6.1-terra', '=gpt-6.1-terra-pro')), 1074,  # 'gpt-6.1-terra'
+    '=gpt-oss-120b', 1075,  # 'gpt-oss-120b'
+    '=grok-4.5', 1076,  # 'grok-4.5'
+    '=grok-4.6', 298,  # 'grok-4.6'
+    '=grok-4.7', 298,  # 'grok-4.7'
+    '=hy3', 1077,  # 'hy3'
+    '=hy4', 1078,  # 'hy4'
+    '=hy4-preview', 1079,  # 'hy4-preview'
+    '=jev-1.13', 986,  # 'jev-1.13'
+    '=kimi-k2.6', 1080,  # 'kimi-k2.6'
+    '=kimi-k2.7-code', 1081,  # 'kimi-k2.7-code'
+    '=kimi-k3', 1082,  # 'kimi-k3'
+    '=kimi-k3.1-pro', 248,  # 'kimi-k3.1-pro'
+    '=kimi-k3.1-pro-highspeed', 555,  # 'kimi-k3.1-pro-highspeed'
+    '=mimo-v2.5', 1083,  # 'mimo-v2.5'
+    '=mimo-v2.6-flash', 1084,  # 'mimo-v2.6-flash'
+    '=mimo-v2.6-pro', 1085,  # 'mimo-v2.6-pro'
+    '=minimax-m3', 1086,  # 'minimax-m3'
+    '=mistral-large-4', 1087,  # 'mistral-large-4'
+    '=muse-glimmer-30b', 1088,  # 'muse-glimmer-30b'
+    '=muse-spark-1.2', 1089,  # 'muse-spark-1.2'
+    '=muse-spark-1.3', 1089,  # 'muse-spark-1.3'
+    '=muse-spark-open', 159,  # 'muse-spark-open'
+    '=muse-wonder', 555,  # 'muse-wonder'
+    '=nemotron-3-ultra', 1090,  # 'nemotron-3-ultra'
+    '=nemotron-3.5-lightning', 1091,  # 'nemotron-3.5-lightning'
+    '=qwen3.6-35b', 1092,  # 'qwen3.6-35b'
+    '=qwen3.6-plus', 1093,  # 'qwen3.6-plus'
+    '=qwen3.7-flash', 1094,  # 'qwen3.7-flash'
+    '=qwen3.7-max', 1095,  # 'qwen3.7-max'
+    '=qwen3.7-plus', 1096,  # 'qwen3.7-plus'
+    '=qwen3.8-27b', 1097,  # 'qwen3.8-27b'
+    '=qwen3.8-27b-decentered', 1098,  # 'qwen3.8-27b-decentered'
+    '=qwen3.8-flash-next', 1099,  # 'qwen3.8-flash-next'
+    '=qwen3.8-max', 1100,  # 'qwen3.8-max'
+    '=qwen3.8-max-prime', 965,  # 'qwen3.8-max-prime'
+    '=qwen3.8-omni-flash', 561,  # 'qwen3.8-omni-flash'
+    '=step-5-preview', 563,  # 'step-5-preview'
+    '=trio-spark-v1.3', 986,  # 'trio-spark-v1.3'
+    '=austism/chronos-hermes-13b', 367,  # 'Austism/chronos-hermes-13b'
+    '=gryphe/mythomax-l2-13b', 367,  # 'Gryphe/MythoMax-L2-13b'
+    '=minimaxai/minimax-m3', 274,  # 'MiniMaxAI/MiniMax-M3'
+    '=minimaxai/minimax-m3.1-flash', 337,  # 'MiniMaxAI/MiniMax-M3.1-Flash'
+    '=nexusflow/nexusraven-v2-13b', 367,  # 'Nexusflow/NexusRaven-V2-13B'
+    '=nousresearch/nous-capybara-7b-v1p9', 96,  # 'NousResearch/Nous-Capybara-7B-V1p9'
+    '=nousresearch/nous-hermes-2-mixtral-8x7b-dpo', 258,  # 'NousResearch/Nous-Hermes-2-Mixtral-8x7B-DPO'
+    '=nousresearch/nous-hermes-2-mixtral-8x7b-sft', 258,  # 'NousResearch/Nous-Hermes-2-Mixtral-8x7B-SFT'
+    '=nousresearch/nous-hermes-2-yi-34b', 414,  # 'NousResearch/Nous-Hermes-2-Yi-34B'
+    '=nousresearch/nous-hermes-llama2-13b', 1101,  # 'NousResearch/Nous-Hermes-Llama2-13b'
+    '=nousresearch/nous-hermes-llama-2-7b', 96,  # 'NousResearch/Nous-Hermes-llama-2-7b'
+    '=open-orca/mistral-7b-openorca', 96,  # 'Open-Orca/Mistral-7B-OpenOrca'
+    ('or', ('=qwen/qwen1.5-0.5b', '=qwen/qwen1.5-0.5b-chat')), 31,  # 'Qwen/Qwen1.5-0.5B'
+    ('or', ('=qwen/qwen1.5-1.8b', '=qwen/qwen1.5-1.8b-chat')), 31,  # 'Qwen/Qwen1.5-1.8B'
+    ('or', ('=qwen/qwen1.5-14b', '=qwen/qwen1.5-14b-chat')), 367,  # 'Qwen/Qwen1.5-14B'
+    ('or', ('=qwen/qwen1.5-4b', '=qwen/qwen1.5-4b-chat')), 31,  # 'Qwen/Qwen1.5-4B'
+    '=qwen/qwen1.5-72b', 258,  # 'Qwen/Qwen1.5-72B'
+    ('or', ('=qwen/qwen1.5-7b', '=qwen/qwen1.5-7b-chat')), 96,  # 'Qwen/Qwen1.5-7B'
+    '=qwen/qwen3.5-9b', 1102,  # 'Qwen/Qwen3.5-9B'
+    '=qwen/qwen3.6-plus', 739,  # 'Qwen/Qwen3.6-Plus'
+    '=qwen/qwen3.7-max', 1103,  # 'Qwen/Qwen3.7-Max'
+    '=qwen/qwen3.7-plus', 1104,  # 'Qwen/Qwen3.7-Plus'
+    '=qwen/qwen3.8-2.4t-a95b', 212,  # 'Qwen/Qwen3.8-2.4T-A95B'
+    '=qwen/qwen3.8-flash', 447,  # 'Qwen/Qwen3.8-Flash'
+    '=undi95/remm-slerp-l2-13b', 367,  # 'Undi95/ReMM-SLERP-L2-13B'
+    '=undi95/toppy-m-7b', 96,  # 'Undi95/Toppy-M-7B'
+    '=wizardlm/wizardlm-13b-v1.2', 367,  # 'WizardLM/WizardLM-13B-V1.2'
+    ('or', ('=allenai/olmo-7b', '=allenai/olmo-7b-instruct', '=allenai/olmo-7b-twin-2t')), 96,  # 'allenai/OLMo-7B'
+    '=codellama/codellama-13b-instruct-hf', 1101,  # 'codellama/CodeLlama-13b-Instruct-hf'
+    '=codellama/codellama-34b-instruct-hf', 1105,  # 'codellama/CodeLlama-34b-Instruct-hf'
+    '=codellama/codellama-70b-instruct-hf', 258,  # 'codellama/CodeLlama-70b-Instruct-hf'
+    '=codellama/codellama-7b-instruct-hf', 96,  # 'codellama/CodeLlama-7b-Instruct-hf'
+    '=deepseek-ai/deepseek-v4-pro-0813', 243,  # 'deepseek-ai/DeepSeek-V4-Pro-0813'
+    ('or', ('=deepseek-ai/deepseek-v4.1-flash', '=deepseek-ai/deepseek-v4.1-flash-1017')), 23,  # 'deepseek-ai/DeepSeek-V4.1-Flash'
+    '=deepseek-ai/deepseek-coder-33b-instruct', 414,  # 'deepseek-ai/deepseek-coder-33b-instruct'
+    '=garage-baind/platypus2-70b-instruct', 258,  # 'garage-bAInd/Platypus2-70B-instruct'
+    ('or', ('=google/gemma-2b', '=google/gemma-2b-it')), 31,  # 'google/gemma-2b'
+    ('or', ('=google/gemma-7b', '=google/gemma-7b-it')), 96,  # 'google/gemma-7b'
+    '=lmsys/vicuna-13b-v1.5', 367,  # 'lmsys/vicuna-13b-v1.5'
+    '=lmsys/vicuna-7b-v1.5', 96,  # 'lmsys/vicuna-7b-v1.5'
+    '=meta-llama/llama-2-13b-chat-hf', 1101,  # 'meta-llama/Llama-2-13b-chat-hf'
+    '=meta-llama/llama-2-70b-chat-hf', 258,  # 'meta-llama/Llama-2-70b-chat-hf'
+    '=meta-llama/llama-2-7b-chat-hf', 96,  # 'meta-llama/Llama-2-7b-chat-hf'
+    '=meta-llama/llama-3-70b-chat-hf', 258,  # 'meta-llama/Llama-3-70b-chat-hf'
+    '=meta-llama/llama-3-8b-chat-hf', 96,  # 'meta-llama/Llama-3-8b-chat-hf'
+    '=meta-llama/llama-3.3-70b-instruct-turbo', 788,  # 'meta-llama/Llama-3.3-70B-Instruct-Turbo'
+    '=meta-llama/llama-4-maverick-17b-128e-instruct-fp8', 196,  # 'meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8'
+    '=meta-llama/llama-4-scout-17b-16e-instruct', 428,  # 'meta-llama/Llama-4-Scout-17B-16E-Instruct'
+    '=meta-llama/meta-llama-3-70b-instruct-lite', 1106,  # 'meta-llama/Meta-Llama-3-70B-Instruct-Lite'
+    '=meta-llama/meta-llama-3-70b-instruct-turbo', 788,  # 'meta-llama/Meta-Llama-3-70B-Instruct-Turbo'
+    '=meta-llama/meta-llama-3-8b-instruct-lite', 31,  # 'meta-llama/Meta-Llama-3-8B-Instruct-Lite'
+    '=meta-llama/meta-llama-3-8b-instruct-turbo', 344,  # 'meta-llama/Meta-Llama-3-8B-Instruct-Turbo'
+    '=meta-llama/meta-llama-3.1-405b-instruct-turbo', 1107,  # 'meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo'
+    '=meta-llama/meta-llama-3.1-70b-instruct-turbo', 788,  # 'meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo'
+    '=meta-llama/meta-llama-3.1-8b-instruct-turbo', 344,  # 'meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo'
+    '=meta-llama/meta-llama-3.3-70b-instruct-turbo', 788,  # 'meta-llama/Meta-Llama-3.3-70B-Instruct-Turbo'
+    '=meta-models/muse-glimmer-30b', 1108,  # 'meta-models/Muse-Glimmer-30B'
+    '=meta-models/muse-spark-open-816b-a42b', 159,  # 'meta-models/Muse-Spark-Open-816B-A42B'
+    '=microsoft/wizardlm-2-8x22b', 787,  # 'microsoft/WizardLM-2-8x22B'
+    '=microsoft/phi-2', 31,  # 'microsoft/phi-2'
+    '=mistralai/mistral-7b-instruct-v0.1', 96,  # 'mistralai/Mistral-7B-Instruct-v0.1'
+    '=mistralai/mistral-7b-instruct-v0.2', 96,  # 'mistralai/Mistral-7B-Instruct-v0.2'
+    '=mistralai/mistral-7b-v0.1', 96,  # 'mistralai/Mistral-7B-v0.1'
+    '=mistralai/mixtral-8x22b-instruct-v0.1', 1109,  # 'mistralai/Mixtral-8x22B-Instruct-v0.1'
+    '=mistralai/mixtral-8x7b-instruct-v0.1', 258,  # 'mistralai/Mixtral-8x7B-Instruct-v0.1'
+    '=mistralai/mixtral-8x7b-v0.1', 258,  # 'mistralai/Mixtral-8x7B-v0.1'
+    '=moonshotai/kimi-k3', 24,  # 'moonshotai/Kimi-K3'
+    '=moonshotai/kimi-k3.1-pro', 248,  # 'moonshotai/Kimi-K3.1-Pro'
+    '=nvidia/nvidia-nemotron-3.5-super-vl', 1110,  # 'nvidia/NVIDIA-Nemotron-3.5-Super-VL'
+    '=openai/gpt-oss-120b', 108,  # 'openai/gpt-oss-120b'
+    '=openchat/openchat-3.5-1210', 96,  # 'openchat/openchat-3.5-1210'
+    '=reflection/beam-1.0-501b-a23b', 1111,  # 'reflection/Beam-1.0-501B-A23B'
+    '=ricursive-ai/ripple-65b-preview', 59,  # 'ricursive-ai/Ripple-65B-Preview'
+    '=snorkelai/snorkel-mistral-pairrm-dpo', 96,  # 'snorkelai/Snorkel-Mistral-PairRM-DPO'
+    '=teknium/openhermes-2-mistral-7b', 96,  # 'teknium/OpenHermes-2-Mistral-7B'
+    '=teknium/openhermes-2p5-mistral-7b', 96,  # 'teknium/OpenHermes-2p5-Mistral-7B'
+    '=thinkingmachines/inkling', 164,  # 'thinkingmachines/Inkling'
+    '=together/tev1-4b-experimental', 1112,  # 'together/Tev1-4B-experimental'
+    '=togethercomputer/gpt-jt-moderation-6b', 96,  # 'togethercomputer/GPT-JT-Moderation-6B'
+    '=togethercomputer/llama-2-7b-32k-instruct', 96,  # 'togethercomputer/Llama-2-7B-32K-Instruct'
+    '=togethercomputer/redpajama-incite-7b-base', 96,  # 'togethercomputer/RedPajama-INCITE-7B-Base'
+    '=togethercomputer/redpajama-incite-7b-chat', 96,  # 'togethercomputer/RedPajama-INCITE-7B-Chat'
+    '=togethercomputer/redpajama-incite-7b-instruct', 96,  # 'togethercomputer/RedPajama-INCITE-7B-Instruct'
+    '=togethercomputer/redpajama-incite-base-3b-v1', 31,  # 'togethercomputer/RedPajama-INCITE-Base-3B-v1'
+    '=togethercomputer/redpajama-incite-chat-3b-v1', 31,  # 'togethercomputer/RedPajama-INCITE-Chat-3B-v1'
+    '=togethercomputer/redpajama-incite-instruct-3b-v1', 31,  # 'togethercomputer/RedPajama-INCITE-Instruct-3B-v1'
+    '=togethercomputer/stripedhyena-hessian-7b', 96,  # 'togethercomputer/StripedHyena-Hessian-7B'
+    '=togethercomputer/stripedhyena-nous-7b', 96,  # 'togethercomputer/StripedHyena-Nous-7B'
+    '=togethercomputer/alpaca-7b', 96,  # 'togethercomputer/alpaca-7b'
+    '=upstage/solar-10.7b-instruct-v1.0', 367,  # 'upstage/SOLAR-10.7B-Instruct-v1.0'
+    '=zai-org/glm-5.2', 27,  # 'zai-org/GLM-5.2'
+    '=zai-org/glm-5.3', 27,  # 'zai-org/GLM-5.3'
+    '=zai-org/glm-5.3-flash', 28,  # 'zai-org/GLM-5.3-Flash'
+    '=zero-one-ai/yi-34b', 414,  # 'zero-one-ai/Yi-34B'
+    '=zero-one-ai/yi-6b', 96,  # 'zero-one-ai/Yi-6B'
+    ('or', ('=jev-1.13.0', '/^(typesafe/)?jev-1\\.13(-\\d{8})?$')), 986,  # 'jev-1.13.0'
+    ('or', ('=jev-1.14.0', '/^(typesafe/)?jev-1\\.14(-\\d{8})?$', '=jev-preview', '=jev-latest')), 986,  # 'jev-1.14.0'
+    '=voyage-01', 57,  # 'voyage-01'
+    '=voyage-02', 57,  # 'voyage-02'
+    '=voyage-2', 57,  # 'voyage-2'
+    '=voyage-3', 1113,  # 'voyage-3'
+    '=voyage-3-large', 1114,  # 'voyage-3-large'
+    '=voyage-3-lite', 58,  # 'voyage-3-lite'
+    '=voyage-3.5', 1113,  # 'voyage-3.5'
+    '=voyage-3.5-lite', 58,  # 'voyage-3.5-lite'
+    '=voyage-4', 1113,  # 'voyage-4'
+    '=voyage-4-large', 209,  # 'voyage-4-large'
+    '=voyage-4-lite', 58,  # 'voyage-4-lite'
+    '=voyage-code-2', 209,  # 'voyage-code-2'
+    '=voyage-code-3', 1114,  # 'voyage-code-3'
+    '=voyage-code-4', 209,  # 'voyage-code-4'
+    '=voyage-context-3', 1114,  # 'voyage-context-3'
+    '=voyage-context-4', 209,  # 'voyage-context-4'
+    '=voyage-finance-2', 209,  # 'voyage-finance-2'
+    '=voyage-large-2', 209,  # 'voyage-large-2'
+    '=voyage-large-2-instruct', 209,  # 'voyage-large-2-instruct'
+    '=voyage-law-2', 209,  # 'voyage-law-2'
+    '=voyage-lite-01', 57,  # 'voyage-lite-01'
+    '=voyage-lite-01-instruct', 57,  # 'voyage-lite-01-instruct'
+    '=voyage-lite-02-instruct', 57,  # 'voyage-lite-02-instruct'
+    '=voyage-multilingual-2', 209,  # 'voyage-multilingual-2'
+    ('or', ('=grok-2-1212', '=grok-2', '=grok-2-latest')), 762,  # 'grok-2-1212'
+    ('or', ('=grok-2-vision-1212', '=grok-2-vision', '=grok-2-vision-latest')), 762,  # 'grok-2-vision-1212'
+    ('or', ('=grok-3', '=grok-3-latest', '=grok-3-beta')), 763,  # 'grok-3'
+    ('or', ('=grok-3-fast', '=grok-3-fast-latest', '=grok-3-fast-beta')), 1115,  # 'grok-3-fast'
+    ('or', ('=grok-3-mini', '=grok-3-mini-beta', '=grok-3-mini-latest')), 764,  # 'grok-3-mini'
+    ('or', ('=grok-3-mini-fast', '=grok-3-mini-fast-beta', '=grok-3-mini-fast-latest')), 1116,  # 'grok-3-mini-fast'
+    ('or', ('=grok-4-0709', '=grok-4', '=grok-4-latest')), 763,  # 'grok-4-0709'
+    ('or', ('=grok-4-1-fast-non-reasoning', '=grok-4-1-fast-non-reasoning-latest')), 1117,  # 'grok-4-1-fast-non-reasoning'
+    ('or', ('=grok-4-1-fast', '=grok-4-1-fast-reasoning', '=grok-4-1-fast-reasoning-latest')), 1117,  # 'grok-4-1-fast-reasoning'
+    ('or', ('=grok-4-fast-non-reasoning', '=grok-4-fast-non-reasoning-latest')), 1117,  # 'grok-4-fast-non-reasoning'
+    ('or', ('=grok-4-fast', '=grok-4-fast-reasoning', '=grok-4-fast-reasoning-latest')), 1117,  # 'grok-4-fast-reasoning'
+    ('or', ('=grok-4.20', '=grok-4.20-0309-reasoning', '=grok-4.20-0309-non-reasoning')), 1118,  # 'grok-4.20'
+    ('or', ('=grok-4.20-multi-agent-0309', '=grok-4.20-multi-agent', '=grok-4.20-multi-agent-beta-0309', '=grok-4.20-multi-agent-latest', '=grok-4.20-multi-agent-beta-latest')), 1118,  # 'grok-4.20-multi-agent-0309'
+    ('or', ('=grok-4.3', '/^grok-4\\.3-\\d{8}$', '=x-ai/grok-4.3', '/^x-ai/grok-4\\.3-\\d{8}$', '=grok-4.3-latest')), 1119,  # 'grok-4.3'
+    ('or', ('=grok-4.5', '/^grok-4\\.5-\\d{8}$', '=x-ai/grok-4.5', '/^x-ai/grok-4\\.5-\\d{8}$', '=grok-4.5-latest', '=grok-latest')), 1120,  # 'grok-4.5'
+    ('or', ('=grok-4.6', '/^grok-4\\.6-\\d{8}$', '=x-ai/grok-4.6', '/^x-ai/grok-4\\.6-\\d{8}$', '=grok-4.6-latest')), 1121,  # 'grok-4.6'
+    ('or', ('=grok-4.7', '/^grok-4\\.7-\\d{8}$', '=x-ai/grok-4.7', '/^x-ai/grok-4\\.7-\\d{8}$', '=grok-4.7-latest')), 1121,  # 'grok-4.7'
+    '=grok-build-0.1', 1122,  # 'grok-build-0.1'
+    ('or', ('=grok-code-fast', '=grok-code-fast-1', '=grok-code-fast-1-0825')), 1000,  # 'grok-code-fast-1'
+    ('or', ('=grok-voice-latest', '=grok-voice-3.0')), 1123,  # 'grok-voice-latest'
+    '=grok-voice-think-fast-1.0', 1124,  # 'grok-voice-think-fast-1.0'
+    '=grok-voice-think-fast-2.0', 1125,  # 'grok-voice-think-fast-2.0'
+    ('or', ('=glm-4-32b-0414-128k', '=glm-4-32b-0414-128k')), 31,  # 'GLM-4-32B-0414-128K'
+    ('or', ('=glm-4.5', '=glm-4.5')), 575,  # 'GLM-4.5'
+    ('or', ('=glm-4.5-air', '=glm-4.5-air')), 1126,  # 'GLM-4.5-Air'
+    ('or', ('=glm-4.5-airx', '=glm-4.5-airx')), 1127,  # 'GLM-4.5-AirX'
+    ('or', ('=glm-4.5-x', '=glm-4.5-x')), 1128,  # 'GLM-4.5-X'
+    ('or', ('=glm-4.5v', '=glm-4.5v')), 572,  # 'GLM-4.5V'
+    ('or', ('=glm-4.6', '=glm-4.6')), 575,  # 'GLM-4.6'
+    ('or', ('=glm-4.6v', '=glm-4.6v')), 1129,  # 'GLM-4.6V'
+    ('or', ('=glm-4.6v-flashx', '=glm-4.6v-flashx')), 1130,  # 'GLM-4.6V-FlashX'
+    ('or', ('=glm-4.7', '=glm-4.7')), 575,  # 'GLM-4.7'
+    ('or', ('=glm-4.7-flashx', '=glm-4.7-flashx')), 576,  # 'GLM-4.7-FlashX'
+    ('or', ('=glm-5', '=glm-5')), 577,  # 'GLM-5'
+    ('or', ('=glm-5.1', '=glm-5.1')), 27,  # 'GLM-5.1'
+    ('or', ('=glm-5.2', '=glm-5.2')), 27,  # 'GLM-5.2'
+    ('or', ('=glm-5.3', '=glm-5.3')), 27,  # 'GLM-5.3'
+    ('or', ('=glm-5.3-flash', '=glm-5.3-flash')), 1131,  # 'GLM-5.3-Flash'
+    ('or', ('=glm-5.3-flashx', '=glm-5.3-flashx', '=glm-5.3-flashx-legal', '=glm-5.3-flashx-legal')), 579,  # 'GLM-5.3-FlashX'
+    ('or', ('=glm-ocr', '=glm-ocr')), 351,  # 'GLM-OCR'
+    ('or', ('=glm-4-air', '=glm-4-air')), 1132,  # 'GLM-4-Air'
+    ('or', ('=glm-4-airx', '=glm-4-airx')), 1133,  # 'GLM-4-AirX'
+    ('or', ('=glm-4-assistant', '=glm-4-assistant')), 1134,  # 'GLM-4-Assistant'
+    ('or', ('=glm-4-flashx-250414', '=glm-4-flashx-250414')), 1135,  # 'GLM-4-FlashX-250414'
+    ('or', ('=glm-4-long', '=glm-4-long')), 1136,  # 'GLM-4-Long'
+    ('or', ('=glm-4-plus', '=glm-4-plus')), 1137,  # 'GLM-4-Plus'
+    ('or', ('=glm-4.5-air', '=glm-4.5-air')), 1138,  # 'GLM-4.5-Air'
+    ('or', ('=glm-4.7', '=glm-4.7')), 1139,  # 'GLM-4.7'
+    ('or', ('=glm-4.7-flashx', '=glm-4.7-flashx')), 1140,  # 'GLM-4.7-FlashX'
+    ('or', ('=glm-5', '=glm-5')), 1141,  # 'GLM-5'
+    ('or', ('=glm-5-turbo', '=glm-5-turbo')), 1142,  # 'GLM-5-Turbo'
+    ('or', ('=glm-5.1', '=glm-5.1', '=glm-5.1-20260406', '=glm-5.1-20260406')), 1143,  # 'GLM-5.1'
+    ('or', ('=glm-5.2', '=glm-5.2')), 1144,  # 'GLM-5.2'
+    ('or', ('=glm-5.3', '=glm-5.3')), 1144,  # 'GLM-5.3'
+    ('or', ('=glm-5.3-flash', '=glm-5.3-flash')), 1145,  # 'GLM-5.3-Flash'
 )
 
-# ((constraint, rates row or why not per token), ...)
+# JSON: [[constraint, rates row or why not per token], ...]
 PRICES = (
-    ((None, (8e-06, 2.4e-05, 8e-06, 8e-06, None, 0.0, ())),),
-    ((None, (8e-07, 4e-06, 8e-08, 1e-06, None, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3.75e-06, None, 0.0, ())),),
-    ((None, (2.5e-07, 1.25e-06, 3e-08, 3e-07, None, 0.0, ())),),
-    ((None, (1.5e-05, 7.5e-05, 1.5e-06, 1.875e-05, None, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3.75e-06, None, 0.0, ())),),
-    ((None, (1e-05, 5e-05, 1e-06, 1.25e-05, None, 0.0, ())),),
-    ((None, (1e-05, 5e-05, 2.5e-07, 1.25e-05, None, 0.0, ())),),
-    ((None, (8e-06, 4e-05, 2e-07, 1e-05, None, 0.0, ())),),
-    ((None, (1e-06, 5e-06, 1e-07, 1.25e-06, None, 0.0, ())),),
-    ((None, (1e-07, 5e-07, 1e-08, 1.25e-07, None, 0.0, ((100000, 5e-07, 2.5e-06, 5e-08, 6.25e-07, None, 0.0),))),),
-    ((None, (1.5e-05, 7.5e-05, 1.5e-06, 1.875e-05, None, 0.0, ())),),
-    ((None, (5e-06, 2.5e-05, 5e-07, 6.25e-06, None, 0.0, ())),),
-    ((None, (5e-06, 2.5e-05, 5e-07, 6.25e-06, None, 0.0, ((200000, 1e-05, 3.75e-05, 1e-06, 1.25e-05, None, 0.0),))), (('since', 2026, 3, 13), (5e-06, 2.5e-05, 5e-07, 6.25e-06, None, 0.0, ()))),
-    ((None, (4e-06, 2e-05, 2e-07, 5e-06, None, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3.75e-06, None, 0.0, ((200000, 6e-06, 2.25e-05, 6e-07, 7.5e-06, None, 0.0),))),),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3.75e-06, None, 0.0, ((200000, 6e-06, 2.25e-05, 6e-07, 7.5e-06, None, 0.0),))), (('since', 2026, 3, 13), (3e-06, 1.5e-05, 3e-07, 3.75e-06, None, 0.0, ()))),
-    ((None, (2e-06, 1e-05, 2e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (2e-06, 1e-05, 1e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (1.4e-07, 2.8e-07, 2.8e-08, 1.4e-07, None, 0.0, ())),),
-    ((None, (1.74e-06, 3.48e-06, 2e-07, 1.74e-06, None, 0.0, ())),),
-    ((None, (1.32e-06, 3.96e-06, 4.4e-08, 1.32e-06, None, 0.0, ())),),
-    ((None, (2.2e-07, 6.6e-07, 7e-09, 2.2e-07, None, 0.0, ())), (('since', 2026, 11, 1), (2.2e-07, 1.2e-06, 7e-09, 2.2e-07, None, 0.0, ()))),
-    ((None, (3e-07, 1.2e-06, 6e-09, 3e-07, None, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3e-06, None, 0.0, ())),),
-    ((None, (5e-07, 1.2e-06, 1e-07, 5e-07, None, 0.0, ())),),
-    ((None, (2.5e-07, 8e-07, 6e-08, 2.5e-07, None, 0.0, ())),),
-    ((None, (1.4e-06, 4.4e-06, 2.6e-07, 1.4e-06, None, 0.0, ())),),
-    ((None, (1.5e-07, 5e-07, 3e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, (1.5e-06, 1.5e-06, 1.5e-06, 1.5e-06, None, 0.0, ())),),
-    ((None, (4.5e-07, 4.5e-07, 4.5e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (1e-07, 1e-07, 1e-07, 1e-07, None, 0.0, ())),),
-    ((None, (2.3e-07, 3.3e-07, 1.2e-08, 2.3e-07, None, 0.0, ())),),
-    ((None, (8.05e-08, 1.61e-07, 1.65e-08, 8.05e-08, None, 0.0, ())), (('since', 2026, 10, 18), (1.4e-07, 2.8e-07, 2.8e-09, 1.4e-07, None, 0.0, ()))),
-    ((None, (1.305e-06, 2.61e-06, 1.0875e-07, 1.305e-06, None, 0.0, ())),),
-    ((None, (5.94e-07, 1.782e-06, 1.98e-08, 5.94e-07, None, 0.0, ())), (('since', 2026, 10, 18), (5.61e-07, 1.683e-06, 1.87e-08, 5.61e-07, None, 0.0, ()))),
-    ((None, (1.275e-07, 5.1e-07, 2.55e-09, 1.275e-07, None, 0.0, ())),),
-    ((None, (2.7e-07, 1.08e-06, 1.5e-07, 2.7e-07, None, 0.0, ())),),
-    ((None, (2.55e-07, 1.02e-06, 5.1e-08, 2.55e-07, None, 0.0, ())),),
-    ((None, (4.5e-07, 2.2e-06, 2.25e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (9.5e-07, 4e-06, 1.6e-07, 9.5e-07, None, 0.0, ())),),
-    ((None, (2.55e-06, 1.275e-05, 2.55e-07, 2.55e-06, None, 0.0, ())),),
-    ((None, (2e-07, 4e-07, 5e-08, 2e-07, None, 0.0, ())),),
-    ((None, (4.35e-07, 8.7e-07, 3.6e-09, 4.35e-07, None, 0.0, ())), (('since', 2026, 10, 18), (3.6975e-07, 7.395e-07, 3.06e-09, 3.6975e-07, None, 0.0, ()))),
-    ((None, (2e-07, 4e-07, 5e-08, 2e-07, None, 0.0, ())), (('since', 2026, 10, 18), (1.4e-07, 2.8e-07, 2.8e-09, 1.4e-07, None, 0.0, ()))),
-    ((None, (3.88e-07, 1.806e-06, 9.7e-08, 3.88e-07, None, 0.0, ())),),
-    ((None, (5.16e-07, 2.322e-06, 1.29e-07, 5.16e-07, None, 0.0, ())),),
-    ((None, (7.43e-07, 2.971e-06, 1.86e-07, 7.43e-07, None, 0.0, ())),),
-    ((None, (4.95e-07, 1.733e-06, 1.24e-07, 4.95e-07, None, 0.0, ())),),
-    ((None, (1.19e-06, 3.74e-06, 2.21e-07, 1.19e-06, None, 0.0, ())),),
-    ((None, (1.275e-07, 4.25e-07, 2.55e-08, 1.275e-07, None, 0.0, ())),),
-    ((None, (3.3e-07, 2.75e-06, 3.3e-07, 3.3e-07, None, 0.0, ())),),
-    ((None, (6e-08, 2.4e-07, 1.5e-08, 6e-08, None, 0.0, ())),),
-    ((None, (3.5e-08, 1.4e-07, 8.75e-09, 3.5e-08, None, 0.0, ())),),
-    ((None, (2.5e-06, 1.25e-05, 6.25e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (8e-07, 3.2e-06, 2e-07, 8e-07, None, 0.0, ())),),
-    ((None, (6e-08, 2.4e-07, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (1e-07, 0.0, 1e-07, 1e-07, None, 0.0, ())),),
-    ((None, (2e-08, 0.0, 2e-08, 2e-08, None, 0.0, ())),),
-    ((None, (2e-07, 6e-07, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 2e-07, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (1.35e-06, 5.4e-06, 1.35e-06, 1.35e-06, None, 0.0, ())),),
-    ((None, (3e-07, 2.5e-06, 7.5e-08, 3e-07, None, 0.0, ())),),
-    ((None, (1e-05, 5e-05, 2.5e-07, 1.25e-05, None, 0.0, ())),),
-    ((None, (8e-06, 4e-05, 2e-07, 1e-05, None, 0.0, ())),),
-    ((None, (1e-05, 5e-05, 1e-06, 1.25e-05, None, 0.0, ())),),
-    ((None, (1e-06, 5e-06, 1e-07, 1.25e-06, None, 0.0, ())),),
-    ((None, (1e-07, 5e-07, 1e-08, 1.25e-07, None, 0.0, ((100000, 5e-07, 2.5e-06, 5e-08, 6.25e-07, None, 0.0),))),),
-    ((None, (5e-06, 2.5e-05, 5e-07, 6.25e-06, None, 0.0, ())),),
-    ((None, (4e-06, 2e-05, 2e-07, 5e-06, None, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3.75e-06, None, 0.0, ())),),
-    ((None, (2e-06, 1e-05, 1e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (2e-06, 1e-05, 2e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (4e-06, 2e-05, 2e-07, 5e-06, None, 0.0, ())),),
-    ((None, (2e-07, 1.2e-06, 2e-08, 2.5e-07, None, 0.0, ((272000, 4e-07, 1.8e-06, 4e-08, 5e-07, None, 0.0),))),),
-    ((None, (5e-06, 3e-05, 5e-07, 6.25e-06, None, 0.0, ((272000, 1e-05, 4.5e-05, 1e-06, 1.25e-05, None, 0.0),))), (('since', 2026, 8, 21), (4e-06, 2e-05, 4e-07, 5e-06, None, 0.0, ((272000, 8e-06, 3e-05, 8e-07, 1e-05, None, 0.0),)))),
-    ((None, (2e-06, 1.2e-05, 2e-07, 2.5e-06, None, 0.0, ((272000, 4e-06, 1.8e-05, 4e-07, 5e-06, None, 0.0),))),),
-    ((None, (1e-05, 5e-05, 1e-06, 1.25e-05, None, 0.0, ((272000, 2e-05, 7.5e-05, 2e-06, 2.5e-05, None, 0.0),))),),
-    ((None, (1e-07, 5e-07, 1e-08, 1.25e-07, None, 0.0, ((272000, 2e-07, 7.5e-07, 2e-08, 2.5e-07, None, 0.0),))),),
-    ((None, (2e-06, 1e-05, 2e-07, 2.5e-06, None, 0.0, ((272000, 4e-06, 1.5e-05, 4e-07, 5e-06, None, 0.0),))),),
-    ((None, (2e-06, 1e-05, 1e-07, 2.5e-06, None, 0.0, ((272000, 4e-06, 1.5e-05, 2e-07, 5e-06, None, 0.0),))),),
-    ((None, (1e-06, 5e-06, 5e-08, 1.25e-06, None, 0.0, ((272000, 2e-06, 7.5e-06, 1e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (1.68e-06, 5.28e-06, 3.12e-07, 2.1e-06, None, 0.0, ())),),
-    ((None, (9e-08, 2.9e-07, 9e-08, 9e-08, None, 0.0, ())),),
-    ((None, (2.3e-07, 3.8e-07, 2.3e-07, 2.3e-07, None, 0.0, ())),),
-    ((None, (4e-08, 8e-08, 4e-08, 4e-08, None, 0.0, ())),),
-    ((None, (7.2e-07, 7.2e-07, 7.2e-07, 7.2e-07, None, 0.0, ())),),
-    ((None, (2.2e-07, 2.2e-07, 2.2e-07, 2.2e-07, None, 0.0, ())),),
-    ((None, (1.6e-07, 1.6e-07, 1.6e-07, 1.6e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 1.5e-07, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (2.65e-06, 3.5e-06, 2.65e-06, 2.65e-06, None, 0.0, ())),),
-    ((None, (3e-07, 6e-07, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (2.4e-07, 9.7e-07, 2.4e-07, 2.4e-07, None, 0.0, ())),),
-    ((None, (1.7e-07, 6.6e-07, 1.7e-07, 1.7e-07, None, 0.0, ())),),
-    ((None, (4e-07, 2e-06, 4e-07, 4e-07, None, 0.0, ())),),
-    ((None, (5e-07, 1.5e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (2e-07, 2e-07, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (4e-06, 1.2e-05, 4e-06, 4e-06, None, 0.0, ())),),
-    ((None, (1e-06, 3e-06, 1e-06, 1e-06, None, 0.0, ())),),
-    ((None, (4.5e-07, 7e-07, 4.5e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (2e-06, 6e-06, 2e-06, 2e-06, None, 0.0, ())),),
-    ((None, (4e-08, 4e-08, 4e-08, 4e-08, None, 0.0, ())),),
-    ((None, (1e-07, 3e-07, 1e-07, 1e-07, None, 0.0, ())),),
-    ((None, (6e-08, 2.4e-07, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (6e-08, 2.3e-07, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (1.5e-07, 6.5e-07, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (2.75e-06, 1.65e-05, 2.75e-07, 2.75e-06, None, 0.0, ())),),
-    ((None, (5.5e-06, 3.3e-05, 5.5e-07, 5.5e-06, None, 0.0, ())),),
-    ((None, (1.5e-07, 6e-07, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (7e-08, 3e-07, 7e-08, 7e-08, None, 0.0, ())),),
-    ((None, (4.5e-07, 1.8e-06, 4.5e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (5.3e-07, 2.66e-06, 5.3e-07, 5.3e-07, None, 0.0, ())),),
-    ((None, (3.3e-07, 2.75e-06, 8.25e-08, 3.3e-07, None, 0.0, ())),),
-    ((None, (8e-07, 4e-06, 8e-08, 1e-06, None, 0.0, ())),),
-    ((None, (2.5e-07, 1.25e-06, 2.5e-07, 2.5e-07, None, 0.0, ())),),
-    ((None, (1.5e-05, 7.5e-05, 1.5e-05, 1.5e-05, None, 0.0, ())),),
-    ((None, (1.1e-05, 5.5e-05, 2.75e-07, 1.375e-05, None, 0.0, ())),),
-    ((None, (8.8e-06, 4.4e-05, 2.2e-07, 1.1e-05, None, 0.0, ())),),
-    ((None, (1.1e-05, 5.5e-05, 1.1e-06, 1.375e-05, None, 0.0, ())),),
-    ((None, (1.1e-06, 5.5e-06, 1.1e-07, 1.375e-06, None, 0.0, ())),),
-    ((None, (1.1e-07, 5.5e-07, 1.1e-08, 1.375e-07, None, 0.0, ((100000, 5.5e-07, 2.75e-06, 5.5e-08, 6.875e-07, None, 0.0),))),),
-    ((None, (1.5e-05, 7.5e-05, 1.5e-06, 1.875e-05, None, 0.0, ())),),
-    ((None, (5.5e-06, 2.75e-05, 5.5e-07, 6.875e-06, None, 0.0, ())),),
-    ((None, (4.4e-06, 2.2e-05, 2.2e-07, 5.5e-06, None, 0.0, ())),),
-    ((None, (3.3e-06, 1.65e-05, 3.3e-07, 4.125e-06, None, 0.0, ())),),
-    ((None, (2.2e-06, 1.1e-05, 1.1e-07, 2.75e-06, None, 0.0, ())),),
-    ((None, (2.2e-06, 1.1e-05, 2.2e-07, 2.75e-06, None, 0.0, ())),),
-    ((None, (3.3e-06, 1.65e-05, 3.3e-07, 4.125e-06, None, 0.0, ())),),
-    ((None, (4.4e-06, 2.2e-05, 2.2e-07, 5.5e-06, None, 0.0, ())),),
-    ((None, (1.1e-06, 6.6e-06, 1.1e-07, 1.375e-06, None, 0.0, ())), (('since', 2026, 7, 30), (2.2e-07, 1.32e-06, 2.2e-08, 2.75e-07, None, 0.0, ((272000, 4.4e-07, 1.98e-06, 4.4e-08, 5.5e-07, None, 0.0),)))),
-    ((None, (5.5e-06, 3.3e-05, 5.5e-07, 6.875e-06, None, 0.0, ((272000, 1.1e-05, 4.95e-05, 1.1e-06, 1.375e-05, None, 0.0),))), (('since', 2026, 8, 21), (4.4e-06, 2.2e-05, 4.4e-07, 5.5e-06, None, 0.0, ((272000, 8.8e-06, 3.3e-05, 8.8e-07, 1.1e-05, None, 0.0),)))),
-    ((None, (2.75e-06, 1.65e-05, 2.75e-07, 3.4375e-06, None, 0.0, ())), (('since', 2026, 7, 30), (2.2e-06, 1.32e-05, 2.2e-07, 2.75e-06, None, 0.0, ((272000, 4.4e-06, 1.98e-05, 4.4e-07, 5.5e-06, None, 0.0),)))),
-    ((None, (1.1e-05, 5.5e-05, 1.1e-06, 1.375e-05, None, 0.0, ((272000, 2.2e-05, 8.25e-05, 2.2e-06, 2.75e-05, None, 0.0),))),),
-    ((None, (1.1e-07, 5.5e-07, 1.1e-08, 1.375e-07, None, 0.0, ((272000, 2.2e-07, 8.25e-07, 2.2e-08, 2.75e-07, None, 0.0),))),),
-    ((None, (2.2e-06, 1.1e-05, 2.2e-07, 2.75e-06, None, 0.0, ((272000, 4.4e-06, 1.65e-05, 4.4e-07, 5.5e-06, None, 0.0),))),),
-    ((None, (2.2e-06, 1.1e-05, 1.1e-07, 2.75e-06, None, 0.0, ((272000, 4.4e-06, 1.65e-05, 2.2e-07, 5.5e-06, None, 0.0),))),),
-    ((None, (1.1e-06, 5.5e-06, 5.5e-08, 1.375e-06, None, 0.0, ((272000, 2.2e-06, 8.25e-06, 1.1e-07, 2.75e-06, None, 0.0),))),),
-    ((None, (1.848e-06, 5.808e-06, 3.432e-07, 2.31e-06, None, 0.0, ())),),
-    ((None, (2.5e-06, 1e-05, 2.5e-06, 2.5e-06, None, 0.0, ())),),
-    ((None, (6e-07, 6e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (4e-07, 0.0, 4e-07, 4e-07, None, 0.0, ())),),
-    ((None, (2e-06, 0.0, 2e-06, 2e-06, None, 0.0, ())),),
-    ((None, (0.0, 0.0, 0.0, 0.0, None, 0.0, ())),),
-    ((None, (1.5e-05, 6e-05, 7.5e-06, 1.5e-05, None, 0.0, ())),),
-    ((None, (1.1e-06, 4.4e-06, 5.5e-07, 1.1e-06, None, 0.0, ())),),
-    ((None, (2e-06, 8e-06, 5e-07, 2e-06, None, 0.0, ())),),
-    ((None, (1.1e-06, 4.4e-06, 2.75e-07, 1.1e-06, None, 0.0, ())),),
-    ((None, (1.7e-07, 6.8e-07, 1.7e-07, 1.7e-07, None, 0.0, ())),),
-    ((None, (1.3e-07, 5.2e-07, 1.3e-07, 1.3e-07, None, 0.0, ())),),
-    ((None, (1.25e-07, 5e-07, 1.25e-07, 1.25e-07, None, 0.0, ())),),
-    ((None, (7.5e-08, 3e-07, 7.5e-08, 7.5e-08, None, 0.0, ())),),
-    ((None, (8e-08, 3.2e-07, 8e-08, 8e-08, None, 0.0, ())),),
-    ((None, (1.3e-07, 0.0, 1.3e-07, 1.3e-07, None, 0.0, ())),),
-    ((None, (4.8e-07, 4.8e-07, 4.8e-07, 4.8e-07, None, 0.0, ())),),
-    ((None, (1.3e-07, 2.6e-07, 2.8e-08, 1.3e-07, None, 0.0, ())),),
-    ((None, (1.74e-06, 3.48e-06, 1.45e-07, 1.74e-06, None, 0.0, ())),),
-    ((None, (1.32e-06, 3.96e-06, 1.32e-07, 1.32e-06, None, 0.0, ())),),
-    ((None, (3e-07, 1.2e-06, 7e-09, 3e-07, None, 0.0, ())),),
-    ((None, (6e-07, 2.4e-06, 1.4e-08, 6e-07, None, 0.0, ())),),
-    ((None, (1.25e-06, 4.25e-06, 1.5e-07, 1.25e-06, None, 0.0, ())),),
-    ((None, (6e-07, 2.4e-06, 1.2e-07, 6e-07, None, 0.0, ())),),
-    ((None, (2e-07, 5e-07, 4e-08, 2e-07, None, 0.0, ())),),
-    ((None, (1e-07, 5e-07, 1e-07, 1e-07, None, 0.0, ())),),
-    ((None, (1.3e-06, 4.3e-06, 1.3e-07, 1.3e-06, None, 0.0, ())), (('since', 2026, 11, 2), (4e-07, 1.2e-06, 4e-08, 4e-07, None, 0.0, ()))),
-    ((None, (1e-06, 4.05e-06, 1.7e-07, 1e-06, None, 0.0, ())),),
-    ((None, (6e-07, 2.2e-06, 1.2e-07, 6e-07, None, 0.0, ())),),
-    ((None, (1.4e-06, 4.4e-06, 1.4e-07, 1.4e-06, None, 0.0, ())),),
-    ((None, (2.1e-06, 6.6e-06, 2.1e-07, 2.1e-06, None, 0.0, ())),),
-    ((None, (9.9e-07, 1.49e-06, 9.9e-07, 9.9e-07, None, 0.0, ())),),
-    ((None, (3.5e-07, 7.5e-07, 3.5e-07, 3.5e-07, None, 0.0, ())),),
-    ((None, (8.5e-07, 1.2e-06, 8.5e-07, 8.5e-07, None, 0.0, ())),),
-    ((None, (4e-07, 8e-07, 4e-07, 4e-07, None, 0.0, ())),),
-    ((None, (2.25e-06, 2.75e-06, 2.25e-06, 2.25e-06, None, 0.0, ())),),
-    ((None, (3.42e-07, 3.42e-07, 3.42e-07, 3.42e-07, None, 0.0, ())),),
-    ((None, (3.51e-07, 5.55e-07, 3.51e-07, 3.51e-07, None, 0.0, ())),),
-    ((None, (6.7e-08, 0.0, 6.7e-08, 6.7e-08, None, 0.0, ())),),
-    ((None, (2.04e-07, 0.0, 2.04e-07, 2.04e-07, None, 0.0, ())),),
-    ((None, (1.2e-08, 0.0, 1.2e-08, 1.2e-08, None, 0.0, ())),),
-    ((None, (3e-09, 0.0, 3e-09, 3e-09, None, 0.0, ())),),
-    ((None, (2.4e-07, 0.0, 2.4e-07, 2.4e-07, None, 0.0, ())),),
-    ((None, (9e-08, 0.0, 9e-08, 9e-08, None, 0.0, ())), (('since', 2026, 10, 19), (3.8e-08, 0.0, 3.8e-08, 3.8e-08, None, 0.0, ()))),
-    ((None, (1.5e-07, 0.0, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (4.97e-07, 4.881e-06, 4.97e-07, 4.97e-07, None, 0.0, ())),),
-    ((None, (4.4e-07, 1.32e-06, 1.4e-08, 4.4e-07, None, 0.0, ())),),
-    ((None, (3.45e-07, 5.56e-07, 3.45e-07, 3.45e-07, None, 0.0, ())),),
-    ((None, (2.6e-08, 0.0, 2.6e-08, 2.6e-08, None, 0.0, ())),),
-    ((None, (1.7e-08, 1.12e-07, 1.7e-08, 1.7e-08, None, 0.0, ())),),
-    ((None, (5.56e-07, 6.667e-06, 5.56e-07, 5.56e-07, None, 0.0, ())),),
-    ((None, (2.82e-07, 8.27e-07, 2.82e-07, 2.82e-07, None, 0.0, ())),),
-    ((None, (1.23e-07, 2.66e-07, 1.23e-07, 1.23e-07, None, 0.0, ())),),
-    ((None, (2.93e-07, 2.253e-06, 2.93e-07, 2.93e-07, None, 0.0, ())),),
-    ((None, (1.52e-07, 2.87e-07, 1.52e-07, 1.52e-07, None, 0.0, ())),),
-    ((None, (4.5e-08, 3.84e-07, 4.5e-08, 4.5e-08, None, 0.0, ())),),
-    ((None, (4.9e-08, 6.76e-07, 4.9e-08, 4.9e-08, None, 0.0, ())),),
-    ((None, (2.7e-08, 2.01e-07, 2.7e-08, 2.7e-08, None, 0.0, ())),),
-    ((None, (5.1e-08, 3.35e-07, 5.1e-08, 5.1e-08, None, 0.0, ())),),
-    ((None, (2.7e-07, 8.5e-07, 2.7e-07, 2.7e-07, None, 0.0, ())),),
-    ((None, (4.84e-07, 3e-08, 4.84e-07, 4.84e-07, None, 0.0, ())),),
-    ((None, (1.1e-07, 1.9e-07, 1.1e-07, 1.1e-07, None, 0.0, ())),),
-    ((None, (3e-07, 1e-06, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (6e-07, 3e-06, 1e-07, 6e-07, None, 0.0, ())),),
-    ((None, (9.5e-07, 4e-06, 1.9e-07, 9.5e-07, None, 0.0, ())),),
-    ((None, (2e-07, 3e-07, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (1.9e-08, 0.0, 1.9e-08, 1.9e-08, None, 0.0, ())),),
-    ((None, (6.6e-07, 1e-06, 6.6e-07, 6.6e-07, None, 0.0, ())),),
-    ((None, (4.5e-07, 3.2e-06, 4.5e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (6e-08, 4e-07, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (1e-06, 2e-06, 1e-06, 1e-06, None, 0.0, ())),),
-    ((None, (3.75e-08, 1.5e-07, 3.75e-08, 3.75e-08, None, 0.0, ())),),
-    ((None, (1.2e-07, 0.0, 1.2e-07, 1.2e-07, None, 0.0, ())),),
-    ((None, (5e-07, 2.5e-06, 2e-07, 5e-07, None, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 5e-07, 3e-06, None, 0.0, ())),),
-    ((None, (2e-06, 6e-06, 5e-07, 2e-06, None, 0.0, ())),),
-    ((None, (4e-06, 1.8e-05, 1e-06, 4e-06, None, 0.0, ())),),
-    ((None, (4e-06, 1.2e-05, 1e-06, 4e-06, None, 0.0, ())),),
-    ((None, (2e-06, 6e-06, 5e-07, 2e-06, None, 0.0, ((256000, 4e-06, 1.2e-05, 1e-06, 4e-06, None, 0.0),))),),
-    ((None, (4e-06, 1.2e-05, 1e-06, 4e-06, None, 0.0, ((256000, 6e-06, 1.8e-05, 1.5e-06, 6e-06, None, 0.0),))),),
-    ((None, (3e-07, 1.2e-06, 3e-08, 3e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 5e-07, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 4.5e-07, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 1.2e-06, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (2.2e-07, 2.2e-06, 2.2e-07, 2.2e-07, None, 0.0, ())),),
-    ((None, (1.35e-07, 5.5e-07, 3.5e-08, 1.35e-07, None, 0.0, ())), (('daily', 1800.0, 59400.0), (2.7e-07, 1.1e-06, 7e-08, 2.7e-07, None, 0.0, ()))),
-    ((None, (1.5e-07, 6e-07, 3e-09, 1.5e-07, None, 0.0, ())), (('daily', 3600.0, 14400.0), (3e-07, 1.2e-06, 6e-09, 3e-07, None, 0.0, ())), (('daily', 21600.0, 36000.0), (3e-07, 1.2e-06, 6e-09, 3e-07, None, 0.0, ()))),
-    ((None, (1.35e-07, 5.5e-07, 3.5e-08, 1.35e-07, None, 0.0, ())), (('daily', 1800.0, 59400.0), (5.5e-07, 2.19e-06, 1.4e-07, 5.5e-07, None, 0.0, ()))),
-    ((None, (2.7e-07, 9.5e-07, 1.3e-07, 2.7e-07, None, 0.0, ())),),
-    ((None, (2.288e-07, 3.432e-07, 2.288e-07, 2.288e-07, None, 0.0, ())),),
-    ((None, (2.7e-07, 4.1e-07, 2.7e-07, 2.7e-07, None, 0.0, ())),),
-    ((None, (1.4e-07, 2.8e-07, 2.8e-09, 1.4e-07, None, 0.0, ())), (('since', 2026, 8, 17), (2.2e-07, 6.6e-07, 7e-09, 2.2e-07, None, 0.0, ())), (('since', 2026, 9, 10), (1.5e-07, 6e-07, 3e-09, 1.5e-07, None, 0.0, ())), (('daily', 3600.0, 14400.0), (3e-07, 1.2e-06, 6e-09, 3e-07, None, 0.0, ())), (('daily', 21600.0, 36000.0), (3e-07, 1.2e-06, 6e-09, 3e-07, None, 0.0, ()))),
-    ((None, (4.35e-07, 8.7e-07, 3.625e-09, 4.35e-07, None, 0.0, ())), (('since', 2026, 8, 17), (6.6e-07, 1.98e-06, 2.2e-08, 6.6e-07, None, 0.0, ())), (('daily', 3600.0, 14400.0), (1.32e-06, 3.96e-06, 4.4e-08, 1.32e-06, None, 0.0, ())), (('daily', 21600.0, 36000.0), (1.32e-06, 3.96e-06, 4.4e-08, 1.32e-06, None, 0.0, ()))),
-    ((None, (5e-08, 6e-07, 5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (4e-08, 0.0, 4e-08, 4e-08, None, 0.0, ())),),
-    ((None, (6e-07, 1.2e-06, 6e-07, 6e-07, None, 0.0, ())), (('since', 2026, 10, 18), (2.1e-07, 1.9e-06, 1.2e-07, 2.1e-07, None, 0.0, ()))),
-    ((None, (1.6e-07, 8e-07, 1.6e-07, 1.6e-07, None, 0.0, ())),),
-    ((None, (2.5e-07, 2e-06, 2.5e-07, 2.5e-07, None, 0.0, ())),),
-    ((None, (3.5e-07, 1.2e-06, 2e-07, 3.5e-07, None, 0.0, ())),),
-    ((None, (6e-07, 3.6e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (8e-08, 7e-07, 8e-08, 8e-08, None, 0.0, ())),),
-    ((None, (2.5e-07, 2e-06, 2.5e-07, 2.5e-07, None, 0.0, ())), (('since', 2026, 10, 18), (1.4e-07, 1e-06, 1.4e-07, 1.4e-07, None, 0.0, ()))),
-    ((None, (4.5e-07, 3e-06, 4e-08, 4.5e-07, None, 0.0, ())),),
-    ((None, (1.4e-07, 2.8e-07, 1.4e-07, 1.4e-07, None, 0.0, ())),),
-    ((None, (9e-08, 1.8e-07, 2e-08, 9e-08, None, 0.0, ())),),
-    ((None, (1.74e-06, 3.48e-06, 1.74e-06, 1.74e-06, None, 0.0, ())),),
-    ((None, (1.32e-06, 3.96e-06, 1.3e-07, 1.32e-06, None, 0.0, ())),),
-    ((None, (1.5e-07, 6e-07, 1e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, (1.4e-07, 4e-07, 1.4e-07, 1.4e-07, None, 0.0, ())), (('since', 2026, 10, 18), (1.2e-07, 3.5e-07, 1.2e-07, 1.2e-07, None, 0.0, ()))),
-    ((None, (1.1e-07, 3.2e-07, 1e-08, 1.1e-07, None, 0.0, ())),),
-    ((None, (9.5e-07, 4e-06, 9.5e-07, 9.5e-07, None, 0.0, ())),),
-    ((None, (2e-06, 1e-05, 2e-07, 2e-06, None, 0.0, ())),),
-    ((None, (3e-07, 7.5e-07, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (5e-07, 2.2e-06, 1.3e-07, 5e-07, None, 0.0, ())),),
-    ((None, (4e-08, 3e-07, 4e-08, 4e-08, None, 0.0, ())),),
-    ((None, (1.4e-06, 4.4e-06, 1.4e-06, 1.4e-06, None, 0.0, ())),),
-    ((None, (9.3e-07, 3e-06, 1.9e-07, 9.3e-07, None, 0.0, ())),),
-    ((None, (1.4e-06, 4.4e-06, 2.8e-07, 1.4e-06, None, 0.0, ())),),
-    ((None, (1.8e-06, 9e-06, 1.8e-07, 1.8e-06, None, 0.0, ())),),
-    ((None, (2e-07, 6e-06, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (3e-06, 8e-06, 3e-06, 3e-06, None, 0.0, ())),),
-    ((None, (9e-07, 9e-07, 9e-07, 9e-07, None, 0.0, ())),),
-    ((None, (5.6e-07, 1.68e-06, 2.8e-07, 5.6e-07, None, 0.0, ())),),
-    ((None, (2.4e-06, 9.6e-06, 4.8e-08, 2.4e-06, None, 0.0, ())),),
-    ((None, (4.5e-07, 1.8e-06, 9e-09, 4.5e-07, None, 0.0, ())),),
-    ((None, (6e-07, 2.2e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (2.8e-06, 8.8e-06, 5.2e-07, 2.8e-06, None, 0.0, ())),),
-    ((None, (2.1e-06, 6.6e-06, 3.9e-07, 2.1e-06, None, 0.0, ())),),
-    ((None, (2.25e-07, 7.5e-07, 4.5e-08, 2.25e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 6e-07, 1.4e-08, 1.5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.5e-07, 6e-07, 1.5e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (7e-08, 3e-07, 3.5e-08, 7e-08, None, 0.0, ())),),
-    ((None, (2e-06, 8e-06, 3e-07, 2e-06, None, 0.0, ())),),
-    ((None, (1.9e-06, 8e-06, 3.8e-07, 1.9e-06, None, 0.0, ())),),
-    ((None, (4.5e-06, 2.25e-05, 4.5e-07, 4.5e-06, None, 0.0, ())),),
-    ((None, (3.3e-06, 1.65e-05, 3.3e-07, 3.3e-06, None, 0.0, ())), (('since', 2026, 9, 1), (4.5e-06, 2.25e-05, 4.5e-07, 4.5e-06, None, 0.0, ()))),
-    ((None, (2.2e-07, 8.8e-07, 2.2e-07, 2.2e-07, None, 0.0, ())),),
-    ((None, (3e-07, 1.2e-06, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (3e-07, 1.2e-06, 6e-08, 3e-07, None, 0.0, ())),),
-    ((None, (5e-08, 2e-07, 1e-08, 5e-08, None, 0.0, ())),),
-    ((None, (5e-07, 3e-06, 1e-07, 5e-07, None, 0.0, ())),),
-    ((None, (4e-07, 1.6e-06, 8e-08, 4e-07, None, 0.0, ())),),
-    ((None, (2e-06, 6e-06, 2.5e-07, 2e-06, None, 0.0, ())),),
-    ((None, (2.25e-07, 7.5e-07, 4.5e-08, 2.25e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1.5e-07, 5e-07, 3e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (1e-05, 5e-05, 1e-06, 1.25e-05, None, 0.0, ())),),
-    ((None, (1e-05, 5e-05, 2.5e-07, 1.25e-05, None, 0.0, ())),),
-    ((None, (1e-06, 5e-06, 1e-07, 1.25e-06, None, 0.0, ())),),
-    ((None, (1e-07, 5e-07, 1e-08, 1.25e-07, None, 0.0, ((100000, 5e-07, 2.5e-06, 5e-08, 6.25e-07, None, 0.0),))),),
-    ((None, (5e-06, 2.5e-05, 5e-07, 6.25e-06, None, 0.0, ())),),
-    ((None, (2e-06, 1e-05, 2e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (2e-06, 1e-05, 1e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (1.5e-06, 9e-06, 1.5e-07, 1.5e-06, None, 0.0, ())),),
-    ((None, (7.5e-07, 3.75e-06, 7.5e-08, 7.5e-07, None, 0.0, ())),),
-    ((None, (2e-06, 1e-05, 1e-07, 2e-06, None, 0.0, ())),),
-    ((None, (2.5e-07, 2e-06, 2.5e-08, 2.5e-07, None, 0.0, ())),),
-    ((None, (1.75e-06, 1.4e-05, 1.75e-07, 1.75e-06, None, 0.0, ())),),
-    ((None, (2.5e-06, 1.5e-05, 2.5e-07, 2.5e-06, None, 0.0, ((272000, 5e-06, 2.25e-05, 5e-07, 5e-06, None, 0.0),))),),
-    ((None, (7.5e-07, 4.5e-06, 7.5e-08, 7.5e-07, None, 0.0, ())),),
-    ((None, (2e-07, 1.25e-06, 2e-08, 2e-07, None, 0.0, ())),),
-    ((None, (5e-06, 3e-05, 5e-07, 5e-06, None, 0.0, ((272000, 1e-05, 4.5e-05, 1e-06, 1e-05, None, 0.0),))),),
-    ((None, (2e-07, 1.2e-06, 2e-08, 2.5e-07, None, 0.0, ((200000, 4e-07, 1.8e-06, 4e-08, 5e-07, None, 0.0),))),),
-    ((None, (4e-06, 2e-05, 4e-07, 5e-06, None, 0.0, ((272000, 8e-06, 3e-05, 8e-07, 1e-05, None, 0.0),))),),
-    ((None, (2e-06, 6e-06, 5e-07, 2e-06, None, 0.0, ((200000, 4e-06, 1.2e-05, 1e-06, 4e-06, None, 0.0),))),),
-    ((None, (2e-07, 1.2e-06, 2e-08, 2e-07, None, 0.0, ())),),
-    ((None, (2.5e-07, 1.25e-06, 3e-08, 3e-07, None, 0.0, ())),),
-    ((None, (5e-06, 2.5e-05, 5e-07, 6.25e-06, None, 0.0, ((200000, 1e-05, 3.75e-05, 1e-06, 1.25e-05, None, 0.0),))), (('since', 2026, 3, 13), (5e-06, 2.5e-05, 5e-07, 6.25e-06, None, 0.0, ()))),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3.75e-06, None, 0.0, ((200000, 6e-06, 2.25e-05, 6e-07, 7.5e-06, None, 0.0),))),),
-    ((None, (1.25e-07, 3.75e-07, 1.25e-07, 1.25e-07, None, 0.0, ())),),
-    ((None, (7.5e-08, 3e-07, 1.875e-08, 7.5e-08, None, 0.0, ((128000, 1.5e-07, 6e-07, 3.75e-08, 1.5e-07, None, 0.0),))),),
-    ((None, (1.25e-06, 5e-06, 1.25e-06, 1.25e-06, None, 0.0, ((128000, 2.5e-06, 1e-05, 2.5e-06, 2.5e-06, None, 0.0),))),),
-    ((None, (1e-07, 4e-07, 2.5e-08, 1e-07, None, 0.0, ())),),
-    ((None, (3e-07, 2.5e-06, 3e-08, 3e-07, None, 0.0, ())),),
-    ((None, (3e-07, 2.5e-06, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (1e-07, 4e-07, 1e-08, 1e-07, None, 0.0, ())),),
-    ((None, (5e-07, 1e-05, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 6e-07, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (1.25e-06, 1e-05, 1.25e-07, 1.25e-06, None, 0.0, ((200000, 2.5e-06, 1.5e-05, 2.5e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (1e-06, 2e-05, 1e-06, 1e-06, None, 0.0, ())),),
-    ((None, (5e-07, 3e-06, 5e-08, 5e-07, None, 0.0, ())), (('since', 2026, 1, 5), (5e-07, 3e-06, 5e-08, 5e-07, None, 0.0, ()))),
-    ((None, (2e-06, 1.2e-05, 2e-06, 2e-06, None, 0.0, ())), (('since', 2026, 1, 5), (2e-06, 1.2e-05, 2e-06, 2e-06, None, 0.0, ()))),
-    ((None, (2e-06, 1.2e-05, 2e-07, 2e-06, None, 0.0, ((200000, 4e-06, 1.8e-05, 4e-07, 4e-06, None, 0.0),))), (('since', 2026, 1, 5), (2e-06, 1.2e-05, 2e-07, 2e-06, None, 0.0, ((200000, 4e-06, 1.8e-05, 4e-07, 4e-06, None, 0.0),)))),
-    ((None, (5e-07, 3e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (2.5e-07, 1.5e-06, 2.5e-08, 2.5e-07, None, 0.0, ())),),
-    ((None, (2.5e-07, 1.5e-06, 2.5e-07, 2.5e-07, None, 0.0, ())),),
-    ((None, (7.5e-07, 4.5e-06, 7.5e-07, 7.5e-07, None, 0.0, ())),),
-    ((None, (2e-06, 1.2e-05, 2e-07, 2e-06, None, 0.0, ((200000, 4e-06, 1.8e-05, 4e-07, 4e-06, None, 0.0),))),),
-    ((None, (1.5e-06, 9e-06, 1.5e-07, 1.5e-06, None, 0.0, ())),),
-    ((None, (3e-07, 2.5e-06, 3e-08, 3e-07, None, 0.0, ())),),
-    ((None, (7.5e-07, 3.75e-06, 7.5e-08, 7.5e-07, None, 0.0, ())), (('since', 2027, 1, 1), (1.5e-06, 7.5e-06, 1.5e-07, 1.5e-06, None, 0.0, ()))),
-    ((None, (5e-07, 6e-06, 5e-07, 5e-07, None, 0.0, ())), (('since', 2027, 1, 1), (1e-06, 1.2e-05, 1e-06, 1e-06, None, 0.0, ()))),
-    ((None, (5e-07, 9e-06, 5e-07, 5e-07, None, 0.0, ())), (('since', 2027, 1, 1), (1e-06, 1.8e-05, 1e-06, 1e-06, None, 0.0, ()))),
-    ((None, (2e-06, 1e-05, 1e-07, 2e-06, None, 0.0, ())), (('since', 2026, 12, 1), (4e-06, 2e-05, 2e-07, 4e-06, None, 0.0, ()))),
-    ((None, (2e-07, 0.0, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (3.75e-08, 1.5e-07, 1e-08, 3.75e-08, None, 0.0, ((128000, 7.5e-08, 3e-07, 2e-08, 7.5e-08, None, 0.0),))),),
-    ((None, (5e-07, 2e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (1.5e-06, 7.5e-06, 1.5e-06, 1.5e-06, None, 0.0, ())),),
-    ((None, (1.5e-06, 9e-06, 1.5e-06, 1.5e-06, None, 0.0, ())),),
-    ((None, (1.25e-06, 5e-06, 3.125e-07, 1.25e-06, None, 0.0, ((128000, 2.5e-06, 1e-05, 6.25e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (1e-06, 5e-06, 1e-07, 1e-06, None, 0.0, ())), (('since', 2027, 1, 1), (2e-06, 1e-05, 2e-07, 2e-06, None, 0.0, ()))),
-    ((None, (1e-06, 5e-06, 1e-06, 1e-06, None, 0.0, ())), (('since', 2027, 1, 1), (2e-06, 1e-05, 2e-06, 2e-06, None, 0.0, ()))),
-    ((None, (6.5e-07, 6.5e-07, 6.5e-07, 6.5e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 6e-07, 1.5e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, 'priced per input_mchars, not per token'),),
-    ((None, 'priced per input_mchars, not per token'),),
-    ((None, (7.5e-07, 9.9e-07, 7.5e-07, 7.5e-07, None, 0.0, ())),),
-    ((None, (7e-08, 7e-08, 7e-08, 7e-08, None, 0.0, ())),),
-    ((None, (5.9e-07, 7.9e-07, 5.9e-07, 5.9e-07, None, 0.0, ())),),
-    ((None, (5e-08, 8e-08, 5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (1.8e-07, 1.8e-07, 1.8e-07, 1.8e-07, None, 0.0, ())),),
-    ((None, (6e-08, 6e-08, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (5.9e-07, 9.9e-07, 5.9e-07, 5.9e-07, None, 0.0, ())),),
-    ((None, (7e-07, 8e-07, 7e-07, 7e-07, None, 0.0, ())),),
-    ((None, (8.9e-07, 8.9e-07, 8.9e-07, 8.9e-07, None, 0.0, ())),),
-    ((None, (1.9e-07, 1.9e-07, 1.9e-07, 1.9e-07, None, 0.0, ())),),
-    ((None, (1.1e-07, 3.4e-07, 1.1e-07, 1.1e-07, None, 0.0, ())),),
-    ((None, (3e-08, 3e-08, 3e-08, 3e-08, None, 0.0, ())),),
-    ((None, (7.9e-07, 7.9e-07, 7.9e-07, 7.9e-07, None, 0.0, ())),),
-    ((None, (2.4e-07, 2.4e-07, 2.4e-07, 2.4e-07, None, 0.0, ())),),
-    ((None, (1e-06, 3e-06, 5e-07, 1e-06, None, 0.0, ())),),
-    ((None, (1.5e-07, 6e-07, 7.5e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, (7.5e-08, 3e-07, 3.75e-08, 7.5e-08, None, 0.0, ())),),
-    ((None, (2.9e-07, 5.9e-07, 2.9e-07, 2.9e-07, None, 0.0, ())),),
-    ((None, (8e-07, 4e-06, 8e-07, 8e-07, None, 0.0, ())),),
-    ((None, 'priced per audio_hours, input_audio_hours, not per token'),),
-    ((None, 'priced per audio_hours, input_audio_hours, not per token'),),
-    ((None, (3e-06, 1.5e-05, 3e-06, 3e-06, None, 0.0, ())),),
-    ((None, (6e-07, 2.4e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (5e-08, 2e-07, 5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (1.5e-07, 7.5e-07, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (6e-07, 6e-07, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (2e-06, 2e-06, 2e-06, 2e-06, None, 0.0, ())),),
-    ((None, (3e-07, 3e-07, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (3e-06, 3e-06, 3e-06, 3e-06, None, 0.0, ())),),
-    ((None, (1.25e-06, 1.25e-06, 1.25e-06, 1.25e-06, None, 0.0, ())),),
-    ((None, (4e-07, 4e-07, 4e-07, 4e-07, None, 0.0, ())),),
-    ((None, (1.3e-07, 4e-07, 1.3e-07, 1.3e-07, None, 0.0, ())),),
-    ((None, (2e-07, 1.1e-06, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (3e-08, 9e-08, 3e-08, 3e-08, None, 0.0, ())),),
-    ((None, (2.5e-07, 7.5e-07, 2.5e-07, 2.5e-07, None, 0.0, ())),),
-    ((None, (2e-07, 8e-07, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (4e-07, 1.8e-06, 4e-07, 4e-07, None, 0.0, ())),),
-    ((None, (8e-07, 2.4e-06, 8e-07, 8e-07, None, 0.0, ())),),
-    ((None, (7.5e-07, 2.25e-06, 7.5e-07, 7.5e-07, None, 0.0, ())),),
-    ((None, (2e-08, 6e-08, 2e-08, 2e-08, None, 0.0, ())),),
-    ((None, (5e-07, 2.4e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (6e-07, 2.5e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (6e-07, 1.8e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (7e-08, 2e-07, 7e-08, 7e-08, None, 0.0, ())),),
-    ((None, (2e-07, 1.2e-06, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (5.5e-07, 2.2e-06, 5.5e-07, 5.5e-07, None, 0.0, ())),),
-    ((None, (1.4e-07, 1.4e-07, 1.4e-07, 1.4e-07, None, 0.0, ())),),
-    ((None, (3.8e-07, 4e-07, 3.8e-07, 3.8e-07, None, 0.0, ())),),
-    ((None, (9e-08, 5.8e-07, 9e-08, 9e-08, None, 0.0, ())),),
-    ((None, (3e-07, 3e-06, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (9e-08, 4.5e-07, 9e-08, 9e-08, None, 0.0, ())),),
-    ((None, (1e-07, 4.5e-07, 1e-07, 1e-07, None, 0.0, ())),),
-    ((None, (3e-07, 1.3e-06, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (2e-07, 1.5e-06, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 1.5e-06, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (3e-07, 1.5e-06, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (9.8e-07, 3.95e-06, 9.8e-07, 9.8e-07, None, 0.0, ())),),
-    ((None, (2e-07, 7e-07, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (2e-07, 1e-06, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (8e-08, 5e-07, 8e-08, 8e-08, None, 0.0, ())),),
-    ((None, (4e-07, 3.2e-06, 4e-07, 4e-07, None, 0.0, ())),),
-    ((None, (3e-07, 2.4e-06, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (4.2e-07, 3e-06, 4.2e-07, 4.2e-07, None, 0.0, ())),),
-    ((None, (1.48e-06, 1.48e-06, 1.48e-06, 1.48e-06, None, 0.0, ())),),
-    ((None, (5e-08, 5e-08, 5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (1.68e-07, 3.36e-07, 1.68e-07, 1.68e-07, None, 0.0, ())),),
-    ((None, (5.22e-07, 1.044e-06, 5.22e-07, 5.22e-07, None, 0.0, ())),),
-    ((None, (4.35e-07, 8.7e-07, 4.35e-07, 4.35e-07, None, 0.0, ())),),
-    ((None, (6.2e-07, 6.2e-07, 6.2e-07, 6.2e-07, None, 0.0, ())),),
-    ((None, (7e-08, 2.8e-07, 7e-08, 7e-08, None, 0.0, ())),),
-    ((None, (2.8e-07, 1.1e-06, 2.8e-07, 2.8e-07, None, 0.0, ())),),
-    ((None, (1.4e-07, 5.6e-07, 1.4e-07, 1.4e-07, None, 0.0, ())),),
-    ((None, (4.2e-07, 1.25e-06, 4.2e-07, 4.2e-07, None, 0.0, ())),),
-    ((None, (7e-07, 2.5e-06, 7e-07, 7e-07, None, 0.0, ())),),
-    ((None, (8e-07, 8e-07, 8e-07, 8e-07, None, 0.0, ())),),
-    ((None, (4e-07, 1.3e-06, 4e-07, 4e-07, None, 0.0, ())),),
-    ((None, (2.7e-07, 1.12e-06, 2.7e-07, 2.7e-07, None, 0.0, ())),),
-    ((None, (2.7e-07, 1e-06, 2.7e-07, 2.7e-07, None, 0.0, ())),),
-    ((None, (2.69e-07, 4e-07, 2.69e-07, 2.69e-07, None, 0.0, ())),),
-    ((None, (4.4e-07, 1.32e-06, 4.4e-07, 4.4e-07, None, 0.0, ())),),
-    ((None, (1.6e-06, 3.2e-06, 1.6e-06, 1.6e-06, None, 0.0, ())),),
-    ((None, (1.32e-06, 3.96e-06, 1.32e-06, 1.32e-06, None, 0.0, ())),),
-    ((None, (1.4e-07, 4e-07, 1.4e-07, 1.4e-07, None, 0.0, ())),),
-    ((None, (6e-08, 1.8e-07, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (7.5e-08, 2.2e-07, 7.5e-08, 7.5e-08, None, 0.0, ())),),
-    ((None, (3e-07, 9e-07, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (2e-08, 5e-08, 2e-08, 2e-08, None, 0.0, ())),),
-    ((None, (1.35e-07, 4e-07, 1.35e-07, 1.35e-07, None, 0.0, ())),),
-    ((None, (1.8e-07, 5.9e-07, 1.8e-07, 1.8e-07, None, 0.0, ())),),
-    ((None, (5.1e-07, 7.4e-07, 5.1e-07, 5.1e-07, None, 0.0, ())),),
-    ((None, (5.7e-07, 2.3e-06, 5.7e-07, 5.7e-07, None, 0.0, ())),),
-    ((None, (6e-07, 3e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (8e-07, 3.4e-06, 8e-07, 8e-07, None, 0.0, ())),),
-    ((None, (5e-08, 2.5e-07, 5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (4e-08, 1.5e-07, 4e-08, 4e-08, None, 0.0, ())),),
-    ((None, (8.34e-07, 2.501e-06, 8.34e-07, 8.34e-07, None, 0.0, ())),),
-    ((None, (3.5e-08, 1.38e-07, 3.5e-08, 3.5e-08, None, 0.0, ())),),
-    ((None, (5.5e-07, 1.66e-06, 5.5e-07, 5.5e-07, None, 0.0, ())),),
-    ((None, (1.3e-07, 8.5e-07, 1.3e-07, 1.3e-07, None, 0.0, ())),),
-    ((None, (7e-08, 4e-07, 7e-08, 7e-08, None, 0.0, ())),),
-    ((None, (1e-06, 3.2e-06, 1e-06, 1e-06, None, 0.0, ())),),
-    ((None, (1.8e-07, 2e-07, 1.8e-07, 1.8e-07, None, 0.0, ())),),
-    ((None, (6e-08, 2e-07, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (1e-08, 3e-08, 1e-08, 1e-08, None, 0.0, ())),),
-    ((None, (8e-08, 2.5e-07, 8e-08, 8e-08, None, 0.0, ())),),
-    ((None, (7e-08, 1.8e-07, 7e-08, 7e-08, None, 0.0, ())),),
-    ((None, (2e-07, 2.5e-06, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 4.7e-07, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (7.5e-07, 7.5e-07, 7.5e-07, 7.5e-07, None, 0.0, ())),),
-    ((None, (1e-07, 4e-07, 1e-07, 1e-07, None, 0.0, ())),),
-    ((None, (1.01e-06, 1.01e-06, 1.01e-06, 1.01e-06, None, 0.0, ())),),
-    ((None, (9e-08, 2.5e-07, 9e-08, 9e-08, None, 0.0, ())),),
-    ((None, (7e-08, 2.6e-07, 7e-08, 7e-08, None, 0.0, ())),),
-    ((None, (7.1e-07, 4.25e-06, 7.1e-07, 7.1e-07, None, 0.0, ())),),
-    ((None, (1.2e-07, 1.8e-07, 1.2e-07, 1.2e-07, None, 0.0, ())),),
-    ((None, (4.7e-07, 3.19e-06, 4.7e-07, 4.7e-07, None, 0.0, ())),),
-    ((None, (1.1e-07, 1.1e-07, 1.1e-07, 1.1e-07, None, 0.0, ())),),
-    ((None, (7.4e-07, 7.4e-07, 7.4e-07, 7.4e-07, None, 0.0, ())),),
-    ((None, (9e-08, 4.7e-07, 9e-08, 9e-08, None, 0.0, ())),),
-    ((None, (5e-08, 1.8e-07, 5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (2e-07, 4e-07, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (5e-07, 2e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (2.5e-07, 5e-07, 2.5e-07, 2.5e-07, None, 0.0, ())),),
-    ((None, (1e-07, 2e-07, 1e-07, 1e-07, None, 0.0, ())),),
-    ((None, (8.2e-07, 2.92e-06, 8.2e-07, 8.2e-07, None, 0.0, ())),),
-    ((None, (5e-06, 7e-06, 5e-06, 5e-06, None, 0.0, ())),),
-    ((None, (7e-07, 1.4e-06, 7e-07, 7e-07, None, 0.0, ())),),
-    ((None, (3e-06, 4.5e-06, 3e-06, 3e-06, None, 0.0, ())),),
-    ((None, (6e-07, 1.2e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (2.2e-07, 5.9e-07, 2.2e-07, 2.2e-07, None, 0.0, ())),),
-    ((None, (5e-07, 1.2e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (1.8000000000000002e-07, 6.8e-07, 1.8000000000000002e-07, 1.8000000000000002e-07, None, 0.0, ())),),
-    ((None, (1e-07, 1.5e-07, 1e-07, 1e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.7e-07, 2.5e-07, 1.7e-07, 1.7e-07, None, 0.0, ()))),
-    ((None, (3e-06, 7e-06, 3e-06, 3e-06, None, 0.0, ())),),
-    ((None, (6e-07, 1.7e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (1.3999999999999998e-07, 2.7999999999999997e-07, 1.3999999999999998e-07, 1.3999999999999998e-07, None, 0.0, ())),),
-    ((None, (2e-08, 4e-08, 2e-08, 2e-08, None, 0.0, ())),),
-    ((None, (8.8e-07, 8.8e-07, 8.8e-07, 8.8e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.0399999999999998e-06, 1.0399999999999998e-06, 1.0399999999999998e-06, 1.0399999999999998e-06, None, 0.0, ()))),
-    ((None, (3.5e-07, 1.5e-06, 3.5e-07, 3.5e-07, None, 0.0, ())),),
-    ((None, (5e-07, 2.8e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (1e-06, 4.05e-06, 1e-06, 1e-06, None, 0.0, ())),),
-    ((None, (4.5e-07, 2e-06, 4.5e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (1.25e-06, 4.25e-06, 1.5e-07, 1.25e-06, None, 0.0, ())),),
-    ((None, (1e-07, 2e-07, 2e-09, 1e-07, None, 0.0, ())),),
-    ((None, (4e-06, 2e-05, 2e-07, 4e-06, None, 0.0, ())),),
-    ((None, (3e-07, 1.2e-06, 3e-08, 3.75e-07, None, 0.0, ())),),
-    ((None, (6e-07, 2.4e-06, 3e-08, 3.75e-07, None, 0.0, ())),),
-    ((None, (3e-07, 1.2e-06, 6e-08, 3.75e-07, None, 0.0, ())),),
-    ((None, (6e-07, 2.4e-06, 6e-08, 3.75e-07, None, 0.0, ())),),
-    ((None, (4e-07, 2.2e-06, 4e-07, 4e-07, None, 0.0, ())),),
-    ((None, (3e-07, 1.2e-06, 6e-08, 3e-07, None, 0.0, ((512000, 6e-07, 2.4e-06, 1.2e-07, 6e-07, None, 0.0),))),),
-    ((None, (3e-07, 9e-07, 3e-08, 3e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 0.0, 1.5e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, (4e-07, 2e-06, 4e-08, 4e-07, None, 0.0, ())),),
-    ((None, (2e-06, 5e-06, 2e-06, 2e-06, None, 0.0, ())),),
-    ((None, (2e-07, 2e-07, 2e-08, 2e-07, None, 0.0, ())),),
-    ((None, (1e-07, 1e-07, 1e-08, 1e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 1.5e-07, 1.5e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, (1e-07, 1e-07, 1e-07, 1e-07, None, 0.0, ())), (('since', 2025, 12, 2), (1.5e-07, 1.5e-07, 1.5e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (2.5e-07, 2.5e-07, 2.5e-07, 2.5e-07, None, 0.0, ())),),
-    ((None, (5e-07, 1.5e-06, 5e-08, 5e-07, None, 0.0, ())),),
-    ((None, (6.8e-07, 2.09e-06, 7e-08, 6.8e-07, None, 0.0, ())), (('since', 2026, 10, 20), (1.36e-06, 4.18e-06, 1.4e-07, 1.36e-06, None, 0.0, ())), (('since', 2026, 10, 29), (7e-07, 2.1e-06, 7e-08, 7e-07, None, 0.0, ()))),
-    ((None, (2.7e-06, 8.1e-06, 2.7e-06, 2.7e-06, None, 0.0, ())),),
-    ((None, (1.5e-06, 7.5e-06, 1.5e-07, 1.5e-06, None, 0.0, ())),),
-    ((None, (4e-07, 2e-06, 4e-08, 4e-07, None, 0.0, ())), (('since', 2026, 6, 16), (1.5e-06, 7.5e-06, 1.5e-07, 1.5e-06, None, 0.0, ()))),
-    ((None, 'priced per input_document_kpages, not per token'),),
-    ((None, 'priced per input_annotated_document_kpages, input_document_kpages, not per token'),),
-    ((None, 'priced per input_annotated_document_kpages, input_document_kpages, not per token'),),
-    ((None, 'priced per input_annotated_document_kpages, input_document_kpages, not per token'),),
-    ((None, 'priced per input_document_kpages, not per token'), (('since', 2025, 5, 22), 'priced per input_annotated_document_kpages, input_document_kpages, not per token'), (('since', 2025, 12, 18), 'priced per input_annotated_document_kpages, input_document_kpages, not per token'), (('since', 2026, 6, 23), 'priced per input_annotated_document_kpages, input_document_kpages, not per token')),
-    ((None, (1e-07, 3e-07, 1e-07, 1e-07, None, 0.0, ())), (('since', 2026, 3, 16), (1.5e-07, 6e-07, 1.5e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (7e-07, 7e-07, 7e-07, 7e-07, None, 0.0, ())),),
-    ((None, 'priced per audio_hours, input_audio_hours, not per token'),),
-    ((None, 'priced per audio_hours, input_audio_hours, not per token'),),
-    ((None, 'priced per audio_hours, input_audio_hours, not per token'),),
-    ((None, 'priced per audio_hours, input_audio_hours, not per token'),),
-    ((None, (1e-07, 3e-07, 1e-08, 1e-07, None, 0.0, ())), (('since', 2026, 8, 11), (1e-07, 4e-07, 1e-08, 1e-07, None, 0.0, ()))),
-    ((None, 'priced per audio_hours, input_audio_hours, not per token'),),
-    ((None, (2.5e-07, 1e-06, 5e-09, 2.5e-07, None, 0.0, ())),),
-    ((None, (1.2e-06, 5e-06, 2.7e-07, 1.2e-06, None, 0.0, ())),),
-    ((None, (4.5e-07, 1.5e-06, 9e-08, 4.5e-07, None, 0.0, ())),),
-    ((None, (6e-07, 2.5e-06, 1.5e-07, 6e-07, None, 0.0, ())),),
-    ((None, (1.15e-06, 8e-06, 1.5e-07, 1.15e-06, None, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3e-06, None, 0.0, ())),),
-    ((None, (2e-06, 1e-05, 2e-07, 2e-06, None, 0.0, ())),),
-    ((None, (4e-06, 2e-05, 2e-07, 4e-06, None, 0.0, ())),),
-    ((None, (2e-07, 2e-06, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (2.8e-07, 1.13e-06, 7e-08, 2.8e-07, None, 0.0, ())),),
-    ((None, (4e-06, 4e-06, 4e-06, 4e-06, None, 0.0, ())),),
-    ((None, (7e-07, 2.5e-06, 3.5e-07, 7e-07, None, 0.0, ())),),
-    ((None, (6e-08, 9e-08, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (4.4e-07, 1.32e-06, 2.8e-08, 4.4e-07, None, 0.0, ())),),
-    ((None, (4.4e-07, 1.32e-06, 1.48e-08, 4.4e-07, None, 0.0, ())),),
-    ((None, (1.6e-06, 3.2e-06, 1.35e-07, 1.6e-06, None, 0.0, ())),),
-    ((None, (8e-08, 8e-08, 8e-08, 8e-08, None, 0.0, ())),),
-    ((None, (5e-08, 1e-07, 5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (1.19e-07, 2e-07, 1.19e-07, 1.19e-07, None, 0.0, ())),),
-    ((None, (9e-08, 9e-08, 9e-08, 9e-08, None, 0.0, ())),),
-    ((None, (6e-08, 1.8e-07, 1.2e-08, 6e-08, None, 0.0, ())),),
-    ((None, (7.5e-08, 2.2e-07, 1.5e-08, 7.5e-08, None, 0.0, ())),),
-    ((None, (3e-07, 9e-07, 6e-08, 3e-07, None, 0.0, ())),),
-    ((None, (5e-07, 5e-07, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (3.4e-07, 3.9e-07, 3.4e-07, 3.4e-07, None, 0.0, ())),),
-    ((None, (5e-08, 5e-08, 5e-08, 5e-08, None, 0.0, ())), (('since', 2026, 10, 18), (2e-08, 5e-08, 2e-08, 2e-08, None, 0.0, ()))),
-    ((None, (2e-08, 2e-08, 2e-08, 2e-08, None, 0.0, ())),),
-    ((None, (3e-08, 5e-08, 3e-08, 3e-08, None, 0.0, ())),),
-    ((None, (3.9e-07, 3.9e-07, 3.9e-07, 3.9e-07, None, 0.0, ())), (('since', 2026, 10, 18), (1.35e-07, 4e-07, 1.35e-07, 1.35e-07, None, 0.0, ()))),
-    ((None, (2.475e-07, 1.43e-06, 4.4e-08, 2.475e-07, None, 0.0, ())),),
-    ((None, (8.25e-07, 2.475e-06, 1.65e-07, 8.25e-07, None, 0.0, ())),),
-    ((None, (1e-06, 1e-06, 1e-06, 1e-06, None, 0.0, ())),),
-    ((None, (6e-07, 2.4e-06, 6e-08, 6e-07, None, 0.0, ())),),
-    ((None, (3e-07, 1.2e-06, 6e-08, 3e-07, None, 0.0, ((524288, 6e-07, 2.4e-06, 1.2e-07, 6e-07, None, 0.0),))),),
-    ((None, (5.9e-08, 5.9e-08, 5.9e-08, 5.9e-08, None, 0.0, ())),),
-    ((None, (1.7e-07, 1.7e-07, 1.7e-07, 1.7e-07, None, 0.0, ())),),
-    ((None, (8e-07, 3.4e-06, 1.6e-07, 8e-07, None, 0.0, ())),),
-    ((None, (4e-06, 2e-05, 2e-07, 4e-06, None, 0.0, ())),),
-    ((None, (5.4e-08, 5.4e-08, 5.4e-08, 5.4e-08, None, 0.0, ())),),
-    ((None, (2.5e-07, 9.7e-07, 2.5e-07, 2.5e-07, None, 0.0, ())),),
-    ((None, (2.48e-07, 1.485e-06, 2.48e-07, 2.48e-07, None, 0.0, ())),),
-    ((None, (1.25e-06, 3.75e-06, 2.5e-07, 1.25e-06, None, 0.0, ())),),
-    ((None, (4.2e-07, 3e-06, 8.5e-08, 4.2e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 4.7e-07, 1.6e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, (2e-07, 1.15e-06, 4e-08, 2e-07, None, 0.0, ())),),
-    ((None, (1e-06, 2.7e-06, 1e-07, 1e-06, None, 0.0, ())),),
-    ((None, (1.4e-07, 5.8e-07, 3.5e-08, 1.4e-07, None, 0.0, ())),),
-    ((None, (4.17e-07, 1.2505e-06, 2.1e-08, 4.17e-07, None, 0.0, ())),),
-    ((None, (8.34e-07, 2.501e-06, 4.2e-08, 8.34e-07, None, 0.0, ())),),
-    ((None, (1.68e-07, 3.36e-07, 3.4e-09, 1.68e-07, None, 0.0, ())),),
-    ((None, (5.22e-07, 1.044e-06, 4.3e-09, 5.22e-07, None, 0.0, ())),),
-    ((None, (1.4e-07, 2.8e-07, 2.8e-09, 1.4e-07, None, 0.0, ())),),
-    ((None, (4.35e-07, 8.7e-07, 3.6e-09, 4.35e-07, None, 0.0, ())),),
-    ((None, (1.3e-07, 8.5e-07, 2.5e-08, 1.3e-07, None, 0.0, ())),),
-    ((None, (6e-07, 1.8e-06, 1.1e-07, 6e-07, None, 0.0, ())),),
-    ((None, (5.5e-07, 2.2e-06, 1.1e-07, 5.5e-07, None, 0.0, ())),),
-    ((None, (3e-07, 9e-07, 5.5e-08, 3e-07, None, 0.0, ())),),
-    ((None, (6e-07, 2.2e-06, 1.1e-07, 6e-07, None, 0.0, ())),),
-    ((None, (7e-08, 4e-07, 1e-08, 7e-08, None, 0.0, ())),),
-    ((None, (1e-06, 3.2e-06, 2e-07, 1e-06, None, 0.0, ())),),
-    ((None, (1.38e-06, 4.4e-06, 2.6e-07, 1.38e-06, None, 0.0, ())),),
-    ((None, (3.7e-07, 1.25e-06, 7.5e-08, 3.7e-07, None, 0.0, ())),),
-    ((None, (5e-06, 1.5e-05, 5e-06, 5e-06, None, 0.0, ())),),
-    ((None, (5e-06, 1e-05, 1.25e-06, 5e-06, None, 0.0, ())),),
-    ((None, (1.5e-06, 6e-06, 3.75e-07, 1.5e-06, None, 0.0, ())),),
-    ((None, (3e-06, 1.2e-05, 3e-06, 3e-06, None, 0.0, ())),),
-    ((None, (2e-05, 2e-05, 2e-05, 2e-05, None, 0.0, ())),),
-    ((None, (3e-06, 6e-06, 3e-06, 3e-06, None, 0.0, ())),),
-    ((None, (3.75e-06, 1.5e-05, 3.75e-06, 3.75e-06, None, 0.0, ())),),
-    ((None, (1.5e-06, 2e-06, 1.5e-06, 1.5e-06, None, 0.0, ())),),
-    ((None, (3e-06, 4e-06, 3e-06, 3e-06, None, 0.0, ())),),
-    ((None, (3e-05, 6e-05, 3e-05, 3e-05, None, 0.0, ())),),
-    ((None, (6e-05, 0.00012, 6e-05, 6e-05, None, 0.0, ())),),
-    ((None, (1e-05, 3e-05, 1e-05, 1e-05, None, 0.0, ())),),
-    ((None, (2e-06, 8e-06, 5e-07, 2e-06, None, 0.0, ())),),
-    ((None, (4e-07, 1.6e-06, 1e-07, 4e-07, None, 0.0, ())),),
-    ((None, (1e-07, 4e-07, 2.5e-08, 1e-07, None, 0.0, ())),),
-    ((None, (7.5e-05, 0.00015, 3.75e-05, 7.5e-05, None, 0.0, ())),),
-    ((None, (2.5e-06, 1e-05, 1.25e-06, 2.5e-06, None, 0.0, ())),),
-    ((None, (5e-06, 1.5e-05, 5e-06, 5e-06, None, 0.0, ())),),
-    ((None, (1.5e-07, 6e-07, 7.5e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, (6e-07, 2.4e-06, 3e-07, 6e-07, None, 0.0, ())),),
-    ((None, (1.25e-06, 5e-06, 1.25e-06, 1.25e-06, None, 0.0, ())),),
-    ((None, (6e-07, 1.2e-05, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (5e-06, 2e-05, 2.5e-06, 5e-06, None, 0.0, ())),),
-    ((None, (2.5e-06, 1e-05, 2.5e-06, 2.5e-06, None, 0.0, ())),),
-    ((None, (6e-06, 1.8e-05, 6e-06, 6e-06, None, 0.0, ())),),
-    ((None, (1.25e-06, 1e-05, 1.25e-07, 1.25e-06, None, 0.0, ())),),
-    ((None, (1e-05, 1e-05, 1.25e-06, 1e-05, None, 0.0, ())),),
-    ((None, (2.5e-06, 2e-06, 2.5e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (2.5e-07, 2e-06, 2.5e-08, 2.5e-07, None, 0.0, ())),),
-    ((None, (5e-08, 4e-07, 5e-09, 5e-08, None, 0.0, ())),),
-    ((None, (1.5e-05, 0.00012, 1.5e-05, 1.5e-05, None, 0.0, ())),),
-    ((None, (1.25e-06, 1e-05, 1.25e-07, 1.25e-06, None, 0.0, ())),),
-    ((None, (1.75e-06, 1.4e-05, 1.75e-07, 1.75e-06, None, 0.0, ())),),
-    ((None, (2.1e-05, 0.000168, 2.1e-05, 2.1e-05, None, 0.0, ())),),
-    ((None, (2.5e-06, 1.5e-05, 2.5e-07, 2.5e-06, None, 0.0, ((272000, 5e-06, 2.25e-05, 5e-07, 5e-06, None, 0.0),))),),
-    ((None, (8e-06, 1.5e-05, 2e-06, 8e-06, None, 0.0, ())),),
-    ((None, (7.5e-07, 4.5e-06, 7.5e-08, 7.5e-07, None, 0.0, ())),),
-    ((None, (2e-07, 1.25e-06, 2e-08, 2e-07, None, 0.0, ())),),
-    ((None, (3e-05, 0.00018, 3e-05, 3e-05, None, 0.0, ((272000, 6e-05, 0.00027, 6e-05, 6e-05, None, 0.0),))),),
-    ((None, (5e-06, 3e-05, 5e-07, 5e-06, None, 0.0, ((272000, 1e-05, 4.5e-05, 1e-06, 1e-05, None, 0.0),))),),
-    ((None, (1.25e-05, 7.5e-05, 1.25e-05, 1.25e-05, None, 0.0, ())), (('since', 2026, 10, 19), (1.25e-05, 7.5e-05, 1.25e-06, 1.25e-05, None, 0.0, ()))),
-    ((None, (1.25e-05, 7.5e-05, 1.25e-06, 1.5625e-05, None, 0.0, ())),),
-    ((None, (1e-06, 6e-06, 1e-07, 1.25e-06, None, 0.0, ((272000, 2e-06, 9e-06, 2e-07, 2.5e-06, None, 0.0),))), (('since', 2026, 7, 30), (2e-07, 1.2e-06, 2e-08, 2.5e-07, None, 0.0, ((272000, 4e-07, 1.8e-06, 4e-08, 5e-07, None, 0.0),)))),
-    ((None, (5e-06, 3e-05, 5e-07, 6.25e-06, None, 0.0, ((272000, 1e-05, 4.5e-05, 1e-06, 1.25e-05, None, 0.0),))), (('since', 2026, 8, 21), (4e-06, 2e-05, 4e-07, 5e-06, None, 0.0, ((272000, 8e-06, 3e-05, 8e-07, 1e-05, None, 0.0),)))),
-    ((None, (2.5e-06, 1.5e-05, 2.5e-07, 3.125e-06, None, 0.0, ((272000, 5e-06, 2.25e-05, 5e-07, 6.25e-06, None, 0.0),))), (('since', 2026, 7, 30), (2e-06, 1.2e-05, 2e-07, 2.5e-06, None, 0.0, ((272000, 4e-06, 1.8e-05, 4e-07, 5e-06, None, 0.0),)))),
-    ((None, (1e-05, 5e-05, 1e-06, 1.25e-05, None, 0.0, ((272000, 2e-05, 7.5e-05, 2e-06, 2.5e-05, None, 0.0),))),),
-    ((None, (2e-05, 0.0001, 2e-06, 2.5e-05, None, 0.0, ())),),
-    ((None, (1e-07, 5e-07, 1e-08, 1.25e-07, None, 0.0, ((272000, 2e-07, 7.5e-07, 2e-08, 2.5e-07, None, 0.0),))),),
-    ((None, (1.5e-05, 7.5e-05, 1.5e-06, 1.875e-05, None, 0.0, ((272000, 3e-05, 0.0001125, 3e-06, 3.75e-05, None, 0.0),))),),
-    ((None, (2e-06, 1e-05, 2e-07, 2.5e-06, None, 0.0, ((272000, 4e-06, 1.5e-05, 4e-07, 5e-06, None, 0.0),))),),
-    ((None, (2e-06, 1e-05, 1e-07, 2.5e-06, None, 0.0, ((272000, 4e-06, 1.5e-05, 2e-07, 5e-06, None, 0.0),))),),
-    ((None, (1e-06, 5e-06, 5e-08, 1.25e-06, None, 0.0, ((272000, 2e-06, 7.5e-06, 1e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (2.5e-06, 1e-05, 2.5e-06, 2.5e-06, None, 0.0, ())),),
-    ((None, (6e-07, 2.4e-06, 6e-07, 6e-07, None, 0.0, ())),),
-    ((None, (5e-06, 3e-05, 5e-07, 5e-06, None, 0.0, ())),),
-    ((None, (5e-06, 4e-05, 1.25e-06, 5e-06, None, 0.0, ())),),
-    ((None, (2e-06, 8e-06, 2e-07, 2e-06, None, 0.0, ())),),
-    ((None, (5e-06, 3e-05, 1.25e-06, 5e-06, None, 0.0, ())),),
-    ((None, 'priced per audio_hours, not per token'),),
-    ((None, 'priced per audio_hours, not per token'),),
-    ((None, (3.9e-08, 1.8e-07, 3.9e-08, 3.9e-08, None, 0.0, ())),),
-    ((None, (2.9e-08, 1.4e-07, 2.9e-08, 2.9e-08, None, 0.0, ())),),
-    ((None, (7.5e-08, 3e-07, 3.7e-08, 7.5e-08, None, 0.0, ())),),
-    ((None, (4e-06, 1.6e-05, 4e-07, 4e-06, None, 0.0, ())),),
-    ((None, (4e-06, 2.4e-05, 4e-07, 4e-06, None, 0.0, ())),),
-    ((None, (6e-07, 2.4e-06, 6e-08, 6e-07, None, 0.0, ())),),
-    ((None, 'priced per audio_hours, not per token'),),
-    ((None, (5e-06, 2.5e-05, 5e-07, 5e-06, None, 0.0, ())),),
-    ((None, 'priced per audio_hours, input_audio_hours, not per token'),),
-    ((None, (0.00015, 0.0006, 0.00015, 0.00015, None, 0.0, ())),),
-    ((None, (1e-05, 4e-05, 5e-07, 1e-05, None, 0.0, ())), (('since', 2025, 6, 10), (2e-06, 8e-06, 5e-07, 2e-06, None, 0.0, ()))),
-    ((None, (1e-05, 4e-05, 2.5e-06, 1e-05, None, 0.0, ())),),
-    ((None, (2e-05, 8e-05, 2e-05, 2e-05, None, 0.0, ())),),
-    ((None, (1.1e-06, 4.4e-06, 2.75e-07, 1.1e-06, None, 0.0, ())),),
-    ((None, 'priced per input_mchars, not per token'),),
-    ((None, 'priced per input_mchars, not per token'),),
-    ((None, (1e-07, 0.0, 1e-07, 1e-07, None, 0.0, ((272000, 2e-07, 0.0, 2e-07, 2e-07, None, 0.0),))),),
-    ((None, (8e-07, 1.2e-06, 8e-07, 8e-07, None, 0.0, ())),),
-    ((None, (2e-06, 8e-06, 2e-06, 2e-06, None, 0.0, ())),),
-    ((None, (5e-07, 7e-07, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (4e-06, 8e-06, 4e-06, 4e-06, None, 0.0, ())),),
-    ((None, (8e-07, 1.6e-06, 2e-07, 8e-07, None, 0.0, ())),),
-    ((None, (3e-06, 6e-06, 7.5e-07, 3e-06, None, 0.0, ())),),
-    ((None, (7e-07, 1.4e-06, 1.8e-07, 7e-07, None, 0.0, ())),),
-    ((None, (2e-07, 2e-07, 2e-07, 2e-07, None, 0.0, ())), (('since', 2026, 10, 19), (8e-07, 1.6e-06, 8e-07, 8e-07, None, 0.0, ()))),
-    ((None, (2.6e-06, 3.4e-06, 2.6e-06, 2.6e-06, None, 0.0, ())),),
-    ((None, (6.5625e-06, 9.375e-06, 6.5625e-06, 6.5625e-06, None, 0.0, ())),),
-    ((None, (1.5e-06, 2.25e-06, 1.5e-06, 1.5e-06, None, 0.0, ())),),
-    ((None, (3e-07, 2.5e-06, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (3.5e-08, 1.4e-07, 3.5e-08, 3.5e-08, None, 0.0, ())),),
-    ((None, (8e-07, 3.2e-06, 8e-07, 8e-07, None, 0.0, ())),),
-    ((None, (1.5e-06, 2.25e-06, 1.5e-06, 1.5e-06, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-06, 5e-06, 2.5e-06, 2.5e-06, None, 0.0, ()))),
-    ((None, (5e-06, 2.5e-05, 1.25e-07, 6.25e-06, None, 0.0, ())),),
-    ((None, (5e-07, 2.5e-06, 5e-08, 6.25e-07, None, 0.0, ())),),
-    ((None, (5e-08, 2.5e-07, 5e-09, 6.25e-08, None, 0.0, ((100000, 2.5e-07, 1.25e-06, 2.5e-08, 3.125e-07, None, 0.0),))),),
-    ((None, (7.5e-06, 3.75e-05, 7.5e-07, 9.375e-06, None, 0.0, ())),),
-    ((None, (2.5e-06, 1.25e-05, 2.5e-07, 3.125e-06, None, 0.0, ())),),
-    ((None, (3e-05, 0.00015, 3e-06, 3.75e-05, None, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3.75e-06, None, 0.0, ((200000, 6e-06, 2.25e-05, 6e-07, 7.5e-06, None, 0.0),))),),
-    ((None, (1.5e-06, 7.5e-06, 1.5e-07, 1.875e-06, None, 0.0, ((200000, 3e-06, 1.125e-05, 3e-07, 3.75e-06, None, 0.0),))),),
-    ((None, (1.5e-06, 7.5e-06, 1.5e-07, 1.875e-06, None, 0.0, ())),),
-    ((None, (1e-06, 5e-06, 5e-08, 1.25e-06, None, 0.0, ())),),
-    ((None, (8e-07, 1e-06, 8e-07, 8e-07, None, 0.0, ())),),
-    ((None, (5e-07, 8e-07, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (2.2e-07, 8.5e-07, 6e-08, 2.2e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-07, 8e-07, 6e-08, 2.5e-07, None, 0.0, ()))),
-    ((None, (4.5e-08, 1.5e-07, 4.5e-08, 4.5e-08, None, 0.0, ())),),
-    ((None, (7.5e-07, 1.2e-06, 7.5e-07, 7.5e-07, None, 0.0, ())),),
-    ((None, (4.5e-07, 7.5e-07, 4.5e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (2.5e-07, 2e-06, 2.5e-07, 2.5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-07, 2e-06, 2.5e-07, 2.5e-07, None, 0.0, ((128000, 5e-07, 4e-06, 5e-07, 5e-07, None, 0.0),)))),
-    ((None, (7.5e-08, 3e-07, 7.5e-08, 7.5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (7.5e-08, 3e-07, 7.5e-08, 7.5e-08, None, 0.0, ((128000, 1e-07, 8e-07, 1e-07, 1e-07, None, 0.0),)))),
-    ((None, (5e-07, 2.5e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (5e-07, 3e-06, 5e-07, 5e-07, None, 0.0, ((128000, 1e-06, 6e-06, 1e-06, 1e-06, None, 0.0),))),),
-    ((None, (1e-07, 4e-07, 1e-07, 1e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1e-07, 4e-07, 1e-07, 1e-07, None, 0.0, ((128000, 2e-07, 8e-07, 2e-07, 2e-07, None, 0.0),)))),
-    ((None, (5.5e-07, 8.5e-07, 5.5e-07, 5.5e-07, None, 0.0, ())),),
-    ((None, (9e-08, 0.0, 9e-08, 9e-08, None, 0.0, ())),),
-    ((None, (2e-07, 9e-07, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (3e-07, 1.5e-06, 1.5e-07, 3e-07, None, 0.0, ())),),
-    ((None, (5e-07, 2.18e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (3.8e-07, 8.9e-07, 3.8e-07, 3.8e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3.2e-07, 8.9e-07, 3.2e-07, 3.2e-07, None, 0.0, ())), (('since', 2026, 10, 20), (2.574e-07, 1.0287e-06, 2.574e-07, 2.574e-07, None, 0.0, ()))),
-    ((None, (3e-07, 8.8e-07, 3e-07, 3e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.9e-07, 1.14e-06, 1.1e-07, 2.9e-07, None, 0.0, ())), (('since', 2026, 11, 3), (2.5e-07, 1e-06, 1.1e-07, 2.5e-07, None, 0.0, ()))),
-    ((None, (2.1e-07, 7.9e-07, 1.3e-07, 2.1e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-07, 9.5e-07, 1.3e-07, 2.5e-07, None, 0.0, ())), (('since', 2026, 11, 3), (5.5e-07, 1.65e-06, 5.5e-07, 5.5e-07, None, 0.0, ())), (('since', 2026, 11, 9), (2.7e-07, 1e-06, 2.7e-07, 2.7e-07, None, 0.0, ()))),
-    ((None, (4.5e-07, 2.15e-06, 4.5e-07, 4.5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (7e-07, 2.5e-06, 7e-07, 7e-07, None, 0.0, ()))),
-    ((None, (5e-07, 2.15e-06, 5e-07, 5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (5e-07, 2.15e-06, 3.5e-07, 5e-07, None, 0.0, ()))),
-    ((None, (2.3e-07, 9e-07, 2.3e-07, 2.3e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.7e-07, 1e-06, 2.7e-07, 2.7e-07, None, 0.0, ()))),
-    ((None, (2.288e-07, 3.432e-07, 2.288e-07, 2.288e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.8e-07, 4.2e-07, 2.8e-08, 2.8e-07, None, 0.0, ())), (('since', 2026, 11, 9), (2.6e-07, 3.8e-07, 1.3e-07, 2.6e-07, None, 0.0, ()))),
-    ((None, (9.83e-08, 1.966e-07, 1.97e-08, 9.83e-08, None, 0.0, ())), (('since', 2026, 10, 19), (9.1e-08, 1.82e-07, 1.82e-08, 9.1e-08, None, 0.0, ())), (('since', 2026, 11, 3), (1.4e-07, 2.8e-07, 3e-08, 1.4e-07, None, 0.0, ())), (('since', 2026, 11, 9), (1.05e-07, 2.1e-07, 2.1e-08, 1.05e-07, None, 0.0, ()))),
-    ((None, (1.5e-07, 1.5e-07, 4.2e-08, 1.5e-07, None, 0.0, ())), (('since', 2026, 10, 20), (4.4e-07, 1.32e-06, 1.4e-08, 4.4e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1.4e-07, 2.8e-07, 7e-08, 1.4e-07, None, 0.0, ())), (('since', 2026, 11, 9), (1.4e-07, 2.8e-07, 5e-08, 1.4e-07, None, 0.0, ()))),
-    ((None, (4.8e-08, 1.44e-07, 1.2e-08, 4.8e-08, None, 0.0, ())),),
-    ((None, (2.156e-07, 6.468e-07, 6.86e-09, 2.156e-07, None, 0.0, ())),),
-    ((None, (4.35e-07, 8.7e-07, 3.625e-09, 4.35e-07, None, 0.0, ())), (('since', 2026, 10, 19), (4.22472e-07, 8.44944e-07, 3.5206e-08, 4.22472e-07, None, 0.0, ())), (('since', 2026, 10, 20), (9.5526e-07, 1.91052e-06, 7.9605e-08, 9.5526e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1.416e-06, 2.832e-06, 1.18e-07, 1.416e-06, None, 0.0, ()))),
-    ((None, (6.6e-07, 1.98e-06, 2.2e-08, 6.6e-07, None, 0.0, ())),),
-    ((None, (4.48e-08, 8e-08, 1.6e-09, 4.48e-08, None, 0.0, ())), (('since', 2026, 10, 19), (3.44e-08, 8e-08, 1.6e-09, 3.44e-08, None, 0.0, ())), (('since', 2026, 10, 20), (3.52e-08, 1.12e-08, 1.6e-09, 3.52e-08, None, 0.0, ())), (('since', 2026, 11, 3), (2.1e-07, 8.4e-07, 4.2e-09, 2.1e-07, None, 0.0, ()))),
-    ((None, (1.1e-08, 2e-07, 2e-09, 1.1e-08, None, 0.0, ())),),
-    ((None, (5e-08, 1.5e-07, 4e-09, 5e-08, None, 0.0, ())), (('since', 2026, 11, 9), (1.1e-08, 2e-07, 2e-09, 1.1e-08, None, 0.0, ()))),
-    ((None, (6e-08, 1.2e-07, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (6e-07, 3e-06, 6e-08, 6e-07, None, 0.0, ())),),
-    ((None, (4e-06, 6e-06, 4e-06, 4e-06, None, 0.0, ())),),
-    ((None, (9e-07, 1.2e-06, 9e-07, 9e-07, None, 0.0, ())),),
-    ((None, (1e-07, 4e-07, 2.5e-08, 1.833e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 6e-07, 3.75e-08, 2.333e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 3.5e-06, 3.75e-08, 2.333e-07, None, 0.0, ())),),
-    ((None, (7.5e-08, 3e-07, 1.875e-08, 1.583e-07, None, 0.0, ())),),
-    ((None, (3.75e-08, 1.5e-07, 1e-08, 5.83e-08, None, 0.0, ())),),
-    ((None, (1.25e-06, 5e-06, 1.25e-06, 1.25e-06, None, 0.0, ())),),
-    ((None, (1.2e-06, 4e-06, 2.4e-07, 1.2e-06, None, 0.0, ())),),
-    ((None, (1e-05, 1.25e-05, 1e-05, 1e-05, None, 0.0, ())),),
-    ((None, (3e-07, 2.5e-06, 7.5e-08, 3.833e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3e-07, 2.5e-06, 3e-08, 8.33333333333333e-08, None, 0.0, ()))),
-    ((None, (3e-07, 2.5e-06, 3e-08, 8.333333333333334e-08, None, 0.0, ())),),
-    ((None, (1e-07, 4e-07, 1e-08, 8.333333333333334e-08, None, 0.0, ())),),
-    ((None, (5e-08, 2e-07, 1e-08, 4.166666666666665e-08, None, 0.0, ())),),
-    ((None, (3e-07, 2.5e-06, 7.5e-08, 3.83e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 3.5e-06, 1.5e-07, 1.5e-07, None, 0.0, ())),),
-    ((None, (1.5e-07, 1.25e-06, 3e-08, 4.166666666666665e-08, None, 0.0, ())),),
-    ((None, (1.25e-06, 1e-05, 3.1e-07, 1.625e-06, None, 0.0, ())), (('since', 2026, 10, 19), (1.25e-06, 1e-05, 1.25e-07, 3.75e-07, None, 0.0, ((200000, 2.5e-06, 1.5e-05, 2.5e-07, 3.75e-07, None, 0.0),)))),
-    ((None, (1.25e-06, 1e-05, 1.25e-06, 1.25e-06, None, 0.0, ())),),
-    ((None, (6.25e-07, 5e-06, 1.25e-07, 1.875e-07, None, 0.0, ((200000, 1.25e-06, 7.5e-06, 2.5e-07, 1.875e-07, None, 0.0),))),),
-    ((None, (5e-07, 3e-06, 5e-08, 8.333333333333334e-08, None, 0.0, ())),),
-    ((None, (2.5e-07, 1.5e-06, 2.5e-07, 4.166666666666665e-08, None, 0.0, ())),),
-    ((None, (2e-06, 1.2e-05, 2e-07, 3.75e-07, None, 0.0, ())),),
-    ((None, (5e-07, 3e-06, 5e-07, 5e-07, None, 0.0, ())),),
-    ((None, (2.5e-07, 1.5e-06, 2.5e-08, 8.333333333333334e-08, None, 0.0, ())),),
-    ((None, (2.5e-07, 1.5e-06, 2.5e-07, 2.5e-07, None, 0.0, ())),),
-    ((None, (1.25e-07, 7.5e-07, 1.25e-08, 4.166666666666665e-08, None, 0.0, ())),),
-    ((None, (2e-06, 1.2e-05, 2e-07, 3.75e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2e-06, 1.2e-05, 2e-07, 3.75e-07, None, 0.0, ((200000, 4e-06, 1.8e-05, 4e-07, 3.75e-07, None, 0.0),)))),
-    ((None, (1e-06, 6e-06, 1e-06, 1.875e-07, None, 0.0, ((200000, 2e-06, 9e-06, 2e-06, 1.875e-07, None, 0.0),))),),
-    ((None, (1.5e-06, 9e-06, 1.5e-07, 8.333333333333334e-08, None, 0.0, ())),),
-    ((None, (3e-07, 2.5e-06, 3e-08, 8.33333333333333e-08, None, 0.0, ())),),
-    ((None, (1.5e-07, 1.25e-06, 1.5e-08, 4.166666666666665e-08, None, 0.0, ())),),
-    ((None, (7.5e-07, 4.5e-06, 7.5e-08, 4.166666666666665e-08, None, 0.0, ())),),
-    ((None, (7.5e-07, 3.75e-06, 7.5e-08, 4.16666666666667e-08, None, 0.0, ())),),
-    ((None, (3.75e-07, 1.875e-06, 3.75e-08, 4.16666666666667e-08, None, 0.0, ())),),
-    ((None, (7.5e-07, 3.75e-06, 7.5e-08, 4.166666666666666e-08, None, 0.0, ())), (('since', 2026, 10, 19), (8.25e-07, 4.125e-06, 8.25e-08, 4.166666666666666e-08, None, 0.0, ())), (('since', 2026, 11, 3), (7.5e-07, 3.75e-06, 7.5e-08, 4.166666666666666e-08, None, 0.0, ()))),
-    ((None, (2e-06, 1e-05, 1e-07, 1.875e-07, None, 0.0, ())),),
-    ((None, (1e-06, 5e-06, 5e-08, 1.875e-07, None, 0.0, ())),),
-    ((None, (1.5e-06, 7.5e-06, 1.5e-06, 1.5e-06, None, 0.0, ())),),
-    ((None, (1.5e-06, 9e-06, 1.5e-06, 1.5e-06, None, 0.0, ())),),
-    ((None, (8e-07, 8e-07, 8e-07, 8e-07, None, 0.0, ())), (('since', 2026, 10, 19), (6.5e-07, 6.5e-07, 6.5e-07, 6.5e-07, None, 0.0, ()))),
-    ((None, (5e-08, 1e-07, 5e-08, 5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (5e-08, 1.5e-07, 5e-08, 5e-08, None, 0.0, ()))),
-    ((None, (1e-07, 2e-07, 1e-07, 1e-07, None, 0.0, ())), (('since', 2026, 10, 19), (8e-08, 3.5e-07, 4e-08, 8e-08, None, 0.0, ()))),
-    ((None, (2e-08, 4e-08, 2e-08, 2e-08, None, 0.0, ())), (('since', 2026, 10, 19), (5e-08, 1e-07, 5e-08, 5e-08, None, 0.0, ())), (('since', 2026, 10, 20), (4e-08, 5e-08, 2e-08, 4e-08, None, 0.0, ()))),
-    ((None, (6e-08, 3.3e-07, 6e-08, 6e-08, None, 0.0, ())), (('since', 2026, 10, 19), (9e-08, 3e-07, 5e-08, 9e-08, None, 0.0, ())), (('since', 2026, 10, 20), (7.65e-08, 2.55e-07, 4.25e-08, 7.65e-08, None, 0.0, ())), (('since', 2026, 11, 3), (1.5e-07, 6e-07, 4.25e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (1.2e-07, 3.6e-07, 9e-08, 1.2e-07, None, 0.0, ())), (('since', 2026, 8, 27), (9e-08, 3.4e-07, 5e-08, 9e-08, None, 0.0, ())), (('since', 2026, 10, 19), (2e-07, 4e-07, 5e-08, 2e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1.5e-07, 4e-07, 6e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (2e-06, 1e-05, 2e-06, 2e-06, None, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 7.5e-07, 3e-06, None, 0.0, ())),),
-    ((None, (3e-07, 5e-07, 7.5e-08, 3e-07, None, 0.0, ())),),
-    ((None, (6.5e-08, 6.5e-08, 6.5e-08, 6.5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (8e-08, 1.1e-07, 8e-08, 8e-08, None, 0.0, ()))),
-    ((None, (2.5e-08, 4e-08, 2.5e-08, 2.5e-08, None, 0.0, ())),),
-    ((None, (6e-08, 2.5e-07, 1.5e-08, 6e-08, None, 0.0, ())), (('since', 2026, 11, 3), (6e-08, 1.5e-07, 1.5e-08, 6e-08, None, 0.0, ()))),
-    ((None, (2.5e-07, 7.5e-07, 2.5e-08, 2.5e-07, None, 0.0, ())),),
-    ((None, (4e-08, 1.5e-07, 4e-09, 4e-08, None, 0.0, ())),),
-    ((None, (1e-07, 3.5e-07, 1e-08, 1e-07, None, 0.0, ())),),
-    ((None, (7.5e-08, 6.25e-07, 1.5e-08, 7.5e-08, None, 0.0, ())),),
-    ((None, (1e-08, 3e-08, 2e-09, 1e-08, None, 0.0, ())),),
-    ((None, (2.1e-08, 6.3e-08, 4.2e-09, 2.1e-08, None, 0.0, ())),),
-    ((None, (1.5e-08, 4.5e-08, 3e-09, 1.5e-08, None, 0.0, ())),),
-    ((None, (7.5e-08, 2.25e-07, 1.5e-08, 7.5e-08, None, 0.0, ())), (('since', 2026, 11, 9), (4.5e-08, 1.35e-07, 9e-09, 4.5e-08, None, 0.0, ()))),
-    ((None, (5e-08, 2.3e-07, 5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (3e-08, 1.5e-07, 3e-08, 3e-08, None, 0.0, ())),),
-    ((None, (8e-07, 9e-07, 8e-07, 8e-07, None, 0.0, ())),),
-    ((None, (1e-08, 1e-08, 1e-08, 1e-08, None, 0.0, ())),),
-    ((None, (3e-08, 1.2e-07, 3e-08, 3e-08, None, 0.0, ())),),
-    ((None, (3.5e-07, 5e-07, 4e-08, 3.5e-07, None, 0.0, ())),),
-    ((None, (5e-08, 7e-07, 2.5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (8e-08, 2e-07, 2e-08, 8e-08, None, 0.0, ())),),
-    ((None, (2e-07, 1.25e-06, 2e-07, 2e-07, None, 0.0, ())),),
-    ((None, (2.5e-06, 3e-06, 2.5e-06, 2.5e-06, None, 0.0, ())),),
-    ((None, (1.2e-07, 3e-07, 1.2e-07, 1.2e-07, None, 0.0, ())),),
-    ((None, (1.2e-06, 1.2e-06, 1.2e-06, 1.2e-06, None, 0.0, ())),),
-    ((None, (8.8e-07, 8.8e-07, 8.8e-07, 8.8e-07, None, 0.0, ())),),
-    ((None, (9e-07, 3.3e-06, 9e-07, 9e-07, None, 0.0, ())),),
-    ((None, (1.125e-06, 1.125e-06, 1.125e-06, 1.125e-06, None, 0.0, ())), (('since', 2026, 10, 19), (4e-07, 7.5e-07, 4e-07, 4e-07, None, 0.0, ()))),
-    ((None, (2.5e-07, 1e-06, 2.5e-07, 2.5e-07, None, 0.0, ())),),
-    ((None, (3e-07, 4e-07, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (3e-08, 6e-08, 3e-08, 3e-08, None, 0.0, ())),),
-    ((None, (1e-07, 2.8e-07, 1e-07, 1e-07, None, 0.0, ())), (('since', 2026, 10, 19), (4e-07, 4e-07, 4e-07, 4e-07, None, 0.0, ())), (('since', 2026, 11, 3), (7.2e-07, 7.2e-07, 7.2e-07, 7.2e-07, None, 0.0, ()))),
-    ((None, (2e-08, 3e-08, 2e-08, 2e-08, None, 0.0, ())), (('since', 2026, 10, 19), (5e-08, 8e-08, 2.5e-08, 5e-08, None, 0.0, ()))),
-    ((None, (4.9e-08, 4.9e-08, 4.9e-08, 4.9e-08, None, 0.0, ())),),
-    ((None, (5e-09, 1e-08, 5e-09, 5e-09, None, 0.0, ())), (('since', 2026, 10, 19), (2.7e-08, 2.01e-07, 2.7e-08, 2.7e-08, None, 0.0, ()))),
-    ((None, (1e-08, 2e-08, 1e-08, 1e-08, None, 0.0, ())), (('since', 2026, 10, 19), (5.09e-08, 3.35e-07, 5.09e-08, 5.09e-08, None, 0.0, ()))),
-    ((None, (5e-08, 2.4e-07, 5e-08, 5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1e-07, 3.2e-07, 1e-07, 1e-07, None, 0.0, ())), (('since', 2026, 11, 3), (4.5e-07, 9e-07, 4.5e-07, 4.5e-07, None, 0.0, ())), (('since', 2026, 11, 9), (5.9e-07, 7.9e-07, 2.95e-07, 5.9e-07, None, 0.0, ()))),
-    ((None, (1.5e-07, 6e-07, 1.5e-07, 1.5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.875e-07, 6.525e-07, 5e-08, 1.875e-07, None, 0.0, ())), (('since', 2026, 11, 3), (3.5e-07, 1e-06, 1.7e-07, 3.5e-07, None, 0.0, ()))),
-    ((None, (8e-08, 3e-07, 8e-08, 8e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1e-07, 3e-07, 1e-07, 1e-07, None, 0.0, ()))),
-    ((None, (5e-08, 5e-08, 5e-08, 5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1.8e-07, 1.8e-07, 1.8e-07, 1.8e-07, None, 0.0, ()))),
-    ((None, (3e-07, 1.2e-06, 4e-08, 3e-07, None, 0.0, ())),),
-    ((None, (2.4e-07, 9.6e-07, 3.2e-08, 2.4e-07, None, 0.0, ())),),
-    ((None, (7e-08, 1.4e-07, 7e-08, 7e-08, None, 0.0, ())),),
-    ((None, (8e-08, 3.5e-07, 8e-08, 8e-08, None, 0.0, ())),),
-    ((None, (5e-07, 5e-07, 5e-07, 5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (6.2e-07, 6.2e-07, 6.2e-07, 6.2e-07, None, 0.0, ()))),
-    ((None, (3e-07, 1.65e-06, 3e-07, 3e-07, None, 0.0, ())), (('since', 2026, 10, 19), (5.5e-07, 2.2e-06, 5.5e-07, 5.5e-07, None, 0.0, ())), (('since', 2026, 11, 3), (4e-07, 2.2e-06, 4e-07, 4e-07, None, 0.0, ())), (('since', 2026, 11, 9), (5.5e-07, 2.2e-06, 5.5e-07, 5.5e-07, None, 0.0, ()))),
-    ((None, (2.55e-07, 1e-06, 3e-08, 2.55e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.55e-07, 1.02e-06, 3e-08, 2.55e-07, None, 0.0, ()))),
-    ((None, (2.9e-07, 9.5e-07, 3e-08, 2.9e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3e-07, 1.2e-06, 3e-08, 3e-07, None, 0.0, ()))),
-    ((None, (1.5e-07, 9e-07, 5e-08, 1.5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.7e-07, 9.5e-07, 3e-08, 2.7e-07, None, 0.0, ())), (('since', 2026, 11, 3), (3e-07, 1.2e-06, 3e-08, 3e-07, None, 0.0, ())), (('since', 2026, 11, 9), (2.95e-07, 1.2e-06, 6e-08, 2.95e-07, None, 0.0, ()))),
-    ((None, (2.7e-07, 1.08e-06, 5.4e-08, 2.7e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3e-07, 1.2e-06, 6e-08, 3e-07, None, 0.0, ())), (('since', 2026, 11, 9), (2.7e-07, 1.08e-06, 5.4e-08, 2.7e-07, None, 0.0, ()))),
-    ((None, (2.24e-07, 8.8e-07, 4.48e-08, 2.24e-07, None, 0.0, ())),),
-    ((None, (2.8e-08, 5.4e-08, 2.8e-08, 2.8e-08, None, 0.0, ())),),
-    ((None, (2.75e-06, 8.1e-06, 2.75e-06, 2.75e-06, None, 0.0, ())),),
-    ((None, (1.5e-07, 4.5e-07, 1.5e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, (7.5e-08, 7.5e-08, 7.5e-09, 7.5e-08, None, 0.0, ())),),
-    ((None, (2.9e-08, 5.9e-08, 2.9e-08, 2.9e-08, None, 0.0, ())),),
-    ((None, (2e-06, 6e-06, 2e-06, 2e-06, None, 0.0, ())), (('since', 2026, 10, 19), (2e-06, 6e-06, 2e-07, 2e-06, None, 0.0, ()))),
-    ((None, (6.8e-07, 2.09e-06, 7e-08, 6.8e-07, None, 0.0, ())), (('since', 2026, 11, 3), (7e-07, 2.1e-06, 7e-08, 7e-07, None, 0.0, ()))),
-    ((None, (4e-07, 2e-06, 4e-07, 4e-07, None, 0.0, ())), (('since', 2026, 10, 19), (4e-07, 2e-06, 4e-08, 4e-07, None, 0.0, ()))),
-    ((None, (7.5e-07, 3.75e-06, 7.5e-07, 7.5e-07, None, 0.0, ())),),
-    ((None, (2e-07, 1e-06, 2e-08, 2e-07, None, 0.0, ())),),
-    ((None, (1e-08, 1.9e-08, 1e-08, 1e-08, None, 0.0, ())), (('since', 2026, 10, 19), (2.9e-08, 3e-08, 2.9e-08, 2.9e-08, None, 0.0, ())), (('since', 2026, 11, 3), (1.5e-07, 1.5e-07, 1.5e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (2e-07, 6e-07, 2e-07, 2e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2e-07, 6e-07, 2e-08, 2e-07, None, 0.0, ()))),
-    ((None, (5e-08, 9e-08, 5e-08, 5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (5e-08, 8e-08, 5e-08, 5e-08, None, 0.0, ()))),
-    ((None, (7.5e-08, 3e-07, 7.5e-09, 7.5e-08, None, 0.0, ())),),
-    ((None, (5e-08, 1.5e-07, 5e-08, 5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (3.51e-07, 5.55e-07, 3.51e-07, 3.51e-07, None, 0.0, ()))),
-    ((None, (7.5e-08, 2e-07, 7.5e-08, 7.5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (9.375e-08, 2.5e-07, 9.375e-08, 9.375e-08, None, 0.0, ())), (('since', 2026, 11, 3), (1e-07, 3e-07, 1e-08, 1e-07, None, 0.0, ()))),
-    ((None, (9e-07, 9e-07, 9e-07, 9e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2e-06, 6e-06, 2e-07, 2e-06, None, 0.0, ()))),
-    ((None, (1e-07, 3e-07, 1e-08, 1e-07, None, 0.0, ())),),
-    ((None, (8e-08, 2.4e-07, 8e-08, 8e-08, None, 0.0, ())),),
-    ((None, (6e-07, 2.5e-06, 6e-07, 6e-07, None, 0.0, ())), (('since', 2026, 10, 19), (6e-07, 2.5e-06, 1.5e-07, 6e-07, None, 0.0, ()))),
-    ((None, (4e-07, 1.9e-06, 9e-08, 4e-07, None, 0.0, ())), (('since', 2026, 10, 19), (5e-07, 2.5e-06, 1.5e-07, 5e-07, None, 0.0, ())), (('since', 2026, 11, 3), (5.32e-07, 3.325e-06, 2.09e-07, 5.32e-07, None, 0.0, ()))),
-    ((None, (6.8e-07, 3.41e-06, 3.4e-07, 6.8e-07, None, 0.0, ())), (('since', 2026, 10, 19), (6.5e-07, 3.41e-06, 1.5e-07, 6.5e-07, None, 0.0, ())), (('since', 2026, 11, 3), (9.5e-07, 4e-06, 1.6e-07, 9.5e-07, None, 0.0, ()))),
-    ((None, (7.5e-07, 3.5e-06, 1.6e-07, 7.5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (6.712e-07, 3.35e-06, 1.8e-07, 6.712e-07, None, 0.0, ())), (('since', 2026, 11, 3), (9.5e-07, 4e-06, 1.9e-07, 9.5e-07, None, 0.0, ()))),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3e-06, None, 0.0, ())), (('since', 2026, 10, 19), (2.39e-07, 1.1936e-05, 2.1e-07, 2.39e-07, None, 0.0, ())), (('since', 2026, 11, 3), (3e-06, 1.5e-05, 3e-07, 3e-06, None, 0.0, ()))),
-    ((None, (2.28e-06, 1.14e-05, 2.28e-07, 2.28e-06, None, 0.0, ())), (('since', 2026, 11, 9), (9.17e-07, 6e-06, 2.26e-07, 9.17e-07, None, 0.0, ()))),
-    ((None, (4e-07, 6e-07, 4e-07, 4e-07, None, 0.0, ())),),
-    ((None, (9e-07, 1.9e-06, 9e-07, 9e-07, None, 0.0, ())),),
-    ((None, (4.5e-07, 9.5e-07, 4.5e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (3.375e-06, 4.5e-06, 3.375e-06, 3.375e-06, None, 0.0, ())),),
-    ((None, (9.375e-08, 7.5e-07, 9.375e-08, 9.375e-08, None, 0.0, ())),),
-    ((None, (7.5e-07, 1.5e-06, 7.5e-07, 7.5e-07, None, 0.0, ())),),
-    ((None, (2.5e-08, 1e-07, 2.5e-09, 2.5e-08, None, 0.0, ())),),
-    ((None, (7.5e-08, 2.5e-07, 1.5e-08, 7.5e-08, None, 0.0, ())),),
-    ((None, (1.25e-06, 2e-06, 1.25e-06, 1.25e-06, None, 0.0, ())),),
-    ((None, (7e-07, 8e-07, 7e-07, 7e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1e-06, 1e-06, 1e-06, 1e-06, None, 0.0, ()))),
-    ((None, (1.2e-07, 3e-07, 1.2e-07, 1.2e-07, None, 0.0, ())), (('since', 2026, 10, 19), (7e-07, 7e-07, 7e-07, 7e-07, None, 0.0, ()))),
-    ((None, (1e-06, 3e-06, 1e-06, 1e-06, None, 0.0, ())), (('since', 2026, 11, 3), (1e-06, 3e-06, 2e-07, 1e-06, None, 0.0, ()))),
-    ((None, (5e-08, 2e-07, 5e-08, 5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (6e-08, 2.4e-07, 6e-08, 6e-08, None, 0.0, ())), (('since', 2026, 11, 3), (6e-08, 2.4e-07, 1.2e-08, 6e-08, None, 0.0, ()))),
-    ((None, (9e-08, 4.5e-07, 9e-08, 9e-08, None, 0.0, ())), (('since', 2026, 10, 19), (8e-08, 4.5e-07, 8e-08, 8e-08, None, 0.0, ())), (('since', 2026, 11, 3), (8.5e-08, 4e-07, 8.5e-08, 8.5e-08, None, 0.0, ())), (('since', 2026, 11, 9), (8e-08, 4.5e-07, 8e-08, 8e-08, None, 0.0, ()))),
-    ((None, (5e-07, 2.5e-06, 1.5e-07, 5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (6e-07, 2.4e-06, 1.2e-07, 6e-07, None, 0.0, ()))),
-    ((None, (7e-08, 2e-07, 4e-08, 7e-08, None, 0.0, ())), (('since', 2026, 11, 3), (5e-08, 2e-07, 1e-08, 5e-08, None, 0.0, ()))),
-    ((None, (1e-07, 4e-07, 8e-08, 1e-07, None, 0.0, ())), (('since', 2026, 10, 20), (1.5e-07, 5e-07, 2e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (4e-08, 1.6e-07, 4e-08, 4e-08, None, 0.0, ())),),
-    ((None, (4e-07, 1.6e-06, 1e-07, 4e-07, None, 0.0, ())),),
-    ((None, (2e-07, 8e-07, 5e-08, 2e-07, None, 0.0, ())),),
-    ((None, (1e-07, 4e-07, 2.5e-08, 1e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1e-07, 4e-07, 3e-08, 1e-07, None, 0.0, ()))),
-    ((None, (5e-08, 2e-07, 1.25e-08, 5e-08, None, 0.0, ())),),
-    ((None, (1e-06, 4e-06, 2.5e-07, 1e-06, None, 0.0, ())),),
-    ((None, (7.5e-05, 0.00015, 7.5e-05, 7.5e-05, None, 0.0, ())),),
-    ((None, (2.5e-06, 1e-05, 2.5e-06, 2.5e-06, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-06, 1e-05, 1.25e-06, 2.5e-06, None, 0.0, ()))),
-    ((None, (1.25e-06, 5e-06, 6.25e-07, 1.25e-06, None, 0.0, ())),),
-    ((None, (1.25e-07, 1e-06, 1.25e-08, 1.25e-07, None, 0.0, ())),),
-    ((None, (5e-08, 4e-07, 1e-08, 5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (5e-08, 4e-07, 5e-09, 5e-08, None, 0.0, ()))),
-    ((None, (2.5e-08, 2e-07, 2.5e-09, 2.5e-08, None, 0.0, ())),),
-    ((None, (1.5e-05, 0.00012, 1.5e-05, 1.5e-05, None, 0.0, ())),),
-    ((None, (7.5e-06, 6e-05, 7.5e-06, 7.5e-06, None, 0.0, ())),),
-    ((None, (1.25e-06, 1e-05, 1.3e-07, 1.25e-06, None, 0.0, ())), (('since', 2026, 10, 19), (1.25e-06, 1e-05, 1.25e-07, 1.25e-06, None, 0.0, ()))),
-    ((None, (2.5e-07, 2e-06, 2.5e-08, 2.5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-07, 2e-06, 3e-08, 2.5e-07, None, 0.0, ()))),
-    ((None, (6.25e-07, 5e-06, 6.25e-08, 6.25e-07, None, 0.0, ())),),
-    ((None, (2.1e-05, 0.000168, 2.1e-05, 2.1e-05, None, 0.0, ())),),
-    ((None, (1.05e-05, 8.4e-05, 1.05e-05, 1.05e-05, None, 0.0, ())),),
-    ((None, (8.75e-07, 7e-06, 8.75e-08, 8.75e-07, None, 0.0, ())),),
-    ((None, (3.75e-07, 2.25e-06, 3.75e-08, 3.75e-07, None, 0.0, ())),),
-    ((None, (1e-07, 6.25e-07, 1e-08, 1e-07, None, 0.0, ())),),
-    ((None, (3e-05, 0.00018, 3e-05, 3e-05, None, 0.0, ((272000, 6e-05, 0.00027, 6e-05, 6e-05, None, 0.0),))),),
-    ((None, (1.5e-05, 9e-05, 1.5e-05, 1.5e-05, None, 0.0, ((272000, 3e-05, 0.000135, 3e-05, 3e-05, None, 0.0),))),),
-    ((None, (1.25e-06, 7.5e-06, 1.25e-07, 1.25e-06, None, 0.0, ((272000, 2.5e-06, 1.125e-05, 2.5e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (1e-07, 6e-07, 1e-08, 1.25e-07, None, 0.0, ((272000, 2e-07, 9e-07, 2e-08, 2.5e-07, None, 0.0),))),),
-    ((None, (2e-06, 1e-05, 2e-07, 2.5e-06, None, 0.0, ((272000, 4e-06, 1.5e-05, 4e-07, 5e-06, None, 0.0),))), (('since', 2026, 10, 19), (4e-06, 2e-05, 4e-07, 5e-06, None, 0.0, ((272000, 8e-06, 3e-05, 8e-07, 1e-05, None, 0.0),)))),
-    ((None, (1e-06, 6e-06, 1e-07, 1.25e-06, None, 0.0, ((272000, 2e-06, 9e-06, 2e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (5e-06, 2.5e-05, 5e-07, 6.25e-06, None, 0.0, ((272000, 1e-05, 3.75e-05, 1e-06, 1.25e-05, None, 0.0),))),),
-    ((None, (1e-07, 5e-07, 1e-08, 1.25e-07, None, 0.0, ((272000, 2e-07, 7.5e-07, 2e-08, 2.5e-07, None, 0.0),))),),
-    ((None, (5e-08, 2.5e-07, 5e-09, 6.25e-08, None, 0.0, ((272000, 1e-07, 3.75e-07, 1e-08, 1.25e-07, None, 0.0),))),),
-    ((None, (2e-06, 1e-05, 2e-07, 2.5e-06, None, 0.0, ((272000, 4e-06, 1.5e-05, 4e-07, 5e-06, None, 0.0),))),),
-    ((None, (1e-06, 5e-06, 1e-07, 1.25e-06, None, 0.0, ((272000, 2e-06, 7.5e-06, 2e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (2e-06, 1e-05, 1e-07, 2.5e-06, None, 0.0, ((272000, 4e-06, 1.5e-05, 2e-07, 5e-06, None, 0.0),))),),
-    ((None, (1e-06, 5e-06, 5e-08, 1.25e-06, None, 0.0, ((272000, 2e-06, 7.5e-06, 1e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (5e-07, 2.5e-06, 2.5e-08, 6.25e-07, None, 0.0, ((272000, 1e-06, 3.75e-06, 5e-08, 1.25e-06, None, 0.0),))),),
-    ((None, (3.9e-08, 1.8e-07, 3.9e-08, 3.9e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1.5e-07, 6e-07, 7.5e-08, 1.5e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1e-07, 5e-07, 1e-07, 1e-07, None, 0.0, ()))),
-    ((None, (2.96e-08, 1.36e-07, 2.96e-08, 2.96e-08, None, 0.0, ())),),
-    ((None, (2.9e-08, 1.4e-07, 2.9e-08, 2.9e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1.8e-08, 9e-08, 9e-09, 1.8e-08, None, 0.0, ())), (('since', 2026, 11, 3), (3e-08, 1.4e-07, 9e-09, 3e-08, None, 0.0, ()))),
-    ((None, (2.4e-08, 1.12e-07, 2.4e-08, 2.4e-08, None, 0.0, ())),),
-    ((None, (7.5e-08, 3e-07, 3.7e-08, 7.5e-08, None, 0.0, ())), (('since', 2026, 10, 19), (7.5e-08, 3e-07, 3.75e-08, 7.5e-08, None, 0.0, ()))),
-    ((None, (1.1e-06, 4.4e-06, 1.1e-06, 1.1e-06, None, 0.0, ())),),
-    ((None, (1e-05, 4e-05, 2.5e-06, 1e-05, None, 0.0, ())),),
-    ((None, (5.5e-07, 2.2e-06, 2.75e-07, 5.5e-07, None, 0.0, ())),),
-    ((None, (5.5e-07, 2.2e-06, 1.375e-07, 5.5e-07, None, 0.0, ())),),
-    ((None, (5e-08, 5e-07, 3e-09, 5e-08, None, 0.0, ())),),
-    ((None, (2e-06, 8e-06, 2e-06, 2e-06, 3e-06, 0.0, ())),),
-    ((None, (1e-06, 5e-06, 1e-06, 1e-06, None, 0.0, ())),),
-    ((None, (7e-08, 3.5e-07, 7e-08, 7e-08, None, 0.0, ())),),
-    ((None, (9e-08, 1.8e-07, 9e-09, 9e-08, None, 0.0, ())),),
-    ((None, (6e-08, 1.2e-07, 3e-08, 6e-08, None, 0.0, ())),),
-    ((None, (7.5e-08, 5e-07, 3.75e-08, 7.5e-08, None, 0.0, ())),),
-    ((None, (8e-08, 1.3e-07, 4e-08, 8e-08, None, 0.0, ())),),
-    ((None, (5.625e-07, 1.125e-06, 5.625e-07, 5.625e-07, None, 0.0, ())),),
-    ((None, (1.6e-06, 6.4e-06, 6.4e-07, 1.6e-06, None, 0.0, ())),),
-    ((None, (5e-08, 2e-07, 2e-08, 5e-08, None, 0.0, ())),),
-    ((None, (2.1e-07, 6.3e-07, 2.1e-07, 2.1e-07, None, 0.0, ())),),
-    ((None, (1.2e-07, 3.9e-07, 1.2e-07, 1.2e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3.6e-07, 4e-07, 3.6e-07, 3.6e-07, None, 0.0, ()))),
-    ((None, (4e-08, 1e-07, 4e-08, 4e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1e-07, 2e-07, 1e-07, 1e-07, None, 0.0, ()))),
-    ((None, (6e-08, 1.5e-07, 6e-08, 6e-08, None, 0.0, ())), (('since', 2026, 10, 19), (6.6e-07, 1e-06, 6.6e-07, 6.6e-07, None, 0.0, ()))),
-    ((None, (1.6e-06, 6.4e-06, 1.6e-06, 1.6e-06, None, 0.0, ())),),
-    ((None, (4e-07, 1.2e-06, 1.6e-07, 4e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.6e-07, 7.8e-07, 5.2e-08, 3.25e-07, None, 0.0, ((256000, 7.8e-07, 2.34e-06, 1.56e-07, 9.75e-07, None, 0.0),)))),
-    ((None, (2.6e-07, 7.8e-07, 2.6e-07, 2.6e-07, None, 0.0, ())),),
-    ((None, (2.6e-07, 7.8e-07, 2.6e-07, 3.25e-07, None, 0.0, ())),),
-    ((None, (7e-07, 7e-07, 7e-07, 7e-07, None, 0.0, ())), (('since', 2026, 10, 19), (8e-07, 1e-06, 4e-07, 8e-07, None, 0.0, ()))),
-    ((None, (6e-08, 2.4e-07, 6e-08, 6e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1.2e-07, 2.4e-07, 1.2e-07, 1.2e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1e-07, 2.2e-07, 1e-07, 1e-07, None, 0.0, ()))),
-    ((None, (1.3e-07, 6e-07, 1.3e-07, 1.3e-07, None, 0.0, ())),),
-    ((None, (9e-08, 1e-07, 9e-08, 9e-08, None, 0.0, ())), (('since', 2026, 10, 19), (9e-08, 5.5e-07, 9e-08, 9e-08, None, 0.0, ()))),
-    ((None, (1e-07, 1e-07, 1e-07, 1e-07, None, 0.0, ())), (('since', 2026, 10, 19), (4.5e-07, 3.5e-06, 4.5e-07, 4.5e-07, None, 0.0, ()))),
-    ((None, (8e-08, 2.9e-07, 8e-08, 8e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1.2e-07, 5e-07, 1.2e-07, 1.2e-07, None, 0.0, ()))),
-    ((None, (4.815e-08, 1.9305e-07, 4.815e-08, 4.815e-08, None, 0.0, ())), (('since', 2026, 10, 19), (9e-08, 3e-07, 9e-08, 9e-08, None, 0.0, ()))),
-    ((None, (8e-08, 4e-07, 8e-08, 8e-08, None, 0.0, ())),),
-    ((None, (1e-07, 3e-07, 1e-07, 1e-07, None, 0.0, ())), (('since', 2026, 10, 19), (8e-08, 2.8e-07, 8e-08, 8e-08, None, 0.0, ())), (('since', 2026, 11, 3), (1.4e-07, 4e-07, 9e-08, 1.4e-07, None, 0.0, ()))),
-    ((None, (2.2e-07, 1.8e-06, 2.2e-07, 2.2e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3e-07, 1e-06, 1e-07, 3e-07, None, 0.0, ()))),
-    ((None, (7e-08, 2.7e-07, 7e-08, 7e-08, None, 0.0, ())), (('since', 2026, 10, 19), (7e-08, 2.8e-07, 7e-08, 7e-08, None, 0.0, ()))),
-    ((None, (1.95e-07, 9.75e-07, 3.9e-08, 2.4375e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.95e-07, 9.75e-07, 3.9e-08, 2.4375e-07, None, 0.0, ((128000, 5.2e-07, 2.6e-06, 1.04e-07, 6.5e-07, None, 0.0), (32000, 3.25e-07, 1.625e-06, 6.5e-08, 4.0625e-07, None, 0.0))))),
-    ((None, (1.1e-07, 8e-07, 7e-08, 1.1e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.2e-07, 8e-07, 7e-08, 1.2e-07, None, 0.0, ()))),
-    ((None, (6.5e-07, 3.25e-06, 1.3e-07, 8.125e-07, None, 0.0, ())),),
-    ((None, (1.2e-06, 6e-06, 1.2e-06, 1.2e-06, None, 0.0, ())),),
-    ((None, (7.8e-07, 3.9e-06, 7.8e-07, 7.8e-07, None, 0.0, ())),),
-    ((None, (9e-08, 1.1e-06, 9e-08, 9e-08, None, 0.0, ())),),
-    ((None, (9.75e-08, 7.8e-07, 9.75e-08, 9.75e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1.5e-07, 1.2e-06, 1.5e-07, 1.5e-07, None, 0.0, ()))),
-    ((None, (2e-07, 8.8e-07, 1.1e-07, 2e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.1e-07, 1.9e-06, 1e-07, 2.1e-07, None, 0.0, ()))),
-    ((None, (2.6e-07, 2.6e-06, 2.6e-07, 2.6e-07, None, 0.0, ())),),
-    ((None, (1.3e-07, 5.2e-07, 1.3e-07, 1.3e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.5e-07, 6e-07, 1.5e-07, 1.5e-07, None, 0.0, ())), (('since', 2026, 11, 3), (2e-07, 7e-07, 2e-07, 2e-07, None, 0.0, ()))),
-    ((None, (1.3e-07, 1.56e-06, 1.3e-07, 1.3e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.9e-07, 1e-06, 2.9e-07, 2.9e-07, None, 0.0, ()))),
-    ((None, (1.04e-07, 4.16e-07, 1.04e-07, 1.04e-07, None, 0.0, ())),),
-    ((None, (8e-08, 5e-07, 8e-08, 8e-08, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-07, 7.5e-07, 1.2e-07, 2.5e-07, None, 0.0, ()))),
-    ((None, (1.17e-07, 1.365e-06, 1.17e-07, 1.17e-07, None, 0.0, ())),),
-    ((None, (2.6e-07, 2.08e-06, 2.6e-07, 2.6e-07, None, 0.0, ())),),
-    ((None, (1.95e-07, 1.56e-06, 1.95e-07, 1.95e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.7e-07, 2.16e-06, 2.7e-07, 2.7e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1.95e-07, 1.56e-06, 1.95e-07, 1.95e-07, None, 0.0, ()))),
-    ((None, (1.4e-07, 1e-06, 5e-08, 1.4e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.5e-07, 1e-06, 5e-08, 1.5e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1.625e-07, 1.3e-06, 5e-08, 1.625e-07, None, 0.0, ()))),
-    ((None, (3.9e-07, 2.34e-06, 3.9e-07, 3.9e-07, None, 0.0, ())), (('since', 2026, 10, 19), (5e-07, 3.6e-06, 3e-07, 5e-07, None, 0.0, ())), (('since', 2026, 10, 20), (3.9e-07, 2.34e-06, 3e-07, 3.9e-07, None, 0.0, ()))),
-    ((None, (1e-07, 1.5e-07, 1e-07, 1e-07, None, 0.0, ())),),
-    ((None, (6.5e-08, 2.6e-07, 6.5e-08, 6.5e-08, None, 0.0, ())),),
-    ((None, (4e-07, 2.4e-06, 4e-07, 4e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.6e-07, 1.56e-06, 2.6e-07, 2.6e-07, None, 0.0, ((256000, 3.25e-07, 1.95e-06, 3.25e-07, 3.25e-07, None, 0.0),)))),
-    ((None, (3e-07, 1.8e-06, 3e-07, 3.75e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3e-07, 1.8e-06, 3e-07, 3.75e-07, None, 0.0, ((256000, 3.75e-07, 2.25e-06, 3.75e-07, 4.6875e-07, None, 0.0),)))),
-    ((None, (2.89e-07, 2.4e-06, 2.89e-07, 2.89e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-07, 2e-06, 2.5e-08, 2.5e-07, None, 0.0, ())), (('since', 2026, 11, 3), (4.5e-07, 2.7e-06, 2.5e-08, 4.5e-07, None, 0.0, ()))),
-    ((None, (1.4e-07, 1e-06, 1.4e-07, 1.4e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.5e-07, 1e-06, 5e-08, 1.5e-07, None, 0.0, ())), (('since', 2026, 10, 20), (1e-07, 9.5e-07, 5e-08, 1e-07, None, 0.0, ())), (('since', 2026, 11, 9), (1e-07, 9.5e-07, 1e-07, 1e-07, None, 0.0, ()))),
-    ((None, (1.875e-07, 1.125e-06, 1.875e-07, 2.34375e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.875e-07, 1.125e-06, 1.875e-07, 2.34375e-07, None, 0.0, ((256000, 7.5e-07, 3e-06, 7.5e-07, 9.375e-07, None, 0.0),)))),
-    ((None, (1.04e-06, 6.24e-06, 1.04e-06, 1.3e-06, None, 0.0, ())),),
-    ((None, (3.25e-07, 1.95e-06, 3.25e-07, 4.0625e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3.25e-07, 1.95e-06, 3.25e-07, 4.0625e-07, None, 0.0, ((256000, 1.3e-06, 3.9e-06, 1.3e-06, 1.625e-06, None, 0.0),)))),
-    ((None, (3e-08, 1.3e-07, 6e-09, 3.8e-08, None, 0.0, ((256000, 2e-07, 8e-07, 4e-08, 2.5e-07, None, 0.0), (32000, 1e-07, 4e-07, 2e-08, 1.25e-07, None, 0.0)))),),
-    ((None, (1.25e-06, 3.75e-06, 2.5e-07, 1.5625e-06, None, 0.0, ())), (('since', 2026, 10, 19), (1.475e-06, 4.425e-06, 2.95e-07, 1.84375e-06, None, 0.0, ()))),
-    ((None, (4e-07, 1.6e-06, 8e-08, 5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3.2e-07, 1.28e-06, 6.4e-08, 4e-07, None, 0.0, ((256000, 9.6e-07, 3.84e-06, 1.92e-07, 1.2e-06, None, 0.0),)))),
-    ((None, (2.3e-07, 9.2e-07, 2.3e-07, 2.3e-07, None, 0.0, ())),),
-    ((None, (2e-06, 6e-06, 2.5e-07, 2e-06, None, 0.0, ())), (('since', 2026, 11, 3), (2e-06, 6e-06, 2.5e-07, 2.5e-06, None, 0.0, ()))),
-    ((None, (2.4e-07, 2.2e-06, 5e-08, 2.4e-07, None, 0.0, ())), (('since', 2026, 11, 3), (4.25e-07, 2.55e-06, 8.5e-08, 5.3125e-07, None, 0.0, ()))),
-    ((None, (1.6e-07, 2e-06, 4e-08, 2e-07, None, 0.0, ())),),
-    ((None, (4e-06, 1.2e-05, 5e-07, 4e-06, None, 0.0, ())),),
-    ((None, (4.5e-06, 4.5e-06, 4.5e-06, 4.5e-06, None, 0.0, ())),),
-    ((None, (1e-06, 3e-06, 1e-07, 1e-06, None, 0.0, ())), (('since', 2026, 10, 20), (3e-07, 1e-06, 4e-08, 3e-07, None, 0.0, ())), (('since', 2026, 11, 3), (4e-07, 1.2e-06, 4e-08, 4e-07, None, 0.0, ()))),
-    ((None, (8.5e-07, 1.25e-06, 8.5e-07, 8.5e-07, None, 0.0, ())),),
-    ((None, (2e-07, 6e-07, 5e-08, 2e-07, None, 0.0, ())),),
-    ((None, (9.5e-07, 4e-06, 1.5e-07, 9.5e-07, None, 0.0, ())),),
-    ((None, (2e-08, 5e-08, 2e-08, 2e-08, None, 0.0, ())), (('since', 2026, 10, 19), (4e-08, 5e-08, 4e-08, 4e-08, None, 0.0, ()))),
-    ((None, (7e-07, 8e-07, 7e-07, 7e-07, None, 0.0, ())), (('since', 2026, 10, 19), (8.5e-07, 8.5e-07, 8.5e-07, 8.5e-07, None, 0.0, ()))),
-    ((None, (7e-07, 8e-07, 7e-07, 7e-07, None, 0.0, ())), (('since', 2026, 10, 19), (6.5e-07, 7.5e-07, 6.5e-07, 6.5e-07, None, 0.0, ()))),
-    ((None, (7e-07, 9.5e-07, 7e-07, 7e-07, None, 0.0, ())),),
-    ((None, (9e-08, 3e-07, 2e-08, 9e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1e-07, 3e-07, 2e-08, 1e-07, None, 0.0, ()))),
-    ((None, (8.5e-07, 3.4e-06, 8.5e-07, 8.5e-07, None, 0.0, ())),),
-    ((None, (1.4e-07, 5.7e-07, 1.4e-07, 1.4e-07, None, 0.0, ())),),
-    ((None, (4.4e-08, 1.77e-07, 4.4e-08, 4.4e-08, None, 0.0, ())),),
-    ((None, (7.4e-08, 2.95e-07, 7.4e-08, 7.4e-08, None, 0.0, ())),),
-    ((None, (6.3e-08, 2.1e-07, 2.1e-08, 6.3e-08, None, 0.0, ())), (('since', 2026, 10, 19), (1.8e-07, 6e-07, 6e-08, 1.8e-07, None, 0.0, ()))),
-    ((None, (3e-07, 5e-07, 1.5e-07, 3e-07, None, 0.0, ())),),
-    ((None, (5e-07, 8e-07, 5e-07, 5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (5.5e-07, 8e-07, 2.5e-07, 5.5e-07, None, 0.0, ()))),
-    ((None, (5e-07, 5e-07, 5e-07, 5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (4e-07, 4e-07, 4e-07, 4e-07, None, 0.0, ()))),
-    ((None, (4.5e-07, 1.2e-06, 1e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (3.6e-07, 9.6e-07, 8e-08, 3.6e-07, None, 0.0, ())),),
-    ((None, (4.2e-08, 0.0, 4.2e-08, 4.2e-08, None, 0.0, ())),),
-    ((None, (8e-07, 3.2e-06, 3e-08, 8e-07, None, 0.0, ())),),
-    ((None, (2.5e-06, 7.5e-06, 2.5e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (8e-07, 1.2e-06, 8e-07, 8e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3.5e-07, 6.5e-07, 3.5e-07, 3.5e-07, None, 0.0, ()))),
-    ((None, (5e-08, 2e-07, 5e-09, 5e-08, None, 0.0, ())),),
-    ((None, (9e-08, 3.6e-07, 1.8e-08, 9e-08, None, 0.0, ())), (('since', 2026, 10, 20), (1.5e-07, 6e-07, 3e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (3e-07, 5e-07, 3e-07, 3e-07, None, 0.0, ())),),
-    ((None, (2e-07, 5e-07, 5e-08, 2e-07, None, 0.0, ((128000, 4e-07, 1e-06, 5e-08, 4e-07, None, 0.0),))),),
-    ((None, (1.25e-06, 2.5e-06, 2e-07, 1.25e-06, None, 0.0, ())), (('since', 2026, 10, 19), (1.25e-06, 2.5e-06, 2e-07, 1.25e-06, None, 0.0, ((200000, 2.5e-06, 5e-06, 4e-07, 2.5e-06, None, 0.0),)))),
-    ((None, (2e-06, 6e-06, 2e-07, 2e-06, None, 0.0, ())), (('since', 2026, 10, 19), (1.25e-06, 2.5e-06, 2e-07, 1.25e-06, None, 0.0, ((200000, 2.5e-06, 5e-06, 4e-07, 2.5e-06, None, 0.0),)))),
-    ((None, (1e-06, 2e-06, 1.6e-07, 1e-06, None, 0.0, ((200000, 2e-06, 4e-06, 3.2e-07, 2e-06, None, 0.0),))),),
-    ((None, (2e-06, 6e-06, 3e-07, 2e-06, None, 0.0, ((200000, 4e-06, 1.2e-05, 6e-07, 4e-06, None, 0.0),))),),
-    ((None, (1.6e-06, 4.8e-06, 4e-07, 1.6e-06, None, 0.0, ((200000, 3.2e-06, 9.6e-06, 8e-07, 3.2e-06, None, 0.0),))),),
-    ((None, (1e-06, 2e-06, 2e-07, 1e-06, None, 0.0, ())), (('since', 2026, 10, 19), (1e-06, 2e-06, 2e-07, 1e-06, None, 0.0, ((200000, 2e-06, 4e-06, 4e-07, 2e-06, None, 0.0),)))),
-    ((None, (2e-07, 1.5e-06, 2e-08, 2e-07, None, 0.0, ())),),
-    ((None, (1.4e-07, 2.8e-07, 2.8e-09, 1.4e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1.19e-07, 2.38e-07, 2.55e-09, 1.19e-07, None, 0.0, ())), (('since', 2026, 11, 9), (4e-07, 2e-06, 8e-08, 4e-07, None, 0.0, ()))),
-    ((None, (4.35e-06, 8.7e-06, 3.6e-08, 4.35e-06, None, 0.0, ())),),
-    ((None, (3.75e-06, 3.75e-06, 3.75e-06, 3.75e-06, None, 0.0, ())),),
-    ((None, (1.25e-07, 8.5e-07, 6e-08, 1.25e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.3e-07, 8.5e-07, 2.5e-08, 1.3e-07, None, 0.0, ())), (('since', 2026, 11, 3), (2e-07, 1.1e-06, 3e-08, 2e-07, None, 0.0, ()))),
-    ((None, (4.3e-07, 1.74e-06, 8e-08, 4.3e-07, None, 0.0, ())), (('since', 2026, 10, 19), (5.5e-07, 2.2e-06, 1.1e-07, 5.5e-07, None, 0.0, ())), (('since', 2026, 11, 3), (6e-07, 2.2e-06, 1.1e-07, 6e-07, None, 0.0, ()))),
-    ((None, (3e-07, 9e-07, 5e-08, 3e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3e-07, 9e-07, 5.5e-08, 3e-07, None, 0.0, ())), (('since', 2026, 11, 3), (3e-07, 9e-07, 5e-08, 3e-07, None, 0.0, ()))),
-    ((None, (4e-07, 1.75e-06, 8e-08, 4e-07, None, 0.0, ())), (('since', 2026, 10, 19), (5.4e-07, 1.98e-06, 9.9e-08, 5.4e-07, None, 0.0, ())), (('since', 2026, 11, 3), (6e-07, 2.2e-06, 1.1e-07, 6e-07, None, 0.0, ()))),
-    ((None, (6e-08, 4e-07, 1e-08, 6e-08, None, 0.0, ())), (('since', 2026, 10, 19), (6.05e-08, 4e-07, 1e-08, 6.05e-08, None, 0.0, ()))),
-    ((None, (6e-07, 1.92e-06, 1.2e-07, 6e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1e-06, 3.2e-06, 2e-07, 1e-06, None, 0.0, ())), (('since', 2026, 10, 20), (6e-07, 1.92e-06, 1.2e-07, 6e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1e-06, 3.2e-06, 2e-07, 1e-06, None, 0.0, ()))),
-    ((None, (9.8e-07, 3.08e-06, 1.82e-07, 9.8e-07, None, 0.0, ())), (('since', 2026, 10, 19), (9.66e-07, 3.036e-06, 1.794e-07, 9.66e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1.4e-06, 4.4e-06, 2.6e-07, 1.4e-06, None, 0.0, ()))),
-    ((None, (1.4e-06, 4.4e-06, 2.6e-07, 1.4e-06, None, 0.0, ())), (('since', 2026, 10, 19), (6.2e-07, 2.42e-06, 1.4e-07, 6.2e-07, None, 0.0, ())), (('since', 2026, 11, 3), (1.4e-06, 4.4e-06, 2.6e-07, 1.4e-06, None, 0.0, ()))),
-    ((None, (6.23e-07, 1.271e-06, 2.1e-07, 6.23e-07, None, 0.0, ())),),
-    ((None, (1.4e-06, 4.4e-06, 2.6e-07, 1.4e-06, None, 0.0, ())), (('since', 2026, 10, 19), (7.9e-08, 1.4e-06, 7.8e-08, 7.9e-08, None, 0.0, ())), (('since', 2026, 11, 3), (1.4e-06, 4.4e-06, 2.6e-07, 1.4e-06, None, 0.0, ()))),
-    ((None, (7.5e-08, 2.5e-07, 1.5e-08, 7.5e-08, None, 0.0, ())), (('since', 2026, 9, 10), (1.5e-07, 5e-07, 3e-08, 1.5e-07, None, 0.0, ())), (('since', 2026, 10, 19), (4.8e-08, 1.6e-07, 6e-09, 4.8e-08, None, 0.0, ())), (('since', 2026, 10, 20), (1.5e-07, 5e-07, 3e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (5e-08, 1.8e-07, 1e-08, 5e-08, None, 0.0, ())), (('since', 2026, 11, 9), (6.1e-08, 1.24e-07, 2.6e-08, 6.1e-08, None, 0.0, ()))),
-    ((None, (3.7e-07, 1.25e-06, 9e-08, 3.7e-07, None, 0.0, ())), (('since', 2026, 11, 3), (3.7e-07, 1.25e-06, 7.5e-08, 3.7e-07, None, 0.0, ()))),
-    ((None, (2.8e-06, 8.8e-06, 5.6e-07, 2.8e-06, None, 0.0, ())),),
-    ((None, (4.5e-07, 2e-06, 1e-07, 4.5e-07, None, 0.0, ())),),
-    ((None, (1e-05, 5e-05, 1e-06, 1.25e-05, None, 0.0, ())), (('since', 2026, 10, 19), (1e-05, 5e-05, 2.5e-07, 1.25e-05, None, 0.0, ()))),
-    ((None, (1e-06, 5e-06, 1e-07, 1.25e-06, None, 0.0, ())), (('since', 2026, 10, 7), (1e-07, 5e-07, 1e-08, 1.25e-07, None, 0.0, ((100000, 5e-07, 2.5e-06, 5e-08, 6.25e-07, None, 0.0),)))),
-    ((None, (5e-06, 2.5e-05, 5e-07, 6.25e-06, None, 0.0, ())), (('since', 2026, 9, 22), (4e-06, 2e-05, 2e-07, 5e-06, None, 0.0, ()))),
-    ((None, (3e-06, 1.5e-05, 3e-07, 3.75e-06, None, 0.0, ())), (('since', 2026, 9, 28), (2e-06, 1e-05, 2e-07, 2.5e-06, None, 0.0, ())), (('since', 2026, 10, 19), (2e-06, 1e-05, 1e-07, 2.5e-06, None, 0.0, ()))),
-    ((None, (5e-08, 1.5e-07, 1.2e-08, 5e-08, None, 0.0, ())),),
-    ((None, (2.25e-07, 8e-06, 2.3e-07, 2.25e-07, None, 0.0, ())),),
-    ((None, (6.5e-09, 4.5e-07, 6.5e-09, 6.5e-09, None, 0.0, ())), (('since', 2026, 10, 19), (6.88e-09, 1.2e-07, 3.36e-09, 6.88e-09, None, 0.0, ()))),
-    ((None, (1.5e-06, 9e-06, 1.5e-07, 8.333333333333334e-08, None, 0.0, ())), (('since', 2026, 10, 19), (7.5e-07, 3.75e-06, 7.5e-08, 4.16666666666667e-08, None, 0.0, ()))),
-    ((None, (2e-06, 1.2e-05, 2e-07, 3.75e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2e-06, 1e-05, 1e-07, 1.875e-07, None, 0.0, ()))),
-    ((None, (6.8e-07, 3.41e-06, 3.4e-07, 6.8e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.39e-07, 1.1936e-05, 2.1e-07, 2.39e-07, None, 0.0, ()))),
-    ((None, (3.92e-08, 2e-07, 6e-09, 3.92e-08, None, 0.0, ())), (('since', 2026, 10, 19), (4.8e-08, 2e-07, 6e-09, 4.8e-08, None, 0.0, ()))),
-    ((None, (4e-08, 6e-06, 2.5e-08, 4e-08, None, 0.0, ())), (('since', 2026, 10, 19), (4.2e-08, 6e-06, 2.6e-08, 4.2e-08, None, 0.0, ()))),
-    ((None, (1e-07, 3.1e-07, 1e-07, 1e-07, None, 0.0, ())),),
-    ((None, (1e-08, 0.0, 1e-08, 1e-08, None, 0.0, ())),),
-    ((None, (2.5e-07, 2.5e-06, 6.25e-08, 2.5e-07, None, 0.0, ())),),
-    ((None, (8e-09, 0.0, 8e-09, 8e-09, None, 0.0, ())),),
-    ((None, (5e-08, 0.0, 5e-08, 5e-08, None, 0.0, ())),),
-    ((None, (4e-09, 0.0, 4e-09, 4e-09, None, 0.0, ())),),
-    ((None, (3e-08, 0.0, 3e-08, 3e-08, None, 0.0, ())),),
-    ((None, (1e-06, 1e-06, 1e-06, 1e-06, None, 0.012, ())),),
-    ((None, (2e-06, 8e-06, 2e-06, 2e-06, 3e-06, 0.0, ())),),
-    ((None, (3e-06, 1.5e-05, 3e-06, 3e-06, None, 0.014, ())),),
-    ((None, (1e-06, 5e-06, 1e-06, 1e-06, None, 0.012, ())),),
-    ((None, (2e-06, 8e-06, 2e-06, 2e-06, None, 0.014, ())),),
-    ((None, (8e-06, 4e-05, 8e-06, 8e-06, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-06, 1.25e-05, 2.5e-06, 2.5e-06, None, 0.0, ())), (('since', 2026, 10, 29), (2.5e-06, 1.25e-05, 2.5e-07, 3.125e-06, None, 0.0, ()))),
-    ((None, (2.5e-06, 1.25e-05, 6.25e-08, 2.5e-06, None, 0.0, ())), (('since', 2026, 10, 29), (2.5e-06, 1.25e-05, 6.25e-08, 3.125e-06, None, 0.0, ()))),
-    ((None, (8e-07, 4e-06, 8e-07, 8e-07, None, 0.0, ())), (('since', 2026, 10, 19), (2.5e-07, 1.25e-06, 2.5e-07, 2.5e-07, None, 0.0, ())), (('since', 2026, 10, 29), (2.5e-07, 1.25e-06, 2.5e-08, 3.125e-07, None, 0.0, ()))),
-    ((None, (2.5e-08, 1.25e-07, 2.5e-09, 3.125e-08, None, 0.0, ((200000, 1.25e-07, 6.25e-07, 1.25e-08, 3.125e-08, None, 0.0),))),),
-    ((None, (4e-06, 2e-05, 4e-06, 4e-06, None, 0.0, ())),),
-    ((None, (4e-06, 2e-05, 4e-06, 4e-06, None, 0.0, ())), (('since', 2026, 10, 19), (1.25e-06, 6.25e-06, 1.25e-06, 1.25e-06, None, 0.0, ())), (('since', 2026, 10, 29), (1.25e-06, 6.25e-06, 1.25e-07, 1.5625e-06, None, 0.0, ()))),
-    ((None, (2.4e-06, 1.2e-05, 2.4e-06, 2.4e-06, None, 0.0, ())),),
-    ((None, (2e-06, 1e-05, 2e-06, 2e-06, None, 0.0, ())), (('since', 2026, 10, 19), (5e-07, 2.5e-06, 5e-07, 5e-07, None, 0.0, ())), (('since', 2026, 10, 29), (5e-07, 2.5e-06, 5e-08, 6.25e-07, None, 0.0, ()))),
-    ((None, (1.12e-07, 2.24e-07, 1.44e-08, 1.12e-07, None, 0.0, ())), (('since', 2026, 10, 19), (6e-08, 1.8e-07, 1.5e-08, 6e-08, None, 0.0, ()))),
-    ((None, (4.35e-07, 8.7e-07, 3.625e-09, 4.35e-07, None, 0.0, ())), (('since', 2026, 10, 19), (7e-07, 2.1e-06, 1e-07, 7e-07, None, 0.0, ()))),
-    ((None, (1.25e-07, 5.5e-07, 1.25e-08, 1.25e-07, None, 0.0, ())), (('since', 2026, 11, 6), (5.58e-08, 2.231e-07, 1.1e-09, 5.58e-08, None, 0.0, ()))),
-    ((None, (9.8e-08, 2.94e-07, 2.94e-09, 9.8e-08, None, 0.0, ())),),
-    ((None, (4.25e-07, 2.55e-06, 4.25e-07, 4.25e-07, None, 0.0, ())),),
-    ((None, (1.7e-06, 1.02e-05, 1.7e-06, 1.7e-06, None, 0.0, ())),),
-    ((None, (2.125e-07, 1.275e-06, 2.125e-07, 2.125e-07, None, 0.0, ())),),
-    ((None, (1.7e-06, 1.02e-05, 1.7e-06, 1.7e-06, None, 0.0, ())),),
-    ((None, (1.275e-06, 7.65e-06, 1.275e-06, 1.275e-06, None, 0.0, ())),),
-    ((None, (2.55e-07, 2.125e-06, 2.55e-07, 2.55e-07, None, 0.0, ())),),
-    ((None, (1.275e-06, 6.375e-06, 1.275e-06, 1.275e-06, None, 0.0, ())), (('since', 2026, 10, 19), (6.375e-07, 3.1875e-06, 6.375e-07, 6.375e-07, None, 0.0, ()))),
-    ((None, (6.375e-07, 3.1875e-06, 6.375e-08, 6.375e-07, None, 0.0, ())),),
-    ((None, (1.12e-06, 3.52e-06, 2.08e-07, 1.12e-06, None, 0.0, ())), (('since', 2026, 10, 19), (7e-07, 2.2e-06, 1.05e-07, 7e-07, None, 0.0, ()))),
-    ((None, (1.12e-06, 3.52e-06, 2.08e-07, 1.12e-06, None, 0.0, ())), (('since', 2026, 10, 19), (6e-07, 2.2e-06, 2e-07, 6e-07, None, 0.0, ()))),
-    ((None, (6e-08, 2e-07, 1.2e-08, 6e-08, None, 0.0, ())), (('since', 2026, 10, 19), (7e-08, 5e-08, 3e-08, 7e-08, None, 0.0, ())), (('since', 2026, 11, 6), (2.84e-08, 9.23e-08, 2.84e-08, 2.84e-08, None, 0.0, ()))),
-    ((None, (2.24e-06, 7.04e-06, 4.48e-07, 2.24e-06, None, 0.0, ())),),
-    ((None, (8e-08, 4.8e-07, 8e-09, 1e-07, None, 0.0, ())), (('since', 2026, 10, 19), (1.6e-07, 9.6e-07, 1.6e-08, 2e-07, None, 0.0, ()))),
-    ((None, (4e-06, 2.4e-05, 4e-07, 5e-06, None, 0.0, ())), (('since', 2026, 10, 19), (1.6e-06, 8e-06, 1.6e-07, 2e-06, None, 0.0, ()))),
-    ((None, (8e-07, 4.8e-06, 8e-08, 1e-06, None, 0.0, ())), (('since', 2026, 10, 19), (1.6e-06, 9.6e-06, 1.6e-07, 2e-06, None, 0.0, ()))),
-    ((None, (1e-05, 5e-05, 1e-06, 1.25e-05, None, 0.0, ((200000, 2e-05, 7.5e-05, 2e-06, 1.25e-05, None, 0.0),))),),
-    ((None, (1e-07, 5e-07, 1e-08, 1.25e-07, None, 0.0, ((200000, 2e-07, 7.5e-07, 2e-08, 1.25e-07, None, 0.0),))),),
-    ((None, (2e-06, 1e-05, 2e-07, 2.5e-06, None, 0.0, ((200000, 4e-06, 1.5e-05, 4e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (2e-06, 1e-05, 1e-07, 2.5e-06, None, 0.0, ((200000, 4e-06, 1.5e-05, 2e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (1e-06, 5e-06, 1e-07, 1.25e-06, None, 0.0, ((200000, 2e-06, 7.5e-06, 2e-07, 1.25e-06, None, 0.0),))),),
-    ((None, (1.2e-07, 4.8e-07, 6e-08, 1.2e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3e-08, 1.5e-07, 3e-08, 3e-08, None, 0.0, ()))),
-    ((None, (1.6e-06, 4.8e-06, 4e-07, 1.6e-06, None, 0.0, ())),),
-    ((None, (1.056e-07, 4.224e-07, 2.64e-08, 1.056e-07, None, 0.0, ())), (('since', 2026, 10, 19), (9.1e-08, 3.63e-07, 2.27e-08, 9.1e-08, None, 0.0, ()))),
-    ((None, (4.59e-07, 1.375e-06, 2.31e-08, 4.59e-07, None, 0.0, ())),),
-    ((None, (6.672e-07, 2.0008e-06, 3.36e-08, 6.672e-07, None, 0.0, ())),),
-    ((None, (5.472e-07, 2.728e-06, 2.92e-07, 5.472e-07, None, 0.0, ())), (('since', 2026, 10, 19), (4.5e-07, 1.95e-06, 4.5e-08, 4.5e-07, None, 0.0, ()))),
-    ((None, (5.84e-07, 2.8e-06, 1.278e-07, 5.84e-07, None, 0.0, ())), (('since', 2026, 10, 19), (6.712e-07, 3.35e-06, 1.8e-07, 6.712e-07, None, 0.0, ()))),
-    ((None, (2.4e-06, 1.2e-05, 2.4e-07, 2.4e-06, None, 0.0, ())), (('since', 2026, 10, 19), (2.55e-06, 1.275e-05, 2.55e-07, 2.55e-06, None, 0.0, ()))),
-    ((None, (1.12e-07, 2.24e-07, 2.24e-09, 1.12e-07, None, 0.0, ())), (('since', 2026, 11, 5), (3.2e-07, 1.6e-06, 6.4e-08, 3.2e-07, None, 0.0, ()))),
-    ((None, (1.12e-07, 2.24e-07, 2.24e-09, 1.12e-07, None, 0.0, ())),),
-    ((None, (3.48e-07, 6.96e-07, 2.88e-09, 3.48e-07, None, 0.0, ())), (('since', 2026, 11, 3), (4.26e-07, 8.61e-07, 3.6e-09, 4.26e-07, None, 0.0, ()))),
-    ((None, (2.4e-07, 9.6e-07, 4.8e-08, 2.4e-07, None, 0.0, ())),),
-    ((None, (6.8e-07, 2.09e-06, 7e-08, 6.8e-07, None, 0.0, ())),),
-    ((None, (2.8e-07, 1.2e-06, 3.2e-08, 2.8e-07, None, 0.0, ())), (('since', 2026, 10, 19), (3e-07, 1.2e-06, 4e-08, 3e-07, None, 0.0, ()))),
-    ((None, (1e-06, 3.4e-06, 1.2e-07, 1e-06, None, 0.0, ())),),
-    ((None, (5e-07, 2.2e-06, 1e-07, 5e-07, None, 0.0, ())),),
-    ((None, (8e-08, 2e-07, 4e-08, 8e-08, None, 0.0, ())), (('since', 2026, 10, 19), (6.6e-08, 1.76e-07, 3.3e-08, 6.6e-08, None, 0.0, ()))),
-    ((None, (1.12e-07, 8e-07, 4e-08, 1.12e-07, None, 0.0, ())), (('since', 2026, 10, 19), (5e-08, 7e-07, 2.5e-08, 5e-08, None, 0.0, ()))),
-    ((None, (2.6e-07, 1.56e-06, 2.6e-07, 3.25e-07, None, 0.0, ())),),
-    ((None, (2.4e-08, 1.04e-07, 4.8e-09, 2.4e-08, None, 0.0, ())),),
-    ((None, (1.25e-06, 3.75e-06, 2.5e-07, 1.5625e-06, None, 0.0, ())),),
-    ((None, (2.56e-07, 1.024e-06, 5.12e-08, 3.2e-07, None, 0.0, ())),),
-    ((None, (3.4e-07, 2.04e-06, 6.8e-08, 4.25e-07, None, 0.0, ())),),
-    ((None, (2.38e-07, 1.428e-06, 2.38e-07, 2.38e-07, None, 0.0, ())),),
-    ((None, (1.2e-07, 3.76e-07, 1.28e-08, 1.6e-07, None, 0.0, ())),),
-    ((None, (2e-06, 6e-06, 2.5e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (2.25e-07, 2.25e-07, 2.25e-07, 2.25e-07, None, 0.0, ())),),
-    ((None, (1.7e-07, 2.5e-07, 1.7e-07, 1.7e-07, None, 0.0, ())),),
-    ((None, (2.5e-06, 7.5e-06, 5e-07, 2.5e-06, None, 0.0, ())),),
-    ((None, (3.2e-07, 1.28e-06, 3.2e-07, 3.2e-07, None, 0.0, ())),),
-    ((None, (7.76e-07, 7.76e-07, 7.76e-07, 7.76e-07, None, 0.0, ())),),
-    ((None, (5.4e-07, 5.4e-07, 5.4e-07, 5.4e-07, None, 0.0, ())),),
-    ((None, (3.5e-06, 3.5e-06, 3.5e-06, 3.5e-06, None, 0.0, ())),),
-    ((None, (3.5e-07, 1.5e-06, 4e-08, 3.5e-07, None, 0.0, ())),),
-    ((None, (2.4e-06, 2.4e-06, 2.4e-06, 2.4e-06, None, 0.0, ())),),
-    ((None, (1.5e-07, 5e-07, 2e-08, 1.5e-07, None, 0.0, ())),),
-    ((None, (4e-07, 1.2e-06, 4e-08, 4e-07, None, 0.0, ())),),
-    ((None, (4e-08, 0.0, 4e-08, 4e-08, None, 0.0, ())), (('since', 2026, 10, 19), (4.2e-08, 0.0, 4.2e-08, 4.2e-08, None, 0.0, ()))),
-    ((None, (6e-08, 0.0, 6e-08, 6e-08, None, 0.0, ())),),
-    ((None, (1.8e-07, 0.0, 1.8e-07, 1.8e-07, None, 0.0, ())),),
-    ((None, (5e-06, 2.5e-05, 1.25e-06, 5e-06, None, 0.0, ())),),
-    ((None, (6e-07, 4e-06, 1.5e-07, 6e-07, None, 0.0, ())),),
-    ((None, (2e-07, 5e-07, 5e-08, 2e-07, None, 0.0, ())),),
-    ((None, (2e-06, 6e-06, 2e-07, 2e-06, None, 0.0, ((199999, 4e-06, 1.2e-05, 4e-07, 4e-06, None, 0.0),))), (('since', 2026, 4, 30), (1.25e-06, 2.5e-06, 2e-07, 1.25e-06, None, 0.0, ((199999, 2.5e-06, 5e-06, 4e-07, 2.5e-06, None, 0.0),)))),
-    ((None, (1.25e-06, 2.5e-06, 2e-07, 1.25e-06, None, 0.0, ((199999, 2.5e-06, 5e-06, 4e-07, 2.5e-06, None, 0.0),))),),
-    ((None, (2e-06, 6e-06, 3e-07, 2e-06, None, 0.0, ((199999, 4e-06, 1.2e-05, 6e-07, 4e-06, None, 0.0),))),),
-    ((None, (2e-06, 6e-06, 5e-07, 2e-06, None, 0.0, ((199999, 4e-06, 1.2e-05, 1e-06, 4e-06, None, 0.0),))),),
-    ((None, (1e-06, 2e-06, 2e-07, 1e-06, None, 0.0, ((199999, 2e-06, 4e-06, 4e-07, 2e-06, None, 0.0),))),),
-    ((None, 'priced per audio_hours, input_text_messages_kcount, not per token'), (('since', 2026, 8, 5), 'priced per audio_hours, input_text_messages_kcount, not per token')),
-    ((None, 'priced per audio_hours, input_text_messages_kcount, not per token'),),
-    ((None, 'priced per audio_hours, input_text_messages_kcount, not per token'),),
-    ((None, (2e-07, 1.1e-06, 3e-08, 2e-07, None, 0.0, ())),),
-    ((None, (1.1e-06, 4.5e-06, 2.2e-07, 1.1e-06, None, 0.0, ())),),
-    ((None, (2.2e-06, 8.9e-06, 4.5e-07, 2.2e-06, None, 0.0, ())),),
-    ((None, (3e-07, 9e-07, 5e-08, 3e-07, None, 0.0, ())),),
-    ((None, (4e-08, 4e-07, 4e-09, 4e-08, None, 0.0, ())),),
-    ((None, (7.5e-08, 2.5e-07, 1.5e-08, 7.5e-08, None, 0.0, ())), (('since', 2026, 9, 10), (1.5e-07, 5e-07, 3e-08, 1.5e-07, None, 0.0, ()))),
-    ((None, (6.9e-08, 6.9e-08, 3.4e-08, 6.9e-08, None, 0.0, ())),),
-    ((None, (1.379e-06, 1.379e-06, 1.379e-06, 1.379e-06, None, 0.0, ())),),
-    ((None, (6.9e-07, 6.9e-07, 6.9e-07, 6.9e-07, None, 0.0, ())),),
-    ((None, (1.4e-08, 1.4e-08, 7e-09, 1.4e-08, None, 0.0, ())),),
-    ((None, (1.38e-07, 1.38e-07, 6.9e-08, 1.38e-07, None, 0.0, ())),),
-    ((None, (6.9e-07, 6.9e-07, 3.45e-07, 6.9e-07, None, 0.0, ())),),
-    ((None, (1.1e-07, 2.76e-07, 2.2e-08, 1.1e-07, None, 0.0, ())),),
-    ((None, (2.76e-07, 1.103e-06, 5.5e-08, 2.76e-07, None, 0.0, ())),),
-    ((None, (6.9e-08, 4.14e-07, 1.4e-08, 6.9e-08, None, 0.0, ())),),
-    ((None, (5.52e-07, 2.483e-06, 1.38e-07, 5.52e-07, None, 0.0, ())),),
-    ((None, (6.9e-07, 3.034e-06, 1.66e-07, 6.9e-07, None, 0.0, ())),),
-    ((None, (8.28e-07, 3.31e-06, 1.79e-07, 8.28e-07, None, 0.0, ())),),
-    ((None, (1.103e-06, 3.862e-06, 2.76e-07, 1.103e-06, None, 0.0, ())),),
-    ((None, (5.5e-08, 1.93e-07, 1.6e-08, 5.5e-08, None, 0.0, ())), (('since', 2026, 9, 10), (1.1e-07, 3.86e-07, 3.2e-08, 1.1e-07, None, 0.0, ()))),
+    '[[null,[8e-06,2.4e-05,8e-06,8e-06,null,0.0,[]]]]',
+    '[[null,[8e-07,4e-06,8e-08,1e-06,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3.75e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-07,1.25e-06,3e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-05,7.5e-05,1.5e-06,1.875e-05,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3.75e-06,null,0.0,[]]]]',
+    '[[null,[1e-05,5e-05,1e-06,1.25e-05,null,0.0,[]]]]',
+    '[[null,[1e-05,5e-05,2.5e-07,1.25e-05,null,0.0,[]]]]',
+    '[[null,[8e-06,4e-05,2e-07,1e-05,null,0.0,[]]]]',
+    '[[null,[1e-06,5e-06,1e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[1e-07,5e-07,1e-08,1.25e-07,null,0.0,[[100000,5e-07,2.5e-06,5e-08,6.25e-07,null,0.0]]]]]',
+    '[[null,[1.5e-05,7.5e-05,1.5e-06,1.875e-05,null,0.0,[]]]]',
+    '[[null,[5e-06,2.5e-05,5e-07,6.25e-06,null,0.0,[]]]]',
+    '[[null,[5e-06,2.5e-05,5e-07,6.25e-06,null,0.0,[[200000,1e-05,3.75e-05,1e-06,1.25e-05,null,0.0]]]],[["since",2026,3,13],[5e-06,2.5e-05,5e-07,6.25e-06,null,0.0,[]]]]',
+    '[[null,[4e-06,2e-05,2e-07,5e-06,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3.75e-06,null,0.0,[[200000,6e-06,2.25e-05,6e-07,7.5e-06,null,0.0]]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3.75e-06,null,0.0,[[200000,6e-06,2.25e-05,6e-07,7.5e-06,null,0.0]]]],[["since",2026,3,13],[3e-06,1.5e-05,3e-07,3.75e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,1e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[1.4e-07,2.8e-07,2.8e-08,1.4e-07,null,0.0,[]]]]',
+    '[[null,[1.74e-06,3.48e-06,2e-07,1.74e-06,null,0.0,[]]]]',
+    '[[null,[1.32e-06,3.96e-06,4.4e-08,1.32e-06,null,0.0,[]]]]',
+    '[[null,[2.2e-07,6.6e-07,7e-09,2.2e-07,null,0.0,[]]],[["since",2026,11,1],[2.2e-07,1.2e-06,7e-09,2.2e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.2e-06,6e-09,3e-07,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3e-06,null,0.0,[]]]]',
+    '[[null,[5e-07,1.2e-06,1e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,8e-07,6e-08,2.5e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-06,4.4e-06,2.6e-07,1.4e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-07,5e-07,3e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-06,1.5e-06,1.5e-06,1.5e-06,null,0.0,[]]]]',
+    '[[null,[4.5e-07,4.5e-07,4.5e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,1e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[2.3e-07,3.3e-07,1.2e-08,2.3e-07,null,0.0,[]]]]',
+    '[[null,[8.05e-08,1.61e-07,1.65e-08,8.05e-08,null,0.0,[]]],[["since",2026,10,18],[1.4e-07,2.8e-07,2.8e-09,1.4e-07,null,0.0,[]]]]',
+    '[[null,[1.305e-06,2.61e-06,1.0875e-07,1.305e-06,null,0.0,[]]]]',
+    '[[null,[5.94e-07,1.782e-06,1.98e-08,5.94e-07,null,0.0,[]]],[["since",2026,10,18],[5.61e-07,1.683e-06,1.87e-08,5.61e-07,null,0.0,[]]]]',
+    '[[null,[1.275e-07,5.1e-07,2.55e-09,1.275e-07,null,0.0,[]]]]',
+    '[[null,[2.7e-07,1.08e-06,1.5e-07,2.7e-07,null,0.0,[]]]]',
+    '[[null,[2.55e-07,1.02e-06,5.1e-08,2.55e-07,null,0.0,[]]]]',
+    '[[null,[4.5e-07,2.2e-06,2.25e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[9.5e-07,4e-06,1.6e-07,9.5e-07,null,0.0,[]]]]',
+    '[[null,[2.55e-06,1.275e-05,2.55e-07,2.55e-06,null,0.0,[]]]]',
+    '[[null,[2e-07,4e-07,5e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[4.35e-07,8.7e-07,3.6e-09,4.35e-07,null,0.0,[]]],[["since",2026,10,18],[3.6975e-07,7.395e-07,3.06e-09,3.6975e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,4e-07,5e-08,2e-07,null,0.0,[]]],[["since",2026,10,18],[1.4e-07,2.8e-07,2.8e-09,1.4e-07,null,0.0,[]]]]',
+    '[[null,[3.88e-07,1.806e-06,9.7e-08,3.88e-07,null,0.0,[]]]]',
+    '[[null,[5.16e-07,2.322e-06,1.29e-07,5.16e-07,null,0.0,[]]]]',
+    '[[null,[7.43e-07,2.971e-06,1.86e-07,7.43e-07,null,0.0,[]]]]',
+    '[[null,[4.95e-07,1.733e-06,1.24e-07,4.95e-07,null,0.0,[]]]]',
+    '[[null,[1.19e-06,3.74e-06,2.21e-07,1.19e-06,null,0.0,[]]]]',
+    '[[null,[1.275e-07,4.25e-07,2.55e-08,1.275e-07,null,0.0,[]]]]',
+    '[[null,[3.3e-07,2.75e-06,3.3e-07,3.3e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,2.4e-07,1.5e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[3.5e-08,1.4e-07,8.75e-09,3.5e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-06,1.25e-05,6.25e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[8e-07,3.2e-06,2e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,2.4e-07,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,0.0,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[2e-08,0.0,2e-08,2e-08,null,0.0,[]]]]',
+    '[[null,[2e-07,6e-07,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,2e-07,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1.35e-06,5.4e-06,1.35e-06,1.35e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,2.5e-06,7.5e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[1e-05,5e-05,2.5e-07,1.25e-05,null,0.0,[]]]]',
+    '[[null,[8e-06,4e-05,2e-07,1e-05,null,0.0,[]]]]',
+    '[[null,[1e-05,5e-05,1e-06,1.25e-05,null,0.0,[]]]]',
+    '[[null,[1e-06,5e-06,1e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[1e-07,5e-07,1e-08,1.25e-07,null,0.0,[[100000,5e-07,2.5e-06,5e-08,6.25e-07,null,0.0]]]]]',
+    '[[null,[5e-06,2.5e-05,5e-07,6.25e-06,null,0.0,[]]]]',
+    '[[null,[4e-06,2e-05,2e-07,5e-06,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3.75e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,1e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[4e-06,2e-05,2e-07,5e-06,null,0.0,[]]]]',
+    '[[null,[2e-07,1.2e-06,2e-08,2.5e-07,null,0.0,[[272000,4e-07,1.8e-06,4e-08,5e-07,null,0.0]]]]]',
+    '[[null,[5e-06,3e-05,5e-07,6.25e-06,null,0.0,[[272000,1e-05,4.5e-05,1e-06,1.25e-05,null,0.0]]]],[["since",2026,8,21],[4e-06,2e-05,4e-07,5e-06,null,0.0,[[272000,8e-06,3e-05,8e-07,1e-05,null,0.0]]]]]',
+    '[[null,[2e-06,1.2e-05,2e-07,2.5e-06,null,0.0,[[272000,4e-06,1.8e-05,4e-07,5e-06,null,0.0]]]]]',
+    '[[null,[1e-05,5e-05,1e-06,1.25e-05,null,0.0,[[272000,2e-05,7.5e-05,2e-06,2.5e-05,null,0.0]]]]]',
+    '[[null,[1e-07,5e-07,1e-08,1.25e-07,null,0.0,[[272000,2e-07,7.5e-07,2e-08,2.5e-07,null,0.0]]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2.5e-06,null,0.0,[[272000,4e-06,1.5e-05,4e-07,5e-06,null,0.0]]]]]',
+    '[[null,[2e-06,1e-05,1e-07,2.5e-06,null,0.0,[[272000,4e-06,1.5e-05,2e-07,5e-06,null,0.0]]]]]',
+    '[[null,[1e-06,5e-06,5e-08,1.25e-06,null,0.0,[[272000,2e-06,7.5e-06,1e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[1.68e-06,5.28e-06,3.12e-07,2.1e-06,null,0.0,[]]]]',
+    '[[null,[9e-08,2.9e-07,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[2.3e-07,3.8e-07,2.3e-07,2.3e-07,null,0.0,[]]]]',
+    '[[null,[4e-08,8e-08,4e-08,4e-08,null,0.0,[]]]]',
+    '[[null,[7.2e-07,7.2e-07,7.2e-07,7.2e-07,null,0.0,[]]]]',
+    '[[null,[2.2e-07,2.2e-07,2.2e-07,2.2e-07,null,0.0,[]]]]',
+    '[[null,[1.6e-07,1.6e-07,1.6e-07,1.6e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,1.5e-07,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[2.65e-06,3.5e-06,2.65e-06,2.65e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,6e-07,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[2.4e-07,9.7e-07,2.4e-07,2.4e-07,null,0.0,[]]]]',
+    '[[null,[1.7e-07,6.6e-07,1.7e-07,1.7e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,2e-06,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,1.5e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,2e-07,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[4e-06,1.2e-05,4e-06,4e-06,null,0.0,[]]]]',
+    '[[null,[1e-06,3e-06,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[4.5e-07,7e-07,4.5e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,6e-06,2e-06,2e-06,null,0.0,[]]]]',
+    '[[null,[4e-08,4e-08,4e-08,4e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,3e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,2.4e-07,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[6e-08,2.3e-07,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6.5e-07,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[2.75e-06,1.65e-05,2.75e-07,2.75e-06,null,0.0,[]]]]',
+    '[[null,[5.5e-06,3.3e-05,5.5e-07,5.5e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,3e-07,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[4.5e-07,1.8e-06,4.5e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[5.3e-07,2.66e-06,5.3e-07,5.3e-07,null,0.0,[]]]]',
+    '[[null,[3.3e-07,2.75e-06,8.25e-08,3.3e-07,null,0.0,[]]]]',
+    '[[null,[8e-07,4e-06,8e-08,1e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-07,1.25e-06,2.5e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-05,7.5e-05,1.5e-05,1.5e-05,null,0.0,[]]]]',
+    '[[null,[1.1e-05,5.5e-05,2.75e-07,1.375e-05,null,0.0,[]]]]',
+    '[[null,[8.8e-06,4.4e-05,2.2e-07,1.1e-05,null,0.0,[]]]]',
+    '[[null,[1.1e-05,5.5e-05,1.1e-06,1.375e-05,null,0.0,[]]]]',
+    '[[null,[1.1e-06,5.5e-06,1.1e-07,1.375e-06,null,0.0,[]]]]',
+    '[[null,[1.1e-07,5.5e-07,1.1e-08,1.375e-07,null,0.0,[[100000,5.5e-07,2.75e-06,5.5e-08,6.875e-07,null,0.0]]]]]',
+    '[[null,[1.5e-05,7.5e-05,1.5e-06,1.875e-05,null,0.0,[]]]]',
+    '[[null,[5.5e-06,2.75e-05,5.5e-07,6.875e-06,null,0.0,[]]]]',
+    '[[null,[4.4e-06,2.2e-05,2.2e-07,5.5e-06,null,0.0,[]]]]',
+    '[[null,[3.3e-06,1.65e-05,3.3e-07,4.125e-06,null,0.0,[]]]]',
+    '[[null,[2.2e-06,1.1e-05,1.1e-07,2.75e-06,null,0.0,[]]]]',
+    '[[null,[2.2e-06,1.1e-05,2.2e-07,2.75e-06,null,0.0,[]]]]',
+    '[[null,[3.3e-06,1.65e-05,3.3e-07,4.125e-06,null,0.0,[]]]]',
+    '[[null,[4.4e-06,2.2e-05,2.2e-07,5.5e-06,null,0.0,[]]]]',
+    '[[null,[1.1e-06,6.6e-06,1.1e-07,1.375e-06,null,0.0,[]]],[["since",2026,7,30],[2.2e-07,1.32e-06,2.2e-08,2.75e-07,null,0.0,[[272000,4.4e-07,1.98e-06,4.4e-08,5.5e-07,null,0.0]]]]]',
+    '[[null,[5.5e-06,3.3e-05,5.5e-07,6.875e-06,null,0.0,[[272000,1.1e-05,4.95e-05,1.1e-06,1.375e-05,null,0.0]]]],[["since",2026,8,21],[4.4e-06,2.2e-05,4.4e-07,5.5e-06,null,0.0,[[272000,8.8e-06,3.3e-05,8.8e-07,1.1e-05,null,0.0]]]]]',
+    '[[null,[2.75e-06,1.65e-05,2.75e-07,3.4375e-06,null,0.0,[]]],[["since",2026,7,30],[2.2e-06,1.32e-05,2.2e-07,2.75e-06,null,0.0,[[272000,4.4e-06,1.98e-05,4.4e-07,5.5e-06,null,0.0]]]]]',
+    '[[null,[1.1e-05,5.5e-05,1.1e-06,1.375e-05,null,0.0,[[272000,2.2e-05,8.25e-05,2.2e-06,2.75e-05,null,0.0]]]]]',
+    '[[null,[1.1e-07,5.5e-07,1.1e-08,1.375e-07,null,0.0,[[272000,2.2e-07,8.25e-07,2.2e-08,2.75e-07,null,0.0]]]]]',
+    '[[null,[2.2e-06,1.1e-05,2.2e-07,2.75e-06,null,0.0,[[272000,4.4e-06,1.65e-05,4.4e-07,5.5e-06,null,0.0]]]]]',
+    '[[null,[2.2e-06,1.1e-05,1.1e-07,2.75e-06,null,0.0,[[272000,4.4e-06,1.65e-05,2.2e-07,5.5e-06,null,0.0]]]]]',
+    '[[null,[1.1e-06,5.5e-06,5.5e-08,1.375e-06,null,0.0,[[272000,2.2e-06,8.25e-06,1.1e-07,2.75e-06,null,0.0]]]]]',
+    '[[null,[1.848e-06,5.808e-06,3.432e-07,2.31e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-06,1e-05,2.5e-06,2.5e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,6e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,0.0,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,0.0,2e-06,2e-06,null,0.0,[]]]]',
+    '[[null,[0.0,0.0,0.0,0.0,null,0.0,[]]]]',
+    '[[null,[1.5e-05,6e-05,7.5e-06,1.5e-05,null,0.0,[]]]]',
+    '[[null,[1.1e-06,4.4e-06,5.5e-07,1.1e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,8e-06,5e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[1.1e-06,4.4e-06,2.75e-07,1.1e-06,null,0.0,[]]]]',
+    '[[null,[1.7e-07,6.8e-07,1.7e-07,1.7e-07,null,0.0,[]]]]',
+    '[[null,[1.3e-07,5.2e-07,1.3e-07,1.3e-07,null,0.0,[]]]]',
+    '[[null,[1.25e-07,5e-07,1.25e-07,1.25e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-08,3e-07,7.5e-08,7.5e-08,null,0.0,[]]]]',
+    '[[null,[8e-08,3.2e-07,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[1.3e-07,0.0,1.3e-07,1.3e-07,null,0.0,[]]]]',
+    '[[null,[4.8e-07,4.8e-07,4.8e-07,4.8e-07,null,0.0,[]]]]',
+    '[[null,[1.3e-07,2.6e-07,2.8e-08,1.3e-07,null,0.0,[]]]]',
+    '[[null,[1.74e-06,3.48e-06,1.45e-07,1.74e-06,null,0.0,[]]]]',
+    '[[null,[1.32e-06,3.96e-06,1.32e-07,1.32e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,1.2e-06,7e-09,3e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,2.4e-06,1.4e-08,6e-07,null,0.0,[]]]]',
+    '[[null,[1.25e-06,4.25e-06,1.5e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,2.4e-06,1.2e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,5e-07,4e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,5e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[1.3e-06,4.3e-06,1.3e-07,1.3e-06,null,0.0,[]]],[["since",2026,11,2],[4e-07,1.2e-06,4e-08,4e-07,null,0.0,[]]]]',
+    '[[null,[1e-06,4.05e-06,1.7e-07,1e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,2.2e-06,1.2e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-06,4.4e-06,1.4e-07,1.4e-06,null,0.0,[]]]]',
+    '[[null,[2.1e-06,6.6e-06,2.1e-07,2.1e-06,null,0.0,[]]]]',
+    '[[null,[9.9e-07,1.49e-06,9.9e-07,9.9e-07,null,0.0,[]]]]',
+    '[[null,[3.5e-07,7.5e-07,3.5e-07,3.5e-07,null,0.0,[]]]]',
+    '[[null,[8.5e-07,1.2e-06,8.5e-07,8.5e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,8e-07,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[2.25e-06,2.75e-06,2.25e-06,2.25e-06,null,0.0,[]]]]',
+    '[[null,[3.42e-07,3.42e-07,3.42e-07,3.42e-07,null,0.0,[]]]]',
+    '[[null,[3.51e-07,5.55e-07,3.51e-07,3.51e-07,null,0.0,[]]]]',
+    '[[null,[6.7e-08,0.0,6.7e-08,6.7e-08,null,0.0,[]]]]',
+    '[[null,[2.04e-07,0.0,2.04e-07,2.04e-07,null,0.0,[]]]]',
+    '[[null,[1.2e-08,0.0,1.2e-08,1.2e-08,null,0.0,[]]]]',
+    '[[null,[3e-09,0.0,3e-09,3e-09,null,0.0,[]]]]',
+    '[[null,[2.4e-07,0.0,2.4e-07,2.4e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,0.0,9e-08,9e-08,null,0.0,[]]],[["since",2026,10,19],[3.8e-08,0.0,3.8e-08,3.8e-08,null,0.0,[]]]]',
+    '[[null,[1.5e-07,0.0,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[4.97e-07,4.881e-06,4.97e-07,4.97e-07,null,0.0,[]]]]',
+    '[[null,[4.4e-07,1.32e-06,1.4e-08,4.4e-07,null,0.0,[]]]]',
+    '[[null,[3.45e-07,5.56e-07,3.45e-07,3.45e-07,null,0.0,[]]]]',
+    '[[null,[2.6e-08,0.0,2.6e-08,2.6e-08,null,0.0,[]]]]',
+    '[[null,[1.7e-08,1.12e-07,1.7e-08,1.7e-08,null,0.0,[]]]]',
+    '[[null,[5.56e-07,6.667e-06,5.56e-07,5.56e-07,null,0.0,[]]]]',
+    '[[null,[2.82e-07,8.27e-07,2.82e-07,2.82e-07,null,0.0,[]]]]',
+    '[[null,[1.23e-07,2.66e-07,1.23e-07,1.23e-07,null,0.0,[]]]]',
+    '[[null,[2.93e-07,2.253e-06,2.93e-07,2.93e-07,null,0.0,[]]]]',
+    '[[null,[1.52e-07,2.87e-07,1.52e-07,1.52e-07,null,0.0,[]]]]',
+    '[[null,[4.5e-08,3.84e-07,4.5e-08,4.5e-08,null,0.0,[]]]]',
+    '[[null,[4.9e-08,6.76e-07,4.9e-08,4.9e-08,null,0.0,[]]]]',
+    '[[null,[2.7e-08,2.01e-07,2.7e-08,2.7e-08,null,0.0,[]]]]',
+    '[[null,[5.1e-08,3.35e-07,5.1e-08,5.1e-08,null,0.0,[]]]]',
+    '[[null,[2.7e-07,8.5e-07,2.7e-07,2.7e-07,null,0.0,[]]]]',
+    '[[null,[4.84e-07,3e-08,4.84e-07,4.84e-07,null,0.0,[]]]]',
+    '[[null,[1.1e-07,1.9e-07,1.1e-07,1.1e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1e-06,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,3e-06,1e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[9.5e-07,4e-06,1.9e-07,9.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,3e-07,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[1.9e-08,0.0,1.9e-08,1.9e-08,null,0.0,[]]]]',
+    '[[null,[6.6e-07,1e-06,6.6e-07,6.6e-07,null,0.0,[]]]]',
+    '[[null,[4.5e-07,3.2e-06,4.5e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,4e-07,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[1e-06,2e-06,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[3.75e-08,1.5e-07,3.75e-08,3.75e-08,null,0.0,[]]]]',
+    '[[null,[1.2e-07,0.0,1.2e-07,1.2e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,2.5e-06,2e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,5e-07,3e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,6e-06,5e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[4e-06,1.8e-05,1e-06,4e-06,null,0.0,[]]]]',
+    '[[null,[4e-06,1.2e-05,1e-06,4e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,6e-06,5e-07,2e-06,null,0.0,[[256000,4e-06,1.2e-05,1e-06,4e-06,null,0.0]]]]]',
+    '[[null,[4e-06,1.2e-05,1e-06,4e-06,null,0.0,[[256000,6e-06,1.8e-05,1.5e-06,6e-06,null,0.0]]]]]',
+    '[[null,[3e-07,1.2e-06,3e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,5e-07,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,4.5e-07,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,1.2e-06,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[2.2e-07,2.2e-06,2.2e-07,2.2e-07,null,0.0,[]]]]',
+    '[[null,[1.35e-07,5.5e-07,3.5e-08,1.35e-07,null,0.0,[]]],[["daily",1800.0,59400.0],[2.7e-07,1.1e-06,7e-08,2.7e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,3e-09,1.5e-07,null,0.0,[]]],[["daily",3600.0,14400.0],[3e-07,1.2e-06,6e-09,3e-07,null,0.0,[]]],[["daily",21600.0,36000.0],[3e-07,1.2e-06,6e-09,3e-07,null,0.0,[]]]]',
+    '[[null,[1.35e-07,5.5e-07,3.5e-08,1.35e-07,null,0.0,[]]],[["daily",1800.0,59400.0],[5.5e-07,2.19e-06,1.4e-07,5.5e-07,null,0.0,[]]]]',
+    '[[null,[2.7e-07,9.5e-07,1.3e-07,2.7e-07,null,0.0,[]]]]',
+    '[[null,[2.288e-07,3.432e-07,2.288e-07,2.288e-07,null,0.0,[]]]]',
+    '[[null,[2.7e-07,4.1e-07,2.7e-07,2.7e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,2.8e-07,2.8e-09,1.4e-07,null,0.0,[]]],[["since",2026,8,17],[2.2e-07,6.6e-07,7e-09,2.2e-07,null,0.0,[]]],[["since",2026,9,10],[1.5e-07,6e-07,3e-09,1.5e-07,null,0.0,[]]],[["daily",3600.0,14400.0],[3e-07,1.2e-06,6e-09,3e-07,null,0.0,[]]],[["daily",21600.0,36000.0],[3e-07,1.2e-06,6e-09,3e-07,null,0.0,[]]]]',
+    '[[null,[4.35e-07,8.7e-07,3.625e-09,4.35e-07,null,0.0,[]]],[["since",2026,8,17],[6.6e-07,1.98e-06,2.2e-08,6.6e-07,null,0.0,[]]],[["daily",3600.0,14400.0],[1.32e-06,3.96e-06,4.4e-08,1.32e-06,null,0.0,[]]],[["daily",21600.0,36000.0],[1.32e-06,3.96e-06,4.4e-08,1.32e-06,null,0.0,[]]]]',
+    '[[null,[5e-08,6e-07,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[4e-08,0.0,4e-08,4e-08,null,0.0,[]]]]',
+    '[[null,[6e-07,1.2e-06,6e-07,6e-07,null,0.0,[]]],[["since",2026,10,18],[2.1e-07,1.9e-06,1.2e-07,2.1e-07,null,0.0,[]]]]',
+    '[[null,[1.6e-07,8e-07,1.6e-07,1.6e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,2e-06,2.5e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[3.5e-07,1.2e-06,2e-07,3.5e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,3.6e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[8e-08,7e-07,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-07,2e-06,2.5e-07,2.5e-07,null,0.0,[]]],[["since",2026,10,18],[1.4e-07,1e-06,1.4e-07,1.4e-07,null,0.0,[]]]]',
+    '[[null,[4.5e-07,3e-06,4e-08,4.5e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,2.8e-07,1.4e-07,1.4e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,1.8e-07,2e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[1.74e-06,3.48e-06,1.74e-06,1.74e-06,null,0.0,[]]]]',
+    '[[null,[1.32e-06,3.96e-06,1.3e-07,1.32e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,1e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,4e-07,1.4e-07,1.4e-07,null,0.0,[]]],[["since",2026,10,18],[1.2e-07,3.5e-07,1.2e-07,1.2e-07,null,0.0,[]]]]',
+    '[[null,[1.1e-07,3.2e-07,1e-08,1.1e-07,null,0.0,[]]]]',
+    '[[null,[9.5e-07,4e-06,9.5e-07,9.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,7.5e-07,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,2.2e-06,1.3e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[4e-08,3e-07,4e-08,4e-08,null,0.0,[]]]]',
+    '[[null,[1.4e-06,4.4e-06,1.4e-06,1.4e-06,null,0.0,[]]]]',
+    '[[null,[9.3e-07,3e-06,1.9e-07,9.3e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-06,4.4e-06,2.8e-07,1.4e-06,null,0.0,[]]]]',
+    '[[null,[1.8e-06,9e-06,1.8e-07,1.8e-06,null,0.0,[]]]]',
+    '[[null,[2e-07,6e-06,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[3e-06,8e-06,3e-06,3e-06,null,0.0,[]]]]',
+    '[[null,[9e-07,9e-07,9e-07,9e-07,null,0.0,[]]]]',
+    '[[null,[5.6e-07,1.68e-06,2.8e-07,5.6e-07,null,0.0,[]]]]',
+    '[[null,[2.4e-06,9.6e-06,4.8e-08,2.4e-06,null,0.0,[]]]]',
+    '[[null,[4.5e-07,1.8e-06,9e-09,4.5e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,2.2e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[2.8e-06,8.8e-06,5.2e-07,2.8e-06,null,0.0,[]]]]',
+    '[[null,[2.1e-06,6.6e-06,3.9e-07,2.1e-06,null,0.0,[]]]]',
+    '[[null,[2.25e-07,7.5e-07,4.5e-08,2.25e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,1.4e-08,1.5e-07,null,0.0,[]]],[["since",2026,10,19],[1.5e-07,6e-07,1.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,3e-07,3.5e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[2e-06,8e-06,3e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[1.9e-06,8e-06,3.8e-07,1.9e-06,null,0.0,[]]]]',
+    '[[null,[4.5e-06,2.25e-05,4.5e-07,4.5e-06,null,0.0,[]]]]',
+    '[[null,[3.3e-06,1.65e-05,3.3e-07,3.3e-06,null,0.0,[]]],[["since",2026,9,1],[4.5e-06,2.25e-05,4.5e-07,4.5e-06,null,0.0,[]]]]',
+    '[[null,[2.2e-07,8.8e-07,2.2e-07,2.2e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.2e-06,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.2e-06,6e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,2e-07,1e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[5e-07,3e-06,1e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,1.6e-06,8e-08,4e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,6e-06,2.5e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[2.25e-07,7.5e-07,4.5e-08,2.25e-07,null,0.0,[]]],[["since",2026,11,3],[1.5e-07,5e-07,3e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1e-05,5e-05,1e-06,1.25e-05,null,0.0,[]]]]',
+    '[[null,[1e-05,5e-05,2.5e-07,1.25e-05,null,0.0,[]]]]',
+    '[[null,[1e-06,5e-06,1e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[1e-07,5e-07,1e-08,1.25e-07,null,0.0,[[100000,5e-07,2.5e-06,5e-08,6.25e-07,null,0.0]]]]]',
+    '[[null,[5e-06,2.5e-05,5e-07,6.25e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,1e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-06,9e-06,1.5e-07,1.5e-06,null,0.0,[]]]]',
+    '[[null,[7.5e-07,3.75e-06,7.5e-08,7.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,1e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-07,2e-06,2.5e-08,2.5e-07,null,0.0,[]]]]',
+    '[[null,[1.75e-06,1.4e-05,1.75e-07,1.75e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-06,1.5e-05,2.5e-07,2.5e-06,null,0.0,[[272000,5e-06,2.25e-05,5e-07,5e-06,null,0.0]]]]]',
+    '[[null,[7.5e-07,4.5e-06,7.5e-08,7.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,1.25e-06,2e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[5e-06,3e-05,5e-07,5e-06,null,0.0,[[272000,1e-05,4.5e-05,1e-06,1e-05,null,0.0]]]]]',
+    '[[null,[2e-07,1.2e-06,2e-08,2.5e-07,null,0.0,[[200000,4e-07,1.8e-06,4e-08,5e-07,null,0.0]]]]]',
+    '[[null,[4e-06,2e-05,4e-07,5e-06,null,0.0,[[272000,8e-06,3e-05,8e-07,1e-05,null,0.0]]]]]',
+    '[[null,[2e-06,6e-06,5e-07,2e-06,null,0.0,[[200000,4e-06,1.2e-05,1e-06,4e-06,null,0.0]]]]]',
+    '[[null,[2e-07,1.2e-06,2e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,1.25e-06,3e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[5e-06,2.5e-05,5e-07,6.25e-06,null,0.0,[[200000,1e-05,3.75e-05,1e-06,1.25e-05,null,0.0]]]],[["since",2026,3,13],[5e-06,2.5e-05,5e-07,6.25e-06,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3.75e-06,null,0.0,[[200000,6e-06,2.25e-05,6e-07,7.5e-06,null,0.0]]]]]',
+    '[[null,[1.25e-07,3.75e-07,1.25e-07,1.25e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-08,3e-07,1.875e-08,7.5e-08,null,0.0,[[128000,1.5e-07,6e-07,3.75e-08,1.5e-07,null,0.0]]]]]',
+    '[[null,[1.25e-06,5e-06,1.25e-06,1.25e-06,null,0.0,[[128000,2.5e-06,1e-05,2.5e-06,2.5e-06,null,0.0]]]]]',
+    '[[null,[1e-07,4e-07,2.5e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,2.5e-06,3e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,2.5e-06,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,4e-07,1e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,1e-05,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1.25e-06,1e-05,1.25e-07,1.25e-06,null,0.0,[[200000,2.5e-06,1.5e-05,2.5e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[1e-06,2e-05,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[5e-07,3e-06,5e-08,5e-07,null,0.0,[]]],[["since",2026,1,5],[5e-07,3e-06,5e-08,5e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,1.2e-05,2e-06,2e-06,null,0.0,[]]],[["since",2026,1,5],[2e-06,1.2e-05,2e-06,2e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1.2e-05,2e-07,2e-06,null,0.0,[[200000,4e-06,1.8e-05,4e-07,4e-06,null,0.0]]]],[["since",2026,1,5],[2e-06,1.2e-05,2e-07,2e-06,null,0.0,[[200000,4e-06,1.8e-05,4e-07,4e-06,null,0.0]]]]]',
+    '[[null,[5e-07,3e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,1.5e-06,2.5e-08,2.5e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,1.5e-06,2.5e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-07,4.5e-06,7.5e-07,7.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,1.2e-05,2e-07,2e-06,null,0.0,[[200000,4e-06,1.8e-05,4e-07,4e-06,null,0.0]]]]]',
+    '[[null,[1.5e-06,9e-06,1.5e-07,1.5e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,2.5e-06,3e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-07,3.75e-06,7.5e-08,7.5e-07,null,0.0,[]]],[["since",2027,1,1],[1.5e-06,7.5e-06,1.5e-07,1.5e-06,null,0.0,[]]]]',
+    '[[null,[5e-07,6e-06,5e-07,5e-07,null,0.0,[]]],[["since",2027,1,1],[1e-06,1.2e-05,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[5e-07,9e-06,5e-07,5e-07,null,0.0,[]]],[["since",2027,1,1],[1e-06,1.8e-05,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,1e-07,2e-06,null,0.0,[]]],[["since",2026,12,1],[4e-06,2e-05,2e-07,4e-06,null,0.0,[]]]]',
+    '[[null,[2e-07,0.0,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[3.75e-08,1.5e-07,1e-08,3.75e-08,null,0.0,[[128000,7.5e-08,3e-07,2e-08,7.5e-08,null,0.0]]]]]',
+    '[[null,[5e-07,2e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-06,7.5e-06,1.5e-06,1.5e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-06,9e-06,1.5e-06,1.5e-06,null,0.0,[]]]]',
+    '[[null,[1.25e-06,5e-06,3.125e-07,1.25e-06,null,0.0,[[128000,2.5e-06,1e-05,6.25e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[1e-06,5e-06,1e-07,1e-06,null,0.0,[]]],[["since",2027,1,1],[2e-06,1e-05,2e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[1e-06,5e-06,1e-06,1e-06,null,0.0,[]]],[["since",2027,1,1],[2e-06,1e-05,2e-06,2e-06,null,0.0,[]]]]',
+    '[[null,[6.5e-07,6.5e-07,6.5e-07,6.5e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,1.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,"priced per input_mchars, not per token"]]',
+    '[[null,"priced per input_mchars, not per token"]]',
+    '[[null,[7.5e-07,9.9e-07,7.5e-07,7.5e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,7e-08,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[5.9e-07,7.9e-07,5.9e-07,5.9e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,8e-08,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[1.8e-07,1.8e-07,1.8e-07,1.8e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,6e-08,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[5.9e-07,9.9e-07,5.9e-07,5.9e-07,null,0.0,[]]]]',
+    '[[null,[7e-07,8e-07,7e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[8.9e-07,8.9e-07,8.9e-07,8.9e-07,null,0.0,[]]]]',
+    '[[null,[1.9e-07,1.9e-07,1.9e-07,1.9e-07,null,0.0,[]]]]',
+    '[[null,[1.1e-07,3.4e-07,1.1e-07,1.1e-07,null,0.0,[]]]]',
+    '[[null,[3e-08,3e-08,3e-08,3e-08,null,0.0,[]]]]',
+    '[[null,[7.9e-07,7.9e-07,7.9e-07,7.9e-07,null,0.0,[]]]]',
+    '[[null,[2.4e-07,2.4e-07,2.4e-07,2.4e-07,null,0.0,[]]]]',
+    '[[null,[1e-06,3e-06,5e-07,1e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,7.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-08,3e-07,3.75e-08,7.5e-08,null,0.0,[]]]]',
+    '[[null,[2.9e-07,5.9e-07,2.9e-07,2.9e-07,null,0.0,[]]]]',
+    '[[null,[8e-07,4e-06,8e-07,8e-07,null,0.0,[]]]]',
+    '[[null,"priced per audio_hours, input_audio_hours, not per token"]]',
+    '[[null,"priced per audio_hours, input_audio_hours, not per token"]]',
+    '[[null,[3e-06,1.5e-05,3e-06,3e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,2.4e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,2e-07,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[1.5e-07,7.5e-07,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,6e-07,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,2e-06,2e-06,2e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,3e-07,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[3e-06,3e-06,3e-06,3e-06,null,0.0,[]]]]',
+    '[[null,[1.25e-06,1.25e-06,1.25e-06,1.25e-06,null,0.0,[]]]]',
+    '[[null,[4e-07,4e-07,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[1.3e-07,4e-07,1.3e-07,1.3e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,1.1e-06,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[3e-08,9e-08,3e-08,3e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-07,7.5e-07,2.5e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,8e-07,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,1.8e-06,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[8e-07,2.4e-06,8e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-07,2.25e-06,7.5e-07,7.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-08,6e-08,2e-08,2e-08,null,0.0,[]]]]',
+    '[[null,[5e-07,2.4e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,2.5e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,1.8e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,2e-07,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[2e-07,1.2e-06,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[5.5e-07,2.2e-06,5.5e-07,5.5e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,1.4e-07,1.4e-07,1.4e-07,null,0.0,[]]]]',
+    '[[null,[3.8e-07,4e-07,3.8e-07,3.8e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,5.8e-07,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[3e-07,3e-06,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,4.5e-07,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,4.5e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.3e-06,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,1.5e-06,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,1.5e-06,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.5e-06,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[9.8e-07,3.95e-06,9.8e-07,9.8e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,7e-07,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,1e-06,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[8e-08,5e-07,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[4e-07,3.2e-06,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,2.4e-06,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[4.2e-07,3e-06,4.2e-07,4.2e-07,null,0.0,[]]]]',
+    '[[null,[1.48e-06,1.48e-06,1.48e-06,1.48e-06,null,0.0,[]]]]',
+    '[[null,[5e-08,5e-08,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[1.68e-07,3.36e-07,1.68e-07,1.68e-07,null,0.0,[]]]]',
+    '[[null,[5.22e-07,1.044e-06,5.22e-07,5.22e-07,null,0.0,[]]]]',
+    '[[null,[4.35e-07,8.7e-07,4.35e-07,4.35e-07,null,0.0,[]]]]',
+    '[[null,[6.2e-07,6.2e-07,6.2e-07,6.2e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,2.8e-07,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[2.8e-07,1.1e-06,2.8e-07,2.8e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,5.6e-07,1.4e-07,1.4e-07,null,0.0,[]]]]',
+    '[[null,[4.2e-07,1.25e-06,4.2e-07,4.2e-07,null,0.0,[]]]]',
+    '[[null,[7e-07,2.5e-06,7e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[8e-07,8e-07,8e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,1.3e-06,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[2.7e-07,1.12e-06,2.7e-07,2.7e-07,null,0.0,[]]]]',
+    '[[null,[2.7e-07,1e-06,2.7e-07,2.7e-07,null,0.0,[]]]]',
+    '[[null,[2.69e-07,4e-07,2.69e-07,2.69e-07,null,0.0,[]]]]',
+    '[[null,[4.4e-07,1.32e-06,4.4e-07,4.4e-07,null,0.0,[]]]]',
+    '[[null,[1.6e-06,3.2e-06,1.6e-06,1.6e-06,null,0.0,[]]]]',
+    '[[null,[1.32e-06,3.96e-06,1.32e-06,1.32e-06,null,0.0,[]]]]',
+    '[[null,[1.4e-07,4e-07,1.4e-07,1.4e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,1.8e-07,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-08,2.2e-07,7.5e-08,7.5e-08,null,0.0,[]]]]',
+    '[[null,[3e-07,9e-07,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[2e-08,5e-08,2e-08,2e-08,null,0.0,[]]]]',
+    '[[null,[1.35e-07,4e-07,1.35e-07,1.35e-07,null,0.0,[]]]]',
+    '[[null,[1.8e-07,5.9e-07,1.8e-07,1.8e-07,null,0.0,[]]]]',
+    '[[null,[5.1e-07,7.4e-07,5.1e-07,5.1e-07,null,0.0,[]]]]',
+    '[[null,[5.7e-07,2.3e-06,5.7e-07,5.7e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,3e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[8e-07,3.4e-06,8e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,2.5e-07,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[4e-08,1.5e-07,4e-08,4e-08,null,0.0,[]]]]',
+    '[[null,[8.34e-07,2.501e-06,8.34e-07,8.34e-07,null,0.0,[]]]]',
+    '[[null,[3.5e-08,1.38e-07,3.5e-08,3.5e-08,null,0.0,[]]]]',
+    '[[null,[5.5e-07,1.66e-06,5.5e-07,5.5e-07,null,0.0,[]]]]',
+    '[[null,[1.3e-07,8.5e-07,1.3e-07,1.3e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,4e-07,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[1e-06,3.2e-06,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[1.8e-07,2e-07,1.8e-07,1.8e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,2e-07,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[1e-08,3e-08,1e-08,1e-08,null,0.0,[]]]]',
+    '[[null,[8e-08,2.5e-07,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[7e-08,1.8e-07,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[2e-07,2.5e-06,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,4.7e-07,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-07,7.5e-07,7.5e-07,7.5e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,4e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[1.01e-06,1.01e-06,1.01e-06,1.01e-06,null,0.0,[]]]]',
+    '[[null,[9e-08,2.5e-07,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[7e-08,2.6e-07,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[7.1e-07,4.25e-06,7.1e-07,7.1e-07,null,0.0,[]]]]',
+    '[[null,[1.2e-07,1.8e-07,1.2e-07,1.2e-07,null,0.0,[]]]]',
+    '[[null,[4.7e-07,3.19e-06,4.7e-07,4.7e-07,null,0.0,[]]]]',
+    '[[null,[1.1e-07,1.1e-07,1.1e-07,1.1e-07,null,0.0,[]]]]',
+    '[[null,[7.4e-07,7.4e-07,7.4e-07,7.4e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,4.7e-07,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[5e-08,1.8e-07,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[2e-07,4e-07,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,2e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,5e-07,2.5e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,2e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[8.2e-07,2.92e-06,8.2e-07,8.2e-07,null,0.0,[]]]]',
+    '[[null,[5e-06,7e-06,5e-06,5e-06,null,0.0,[]]]]',
+    '[[null,[7e-07,1.4e-06,7e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[3e-06,4.5e-06,3e-06,3e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,1.2e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[2.2e-07,5.9e-07,2.2e-07,2.2e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,1.2e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[1.8000000000000002e-07,6.8e-07,1.8000000000000002e-07,1.8000000000000002e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,1.5e-07,1e-07,1e-07,null,0.0,[]]],[["since",2026,10,19],[1.7e-07,2.5e-07,1.7e-07,1.7e-07,null,0.0,[]]]]',
+    '[[null,[3e-06,7e-06,3e-06,3e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,1.7e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[1.3999999999999998e-07,2.7999999999999997e-07,1.3999999999999998e-07,1.3999999999999998e-07,null,0.0,[]]]]',
+    '[[null,[2e-08,4e-08,2e-08,2e-08,null,0.0,[]]]]',
+    '[[null,[8.8e-07,8.8e-07,8.8e-07,8.8e-07,null,0.0,[]]],[["since",2026,10,19],[1.0399999999999998e-06,1.0399999999999998e-06,1.0399999999999998e-06,1.0399999999999998e-06,null,0.0,[]]]]',
+    '[[null,[3.5e-07,1.5e-06,3.5e-07,3.5e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,2.8e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[1e-06,4.05e-06,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[4.5e-07,2e-06,4.5e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[1.25e-06,4.25e-06,1.5e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[1e-07,2e-07,2e-09,1e-07,null,0.0,[]]]]',
+    '[[null,[4e-06,2e-05,2e-07,4e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,1.2e-06,3e-08,3.75e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,2.4e-06,3e-08,3.75e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.2e-06,6e-08,3.75e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,2.4e-06,6e-08,3.75e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,2.2e-06,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.2e-06,6e-08,3e-07,null,0.0,[[512000,6e-07,2.4e-06,1.2e-07,6e-07,null,0.0]]]]]',
+    '[[null,[3e-07,9e-07,3e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,0.0,1.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,2e-06,4e-08,4e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,5e-06,2e-06,2e-06,null,0.0,[]]]]',
+    '[[null,[2e-07,2e-07,2e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,1e-07,1e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,1.5e-07,1.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,1e-07,1e-07,1e-07,null,0.0,[]]],[["since",2025,12,2],[1.5e-07,1.5e-07,1.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,2.5e-07,2.5e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,1.5e-06,5e-08,5e-07,null,0.0,[]]]]',
+    '[[null,[6.8e-07,2.09e-06,7e-08,6.8e-07,null,0.0,[]]],[["since",2026,10,20],[1.36e-06,4.18e-06,1.4e-07,1.36e-06,null,0.0,[]]],[["since",2026,10,29],[7e-07,2.1e-06,7e-08,7e-07,null,0.0,[]]]]',
+    '[[null,[2.7e-06,8.1e-06,2.7e-06,2.7e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-06,7.5e-06,1.5e-07,1.5e-06,null,0.0,[]]]]',
+    '[[null,[4e-07,2e-06,4e-08,4e-07,null,0.0,[]]],[["since",2026,6,16],[1.5e-06,7.5e-06,1.5e-07,1.5e-06,null,0.0,[]]]]',
+    '[[null,"priced per input_document_kpages, not per token"]]',
+    '[[null,"priced per input_annotated_document_kpages, input_document_kpages, not per token"]]',
+    '[[null,"priced per input_annotated_document_kpages, input_document_kpages, not per token"]]',
+    '[[null,"priced per input_annotated_document_kpages, input_document_kpages, not per token"]]',
+    '[[null,"priced per input_document_kpages, not per token"],[["since",2025,5,22],"priced per input_annotated_document_kpages, input_document_kpages, not per token"],[["since",2025,12,18],"priced per input_annotated_document_kpages, input_document_kpages, not per token"],[["since",2026,6,23],"priced per input_annotated_document_kpages, input_document_kpages, not per token"]]',
+    '[[null,[1e-07,3e-07,1e-07,1e-07,null,0.0,[]]],[["since",2026,3,16],[1.5e-07,6e-07,1.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[7e-07,7e-07,7e-07,7e-07,null,0.0,[]]]]',
+    '[[null,"priced per audio_hours, input_audio_hours, not per token"]]',
+    '[[null,"priced per audio_hours, input_audio_hours, not per token"]]',
+    '[[null,"priced per audio_hours, input_audio_hours, not per token"]]',
+    '[[null,"priced per audio_hours, input_audio_hours, not per token"]]',
+    '[[null,[1e-07,3e-07,1e-08,1e-07,null,0.0,[]]],[["since",2026,8,11],[1e-07,4e-07,1e-08,1e-07,null,0.0,[]]]]',
+    '[[null,"priced per audio_hours, input_audio_hours, not per token"]]',
+    '[[null,[2.5e-07,1e-06,5e-09,2.5e-07,null,0.0,[]]]]',
+    '[[null,[1.2e-06,5e-06,2.7e-07,1.2e-06,null,0.0,[]]]]',
+    '[[null,[4.5e-07,1.5e-06,9e-08,4.5e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,2.5e-06,1.5e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[1.15e-06,8e-06,1.5e-07,1.15e-06,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[4e-06,2e-05,2e-07,4e-06,null,0.0,[]]]]',
+    '[[null,[2e-07,2e-06,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[2.8e-07,1.13e-06,7e-08,2.8e-07,null,0.0,[]]]]',
+    '[[null,[4e-06,4e-06,4e-06,4e-06,null,0.0,[]]]]',
+    '[[null,[7e-07,2.5e-06,3.5e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,9e-08,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[4.4e-07,1.32e-06,2.8e-08,4.4e-07,null,0.0,[]]]]',
+    '[[null,[4.4e-07,1.32e-06,1.48e-08,4.4e-07,null,0.0,[]]]]',
+    '[[null,[1.6e-06,3.2e-06,1.35e-07,1.6e-06,null,0.0,[]]]]',
+    '[[null,[8e-08,8e-08,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[5e-08,1e-07,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[1.19e-07,2e-07,1.19e-07,1.19e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,9e-08,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[6e-08,1.8e-07,1.2e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-08,2.2e-07,1.5e-08,7.5e-08,null,0.0,[]]]]',
+    '[[null,[3e-07,9e-07,6e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,5e-07,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[3.4e-07,3.9e-07,3.4e-07,3.4e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,5e-08,5e-08,5e-08,null,0.0,[]]],[["since",2026,10,18],[2e-08,5e-08,2e-08,2e-08,null,0.0,[]]]]',
+    '[[null,[2e-08,2e-08,2e-08,2e-08,null,0.0,[]]]]',
+    '[[null,[3e-08,5e-08,3e-08,3e-08,null,0.0,[]]]]',
+    '[[null,[3.9e-07,3.9e-07,3.9e-07,3.9e-07,null,0.0,[]]],[["since",2026,10,18],[1.35e-07,4e-07,1.35e-07,1.35e-07,null,0.0,[]]]]',
+    '[[null,[2.475e-07,1.43e-06,4.4e-08,2.475e-07,null,0.0,[]]]]',
+    '[[null,[8.25e-07,2.475e-06,1.65e-07,8.25e-07,null,0.0,[]]]]',
+    '[[null,[1e-06,1e-06,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,2.4e-06,6e-08,6e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.2e-06,6e-08,3e-07,null,0.0,[[524288,6e-07,2.4e-06,1.2e-07,6e-07,null,0.0]]]]]',
+    '[[null,[5.9e-08,5.9e-08,5.9e-08,5.9e-08,null,0.0,[]]]]',
+    '[[null,[1.7e-07,1.7e-07,1.7e-07,1.7e-07,null,0.0,[]]]]',
+    '[[null,[8e-07,3.4e-06,1.6e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[4e-06,2e-05,2e-07,4e-06,null,0.0,[]]]]',
+    '[[null,[5.4e-08,5.4e-08,5.4e-08,5.4e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-07,9.7e-07,2.5e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[2.48e-07,1.485e-06,2.48e-07,2.48e-07,null,0.0,[]]]]',
+    '[[null,[1.25e-06,3.75e-06,2.5e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[4.2e-07,3e-06,8.5e-08,4.2e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,4.7e-07,1.6e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,1.15e-06,4e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[1e-06,2.7e-06,1e-07,1e-06,null,0.0,[]]]]',
+    '[[null,[1.4e-07,5.8e-07,3.5e-08,1.4e-07,null,0.0,[]]]]',
+    '[[null,[4.17e-07,1.2505e-06,2.1e-08,4.17e-07,null,0.0,[]]]]',
+    '[[null,[8.34e-07,2.501e-06,4.2e-08,8.34e-07,null,0.0,[]]]]',
+    '[[null,[1.68e-07,3.36e-07,3.4e-09,1.68e-07,null,0.0,[]]]]',
+    '[[null,[5.22e-07,1.044e-06,4.3e-09,5.22e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,2.8e-07,2.8e-09,1.4e-07,null,0.0,[]]]]',
+    '[[null,[4.35e-07,8.7e-07,3.6e-09,4.35e-07,null,0.0,[]]]]',
+    '[[null,[1.3e-07,8.5e-07,2.5e-08,1.3e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,1.8e-06,1.1e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[5.5e-07,2.2e-06,1.1e-07,5.5e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,9e-07,5.5e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,2.2e-06,1.1e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,4e-07,1e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[1e-06,3.2e-06,2e-07,1e-06,null,0.0,[]]]]',
+    '[[null,[1.38e-06,4.4e-06,2.6e-07,1.38e-06,null,0.0,[]]]]',
+    '[[null,[3.7e-07,1.25e-06,7.5e-08,3.7e-07,null,0.0,[]]]]',
+    '[[null,[5e-06,1.5e-05,5e-06,5e-06,null,0.0,[]]]]',
+    '[[null,[5e-06,1e-05,1.25e-06,5e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-06,6e-06,3.75e-07,1.5e-06,null,0.0,[]]]]',
+    '[[null,[3e-06,1.2e-05,3e-06,3e-06,null,0.0,[]]]]',
+    '[[null,[2e-05,2e-05,2e-05,2e-05,null,0.0,[]]]]',
+    '[[null,[3e-06,6e-06,3e-06,3e-06,null,0.0,[]]]]',
+    '[[null,[3.75e-06,1.5e-05,3.75e-06,3.75e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-06,2e-06,1.5e-06,1.5e-06,null,0.0,[]]]]',
+    '[[null,[3e-06,4e-06,3e-06,3e-06,null,0.0,[]]]]',
+    '[[null,[3e-05,6e-05,3e-05,3e-05,null,0.0,[]]]]',
+    '[[null,[6e-05,0.00012,6e-05,6e-05,null,0.0,[]]]]',
+    '[[null,[1e-05,3e-05,1e-05,1e-05,null,0.0,[]]]]',
+    '[[null,[2e-06,8e-06,5e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[4e-07,1.6e-06,1e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,4e-07,2.5e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-05,0.00015,3.75e-05,7.5e-05,null,0.0,[]]]]',
+    '[[null,[2.5e-06,1e-05,1.25e-06,2.5e-06,null,0.0,[]]]]',
+    '[[null,[5e-06,1.5e-05,5e-06,5e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,7.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[6e-07,2.4e-06,3e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[1.25e-06,5e-06,1.25e-06,1.25e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,1.2e-05,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[5e-06,2e-05,2.5e-06,5e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-06,1e-05,2.5e-06,2.5e-06,null,0.0,[]]]]',
+    '[[null,[6e-06,1.8e-05,6e-06,6e-06,null,0.0,[]]]]',
+    '[[null,[1.25e-06,1e-05,1.25e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[1e-05,1e-05,1.25e-06,1e-05,null,0.0,[]]]]',
+    '[[null,[2.5e-06,2e-06,2.5e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-07,2e-06,2.5e-08,2.5e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,4e-07,5e-09,5e-08,null,0.0,[]]]]',
+    '[[null,[1.5e-05,0.00012,1.5e-05,1.5e-05,null,0.0,[]]]]',
+    '[[null,[1.25e-06,1e-05,1.25e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[1.75e-06,1.4e-05,1.75e-07,1.75e-06,null,0.0,[]]]]',
+    '[[null,[2.1e-05,0.000168,2.1e-05,2.1e-05,null,0.0,[]]]]',
+    '[[null,[2.5e-06,1.5e-05,2.5e-07,2.5e-06,null,0.0,[[272000,5e-06,2.25e-05,5e-07,5e-06,null,0.0]]]]]',
+    '[[null,[8e-06,1.5e-05,2e-06,8e-06,null,0.0,[]]]]',
+    '[[null,[7.5e-07,4.5e-06,7.5e-08,7.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,1.25e-06,2e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[3e-05,0.00018,3e-05,3e-05,null,0.0,[[272000,6e-05,0.00027,6e-05,6e-05,null,0.0]]]]]',
+    '[[null,[5e-06,3e-05,5e-07,5e-06,null,0.0,[[272000,1e-05,4.5e-05,1e-06,1e-05,null,0.0]]]]]',
+    '[[null,[1.25e-05,7.5e-05,1.25e-05,1.25e-05,null,0.0,[]]],[["since",2026,10,19],[1.25e-05,7.5e-05,1.25e-06,1.25e-05,null,0.0,[]]]]',
+    '[[null,[1.25e-05,7.5e-05,1.25e-06,1.5625e-05,null,0.0,[]]]]',
+    '[[null,[1e-06,6e-06,1e-07,1.25e-06,null,0.0,[[272000,2e-06,9e-06,2e-07,2.5e-06,null,0.0]]]],[["since",2026,7,30],[2e-07,1.2e-06,2e-08,2.5e-07,null,0.0,[[272000,4e-07,1.8e-06,4e-08,5e-07,null,0.0]]]]]',
+    '[[null,[5e-06,3e-05,5e-07,6.25e-06,null,0.0,[[272000,1e-05,4.5e-05,1e-06,1.25e-05,null,0.0]]]],[["since",2026,8,21],[4e-06,2e-05,4e-07,5e-06,null,0.0,[[272000,8e-06,3e-05,8e-07,1e-05,null,0.0]]]]]',
+    '[[null,[2.5e-06,1.5e-05,2.5e-07,3.125e-06,null,0.0,[[272000,5e-06,2.25e-05,5e-07,6.25e-06,null,0.0]]]],[["since",2026,7,30],[2e-06,1.2e-05,2e-07,2.5e-06,null,0.0,[[272000,4e-06,1.8e-05,4e-07,5e-06,null,0.0]]]]]',
+    '[[null,[1e-05,5e-05,1e-06,1.25e-05,null,0.0,[[272000,2e-05,7.5e-05,2e-06,2.5e-05,null,0.0]]]]]',
+    '[[null,[2e-05,0.0001,2e-06,2.5e-05,null,0.0,[]]]]',
+    '[[null,[1e-07,5e-07,1e-08,1.25e-07,null,0.0,[[272000,2e-07,7.5e-07,2e-08,2.5e-07,null,0.0]]]]]',
+    '[[null,[1.5e-05,7.5e-05,1.5e-06,1.875e-05,null,0.0,[[272000,3e-05,0.0001125,3e-06,3.75e-05,null,0.0]]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2.5e-06,null,0.0,[[272000,4e-06,1.5e-05,4e-07,5e-06,null,0.0]]]]]',
+    '[[null,[2e-06,1e-05,1e-07,2.5e-06,null,0.0,[[272000,4e-06,1.5e-05,2e-07,5e-06,null,0.0]]]]]',
+    '[[null,[1e-06,5e-06,5e-08,1.25e-06,null,0.0,[[272000,2e-06,7.5e-06,1e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[2.5e-06,1e-05,2.5e-06,2.5e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,2.4e-06,6e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[5e-06,3e-05,5e-07,5e-06,null,0.0,[]]]]',
+    '[[null,[5e-06,4e-05,1.25e-06,5e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,8e-06,2e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[5e-06,3e-05,1.25e-06,5e-06,null,0.0,[]]]]',
+    '[[null,"priced per audio_hours, not per token"]]',
+    '[[null,"priced per audio_hours, not per token"]]',
+    '[[null,[3.9e-08,1.8e-07,3.9e-08,3.9e-08,null,0.0,[]]]]',
+    '[[null,[2.9e-08,1.4e-07,2.9e-08,2.9e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-08,3e-07,3.7e-08,7.5e-08,null,0.0,[]]]]',
+    '[[null,[4e-06,1.6e-05,4e-07,4e-06,null,0.0,[]]]]',
+    '[[null,[4e-06,2.4e-05,4e-07,4e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,2.4e-06,6e-08,6e-07,null,0.0,[]]]]',
+    '[[null,"priced per audio_hours, not per token"]]',
+    '[[null,[5e-06,2.5e-05,5e-07,5e-06,null,0.0,[]]]]',
+    '[[null,"priced per audio_hours, input_audio_hours, not per token"]]',
+    '[[null,[0.00015,0.0006,0.00015,0.00015,null,0.0,[]]]]',
+    '[[null,[1e-05,4e-05,5e-07,1e-05,null,0.0,[]]],[["since",2025,6,10],[2e-06,8e-06,5e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[1e-05,4e-05,2.5e-06,1e-05,null,0.0,[]]]]',
+    '[[null,[2e-05,8e-05,2e-05,2e-05,null,0.0,[]]]]',
+    '[[null,[1.1e-06,4.4e-06,2.75e-07,1.1e-06,null,0.0,[]]]]',
+    '[[null,"priced per input_mchars, not per token"]]',
+    '[[null,"priced per input_mchars, not per token"]]',
+    '[[null,[1e-07,0.0,1e-07,1e-07,null,0.0,[[272000,2e-07,0.0,2e-07,2e-07,null,0.0]]]]]',
+    '[[null,[8e-07,1.2e-06,8e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,8e-06,2e-06,2e-06,null,0.0,[]]]]',
+    '[[null,[5e-07,7e-07,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[4e-06,8e-06,4e-06,4e-06,null,0.0,[]]]]',
+    '[[null,[8e-07,1.6e-06,2e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[3e-06,6e-06,7.5e-07,3e-06,null,0.0,[]]]]',
+    '[[null,[7e-07,1.4e-06,1.8e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,2e-07,2e-07,2e-07,null,0.0,[]]],[["since",2026,10,19],[8e-07,1.6e-06,8e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[2.6e-06,3.4e-06,2.6e-06,2.6e-06,null,0.0,[]]]]',
+    '[[null,[6.5625e-06,9.375e-06,6.5625e-06,6.5625e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-06,2.25e-06,1.5e-06,1.5e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,2.5e-06,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[3.5e-08,1.4e-07,3.5e-08,3.5e-08,null,0.0,[]]]]',
+    '[[null,[8e-07,3.2e-06,8e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-06,2.25e-06,1.5e-06,1.5e-06,null,0.0,[]]],[["since",2026,10,19],[2.5e-06,5e-06,2.5e-06,2.5e-06,null,0.0,[]]]]',
+    '[[null,[5e-06,2.5e-05,1.25e-07,6.25e-06,null,0.0,[]]]]',
+    '[[null,[5e-07,2.5e-06,5e-08,6.25e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,2.5e-07,5e-09,6.25e-08,null,0.0,[[100000,2.5e-07,1.25e-06,2.5e-08,3.125e-07,null,0.0]]]]]',
+    '[[null,[7.5e-06,3.75e-05,7.5e-07,9.375e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-06,1.25e-05,2.5e-07,3.125e-06,null,0.0,[]]]]',
+    '[[null,[3e-05,0.00015,3e-06,3.75e-05,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3.75e-06,null,0.0,[[200000,6e-06,2.25e-05,6e-07,7.5e-06,null,0.0]]]]]',
+    '[[null,[1.5e-06,7.5e-06,1.5e-07,1.875e-06,null,0.0,[[200000,3e-06,1.125e-05,3e-07,3.75e-06,null,0.0]]]]]',
+    '[[null,[1.5e-06,7.5e-06,1.5e-07,1.875e-06,null,0.0,[]]]]',
+    '[[null,[1e-06,5e-06,5e-08,1.25e-06,null,0.0,[]]]]',
+    '[[null,[8e-07,1e-06,8e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,8e-07,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[2.2e-07,8.5e-07,6e-08,2.2e-07,null,0.0,[]]],[["since",2026,10,19],[2.5e-07,8e-07,6e-08,2.5e-07,null,0.0,[]]]]',
+    '[[null,[4.5e-08,1.5e-07,4.5e-08,4.5e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-07,1.2e-06,7.5e-07,7.5e-07,null,0.0,[]]]]',
+    '[[null,[4.5e-07,7.5e-07,4.5e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,2e-06,2.5e-07,2.5e-07,null,0.0,[]]],[["since",2026,10,19],[2.5e-07,2e-06,2.5e-07,2.5e-07,null,0.0,[[128000,5e-07,4e-06,5e-07,5e-07,null,0.0]]]]]',
+    '[[null,[7.5e-08,3e-07,7.5e-08,7.5e-08,null,0.0,[]]],[["since",2026,10,19],[7.5e-08,3e-07,7.5e-08,7.5e-08,null,0.0,[[128000,1e-07,8e-07,1e-07,1e-07,null,0.0]]]]]',
+    '[[null,[5e-07,2.5e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,3e-06,5e-07,5e-07,null,0.0,[[128000,1e-06,6e-06,1e-06,1e-06,null,0.0]]]]]',
+    '[[null,[1e-07,4e-07,1e-07,1e-07,null,0.0,[]]],[["since",2026,10,19],[1e-07,4e-07,1e-07,1e-07,null,0.0,[[128000,2e-07,8e-07,2e-07,2e-07,null,0.0]]]]]',
+    '[[null,[5.5e-07,8.5e-07,5.5e-07,5.5e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,0.0,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[2e-07,9e-07,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.5e-06,1.5e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,2.18e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[3.8e-07,8.9e-07,3.8e-07,3.8e-07,null,0.0,[]]],[["since",2026,10,19],[3.2e-07,8.9e-07,3.2e-07,3.2e-07,null,0.0,[]]],[["since",2026,10,20],[2.574e-07,1.0287e-06,2.574e-07,2.574e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,8.8e-07,3e-07,3e-07,null,0.0,[]]],[["since",2026,10,19],[2.9e-07,1.14e-06,1.1e-07,2.9e-07,null,0.0,[]]],[["since",2026,11,3],[2.5e-07,1e-06,1.1e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[2.1e-07,7.9e-07,1.3e-07,2.1e-07,null,0.0,[]]],[["since",2026,10,19],[2.5e-07,9.5e-07,1.3e-07,2.5e-07,null,0.0,[]]],[["since",2026,11,3],[5.5e-07,1.65e-06,5.5e-07,5.5e-07,null,0.0,[]]],[["since",2026,11,9],[2.7e-07,1e-06,2.7e-07,2.7e-07,null,0.0,[]]]]',
+    '[[null,[4.5e-07,2.15e-06,4.5e-07,4.5e-07,null,0.0,[]]],[["since",2026,10,19],[7e-07,2.5e-06,7e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,2.15e-06,5e-07,5e-07,null,0.0,[]]],[["since",2026,10,19],[5e-07,2.15e-06,3.5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[2.3e-07,9e-07,2.3e-07,2.3e-07,null,0.0,[]]],[["since",2026,10,19],[2.7e-07,1e-06,2.7e-07,2.7e-07,null,0.0,[]]]]',
+    '[[null,[2.288e-07,3.432e-07,2.288e-07,2.288e-07,null,0.0,[]]],[["since",2026,10,19],[2.8e-07,4.2e-07,2.8e-08,2.8e-07,null,0.0,[]]],[["since",2026,11,9],[2.6e-07,3.8e-07,1.3e-07,2.6e-07,null,0.0,[]]]]',
+    '[[null,[9.83e-08,1.966e-07,1.97e-08,9.83e-08,null,0.0,[]]],[["since",2026,10,19],[9.1e-08,1.82e-07,1.82e-08,9.1e-08,null,0.0,[]]],[["since",2026,11,3],[1.4e-07,2.8e-07,3e-08,1.4e-07,null,0.0,[]]],[["since",2026,11,9],[1.05e-07,2.1e-07,2.1e-08,1.05e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,1.5e-07,4.2e-08,1.5e-07,null,0.0,[]]],[["since",2026,10,20],[4.4e-07,1.32e-06,1.4e-08,4.4e-07,null,0.0,[]]],[["since",2026,11,3],[1.4e-07,2.8e-07,7e-08,1.4e-07,null,0.0,[]]],[["since",2026,11,9],[1.4e-07,2.8e-07,5e-08,1.4e-07,null,0.0,[]]]]',
+    '[[null,[4.8e-08,1.44e-07,1.2e-08,4.8e-08,null,0.0,[]]]]',
+    '[[null,[2.156e-07,6.468e-07,6.86e-09,2.156e-07,null,0.0,[]]]]',
+    '[[null,[4.35e-07,8.7e-07,3.625e-09,4.35e-07,null,0.0,[]]],[["since",2026,10,19],[4.22472e-07,8.44944e-07,3.5206e-08,4.22472e-07,null,0.0,[]]],[["since",2026,10,20],[9.5526e-07,1.91052e-06,7.9605e-08,9.5526e-07,null,0.0,[]]],[["since",2026,11,3],[1.416e-06,2.832e-06,1.18e-07,1.416e-06,null,0.0,[]]]]',
+    '[[null,[6.6e-07,1.98e-06,2.2e-08,6.6e-07,null,0.0,[]]]]',
+    '[[null,[4.48e-08,8e-08,1.6e-09,4.48e-08,null,0.0,[]]],[["since",2026,10,19],[3.44e-08,8e-08,1.6e-09,3.44e-08,null,0.0,[]]],[["since",2026,10,20],[3.52e-08,1.12e-08,1.6e-09,3.52e-08,null,0.0,[]]],[["since",2026,11,3],[2.1e-07,8.4e-07,4.2e-09,2.1e-07,null,0.0,[]]]]',
+    '[[null,[1.1e-08,2e-07,2e-09,1.1e-08,null,0.0,[]]]]',
+    '[[null,[5e-08,1.5e-07,4e-09,5e-08,null,0.0,[]]],[["since",2026,11,9],[1.1e-08,2e-07,2e-09,1.1e-08,null,0.0,[]]]]',
+    '[[null,[6e-08,1.2e-07,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[6e-07,3e-06,6e-08,6e-07,null,0.0,[]]]]',
+    '[[null,[4e-06,6e-06,4e-06,4e-06,null,0.0,[]]]]',
+    '[[null,[9e-07,1.2e-06,9e-07,9e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,4e-07,2.5e-08,1.833e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,3.75e-08,2.333e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,3.5e-06,3.75e-08,2.333e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-08,3e-07,1.875e-08,1.583e-07,null,0.0,[]]]]',
+    '[[null,[3.75e-08,1.5e-07,1e-08,5.83e-08,null,0.0,[]]]]',
+    '[[null,[1.25e-06,5e-06,1.25e-06,1.25e-06,null,0.0,[]]]]',
+    '[[null,[1.2e-06,4e-06,2.4e-07,1.2e-06,null,0.0,[]]]]',
+    '[[null,[1e-05,1.25e-05,1e-05,1e-05,null,0.0,[]]]]',
+    '[[null,[3e-07,2.5e-06,7.5e-08,3.833e-07,null,0.0,[]]],[["since",2026,10,19],[3e-07,2.5e-06,3e-08,8.33333333333333e-08,null,0.0,[]]]]',
+    '[[null,[3e-07,2.5e-06,3e-08,8.333333333333334e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,4e-07,1e-08,8.333333333333334e-08,null,0.0,[]]]]',
+    '[[null,[5e-08,2e-07,1e-08,4.166666666666665e-08,null,0.0,[]]]]',
+    '[[null,[3e-07,2.5e-06,7.5e-08,3.83e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,3.5e-06,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,1.25e-06,3e-08,4.166666666666665e-08,null,0.0,[]]]]',
+    '[[null,[1.25e-06,1e-05,3.1e-07,1.625e-06,null,0.0,[]]],[["since",2026,10,19],[1.25e-06,1e-05,1.25e-07,3.75e-07,null,0.0,[[200000,2.5e-06,1.5e-05,2.5e-07,3.75e-07,null,0.0]]]]]',
+    '[[null,[1.25e-06,1e-05,1.25e-06,1.25e-06,null,0.0,[]]]]',
+    '[[null,[6.25e-07,5e-06,1.25e-07,1.875e-07,null,0.0,[[200000,1.25e-06,7.5e-06,2.5e-07,1.875e-07,null,0.0]]]]]',
+    '[[null,[5e-07,3e-06,5e-08,8.333333333333334e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-07,1.5e-06,2.5e-07,4.166666666666665e-08,null,0.0,[]]]]',
+    '[[null,[2e-06,1.2e-05,2e-07,3.75e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,3e-06,5e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,1.5e-06,2.5e-08,8.333333333333334e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-07,1.5e-06,2.5e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[1.25e-07,7.5e-07,1.25e-08,4.166666666666665e-08,null,0.0,[]]]]',
+    '[[null,[2e-06,1.2e-05,2e-07,3.75e-07,null,0.0,[]]],[["since",2026,10,19],[2e-06,1.2e-05,2e-07,3.75e-07,null,0.0,[[200000,4e-06,1.8e-05,4e-07,3.75e-07,null,0.0]]]]]',
+    '[[null,[1e-06,6e-06,1e-06,1.875e-07,null,0.0,[[200000,2e-06,9e-06,2e-06,1.875e-07,null,0.0]]]]]',
+    '[[null,[1.5e-06,9e-06,1.5e-07,8.333333333333334e-08,null,0.0,[]]]]',
+    '[[null,[3e-07,2.5e-06,3e-08,8.33333333333333e-08,null,0.0,[]]]]',
+    '[[null,[1.5e-07,1.25e-06,1.5e-08,4.166666666666665e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-07,4.5e-06,7.5e-08,4.166666666666665e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-07,3.75e-06,7.5e-08,4.16666666666667e-08,null,0.0,[]]]]',
+    '[[null,[3.75e-07,1.875e-06,3.75e-08,4.16666666666667e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-07,3.75e-06,7.5e-08,4.166666666666666e-08,null,0.0,[]]],[["since",2026,10,19],[8.25e-07,4.125e-06,8.25e-08,4.166666666666666e-08,null,0.0,[]]],[["since",2026,11,3],[7.5e-07,3.75e-06,7.5e-08,4.166666666666666e-08,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,1e-07,1.875e-07,null,0.0,[]]]]',
+    '[[null,[1e-06,5e-06,5e-08,1.875e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-06,7.5e-06,1.5e-06,1.5e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-06,9e-06,1.5e-06,1.5e-06,null,0.0,[]]]]',
+    '[[null,[8e-07,8e-07,8e-07,8e-07,null,0.0,[]]],[["since",2026,10,19],[6.5e-07,6.5e-07,6.5e-07,6.5e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,1e-07,5e-08,5e-08,null,0.0,[]]],[["since",2026,10,19],[5e-08,1.5e-07,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,2e-07,1e-07,1e-07,null,0.0,[]]],[["since",2026,10,19],[8e-08,3.5e-07,4e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[2e-08,4e-08,2e-08,2e-08,null,0.0,[]]],[["since",2026,10,19],[5e-08,1e-07,5e-08,5e-08,null,0.0,[]]],[["since",2026,10,20],[4e-08,5e-08,2e-08,4e-08,null,0.0,[]]]]',
+    '[[null,[6e-08,3.3e-07,6e-08,6e-08,null,0.0,[]]],[["since",2026,10,19],[9e-08,3e-07,5e-08,9e-08,null,0.0,[]]],[["since",2026,10,20],[7.65e-08,2.55e-07,4.25e-08,7.65e-08,null,0.0,[]]],[["since",2026,11,3],[1.5e-07,6e-07,4.25e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[1.2e-07,3.6e-07,9e-08,1.2e-07,null,0.0,[]]],[["since",2026,8,27],[9e-08,3.4e-07,5e-08,9e-08,null,0.0,[]]],[["since",2026,10,19],[2e-07,4e-07,5e-08,2e-07,null,0.0,[]]],[["since",2026,11,3],[1.5e-07,4e-07,6e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,2e-06,2e-06,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,7.5e-07,3e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,5e-07,7.5e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[6.5e-08,6.5e-08,6.5e-08,6.5e-08,null,0.0,[]]],[["since",2026,10,19],[8e-08,1.1e-07,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-08,4e-08,2.5e-08,2.5e-08,null,0.0,[]]]]',
+    '[[null,[6e-08,2.5e-07,1.5e-08,6e-08,null,0.0,[]]],[["since",2026,11,3],[6e-08,1.5e-07,1.5e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-07,7.5e-07,2.5e-08,2.5e-07,null,0.0,[]]]]',
+    '[[null,[4e-08,1.5e-07,4e-09,4e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,3.5e-07,1e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-08,6.25e-07,1.5e-08,7.5e-08,null,0.0,[]]]]',
+    '[[null,[1e-08,3e-08,2e-09,1e-08,null,0.0,[]]]]',
+    '[[null,[2.1e-08,6.3e-08,4.2e-09,2.1e-08,null,0.0,[]]]]',
+    '[[null,[1.5e-08,4.5e-08,3e-09,1.5e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-08,2.25e-07,1.5e-08,7.5e-08,null,0.0,[]]],[["since",2026,11,9],[4.5e-08,1.35e-07,9e-09,4.5e-08,null,0.0,[]]]]',
+    '[[null,[5e-08,2.3e-07,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[3e-08,1.5e-07,3e-08,3e-08,null,0.0,[]]]]',
+    '[[null,[8e-07,9e-07,8e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[1e-08,1e-08,1e-08,1e-08,null,0.0,[]]]]',
+    '[[null,[3e-08,1.2e-07,3e-08,3e-08,null,0.0,[]]]]',
+    '[[null,[3.5e-07,5e-07,4e-08,3.5e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,7e-07,2.5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[8e-08,2e-07,2e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[2e-07,1.25e-06,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-06,3e-06,2.5e-06,2.5e-06,null,0.0,[]]]]',
+    '[[null,[1.2e-07,3e-07,1.2e-07,1.2e-07,null,0.0,[]]]]',
+    '[[null,[1.2e-06,1.2e-06,1.2e-06,1.2e-06,null,0.0,[]]]]',
+    '[[null,[8.8e-07,8.8e-07,8.8e-07,8.8e-07,null,0.0,[]]]]',
+    '[[null,[9e-07,3.3e-06,9e-07,9e-07,null,0.0,[]]]]',
+    '[[null,[1.125e-06,1.125e-06,1.125e-06,1.125e-06,null,0.0,[]]],[["since",2026,10,19],[4e-07,7.5e-07,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-07,1e-06,2.5e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,4e-07,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[3e-08,6e-08,3e-08,3e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,2.8e-07,1e-07,1e-07,null,0.0,[]]],[["since",2026,10,19],[4e-07,4e-07,4e-07,4e-07,null,0.0,[]]],[["since",2026,11,3],[7.2e-07,7.2e-07,7.2e-07,7.2e-07,null,0.0,[]]]]',
+    '[[null,[2e-08,3e-08,2e-08,2e-08,null,0.0,[]]],[["since",2026,10,19],[5e-08,8e-08,2.5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[4.9e-08,4.9e-08,4.9e-08,4.9e-08,null,0.0,[]]]]',
+    '[[null,[5e-09,1e-08,5e-09,5e-09,null,0.0,[]]],[["since",2026,10,19],[2.7e-08,2.01e-07,2.7e-08,2.7e-08,null,0.0,[]]]]',
+    '[[null,[1e-08,2e-08,1e-08,1e-08,null,0.0,[]]],[["since",2026,10,19],[5.09e-08,3.35e-07,5.09e-08,5.09e-08,null,0.0,[]]]]',
+    '[[null,[5e-08,2.4e-07,5e-08,5e-08,null,0.0,[]]],[["since",2026,10,19],[1e-07,3.2e-07,1e-07,1e-07,null,0.0,[]]],[["since",2026,11,3],[4.5e-07,9e-07,4.5e-07,4.5e-07,null,0.0,[]]],[["since",2026,11,9],[5.9e-07,7.9e-07,2.95e-07,5.9e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,6e-07,1.5e-07,1.5e-07,null,0.0,[]]],[["since",2026,10,19],[1.875e-07,6.525e-07,5e-08,1.875e-07,null,0.0,[]]],[["since",2026,11,3],[3.5e-07,1e-06,1.7e-07,3.5e-07,null,0.0,[]]]]',
+    '[[null,[8e-08,3e-07,8e-08,8e-08,null,0.0,[]]],[["since",2026,10,19],[1e-07,3e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,5e-08,5e-08,5e-08,null,0.0,[]]],[["since",2026,10,19],[1.8e-07,1.8e-07,1.8e-07,1.8e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.2e-06,4e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[2.4e-07,9.6e-07,3.2e-08,2.4e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,1.4e-07,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[8e-08,3.5e-07,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[5e-07,5e-07,5e-07,5e-07,null,0.0,[]]],[["since",2026,10,19],[6.2e-07,6.2e-07,6.2e-07,6.2e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,1.65e-06,3e-07,3e-07,null,0.0,[]]],[["since",2026,10,19],[5.5e-07,2.2e-06,5.5e-07,5.5e-07,null,0.0,[]]],[["since",2026,11,3],[4e-07,2.2e-06,4e-07,4e-07,null,0.0,[]]],[["since",2026,11,9],[5.5e-07,2.2e-06,5.5e-07,5.5e-07,null,0.0,[]]]]',
+    '[[null,[2.55e-07,1e-06,3e-08,2.55e-07,null,0.0,[]]],[["since",2026,10,19],[2.55e-07,1.02e-06,3e-08,2.55e-07,null,0.0,[]]]]',
+    '[[null,[2.9e-07,9.5e-07,3e-08,2.9e-07,null,0.0,[]]],[["since",2026,10,19],[3e-07,1.2e-06,3e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[1.5e-07,9e-07,5e-08,1.5e-07,null,0.0,[]]],[["since",2026,10,19],[2.7e-07,9.5e-07,3e-08,2.7e-07,null,0.0,[]]],[["since",2026,11,3],[3e-07,1.2e-06,3e-08,3e-07,null,0.0,[]]],[["since",2026,11,9],[2.95e-07,1.2e-06,6e-08,2.95e-07,null,0.0,[]]]]',
+    '[[null,[2.7e-07,1.08e-06,5.4e-08,2.7e-07,null,0.0,[]]],[["since",2026,10,19],[3e-07,1.2e-06,6e-08,3e-07,null,0.0,[]]],[["since",2026,11,9],[2.7e-07,1.08e-06,5.4e-08,2.7e-07,null,0.0,[]]]]',
+    '[[null,[2.24e-07,8.8e-07,4.48e-08,2.24e-07,null,0.0,[]]]]',
+    '[[null,[2.8e-08,5.4e-08,2.8e-08,2.8e-08,null,0.0,[]]]]',
+    '[[null,[2.75e-06,8.1e-06,2.75e-06,2.75e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-07,4.5e-07,1.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-08,7.5e-08,7.5e-09,7.5e-08,null,0.0,[]]]]',
+    '[[null,[2.9e-08,5.9e-08,2.9e-08,2.9e-08,null,0.0,[]]]]',
+    '[[null,[2e-06,6e-06,2e-06,2e-06,null,0.0,[]]],[["since",2026,10,19],[2e-06,6e-06,2e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[6.8e-07,2.09e-06,7e-08,6.8e-07,null,0.0,[]]],[["since",2026,11,3],[7e-07,2.1e-06,7e-08,7e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,2e-06,4e-07,4e-07,null,0.0,[]]],[["since",2026,10,19],[4e-07,2e-06,4e-08,4e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-07,3.75e-06,7.5e-07,7.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,1e-06,2e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[1e-08,1.9e-08,1e-08,1e-08,null,0.0,[]]],[["since",2026,10,19],[2.9e-08,3e-08,2.9e-08,2.9e-08,null,0.0,[]]],[["since",2026,11,3],[1.5e-07,1.5e-07,1.5e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,6e-07,2e-07,2e-07,null,0.0,[]]],[["since",2026,10,19],[2e-07,6e-07,2e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,9e-08,5e-08,5e-08,null,0.0,[]]],[["since",2026,10,19],[5e-08,8e-08,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-08,3e-07,7.5e-09,7.5e-08,null,0.0,[]]]]',
+    '[[null,[5e-08,1.5e-07,5e-08,5e-08,null,0.0,[]]],[["since",2026,10,19],[3.51e-07,5.55e-07,3.51e-07,3.51e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-08,2e-07,7.5e-08,7.5e-08,null,0.0,[]]],[["since",2026,10,19],[9.375e-08,2.5e-07,9.375e-08,9.375e-08,null,0.0,[]]],[["since",2026,11,3],[1e-07,3e-07,1e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[9e-07,9e-07,9e-07,9e-07,null,0.0,[]]],[["since",2026,10,19],[2e-06,6e-06,2e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[1e-07,3e-07,1e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[8e-08,2.4e-07,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[6e-07,2.5e-06,6e-07,6e-07,null,0.0,[]]],[["since",2026,10,19],[6e-07,2.5e-06,1.5e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,1.9e-06,9e-08,4e-07,null,0.0,[]]],[["since",2026,10,19],[5e-07,2.5e-06,1.5e-07,5e-07,null,0.0,[]]],[["since",2026,11,3],[5.32e-07,3.325e-06,2.09e-07,5.32e-07,null,0.0,[]]]]',
+    '[[null,[6.8e-07,3.41e-06,3.4e-07,6.8e-07,null,0.0,[]]],[["since",2026,10,19],[6.5e-07,3.41e-06,1.5e-07,6.5e-07,null,0.0,[]]],[["since",2026,11,3],[9.5e-07,4e-06,1.6e-07,9.5e-07,null,0.0,[]]]]',
+    '[[null,[7.5e-07,3.5e-06,1.6e-07,7.5e-07,null,0.0,[]]],[["since",2026,10,19],[6.712e-07,3.35e-06,1.8e-07,6.712e-07,null,0.0,[]]],[["since",2026,11,3],[9.5e-07,4e-06,1.9e-07,9.5e-07,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3e-06,null,0.0,[]]],[["since",2026,10,19],[2.39e-07,1.1936e-05,2.1e-07,2.39e-07,null,0.0,[]]],[["since",2026,11,3],[3e-06,1.5e-05,3e-07,3e-06,null,0.0,[]]]]',
+    '[[null,[2.28e-06,1.14e-05,2.28e-07,2.28e-06,null,0.0,[]]],[["since",2026,11,9],[9.17e-07,6e-06,2.26e-07,9.17e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,6e-07,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[9e-07,1.9e-06,9e-07,9e-07,null,0.0,[]]]]',
+    '[[null,[4.5e-07,9.5e-07,4.5e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[3.375e-06,4.5e-06,3.375e-06,3.375e-06,null,0.0,[]]]]',
+    '[[null,[9.375e-08,7.5e-07,9.375e-08,9.375e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-07,1.5e-06,7.5e-07,7.5e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-08,1e-07,2.5e-09,2.5e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-08,2.5e-07,1.5e-08,7.5e-08,null,0.0,[]]]]',
+    '[[null,[1.25e-06,2e-06,1.25e-06,1.25e-06,null,0.0,[]]]]',
+    '[[null,[7e-07,8e-07,7e-07,7e-07,null,0.0,[]]],[["since",2026,10,19],[1e-06,1e-06,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[1.2e-07,3e-07,1.2e-07,1.2e-07,null,0.0,[]]],[["since",2026,10,19],[7e-07,7e-07,7e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[1e-06,3e-06,1e-06,1e-06,null,0.0,[]]],[["since",2026,11,3],[1e-06,3e-06,2e-07,1e-06,null,0.0,[]]]]',
+    '[[null,[5e-08,2e-07,5e-08,5e-08,null,0.0,[]]],[["since",2026,10,19],[6e-08,2.4e-07,6e-08,6e-08,null,0.0,[]]],[["since",2026,11,3],[6e-08,2.4e-07,1.2e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[9e-08,4.5e-07,9e-08,9e-08,null,0.0,[]]],[["since",2026,10,19],[8e-08,4.5e-07,8e-08,8e-08,null,0.0,[]]],[["since",2026,11,3],[8.5e-08,4e-07,8.5e-08,8.5e-08,null,0.0,[]]],[["since",2026,11,9],[8e-08,4.5e-07,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[5e-07,2.5e-06,1.5e-07,5e-07,null,0.0,[]]],[["since",2026,10,19],[6e-07,2.4e-06,1.2e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,2e-07,4e-08,7e-08,null,0.0,[]]],[["since",2026,11,3],[5e-08,2e-07,1e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,4e-07,8e-08,1e-07,null,0.0,[]]],[["since",2026,10,20],[1.5e-07,5e-07,2e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[4e-08,1.6e-07,4e-08,4e-08,null,0.0,[]]]]',
+    '[[null,[4e-07,1.6e-06,1e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,8e-07,5e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,4e-07,2.5e-08,1e-07,null,0.0,[]]],[["since",2026,11,3],[1e-07,4e-07,3e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,2e-07,1.25e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[1e-06,4e-06,2.5e-07,1e-06,null,0.0,[]]]]',
+    '[[null,[7.5e-05,0.00015,7.5e-05,7.5e-05,null,0.0,[]]]]',
+    '[[null,[2.5e-06,1e-05,2.5e-06,2.5e-06,null,0.0,[]]],[["since",2026,10,19],[2.5e-06,1e-05,1.25e-06,2.5e-06,null,0.0,[]]]]',
+    '[[null,[1.25e-06,5e-06,6.25e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[1.25e-07,1e-06,1.25e-08,1.25e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,4e-07,1e-08,5e-08,null,0.0,[]]],[["since",2026,10,19],[5e-08,4e-07,5e-09,5e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-08,2e-07,2.5e-09,2.5e-08,null,0.0,[]]]]',
+    '[[null,[1.5e-05,0.00012,1.5e-05,1.5e-05,null,0.0,[]]]]',
+    '[[null,[7.5e-06,6e-05,7.5e-06,7.5e-06,null,0.0,[]]]]',
+    '[[null,[1.25e-06,1e-05,1.3e-07,1.25e-06,null,0.0,[]]],[["since",2026,10,19],[1.25e-06,1e-05,1.25e-07,1.25e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-07,2e-06,2.5e-08,2.5e-07,null,0.0,[]]],[["since",2026,10,19],[2.5e-07,2e-06,3e-08,2.5e-07,null,0.0,[]]]]',
+    '[[null,[6.25e-07,5e-06,6.25e-08,6.25e-07,null,0.0,[]]]]',
+    '[[null,[2.1e-05,0.000168,2.1e-05,2.1e-05,null,0.0,[]]]]',
+    '[[null,[1.05e-05,8.4e-05,1.05e-05,1.05e-05,null,0.0,[]]]]',
+    '[[null,[8.75e-07,7e-06,8.75e-08,8.75e-07,null,0.0,[]]]]',
+    '[[null,[3.75e-07,2.25e-06,3.75e-08,3.75e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,6.25e-07,1e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[3e-05,0.00018,3e-05,3e-05,null,0.0,[[272000,6e-05,0.00027,6e-05,6e-05,null,0.0]]]]]',
+    '[[null,[1.5e-05,9e-05,1.5e-05,1.5e-05,null,0.0,[[272000,3e-05,0.000135,3e-05,3e-05,null,0.0]]]]]',
+    '[[null,[1.25e-06,7.5e-06,1.25e-07,1.25e-06,null,0.0,[[272000,2.5e-06,1.125e-05,2.5e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[1e-07,6e-07,1e-08,1.25e-07,null,0.0,[[272000,2e-07,9e-07,2e-08,2.5e-07,null,0.0]]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2.5e-06,null,0.0,[[272000,4e-06,1.5e-05,4e-07,5e-06,null,0.0]]]],[["since",2026,10,19],[4e-06,2e-05,4e-07,5e-06,null,0.0,[[272000,8e-06,3e-05,8e-07,1e-05,null,0.0]]]]]',
+    '[[null,[1e-06,6e-06,1e-07,1.25e-06,null,0.0,[[272000,2e-06,9e-06,2e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[5e-06,2.5e-05,5e-07,6.25e-06,null,0.0,[[272000,1e-05,3.75e-05,1e-06,1.25e-05,null,0.0]]]]]',
+    '[[null,[1e-07,5e-07,1e-08,1.25e-07,null,0.0,[[272000,2e-07,7.5e-07,2e-08,2.5e-07,null,0.0]]]]]',
+    '[[null,[5e-08,2.5e-07,5e-09,6.25e-08,null,0.0,[[272000,1e-07,3.75e-07,1e-08,1.25e-07,null,0.0]]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2.5e-06,null,0.0,[[272000,4e-06,1.5e-05,4e-07,5e-06,null,0.0]]]]]',
+    '[[null,[1e-06,5e-06,1e-07,1.25e-06,null,0.0,[[272000,2e-06,7.5e-06,2e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[2e-06,1e-05,1e-07,2.5e-06,null,0.0,[[272000,4e-06,1.5e-05,2e-07,5e-06,null,0.0]]]]]',
+    '[[null,[1e-06,5e-06,5e-08,1.25e-06,null,0.0,[[272000,2e-06,7.5e-06,1e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[5e-07,2.5e-06,2.5e-08,6.25e-07,null,0.0,[[272000,1e-06,3.75e-06,5e-08,1.25e-06,null,0.0]]]]]',
+    '[[null,[3.9e-08,1.8e-07,3.9e-08,3.9e-08,null,0.0,[]]],[["since",2026,10,19],[1.5e-07,6e-07,7.5e-08,1.5e-07,null,0.0,[]]],[["since",2026,11,3],[1e-07,5e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[2.96e-08,1.36e-07,2.96e-08,2.96e-08,null,0.0,[]]]]',
+    '[[null,[2.9e-08,1.4e-07,2.9e-08,2.9e-08,null,0.0,[]]],[["since",2026,10,19],[1.8e-08,9e-08,9e-09,1.8e-08,null,0.0,[]]],[["since",2026,11,3],[3e-08,1.4e-07,9e-09,3e-08,null,0.0,[]]]]',
+    '[[null,[2.4e-08,1.12e-07,2.4e-08,2.4e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-08,3e-07,3.7e-08,7.5e-08,null,0.0,[]]],[["since",2026,10,19],[7.5e-08,3e-07,3.75e-08,7.5e-08,null,0.0,[]]]]',
+    '[[null,[1.1e-06,4.4e-06,1.1e-06,1.1e-06,null,0.0,[]]]]',
+    '[[null,[1e-05,4e-05,2.5e-06,1e-05,null,0.0,[]]]]',
+    '[[null,[5.5e-07,2.2e-06,2.75e-07,5.5e-07,null,0.0,[]]]]',
+    '[[null,[5.5e-07,2.2e-06,1.375e-07,5.5e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,5e-07,3e-09,5e-08,null,0.0,[]]]]',
+    '[[null,[2e-06,8e-06,2e-06,2e-06,3e-06,0.0,[]]]]',
+    '[[null,[1e-06,5e-06,1e-06,1e-06,null,0.0,[]]]]',
+    '[[null,[7e-08,3.5e-07,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[9e-08,1.8e-07,9e-09,9e-08,null,0.0,[]]]]',
+    '[[null,[6e-08,1.2e-07,3e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-08,5e-07,3.75e-08,7.5e-08,null,0.0,[]]]]',
+    '[[null,[8e-08,1.3e-07,4e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[5.625e-07,1.125e-06,5.625e-07,5.625e-07,null,0.0,[]]]]',
+    '[[null,[1.6e-06,6.4e-06,6.4e-07,1.6e-06,null,0.0,[]]]]',
+    '[[null,[5e-08,2e-07,2e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[2.1e-07,6.3e-07,2.1e-07,2.1e-07,null,0.0,[]]]]',
+    '[[null,[1.2e-07,3.9e-07,1.2e-07,1.2e-07,null,0.0,[]]],[["since",2026,10,19],[3.6e-07,4e-07,3.6e-07,3.6e-07,null,0.0,[]]]]',
+    '[[null,[4e-08,1e-07,4e-08,4e-08,null,0.0,[]]],[["since",2026,10,19],[1e-07,2e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,1.5e-07,6e-08,6e-08,null,0.0,[]]],[["since",2026,10,19],[6.6e-07,1e-06,6.6e-07,6.6e-07,null,0.0,[]]]]',
+    '[[null,[1.6e-06,6.4e-06,1.6e-06,1.6e-06,null,0.0,[]]]]',
+    '[[null,[4e-07,1.2e-06,1.6e-07,4e-07,null,0.0,[]]],[["since",2026,10,19],[2.6e-07,7.8e-07,5.2e-08,3.25e-07,null,0.0,[[256000,7.8e-07,2.34e-06,1.56e-07,9.75e-07,null,0.0]]]]]',
+    '[[null,[2.6e-07,7.8e-07,2.6e-07,2.6e-07,null,0.0,[]]]]',
+    '[[null,[2.6e-07,7.8e-07,2.6e-07,3.25e-07,null,0.0,[]]]]',
+    '[[null,[7e-07,7e-07,7e-07,7e-07,null,0.0,[]]],[["since",2026,10,19],[8e-07,1e-06,4e-07,8e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,2.4e-07,6e-08,6e-08,null,0.0,[]]],[["since",2026,10,19],[1.2e-07,2.4e-07,1.2e-07,1.2e-07,null,0.0,[]]],[["since",2026,11,3],[1e-07,2.2e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[1.3e-07,6e-07,1.3e-07,1.3e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,1e-07,9e-08,9e-08,null,0.0,[]]],[["since",2026,10,19],[9e-08,5.5e-07,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,1e-07,1e-07,1e-07,null,0.0,[]]],[["since",2026,10,19],[4.5e-07,3.5e-06,4.5e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[8e-08,2.9e-07,8e-08,8e-08,null,0.0,[]]],[["since",2026,10,19],[1.2e-07,5e-07,1.2e-07,1.2e-07,null,0.0,[]]]]',
+    '[[null,[4.815e-08,1.9305e-07,4.815e-08,4.815e-08,null,0.0,[]]],[["since",2026,10,19],[9e-08,3e-07,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[8e-08,4e-07,8e-08,8e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,3e-07,1e-07,1e-07,null,0.0,[]]],[["since",2026,10,19],[8e-08,2.8e-07,8e-08,8e-08,null,0.0,[]]],[["since",2026,11,3],[1.4e-07,4e-07,9e-08,1.4e-07,null,0.0,[]]]]',
+    '[[null,[2.2e-07,1.8e-06,2.2e-07,2.2e-07,null,0.0,[]]],[["since",2026,10,19],[3e-07,1e-06,1e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[7e-08,2.7e-07,7e-08,7e-08,null,0.0,[]]],[["since",2026,10,19],[7e-08,2.8e-07,7e-08,7e-08,null,0.0,[]]]]',
+    '[[null,[1.95e-07,9.75e-07,3.9e-08,2.4375e-07,null,0.0,[]]],[["since",2026,10,19],[1.95e-07,9.75e-07,3.9e-08,2.4375e-07,null,0.0,[[128000,5.2e-07,2.6e-06,1.04e-07,6.5e-07,null,0.0],[32000,3.25e-07,1.625e-06,6.5e-08,4.0625e-07,null,0.0]]]]]',
+    '[[null,[1.1e-07,8e-07,7e-08,1.1e-07,null,0.0,[]]],[["since",2026,10,19],[1.2e-07,8e-07,7e-08,1.2e-07,null,0.0,[]]]]',
+    '[[null,[6.5e-07,3.25e-06,1.3e-07,8.125e-07,null,0.0,[]]]]',
+    '[[null,[1.2e-06,6e-06,1.2e-06,1.2e-06,null,0.0,[]]]]',
+    '[[null,[7.8e-07,3.9e-06,7.8e-07,7.8e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,1.1e-06,9e-08,9e-08,null,0.0,[]]]]',
+    '[[null,[9.75e-08,7.8e-07,9.75e-08,9.75e-08,null,0.0,[]]],[["since",2026,10,19],[1.5e-07,1.2e-06,1.5e-07,1.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,8.8e-07,1.1e-07,2e-07,null,0.0,[]]],[["since",2026,10,19],[2.1e-07,1.9e-06,1e-07,2.1e-07,null,0.0,[]]]]',
+    '[[null,[2.6e-07,2.6e-06,2.6e-07,2.6e-07,null,0.0,[]]]]',
+    '[[null,[1.3e-07,5.2e-07,1.3e-07,1.3e-07,null,0.0,[]]],[["since",2026,10,19],[1.5e-07,6e-07,1.5e-07,1.5e-07,null,0.0,[]]],[["since",2026,11,3],[2e-07,7e-07,2e-07,2e-07,null,0.0,[]]]]',
+    '[[null,[1.3e-07,1.56e-06,1.3e-07,1.3e-07,null,0.0,[]]],[["since",2026,10,19],[2.9e-07,1e-06,2.9e-07,2.9e-07,null,0.0,[]]]]',
+    '[[null,[1.04e-07,4.16e-07,1.04e-07,1.04e-07,null,0.0,[]]]]',
+    '[[null,[8e-08,5e-07,8e-08,8e-08,null,0.0,[]]],[["since",2026,10,19],[2.5e-07,7.5e-07,1.2e-07,2.5e-07,null,0.0,[]]]]',
+    '[[null,[1.17e-07,1.365e-06,1.17e-07,1.17e-07,null,0.0,[]]]]',
+    '[[null,[2.6e-07,2.08e-06,2.6e-07,2.6e-07,null,0.0,[]]]]',
+    '[[null,[1.95e-07,1.56e-06,1.95e-07,1.95e-07,null,0.0,[]]],[["since",2026,10,19],[2.7e-07,2.16e-06,2.7e-07,2.7e-07,null,0.0,[]]],[["since",2026,11,3],[1.95e-07,1.56e-06,1.95e-07,1.95e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,1e-06,5e-08,1.4e-07,null,0.0,[]]],[["since",2026,10,19],[1.5e-07,1e-06,5e-08,1.5e-07,null,0.0,[]]],[["since",2026,11,3],[1.625e-07,1.3e-06,5e-08,1.625e-07,null,0.0,[]]]]',
+    '[[null,[3.9e-07,2.34e-06,3.9e-07,3.9e-07,null,0.0,[]]],[["since",2026,10,19],[5e-07,3.6e-06,3e-07,5e-07,null,0.0,[]]],[["since",2026,10,20],[3.9e-07,2.34e-06,3e-07,3.9e-07,null,0.0,[]]]]',
+    '[[null,[1e-07,1.5e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[6.5e-08,2.6e-07,6.5e-08,6.5e-08,null,0.0,[]]]]',
+    '[[null,[4e-07,2.4e-06,4e-07,4e-07,null,0.0,[]]],[["since",2026,10,19],[2.6e-07,1.56e-06,2.6e-07,2.6e-07,null,0.0,[[256000,3.25e-07,1.95e-06,3.25e-07,3.25e-07,null,0.0]]]]]',
+    '[[null,[3e-07,1.8e-06,3e-07,3.75e-07,null,0.0,[]]],[["since",2026,10,19],[3e-07,1.8e-06,3e-07,3.75e-07,null,0.0,[[256000,3.75e-07,2.25e-06,3.75e-07,4.6875e-07,null,0.0]]]]]',
+    '[[null,[2.89e-07,2.4e-06,2.89e-07,2.89e-07,null,0.0,[]]],[["since",2026,10,19],[2.5e-07,2e-06,2.5e-08,2.5e-07,null,0.0,[]]],[["since",2026,11,3],[4.5e-07,2.7e-06,2.5e-08,4.5e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,1e-06,1.4e-07,1.4e-07,null,0.0,[]]],[["since",2026,10,19],[1.5e-07,1e-06,5e-08,1.5e-07,null,0.0,[]]],[["since",2026,10,20],[1e-07,9.5e-07,5e-08,1e-07,null,0.0,[]]],[["since",2026,11,9],[1e-07,9.5e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[1.875e-07,1.125e-06,1.875e-07,2.34375e-07,null,0.0,[]]],[["since",2026,10,19],[1.875e-07,1.125e-06,1.875e-07,2.34375e-07,null,0.0,[[256000,7.5e-07,3e-06,7.5e-07,9.375e-07,null,0.0]]]]]',
+    '[[null,[1.04e-06,6.24e-06,1.04e-06,1.3e-06,null,0.0,[]]]]',
+    '[[null,[3.25e-07,1.95e-06,3.25e-07,4.0625e-07,null,0.0,[]]],[["since",2026,10,19],[3.25e-07,1.95e-06,3.25e-07,4.0625e-07,null,0.0,[[256000,1.3e-06,3.9e-06,1.3e-06,1.625e-06,null,0.0]]]]]',
+    '[[null,[3e-08,1.3e-07,6e-09,3.8e-08,null,0.0,[[256000,2e-07,8e-07,4e-08,2.5e-07,null,0.0],[32000,1e-07,4e-07,2e-08,1.25e-07,null,0.0]]]]]',
+    '[[null,[1.25e-06,3.75e-06,2.5e-07,1.5625e-06,null,0.0,[]]],[["since",2026,10,19],[1.475e-06,4.425e-06,2.95e-07,1.84375e-06,null,0.0,[]]]]',
+    '[[null,[4e-07,1.6e-06,8e-08,5e-07,null,0.0,[]]],[["since",2026,10,19],[3.2e-07,1.28e-06,6.4e-08,4e-07,null,0.0,[[256000,9.6e-07,3.84e-06,1.92e-07,1.2e-06,null,0.0]]]]]',
+    '[[null,[2.3e-07,9.2e-07,2.3e-07,2.3e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,6e-06,2.5e-07,2e-06,null,0.0,[]]],[["since",2026,11,3],[2e-06,6e-06,2.5e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[2.4e-07,2.2e-06,5e-08,2.4e-07,null,0.0,[]]],[["since",2026,11,3],[4.25e-07,2.55e-06,8.5e-08,5.3125e-07,null,0.0,[]]]]',
+    '[[null,[1.6e-07,2e-06,4e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[4e-06,1.2e-05,5e-07,4e-06,null,0.0,[]]]]',
+    '[[null,[4.5e-06,4.5e-06,4.5e-06,4.5e-06,null,0.0,[]]]]',
+    '[[null,[1e-06,3e-06,1e-07,1e-06,null,0.0,[]]],[["since",2026,10,20],[3e-07,1e-06,4e-08,3e-07,null,0.0,[]]],[["since",2026,11,3],[4e-07,1.2e-06,4e-08,4e-07,null,0.0,[]]]]',
+    '[[null,[8.5e-07,1.25e-06,8.5e-07,8.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,6e-07,5e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[9.5e-07,4e-06,1.5e-07,9.5e-07,null,0.0,[]]]]',
+    '[[null,[2e-08,5e-08,2e-08,2e-08,null,0.0,[]]],[["since",2026,10,19],[4e-08,5e-08,4e-08,4e-08,null,0.0,[]]]]',
+    '[[null,[7e-07,8e-07,7e-07,7e-07,null,0.0,[]]],[["since",2026,10,19],[8.5e-07,8.5e-07,8.5e-07,8.5e-07,null,0.0,[]]]]',
+    '[[null,[7e-07,8e-07,7e-07,7e-07,null,0.0,[]]],[["since",2026,10,19],[6.5e-07,7.5e-07,6.5e-07,6.5e-07,null,0.0,[]]]]',
+    '[[null,[7e-07,9.5e-07,7e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[9e-08,3e-07,2e-08,9e-08,null,0.0,[]]],[["since",2026,10,19],[1e-07,3e-07,2e-08,1e-07,null,0.0,[]]]]',
+    '[[null,[8.5e-07,3.4e-06,8.5e-07,8.5e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,5.7e-07,1.4e-07,1.4e-07,null,0.0,[]]]]',
+    '[[null,[4.4e-08,1.77e-07,4.4e-08,4.4e-08,null,0.0,[]]]]',
+    '[[null,[7.4e-08,2.95e-07,7.4e-08,7.4e-08,null,0.0,[]]]]',
+    '[[null,[6.3e-08,2.1e-07,2.1e-08,6.3e-08,null,0.0,[]]],[["since",2026,10,19],[1.8e-07,6e-07,6e-08,1.8e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,5e-07,1.5e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,8e-07,5e-07,5e-07,null,0.0,[]]],[["since",2026,10,19],[5.5e-07,8e-07,2.5e-07,5.5e-07,null,0.0,[]]]]',
+    '[[null,[5e-07,5e-07,5e-07,5e-07,null,0.0,[]]],[["since",2026,10,19],[4e-07,4e-07,4e-07,4e-07,null,0.0,[]]]]',
+    '[[null,[4.5e-07,1.2e-06,1e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[3.6e-07,9.6e-07,8e-08,3.6e-07,null,0.0,[]]]]',
+    '[[null,[4.2e-08,0.0,4.2e-08,4.2e-08,null,0.0,[]]]]',
+    '[[null,[8e-07,3.2e-06,3e-08,8e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-06,7.5e-06,2.5e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[8e-07,1.2e-06,8e-07,8e-07,null,0.0,[]]],[["since",2026,10,19],[3.5e-07,6.5e-07,3.5e-07,3.5e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,2e-07,5e-09,5e-08,null,0.0,[]]]]',
+    '[[null,[9e-08,3.6e-07,1.8e-08,9e-08,null,0.0,[]]],[["since",2026,10,20],[1.5e-07,6e-07,3e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,5e-07,3e-07,3e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,5e-07,5e-08,2e-07,null,0.0,[[128000,4e-07,1e-06,5e-08,4e-07,null,0.0]]]]]',
+    '[[null,[1.25e-06,2.5e-06,2e-07,1.25e-06,null,0.0,[]]],[["since",2026,10,19],[1.25e-06,2.5e-06,2e-07,1.25e-06,null,0.0,[[200000,2.5e-06,5e-06,4e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[2e-06,6e-06,2e-07,2e-06,null,0.0,[]]],[["since",2026,10,19],[1.25e-06,2.5e-06,2e-07,1.25e-06,null,0.0,[[200000,2.5e-06,5e-06,4e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[1e-06,2e-06,1.6e-07,1e-06,null,0.0,[[200000,2e-06,4e-06,3.2e-07,2e-06,null,0.0]]]]]',
+    '[[null,[2e-06,6e-06,3e-07,2e-06,null,0.0,[[200000,4e-06,1.2e-05,6e-07,4e-06,null,0.0]]]]]',
+    '[[null,[1.6e-06,4.8e-06,4e-07,1.6e-06,null,0.0,[[200000,3.2e-06,9.6e-06,8e-07,3.2e-06,null,0.0]]]]]',
+    '[[null,[1e-06,2e-06,2e-07,1e-06,null,0.0,[]]],[["since",2026,10,19],[1e-06,2e-06,2e-07,1e-06,null,0.0,[[200000,2e-06,4e-06,4e-07,2e-06,null,0.0]]]]]',
+    '[[null,[2e-07,1.5e-06,2e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-07,2.8e-07,2.8e-09,1.4e-07,null,0.0,[]]],[["since",2026,11,3],[1.19e-07,2.38e-07,2.55e-09,1.19e-07,null,0.0,[]]],[["since",2026,11,9],[4e-07,2e-06,8e-08,4e-07,null,0.0,[]]]]',
+    '[[null,[4.35e-06,8.7e-06,3.6e-08,4.35e-06,null,0.0,[]]]]',
+    '[[null,[3.75e-06,3.75e-06,3.75e-06,3.75e-06,null,0.0,[]]]]',
+    '[[null,[1.25e-07,8.5e-07,6e-08,1.25e-07,null,0.0,[]]],[["since",2026,10,19],[1.3e-07,8.5e-07,2.5e-08,1.3e-07,null,0.0,[]]],[["since",2026,11,3],[2e-07,1.1e-06,3e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[4.3e-07,1.74e-06,8e-08,4.3e-07,null,0.0,[]]],[["since",2026,10,19],[5.5e-07,2.2e-06,1.1e-07,5.5e-07,null,0.0,[]]],[["since",2026,11,3],[6e-07,2.2e-06,1.1e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[3e-07,9e-07,5e-08,3e-07,null,0.0,[]]],[["since",2026,10,19],[3e-07,9e-07,5.5e-08,3e-07,null,0.0,[]]],[["since",2026,11,3],[3e-07,9e-07,5e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,1.75e-06,8e-08,4e-07,null,0.0,[]]],[["since",2026,10,19],[5.4e-07,1.98e-06,9.9e-08,5.4e-07,null,0.0,[]]],[["since",2026,11,3],[6e-07,2.2e-06,1.1e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,4e-07,1e-08,6e-08,null,0.0,[]]],[["since",2026,10,19],[6.05e-08,4e-07,1e-08,6.05e-08,null,0.0,[]]]]',
+    '[[null,[6e-07,1.92e-06,1.2e-07,6e-07,null,0.0,[]]],[["since",2026,10,19],[1e-06,3.2e-06,2e-07,1e-06,null,0.0,[]]],[["since",2026,10,20],[6e-07,1.92e-06,1.2e-07,6e-07,null,0.0,[]]],[["since",2026,11,3],[1e-06,3.2e-06,2e-07,1e-06,null,0.0,[]]]]',
+    '[[null,[9.8e-07,3.08e-06,1.82e-07,9.8e-07,null,0.0,[]]],[["since",2026,10,19],[9.66e-07,3.036e-06,1.794e-07,9.66e-07,null,0.0,[]]],[["since",2026,11,3],[1.4e-06,4.4e-06,2.6e-07,1.4e-06,null,0.0,[]]]]',
+    '[[null,[1.4e-06,4.4e-06,2.6e-07,1.4e-06,null,0.0,[]]],[["since",2026,10,19],[6.2e-07,2.42e-06,1.4e-07,6.2e-07,null,0.0,[]]],[["since",2026,11,3],[1.4e-06,4.4e-06,2.6e-07,1.4e-06,null,0.0,[]]]]',
+    '[[null,[6.23e-07,1.271e-06,2.1e-07,6.23e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-06,4.4e-06,2.6e-07,1.4e-06,null,0.0,[]]],[["since",2026,10,19],[7.9e-08,1.4e-06,7.8e-08,7.9e-08,null,0.0,[]]],[["since",2026,11,3],[1.4e-06,4.4e-06,2.6e-07,1.4e-06,null,0.0,[]]]]',
+    '[[null,[7.5e-08,2.5e-07,1.5e-08,7.5e-08,null,0.0,[]]],[["since",2026,9,10],[1.5e-07,5e-07,3e-08,1.5e-07,null,0.0,[]]],[["since",2026,10,19],[4.8e-08,1.6e-07,6e-09,4.8e-08,null,0.0,[]]],[["since",2026,10,20],[1.5e-07,5e-07,3e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[5e-08,1.8e-07,1e-08,5e-08,null,0.0,[]]],[["since",2026,11,9],[6.1e-08,1.24e-07,2.6e-08,6.1e-08,null,0.0,[]]]]',
+    '[[null,[3.7e-07,1.25e-06,9e-08,3.7e-07,null,0.0,[]]],[["since",2026,11,3],[3.7e-07,1.25e-06,7.5e-08,3.7e-07,null,0.0,[]]]]',
+    '[[null,[2.8e-06,8.8e-06,5.6e-07,2.8e-06,null,0.0,[]]]]',
+    '[[null,[4.5e-07,2e-06,1e-07,4.5e-07,null,0.0,[]]]]',
+    '[[null,[1e-05,5e-05,1e-06,1.25e-05,null,0.0,[]]],[["since",2026,10,19],[1e-05,5e-05,2.5e-07,1.25e-05,null,0.0,[]]]]',
+    '[[null,[1e-06,5e-06,1e-07,1.25e-06,null,0.0,[]]],[["since",2026,10,7],[1e-07,5e-07,1e-08,1.25e-07,null,0.0,[[100000,5e-07,2.5e-06,5e-08,6.25e-07,null,0.0]]]]]',
+    '[[null,[5e-06,2.5e-05,5e-07,6.25e-06,null,0.0,[]]],[["since",2026,9,22],[4e-06,2e-05,2e-07,5e-06,null,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-07,3.75e-06,null,0.0,[]]],[["since",2026,9,28],[2e-06,1e-05,2e-07,2.5e-06,null,0.0,[]]],[["since",2026,10,19],[2e-06,1e-05,1e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[5e-08,1.5e-07,1.2e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[2.25e-07,8e-06,2.3e-07,2.25e-07,null,0.0,[]]]]',
+    '[[null,[6.5e-09,4.5e-07,6.5e-09,6.5e-09,null,0.0,[]]],[["since",2026,10,19],[6.88e-09,1.2e-07,3.36e-09,6.88e-09,null,0.0,[]]]]',
+    '[[null,[1.5e-06,9e-06,1.5e-07,8.333333333333334e-08,null,0.0,[]]],[["since",2026,10,19],[7.5e-07,3.75e-06,7.5e-08,4.16666666666667e-08,null,0.0,[]]]]',
+    '[[null,[2e-06,1.2e-05,2e-07,3.75e-07,null,0.0,[]]],[["since",2026,10,19],[2e-06,1e-05,1e-07,1.875e-07,null,0.0,[]]]]',
+    '[[null,[6.8e-07,3.41e-06,3.4e-07,6.8e-07,null,0.0,[]]],[["since",2026,10,19],[2.39e-07,1.1936e-05,2.1e-07,2.39e-07,null,0.0,[]]]]',
+    '[[null,[3.92e-08,2e-07,6e-09,3.92e-08,null,0.0,[]]],[["since",2026,10,19],[4.8e-08,2e-07,6e-09,4.8e-08,null,0.0,[]]]]',
+    '[[null,[4e-08,6e-06,2.5e-08,4e-08,null,0.0,[]]],[["since",2026,10,19],[4.2e-08,6e-06,2.6e-08,4.2e-08,null,0.0,[]]]]',
+    '[[null,[1e-07,3.1e-07,1e-07,1e-07,null,0.0,[]]]]',
+    '[[null,[1e-08,0.0,1e-08,1e-08,null,0.0,[]]]]',
+    '[[null,[2.5e-07,2.5e-06,6.25e-08,2.5e-07,null,0.0,[]]]]',
+    '[[null,[8e-09,0.0,8e-09,8e-09,null,0.0,[]]]]',
+    '[[null,[5e-08,0.0,5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[4e-09,0.0,4e-09,4e-09,null,0.0,[]]]]',
+    '[[null,[3e-08,0.0,3e-08,3e-08,null,0.0,[]]]]',
+    '[[null,[1e-06,1e-06,1e-06,1e-06,null,0.012,[]]]]',
+    '[[null,[2e-06,8e-06,2e-06,2e-06,3e-06,0.0,[]]]]',
+    '[[null,[3e-06,1.5e-05,3e-06,3e-06,null,0.014,[]]]]',
+    '[[null,[1e-06,5e-06,1e-06,1e-06,null,0.012,[]]]]',
+    '[[null,[2e-06,8e-06,2e-06,2e-06,null,0.014,[]]]]',
+    '[[null,[8e-06,4e-05,8e-06,8e-06,null,0.0,[]]],[["since",2026,10,19],[2.5e-06,1.25e-05,2.5e-06,2.5e-06,null,0.0,[]]],[["since",2026,10,29],[2.5e-06,1.25e-05,2.5e-07,3.125e-06,null,0.0,[]]]]',
+    '[[null,[2.5e-06,1.25e-05,6.25e-08,2.5e-06,null,0.0,[]]],[["since",2026,10,29],[2.5e-06,1.25e-05,6.25e-08,3.125e-06,null,0.0,[]]]]',
+    '[[null,[8e-07,4e-06,8e-07,8e-07,null,0.0,[]]],[["since",2026,10,19],[2.5e-07,1.25e-06,2.5e-07,2.5e-07,null,0.0,[]]],[["since",2026,10,29],[2.5e-07,1.25e-06,2.5e-08,3.125e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-08,1.25e-07,2.5e-09,3.125e-08,null,0.0,[[200000,1.25e-07,6.25e-07,1.25e-08,3.125e-08,null,0.0]]]]]',
+    '[[null,[4e-06,2e-05,4e-06,4e-06,null,0.0,[]]]]',
+    '[[null,[4e-06,2e-05,4e-06,4e-06,null,0.0,[]]],[["since",2026,10,19],[1.25e-06,6.25e-06,1.25e-06,1.25e-06,null,0.0,[]]],[["since",2026,10,29],[1.25e-06,6.25e-06,1.25e-07,1.5625e-06,null,0.0,[]]]]',
+    '[[null,[2.4e-06,1.2e-05,2.4e-06,2.4e-06,null,0.0,[]]]]',
+    '[[null,[2e-06,1e-05,2e-06,2e-06,null,0.0,[]]],[["since",2026,10,19],[5e-07,2.5e-06,5e-07,5e-07,null,0.0,[]]],[["since",2026,10,29],[5e-07,2.5e-06,5e-08,6.25e-07,null,0.0,[]]]]',
+    '[[null,[1.12e-07,2.24e-07,1.44e-08,1.12e-07,null,0.0,[]]],[["since",2026,10,19],[6e-08,1.8e-07,1.5e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[4.35e-07,8.7e-07,3.625e-09,4.35e-07,null,0.0,[]]],[["since",2026,10,19],[7e-07,2.1e-06,1e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[1.25e-07,5.5e-07,1.25e-08,1.25e-07,null,0.0,[]]],[["since",2026,11,6],[5.58e-08,2.231e-07,1.1e-09,5.58e-08,null,0.0,[]]]]',
+    '[[null,[9.8e-08,2.94e-07,2.94e-09,9.8e-08,null,0.0,[]]]]',
+    '[[null,[4.25e-07,2.55e-06,4.25e-07,4.25e-07,null,0.0,[]]]]',
+    '[[null,[1.7e-06,1.02e-05,1.7e-06,1.7e-06,null,0.0,[]]]]',
+    '[[null,[2.125e-07,1.275e-06,2.125e-07,2.125e-07,null,0.0,[]]]]',
+    '[[null,[1.7e-06,1.02e-05,1.7e-06,1.7e-06,null,0.0,[]]]]',
+    '[[null,[1.275e-06,7.65e-06,1.275e-06,1.275e-06,null,0.0,[]]]]',
+    '[[null,[2.55e-07,2.125e-06,2.55e-07,2.55e-07,null,0.0,[]]]]',
+    '[[null,[1.275e-06,6.375e-06,1.275e-06,1.275e-06,null,0.0,[]]],[["since",2026,10,19],[6.375e-07,3.1875e-06,6.375e-07,6.375e-07,null,0.0,[]]]]',
+    '[[null,[6.375e-07,3.1875e-06,6.375e-08,6.375e-07,null,0.0,[]]]]',
+    '[[null,[1.12e-06,3.52e-06,2.08e-07,1.12e-06,null,0.0,[]]],[["since",2026,10,19],[7e-07,2.2e-06,1.05e-07,7e-07,null,0.0,[]]]]',
+    '[[null,[1.12e-06,3.52e-06,2.08e-07,1.12e-06,null,0.0,[]]],[["since",2026,10,19],[6e-07,2.2e-06,2e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[6e-08,2e-07,1.2e-08,6e-08,null,0.0,[]]],[["since",2026,10,19],[7e-08,5e-08,3e-08,7e-08,null,0.0,[]]],[["since",2026,11,6],[2.84e-08,9.23e-08,2.84e-08,2.84e-08,null,0.0,[]]]]',
+    '[[null,[2.24e-06,7.04e-06,4.48e-07,2.24e-06,null,0.0,[]]]]',
+    '[[null,[8e-08,4.8e-07,8e-09,1e-07,null,0.0,[]]],[["since",2026,10,19],[1.6e-07,9.6e-07,1.6e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[4e-06,2.4e-05,4e-07,5e-06,null,0.0,[]]],[["since",2026,10,19],[1.6e-06,8e-06,1.6e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[8e-07,4.8e-06,8e-08,1e-06,null,0.0,[]]],[["since",2026,10,19],[1.6e-06,9.6e-06,1.6e-07,2e-06,null,0.0,[]]]]',
+    '[[null,[1e-05,5e-05,1e-06,1.25e-05,null,0.0,[[200000,2e-05,7.5e-05,2e-06,1.25e-05,null,0.0]]]]]',
+    '[[null,[1e-07,5e-07,1e-08,1.25e-07,null,0.0,[[200000,2e-07,7.5e-07,2e-08,1.25e-07,null,0.0]]]]]',
+    '[[null,[2e-06,1e-05,2e-07,2.5e-06,null,0.0,[[200000,4e-06,1.5e-05,4e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[2e-06,1e-05,1e-07,2.5e-06,null,0.0,[[200000,4e-06,1.5e-05,2e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[1e-06,5e-06,1e-07,1.25e-06,null,0.0,[[200000,2e-06,7.5e-06,2e-07,1.25e-06,null,0.0]]]]]',
+    '[[null,[1.2e-07,4.8e-07,6e-08,1.2e-07,null,0.0,[]]],[["since",2026,10,19],[3e-08,1.5e-07,3e-08,3e-08,null,0.0,[]]]]',
+    '[[null,[1.6e-06,4.8e-06,4e-07,1.6e-06,null,0.0,[]]]]',
+    '[[null,[1.056e-07,4.224e-07,2.64e-08,1.056e-07,null,0.0,[]]],[["since",2026,10,19],[9.1e-08,3.63e-07,2.27e-08,9.1e-08,null,0.0,[]]]]',
+    '[[null,[4.59e-07,1.375e-06,2.31e-08,4.59e-07,null,0.0,[]]]]',
+    '[[null,[6.672e-07,2.0008e-06,3.36e-08,6.672e-07,null,0.0,[]]]]',
+    '[[null,[5.472e-07,2.728e-06,2.92e-07,5.472e-07,null,0.0,[]]],[["since",2026,10,19],[4.5e-07,1.95e-06,4.5e-08,4.5e-07,null,0.0,[]]]]',
+    '[[null,[5.84e-07,2.8e-06,1.278e-07,5.84e-07,null,0.0,[]]],[["since",2026,10,19],[6.712e-07,3.35e-06,1.8e-07,6.712e-07,null,0.0,[]]]]',
+    '[[null,[2.4e-06,1.2e-05,2.4e-07,2.4e-06,null,0.0,[]]],[["since",2026,10,19],[2.55e-06,1.275e-05,2.55e-07,2.55e-06,null,0.0,[]]]]',
+    '[[null,[1.12e-07,2.24e-07,2.24e-09,1.12e-07,null,0.0,[]]],[["since",2026,11,5],[3.2e-07,1.6e-06,6.4e-08,3.2e-07,null,0.0,[]]]]',
+    '[[null,[1.12e-07,2.24e-07,2.24e-09,1.12e-07,null,0.0,[]]]]',
+    '[[null,[3.48e-07,6.96e-07,2.88e-09,3.48e-07,null,0.0,[]]],[["since",2026,11,3],[4.26e-07,8.61e-07,3.6e-09,4.26e-07,null,0.0,[]]]]',
+    '[[null,[2.4e-07,9.6e-07,4.8e-08,2.4e-07,null,0.0,[]]]]',
+    '[[null,[6.8e-07,2.09e-06,7e-08,6.8e-07,null,0.0,[]]]]',
+    '[[null,[2.8e-07,1.2e-06,3.2e-08,2.8e-07,null,0.0,[]]],[["since",2026,10,19],[3e-07,1.2e-06,4e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[1e-06,3.4e-06,1.2e-07,1e-06,null,0.0,[]]]]',
+    '[[null,[5e-07,2.2e-06,1e-07,5e-07,null,0.0,[]]]]',
+    '[[null,[8e-08,2e-07,4e-08,8e-08,null,0.0,[]]],[["since",2026,10,19],[6.6e-08,1.76e-07,3.3e-08,6.6e-08,null,0.0,[]]]]',
+    '[[null,[1.12e-07,8e-07,4e-08,1.12e-07,null,0.0,[]]],[["since",2026,10,19],[5e-08,7e-07,2.5e-08,5e-08,null,0.0,[]]]]',
+    '[[null,[2.6e-07,1.56e-06,2.6e-07,3.25e-07,null,0.0,[]]]]',
+    '[[null,[2.4e-08,1.04e-07,4.8e-09,2.4e-08,null,0.0,[]]]]',
+    '[[null,[1.25e-06,3.75e-06,2.5e-07,1.5625e-06,null,0.0,[]]]]',
+    '[[null,[2.56e-07,1.024e-06,5.12e-08,3.2e-07,null,0.0,[]]]]',
+    '[[null,[3.4e-07,2.04e-06,6.8e-08,4.25e-07,null,0.0,[]]]]',
+    '[[null,[2.38e-07,1.428e-06,2.38e-07,2.38e-07,null,0.0,[]]]]',
+    '[[null,[1.2e-07,3.76e-07,1.28e-08,1.6e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,6e-06,2.5e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[2.25e-07,2.25e-07,2.25e-07,2.25e-07,null,0.0,[]]]]',
+    '[[null,[1.7e-07,2.5e-07,1.7e-07,1.7e-07,null,0.0,[]]]]',
+    '[[null,[2.5e-06,7.5e-06,5e-07,2.5e-06,null,0.0,[]]]]',
+    '[[null,[3.2e-07,1.28e-06,3.2e-07,3.2e-07,null,0.0,[]]]]',
+    '[[null,[7.76e-07,7.76e-07,7.76e-07,7.76e-07,null,0.0,[]]]]',
+    '[[null,[5.4e-07,5.4e-07,5.4e-07,5.4e-07,null,0.0,[]]]]',
+    '[[null,[3.5e-06,3.5e-06,3.5e-06,3.5e-06,null,0.0,[]]]]',
+    '[[null,[3.5e-07,1.5e-06,4e-08,3.5e-07,null,0.0,[]]]]',
+    '[[null,[2.4e-06,2.4e-06,2.4e-06,2.4e-06,null,0.0,[]]]]',
+    '[[null,[1.5e-07,5e-07,2e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[4e-07,1.2e-06,4e-08,4e-07,null,0.0,[]]]]',
+    '[[null,[4e-08,0.0,4e-08,4e-08,null,0.0,[]]],[["since",2026,10,19],[4.2e-08,0.0,4.2e-08,4.2e-08,null,0.0,[]]]]',
+    '[[null,[6e-08,0.0,6e-08,6e-08,null,0.0,[]]]]',
+    '[[null,[1.8e-07,0.0,1.8e-07,1.8e-07,null,0.0,[]]]]',
+    '[[null,[5e-06,2.5e-05,1.25e-06,5e-06,null,0.0,[]]]]',
+    '[[null,[6e-07,4e-06,1.5e-07,6e-07,null,0.0,[]]]]',
+    '[[null,[2e-07,5e-07,5e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[2e-06,6e-06,2e-07,2e-06,null,0.0,[[199999,4e-06,1.2e-05,4e-07,4e-06,null,0.0]]]],[["since",2026,4,30],[1.25e-06,2.5e-06,2e-07,1.25e-06,null,0.0,[[199999,2.5e-06,5e-06,4e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[1.25e-06,2.5e-06,2e-07,1.25e-06,null,0.0,[[199999,2.5e-06,5e-06,4e-07,2.5e-06,null,0.0]]]]]',
+    '[[null,[2e-06,6e-06,3e-07,2e-06,null,0.0,[[199999,4e-06,1.2e-05,6e-07,4e-06,null,0.0]]]]]',
+    '[[null,[2e-06,6e-06,5e-07,2e-06,null,0.0,[[199999,4e-06,1.2e-05,1e-06,4e-06,null,0.0]]]]]',
+    '[[null,[1e-06,2e-06,2e-07,1e-06,null,0.0,[[199999,2e-06,4e-06,4e-07,2e-06,null,0.0]]]]]',
+    '[[null,"priced per audio_hours, input_text_messages_kcount, not per token"],[["since",2026,8,5],"priced per audio_hours, input_text_messages_kcount, not per token"]]',
+    '[[null,"priced per audio_hours, input_text_messages_kcount, not per token"]]',
+    '[[null,"priced per audio_hours, input_text_messages_kcount, not per token"]]',
+    '[[null,[2e-07,1.1e-06,3e-08,2e-07,null,0.0,[]]]]',
+    '[[null,[1.1e-06,4.5e-06,2.2e-07,1.1e-06,null,0.0,[]]]]',
+    '[[null,[2.2e-06,8.9e-06,4.5e-07,2.2e-06,null,0.0,[]]]]',
+    '[[null,[3e-07,9e-07,5e-08,3e-07,null,0.0,[]]]]',
+    '[[null,[4e-08,4e-07,4e-09,4e-08,null,0.0,[]]]]',
+    '[[null,[7.5e-08,2.5e-07,1.5e-08,7.5e-08,null,0.0,[]]],[["since",2026,9,10],[1.5e-07,5e-07,3e-08,1.5e-07,null,0.0,[]]]]',
+    '[[null,[6.9e-08,6.9e-08,3.4e-08,6.9e-08,null,0.0,[]]]]',
+    '[[null,[1.379e-06,1.379e-06,1.379e-06,1.379e-06,null,0.0,[]]]]',
+    '[[null,[6.9e-07,6.9e-07,6.9e-07,6.9e-07,null,0.0,[]]]]',
+    '[[null,[1.4e-08,1.4e-08,7e-09,1.4e-08,null,0.0,[]]]]',
+    '[[null,[1.38e-07,1.38e-07,6.9e-08,1.38e-07,null,0.0,[]]]]',
+    '[[null,[6.9e-07,6.9e-07,3.45e-07,6.9e-07,null,0.0,[]]]]',
+    '[[null,[1.1e-07,2.76e-07,2.2e-08,1.1e-07,null,0.0,[]]]]',
+    '[[null,[2.76e-07,1.103e-06,5.5e-08,2.76e-07,null,0.0,[]]]]',
+    '[[null,[6.9e-08,4.14e-07,1.4e-08,6.9e-08,null,0.0,[]]]]',
+    '[[null,[5.52e-07,2.483e-06,1.38e-07,5.52e-07,null,0.0,[]]]]',
+    '[[null,[6.9e-07,3.034e-06,1.66e-07,6.9e-07,null,0.0,[]]]]',
+    '[[null,[8.28e-07,3.31e-06,1.79e-07,8.28e-07,null,0.0,[]]]]',
+    '[[null,[1.103e-06,3.862e-06,2.76e-07,1.103e-06,null,0.0,[]]]]',
+    '[[null,[5.5e-08,1.93e-07,1.6e-08,5.5e-08,null,0.0,[]]],[["since",2026,9,10],[1.1e-07,3.86e-07,3.2e-08,1.1e-07,null,0.0,[]]]]',
 )

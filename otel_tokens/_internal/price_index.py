@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
 import os
 import re
@@ -45,15 +46,16 @@ REGENERATE: Final = "python -m otel_tokens._internal.price_index --write"
 # The genai-prices files whose content decides which model a name resolves to and what it costs.
 FINGERPRINTED_FILES: Final = ("genai_prices/data.py", "genai_prices/data_snapshot.py", "genai_prices/types.py")
 
-# Clause kinds, named as genai-prices names them; the index stores their strings lower-cased, since every
-# text genai-prices matches them against is lower-cased first (and its clauses lower-case both sides).
-_EQUALS, _STARTS_WITH, _ENDS_WITH, _CONTAINS, _REGEX, _OR, _AND = (
-    "equals", "starts_with", "ends_with", "contains", "regex", "or", "and",
-)  # fmt: skip
+# A simple clause is one string, its kind's mark then its value (fewer objects to load than a tuple):
+# equals, starts_with, ends_with, contains lower-cased, since every text genai-prices matches them against
+# is lower-cased first (and those clauses lower-case both sides); a regex as written.
+_EQUALS, _STARTS_WITH, _ENDS_WITH, _CONTAINS, _REGEX = "=", "^", "$", "~", "/"
+_OR, _AND = "or", "and"
 _SINCE, _DAILY = "since", "daily"
 # genai-prices' fallback for LiteLLM/OpenRouter names: a compact date suffix (-20251211) read as -2025-12-11.
-_COMPACT_DATE = re.compile(r"-(20\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
-_compiled: dict[str, re.Pattern[str]] = {}
+_COMPACT_DATE = r"-(20\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)"
+_literal_starts: dict[str, str] = {}
+_compiled: dict[str, re.Pattern[str]] = {}  # compiled on first use: most are never needed
 
 
 # -- loading -----------------------------------------------------------------------------------------
@@ -137,9 +139,16 @@ def _difference(built: tuple[tuple[str, str], ...], installed: tuple[tuple[str, 
 # -- the matcher: genai-prices' lookup over the index -------------------------------------------------
 
 
-def _is_match(clause: tuple[str, Any], text: str) -> bool:
+def _is_match(clause: str | tuple[str, Any], text: str) -> bool:
     """genai-prices' clause match for ``text`` already lower-cased."""
-    kind, value = clause
+    if type(clause) is tuple:
+        kind, parts = clause
+        if kind == _OR:
+            return any(_is_match(part, text) for part in parts)
+        if kind == _AND:
+            return all(_is_match(part, text) for part in parts)
+        raise ValueError(f"unknown clause kind {kind!r}")
+    kind, value = clause[0], clause[1:]
     if kind == _EQUALS:
         return text == value
     if kind == _STARTS_WITH:
@@ -149,15 +158,43 @@ def _is_match(clause: tuple[str, Any], text: str) -> bool:
     if kind == _CONTAINS:
         return value in text
     if kind == _REGEX:
-        pattern = _compiled.get(value)
-        if pattern is None:
-            pattern = _compiled[value] = re.compile(value)
-        return pattern.search(text) is not None
-    if kind == _OR:
-        return any(_is_match(part, text) for part in value)
-    if kind == _AND:
-        return all(_is_match(part, text) for part in value)
+        return _regex_match(value, text)
     raise ValueError(f"unknown clause kind {kind!r}")
+
+
+def _regex_match(regex: str, text: str) -> bool:
+    """``re.search``; an anchored regex's literal start is checked first, so a first resolution compiles
+    only the regexes its name could match (each costs about 0.1 ms)."""
+    start = _literal_starts.get(regex)
+    if start is None:
+        start = _literal_starts[regex] = _literal_start(regex)
+    return text.startswith(start) and _pattern(regex).search(text) is not None
+
+
+def _literal_start(regex: str) -> str:
+    """What every match of ``regex`` starts with (conservatively: "" unless it is plain ^literal...)."""
+    if not regex.startswith("^") or "|" in regex:
+        return ""
+    literal: list[str] = []
+    index = 1
+    while index < len(regex):
+        char = regex[index]
+        if char == "\\" and index + 1 < len(regex) and regex[index + 1] in ".-/:[](){}?*+^$\\":
+            char, index = regex[index + 1], index + 1
+        elif not (char.isascii() and (char.isalnum() or char in "-_/:@,=")):
+            break
+        literal.append(char)
+        index += 1
+    if index < len(regex) and regex[index] in "?*{":  # the last character is optional or repeated
+        literal = literal[:-1]
+    return "".join(literal)
+
+
+def _pattern(regex: str) -> re.Pattern[str]:
+    pattern = _compiled.get(regex)
+    if pattern is None:
+        pattern = _compiled[regex] = re.compile(regex)
+    return pattern
 
 
 def _normalize_compact_date(model: str) -> str:
@@ -169,17 +206,18 @@ def _normalize_compact_date(model: str) -> str:
             return found.group(0)
         return f"-{year:04d}-{month:02d}-{day:02d}"
 
-    return _COMPACT_DATE.sub(dashed, model)
+    return _pattern(_COMPACT_DATE).sub(dashed, model)
 
 
 class IndexCatalog:
     """genai-prices' providers and models from the index, looked up as ``DataSnapshot`` looks them up.
 
-    Providers are ``(id, provider_match, model_match, fallback ids, first model, end model)``, models
-    ``(id, match, prices)`` with prices an index into a table of ``((constraint, price), ...)``: the
-    conditional prices in genai-prices' order (one with no constraint for a plain price). A constraint is
-    None, ``("since", y, m, d)`` or ``("daily", start, end)`` in seconds after UTC midnight; a price is a
-    Rates row or the reason it is not per-token prices (a str).
+    Providers are ``(id, provider_match, model_match, fallback ids, first model, end model)``; model ``n``
+    is ``models[2 * n]`` (its match) and ``models[2 * n + 1]``, its row of ``prices``. A row is JSON, read
+    when a model using it is resolved (thousands of small tuples would double the load time): a list of
+    the conditional prices in genai-prices' order (one with no constraint for a plain price), each
+    ``[constraint, price]``. A constraint is null, ``["since", y, m, d]`` or ``["daily", start, end]`` in
+    seconds after UTC midnight; a price is a Rates row or why it has no per-token price (a string).
     """
 
     __slots__ = ("_providers", "_models", "_prices", "provider_ids", "_by_id")
@@ -215,13 +253,13 @@ class IndexCatalog:
         ]
 
     def same_prices(self, first: int, second: int) -> bool:
-        return self._models[first][2] == self._models[second][2]
+        return self._models[2 * first + 1] == self._models[2 * second + 1]
 
     def fallbacks(self, provider_id: str) -> tuple[str, ...]:
         return self._by_id[provider_id][3]
 
     def entry(self, number: int, day: date, label: str) -> _Entry:
-        table = self._prices[self._models[number][2]]
+        table = json.loads(self._prices[self._models[2 * number + 1]])
         today = (day.year, day.month, day.day)
         boundaries = {bound for constraint, _ in table if constraint and constraint[0] == _DAILY
                       for bound in constraint[1:]}  # fmt: skip
@@ -274,7 +312,7 @@ class IndexCatalog:
     def _match_model(self, provider: tuple[Any, ...], model: str, fallback: bool) -> int | None:
         models = self._models
         for number in range(provider[4], provider[5]):
-            if _is_match(models[number][1], model):
+            if _is_match(models[2 * number], model):
                 return number
         if fallback:
             # One step only: a fallback provider's own fallbacks are not followed.
@@ -287,7 +325,7 @@ class IndexCatalog:
 
 def _active(constraint: tuple[Any, ...], today: tuple[int, int, int], second: float) -> bool:
     if constraint[0] == _SINCE:
-        return today >= constraint[1:]
+        return today >= tuple(constraint[1:])
     start, end = constraint[1], constraint[2]
     if end < start:  # a window across midnight
         return second >= start or second < end
@@ -299,11 +337,11 @@ def rates_from_row(row: tuple[Any, ...]) -> Rates:
     return Rates(*flat, tiers=tuple(RateTier(*tier) for tier in tiers), source=SOURCE_GENAI_PRICES)
 
 
-def row_from_rates(rates: Rates) -> tuple[Any, ...]:
-    def values(row: Rates | RateTier) -> tuple[Any, ...]:
-        return (row.input, row.output, row.cache_read, row.cache_write, row.reasoning, row.request)
+def row_from_rates(rates: Rates) -> list[Any]:
+    def values(row: Rates | RateTier) -> list[Any]:
+        return [row.input, row.output, row.cache_read, row.cache_write, row.reasoning, row.request]
 
-    return (*values(rates), tuple((tier.above_input_tokens, *values(tier)) for tier in rates.tiers))
+    return [*values(rates), [[tier.above_input_tokens, *values(tier)] for tier in rates.tiers]]
 
 
 # -- the generator -------------------------------------------------------------------------------------
@@ -315,7 +353,7 @@ def index_path() -> str:
     return os.path.join(os.path.dirname(otel_tokens.__file__), "_data", "price_index.py")
 
 
-def encode_clause(logic: Any) -> tuple[str, Any] | None:
+def encode_clause(logic: Any) -> str | tuple[str, Any] | None:
     """A genai-prices match clause as index literals (its strings lower-cased, regexes as written)."""
     from genai_prices import types
 
@@ -328,9 +366,9 @@ def encode_clause(logic: Any) -> tuple[str, Any] | None:
         (_CONTAINS, types.ClauseContains, "contains"),
     ):
         if type(logic) is cls:
-            return kind, getattr(logic, attribute).lower()
+            return kind + getattr(logic, attribute).lower()
     if type(logic) is types.ClauseRegex:
-        return _REGEX, logic.regex
+        return _REGEX + logic.regex
     if type(logic) is types.ClauseOr:
         return _OR, tuple(encode_clause(part) for part in logic.or_)
     if type(logic) is types.ClauseAnd:
@@ -362,7 +400,7 @@ def generate() -> str:
 
     from otel_tokens._internal.pricing import _convert
 
-    def price(model_price: Any) -> tuple[Any, ...] | str:
+    def price(model_price: Any) -> list[Any] | str:
         rates = _convert(model_price)
         return rates if isinstance(rates, str) else row_from_rates(rates)
 
@@ -379,7 +417,7 @@ def generate() -> str:
         return value
 
     price_rows: dict[Any, int] = {}
-    prices: list[tuple[Any, ...]] = []
+    prices: list[str] = []
     provider_rows: list[tuple[Any, ...]] = []
     model_rows: list[tuple[Any, ...]] = []
     for provider in providers:
@@ -389,14 +427,15 @@ def generate() -> str:
             if key not in price_rows:
                 price_rows[key] = len(prices)
                 conditionals = info.prices if isinstance(info.prices, list) else [types.ConditionalPrice(prices=info.prices)]
-                prices.append(tuple((encode_constraint(item.constraint), price(item.prices)) for item in conditionals))
-            model_rows.append((info.id, encode_clause(info.match), price_rows[key]))
+                table = [[encode_constraint(item.constraint), price(item.prices)] for item in conditionals]
+                prices.append(json.dumps(table, separators=(",", ":")))
+            model_rows.append((encode_clause(info.match), price_rows[key], info.id))
         provider_rows.append((
             provider.id, encode_clause(provider.provider_match), encode_clause(provider.model_match),
             tuple(provider.fallback_model_providers or ()), first, len(model_rows),
         ))  # fmt: skip
 
-    def rows(name: str, comment: str, values: list[tuple[Any, ...]]) -> str:
+    def rows(name: str, comment: str, values: list[Any]) -> str:
         body = "".join(f"    {value!r},\n" for value in values)
         return f"# {comment}\n{name} = (\n{body})\n"
 
@@ -407,8 +446,9 @@ def generate() -> str:
         f"FINGERPRINT = {installed_fingerprint()!r}\n\n"
         + rows("PROVIDERS", "(id, provider_match, model_match, fallback_model_providers, first model, end model)",
                provider_rows)
-        + "\n" + rows("MODELS", "(id, match, row of PRICES)", model_rows)
-        + "\n" + rows("PRICES", "((constraint, rates row or why not per token), ...)", prices)
+        + "\n# match, row of PRICES (a flat tuple: fewer objects to load)  # model id\nMODELS = (\n"
+        + "".join(f"    {match!r}, {row!r},  # {model!r}\n" for match, row, model in model_rows) + ")\n"
+        + "\n" + rows("PRICES", "JSON: [[constraint, rates row or why not per token], ...]", prices)
     )  # fmt: skip
 
 

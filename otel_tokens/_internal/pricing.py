@@ -61,12 +61,10 @@ import math
 import os
 import threading
 import time
-import tomllib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -76,6 +74,8 @@ from otel_tokens._internal.safety import log_internal_error, raise_internal_erro
 from otel_tokens.semconv import COST_SOURCE_LOCAL, COST_SOURCE_SELF_HOSTED
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from genai_prices.types import ModelPrice
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,6 @@ PROVIDER_IDS: Final[Mapping[str, str]] = MappingProxyType(
 # Their models cost 0 (source SOURCE_SELF_HOSTED) unless an override prices them.
 SELF_HOSTED_PROVIDERS: Final = frozenset({"ollama"})
 
-_PER_MILLION: Final = Decimal(1_000_000)
 _SECONDS_PER_DAY: Final = 86_400
 # Distinct (provider, model) pairs kept; beyond this, resolutions are not cached (and logged once).
 _MAX_CACHED: Final = 4096
@@ -311,6 +310,8 @@ def load_price_file(path: str | os.PathLike[str]) -> list[PriceOverride]:
 
     table_word, a_table = ("table", "a table") if extension == ".toml" else ("object", "an object")
     if extension == ".toml":
+        import tomllib
+
         try:
             document: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
@@ -789,7 +790,11 @@ def _utc_second_of_day(value: Any) -> float:
 
 def _convert(price: ModelPrice) -> Rates | str:
     """A genai-prices price as Rates, checked against its own arithmetic; else why not (a str)."""
+    from decimal import Decimal
+
     from genai_prices.types import TieredPrices
+
+    per_million = Decimal(1_000_000)
 
     values = {
         key: value for key, value in price.__dict__.items() if not key.startswith("_") and value is not None
@@ -815,15 +820,15 @@ def _convert(price: ModelPrice) -> Rates | str:
         return float(value / per)
 
     def row(total_input: int) -> dict[str, Any]:
-        input_rate = per_unit(_INPUT, total_input, _PER_MILLION) or 0.0
-        cache_read = per_unit(_CACHE_READ, total_input, _PER_MILLION)
-        cache_write = per_unit(_CACHE_WRITE, total_input, _PER_MILLION)
+        input_rate = per_unit(_INPUT, total_input, per_million) or 0.0
+        cache_read = per_unit(_CACHE_READ, total_input, per_million)
+        cache_write = per_unit(_CACHE_WRITE, total_input, per_million)
         return {
             "input": input_rate,
-            "output": per_unit(_OUTPUT, total_input, _PER_MILLION) or 0.0,
+            "output": per_unit(_OUTPUT, total_input, per_million) or 0.0,
             "cache_read": input_rate if cache_read is None else cache_read,
             "cache_write": input_rate if cache_write is None else cache_write,
-            "reasoning": per_unit(_REASONING, total_input, _PER_MILLION),
+            "reasoning": per_unit(_REASONING, total_input, per_million),
             "request": per_unit(_REQUESTS, total_input, Decimal(1000)) or 0.0,
         }
 
