@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import genai_prices
@@ -266,7 +267,7 @@ def test_the_shipped_index_is_current() -> None:
         f"otel_tokens/_data/price_index.py was built from genai-prices {data.GENAI_PRICES_VERSION}, "
         f"the installed genai-prices {genai_prices.__version__} differs: run `{price_index.REGENERATE}`"
     )
-    assert price_index.installed_fingerprint(data.FINGERPRINT) == hashed  # the cheap RECORD check agrees
+    assert price_index.installed_fingerprint(from_record=True) == hashed  # the cheap RECORD check agrees
     assert data.GENAI_PRICES_VERSION == genai_prices.__version__
     with open(price_index.index_path(), encoding="utf-8") as file:
         shipped = file.read()
@@ -321,12 +322,44 @@ def test_an_unreadable_index_falls_back(fresh_load, monkeypatch: pytest.MonkeyPa
     assert len(caplog.records) == 1 and "price index not usable" in caplog.records[0].getMessage()
 
 
-def test_without_a_record_the_files_are_hashed(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def copied_site(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A site-packages holding a copy of genai-prices' fingerprinted files, where find_spec looks."""
+    package = tmp_path / "genai_prices"
+    package.mkdir()
+    source = os.path.dirname(genai_prices.__file__)
+    for path in price_index.FINGERPRINTED_FILES:
+        (tmp_path / path).write_bytes(open(os.path.join(source, os.path.basename(path)), "rb").read())
+    spec = types.SimpleNamespace(submodule_search_locations=[str(package)])
+    monkeypatch.setattr(price_index, "find_spec", lambda name: spec if name == "genai_prices" else None)
+    return tmp_path
+
+
+def test_without_a_record_the_files_are_hashed(copied_site) -> None:
     from otel_tokens._data import price_index as data
 
-    site = os.path.dirname(os.path.dirname(genai_prices.__file__))
-    monkeypatch.setattr(price_index.os, "listdir", lambda path: [] if path == site else os.listdir(path))
-    assert price_index.installed_fingerprint(data.FINGERPRINT) == data.FINGERPRINT
+    assert price_index.installed_fingerprint(from_record=True) == data.FINGERPRINT
+
+
+def test_a_record_is_read_and_a_file_that_differs_from_it_is_missing(copied_site) -> None:
+    from otel_tokens._data import price_index as data
+
+    record = copied_site / "genai_prices-9.9.9.dist-info" / "RECORD"
+    record.parent.mkdir()
+    lines = [f"{path},{digest},{(copied_site / path).stat().st_size}" for path, digest in data.FINGERPRINT]
+    record.write_text("genai_prices/__init__.py,sha256=x,1\n" + "\n".join(lines) + "\n")
+    assert price_index.installed_fingerprint(from_record=True) == data.FINGERPRINT
+    with open(copied_site / "genai_prices/types.py", "a") as file:
+        file.write("# edited by hand\n")
+    assert dict(price_index.installed_fingerprint(from_record=True))["genai_prices/types.py"] == "missing"
+    assert price_index.installed_fingerprint() != data.FINGERPRINT  # hashed: differs too
+
+
+def test_no_genai_prices_installed_falls_back(fresh_load, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setattr(price_index, "find_spec", lambda name: None)
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.price_index"):
+        assert fresh_load() is None
+    assert "genai-prices is not installed" in caplog.text
 
 
 # -- the normal path never imports genai-prices or pydantic -------------------------------------------

@@ -3,8 +3,9 @@
 ``genai_prices.data`` is a 1.6 MB module of pydantic-typed dataclasses (about 0.1 s of CPU to import).
 ``otel_tokens/_data/price_index.py`` holds only what :class:`~otel_tokens._internal.pricing.PriceBook`
 needs, as plain literals: every provider (id, ``provider_match``, ``model_match``, fallback providers) and
-model (id, ``match``) in genai-prices' order, and each distinct price already converted to Rates by the
-price book's own conversion, which checks every price against genai-prices' arithmetic as it is built.
+model (``match``, its id in a comment) in genai-prices' order, and each distinct price already converted
+to Rates by the price book's own conversion, which checks every price against genai-prices' arithmetic
+as it is built.
 :class:`IndexCatalog` looks models up exactly as genai-prices does (``tests/test_price_index.py`` checks
 every model under many names, providers, days and times of day).
 
@@ -67,7 +68,7 @@ def load() -> IndexCatalog | None:
     genai-prices or cannot be read. Loaded once per process."""
     try:
         data = importlib.import_module(INDEX_MODULE)
-        installed = installed_fingerprint(data.FINGERPRINT)
+        installed = installed_fingerprint(from_record=True)
         if installed != data.FINGERPRINT:
             logger.debug(
                 "otel_tokens: price index was built from genai-prices %s but the installed genai-prices "
@@ -81,16 +82,16 @@ def load() -> IndexCatalog | None:
         return None
 
 
-def installed_fingerprint(expected: tuple[tuple[str, str], ...] | None = None) -> tuple[tuple[str, str], ...]:
+def installed_fingerprint(*, from_record: bool = False) -> tuple[tuple[str, str], ...]:
     """(path, ``sha256=...``) of :data:`FINGERPRINTED_FILES` in the installed genai-prices, without
-    importing it. Read from the distribution's RECORD when ``expected`` is given and the files' sizes
-    agree with it (cheap); else the files are hashed."""
+    importing it: hashed, or ``from_record`` read from the distribution's RECORD (cheap) where there is
+    one (a file whose size differs from its RECORD line reads as ``missing``)."""
     spec = find_spec("genai_prices")
     if spec is None or not spec.submodule_search_locations:
         raise LookupError("genai-prices is not installed")
     package_dir = spec.submodule_search_locations[0]
     site = os.path.dirname(package_dir)
-    if expected is not None:
+    if from_record:
         recorded = _recorded_hashes(site, package_dir)
         if recorded is not None:
             return tuple((path, recorded.get(path, "missing")) for path in FINGERPRINTED_FILES)
