@@ -1,11 +1,20 @@
-"""Timing of the price book: cold resolution and warm ``cost()`` per call, medians.
+"""Timing of the price book: loading its data (the shipped index against genai-prices' own), cold
+resolution and warm ``cost()`` per call, medians.
 
-Run from the repository root: ``python -m benchmarks.pricing`` (a few seconds).
+Run from the repository root: ``python -m benchmarks.pricing`` (about half a minute).
+
+Loading is measured in fresh processes (``LOAD_ROUNDS`` of each source, interleaved) with byte-code
+caches written first, as an installed package has them: import of the price book's module, loading the
+data (``preload()``), the first resolution after it, and the resident memory the load added.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 import timeit
 from datetime import UTC, datetime
@@ -25,15 +34,64 @@ MODELS = [
 ]
 USAGE = Usage(input_tokens=12_000, cache_read_tokens=4_000, cache_write_tokens=1_000, output_tokens=800)
 CALLS = 100_000
+LOAD_ROUNDS = 9
+
+# One fresh process: times in ms, RSS growth in MB, and what the load imported.
+_LOAD = """
+import json, sys, time
+def rss():
+    with open("/proc/self/statm") as file:
+        return int(file.read().split()[1]) * 4096 / 1e6
+started = time.perf_counter()
+from otel_tokens._internal import pricing
+imported = time.perf_counter()
+if sys.argv[1] == "genai-prices":
+    pricing._default_catalog = pricing._GenaiCatalog
+book = pricing.PriceBook()
+before = rss()
+loading = time.perf_counter()
+book.preload()
+loaded = time.perf_counter()
+after = rss()
+book.rates("anthropic", "claude-sonnet-4-5-20250929")
+resolved = time.perf_counter()
+book.rates("deepseek", "deepseek-chat")
+print(json.dumps({
+    "import": (imported - started) * 1e3, "load": (loaded - loading) * 1e3,
+    "first": (resolved - loaded) * 1e3, "rss": after - before,
+    "index": type(book._catalog).__name__ == "IndexCatalog",
+    "modules": sorted(name for name in ("genai_prices", "pydantic") if name in sys.modules),
+}))
+"""
+
+
+def load_times() -> None:
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    runs: dict[str, list[dict]] = {"index": [], "genai-prices": []}
+    for round_ in range(LOAD_ROUNDS + 1):
+        for source, results in runs.items():
+            done = subprocess.run(
+                [sys.executable, "-c", _LOAD, source], capture_output=True, text=True, env=environment, check=True
+            )
+            if round_:  # the first round writes the byte-code caches
+                results.append(json.loads(done.stdout))
+    print(f"loading the price data, fresh processes, median of {LOAD_ROUNDS} [min..max]:")
+    print(f"  {'source':14s} {'import pricing':>20s} {'load (preload)':>22s} {'first resolution':>20s} {'RSS growth':>11s}  imports")
+    for source, results in runs.items():
+        assert all(result["index"] is (source == "index") for result in results), source
+
+        cells = [_cell([result[key] for result in results]) for key in ("import", "load", "first")]
+        rss = statistics.median(result["rss"] for result in results)
+        modules = ", ".join(results[0]["modules"]) or "neither genai_prices nor pydantic"
+        print(f"  {source:14s} {cells[0]:>20s} {cells[1]:>22s} {cells[2]:>20s} {rss:8.1f} MB  {modules}")
+
+
+def _cell(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} [{min(values):.1f}..{max(values):.1f}] ms"
 
 
 def main() -> None:
-    started = time.perf_counter()
-    PriceBook().rates("openai", "gpt-4o")
-    first = time.perf_counter() - started
-    print(
-        f"first resolution in this process (imports genai-prices, loads its snapshot): {first * 1e3:.0f} ms"
-    )
+    load_times()
 
     cold: list[float] = []
     for _ in range(5):
@@ -42,7 +100,7 @@ def main() -> None:
             started = time.perf_counter()
             book.rates(provider, model)
             cold.append(time.perf_counter() - started)
-    print(f"cold resolution, median over {len(cold)}: {statistics.median(cold) * 1e3:.3f} ms")
+    print(f"\ncold resolution (index), median over {len(cold)}: {statistics.median(cold) * 1e3:.3f} ms")
 
     book = PriceBook()
     print(f"\nwarm cost(), median of 5 runs of {CALLS:,} calls:")

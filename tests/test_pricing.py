@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ import genai_prices
 import pytest
 from genai_prices.types import ModelPrice, Tier, TieredPrices
 
-from otel_tokens._internal import pricing
+from otel_tokens._internal import price_index, pricing
 from otel_tokens._internal.pricing import (
     PROVIDER_IDS,
     SELF_HOSTED_PROVIDERS,
@@ -32,6 +33,17 @@ NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 # Price lookups and encodings must never touch the network.
 pytestmark = pytest.mark.usefixtures("no_network")
+
+
+@pytest.fixture(scope="module", autouse=True, params=["index", "genai-prices"])
+def price_source(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs over both sources of price data: the shipped index and genai-prices' own."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "index":
+            assert price_index.load() is not None, "the shipped price index does not load"
+        else:
+            patch.setattr(pricing, "_default_catalog", pricing._GenaiCatalog)
+        yield request.param
 
 
 def test_network_is_blocked() -> None:
@@ -401,7 +413,7 @@ def test_rates_that_disagree_with_genai_prices_are_rejected() -> None:
     price = ModelPrice(input_mtok=TieredPrices(base=Decimal(1), tiers=[Tier(start=10, price=Decimal(2))]))
     flat = Rates(input=1e-6, output=0.0, cache_read=1e-6, cache_write=1e-6)
     assert pricing._probe(price, flat, [10]) == "input tokens 11: genai-prices 2.2e-05, rates 1.1e-05"
-    assert pricing._rates_for_price(price, "test/model") is not None
+    assert isinstance(pricing._convert(price), Rates)
 
 
 def test_every_semconv_provider_maps_to_a_snapshot_provider() -> None:

@@ -5,7 +5,10 @@ genai-prices' own ``calc_price`` does Decimal arithmetic over a unit registry (a
 then a few float multiplications (about 0.5 µs a call, see ``benchmarks/pricing.py``).
 
 Only the snapshot bundled with genai-prices is read; ``UpdatePrices`` is never used, so pricing never
-touches the network and a given genai-prices version always gives the same numbers.
+touches the network and a given genai-prices version always gives the same numbers. It is read from a
+compact index of it shipped with otel_tokens (``price_index``: a few ms to load, no pydantic), which
+mirrors genai-prices' model lookup; when the index does not match the installed genai-prices, from
+genai-prices itself (about 0.1 s to load). Both sit behind the small :class:`_Catalog` interface.
 
 Billed buckets, from semconv counts (input includes cache reads and writes, output includes reasoning)::
 
@@ -61,14 +64,12 @@ import math
 import os
 import threading
 import time
-import tomllib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from otel_tokens._internal.errors import ConfigError
 from otel_tokens._internal.records import Usage
@@ -76,8 +77,9 @@ from otel_tokens._internal.safety import log_internal_error, raise_internal_erro
 from otel_tokens.semconv import COST_SOURCE_LOCAL, COST_SOURCE_SELF_HOSTED
 
 if TYPE_CHECKING:
-    from genai_prices.data_snapshot import DataSnapshot
-    from genai_prices.types import ModelInfo, ModelPrice
+    from decimal import Decimal
+
+    from genai_prices.types import ModelPrice
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +122,6 @@ PROVIDER_IDS: Final[Mapping[str, str]] = MappingProxyType(
 # Their models cost 0 (source SOURCE_SELF_HOSTED) unless an override prices them.
 SELF_HOSTED_PROVIDERS: Final = frozenset({"ollama"})
 
-_PER_MILLION: Final = Decimal(1_000_000)
 _SECONDS_PER_DAY: Final = 86_400
 # Distinct (provider, model) pairs kept; beyond this, resolutions are not cached (and logged once).
 _MAX_CACHED: Final = 4096
@@ -312,6 +313,8 @@ def load_price_file(path: str | os.PathLike[str]) -> list[PriceOverride]:
 
     table_word, a_table = ("table", "a table") if extension == ".toml" else ("object", "an object")
     if extension == ".toml":
+        import tomllib
+
         try:
             document: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
@@ -428,7 +431,7 @@ class _Generation:
         self.starts_at = starts_at
         self.ends_at = ends_at
         self.cache: dict[tuple[str | None, str], _Entry] = {}
-        # (provider, id(genai ModelInfo)) -> override; built on first need, under the book's lock.
+        # (provider, model number in the catalog) -> override; built on first need, under the book's lock.
         self.by_entry: dict[tuple[str | None, int], PriceOverride] | None = None
 
 
@@ -456,7 +459,7 @@ class PriceBook:
         self._today = today
         self._clock = clock
         self._lock = threading.Lock()
-        self._snapshot: DataSnapshot | None = None
+        self._catalog: _Catalog | None = None
         self._cache_full_logged = False
         self._generation = self._new_generation(MappingProxyType(table), clock())
 
@@ -591,30 +594,27 @@ class PriceBook:
             return _UNKNOWN
         if generation.by_entry is None:
             generation.by_entry = self._overrides_by_entry(generation.overrides)
-        info_id = id(found)
-        override = generation.by_entry.get((provider, info_id)) or generation.by_entry.get((None, info_id))
+        override = generation.by_entry.get((provider, found)) or generation.by_entry.get((None, found))
         if override is not None:
             return override.rates()
-        return _entry_for_day(found, generation.day, f"{provider}/{model}")
+        return self._load_catalog().entry(found, generation.day, f"{provider}/{model}")
 
-    def _find(self, provider: str | None, model: str) -> ModelInfo | None:
-        snapshot = self._load_snapshot()
+    def _find(self, provider: str | None, model: str) -> int | None:
+        catalog = self._load_catalog()
         provider_id = PROVIDER_IDS.get(provider) if provider is not None else None
         if provider_id is None and provider is not None:
             # An unmapped provider is used only when genai-prices has that exact id; else guess by model.
             lowered = provider.lower()
-            if any(candidate.id == lowered for candidate in snapshot.providers):
+            if lowered in catalog.provider_ids:
                 provider_id = lowered
         try:
-            return snapshot.find_provider_model(model, None, provider_id, None)[1]
+            return catalog.lookup(model, provider_id)[1]
         except LookupError:
             if provider_id is not None:
                 return None
-        finally:
-            _bound_lookup_caches(snapshot)
         # genai-prices guesses a provider only from its name patterns; a model that one provider lists
         # (llama-3.1-8b-instant: groq) or that every listing prices alike is still unambiguous.
-        listings = _listings(snapshot, model)
+        listings = _listings(catalog, model)
         return listings[0][1] if len(listings) == 1 else None
 
     def providers_for(self, model: str) -> tuple[str, ...]:
@@ -622,14 +622,12 @@ class PriceBook:
         provider (by genai-prices' name patterns, or because every provider listing it charges the same),
         several when it is ambiguous (ask for a provider), none when no provider lists it."""
         with self._lock:
-            snapshot = self._load_snapshot()
+            catalog = self._load_catalog()
             try:
-                return (snapshot.find_provider_model(model, None, None, None)[0].id,)
+                return (catalog.lookup(model, None)[0],)
             except LookupError:
                 pass
-            finally:
-                _bound_lookup_caches(snapshot)
-            listings = _listings(snapshot, model)
+            listings = _listings(catalog, model)
             if len(listings) == 1:
                 return (listings[0][0],)
             return tuple(sorted(provider_id for provider_id, _ in listings))
@@ -638,7 +636,7 @@ class PriceBook:
         """Every provider name :meth:`rates` understands: ``gen_ai.provider.name`` values and
         genai-prices ids (sorted)."""
         with self._lock:
-            ids = {provider.id for provider in self._load_snapshot().providers}
+            ids = set(self._load_catalog().provider_ids)
         return tuple(sorted(ids | set(PROVIDER_IDS) | SELF_HOSTED_PROVIDERS))
 
     def _overrides_by_entry(
@@ -650,33 +648,112 @@ class PriceBook:
                 continue
             found = self._find(provider, override.model)
             if found is not None:
-                by_entry.setdefault((provider, id(found)), override)
+                by_entry.setdefault((provider, found), override)
         return by_entry
 
     def preload(self) -> None:
         """Load the price data now (instrument() does it in the background), so no call pays for it."""
         with self._lock:
-            self._load_snapshot()
+            self._load_catalog()
 
-    def _load_snapshot(self) -> DataSnapshot:
-        if self._snapshot is None:
-            # Our own snapshot object over the bundled data: never the one UpdatePrices may install, and
-            # its lookup caches are only touched under our lock.
-            from genai_prices.data import providers
-            from genai_prices.data_snapshot import DataSnapshot
-
-            self._snapshot = DataSnapshot(providers=providers, from_auto_update=False)
-        return self._snapshot
+    def _load_catalog(self) -> _Catalog:
+        if self._catalog is None:
+            self._catalog = _default_catalog()
+        return self._catalog
 
 
-def _listings(snapshot: DataSnapshot, model: str) -> list[tuple[str, ModelInfo]]:
-    """(provider id, model) for every provider that lists ``model`` itself (fallbacks aside), folded to
-    one when all of them charge the same: the provider the others fall back to, else the first."""
-    listings = [(provider.id, info) for provider in snapshot.providers if (info := provider.find_model(model))]
-    if len(listings) > 1 and all(info.prices == listings[0][1].prices for _, info in listings):
+# -- catalogs: genai-prices' models, looked up as genai-prices looks them up -------------------------
+
+
+class _Catalog(Protocol):
+    """genai-prices' providers and models, numbered in its order (a model's number is its entry)."""
+
+    provider_ids: tuple[str, ...]
+
+    def lookup(self, model: str, provider_id: str | None) -> tuple[str, int]:
+        """(provider id, model number) as ``DataSnapshot.find_provider_model``; LookupError when none."""
+
+    def listings(self, model: str) -> list[tuple[str, int]]:
+        """(provider id, model number) for every provider that lists ``model`` itself (no fallbacks)."""
+
+    def same_prices(self, first: int, second: int) -> bool: ...
+
+    def fallbacks(self, provider_id: str) -> tuple[str, ...]: ...
+
+    def entry(self, number: int, day: date, label: str) -> _Entry:
+        """The model's rates on ``day``, as a schedule when they change during it."""
+
+
+def _default_catalog() -> _Catalog:
+    """The compact index shipped with otel_tokens; genai-prices' own data when the index does not match
+    the installed genai-prices (its loader logs why)."""
+    from otel_tokens._internal import price_index
+
+    return price_index.load() or _GenaiCatalog()
+
+
+class _GenaiCatalog:
+    """genai-prices' own objects and lookup (pydantic, about 0.1 s to load): the fallback, and the
+    reference the index is generated from and tested against."""
+
+    def __init__(self) -> None:
+        # Our own snapshot object over the bundled data: never the one UpdatePrices may install, and
+        # its lookup caches are only touched under the book's lock.
+        from genai_prices.data import providers
+        from genai_prices.data_snapshot import DataSnapshot
+
+        self._snapshot = DataSnapshot(providers=providers, from_auto_update=False)
+        self.provider_ids = tuple(provider.id for provider in providers)
+        self.models = tuple(info for provider in providers for info in provider.models)
+        self._numbers = {id(info): number for number, info in enumerate(self.models)}
+
+    def lookup(self, model: str, provider_id: str | None) -> tuple[str, int]:
+        try:
+            provider, info = self._snapshot.find_provider_model(model, None, provider_id, None)
+        finally:
+            _bound_lookup_caches(self._snapshot)
+        return provider.id, self._numbers[id(info)]
+
+    def listings(self, model: str) -> list[tuple[str, int]]:
+        return [
+            (provider.id, self._numbers[id(info)])
+            for provider in self._snapshot.providers
+            if (info := provider.find_model(model))
+        ]
+
+    def same_prices(self, first: int, second: int) -> bool:
+        return self.models[first].prices == self.models[second].prices
+
+    def fallbacks(self, provider_id: str) -> tuple[str, ...]:
+        provider = next(provider for provider in self._snapshot.providers if provider.id == provider_id)
+        return tuple(provider.fallback_model_providers or ())
+
+    def entry(self, number: int, day: date, label: str) -> _Entry:
+        from genai_prices.types import TimeOfDateConstraint
+
+        info = self.models[number]
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        boundaries = set()
+        if isinstance(info.prices, list):
+            for conditional in info.prices:
+                constraint = conditional.constraint
+                if isinstance(constraint, TimeOfDateConstraint):
+                    boundaries.add(_utc_second_of_day(constraint.start_time))
+                    boundaries.add(_utc_second_of_day(constraint.end_time))
+        return _day_entry(
+            boundaries, lambda second: _convert(info.get_prices(midnight + timedelta(seconds=second))), label
+        )
+
+
+def _listings(catalog: _Catalog, model: str) -> list[tuple[str, int]]:
+    """(provider id, model number) for every provider that lists ``model`` itself (fallbacks aside),
+    folded to one when all of them charge the same: the provider the others fall back to, else the first."""
+    listings = catalog.listings(model)
+    if len(listings) > 1 and all(catalog.same_prices(number, listings[0][1]) for _, number in listings):
+        listed = {provider_id for provider_id, _ in listings}
         fallbacks = {
-            fallback for provider in snapshot.providers if provider.id in {pid for pid, _ in listings}
-            for fallback in provider.fallback_model_providers or ()
+            fallback for provider_id in catalog.provider_ids if provider_id in listed
+            for fallback in catalog.fallbacks(provider_id)
         }
         return [next((listing for listing in listings if listing[0] in fallbacks), listings[0])]
     return listings
@@ -691,29 +768,21 @@ def _bound_lookup_caches(snapshot: Any) -> None:
             cache.clear()
 
 
-# -- genai-prices ModelInfo -> Rates -------------------------------------------------------------------
-
-
-def _entry_for_day(info: ModelInfo, day: date, label: str) -> _Entry:
-    from genai_prices.types import TimeOfDateConstraint
-
-    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    boundaries = {0.0}
-    if isinstance(info.prices, list):
-        for conditional in info.prices:
-            constraint = conditional.constraint
-            if isinstance(constraint, TimeOfDateConstraint):
-                boundaries.add(_utc_second_of_day(constraint.start_time))
-                boundaries.add(_utc_second_of_day(constraint.end_time))
-    starts = tuple(sorted(boundaries))
-    # A segment's prices hold for all of it, so evaluating at its start is exact.
-    segments = tuple(
-        _rates_for_price(info.get_prices(midnight + timedelta(seconds=s)), label) for s in starts
-    )
+def _day_entry(boundaries: set[float], price_at: Callable[[float], Rates | str], label: str) -> _Entry:
+    """The day's entry from the price at each time-of-day boundary (seconds after UTC midnight): Rates,
+    or why the model has no per-token price (logged, and unknown)."""
+    segments: list[Rates | None] = []
+    starts = tuple(sorted(boundaries | {0.0}))
+    for second in starts:  # a segment's prices hold for all of it, so evaluating at its start is exact
+        price = price_at(second)
+        if isinstance(price, str):
+            logger.debug("no price for %s: %s", label, price)
+            price = None
+        segments.append(price)
     if all(segment == segments[0] for segment in segments):
         only = segments[0]
         return _UNKNOWN if only is None else only
-    return _Schedule(starts, segments)
+    return _Schedule(starts, tuple(segments))
 
 
 def _utc_second_of_day(value: Any) -> float:
@@ -722,15 +791,19 @@ def _utc_second_of_day(value: Any) -> float:
     return value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
 
 
-def _rates_for_price(price: ModelPrice, label: str) -> Rates | None:
+def _convert(price: ModelPrice) -> Rates | str:
+    """A genai-prices price as Rates, checked against its own arithmetic; else why not (a str)."""
+    from decimal import Decimal
+
     from genai_prices.types import TieredPrices
+
+    per_million = Decimal(1_000_000)
 
     values = {
         key: value for key, value in price.__dict__.items() if not key.startswith("_") and value is not None
     }
     if values and _INPUT not in values and _OUTPUT not in values:
-        logger.debug("no price for %s: priced per %s, not per token", label, ", ".join(sorted(values)))
-        return None
+        return f"priced per {', '.join(sorted(values))}, not per token"
 
     thresholds = sorted(
         {tier.start for value in values.values() if isinstance(value, TieredPrices) for tier in value.tiers}
@@ -750,15 +823,15 @@ def _rates_for_price(price: ModelPrice, label: str) -> Rates | None:
         return float(value / per)
 
     def row(total_input: int) -> dict[str, Any]:
-        input_rate = per_unit(_INPUT, total_input, _PER_MILLION) or 0.0
-        cache_read = per_unit(_CACHE_READ, total_input, _PER_MILLION)
-        cache_write = per_unit(_CACHE_WRITE, total_input, _PER_MILLION)
+        input_rate = per_unit(_INPUT, total_input, per_million) or 0.0
+        cache_read = per_unit(_CACHE_READ, total_input, per_million)
+        cache_write = per_unit(_CACHE_WRITE, total_input, per_million)
         return {
             "input": input_rate,
-            "output": per_unit(_OUTPUT, total_input, _PER_MILLION) or 0.0,
+            "output": per_unit(_OUTPUT, total_input, per_million) or 0.0,
             "cache_read": input_rate if cache_read is None else cache_read,
             "cache_write": input_rate if cache_write is None else cache_write,
-            "reasoning": per_unit(_REASONING, total_input, _PER_MILLION),
+            "reasoning": per_unit(_REASONING, total_input, per_million),
             "request": per_unit(_REQUESTS, total_input, Decimal(1000)) or 0.0,
         }
 
@@ -767,8 +840,7 @@ def _rates_for_price(price: ModelPrice, label: str) -> Rates | None:
     rates = Rates(**row(0), tiers=tiers, source=SOURCE_GENAI_PRICES)
     mismatch = _probe(price, rates, thresholds)
     if mismatch is not None:
-        logger.debug("no price for %s: cannot represent its prices exactly (%s)", label, mismatch)
-        return None
+        return f"cannot represent its prices exactly ({mismatch})"
     return rates
 
 

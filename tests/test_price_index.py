@@ -1,0 +1,408 @@
+"""The shipped price index against genai-prices itself: the same model for every name and provider, the
+same rates on every day and time of day, current with the installed genai-prices, and a fallback that
+works; and a priced call that never imports genai-prices or pydantic."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import types
+from datetime import UTC, date, datetime, time, timedelta, timezone
+
+import genai_prices
+import pytest
+from genai_prices import types as genai_types
+from genai_prices.data import providers as GENAI_PROVIDERS
+
+from otel_tokens._internal import price_index, pricing
+from otel_tokens._internal.pricing import PROVIDER_IDS, PriceBook, Rates, _Schedule
+from otel_tokens._internal.records import Usage
+
+pytestmark = pytest.mark.usefixtures("no_network")
+
+
+@pytest.fixture(scope="module")
+def genai() -> pricing._GenaiCatalog:
+    return pricing._GenaiCatalog()
+
+
+@pytest.fixture(scope="module")
+def index() -> price_index.IndexCatalog:
+    catalog = price_index.load()
+    assert catalog is not None, f"the shipped price index does not load: run `{price_index.REGENERATE}`"
+    return catalog
+
+
+def _clause_strings(logic: object) -> list[str]:
+    """The literal names a match clause is written with (equals, starts_with values)."""
+    if isinstance(logic, genai_types.ClauseEquals):
+        return [logic.equals]
+    if isinstance(logic, genai_types.ClauseStartsWith):
+        return [logic.starts_with, logic.starts_with + "-preview-0917"]
+    if isinstance(logic, genai_types.ClauseOr):
+        return [name for part in logic.or_ for name in _clause_strings(part)]
+    if isinstance(logic, genai_types.ClauseAnd):
+        return [name for part in logic.and_ for name in _clause_strings(part)][:1]
+    return []
+
+
+def _compact(name: str) -> str | None:
+    """gpt-4o-2024-08-06 -> gpt-4o-20240806, as LiteLLM and OpenRouter send dated names."""
+    compact = re.sub(r"-(20\d\d)-(\d\d)-(\d\d)", r"-\1\2\3", name)
+    return compact if compact != name else None
+
+
+UNKNOWN_NAMES = (
+    "no-such-model", "", " ", "gpt", "claude", "GPT-4O", " gpt-4o", "gpt-4o-20240231", "gpt-4o-20241306",
+    "anthropic/", "/gpt-4o", "litellm/gpt-4o", "openai/gpt-4o-20240806", "azure/gpt-4o", "über-model",
+    "claude-sonnet-4-5-20250929:beta", "models/gemini-2.5-pro", "accounts/fireworks/models/unknown",
+)  # fmt: skip
+
+
+def _names_by_provider() -> dict[str, list[str]]:
+    """Per genai-prices provider, the names of its models a caller may send: the id, upper-cased, the
+    compact-dated form, ``provider/model`` (LiteLLM), and the names its match clauses are written with."""
+    names: dict[str, list[str]] = {}
+    for provider in GENAI_PROVIDERS:
+        own: list[str] = []
+        for info in provider.models:
+            own += [info.id, info.id.upper(), f"{provider.id}/{info.id}", *_clause_strings(info.match)]
+            own += [compact for compact in (_compact(info.id),) if compact]
+        names[provider.id] = list(dict.fromkeys(own))
+    return names
+
+
+NAMES_BY_PROVIDER = _names_by_provider()
+ALL_NAMES = list(dict.fromkeys([*UNKNOWN_NAMES, *(name for names in NAMES_BY_PROVIDER.values() for name in names)]))
+PROVIDER_ARGUMENTS: tuple[str | None, ...] = (
+    None, "no-such-provider", "litellm", "LiteLLM", " OpenAI ", " azure ", "DeepSeek\t", "",
+    *(provider.id for provider in GENAI_PROVIDERS), *PROVIDER_IDS,
+)  # fmt: skip
+
+
+def _lookup(catalog: pricing._Catalog, model: str, provider_id: str | None) -> tuple[str, int] | None:
+    try:
+        return catalog.lookup(model, provider_id)
+    except LookupError:
+        return None
+
+
+def test_the_names_are_many() -> None:
+    assert len(GENAI_PROVIDERS) >= 40 and sum(len(provider.models) for provider in GENAI_PROVIDERS) >= 2000
+    assert len(ALL_NAMES) >= 7_000
+    assert sum(1 for name in ALL_NAMES if _compact(name)) >= 50  # dated ids, sent compact as well
+
+
+@pytest.mark.parametrize("provider", [provider.id for provider in GENAI_PROVIDERS])
+def test_every_name_resolves_to_the_same_model(
+    genai: pricing._GenaiCatalog, index: price_index.IndexCatalog, provider: str
+) -> None:
+    """Each provider's names, with no provider, their own provider, LiteLLM and an unknown provider."""
+    resolved = 0
+    names = (*NAMES_BY_PROVIDER[provider], *UNKNOWN_NAMES)
+    for name in names:
+        for provider_id in (None, provider, "litellm", "no-such-provider"):
+            expected = _lookup(genai, name, provider_id)
+            assert _lookup(index, name, provider_id) == expected, (name, provider_id)
+            resolved += expected is not None
+    for name in (*names[::4], *UNKNOWN_NAMES):  # every provider's own match, for bare names (1 ms a name)
+        assert index.listings(name) == genai.listings(name), name
+    assert resolved > 0
+
+
+@pytest.mark.parametrize("provider_id", PROVIDER_ARGUMENTS)
+def test_every_provider_argument_resolves_alike(
+    genai: pricing._GenaiCatalog, index: price_index.IndexCatalog, provider_id: str | None
+) -> None:
+    """Every provider id, gen_ai.provider.name and odd argument, over a spread of every provider's names."""
+    for name in ALL_NAMES[::7]:
+        assert _lookup(index, name, provider_id) == _lookup(genai, name, provider_id), (name, provider_id)
+
+
+@pytest.mark.parametrize("provider", [None, "my-gateway", "ollama", *PROVIDER_IDS, *(p.id for p in GENAI_PROVIDERS)])
+def test_the_book_finds_the_same_entry(provider: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PriceBook._find over both: the gen_ai.provider.name mapping, exact ids and bare-name listings."""
+    by_index = PriceBook()
+    by_index.preload()
+    monkeypatch.setattr(pricing, "_default_catalog", pricing._GenaiCatalog)
+    by_genai = PriceBook()
+    for name in ALL_NAMES[::13]:
+        assert by_index._find(provider, name) == by_genai._find(provider, name), (provider, name)
+    for name in ("gpt-4o", "llama-3.1-8b-instant", "deepseek-r1", "claude-sonnet-4-5", "nope"):
+        assert by_index.providers_for(name) == by_genai.providers_for(name), name
+    assert by_index.known_providers() == by_genai.known_providers()
+
+
+def _days() -> dict[int, list[date]]:
+    """Per model number, the days to price it on: before and on each of its start dates, and two more."""
+    days: dict[int, list[date]] = {}
+    number = 0
+    for provider in GENAI_PROVIDERS:
+        for info in provider.models:
+            chosen = [date(2023, 1, 1), date(2031, 6, 30)]
+            for conditional in info.prices if isinstance(info.prices, list) else ():
+                if isinstance(conditional.constraint, genai_types.StartDateConstraint):
+                    start = conditional.constraint.start_date
+                    chosen += [start - timedelta(days=1), start]
+            days[number] = chosen
+            number += 1
+    return days
+
+
+DAYS = _days()
+
+
+def test_every_model_has_the_same_rates_on_every_day(
+    genai: pricing._GenaiCatalog, index: price_index.IndexCatalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    kinds = set()
+    for number, days in DAYS.items():
+        for day in days:
+            with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.pricing"):
+                caplog.clear()
+                expected = genai.entry(number, day, "p/m")
+                expected_log = caplog.text
+                caplog.clear()
+                actual = index.entry(number, day, "p/m")
+                assert (actual, caplog.text) == (expected, expected_log), (genai.models[number].id, day)
+            kinds.add(type(actual))
+    assert kinds == {Rates, _Schedule, pricing._Unknown}
+    assert sum(len(days) > 2 for days in DAYS.values()) >= 100  # models with start dates
+
+
+def test_time_of_day_prices_match_genai_prices_at_every_boundary(
+    genai: pricing._GenaiCatalog, index: price_index.IndexCatalog
+) -> None:
+    day = date(2026, 11, 20)
+    midnight = datetime(2026, 11, 20, tzinfo=UTC)
+    checked = 0
+    for number, info in enumerate(genai.models):
+        if not isinstance(info.prices, list) or not any(
+            isinstance(c.constraint, genai_types.TimeOfDateConstraint) for c in info.prices
+        ):
+            continue
+        schedule = index.entry(number, day, "p/m")
+        assert isinstance(schedule, _Schedule)
+        for boundary in schedule.starts:
+            for second in (boundary - 1, boundary, boundary + 1, boundary + 0.5):
+                second %= 86_400
+                expected = pricing._convert(info.get_prices(midnight + timedelta(seconds=second)))
+                assert schedule.at(second) == expected, (info.id, second)
+                checked += 1
+    assert checked >= 40
+
+
+# -- the clause kinds and constraints, beyond what today's data uses -----------------------------------
+
+_CLAUSES = (
+    genai_types.ClauseEquals(equals="GPT-4o"),
+    genai_types.ClauseStartsWith(starts_with="Claude-"),
+    genai_types.ClauseEndsWith(ends_with="-Latest"),
+    genai_types.ClauseContains(contains="Sonnet"),
+    genai_types.ClauseRegex(regex=r"sonnet-\d"),  # unanchored: re.search
+    genai_types.ClauseRegex(regex=r"^[A-Z]"),  # never matches: texts are lower-cased first
+    # anchored regexes whose literal start is checked before compiling them
+    genai_types.ClauseRegex(regex=r"^claude-sonnet-4-5?-\d"),
+    genai_types.ClauseRegex(regex=r"^my\-sonnet\.?-\d$"),
+    genai_types.ClauseRegex(regex=r"^gpt-4o|sonnet"),
+    genai_types.ClauseRegex(regex=r"^(typesafe/)?gpt-4"),
+    genai_types.ClauseRegex(regex=r"^gp{1}t-4o"),
+    genai_types.ClauseOr(or_=[genai_types.ClauseEquals(equals="a"), genai_types.ClauseEndsWith(ends_with="B")]),
+    genai_types.ClauseAnd(
+        and_=[genai_types.ClauseStartsWith(starts_with="claude"), genai_types.ClauseContains(contains="4-5")]
+    ),
+)
+_TEXTS = (
+    "gpt-4o", "GPT-4O", "claude-sonnet-4-5", "CLAUDE-Sonnet-4-5-Latest", "my-sonnet-7", "a", "xb", "", "B",
+    "claude-sonnet-4-7", "claude-sonnet-4-5-2", "my-sonnet.-7", "typesafe/gpt-4", "the-sonnet",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("clause", _CLAUSES, ids=lambda clause: type(clause).__name__)
+def test_every_clause_kind_matches_as_genai_prices(clause: object) -> None:
+    encoded = price_index.encode_clause(clause)
+    for text in _TEXTS:
+        # Every caller in genai-prices lower-cases the text before matching, as the index's callers do.
+        assert price_index._is_match(encoded, text.lower()) is clause.is_match(text.lower()), text
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [((0, 30), (16, 30)), ((16, 30), (0, 30)), ((6, 0), (6, 0)), ((23, 0), (1, 0)), ((0, 0), (23, 59))],
+)
+@pytest.mark.parametrize("offset_hours", [0, 8, -5])
+def test_time_of_day_windows_are_active_as_in_genai_prices(start, end, offset_hours: int) -> None:
+    zone = timezone(timedelta(hours=offset_hours))
+    constraint = genai_types.TimeOfDateConstraint(
+        start_time=time(*start, tzinfo=zone), end_time=time(*end, tzinfo=zone)
+    )
+    encoded = price_index.encode_constraint(constraint)
+    for minute in range(0, 24 * 60, 15):
+        moment = datetime(2026, 11, 20, tzinfo=UTC) + timedelta(minutes=minute)
+        second = minute * 60.0
+        assert price_index._active(encoded, (2026, 11, 20), second) is constraint.active(moment), moment
+
+
+def test_start_dates_are_active_as_in_genai_prices() -> None:
+    encoded = price_index.encode_constraint(genai_types.StartDateConstraint(start_date=date(2026, 3, 1)))
+    for day in (date(2025, 12, 31), date(2026, 2, 28), date(2026, 3, 1), date(2026, 3, 2), date(2027, 1, 1)):
+        expected = genai_types.StartDateConstraint(start_date=date(2026, 3, 1)).active(
+            datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+        )
+        assert price_index._active(encoded, (day.year, day.month, day.day), 43_200.0) is expected, day
+
+
+# -- current, regenerated identically, and the fallback ------------------------------------------------
+
+
+def test_the_shipped_index_is_current() -> None:
+    from otel_tokens._data import price_index as data
+
+    hashed = price_index.installed_fingerprint()  # the files' own hashes, not the RECORD
+    assert data.FINGERPRINT == hashed, (
+        f"otel_tokens/_data/price_index.py was built from genai-prices {data.GENAI_PRICES_VERSION}, "
+        f"the installed genai-prices {genai_prices.__version__} differs: run `{price_index.REGENERATE}`"
+    )
+    assert price_index.installed_fingerprint(from_record=True) == hashed  # the cheap RECORD check agrees
+    assert data.GENAI_PRICES_VERSION == genai_prices.__version__
+    with open(price_index.index_path(), encoding="utf-8") as file:
+        shipped = file.read()
+    assert price_index.generate() == shipped, f"the price index is stale: run `{price_index.REGENERATE}`"
+    assert shipped.startswith(f"# Generated by `{price_index.REGENERATE}`: do not edit.\n")
+
+
+def test_check_command_says_current(capsys: pytest.CaptureFixture[str]) -> None:
+    assert price_index.main([]) == 0
+    assert capsys.readouterr().out.endswith("price_index.py is current\n")
+
+
+@pytest.fixture
+def fresh_load():
+    price_index.load.cache_clear()
+    yield price_index.load
+    price_index.load.cache_clear()
+
+
+def test_a_mismatching_fingerprint_falls_back_to_genai_prices(
+    fresh_load, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_tokens._data import price_index as data
+
+    changed = (("genai_prices/data.py", "sha256=another"), *data.FINGERPRINT[1:])
+    monkeypatch.setattr(data, "FINGERPRINT", changed)
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.price_index"):
+        book = PriceBook(today=date(2026, 11, 20))
+        usage = Usage(input_tokens=230_417, cache_read_tokens=51_203, output_tokens=3_917)
+        cost = book.cost("anthropic", "claude-sonnet-4-5", usage)
+        assert book.cost("openai", "gpt-4o-mini", usage) is not None
+    assert isinstance(book._catalog, pricing._GenaiCatalog)
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=230_417, cache_read_tokens=51_203, output_tokens=3_917),
+        "claude-sonnet-4-5", provider_id="anthropic",
+        genai_request_timestamp=datetime(2026, 11, 20, 12, tzinfo=UTC),
+    ).total_price  # fmt: skip
+    assert cost == pytest.approx(float(expected), rel=0, abs=1e-12)
+    lines = [r.getMessage() for r in caplog.records if r.name == "otel_tokens._internal.price_index"]
+    assert lines == [
+        "otel_tokens: price index was built from genai-prices 0.2.3 but the installed genai-prices differs "
+        f"(changed: genai_prices/data.py); using genai-prices' own data (run `{price_index.REGENERATE}`)"
+    ]
+    assert [r.levelno for r in caplog.records if r.name == "otel_tokens._internal.price_index"] == [logging.DEBUG]
+
+
+def test_an_unreadable_index_falls_back(fresh_load, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setattr(price_index, "INDEX_MODULE", "otel_tokens._data.no_such_index")
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.price_index"):
+        assert fresh_load() is None
+        assert PriceBook(today=date(2026, 11, 20)).rates("openai", "gpt-4o") is not None
+    assert len(caplog.records) == 1 and "price index not usable" in caplog.records[0].getMessage()
+
+
+@pytest.fixture
+def copied_site(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A site-packages holding a copy of genai-prices' fingerprinted files, where find_spec looks."""
+    package = tmp_path / "genai_prices"
+    package.mkdir()
+    source = os.path.dirname(genai_prices.__file__)
+    for path in price_index.FINGERPRINTED_FILES:
+        (tmp_path / path).write_bytes(open(os.path.join(source, os.path.basename(path)), "rb").read())
+    spec = types.SimpleNamespace(submodule_search_locations=[str(package)])
+    monkeypatch.setattr(price_index, "find_spec", lambda name: spec if name == "genai_prices" else None)
+    return tmp_path
+
+
+def test_without_a_record_the_files_are_hashed(copied_site) -> None:
+    from otel_tokens._data import price_index as data
+
+    assert price_index.installed_fingerprint(from_record=True) == data.FINGERPRINT
+
+
+def test_a_record_is_read_and_a_file_that_differs_from_it_is_missing(copied_site) -> None:
+    from otel_tokens._data import price_index as data
+
+    record = copied_site / "genai_prices-9.9.9.dist-info" / "RECORD"
+    record.parent.mkdir()
+    lines = [f"{path},{digest},{(copied_site / path).stat().st_size}" for path, digest in data.FINGERPRINT]
+    record.write_text("genai_prices/__init__.py,sha256=x,1\n" + "\n".join(lines) + "\n")
+    assert price_index.installed_fingerprint(from_record=True) == data.FINGERPRINT
+    with open(copied_site / "genai_prices/types.py", "a") as file:
+        file.write("# edited by hand\n")
+    assert dict(price_index.installed_fingerprint(from_record=True))["genai_prices/types.py"] == "missing"
+    assert price_index.installed_fingerprint() != data.FINGERPRINT  # hashed: differs too
+
+
+def test_no_genai_prices_installed_falls_back(fresh_load, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setattr(price_index, "find_spec", lambda name: None)
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.price_index"):
+        assert fresh_load() is None
+    assert "genai-prices is not installed" in caplog.text
+
+
+# -- the normal path never imports genai-prices or pydantic -------------------------------------------
+
+_PRICED_CALL = """
+import json, sys
+import otel_tokens
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+
+exporter = InMemorySpanExporter()
+tracer_provider = TracerProvider()
+tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+otel_tokens.instrument(tracer_provider=tracer_provider, meter_provider=MeterProvider())
+cost = otel_tokens.record_usage(
+    model="claude-sonnet-4-5-20250929", provider="anthropic", input_tokens=230_417,
+    cache_read_tokens=51_203, cache_write_tokens=7_129, output_tokens=3_917,
+)
+span = exporter.get_finished_spans()[0]
+print(json.dumps({
+    "cost": cost,
+    "span_cost": span.attributes.get("gen_ai.usage.cost.amount"),
+    "loaded": sorted(name for name in ("genai_prices", "pydantic") if name in sys.modules),
+}))
+"""
+
+
+def test_a_priced_call_imports_neither_genai_prices_nor_pydantic() -> None:
+    environment = {**os.environ, "OTEL_TOKENS_RAISE_INTERNAL_ERRORS": "1"}
+    environment.pop("OTEL_SDK_DISABLED", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _PRICED_CALL], capture_output=True, text=True, env=environment, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=230_417, cache_read_tokens=51_203, cache_write_tokens=7_129, output_tokens=3_917
+        ),
+        "claude-sonnet-4-5-20250929", provider_id="anthropic",
+    ).total_price  # fmt: skip
+    assert result["cost"] == pytest.approx(float(expected), rel=0, abs=1e-12)
+    assert result["span_cost"] == result["cost"]
+    assert result["loaded"] == []
