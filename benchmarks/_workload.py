@@ -20,7 +20,6 @@ import os
 import statistics
 import sys
 import time
-from typing import Any
 
 KINDS = ("sync", "async", "stream", "stream_usage")
 MODEL = "gpt-4o-mini"
@@ -51,6 +50,13 @@ def stream_body(chunks: int, include_usage: bool) -> bytes:
         lines.append("data: " + json.dumps({**base, "choices": [], "usage": CHAT["usage"]}))
     lines.append("data: [DONE]")
     return ("\n\n".join(lines) + "\n\n").encode()
+
+
+def write_bytecode() -> None:
+    """Let the children cache bytecode, as an installed package has it: with PYTHONDONTWRITEBYTECODE set
+    (some shells and containers set it), an editable install would recompile every edited module in every
+    process and start-up would measure the compiler, not the library."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def mark(what: str) -> None:

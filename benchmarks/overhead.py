@@ -29,6 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _workload
 from _workload import KINDS, per_call
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,7 @@ def main() -> None:
         calls = args.calls // 10 if kind.startswith("stream") and not args.count_only else args.calls
         print(json.dumps(child(kind, mode, calls, args.chunks, args.count_only)))
         return
+    _workload.write_bytecode()
     kinds = tuple(kind for kind in args.kinds.split(",") if kind)
     if args.instructions:
         instructions(args.chunks, kinds)

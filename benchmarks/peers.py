@@ -38,6 +38,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import _workload
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENVS = ROOT / ".bench-venvs"
@@ -285,6 +287,7 @@ def main() -> None:
     parser.add_argument("--ours-python", help="interpreter with otel-tokens installed (default: .venv, else built)")
     args = parser.parse_args()
 
+    _workload.write_bytecode()
     py = pythons(args.ours_python)
     started = time.time()
     load_before = os.getloadavg()

@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import _workload
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODES = ("bare", "auto-fresh", "auto", "instrument")
@@ -161,6 +163,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child)))
         return
+    _workload.write_bytecode()
     load_before = os.getloadavg()[0]
     started = time.time()
     lines = timings(args.rounds)
