@@ -235,17 +235,29 @@ class _Call:
 
 def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple, kwargs: dict) -> _Call | None:
     """Parse the request and open the span. None means: just call the SDK, observe nothing."""
-    prepared = _prepare(operation, recorder, instance, args, kwargs)
-    if prepared is None:
+    # _prepare() and _started(), inlined: this runs on every call.
+    if _IN_CALL.get() or not is_instrumentation_enabled():
         return None
-    inputs = prepared[0].prompt_inputs
     try:
-        invocation = recorder.start(prepared[0].request, prepared[1], lambda: operation.prompt_text(inputs))
+        prepared = operation.request(instance, args, kwargs, recorder.settings)
+        labels = current_labels()
+    except Exception:
+        log_internal_error("reading a request")
+        if raise_internal_errors():
+            raise
+        return None
+    inputs = prepared.kwargs if prepared.inputs is None else prepared.inputs
+    try:
+        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(inputs))
     except BudgetExceededError:
         raise
     except Exception:
         return _start_failed()
-    return _started(operation, recorder, prepared[0], invocation)
+    if recorder.capture_enabled or getattr(operation, "counts_hops", False):
+        return _started(operation, recorder, prepared, invocation)
+    call = _Call(prepared, invocation)
+    call.token = _IN_CALL.set(True)
+    return call
 
 
 async def _begin_async(

@@ -9,6 +9,7 @@ per point in the SDK; five of them per call would be most of our overhead.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -52,8 +53,15 @@ class CallTotals:
         caller has it already."""
         usage = record.usage
         cost = record.cost_usd
-        if usage is None and cost is None and not record.usage_invalid and not record.usage_unknown:
-            return  # a failed call: nothing to add
+        invalid, unknown = record.usage_invalid, record.usage_unknown
+        # One tuple added with a C-level map (bools add as 0/1): no item update per total.
+        if usage is None:
+            if cost is None and not invalid and not unknown:
+                return  # a failed call: nothing to add
+            delta: tuple = (0, 0, 0, 0, 0, cost or 0.0, False, invalid, unknown)
+        else:
+            delta = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                     usage.reasoning_tokens, cost or 0.0, cost is None, invalid, unknown)
         if key is None:
             key = tuple(attributes.items())
         with self._lock:
@@ -63,21 +71,9 @@ class CallTotals:
                     key = _OVERFLOW_KEY
                     self._note_overflow()
                 totals = self._series.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0, 0, 0])
-            if usage is not None:
-                totals[_INPUT] += usage.input_tokens
-                totals[_OUTPUT] += usage.output_tokens
-                totals[_CACHE_READ] += usage.cache_read_tokens
-                totals[_CACHE_WRITE] += usage.cache_write_tokens
-                totals[_REASONING] += usage.reasoning_tokens
-                if cost is None:
-                    totals[_UNPRICED] += 1
+            totals[:] = map(operator.add, totals, delta)
             if cost is not None:
-                totals[_COST] += cost
                 self._priced.add(key)
-            if record.usage_invalid:
-                totals[_INVALID] += 1
-            if record.usage_unknown:
-                totals[_UNKNOWN] += 1
 
     def _note_overflow(self) -> None:
         if not self._overflowed:

@@ -115,46 +115,28 @@ class Ledger:
             return
         usage = record.usage
         cost = record.cost_usd
+        result = record.result
+        # Flags are added as bools (0 + True == 1): no conditional per field on the hot path.
         if usage is None:
-            tokens: tuple[int, ...] = (0, 0, 0, 0, 0)
-            estimated = 0
-        else:
-            tokens = (
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_read_tokens,
-                usage.cache_write_tokens,
-                usage.reasoning_tokens,
+            delta = (
+                1, 0, 0, 0, 0, 0, cost or 0.0, False, record.error_type is not None, False, record.duration_s,
+                record.usage_invalid, record.usage_unknown, result.tool_calls if result is not None else 0,
+                record.input_cost_usd or 0.0, record.output_cost_usd or 0.0, 0,
             )
-            estimated = 1 if usage.estimated else 0
-        delta = (
-            1,
-            *tokens,
-            cost or 0.0,
-            1 if cost is None and usage is not None else 0,
-            1 if record.error_type else 0,
-            estimated,
-            record.duration_s,
-            1 if record.usage_invalid else 0,
-            1 if record.usage_unknown else 0,
-            record.result.tool_calls if record.result is not None else 0,
-            record.input_cost_usd or 0.0,
-            record.output_cost_usd or 0.0,
-            tokens[0] + tokens[1] if cost is not None else 0,
-        )
+        else:
+            input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+            delta = (
+                1, input_tokens, output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                usage.reasoning_tokens, cost or 0.0, cost is None, record.error_type is not None, usage.estimated,
+                record.duration_s, record.usage_invalid, False, result.tool_calls if result is not None else 0,
+                record.input_cost_usd or 0.0, record.output_cost_usd or 0.0,
+                input_tokens + output_tokens if cost is not None else 0,
+            )
         labels = record.labels
-        keys = (
-            labels.agent,
-            record.model,
-            request.provider,
-            request.operation,
-            labels.workflow,
-            labels.task,
-            labels.user,
-        )
+        keys = (labels.agent, record.model, request.provider, request.operation, labels.workflow, labels.task,
+                labels.user)
         end = record.end_time_unix or None
-        start = end - record.duration_s if end is not None else None
-        self._add(keys, delta, start, end, cost, record.error_type)
+        self._add(keys, delta, None if end is None else end - record.duration_s, end, cost, record.error_type)
 
     def _add(
         self,

@@ -20,6 +20,7 @@ from otel_tokens import semconv
 from otel_tokens._internal.instruments import Instruments
 from otel_tokens._internal.records import (
     MAX_TOKENS,
+    NO_EXTRA,
     NO_LABELS,
     CallRecord,
     Labels,
@@ -243,6 +244,21 @@ class Recorder:
         duration: float,
     ) -> CallRecord:
         request = invocation.request
+        if result is not None and result.provider_cost_usd is None and result.usage is not None and not result.hop_usages \
+                and _is_valid(result.usage):
+            # The usual call: exact, valid counts to price; nothing to flag, estimate or replace.
+            model = result.response_model or request.model
+            cost, cost_source, split = self._cost(request, result.usage, model)
+            first_chunk_at = invocation.first_chunk_at
+            return CallRecord(
+                request=request, result=result, labels=invocation.labels, duration_s=duration,
+                end_time_unix=time.time(),
+                time_to_first_chunk_s=None if first_chunk_at is None else first_chunk_at - invocation.started,
+                error_type=None if error is None else _error_type(error), cost_usd=cost, cost_source=cost_source,
+                extra=NO_EXTRA,  # passed, so the default factory is not called
+                input_cost_usd=None if split is None else split[0],
+                output_cost_usd=None if split is None else split[1],
+            )
         usage = result.usage if result is not None else None
         invalid = False
         if usage is not None and not _is_valid(usage):
@@ -492,8 +508,10 @@ def _is_valid(usage: Usage) -> bool:
     """Counts an adapter or a caller built are whole, finite and non-negative (make_usage ensures it)."""
     if usage.invalid:
         return False
-    for value in (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
-                  usage.cache_write_tokens, usage.reasoning_tokens):
-        if type(value) is not int or not 0 <= value <= MAX_TOKENS:
-            return False
-    return True
+    input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+    cache_read, cache_write, reasoning = usage.cache_read_tokens, usage.cache_write_tokens, usage.reasoning_tokens
+    return (
+        type(input_tokens) is type(output_tokens) is type(cache_read) is type(cache_write) is type(reasoning) is int
+        and 0 <= min(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+        and max(input_tokens, output_tokens, cache_read, cache_write, reasoning) <= MAX_TOKENS
+    )

@@ -9,6 +9,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+# CallRecord.extra when there is none.
+NO_EXTRA: Final = _EMPTY
 
 # No single call bills more; a larger count is a corrupt response, not usage.
 MAX_TOKENS: Final = 10**12
@@ -90,8 +92,18 @@ def make_usage(
     None when neither input nor output was sent (absent is not zero: the call gets estimated or
     flagged); ``INVALID_USAGE`` when any count is invalid; otherwise exact counts, absent subsets 0.
     """
+    if type(input_tokens) is int and type(output_tokens) is int:  # the usual case, checked inline
+        cache_read = 0 if cache_read_tokens is None else cache_read_tokens
+        cache_write = 0 if cache_write_tokens is None else cache_write_tokens
+        reasoning = 0 if reasoning_tokens is None else reasoning_tokens
+        if (
+            type(cache_read) is type(cache_write) is type(reasoning) is int
+            and 0 <= min(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+            and max(input_tokens, output_tokens, cache_read, cache_write, reasoning) <= MAX_TOKENS
+        ):
+            return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)
     values = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
-    for value in values:  # the usual case, ints or None, checked without a call per value
+    for value in values:  # ints or None, checked without a call per value
         if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS):
             values = tuple(map(count, values))
             if INVALID in values:

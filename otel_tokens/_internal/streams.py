@@ -53,7 +53,8 @@ def with_hops(result: Result, hops: list[Any] | None) -> Result:
 
 class StreamState:
     __slots__ = (
-        "_recorder", "invocation", "_accumulator", "_estimate", "_done", "_finalizer", "hops", "__weakref__",
+        "_recorder", "invocation", "_accumulator", "add", "_estimate", "_done", "_finalizer", "hops",
+        "__weakref__",
     )
 
     def __init__(
@@ -67,6 +68,7 @@ class StreamState:
         self._recorder = recorder
         self.invocation = invocation
         self._accumulator = accumulator
+        self.add = accumulator.add  # bound once: called for every chunk
         self._estimate = estimate
         self._done = False
         self._finalizer: weakref.finalize | None = None
@@ -79,16 +81,21 @@ class StreamState:
         self._finalizer = finalizer
 
     def chunk(self, chunk: Any) -> bool:
+        """Whether the caller gets this chunk (the proxies inline the usual path: it runs per chunk)."""
         invocation = self.invocation
         if invocation.first_chunk_at is None:
             invocation.first_chunk_at = time.perf_counter()
         try:
-            return self._accumulator.add(chunk)
+            return self.add(chunk)
         except Exception:
-            log_internal_error("reading a stream chunk")
-            if raise_internal_errors():
-                raise
-            return True
+            return self.chunk_failed()
+
+    def chunk_failed(self) -> bool:
+        """Called from an ``except`` block: our error reading a chunk; the caller still gets it."""
+        log_internal_error("reading a stream chunk")
+        if raise_internal_errors():
+            raise  # noqa: PLE0704 - called only while an exception is being handled
+        return True
 
     def finish(self, error: BaseException | None = None) -> None:
         if self._done:
@@ -135,7 +142,14 @@ class SyncStreamProxy(wrapt.ObjectProxy):
             except BaseException as exc:
                 state.finish(exc)
                 raise
-            if state.chunk(chunk):
+            invocation = state.invocation  # state.chunk(chunk), inlined
+            if invocation.first_chunk_at is None:
+                invocation.first_chunk_at = time.perf_counter()
+            try:
+                keep = state.add(chunk)
+            except Exception:
+                keep = state.chunk_failed()
+            if keep:
                 return chunk
 
     def __enter__(self) -> SyncStreamProxy:
@@ -183,7 +197,14 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
             except BaseException as exc:
                 state.finish(exc)
                 raise
-            if state.chunk(chunk):
+            invocation = state.invocation  # state.chunk(chunk), inlined
+            if invocation.first_chunk_at is None:
+                invocation.first_chunk_at = time.perf_counter()
+            try:
+                keep = state.add(chunk)
+            except Exception:
+                keep = state.chunk_failed()
+            if keep:
                 return chunk
 
     async def __aenter__(self) -> AsyncStreamProxy:

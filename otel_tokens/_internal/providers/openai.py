@@ -21,26 +21,26 @@ from otel_tokens._internal.settings import Settings
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 
 # request keyword -> semconv attribute, for plain scalar parameters
-_CHAT_PARAMS = (
-    ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE),
-    ("top_p", semconv.GEN_AI_REQUEST_TOP_P),
-    ("frequency_penalty", semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-    ("presence_penalty", semconv.GEN_AI_REQUEST_PRESENCE_PENALTY),
-    ("seed", semconv.GEN_AI_REQUEST_SEED),
-    ("reasoning_effort", semconv.GEN_AI_REQUEST_REASONING_LEVEL),
-)
-_RESPONSES_PARAMS = (
-    ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE),
-    ("top_p", semconv.GEN_AI_REQUEST_TOP_P),
-    ("max_output_tokens", semconv.GEN_AI_REQUEST_MAX_TOKENS),
-)
+_CHAT_PARAMS = {
+    "temperature": semconv.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": semconv.GEN_AI_REQUEST_TOP_P,
+    "frequency_penalty": semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": semconv.GEN_AI_REQUEST_PRESENCE_PENALTY,
+    "seed": semconv.GEN_AI_REQUEST_SEED,
+    "reasoning_effort": semconv.GEN_AI_REQUEST_REASONING_LEVEL,
+}
+_RESPONSES_PARAMS = {
+    "temperature": semconv.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": semconv.GEN_AI_REQUEST_TOP_P,
+    "max_output_tokens": semconv.GEN_AI_REQUEST_MAX_TOKENS,
+}
 
 
-def _scalars(kwargs: dict, table: tuple) -> dict[str, Any]:
+def _scalars(kwargs: dict, table: dict[str, str]) -> dict[str, Any]:
     attributes = {}
-    for key, attribute in table:
-        value = kwargs.get(key)
-        if value is not None and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+    for key, value in kwargs.items():  # a call passes few parameters: no look-up per table entry
+        attribute = table.get(key)
+        if attribute is not None and isinstance(value, (int, float, str)) and not isinstance(value, bool):
             attributes[attribute] = value
     return attributes
 
