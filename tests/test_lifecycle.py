@@ -230,6 +230,52 @@ def test_importing_otel_tokens_imports_no_sdk():
     assert done.stdout.strip() == "[]"
 
 
+def test_instrument_loads_only_what_calls_need():
+    # Start-up (#12): no dependency checker (packaging), no semconv tables for HTTP/DB, no genai-prices or
+    # pydantic (the shipped price index serves), no budget store, and no instrumentor module of an SDK
+    # that the app has not imported (its adapter loads with the SDK).
+    script = (
+        "import sys, openai, otel_tokens; otel_tokens.instrument(); "
+        "print(sorted(m for m in ('packaging', 'opentelemetry.instrumentation.instrumentor', 'genai_prices', "
+        "'pydantic', 'sqlite3', 'otel_tokens._internal.providers.anthropic', "
+        "'otel_tokens._internal.providers.bedrock') if m in sys.modules))"
+    )
+    done = _run(script)
+    assert done.returncode == 0, done.stderr
+    # openai itself imports pydantic; everything else stays out.
+    assert done.stdout.strip() == "['pydantic']"
+
+
+def test_instrumentors_keep_the_base_instrumentor_contract(caplog):
+    from opentelemetry.instrumentation.dependencies import DependencyConflictError
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+    from otel_tokens.instrumentation._base import SDKInstrumentor
+    from otel_tokens.instrumentation.openai import OpenAIInstrumentor
+
+    class Unmet(SDKInstrumentor):
+        package = "openai"
+        requirement = "openai >= 999"
+
+        def patches(self):
+            raise AssertionError("a conflicting instrumentor must not patch")
+
+    instrumentor = OpenAIInstrumentor()
+    assert isinstance(instrumentor, BaseInstrumentor)
+    assert instrumentor is OpenAIInstrumentor() and Unmet() is Unmet() and Unmet() is not instrumentor
+    original = openai.resources.chat.completions.Completions.__dict__["create"]
+    with caplog.at_level(logging.ERROR):
+        assert Unmet().instrument() is None
+    assert "openai >= 999" in caplog.text and "Unmet" in caplog.text
+    assert not Unmet().is_instrumented_by_opentelemetry
+    with pytest.raises(DependencyConflictError):
+        Unmet().instrument(raise_exception_on_conflict=True)
+    assert openai.resources.chat.completions.Completions.__dict__["create"] is original
+    with caplog.at_level(logging.WARNING):
+        Unmet().uninstrument()
+    assert "already uninstrumented" in caplog.text
+
+
 AUTO_SCRIPT = """
 import otel_tokens.auto  # before the SDK is imported
 import json, openai, otel_tokens

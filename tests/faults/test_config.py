@@ -196,6 +196,7 @@ BAD_ARGUMENTS = [
 
 @pytest.mark.parametrize("name, value, type_error", BAD_ARGUMENTS)
 def test_bad_setting_argument_is_a_config_error_naming_it(telemetry, name, value, type_error):
+    otel_tokens.uninstrument()  # from a clean start, whatever an earlier test module left behind
     original = openai.resources.chat.completions.Completions.__dict__["create"]
     with pytest.raises(otel_tokens.ConfigError, match=name) as raised:
         otel_tokens.instrument(telemetry.tracer_provider, telemetry.meter_provider, **{name: value})
