@@ -39,7 +39,7 @@ COMPONENTS = (
                                                         "otel_tokens/_internal/instruments.py",
                                                         "otel_tokens/_internal/analytics.py")),
     ("ours: other", ("otel_tokens/",)),
-    ("floor wrapper", ("floor.py",)),
+    ("floor wrapper", ("benchmarks/floor.py",)),
     ("dataclass __init__ (records)", ("<string>",)),
     ("peer instrumentation", ("opentelemetry/instrumentation/", "opentelemetry/util/genai/", "openinference/")),
     ("OpenTelemetry SDK and API", ("opentelemetry/",)),
@@ -48,9 +48,12 @@ COMPONENTS = (
 
 
 def _component(filename: str) -> str:
-    path = filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+    path = filename.split("site-packages/")[-1]
+    for root in ("otel_tokens/", "benchmarks/"):  # our package from any checkout (--ours-python)
+        if root in path:
+            path = path[path.index(root):]
     for name, prefixes in COMPONENTS:
-        if path.startswith(prefixes) or any(prefix in path for prefix in prefixes if prefix.endswith(".py")):
+        if path.startswith(prefixes):
             return name
     return "openai SDK, httpx2, stdlib"
 
@@ -83,7 +86,7 @@ def child(library: str, calls: int) -> dict:
         component = _component(filename)
         components[component] += count / calls
         if component.startswith("ours"):
-            short = filename.split("otel_tokens/", 1)[-1]
+            short = filename.split("otel_tokens/", 1)[-1]  # the same name from any checkout
             functions[f"{short}:{name}"] = count / calls
     return {"total": sum(counts.values()) / calls, "components": dict(components), "functions": functions}
 

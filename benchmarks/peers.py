@@ -209,7 +209,9 @@ def callgrind_windows(command: list[str]) -> list[int]:
         with open(Path(tmp) / "stderr", "w+") as stderr:
             process = subprocess.Popen(
                 ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",
-                 *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT)
+                 *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT,
+                # A fixed hash seed: dict and set layouts, and so the counts, repeat from run to run.
+                env={**os.environ, "PYTHONHASHSEED": "0"})
             for line in process.stdout:
                 if not line.startswith("mark "):
                     continue

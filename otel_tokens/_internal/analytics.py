@@ -169,7 +169,9 @@ class Activity:
         with self._lock:
             if model and provider and model not in self._providers and len(self._providers) < self._max_models:
                 self._providers[model] = provider
-            name = self._agent_key(agent)
+            name = agent or NONE_KEY
+            if name not in self._agents and name != NONE_KEY:
+                name = self._agent_key(name)
             if error:
                 types = self._errors.setdefault(name, {})
                 if error not in types and len(types) >= self._max_error_types:
@@ -189,7 +191,12 @@ class Activity:
                     self._widen()
                     continue
                 break
-            cell = self._buckets.setdefault(index, {}).setdefault(name, [0.0, 0])
+            bucket = self._buckets.get(index)
+            if bucket is None:
+                bucket = self._buckets[index] = {}
+            cell = bucket.get(name)
+            if cell is None:
+                cell = bucket[name] = [0.0, 0]
             cell[0] += cost or 0.0
             cell[1] += 1
 

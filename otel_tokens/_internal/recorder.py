@@ -244,11 +244,15 @@ class Recorder:
         duration: float,
     ) -> CallRecord:
         request = invocation.request
-        if result is not None and result.provider_cost_usd is None and result.usage is not None and not result.hop_usages \
-                and _is_valid(result.usage):
-            # The usual call: exact, valid counts to price; nothing to flag, estimate or replace.
+        usage = result.usage if result is not None else None
+        if (
+            usage is not None and not usage.invalid
+            and result.provider_cost_usd is None and not result.hop_usages  # type: ignore[union-attr]
+        ):
+            # The usual call: exact counts to price; nothing to flag, estimate or replace. Adapters build
+            # usage only with make_usage, which validated the counts (tests/test_records.py checks that).
             model = result.response_model or request.model
-            cost, cost_source, split = self._cost(request, result.usage, model)
+            cost, cost_source, split = self._cost(request, usage, model)
             first_chunk_at = invocation.first_chunk_at
             return CallRecord(
                 request=request, result=result, labels=invocation.labels, duration_s=duration,
@@ -259,7 +263,6 @@ class Recorder:
                 input_cost_usd=None if split is None else split[0],
                 output_cost_usd=None if split is None else split[1],
             )
-        usage = result.usage if result is not None else None
         invalid = False
         if usage is not None and not _is_valid(usage):
             invalid = True
