@@ -15,8 +15,8 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, Protocol
 
 import wrapt
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -99,9 +99,11 @@ class HelperOperation(Operation, Protocol):
     raw_stream_attribute: str
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A parsed request, and the arguments to send (an adapter may ask for stream usage)."""
+class Prepared(NamedTuple):
+    """A parsed request, and the arguments to send (an adapter may ask for stream usage).
+
+    A NamedTuple, not a frozen dataclass: every call builds one, and a tuple is built in one step
+    where a frozen dataclass sets each field with ``object.__setattr__``."""
 
     request: Request
     kwargs: dict
@@ -408,7 +410,7 @@ class _UnreadBody:
         self._finalizer.detach()
         try:
             # The body is parsed now: record it as a plain call (or stream) would be.
-            prepared = replace(self._call.prepared, raw_mode=None)
+            prepared = self._call.prepared._replace(raw_mode=None)
             return _returned(self._operation, self._recorder, _Call(prepared, self._call.invocation), parsed)
         except Exception:  # _returned logs; under the test switch it re-raises
             if raise_internal_errors():
