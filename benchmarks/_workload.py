@@ -234,6 +234,17 @@ def startup(library: str, marks: bool = False) -> dict:
             **harness.telemetry()}
 
 
+def _release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc), so RSS shows what is kept, not what the allocator
+    happens to hold on to: without it, RSS growth over 20k calls varied by ±5 MB between identical runs."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -250,6 +261,7 @@ def rss_growth(library: str, calls: int) -> dict:
         if harness.tracer_provider is not None:
             harness.tracer_provider.force_flush()
         gc.collect()
+        _release_free_memory()
         return _rss_bytes()
 
     before = settled()

@@ -269,23 +269,16 @@ class ChatStreamAccumulator:
     usage_of = staticmethod(chat_usage)
     cost_of = staticmethod(_extra_cost)
 
+    # Usage is read inline (add() runs for every chunk) unless a subclass reads it elsewhere.
+    _plain_usage = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._plain_usage = cls._chunk_usage is ChatStreamAccumulator._chunk_usage
+
     @staticmethod
     def _chunk_usage(chunk: Any) -> Any:
         return chunk.usage
-
-    def add(self, chunk: Any) -> bool:
-        if self._id is None:
-            self._id = chunk.id
-            self._model = chunk.model
-        usage = self._chunk_usage(chunk)
-        choices = chunk.choices
-        if usage is not None:
-            self._usage = usage
-            if not choices and self._hide:
-                return False
-        for choice in choices:
-            self._take(choice)
-        return True
 
     def _take(self, choice: Any) -> None:
         delta = choice.delta
@@ -299,6 +292,20 @@ class ChatStreamAccumulator:
         reason = choice.finish_reason
         if reason:
             self._finish.append(reason)
+
+    def add(self, chunk: Any) -> bool:
+        if self._id is None:
+            self._id = chunk.id
+            self._model = chunk.model
+        usage = chunk.usage if self._plain_usage else self._chunk_usage(chunk)
+        choices = chunk.choices
+        if usage is not None:
+            self._usage = usage
+            if not choices and self._hide:
+                return False
+        for choice in choices:
+            self._take(choice)
+        return True
 
     def result(self) -> Result:
         usage = self._usage
