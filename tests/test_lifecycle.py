@@ -331,3 +331,11 @@ def test_opentelemetry_instrument_launcher_uses_the_entry_points(tmp_path):
                 args=[str(launcher), sys.executable, str(script)])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"instrumented": True, "calls": 1}
+
+
+def test_instrumentor_table_names_each_instrumentors_own_package():
+    # instrument() checks the table's package before importing an instrumentor; the two must agree.
+    import importlib
+
+    for package, module, name in otel_tokens._INSTRUMENTORS:
+        assert getattr(importlib.import_module(module), name).package == package

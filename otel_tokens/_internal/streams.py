@@ -68,7 +68,9 @@ class StreamState:
         self._recorder = recorder
         self.invocation = invocation
         self._accumulator = accumulator
-        self.add = accumulator.add  # bound once: called for every chunk
+        # What the proxies call per chunk: first the one that notes the first chunk's time, then the
+        # accumulator's own add (no per-chunk check, no extra call).
+        self.add: Callable[[Any], bool] = self._first_chunk
         self._estimate = estimate
         self._done = False
         self._finalizer: weakref.finalize | None = None
@@ -80,18 +82,14 @@ class StreamState:
         finalizer.atexit = False
         self._finalizer = finalizer
 
-    def chunk(self, chunk: Any) -> bool:
-        """Whether the caller gets this chunk (the proxies inline the usual path: it runs per chunk)."""
-        invocation = self.invocation
-        if invocation.first_chunk_at is None:
-            invocation.first_chunk_at = time.perf_counter()
-        try:
-            return self.add(chunk)
-        except Exception:
-            return self.chunk_failed()
+    def _first_chunk(self, chunk: Any) -> bool:
+        self.invocation.first_chunk_at = time.perf_counter()
+        self.add = self._accumulator.add
+        return self.add(chunk)
 
     def chunk_failed(self) -> bool:
-        """Called from an ``except`` block: our error reading a chunk; the caller still gets it."""
+        """Called from an ``except`` block around ``add``: our error reading a chunk; the caller still
+        gets it."""
         log_internal_error("reading a stream chunk")
         if raise_internal_errors():
             raise  # noqa: PLE0704 - called only while an exception is being handled
@@ -142,9 +140,6 @@ class SyncStreamProxy(wrapt.ObjectProxy):
             except BaseException as exc:
                 state.finish(exc)
                 raise
-            invocation = state.invocation  # state.chunk(chunk), inlined
-            if invocation.first_chunk_at is None:
-                invocation.first_chunk_at = time.perf_counter()
             try:
                 keep = state.add(chunk)
             except Exception:
@@ -197,9 +192,6 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
             except BaseException as exc:
                 state.finish(exc)
                 raise
-            invocation = state.invocation  # state.chunk(chunk), inlined
-            if invocation.first_chunk_at is None:
-                invocation.first_chunk_at = time.perf_counter()
             try:
                 keep = state.add(chunk)
             except Exception:
