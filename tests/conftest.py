@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +20,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 # Our internal errors fail tests instead of being logged (users never see them either way).
 os.environ.setdefault("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "1")
+# A price index built for the installed genai-prices (when the shipped one is for another version) is cached
+# here for this run and its subprocesses, never in the user's own cache.
+if "OTEL_TOKENS_CACHE_DIR" not in os.environ:
+    os.environ["OTEL_TOKENS_CACHE_DIR"] = tempfile.mkdtemp(prefix="otel-tokens-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["OTEL_TOKENS_CACHE_DIR"], True)
+_KEPT_VARIABLES = ("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "OTEL_TOKENS_CACHE_DIR")
 
 
 @dataclass
@@ -92,7 +101,7 @@ def instrumented(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> Itera
     from otel_tokens._internal.runtime import current_runtime
 
     for name in list(os.environ):
-        if name.startswith("OTEL_TOKENS_") and name != "OTEL_TOKENS_RAISE_INTERNAL_ERRORS":
+        if name.startswith("OTEL_TOKENS_") and name not in _KEPT_VARIABLES:
             monkeypatch.delenv(name)
     otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
     yield current_runtime()

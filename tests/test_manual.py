@@ -29,7 +29,7 @@ def logged(telemetry, monkeypatch, tmp_path):
     from otel_tokens._internal.runtime import current_runtime
 
     for name in list(os.environ):
-        if name.startswith("OTEL_TOKENS_") and name != "OTEL_TOKENS_RAISE_INTERNAL_ERRORS":
+        if name.startswith("OTEL_TOKENS_") and name not in ("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "OTEL_TOKENS_CACHE_DIR"):
             monkeypatch.delenv(name)
     path = tmp_path / "usage.jsonl"
     otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,

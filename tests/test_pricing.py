@@ -37,10 +37,10 @@ pytestmark = pytest.mark.usefixtures("no_network")
 
 @pytest.fixture(scope="module", autouse=True, params=["index", "genai-prices"])
 def price_source(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test here runs over both sources of price data: the shipped index and genai-prices' own."""
+    """Every test here runs over both sources of price data: the index and genai-prices' own."""
     with pytest.MonkeyPatch.context() as patch:
         if request.param == "index":
-            assert price_index.load() is not None, "the shipped price index does not load"
+            assert price_index.load() is not None, "no price index for the installed genai-prices"
         else:
             patch.setattr(pricing, "_default_catalog", pricing._GenaiCatalog)
         yield request.param

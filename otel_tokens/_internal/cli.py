@@ -4,6 +4,7 @@
                                    [--what-if MODEL[@provider]] [--budgets SPEC] [--top N] [--output FILE]
     otel-tokens demo [--rounds N] [--loop] [--interval SECONDS] [--prometheus-port PORT] [--otlp URL] ...
     otel-tokens prices MODEL [--provider PROVIDER]
+    otel-tokens prepare
     otel-tokens fake-server [--port PORT] [--host HOST]
     otel-tokens --version
     otel-tokens export usage.jsonl [--format csv|jsonl] [--output FILE]
@@ -144,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("model", metavar="MODEL")
     prices.add_argument("--provider", metavar="PROVIDER", help="provider name, e.g. openai, anthropic")
     prices.set_defaults(handler=_prices)
+
+    prepare = commands.add_parser(
+        "prepare", help="build the price data for the installed genai-prices now (for container images)",
+        description="Build and cache the price index for the installed genai-prices, so that no process "
+                    "pays for it at start-up (run it in an image build, after pip install). The cache "
+                    "directory is OTEL_TOKENS_CACHE_DIR, else $XDG_CACHE_HOME/otel-tokens, else "
+                    "~/.cache/otel-tokens.")
+    prepare.set_defaults(handler=_prepare)
 
     fake = commands.add_parser(
         "fake-server", help="run the demo's fake OpenAI/Anthropic server for your own code",
@@ -351,6 +360,18 @@ def _prices(args: argparse.Namespace) -> int:
 
 
 # -- fake-server -----------------------------------------------------------------------------------
+def _prepare(args: argparse.Namespace) -> int:
+    from otel_tokens._internal import price_index
+
+    try:
+        done, path = price_index.prepare()
+    except (OSError, LookupError) as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
+    print(done + (f": {path}" if path else ""))
+    return 0
+
+
 def _fake_server(args: argparse.Namespace) -> int:
     from otel_tokens._internal.demo.fake_server import FakeLLMServer
 

@@ -62,7 +62,12 @@ def _refusal(path: str, setting: str) -> str:
 
 
 def write_private_atomically(path: str | os.PathLike[str], text: str) -> None:
-    """Replace ``path`` with ``text`` (UTF-8) in one step, mode 0600; raises ``OSError``.
+    """Replace ``path`` with ``text`` (UTF-8) in one step, mode 0600; raises ``OSError``."""
+    write_atomically(path, text, mode=PRIVATE_MODE)
+
+
+def write_atomically(path: str | os.PathLike[str], text: str, *, mode: int) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) in one step, with ``mode``; raises ``OSError``.
 
     The text goes to a temporary file in the same directory, flushed to disk, then renamed over the
     path: readers see the old file or the new one, never a part, and a symlink at the path is replaced,
@@ -76,7 +81,7 @@ def write_private_atomically(path: str | os.PathLike[str], text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, PRIVATE_MODE)  # mkstemp's mode already; explicit for platforms that differ
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         try:
@@ -86,4 +91,4 @@ def write_private_atomically(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
-__all__ = ["PRIVATE_MODE", "UnsafePathError", "open_private_append", "write_private_atomically"]
+__all__ = ["PRIVATE_MODE", "UnsafePathError", "open_private_append", "write_atomically", "write_private_atomically"]

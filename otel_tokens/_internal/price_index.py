@@ -1,29 +1,36 @@
 """A compact index of genai-prices' bundled data, so the price book loads in a few ms without pydantic.
 
-``genai_prices.data`` is a 1.6 MB module of pydantic-typed dataclasses (about 0.1 s of CPU to import).
-``otel_tokens/_data/price_index.py`` holds only what :class:`~otel_tokens._internal.pricing.PriceBook`
-needs, as plain literals: every provider (id, ``provider_match``, ``model_match``, fallback providers) and
-model (``match``, its id in a comment) in genai-prices' order, and each distinct price already converted
-to Rates by the price book's own conversion, which checks every price against genai-prices' arithmetic
-as it is built.
+``genai_prices.data`` is a 1.6 MB module of pydantic-typed dataclasses (about 0.5 s to import cold).
+The index holds only what :class:`~otel_tokens._internal.pricing.PriceBook` needs, as plain literals:
+every provider (id, ``provider_match``, ``model_match``, fallback providers) and model (``match``, its id)
+in genai-prices' order, and each distinct price already converted to Rates by the price book's own
+conversion, which checks every price against genai-prices' arithmetic as it is built.
 :class:`IndexCatalog` looks models up exactly as genai-prices does (``tests/test_price_index.py`` checks
 every model under many names, providers, days and times of day).
 
-Regenerate after upgrading genai-prices (CI fails until then)::
+Prices are always those of the installed genai-prices (``pip install -U genai-prices`` brings new ones).
+An index is identified by the sha256 of the genai-prices files that decide prices and lookups (the data,
+and the code that matches models and picks prices), read from the distribution's ``RECORD`` (a fraction of
+a ms; no import) or hashed where there is no ``RECORD``. :func:`load` takes the first that matches:
+
+1. the index shipped in ``otel_tokens/_data/price_index.json`` (a few ms);
+2. one built earlier for this genai-prices, in the cache directory (``OTEL_TOKENS_CACHE_DIR``, else
+   ``$XDG_CACHE_HOME/otel-tokens``, else ``~/.cache/otel-tokens``; a few ms);
+3. one built now from the installed genai-prices (about 1 s, once), then written to the cache directory
+   in one step (a temporary file renamed over the name), so processes starting together never read half
+   a file. An unwritable directory is logged once and the index is used from memory.
+
+``otel-tokens prepare`` does step 3 ahead of time, e.g. in a container image build. If an index cannot
+be built, the price book uses genai-prices itself (slower to load, equal in price). Regenerate the shipped
+index after upgrading genai-prices in the project::
 
     python -m otel_tokens._internal.price_index --write
-
-The index records the sha256 of the genai-prices files that decide prices and lookups (the data, and the
-code that matches models and picks prices), in the form of the distribution's ``RECORD``. At load, those
-hashes are compared with the installed distribution's ``RECORD`` and file sizes (a fraction of a ms; no
-import), or with the files' own hashes when there is no ``RECORD``. On any mismatch or load problem one
-DEBUG line is logged and the price book uses genai-prices itself, which is slower to load but equal.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +39,7 @@ from datetime import date
 from importlib.util import find_spec
 from typing import Any, Final
 
+from otel_tokens._internal.settings import OTEL_TOKENS_CACHE_DIR
 from otel_tokens._internal.pricing import (
     SOURCE_GENAI_PRICES,
     Rates,
@@ -42,10 +50,14 @@ from otel_tokens._internal.pricing import (
 
 logger = logging.getLogger(__name__)
 
-INDEX_MODULE: Final = "otel_tokens._data.price_index"
 REGENERATE: Final = "python -m otel_tokens._internal.price_index --write"
 # The genai-prices files whose content decides which model a name resolves to and what it costs.
 FINGERPRINTED_FILES: Final = ("genai_prices/data.py", "genai_prices/data_snapshot.py", "genai_prices/types.py")
+# Bumped whenever the index's rows change meaning, so a cache written by another otel-tokens is not read.
+INDEX_FORMAT: Final = 1
+
+Fingerprint = tuple[tuple[str, str], ...]
+Tables = tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...]]  # providers, models, prices
 
 # A simple clause is one string, its kind's mark then its value (fewer objects to load than a tuple):
 # equals, starts_with, ends_with, contains lower-cased, since every text genai-prices matches them against
@@ -64,22 +76,124 @@ _compiled: dict[str, re.Pattern[str]] = {}  # compiled on first use: most are ne
 
 @functools.cache
 def load() -> IndexCatalog | None:
-    """The shipped index, or None (one DEBUG line says why) when it does not match the installed
-    genai-prices or cannot be read. Loaded once per process."""
+    """The index for the installed genai-prices: shipped, cached or built now (see the module's
+    docstring); None, with a log line saying why, when none can be had. Loaded once per process."""
     try:
-        data = importlib.import_module(INDEX_MODULE)
         installed = installed_fingerprint(from_record=True)
-        if installed != data.FINGERPRINT:
-            logger.debug(
-                "otel_tokens: price index was built from genai-prices %s but the installed genai-prices "
-                "differs (%s); using genai-prices' own data (run `%s`)",
-                data.GENAI_PRICES_VERSION, _difference(data.FINGERPRINT, installed), REGENERATE,
+    except Exception as err:
+        logger.debug("price index not usable (%r); using genai-prices' own data", err)
+        return None
+    tables = _read(shipped_path(), installed) or _read(cache_path(installed), installed)
+    if tables is None:
+        try:
+            tables = build_tables()
+        except Exception:
+            logger.warning(
+                "could not build a price index from the installed genai-prices; using genai-prices' own "
+                "data (slower to load, same prices)", exc_info=True,
             )  # fmt: skip
             return None
-        return IndexCatalog(data.PROVIDERS, data.MODELS, data.PRICES)
-    except Exception as err:
-        logger.debug("otel_tokens: price index not usable (%r); using genai-prices' own data", err)
+        _write_cache(installed, tables)
+    return IndexCatalog(*tables)
+
+
+def shipped_path() -> str:
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_data", "price_index.json")
+
+
+def cache_dir() -> str:
+    """Where indexes built for other genai-prices versions are kept (see the module's docstring)."""
+    configured = os.environ.get(OTEL_TOKENS_CACHE_DIR, "").strip()
+    if configured:
+        return os.path.abspath(os.path.expanduser(configured))
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "otel-tokens")
+
+
+def cache_path(installed: Fingerprint) -> str:
+    from otel_tokens.version import __version__
+
+    key = json.dumps([INDEX_FORMAT, __version__, installed]).encode()
+    return os.path.join(cache_dir(), f"price-index-{hashlib.sha256(key).hexdigest()[:24]}.json")
+
+
+def _read(path: str, installed: Fingerprint) -> Tables | None:
+    """The tables of the index file at ``path`` if it was built for ``installed``, else None."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            index = json.load(file)
+        if index["format"] != INDEX_FORMAT:
+            raise ValueError(f"format {index['format']!r}, not {INDEX_FORMAT}")
+        if _tuples(index["fingerprint"]) != installed:
+            logger.debug(
+                "the price index %s was built from genai-prices %s; the installed one differs (%s)",
+                path, index["genai_prices_version"], _difference(_tuples(index["fingerprint"]), installed),
+            )  # fmt: skip
+            return None
+        models = tuple(value for match, row, _ in index["models"] for value in (_tuples(match), row))
+        return _tuples(index["providers"]), models, tuple(index["prices"])
+    except FileNotFoundError:
         return None
+    except Exception as err:  # unreadable or not ours: built again (and a cached one replaced)
+        logger.debug("the price index %s is not usable (%r)", path, err)
+        return None
+
+
+def render(tables: Tables, installed: Fingerprint, model_ids: tuple[str, ...] | None = None) -> str:
+    """An index file: JSON with one provider, model or price a line (readable diffs for the shipped one)."""
+    from importlib.metadata import version
+
+    providers, models, prices = tables
+    ids = model_ids or ("",) * (len(models) // 2)
+
+    def lines(values: Any) -> str:
+        return ",\n".join(json.dumps(value, separators=(",", ":")) for value in values)
+
+    model_rows = ([models[2 * number], models[2 * number + 1], model] for number, model in enumerate(ids))
+    return (
+        f'{{"format": {INDEX_FORMAT}, "genai_prices_version": {json.dumps(version("genai-prices"))},\n'
+        f'"fingerprint": {json.dumps(installed)},\n'
+        f'"providers": [\n{lines(providers)}],\n"models": [\n{lines(model_rows)}],\n'
+        f'"prices": [\n{lines(prices)}]}}\n'
+    )
+
+
+def _write_cache(installed: Fingerprint, tables: Tables) -> str | None:
+    """The path written, or None (logged: the index is then used from memory in this process)."""
+    from otel_tokens._internal.files import write_atomically
+
+    path = cache_path(installed)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # Price data is public, and a cache prepared in an image build is read by the app's user.
+        write_atomically(path, render(tables, installed), mode=0o644)
+    except OSError as err:
+        logger.warning(
+            "could not cache the price index in %s (%s); each process builds it again (about 1 s). Set %s "
+            "to a writable directory, or run `otel-tokens prepare` where it is writable",
+            os.path.dirname(path), err, OTEL_TOKENS_CACHE_DIR,
+        )  # fmt: skip
+        return None
+    return path
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the index's tuples (the matcher tells compound clauses by type)."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def prepare() -> tuple[str, str | None]:
+    """Build and cache the index for the installed genai-prices unless it is shipped: (what was done,
+    the cached path or None). For ``otel-tokens prepare``."""
+    installed = installed_fingerprint(from_record=True)
+    if _read(shipped_path(), installed) is not None:
+        return "the shipped price index matches the installed genai-prices; nothing to prepare", None
+    path = cache_path(installed)
+    if _read(path, installed) is not None:
+        return "the price index for the installed genai-prices is already cached", path
+    if _write_cache(installed, build_tables()) is None:
+        raise OSError(f"could not write the price index to {cache_dir()} (set {OTEL_TOKENS_CACHE_DIR})")
+    return "built the price index for the installed genai-prices", path
 
 
 def installed_fingerprint(*, from_record: bool = False) -> tuple[tuple[str, str], ...]:
@@ -348,12 +462,6 @@ def row_from_rates(rates: Rates) -> list[Any]:
 # -- the generator -------------------------------------------------------------------------------------
 
 
-def index_path() -> str:
-    import otel_tokens
-
-    return os.path.join(os.path.dirname(otel_tokens.__file__), "_data", "price_index.py")
-
-
 def encode_clause(logic: Any) -> str | tuple[str, Any] | None:
     """A genai-prices match clause as index literals (its strings lower-cased, regexes as written)."""
     from genai_prices import types
@@ -392,10 +500,13 @@ def encode_constraint(logic: Any) -> tuple[Any, ...] | None:
     raise TypeError(f"unknown genai-prices constraint {logic!r}")
 
 
-def generate() -> str:
-    """The index module's text, from the installed genai-prices (imports it; several seconds)."""
-    from importlib.metadata import version
+def build_tables() -> Tables:
+    """The index's tables from the installed genai-prices (imports it; about 1 s)."""
+    return _build()[:3]
 
+
+def _build() -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...], tuple[str, ...]]:
+    """Providers, models (flat match, price row pairs), prices, and the model ids for comments."""
     from genai_prices import types
     from genai_prices.data import providers
 
@@ -420,9 +531,10 @@ def generate() -> str:
     price_rows: dict[Any, int] = {}
     prices: list[str] = []
     provider_rows: list[tuple[Any, ...]] = []
-    model_rows: list[tuple[Any, ...]] = []
+    models: list[Any] = []  # flat (match, row of prices) pairs
+    ids: list[str] = []
     for provider in providers:
-        first = len(model_rows)
+        first = len(ids)
         for info in provider.models:
             key = price_key(info.prices)
             if key not in price_rows:
@@ -430,27 +542,19 @@ def generate() -> str:
                 conditionals = info.prices if isinstance(info.prices, list) else [types.ConditionalPrice(prices=info.prices)]
                 table = [[encode_constraint(item.constraint), price(item.prices)] for item in conditionals]
                 prices.append(json.dumps(table, separators=(",", ":")))
-            model_rows.append((encode_clause(info.match), price_rows[key], info.id))
+            models += (encode_clause(info.match), price_rows[key])
+            ids.append(info.id)
         provider_rows.append((
             provider.id, encode_clause(provider.provider_match), encode_clause(provider.model_match),
-            tuple(provider.fallback_model_providers or ()), first, len(model_rows),
+            tuple(provider.fallback_model_providers or ()), first, len(ids),
         ))  # fmt: skip
+    return tuple(provider_rows), tuple(models), tuple(prices), tuple(ids)
 
-    def rows(name: str, comment: str, values: list[Any]) -> str:
-        body = "".join(f"    {value!r},\n" for value in values)
-        return f"# {comment}\n{name} = (\n{body})\n"
 
-    return (
-        f"# Generated by `{REGENERATE}`: do not edit.\n"
-        '"""genai-prices\' bundled price data for the price book (see otel_tokens._internal.price_index)."""\n\n'
-        f"GENAI_PRICES_VERSION = {version('genai-prices')!r}\n"
-        f"FINGERPRINT = {installed_fingerprint()!r}\n\n"
-        + rows("PROVIDERS", "(id, provider_match, model_match, fallback_model_providers, first model, end model)",
-               provider_rows)
-        + "\n# match, row of PRICES (a flat tuple: fewer objects to load)  # model id\nMODELS = (\n"
-        + "".join(f"    {match!r}, {row!r},  # {model!r}\n" for match, row, model in model_rows) + ")\n"
-        + "\n" + rows("PRICES", "JSON: [[constraint, rates row or why not per token], ...]", prices)
-    )  # fmt: skip
+def generate() -> str:
+    """The shipped index file's text, from the installed genai-prices."""
+    providers, models, prices, ids = _build()
+    return render((providers, models, prices), installed_fingerprint(), ids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -460,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="write the index (else check it is current)")
     args = parser.parse_args(argv)
     text = generate()
-    path = index_path()
+    path = shipped_path()
     if args.write:
         with open(path, "w", encoding="utf-8") as file:
             file.write(text)

@@ -14,7 +14,6 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from otel_tokens import semconv
-from otel_tokens._internal import price_index
 from otel_tokens._internal.analytics import Activity, candidate_models, enrich
 from otel_tokens._internal.budgets import BudgetManager, load_budgets_file, parse_budgets
 from otel_tokens._internal.formatting import machine_values
@@ -54,12 +53,9 @@ class Runtime:
 
         self.settings = settings
         self.price_book = PriceBook(overrides)
-        # Price data is loaded before the first call, so no call pays for it: the shipped index takes a
-        # few ms, here; genai-prices' own data (the fallback, ~0.1 s) loads in the background.
-        if price_index.load() is not None:
-            self._preload()
-        else:
-            threading.Thread(target=self._preload, name="otel_tokens-preload", daemon=True).start()
+        # Price data is loaded here, on the caller's thread, so no call pays for it and nothing is
+        # imported on a thread of ours (an import racing the app's own can hand it a half-made module).
+        self._preload()
         self.ledger = Ledger(max_keys=settings.max_keys)
         self.budgets = BudgetManager(
             price_book=self.price_book,

@@ -59,6 +59,9 @@ a short list per provider); only models with a known price are suggested."""
 OTEL_TOKENS_SHUTDOWN_TIMEOUT = "OTEL_TOKENS_SHUTDOWN_TIMEOUT"
 """Seconds that shutting down the providers ``import otel_tokens.auto`` built may add to process exit
 (default 3); telemetry not exported by then is dropped."""
+OTEL_TOKENS_CACHE_DIR = "OTEL_TOKENS_CACHE_DIR"
+"""Where price indexes built for a genai-prices newer than the shipped one are cached (default
+``$XDG_CACHE_HOME/otel-tokens``, else ``~/.cache/otel-tokens``); ``otel-tokens prepare`` fills it."""
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Content capture: ``false``/``NO_CONTENT`` (default), ``true``/``SPAN_ONLY``, ``EVENT_ONLY``,
 ``SPAN_AND_EVENT``."""

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith("OTEL_") and name != "OTEL_TOKENS_RAISE_INTERNAL_ERRORS":
+        if name.startswith("OTEL_") and name not in ("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "OTEL_TOKENS_CACHE_DIR"):
             monkeypatch.delenv(name)
 
 
