@@ -263,10 +263,13 @@ def estimate_cost(
                     cache_write_tokens, reasoning_tokens)
 
 
-def serve(port: int = 8765, *, host: str = "127.0.0.1", interval_s: float = 5.0) -> Any:
+def serve(port: int = 8765, *, host: str = "127.0.0.1", interval_s: float = 5.0,
+          token: str | None = None) -> Any:
     """Serve the live page of this process's usage on ``http://host:port/`` in a background thread, with
-    ``GET /api/statistics`` and ``GET /api/report?format=...``. Returns a handle: ``.url``, ``.close()``.
-    Loopback only unless ``host`` says otherwise; ``port=0`` picks a free port."""
+    ``GET /api/statistics`` and ``GET /api/report?format=...``. Returns a handle: ``.url``, ``.page_url``
+    (with the token), ``.close()``. Loopback only unless ``host`` says otherwise, answering only its own
+    host names; ``port=0`` picks a free port. ``token`` (default ``OTEL_TOKENS_SERVE_TOKEN``) is then
+    required on every request, as ``?token=`` or ``Authorization: Bearer``."""
     from otel_tokens._internal.serve import serve_runtime
 
-    return serve_runtime(_runtime, port=port, host=host, interval_s=interval_s)
+    return serve_runtime(_runtime, port=port, host=host, interval_s=interval_s, token=token)

@@ -9,6 +9,7 @@
     otel-tokens --version
     otel-tokens export usage.jsonl [--format csv|jsonl] [--output FILE]
     otel-tokens serve [usage.jsonl] [--host 127.0.0.1] [--port 8765] [--interval SECONDS] [--budgets SPEC]
+                      [--token TOKEN | --new-token]
 
 Exit codes: 0 done, 1 nothing to show (``prices`` for an unknown model), 2 a usage or input error.
 """
@@ -418,6 +419,11 @@ def _add_analytics_commands(commands: Any) -> None:
     serve.add_argument("--interval", type=_positive_seconds, default=5.0, metavar="SECONDS",
                        help="how often the page refreshes (default: 5)")
     serve.add_argument("--budgets", metavar="SPEC", help="budgets to show, in the OTEL_TOKENS_BUDGETS form")
+    token = serve.add_mutually_exclusive_group()
+    token.add_argument("--token", metavar="TOKEN", help="require this token on every request, as ?token= or "
+                                                        "Authorization: Bearer (default: $OTEL_TOKENS_SERVE_TOKEN)")
+    token.add_argument("--new-token", action="store_true",
+                       help="require a new random token; the URL printed at start carries it")
     serve.set_defaults(handler=_serve)
 
 
@@ -429,6 +435,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import secrets
     import time
 
     from otel_tokens._internal.serve import serve_usage_log
@@ -439,12 +446,13 @@ def _serve(args: argparse.Namespace) -> int:
     if not os.path.exists(path):
         raise _UsageError(f"usage log not found: {path}")
     budgets = _budgets(args.budgets) if args.budgets else ()
+    token = secrets.token_urlsafe(24) if args.new_token else args.token
     try:
         server = serve_usage_log(path, budgets=budgets, price_book=_price_book(), host=args.host, port=args.port,
-                                 interval_s=args.interval)
+                                 interval_s=args.interval, token=token)
     except (OSError, ValueError) as err:
         raise _UsageError(str(err)) from None
-    print(f"{PROG}: serving {path} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    print(f"{PROG}: serving {path} on {server.page_url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         while True:
             time.sleep(3600)

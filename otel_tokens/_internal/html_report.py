@@ -57,6 +57,7 @@ _PAGE: Final = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
+<meta name="referrer" content="no-referrer">
 <title>{{title}}</title>
 <style>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 16px; color: #222; }
@@ -254,8 +255,10 @@ _PAGE: Final = """<!DOCTYPE html>
 
   draw(JSON.parse(document.getElementById("otel-tokens-statistics").textContent));
   if (config.live) {
+    // A live page opened with ?token= passes it on (the server may require one).
+    var token = new URLSearchParams(location.search).get("token");
     setInterval(function () {
-      fetch("api/statistics", {cache: "no-store"})
+      fetch("api/statistics", {cache: "no-store", headers: token ? {"Authorization": "Bearer " + token} : {}})
         .then(function (response) { return response.ok ? response.json() : null; })
         .then(function (stats) { if (stats) draw(stats); })
         .catch(function () { document.getElementById("footer").textContent = "Live: the server is not answering."; });

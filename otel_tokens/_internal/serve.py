@@ -6,21 +6,33 @@
 
 Off unless started; binds 127.0.0.1 unless told otherwise; serves only aggregates (no prompt or
 completion text ever reaches the statistics). Runs in a daemon thread; :meth:`LiveServer.close` stops it.
+
+On loopback it answers only requests whose ``Host`` is a loopback name or the bound address (403
+otherwise), so a web page that rebinds its own DNS name to 127.0.0.1 cannot read the statistics. With a
+token (``token=`` or ``OTEL_TOKENS_SERVE_TOKEN``) every request must carry it, as ``?token=`` or
+``Authorization: Bearer``; the page passes it on to its API requests.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from otel_tokens._internal.settings import OTEL_TOKENS_SERVE_TOKEN
 
 _logger = logging.getLogger("otel_tokens")
+_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]*")
+_TOKEN_CHARACTERS = re.compile(r"[!-~]+")
 
 # (statistics, price book) for each request.
 Source = Callable[[], tuple[dict[str, Any], Any]]
@@ -30,7 +42,7 @@ class LiveServer:
     """A running live page; ``url``, ``host``, ``port``, ``close()``; a context manager."""
 
     def __init__(self, source: Source, *, host: str = "127.0.0.1", port: int = 8765, interval_s: float = 5.0,
-                 title: str = "otel-tokens live usage") -> None:
+                 title: str = "otel-tokens live usage", token: str | None = None) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer in 0-65535 (0: any free port), got {port!r}")
         if not isinstance(host, str) or not host:
@@ -38,8 +50,9 @@ class LiveServer:
         if isinstance(interval_s, bool) or not isinstance(interval_s, int | float) or not (
                 math.isfinite(interval_s) and interval_s >= 0.1):
             raise ValueError(f"interval_s must be a number of seconds >= 0.1, got {interval_s!r}")
+        token = _checked_token(token)
         handler = type("Handler", (_Handler,), {"source": staticmethod(source), "interval_s": float(interval_s),
-                                                "title": title})
+                                                "title": title, "token": token})
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as err:
@@ -47,6 +60,14 @@ class LiveServer:
         self._server.daemon_threads = True
         self.host = host
         self.port = int(self._server.server_address[1])
+        self._token = token
+        loopback = _is_loopback(host)
+        handler.allowed_hosts = _loopback_names(host) if loopback else None
+        handler.bound_port = self.port
+        if not loopback:
+            advice = "" if token else f"; require a token with token= or {OTEL_TOKENS_SERVE_TOKEN}"
+            _logger.warning("otel_tokens: the live page on %s:%s is reachable from other machines%s",
+                            host, self.port, advice)
         self._thread = threading.Thread(target=self._server.serve_forever, name="otel-tokens-serve", daemon=True)
         self._thread.start()
         self._closed = False
@@ -55,6 +76,11 @@ class LiveServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
+
+    @property
+    def page_url(self) -> str:
+        """``url`` with ``?token=...`` when a token is required: the address to open."""
+        return f"{self.url}?{urlencode({'token': self._token})}" if self._token else self.url
 
     def close(self) -> None:
         """Stop serving and free the port. Idempotent."""
@@ -75,15 +101,90 @@ class LiveServer:
         return f"<LiveServer {self.url}{' closed' if self._closed else ''}>"
 
 
+def _checked_token(token: str | None) -> str | None:
+    """The token argument, else OTEL_TOKENS_SERVE_TOKEN; a bad one raises without showing it (a secret)."""
+    name = "token"
+    if token is None:
+        name, token = OTEL_TOKENS_SERVE_TOKEN, os.environ.get(OTEL_TOKENS_SERVE_TOKEN, "").strip() or None
+        if token is None:
+            return None
+    if not isinstance(token, str):
+        raise ValueError(f"{name} must be a string, got {type(token).__name__}")
+    if not _TOKEN_CHARACTERS.fullmatch(token):
+        raise ValueError(f"{name} must be printable ASCII without spaces (e.g. from secrets.token_urlsafe()); "
+                         "the value given, not shown here, is not")
+    return token
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_names(host: str) -> frozenset[str]:
+    """Host header names (without port) of a loopback server; any 127.x address is accepted too."""
+    bound = f"[{host}]" if ":" in host else host
+    return frozenset({"localhost", "127.0.0.1", "[::1]", bound.lower()})
+
+
+def _host_allowed(header: str | None, allowed: frozenset[str], port: int) -> bool:
+    """Whether a Host header names this loopback server: an allowed name or 127.x, and its port if any."""
+    header = (header or "").strip().lower()
+    if header.startswith("["):
+        name, _, rest = header.partition("]")
+        name += "]"
+        if rest and not rest.startswith(":"):
+            return False
+        given_port = rest[1:]
+    else:
+        name, _, given_port = header.partition(":")
+    if given_port and given_port != str(port):
+        return False
+    if name in allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return isinstance(address, ipaddress.IPv4Address) and address.is_loopback
+
+
 class _Handler(BaseHTTPRequestHandler):
     source: Source
     interval_s: float
     title: str
+    token: str | None
+    allowed_hosts: frozenset[str] | None  # None: not on loopback, any Host
+    bound_port: int
     server_version = "otel-tokens"
+
+    def _refused(self, query: Mapping[str, list[str]]) -> bool:
+        """Answers 403 for a foreign Host and 401 for a missing or wrong token; True when it did."""
+        if self.allowed_hosts is not None and not _host_allowed(self.headers.get("Host"), self.allowed_hosts,
+                                                                 self.bound_port):
+            self._send(403, "text/plain; charset=utf-8", "forbidden: this page answers only to its loopback "
+                                                         f"address, e.g. http://127.0.0.1:{self.bound_port}/\n")
+            return True
+        if self.token is not None:
+            scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+            if scheme.lower() != "bearer":
+                given = (query.get("token") or [""])[0]
+            if not hmac.compare_digest(given.strip().encode("utf-8"), self.token.encode("utf-8")):
+                self._send(401, "text/plain; charset=utf-8", "a token is required: open the URL printed at start "
+                                                             "(?token=...) or send Authorization: Bearer\n",
+                           (("WWW-Authenticate", "Bearer"),))
+                return True
+        return False
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
+        if self._refused(query):
+            return
         try:
             if parts.path in ("/", "/index.html"):
                 from otel_tokens._internal.html_report import render_html
@@ -124,21 +225,25 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, types.get(fmt, "text/plain; charset=utf-8"), text)
 
     def do_POST(self) -> None:  # noqa: N802
-        self._send(405, "text/plain; charset=utf-8", "read-only: use GET\n")
+        if not self._refused(parse_qs(urlsplit(self.path).query)):
+            self._send(405, "text/plain; charset=utf-8", "read-only: use GET\n")
 
     do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
 
-    def _send(self, status: int, content_type: str, body: str) -> None:
+    def _send(self, status: int, content_type: str, body: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         data = body.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
-        _logger.debug("otel_tokens live page: " + format, *args)
+        # The request line carries ?token=...; the log never does.
+        _logger.debug("otel_tokens live page: %s", _TOKEN_IN_QUERY.sub(r"\1***", format % args))
 
 
 def serve_runtime(runtime: Callable[[], Any], **options: Any) -> LiveServer:

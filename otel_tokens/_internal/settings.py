@@ -62,6 +62,9 @@ OTEL_TOKENS_SHUTDOWN_TIMEOUT = "OTEL_TOKENS_SHUTDOWN_TIMEOUT"
 OTEL_TOKENS_CACHE_DIR = "OTEL_TOKENS_CACHE_DIR"
 """Where price indexes built for a genai-prices newer than the shipped one are cached (default
 ``$XDG_CACHE_HOME/otel-tokens``, else ``~/.cache/otel-tokens``); ``otel-tokens prepare`` fills it."""
+OTEL_TOKENS_SERVE_TOKEN = "OTEL_TOKENS_SERVE_TOKEN"
+"""A token the live page (``serve()``, ``otel-tokens serve``) requires on every request, as ``?token=`` or
+``Authorization: Bearer``; unset: none (loopback only answers its own host names either way)."""
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Content capture: ``false``/``NO_CONTENT`` (default), ``true``/``SPAN_ONLY``, ``EVENT_ONLY``,
 ``SPAN_AND_EVENT``."""
