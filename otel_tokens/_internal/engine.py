@@ -25,6 +25,7 @@ from otel_tokens._internal.context import current_labels
 from otel_tokens._internal.errors import BudgetExceededError
 from otel_tokens._internal.recorder import Invocation, Recorder
 from otel_tokens._internal.records import Request, Result, Usage
+from otel_tokens._internal.redact import remember_client_secrets
 from otel_tokens._internal.safety import guarded, log_internal_error, raise_internal_errors
 from otel_tokens._internal.settings import Settings
 from otel_tokens._internal.streams import (
@@ -314,8 +315,10 @@ def _started(operation: Operation, recorder: Recorder, prepared: Prepared, invoc
     return call
 
 
-def _failed(recorder: Recorder, call: _Call, error: BaseException) -> None:
+def _failed(recorder: Recorder, call: _Call, error: BaseException, instance: Any) -> None:
+    """The SDK raised: record it (its text without the key the client holds, wherever it is written)."""
     _reset(call)
+    remember_client_secrets(instance)
     guarded("recording a failed call", recorder.finish, call.invocation, None, error)
 
 
@@ -493,7 +496,7 @@ def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> C
         try:
             response = wrapped(*(args if prepared.args is None else prepared.args), **prepared.kwargs)
         except BaseException as error:
-            _failed(recorder, call, error)
+            _failed(recorder, call, error, instance)
             raise
         return _returned(operation, recorder, call, response)
 
@@ -513,7 +516,7 @@ def _async_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> 
         try:
             response = await wrapped(*(args if prepared.args is None else prepared.args), **prepared.kwargs)
         except BaseException as error:
-            _failed(recorder, call, error)
+            _failed(recorder, call, error, instance)
             raise
         return _returned(operation, recorder, call, response)
 
@@ -677,7 +680,7 @@ class _SendingManagerProxy(wrapt.ObjectProxy):
         try:
             helper_stream = self.__wrapped__.__enter__()
         except BaseException as error:
-            _failed(self._self_recorder, call, error)
+            _failed(self._self_recorder, call, error, self._self_call_args[0])
             raise
         self._entered(call, helper_stream)
         return helper_stream
@@ -697,7 +700,7 @@ class _SendingManagerProxy(wrapt.ObjectProxy):
         try:
             helper_stream = await self.__wrapped__.__aenter__()
         except BaseException as error:
-            _failed(self._self_recorder, call, error)
+            _failed(self._self_recorder, call, error, self._self_call_args[0])
             raise
         self._entered(call, helper_stream)
         return helper_stream

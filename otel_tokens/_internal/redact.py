@@ -4,7 +4,9 @@
 secrets it is given, and the values of environment variables named like secrets (``*_API_KEY``,
 ``*_TOKEN``, ``*_SECRET``, ``*_SECRET_ACCESS_KEY``), read at each call so a key set later is covered too.
 :func:`error_text` is what telemetry says about an exception: its message, redacted, with the key the
-failed request carried (its ``Authorization`` or ``x-api-key`` header) among the secrets.
+failed request carried (its ``Authorization`` or ``x-api-key`` header) and the keys of SDK clients whose
+calls failed (:func:`remember_client_secrets`: some SDKs add the key below the request object their errors
+carry, and the error may reach an agent span too) among the secrets.
 
 Errors are rare, so the work is done per call; text without a secret costs one regex scan and a pass
 over the environment.
@@ -25,6 +27,11 @@ REDACTED: Final = "[REDACTED]"
 _MIN_SECRET_LENGTH: Final = 8
 _SECRET_ENV_SUFFIXES: Final = ("_API_KEY", "_TOKEN", "_SECRET", "_SECRET_ACCESS_KEY")
 _KEY_HEADERS: Final = ("authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization")
+# Where SDK clients keep their key: on the client, or on the client a resource (``client.chat``) holds.
+_KEY_ATTRIBUTES: Final = ("api_key", "_api_key", "auth_token", "_auth_token", "access_token", "token", "_token")
+_CLIENT_ATTRIBUTES: Final = ("_client", "_api_client", "client", "_client_wrapper", "sdk_configuration", "security")
+_REMEMBERED_MAX: Final = 32
+_remembered: dict[str, None] = {}  # insertion-ordered: the oldest is dropped first
 
 _KEY_CHARS = r"[A-Za-z0-9_\-]"
 # (lower-case words that must be in the text, pattern): a pattern runs only when one of its words is
@@ -81,28 +88,71 @@ def request_secrets(error: BaseException) -> list[str]:
     (httpx and requests both expose them); empty when there is no such request."""
     found: list[str] = []
     for request in (getattr(error, "request", None), getattr(getattr(error, "response", None), "request", None)):
-        headers = getattr(request, "headers", None)
-        if headers is None:
-            continue
-        for name in _KEY_HEADERS:
-            try:
-                value = headers.get(name)
-            except Exception:  # an unusual headers object: nothing to take from it
-                value = None
-            if isinstance(value, bytes):
-                value = value.decode("latin-1")
-            if isinstance(value, str) and value:
-                found.append(value)
-                scheme, _space, credential = value.partition(" ")
-                if credential and scheme.isalpha():
-                    found.append(credential.strip())
+        found += _header_secrets(getattr(request, "headers", None))
     return found
 
 
+def _header_secrets(headers: object) -> list[str]:
+    """The credentials in a headers mapping (``Authorization``, ``x-api-key`` ...), with and without scheme."""
+    found: list[str] = []
+    if headers is None:
+        return found
+    for name in _KEY_HEADERS:
+        try:
+            value = headers.get(name)  # type: ignore[attr-defined]
+        except Exception:  # an unusual headers object: nothing to take from it
+            value = None
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if isinstance(value, str) and value:
+            found.append(value)
+            scheme, _space, credential = value.partition(" ")
+            if credential and scheme.isalpha():
+                found.append(credential.strip())
+    return found
+
+
+def client_secrets(instance: object) -> list[str]:
+    """The keys an SDK client, or the resource of one a patched method was called on, holds: as text
+    (``api_key``, ``auth_token`` ...) or in its default headers, on it or on what it holds (its client,
+    configuration), three levels down. Never raises."""
+    found: list[str] = []
+    objects, seen = [instance], set()
+    for _depth in range(4):
+        following = []
+        for holder in objects:
+            if holder is None or id(holder) in seen:
+                continue
+            seen.add(id(holder))
+            try:
+                for name in _KEY_ATTRIBUTES:
+                    value = getattr(holder, name, None)
+                    if isinstance(value, str) and value:
+                        found.append(value)
+                found += _header_secrets(getattr(holder, "headers", None))
+                following += [getattr(holder, name, None) for name in _CLIENT_ATTRIBUTES]
+            except Exception:  # a property that fails: nothing to take from it
+                continue
+        objects = following
+    return found
+
+
+def remember_client_secrets(instance: object) -> None:
+    """Keep the keys of the client a failed call went through, so the error's text never shows them (the
+    most recent few; in memory only, where the client holds them anyway). Never raises."""
+    for secret in client_secrets(instance):
+        if len(secret) >= _MIN_SECRET_LENGTH:
+            _remembered.pop(secret, None)
+            _remembered[secret] = None
+    while len(_remembered) > _REMEMBERED_MAX:
+        _remembered.pop(next(iter(_remembered)), None)
+
+
 def error_text(error: BaseException) -> str:
-    """The message telemetry records for an exception: ``str(error)``, redacted. Never raises."""
+    """The message telemetry records for an exception: ``str(error)``, redacted of anything that looks like
+    a key, the request's credentials and the remembered client keys. Never raises."""
     try:
-        return redact(str(error), request_secrets(error))
+        return redact(str(error), [*request_secrets(error), *list(_remembered)])
     except Exception:  # a __str__ that fails: the type says enough
         return type(error).__name__
 
@@ -146,4 +196,7 @@ def redact_logs(logger: logging.Logger) -> None:
 redact_logs(logging.getLogger("otel_tokens"))
 
 
-__all__ = ["REDACTED", "RedactingFilter", "error_text", "redact", "redact_logs", "request_secrets"]
+__all__ = [
+    "REDACTED", "RedactingFilter", "client_secrets", "error_text", "redact", "redact_logs",
+    "remember_client_secrets", "request_secrets",
+]

@@ -279,6 +279,83 @@ def test_anthropic_error_echoing_the_key_is_redacted(instrument, telemetry):
     assert ANTHROPIC_KEY not in description and "authentication_error" in description
 
 
+def _echo_the_key(make_response: Any) -> Any:
+    """A gateway that answers 401 with the key it was given, whatever header carried it."""
+
+    def handler(request: Any) -> Any:
+        key = next(
+            request.headers[name].removeprefix("Bearer ").removeprefix("bearer ")
+            for name in ("authorization", "x-api-key", "x-goog-api-key", "api-key") if name in request.headers
+        )
+        body = {"error": {"message": f"Incorrect API key provided: {key}", "code": 401, "status": "UNAUTHENTICATED"},
+                "message": f"Incorrect API key provided: {key}"}
+        return make_response(401, json=body)
+
+    return handler
+
+
+def _groq_call(key: str) -> None:
+    import groq
+    import httpx
+
+    client = groq.Groq(api_key=key, max_retries=0,
+                       http_client=httpx.Client(transport=httpx.MockTransport(_echo_the_key(httpx.Response))))
+    client.chat.completions.create(model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "hi"}])
+
+
+def _mistral_call(key: str) -> None:
+    from mistralai.client import Mistral
+
+    client = Mistral(api_key=key, client=httpx2.Client(transport=httpx2.MockTransport(_echo_the_key(httpx2.Response))))
+    client.chat.complete(model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}])
+
+
+def _cohere_call(key: str) -> None:
+    import cohere
+    import httpx
+
+    client = cohere.ClientV2(api_key=key,
+                             httpx_client=httpx.Client(transport=httpx.MockTransport(_echo_the_key(httpx.Response))))
+    client.chat(model="command-r-08-2024", messages=[{"role": "user", "content": "hi"}])
+
+
+def _gemini_call(key: str) -> None:
+    from google import genai
+    from google.genai import types
+
+    transport = httpx2.MockTransport(_echo_the_key(httpx2.Response))
+    client = genai.Client(api_key=key, http_options=types.HttpOptions(httpx_client=httpx2.Client(transport=transport)))
+    client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+
+
+def _ollama_call(key: str) -> None:
+    import httpx
+    import ollama
+
+    client = ollama.Client(host="http://127.0.0.1:11434", headers={"Authorization": f"Bearer {key}"},
+                           transport=httpx.MockTransport(_echo_the_key(httpx.Response)))
+    client.chat(model="llama3.2", messages=[{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize("call", [_groq_call, _mistral_call, _cohere_call, _gemini_call, _ollama_call],
+                         ids=["groq", "mistral", "cohere", "google-genai", "ollama"])
+def test_every_sdk_error_echoing_an_unshaped_key_is_redacted_on_both_spans(instrument, telemetry, call):
+    """A gateway key has no known shape, and SDKs add it below the request object their errors carry:
+    it is known from the client the call went through, on the LLM span and on the agent span."""
+    instrument()
+    with pytest.raises(Exception) as raised, otel_tokens.agent("researcher"):
+        call(GATEWAY_KEY)
+
+    assert GATEWAY_KEY in str(raised.value)  # the app's own exception still says it, as the SDK wrote it
+    (span,) = telemetry.llm_spans()
+    (agent,) = [s for s in telemetry.spans() if s.name.startswith("invoke_agent")]
+    for written in (span, agent):
+        assert written.status.status_code.name == "ERROR"
+        assert GATEWAY_KEY not in (written.status.description or "") and REDACTED in written.status.description
+        assert "Incorrect API key provided" in written.status.description
+        assert all(GATEWAY_KEY not in str(value) for value in written.attributes.values())
+
+
 def test_agent_span_and_usage_log_carry_no_key(instrument, telemetry, tmp_path):
     log = tmp_path / "usage.jsonl"
     instrument(usage_log=str(log))
