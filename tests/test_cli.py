@@ -418,8 +418,10 @@ def test_fake_server_serves_the_real_sdk_until_interrupted(tmp_path):
         [sys.executable, "-m", "otel_tokens", "fake-server", "--port", "0"], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        banner = [process.stdout.readline() for _ in range(6)]
-        assert banner[0].startswith("fake OpenAI and Anthropic APIs on http://127.0.0.1:"), banner
+        banner = [process.stdout.readline()]
+        while not banner[-1].startswith("  what it received:") and banner[-1]:
+            banner.append(process.stdout.readline())
+        assert banner[0].startswith("fake OpenAI, Anthropic, Gemini and Groq APIs on http://127.0.0.1:"), banner
         base_url = next(line for line in banner if "OPENAI_BASE_URL=" in line).split("OPENAI_BASE_URL=")[1].split()[0]
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
         assert any("ANTHROPIC_BASE_URL=" in line for line in banner)

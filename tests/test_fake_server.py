@@ -667,3 +667,165 @@ def test_gemini_embed_content_single(server):
         body = json.loads(response.read())
     assert len(body["embedding"]["values"]) == 64
     assert body["usageMetadata"]["promptTokenCount"] == 8
+
+
+# -- what it received (GET / DELETE /_fake/requests) and how to point each SDK at it --------------------
+SDK_KEYS = {"openai": "sk-proj-SECRET-openai", "anthropic": "sk-ant-SECRET-anthropic", "groq": "gsk_SECRET_groq",
+            "gemini": "AIza-SECRET-gemini", "generativeai": "AIza-SECRET-generativeai"}
+
+
+def received(base_url, method="GET"):
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{base_url}/_fake/requests", method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["content-type"] == "application/json"
+        text = response.read().decode()
+    return text, json.loads(text)
+
+
+def generativeai_module():
+    import warnings
+
+    with warnings.catch_warnings():  # it warns that it is deprecated
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("google.generativeai")
+
+
+def test_received_requests_list_what_each_sdk_sent_without_keys(server):
+    import time
+
+    genai = pytest.importorskip("google.genai")
+    if groq is None:
+        pytest.skip("the groq SDK is not installed")
+    generativeai = generativeai_module()
+    started = time.time()
+    oai = openai.OpenAI(base_url=server.openai_base_url, api_key=SDK_KEYS["openai"], max_retries=0)
+    oai.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    list(oai.chat.completions.create(model="gpt-4o", messages=USER, stream=True))
+    oai.embeddings.create(model="text-embedding-3-small", input="hello")
+    claude = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key=SDK_KEYS["anthropic"], max_retries=0)
+    claude.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=USER)
+    with claude.messages.stream(model="claude-sonnet-4-6", max_tokens=8, messages=USER) as stream:
+        stream.get_final_message()
+    gemini = genai.Client(api_key=SDK_KEYS["gemini"], http_options={"base_url": server.gemini_base_url})
+    gemini.models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
+    list(gemini.models.generate_content_stream(model="gemini-2.5-flash-lite", contents=QUESTION))
+    generativeai.configure(api_key=SDK_KEYS["generativeai"], transport="rest",
+                           client_options={"api_endpoint": server.base_url})
+    generativeai.GenerativeModel("gemini-1.5-flash").generate_content(QUESTION)
+    fast = groq.Groq(base_url=server.groq_base_url, api_key=SDK_KEYS["groq"], max_retries=0)
+    list(fast.chat.completions.create(model="llama-3.3-70b-versatile", messages=USER, stream=True))
+    with pytest.raises(openai.RateLimitError):
+        oai.chat.completions.create(model="gpt-4o-error-429", messages=USER)
+
+    text, answer = received(server.base_url)
+    assert answer["total"] == 10 == len(answer["requests"])
+    assert answer["by_provider"] == {"openai": 4, "anthropic": 2, "gemini": 3, "groq": 1}
+    assert answer["by_path"]["/v1/chat/completions"] == 3
+    # The Gemini SDKs choose the API version (/v1/ or /v1beta/) themselves.
+    rows = [(r["method"], r["path"].split("/models/")[-1], r["provider"], r["model"], r["stream"], r["status"])
+            for r in answer["requests"]]
+    assert rows == [
+        ("POST", "/v1/chat/completions", "openai", "gpt-4o-mini", False, 200),
+        ("POST", "/v1/chat/completions", "openai", "gpt-4o", True, 200),
+        ("POST", "/v1/embeddings", "openai", "text-embedding-3-small", False, 200),
+        ("POST", "/v1/messages", "anthropic", "claude-haiku-4-5", False, 200),
+        ("POST", "/v1/messages", "anthropic", "claude-sonnet-4-6", True, 200),
+        ("POST", "gemini-2.5-flash:generateContent", "gemini", "gemini-2.5-flash", False, 200),
+        ("POST", "gemini-2.5-flash-lite:streamGenerateContent", "gemini", "gemini-2.5-flash-lite", True, 200),
+        ("POST", "gemini-1.5-flash:generateContent", "gemini", "gemini-1.5-flash", False, 200),
+        ("POST", "/openai/v1/chat/completions", "groq", "llama-3.3-70b-versatile", True, 200),
+        ("POST", "/v1/chat/completions", "openai", "gpt-4o-error-429", False, 429),
+    ]
+    times = [r["time"] for r in answer["requests"]]
+    assert started <= times[0] and times == sorted(times) and times[-1] <= time.time()
+    assert set(answer["requests"][0]) == {"time", "method", "path", "provider", "model", "stream", "status"}
+    for key in SDK_KEYS.values():  # nothing of a header, nor of a body
+        assert key not in text
+    assert QUESTION not in text
+
+    # Reading the list is not a request to count; forgetting it keeps the prompt cache.
+    assert received(server.base_url)[1]["total"] == 10
+    assert received(server.base_url, "DELETE")[1] == {"total": 0}
+    assert received(server.base_url)[1] == {"total": 0, "by_provider": {}, "by_path": {}, "requests": []}
+    assert server.request_count() == 0 and server.requests == ()
+    oai.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    assert received(server.base_url)[1]["by_provider"] == {"openai": 1}
+
+
+def test_unknown_paths_are_counted_without_a_provider(server):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(f"{server.base_url}/v1/models", timeout=10)
+    assert raised.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(urllib.request.Request(f"{server.base_url}/v1/files", method="DELETE"), timeout=10)
+    assert raised.value.code == 404
+    answer = received(server.base_url)[1]
+    assert answer["total"] == 1 and answer["by_provider"] == {}
+    assert answer["requests"][0]["provider"] is None and answer["requests"][0]["model"] is None
+
+
+def test_the_printed_instructions_work_with_each_real_sdk(monkeypatch):
+    """Starts ``otel-tokens fake-server`` and runs every line it prints, code and environment, with the real
+    SDK it names."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    genai = pytest.importorskip("google.genai")
+    if groq is None:
+        pytest.skip("the groq SDK is not installed")
+    generativeai = generativeai_module()
+    repo = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-m", "otel_tokens", "fake-server", "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        banner = []
+        while not banner or not banner[-1].startswith("  what it received:"):
+            banner.append(process.stdout.readline().rstrip("\n"))
+            assert banner[-1] or process.poll() is None, banner
+        code = {name.strip(): text.split("  #")[0].strip() for name, _, text in (line.partition(":") for line in banner)
+                if name.strip() in ("openai", "anthropic", "groq", "google-genai", "google-generativeai")}
+        assert set(code) == {"openai", "anthropic", "groq", "google-genai", "google-generativeai"}
+        exports = dict(pair.split("=", 1) for line in banner if line.startswith("    export ")
+                       for pair in line.split("#")[0].split()[1:])
+        assert set(exports) == {"OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY",
+                                "GROQ_BASE_URL", "GROQ_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY"}
+
+        # The code lines, evaluated as printed.
+        sdks = {"openai": openai, "anthropic": anthropic, "groq": groq}
+        for name in ("openai", "groq"):
+            client = eval(code[name], dict(sdks))
+            client.chat.completions.create(model="llama-3.3-70b-versatile", messages=USER)
+        eval(code["anthropic"], dict(sdks)).messages.create(model="claude-haiku-4-5", max_tokens=8, messages=USER)
+        gemini = eval(code["google-genai"], {"genai": genai})  # kept: a dropped Client closes its connection
+        gemini.models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
+        eval(code["google-generativeai"], {"genai": generativeai})
+        generativeai.GenerativeModel("gemini-1.5-flash").generate_content(QUESTION)
+
+        # The environment lines: each SDK's client built with no arguments.
+        for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GROQ_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
+                     "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in exports.items():
+            monkeypatch.setenv(name, value)
+        openai.OpenAI().chat.completions.create(model="gpt-4o-mini", messages=USER)
+        anthropic.Anthropic().messages.create(model="claude-haiku-4-5", max_tokens=8, messages=USER)
+        groq.Groq().chat.completions.create(model="llama-3.3-70b-versatile", messages=USER)
+        gemini = genai.Client()
+        gemini.models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
+
+        base_url = banner[-1].split("curl ", 1)[1].split()[0].removesuffix("/_fake/requests")
+        answer = received(base_url)[1]
+        assert answer["by_provider"] == {"openai": 2, "anthropic": 2, "groq": 2, "gemini": 3}
+        assert all(request["status"] == 200 for request in answer["requests"])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -156,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(handler=_prepare)
 
     fake = commands.add_parser(
-        "fake-server", help="run the demo's fake OpenAI/Anthropic server for your own code",
-        description="Serve the loopback fake OpenAI and Anthropic APIs the demo uses (no keys, no network) "
-                    "until Ctrl-C; point an SDK client's base URL at it.")
+        "fake-server", help="run the demo's fake OpenAI/Anthropic/Gemini/Groq server for your own code",
+        description="Serve the loopback fake OpenAI, Anthropic, Gemini and Groq APIs the demo uses (no keys, no "
+                    "network) until Ctrl-C; point an SDK client's base URL at it (it prints how for each SDK). "
+                    "GET /_fake/requests lists what it received; DELETE /_fake/requests forgets it.")
     fake.add_argument("--port", type=_port, default=8000, metavar="PORT", help="port to listen on (default: 8000; "
                                                                                "0 picks a free one)")
     fake.add_argument("--host", default="127.0.0.1", metavar="HOST",
@@ -374,7 +375,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _fake_server(args: argparse.Namespace) -> int:
-    from otel_tokens._internal.demo.fake_server import FakeLLMServer
+    from otel_tokens._internal.demo.fake_server import FakeLLMServer, connection_help
 
     server = FakeLLMServer(host=args.host, port=args.port, latency_s=args.latency, chunk_delay_s=args.chunk_delay)
     try:
@@ -382,14 +383,7 @@ def _fake_server(args: argparse.Namespace) -> int:
     except OSError as err:
         raise _UsageError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
     try:
-        _write(sys.stdout, "\n".join([
-            f"fake OpenAI and Anthropic APIs on {server.base_url} (no keys, no network); Ctrl-C stops it",
-            f"  OpenAI:    openai.OpenAI(base_url=\"{server.openai_base_url}\", api_key=\"fake\")",
-            f"  Anthropic: anthropic.Anthropic(base_url=\"{server.anthropic_base_url}\", api_key=\"fake\")",
-            "  or in the environment:",
-            f"    export OPENAI_BASE_URL={server.openai_base_url} OPENAI_API_KEY=fake",
-            f"    export ANTHROPIC_BASE_URL={server.anthropic_base_url} ANTHROPIC_API_KEY=fake",
-        ]) + "\n")
+        _write(sys.stdout, "\n".join(connection_help(server)) + "\n")
         threading.Event().wait()
     except KeyboardInterrupt:
         pass

@@ -1,7 +1,7 @@
-"""A loopback fake of the OpenAI, Anthropic and Gemini HTTP APIs, for tests and the demo.
+"""A loopback fake of the OpenAI, Anthropic, Gemini and Groq HTTP APIs, for tests and the demo.
 
-It speaks the providers' wire formats closely enough that the real ``openai`` and ``anthropic`` SDK
-clients parse its answers, streaming included::
+It speaks the providers' wire formats closely enough that the real ``openai``, ``anthropic``, ``groq``,
+``google-genai`` and ``google-generativeai`` (REST) SDK clients parse its answers, streaming included::
 
     with FakeLLMServer() as server:
         client = openai.OpenAI(base_url=server.openai_base_url, api_key="fake")
@@ -47,7 +47,13 @@ Usage is deterministic, so tests can assert exact numbers:
 Errors: a model name containing ``error-<status>`` (``gpt-4o-error-429``) or a request header
 ``x-fake-error: <status>`` makes it answer that status with the provider's JSON error body.
 
-Run it alone with ``otel-tokens fake-server --port 8000`` (it prints the base URLs to point each SDK at).
+What it received: ``GET /_fake/requests`` answers JSON with the counts (``total``, ``by_provider``,
+``by_path``) and the requests (method, path, provider guessed from the path, model, stream, status,
+time), never a header or a body, so no API key; ``DELETE /_fake/requests`` forgets them (the prompt
+cache stays). So a test can compare the calls it sent with the calls otel-tokens counted.
+
+Run it alone with ``otel-tokens fake-server --port 8000``: it prints how to point each SDK at it
+(:func:`connection_help`).
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ _OPENAI_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _EMBEDDING_DIMENSIONS = {"text-embedding-3-large": 3072}
 _DEFAULT_EMBEDDING_DIMENSIONS = 1536
 _MAX_RECORDED_REQUESTS = 10_000
+RECEIVED_PATH = "/_fake/requests"
 _ERROR_IN_MODEL = re.compile(r"error-(\d{3})")
 
 # Not kept in the request record: test keys are fake, but a real one pasted by mistake should not linger.
@@ -163,6 +170,21 @@ class ReceivedRequest:
     headers: Mapping[str, str]
     status: int
     usage: Mapping[str, Any] | None = None
+    time: float = 0.0  # Unix seconds, when it arrived
+
+    @property
+    def provider(self) -> str | None:
+        """``openai``, ``anthropic``, ``gemini`` or ``groq``, guessed from the path; None for others."""
+        return provider_of(self.path)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``GET /_fake/requests`` shows of it: no headers and no body, so no key and no prompt."""
+        body = self.body if isinstance(self.body, dict) else {}
+        gemini = _GEMINI_PATH.match(self.path)
+        model = gemini[1] if gemini else body.get("model")
+        stream = gemini[2] == "streamGenerateContent" if gemini else body.get("stream") is True
+        return {"time": self.time, "method": self.method, "path": self.path, "provider": self.provider,
+                "model": model if isinstance(model, str) else None, "stream": stream, "status": self.status}
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +228,8 @@ class _CacheState:
 
 
 class FakeLLMServer:
-    """A threaded HTTP server on 127.0.0.1 that answers like OpenAI and Anthropic; see the module doc.
+    """A threaded HTTP server on 127.0.0.1 that answers like OpenAI, Anthropic, Gemini and Groq; see the
+    module doc.
 
     ``latency_s`` delays each answer; ``chunk_delay_s`` paces stream chunks (so time to first chunk
     and durations look real in the demo). ``allow_retries=False`` adds ``x-should-retry: false`` to
@@ -294,7 +317,7 @@ class FakeLLMServer:
 
     @property
     def gemini_base_url(self) -> str:
-        """The value for google-genai's ``HttpOptions(base_url=...)`` (the SDK adds ``/v1beta``)."""
+        """The value for google-genai's ``HttpOptions(base_url=...)`` (the SDK adds ``/v1beta`` or ``/v1``)."""
         return self.base_url
 
     @property
@@ -325,11 +348,27 @@ class FakeLLMServer:
                     return request
         return None
 
-    def reset(self) -> None:
-        """Forgets counts, recorded requests and the prompt cache."""
+    def received(self) -> dict[str, Any]:
+        """The answer of ``GET /_fake/requests``: counts since start or reset, and the recorded requests."""
+        with self._lock:
+            counts, requests = dict(self._counts), list(self._requests)
+        by_provider: Counter[str] = Counter()
+        for path, count in counts.items():
+            provider = provider_of(path)
+            if provider is not None:
+                by_provider[provider] += count
+        return {"total": sum(counts.values()), "by_provider": dict(by_provider), "by_path": counts,
+                "requests": [request.summary() for request in requests]}
+
+    def forget_requests(self) -> None:
+        """Forgets counts and recorded requests (``DELETE /_fake/requests``); the prompt cache stays."""
         with self._lock:
             self._counts.clear()
             self._requests.clear()
+
+    def reset(self) -> None:
+        """Forgets counts, recorded requests and the prompt cache."""
+        self.forget_requests()
         self._cache = _CacheState()
 
     # -- request handling (called on handler threads) ----------------------------------------------
@@ -867,6 +906,39 @@ class FakeLLMServer:
         return _Answer(200, body={"embeddings": embeddings, "usageMetadata": usage}, usage=usage)
 
 
+def provider_of(path: str) -> str | None:
+    """The provider whose API a request path belongs to; None for a path none of them has."""
+    if _GEMINI_PATH.match(path):
+        return "gemini"
+    if path.startswith(_GROQ_PREFIX + "/v1/"):
+        return "groq" if path[len(_GROQ_PREFIX):] in _OPENAI_PATHS else None
+    if path in _ANTHROPIC_PATHS:
+        return "anthropic"
+    return "openai" if path in _OPENAI_PATHS else None
+
+
+def connection_help(server: FakeLLMServer) -> list[str]:
+    """How to point each SDK the server speaks at it, in code and in the environment (the variables
+    each SDK reads itself; google-generativeai has none for its endpoint)."""
+    base, openai_url = server.base_url, server.openai_base_url
+    return [
+        f"fake OpenAI, Anthropic, Gemini and Groq APIs on {base} (no keys, no network); Ctrl-C stops it",
+        f'  openai:              openai.OpenAI(base_url="{openai_url}", api_key="fake")',
+        f'  anthropic:           anthropic.Anthropic(base_url="{server.anthropic_base_url}", api_key="fake")',
+        f'  groq:                groq.Groq(base_url="{server.groq_base_url}", api_key="fake")',
+        f'  google-genai:        genai.Client(api_key="fake", http_options={{"base_url": "{server.gemini_base_url}"}})'
+        "  # from google import genai",
+        f'  google-generativeai: genai.configure(api_key="fake", transport="rest", '
+        f'client_options={{"api_endpoint": "{base}"}})  # import google.generativeai as genai',
+        "  or in the environment (google-generativeai reads no variable for its endpoint):",
+        f"    export OPENAI_BASE_URL={openai_url} OPENAI_API_KEY=fake",
+        f"    export ANTHROPIC_BASE_URL={server.anthropic_base_url} ANTHROPIC_API_KEY=fake",
+        f"    export GROQ_BASE_URL={server.groq_base_url} GROQ_API_KEY=fake",
+        f"    export GOOGLE_GEMINI_BASE_URL={server.gemini_base_url} GEMINI_API_KEY=fake  # google-genai >= 1.13",
+        f"  what it received: curl {base}{RECEIVED_PATH} (curl -X DELETE {base}{RECEIVED_PATH} forgets it)",
+    ]
+
+
 def reasoning_tokens_expected(model: str) -> bool:
     """Whether the fake treats an OpenAI model as a reasoning model."""
     return model.startswith(_OPENAI_REASONING_PREFIXES)
@@ -931,13 +1003,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = self.path.split("?", 1)[0]
-        self._fake._count(path)
         self._drain_body()
+        if path == RECEIVED_PATH:  # not an API call: neither counted nor recorded
+            self._send_json(_Answer(status=200, body=self._fake.received()))
+            return
+        self._fake._count(path)
         answer = self._fake._error("anthropic" if path in _ANTHROPIC_PATHS else "openai", 404,
                                    f"Unknown request URL: GET {path}.")
-        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS}
-        self._fake._record(ReceivedRequest("GET", path, None, MappingProxyType(headers), 404))
+        self._fake._record(ReceivedRequest("GET", path, None, self._kept_headers(), 404, time=time.time()))
         self._send_json(answer)
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        path = self.path.split("?", 1)[0]
+        self._drain_body()
+        if path == RECEIVED_PATH:
+            self._fake.forget_requests()
+            self._send_json(_Answer(status=200, body={"total": 0}))
+        else:
+            self._send_json(self._fake._error("openai", 404, f"Unknown request URL: DELETE {path}."))
+
+    def _kept_headers(self) -> Mapping[str, str]:
+        return MappingProxyType({k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS})
 
     def do_POST(self) -> None:  # noqa: N802
         path, _, query = self.path.partition("?")
@@ -948,10 +1034,12 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS}
+        arrived = time.time()
+        headers = self._kept_headers()
         answer = fake._answer(path, body, headers, query)
-        fake._record(ReceivedRequest("POST", path, body, MappingProxyType(headers), answer.status,
-                                     MappingProxyType(answer.usage) if answer.usage is not None else None))
+        fake._record(ReceivedRequest("POST", path, body, headers, answer.status,
+                                     MappingProxyType(answer.usage) if answer.usage is not None else None,
+                                     arrived))
         if fake.latency_s:
             time.sleep(fake.latency_s)
         try:
@@ -1367,7 +1455,7 @@ def _openai_chat_usage(prompt_tokens: int, cache_read: int, cache_write: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the fake OpenAI/Anthropic server in the foreground.")
+    parser = argparse.ArgumentParser(description="Run the fake OpenAI/Anthropic/Gemini/Groq server in the foreground.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
@@ -1375,7 +1463,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with FakeLLMServer(host=args.host, port=args.port, latency_s=args.latency,
                        chunk_delay_s=args.chunk_delay) as server:
-        print(f"fake LLM server on {server.base_url} (OpenAI base_url {server.openai_base_url})", flush=True)
+        print("\n".join(connection_help(server)), flush=True)
         try:
             while True:
                 time.sleep(3600)
