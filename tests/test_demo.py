@@ -1,5 +1,6 @@
 """``otel-tokens demo`` as a user runs it: a subprocess with the real SDKs against the loopback fake
-server, the report it prints, and the Prometheus endpoint of ``--loop``."""
+server, the report it prints, and the Prometheus endpoint of ``--loop``; and as on a bare install, with
+some or all of the SDKs' imports refused."""
 
 from __future__ import annotations
 
@@ -130,6 +131,88 @@ def test_json_report_counts_every_call_the_server_answered() -> None:
     top_pairs = {(row["agent"], row["model"]) for row in data["top_agent_models"]}
     assert ("writer", "claude-sonnet-4-6") in top_pairs
     assert data["top_calls"] and data["what_if"][0]["model"] == "gpt-4o-mini"
+
+
+# -- a bare install: SDKs missing ---------------------------------------------------------------------
+# Runs the command in a Python whose import system refuses these modules, as if they were not installed.
+WITHOUT_SDKS = """
+import sys
+blocked = sys.argv[1].split(",")
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == module or name.startswith(module + ".") for module in blocked):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+from otel_tokens._internal.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def run_demo_without(blocked: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", WITHOUT_SDKS, blocked, "demo", *flags], capture_output=True,
+                          text=True, timeout=120, env=demo_env(), cwd=REPO)
+
+
+def test_without_any_sdk_it_names_the_extra_in_one_line_and_exits_2() -> None:
+    # google.genai refused while google (protobuf's namespace) imports: the "cannot import name 'genai'" case.
+    result = run_demo_without("openai,anthropic,google.genai,groq")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == ("otel-tokens demo: none of the SDKs it drives is installed (openai, anthropic, "
+                             "google-genai, groq); install them with: pip install 'otel-tokens[demo]'\n")
+
+
+def providers_of(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    answered = re.search(r"^the fake server answered (\d+) requests; otel-tokens counted (\d+) calls$",
+                         result.stderr, re.M)
+    assert answered and answered[1] == answered[2], result.stderr
+    return {row["name"]: row["calls"] for row in json.loads(result.stdout)["groups"]["provider"]}
+
+
+# Calls of three rounds per provider. OpenAI alone: the planner's 3, the researcher's Responses stream and
+# embeddings (its budget never warns without Claude), the writer's gpt-4o stream, and the editor's call in
+# round 1 only (blocked after); Anthropic: the researcher's and the writer's call.
+OPENAI_ALONE, ANTHROPIC, GEMINI, GROQ = 3 * (PLANNER + 2 + 1) + EDITOR, 3 * 2, 3 * FACT_CHECKER, 3 * SUMMARIZER
+
+
+@pytest.mark.parametrize("blocked, skipped, extras, running", [
+    ("anthropic,google.genai", "Anthropic, Gemini (not installed: anthropic, google-genai)", "anthropic,gemini",
+     {"openai": OPENAI_ALONE, "groq": GROQ}),
+    # Without the openai SDK, Groq still runs on its own SDK.
+    ("openai", "OpenAI (not installed: openai)", "openai", {"anthropic": ANTHROPIC, "gcp.gemini": GEMINI,
+                                                            "groq": GROQ}),
+    # Without both, Groq has no SDK left to run on.
+    ("openai,groq", "OpenAI, Groq (not installed: openai, groq)", "openai,groq",
+     {"anthropic": ANTHROPIC, "gcp.gemini": GEMINI}),
+])
+def test_missing_sdks_skip_their_providers_and_the_rest_run(blocked, skipped, extras, running) -> None:
+    result = run_demo_without(blocked, "--rounds", "3", "--format", "json")
+    assert providers_of(result) == running
+    assert result.stderr.startswith(
+        f"otel-tokens demo: skipping {skipped}; pip install 'otel-tokens[{extras}]' adds them, "
+        "pip install 'otel-tokens[demo]' everything the demo uses\n")
+
+
+def test_with_every_sdk_nothing_is_skipped(text_run: subprocess.CompletedProcess[str]) -> None:
+    assert "skipping" not in text_run.stderr
+
+
+def test_extras_are_named_for_what_they_hold() -> None:
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    providers = {name: specs for name, specs in extras.items()
+                 if name not in ("all", "demo", "test", "litellm", "crewai")}
+    assert sorted(extras["all"]) == sorted(spec for specs in providers.values() for spec in specs)
+    assert {"openai", "anthropic", "gemini", "groq", "bedrock", "mistral", "cohere", "ollama", "prometheus",
+            "redis", "google-generativeai"} == set(providers)
+    sdks = {spec.split(">")[0] for spec in extras["demo"]}
+    assert sdks == {"openai", "anthropic", "google-genai", "groq", "opentelemetry-exporter-prometheus"}
+    assert not any(spec.startswith(("litellm", "crewai")) for spec in extras["all"])
 
 
 # -- --loop with --prometheus-port ------------------------------------------------------------------

@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="run the instrumented demo against a local fake LLM server",
-        description="Run scripted agents against a loopback fake OpenAI/Anthropic server, with metrics.")
+        description="Run scripted agents against a loopback fake OpenAI, Anthropic, Gemini and Groq server, with "
+                    "metrics. Providers whose SDK is not installed are skipped; pip install 'otel-tokens[demo]' "
+                    "installs them all.")
     demo.add_argument("--prometheus-port", type=_port, metavar="PORT",
                       help="serve Prometheus metrics on this port")
     demo.add_argument("--otlp", metavar="URL", help="also export traces and metrics over OTLP to URL")

@@ -26,11 +26,16 @@ in round 2 and stays over while the demo runs (1h window); the editor's calls ar
 
 Progress goes to stderr and the report to stdout, so ``--format json`` output parses. ``--interval``
 paces ``--loop``; a fixed number of rounds runs back to back.
+
+The SDKs are imported when the demo starts, not with this module: a provider whose SDK is missing is
+skipped (a line names it and the extra that installs it), and with none installed the demo says to
+``pip install 'otel-tokens[demo]'`` and exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import logging
 import signal
@@ -38,17 +43,16 @@ import sys
 import threading
 from typing import Any
 
-# Imported here, not lazily, so a missing SDK is reported by the CLI as a missing module.
-import anthropic
-import openai
-from google import genai
-
 import otel_tokens
 from otel_tokens._internal.demo.fake_server import FakeLLMServer
 from otel_tokens._internal.formatting import format_usd
 from otel_tokens._internal.setup import configure_providers, shutdown_providers
 
 WORKFLOW = "research-report"
+# (provider, module, its SDK's name, the extra that installs it): the SDKs the demo drives.
+SDKS = (("OpenAI", "openai", "openai", "openai"), ("Anthropic", "anthropic", "anthropic", "anthropic"),
+        ("Gemini", "google.genai", "google-genai", "gemini"), ("Groq", "groq", "groq", "groq"))
+DEMO_EXTRA = "pip install 'otel-tokens[demo]'"
 GROQ_MODEL = "llama-3.3-70b-versatile"
 GROQ_OPENAI_URL = "https://api.groq.com/openai/v1"
 SELF_HOSTED_MODEL = "acme-llm-7b"  # a custom model on an OpenAI-compatible endpoint: no known price
@@ -81,14 +85,37 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class Workflow:
-    """The four agents of a ``research-report`` round and the SDK clients they share."""
+def import_sdks() -> dict[str, Any]:
+    """The demo's SDK modules by module name; None for one that is not installed."""
+    modules: dict[str, Any] = {}
+    for _provider, module, _sdk, _extra in SDKS:
+        try:
+            modules[module] = importlib.import_module(module)
+        except ImportError:  # also a half-installed one: "cannot import name 'genai' from 'google'"
+            modules[module] = None
+    return modules
 
-    def __init__(self, server: FakeLLMServer) -> None:
-        self.openai = openai.OpenAI(base_url=server.openai_base_url, api_key="demo-key")
-        self.anthropic = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="demo-key")
-        self.gemini = genai.Client(api_key="demo-key", http_options={"base_url": server.gemini_base_url})
-        self.groq, self.groq_route = _groq_client(server)
+
+def skipped_providers(sdks: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(provider, SDK, extra) of each provider the demo cannot call; Groq also runs on the openai SDK."""
+    missing = {module for module, found in sdks.items() if found is None}
+    return [(provider, sdk, extra) for provider, module, sdk, extra in SDKS if module in missing
+            and not (module == "groq" and "openai" not in missing)]
+
+
+class Workflow:
+    """The agents of a ``research-report`` round and the SDK clients they share; a client is None when
+    its SDK is missing, and the calls through it are skipped."""
+
+    def __init__(self, server: FakeLLMServer, sdks: dict[str, Any]) -> None:
+        openai, anthropic, genai = sdks["openai"], sdks["anthropic"], sdks["google.genai"]
+        self.openai_sdk = openai
+        self.openai = openai.OpenAI(base_url=server.openai_base_url, api_key="demo-key") if openai else None
+        self.anthropic = (anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="demo-key")
+                          if anthropic else None)
+        self.gemini = (genai.Client(api_key="demo-key", http_options={"base_url": server.gemini_base_url})
+                       if genai else None)
+        self.groq, self.groq_route = _groq_client(server, sdks["groq"], openai)
         self.rate_limited = 0
         self.blocked = 0
         self._said: set[str] = set()
@@ -116,11 +143,13 @@ class Workflow:
 
     @otel_tokens.agent("planner")
     def plan(self, topic: str) -> str:
+        if self.openai is None:
+            return topic
         route = self._chat(SELF_HOSTED_MODEL, f"Which agents should handle: {topic}")
         try:
             # The fake server answers 429 to this header, as a busy provider would.
             self._chat("gpt-4o-mini", f"Plan a report on: {topic}", extra_headers={"x-fake-error": "429"})
-        except openai.RateLimitError as err:
+        except self.openai_sdk.RateLimitError as err:
             self.rate_limited += 1
             self._once("429", f"planner: gpt-4o-mini answered {err.status_code} (rate limit); retrying once")
         return self._chat("gpt-4o-mini", f"Plan a report on: {topic}\nRouting: {route}")
@@ -128,20 +157,24 @@ class Workflow:
     @otel_tokens.agent("researcher")
     def research(self, topic: str, plan: str) -> str:
         budget = otel_tokens.get_statistics()["budgets"].get("researcher", {})
-        if budget.get("status", "ok") != "ok":
+        if budget.get("status", "ok") != "ok" and self.openai is not None:
             # A budget-aware agent: near its limit it moves to the self-hosted model, which its budget
             # does not count, so it stays at "warning" instead of running past 100 %.
             self._once("economy", f"researcher: {_percent(budget['utilization'])} of its budget used; "
                                   f"moving to the self-hosted {SELF_HOSTED_MODEL}")
             return self._chat(SELF_HOSTED_MODEL, f"Research: {topic}\nPlan: {plan}")
-        # Prompt caching: the sources are read from the cache after round 1, and this round's question,
-        # behind a second breakpoint, is written to it.
-        message = self.anthropic.messages.create(
-            model="claude-sonnet-4-6", max_tokens=400,
-            system=[{"type": "text", "text": SOURCES, "cache_control": {"type": "ephemeral"}}],
-            messages=[{"role": "user", "content": [
-                {"type": "text", "text": f"{topic}\n{plan}", "cache_control": {"type": "ephemeral"}}]}])
-        findings = "".join(block.text for block in message.content if block.type == "text")
+        findings = f"{topic}\n{plan}"
+        if self.anthropic is not None:
+            # Prompt caching: the sources are read from the cache after round 1, and this round's
+            # question, behind a second breakpoint, is written to it.
+            message = self.anthropic.messages.create(
+                model="claude-sonnet-4-6", max_tokens=400,
+                system=[{"type": "text", "text": SOURCES, "cache_control": {"type": "ephemeral"}}],
+                messages=[{"role": "user", "content": [
+                    {"type": "text", "text": findings, "cache_control": {"type": "ephemeral"}}]}])
+            findings = "".join(block.text for block in message.content if block.type == "text")
+        if self.openai is None:
+            return findings
         events = self.openai.responses.create(
             model="o4-mini", input=f"Check these findings: {findings}", reasoning={"effort": "medium"},
             stream=True)
@@ -151,6 +184,8 @@ class Workflow:
 
     @otel_tokens.agent("fact-checker")
     def fact_check(self, notes: str) -> str:
+        if self.gemini is None:
+            return notes
         # The sources as system instruction: Gemini's implicit cache reads them back from round 2 on.
         verdict = self.gemini.models.generate_content(
             model="gemini-2.5-flash", contents=f"Which of these claims do the sources support?\n{notes}",
@@ -162,15 +197,19 @@ class Workflow:
 
     @otel_tokens.agent("writer")
     def write(self, number: int, notes: str) -> str:
-        with self.anthropic.messages.stream(
-            model="claude-sonnet-4-6", max_tokens=2048,
-            thinking={"type": "enabled", "budget_tokens": 1024},
-            system=[{"type": "text", "text": STYLE_GUIDE, "cache_control": {"type": "ephemeral"}}],
-            messages=[{"role": "user", "content": [
-                {"type": "text", "text": f"Draft section {number} from these notes:\n{notes}",
-                 "cache_control": {"type": "ephemeral"}}]}],
-        ) as stream:
-            draft = "".join(stream.text_stream)
+        draft = notes
+        if self.anthropic is not None:
+            with self.anthropic.messages.stream(
+                model="claude-sonnet-4-6", max_tokens=2048,
+                thinking={"type": "enabled", "budget_tokens": 1024},
+                system=[{"type": "text", "text": STYLE_GUIDE, "cache_control": {"type": "ephemeral"}}],
+                messages=[{"role": "user", "content": [
+                    {"type": "text", "text": f"Draft section {number} from these notes:\n{notes}",
+                     "cache_control": {"type": "ephemeral"}}]}],
+            ) as stream:
+                draft = "".join(stream.text_stream)
+        if self.openai is None:
+            return draft
         chunks = self.openai.chat.completions.create(
             model="gpt-4o", stream=True,
             messages=[{"role": "system", "content": STYLE_GUIDE},
@@ -179,6 +218,8 @@ class Workflow:
 
     @otel_tokens.agent("editor")
     def review(self, draft: str) -> None:
+        if self.openai is None:
+            return
         try:
             # The budget projects the style guide at the full input price plus max_tokens of output. The
             # call costs less (the guide is a cache read), but enough that the next one is refused.
@@ -192,21 +233,20 @@ class Workflow:
 
     @otel_tokens.agent("summarizer")
     def summarize(self, draft: str) -> str:
+        if self.groq is None:
+            return draft
         stream = self.groq.chat.completions.create(
             model=GROQ_MODEL, stream=True, messages=[{"role": "user", "content": f"Summarize:\n{draft}"}])
         return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
 
 
-def _groq_client(server: FakeLLMServer) -> tuple[Any, str]:
+def _groq_client(server: FakeLLMServer, groq: Any, openai: Any) -> tuple[Any, str]:
     """The groq SDK when otel-tokens instruments it; else the openai SDK on Groq's OpenAI-compatible
-    URL, which otel-tokens names ``groq``, with its requests routed to the fake server."""
-    if importlib.util.find_spec("otel_tokens.instrumentation.groq") is not None:
-        try:
-            import groq
-
-            return groq.Groq(base_url=server.groq_base_url, api_key="demo-key"), "the groq SDK"
-        except ImportError:
-            pass
+    URL, which otel-tokens names ``groq``, with its requests routed to the fake server; else None."""
+    if groq is not None and importlib.util.find_spec("otel_tokens.instrumentation.groq") is not None:
+        return groq.Groq(base_url=server.groq_base_url, api_key="demo-key"), "the groq SDK"
+    if openai is None:
+        return None, ""
     if hasattr(openai, "DefaultHttpx2Client"):  # openai 3.x
         import httpx2 as http
 
@@ -261,6 +301,16 @@ def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    sdks = import_sdks()
+    skipped = skipped_providers(sdks)
+    if len(skipped) == len(SDKS):
+        _say(f"otel-tokens demo: none of the SDKs it drives is installed ({', '.join(s[2] for s in SDKS)}); "
+             f"install them with: {DEMO_EXTRA}")
+        return 2
+    if skipped:
+        providers, missing, extras = (", ".join(names) for names in zip(*skipped, strict=True))
+        _say(f"otel-tokens demo: skipping {providers} (not installed: {missing}); "
+             f"pip install 'otel-tokens[{extras.replace(' ', '')}]' adds them, {DEMO_EXTRA} everything the demo uses")
     try:
         tracer_provider, meter_provider = configure_providers(
             otlp_endpoint=args.otlp, prometheus_port=args.prometheus_port, service_name=args.service_name,
@@ -282,8 +332,9 @@ def main(args: argparse.Namespace) -> int:
             _say(f"Prometheus metrics: http://127.0.0.1:{args.prometheus_port}/metrics")
         if args.otlp:
             _say(f"OTLP/HTTP export of traces and metrics to {args.otlp}")
-        workflow = Workflow(server)
-        _say(f"summarizer: Groq through {workflow.groq_route}")
+        workflow = Workflow(server, sdks)
+        if workflow.groq is not None:
+            _say(f"summarizer: Groq through {workflow.groq_route}")
         number = 0
         while not stop.is_set() and (args.loop or number < args.rounds):
             number += 1
