@@ -101,7 +101,7 @@ def test_the_bound_address_is_a_name_too(no_env_token):
 def test_a_token_is_required_as_query_or_bearer(no_env_token):
     with LiveServer(empty, port=0, token=TOKEN) as live:
         assert live.page_url == f"{live.url}?token={TOKEN}"
-        assert TOKEN not in repr(live) and live.url.endswith(":%d/" % live.port)
+        assert TOKEN not in repr(live) and live.url.endswith(f":{live.port}/")
         for path, headers in (("/api/statistics", None), ("/api/statistics?token=wrong", None),
                               (f"/api/statistics?token={TOKEN}x", None), ("/api/statistics?token=", None),
                               ("/api/statistics", {"Authorization": "Bearer wrong"}),
