@@ -22,7 +22,7 @@ from otel_tokens._internal.ledger import Ledger
 from otel_tokens._internal.pricing import PriceBook, load_price_file
 from otel_tokens._internal.recorder import Recorder
 from otel_tokens._internal.settings import Settings, check_arguments
-from otel_tokens._internal.tokenizer import count_tokens
+from otel_tokens._internal.tokenizer import count_tokens, import_modules
 from otel_tokens.version import __version__
 
 _logger = logging.getLogger("otel_tokens")
@@ -56,6 +56,7 @@ class Runtime:
         # Price data is loaded here, on the caller's thread, so no call pays for it and nothing is
         # imported on a thread of ours (an import racing the app's own can hand it a half-made module).
         self._preload()
+        import_modules()
         self.ledger = Ledger(max_keys=settings.max_keys)
         self.budgets = BudgetManager(
             price_book=self.price_book,

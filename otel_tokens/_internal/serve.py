@@ -28,7 +28,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+# Imported here, not where a request needs them: requests are served on threads, which import nothing.
+from otel_tokens._internal.formatting import machine_values
+from otel_tokens._internal.html_report import render_html
+from otel_tokens._internal.pricing import PriceBook
+from otel_tokens._internal.report import (
+    DEFAULT_BY,
+    budgets_from_usage_lines,
+    render_report,
+    stats_from_usage_lines,
+    with_recommendations,
+)
 from otel_tokens._internal.settings import OTEL_TOKENS_SERVE_TOKEN
+from otel_tokens._internal.usage_log import read_usage_log
 
 _logger = logging.getLogger("otel_tokens")
 _TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]*")
@@ -187,16 +199,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if parts.path in ("/", "/index.html"):
-                from otel_tokens._internal.html_report import render_html
-                from otel_tokens._internal.report import with_recommendations
 
                 stats, book = self.source()
                 page = render_html(with_recommendations(stats, book), title=self.title,
                                    live_interval_s=self.interval_s)
                 self._send(200, "text/html; charset=utf-8", page)
             elif parts.path == "/api/statistics":
-                from otel_tokens._internal.formatting import machine_values
-                from otel_tokens._internal.report import with_recommendations
 
                 stats, book = self.source()
                 body = json.dumps(machine_values(dict(with_recommendations(stats, book))), allow_nan=False)
@@ -210,7 +218,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, "text/plain; charset=utf-8", "internal error; see the application log\n")
 
     def _report(self, query: Mapping[str, list[str]]) -> None:
-        from otel_tokens._internal.report import DEFAULT_BY, render_report
 
         fmt = (query.get("format") or ["text"])[0]
         by = (query.get("by") or [",".join(DEFAULT_BY)])[0]
@@ -268,8 +275,6 @@ class _LogSource:
         self._stats: dict[str, Any] | None = None
 
     def __call__(self) -> tuple[dict[str, Any], Any]:
-        from otel_tokens._internal.report import budgets_from_usage_lines, stats_from_usage_lines
-        from otel_tokens._internal.usage_log import read_usage_log
 
         with self._lock:
             try:
@@ -284,7 +289,6 @@ class _LogSource:
                     stats["budgets"] = budgets_from_usage_lines(lines, self.budgets)
                 self._stats, self._seen = stats, seen
             if self.price_book is None:  # built once: recommendations reprice on it every request
-                from otel_tokens._internal.pricing import PriceBook
 
                 self.price_book = PriceBook()
             return dict(self._stats), self.price_book

