@@ -363,7 +363,6 @@ def _prices(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- fake-server -----------------------------------------------------------------------------------
 def _prepare(args: argparse.Namespace) -> int:
     from otel_tokens._internal import price_index
 
@@ -376,6 +375,7 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- fake-server -----------------------------------------------------------------------------------
 def _fake_server(args: argparse.Namespace) -> int:
     from otel_tokens._internal.demo.fake_server import FakeLLMServer, connection_help
 

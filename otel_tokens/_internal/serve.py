@@ -199,7 +199,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if parts.path in ("/", "/index.html"):
-
                 stats, book = self.source()
                 page = render_html(with_recommendations(stats, book), title=self.title,
                                    live_interval_s=self.interval_s)
@@ -218,7 +217,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, "text/plain; charset=utf-8", "internal error; see the application log\n")
 
     def _report(self, query: Mapping[str, list[str]]) -> None:
-
         fmt = (query.get("format") or ["text"])[0]
         by = (query.get("by") or [",".join(DEFAULT_BY)])[0]
         stats, book = self.source()
@@ -275,7 +273,6 @@ class _LogSource:
         self._stats: dict[str, Any] | None = None
 
     def __call__(self) -> tuple[dict[str, Any], Any]:
-
         with self._lock:
             try:
                 status = os.stat(self.path)
