@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -615,6 +616,33 @@ class BudgetManager:
         index = self._index
         if not index and not requests:
             return None  # the common case: no budget at all, two loads and a branch
+        reservation, shared, projected = self._reserve_here(index, requests, request, labels, prompt_text, enforce)
+        if shared:
+            self._reserve_in_store(reservation, shared, projected)
+        return reservation
+
+    async def reserve_async(
+        self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None
+    ) -> _Reservation | None:
+        """:meth:`reserve` for async callers: the store round trip runs in a worker thread, never on the
+        event loop (asyncio, uvloop or trio; under any other loop it runs here, blocking but counted)."""
+        if not self._shared_blocking:
+            return self.reserve(request, labels, prompt_text)
+        # Projecting (which may load the tokenizer) stays on this thread: nothing is imported on a worker.
+        reservation, shared, projected = self._reserve_here(
+            self._index, REQUEST_ACCOUNTS.get(), request, labels, prompt_text, True
+        )
+        if shared:
+            await _off_loop(functools.partial(self._reserve_in_store, reservation, shared, projected),
+                            functools.partial(self.settle, reservation, None))
+        return reservation
+
+    def _reserve_here(
+        self, index: tuple[tuple[str, dict[str, _Account]], ...], requests: tuple[_Account, ...], request: Request,
+        labels: Labels, prompt_text: Callable[[], str] | None, enforce: bool,
+    ) -> tuple[_Reservation | None, tuple[_Account, ...], float]:
+        """Everything but the store round trip: (the reservation, the shared blocking accounts the store
+        must still check, the projected cost)."""
         accounts: list[_Account] = []
         for scope, table in index:
             if scope == SCOPE_TOTAL:
@@ -627,7 +655,7 @@ class BudgetManager:
                     accounts.append(account)
         accounts.extend(requests)
         if not accounts:
-            return None
+            return None, (), 0.0
         blocking = [account for account in accounts if account.budget.action == ACTION_BLOCK] if enforce else []
         projected = 0.0
         if blocking:
@@ -638,20 +666,7 @@ class BudgetManager:
         if shared and not use_store and health is not None and health.failure == STORE_FAILURE_CLOSED:
             self._refuse_unavailable(shared[0])
         reservation = self._reserve_locally(accounts, blocking, projected, skip=shared if use_store else ())
-        if use_store:
-            self._reserve_in_store(reservation, shared, projected)
-        return reservation
-
-    async def reserve_async(
-        self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None
-    ) -> _Reservation | None:
-        """:meth:`reserve` for async callers: a store round trip runs in a worker thread, never on the
-        event loop."""
-        if not self._shared_blocking:
-            return self.reserve(request, labels, prompt_text)
-        import asyncio
-
-        return await asyncio.to_thread(self.reserve, request, labels, prompt_text)
+        return reservation, shared if use_store else (), projected
 
     def _reserve_locally(
         self, accounts: list[_Account], blocking: list[_Account], projected: float, skip: tuple[_Account, ...]
@@ -680,6 +695,9 @@ class BudgetManager:
     def _reserve_in_store(self, reservation: _Reservation, shared: tuple[_Account, ...], projected: float) -> None:
         store, health = self._store, self._health
         assert store is not None and health is not None
+        if self._queue:
+            # Settles queued on an event loop go first, so the store decides on the spend they add.
+            guarded("flushing budget spend to the store", self.flush)
         reservation_id = _next_id()
         items = [(*account.store_key, account.budget.limit_usd) for account in shared]
         try:
@@ -787,7 +805,7 @@ class BudgetManager:
         store, health = self._store, self._health
         assert store is not None and health is not None
         batched = store.batch_warn_settles and reservation.reservation_id is None
-        if health.up and not batched and not _in_event_loop():
+        if health.up and not batched and _async_library() is None:
             self._apply([pending], ())
         else:
             self._enqueue(pending)
@@ -1089,15 +1107,51 @@ def _flush_at_exit() -> None:
         manager.close(timeout_s=1.0)
 
 
-def _in_event_loop() -> bool:
-    """True on a thread running an asyncio loop: a store round trip there would stall every task."""
-    try:
-        import asyncio
+def _async_library() -> str | None:
+    """``"asyncio"`` (uvloop too) or ``"trio"`` when this thread runs that event loop, else None: a store
+    round trip here would stall every task. Only modules already imported are looked at (a running loop
+    imported its own), so nothing is imported here."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        try:
+            asyncio.get_running_loop()
+            return "asyncio"
+        except RuntimeError:
+            pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+            return "trio"
+        except RuntimeError:
+            pass
+    return None
 
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+
+async def _off_loop(func: Callable[[], object], release: Callable[[], object]) -> None:
+    """Run ``func`` in a worker thread while the event loop goes on; on this thread under a loop we do not
+    know. Once started, ``func`` runs to its end; if the caller is cancelled, ``release`` runs after it (at
+    once if it never started), so what ``func`` reserves is never held by a caller that has gone."""
+    library = _async_library()
+    if library == "trio":
+        try:
+            # Not abandoned on cancel: once the thread started, trio waits for it to end.
+            await sys.modules["trio"].to_thread.run_sync(func)
+        except BaseException:
+            # Cancelled before the thread started, or func raised (and released already).
+            guarded("releasing a budget reservation", release)
+            raise
+    elif library == "asyncio":
+        asyncio = sys.modules["asyncio"]
+        future = asyncio.get_running_loop().run_in_executor(None, func)
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped: release what it reserves once it is done.
+            future.add_done_callback(lambda _future: guarded("releasing a budget reservation", release))
+            raise
+    else:
+        func()
 
 
 def _gauge_attributes(status: dict[str, Any]) -> dict[str, Any]:
