@@ -15,6 +15,7 @@ Thresholds fire once per crossing: the call whose cost takes spend to ``warn_at`
 WARNING, adds a ``otel_tokens.budget.warning`` event to its span and calls ``on_warning``; the call that
 takes spend over the limit logs one ERROR, adds ``otel_tokens.budget.exceeded`` and calls
 ``on_exceeded``. When a rolling window drops spend back under a threshold, the next crossing fires again.
+A blocking per-request budget only calls the callbacks it was given (its refusals are the app's to handle).
 
 A ``block`` budget also checks each call before it is sent: the projected cost (prompt tokens at the input
 rate plus the request's ``max_tokens``, or ``default_max_output_tokens``, at the output rate) is added to
@@ -358,9 +359,11 @@ class _Account:
         return (self.budget.store_key, self.window_s)
 
 
-def new_account(budget: Budget) -> _Account:
+def new_account(
+    budget: Budget, on_warning: StatusCallback | None = None, on_exceeded: StatusCallback | None = None
+) -> _Account:
     """An unregistered account, for a per-request budget."""
-    return _Account(budget, None, None)
+    return _Account(budget, on_warning, on_exceeded)
 
 
 class _Reservation:
@@ -822,8 +825,10 @@ class BudgetManager:
                     account.level = level
         events: list[tuple[str, dict[str, Any]]] = []
         for account, budget, spent, blocked, crossed in announcements:
-            if budget.scope != SCOPE_REQUEST:
-                events += self._announce(account, budget, spent, blocked, crossed)
+            # A blocking per-request budget answers with BudgetExceededError, the app's business: only the
+            # callbacks it was given hear of its thresholds (a log line per request would be noise).
+            quiet = budget.scope == SCOPE_REQUEST and budget.action == ACTION_BLOCK
+            events += self._announce(account, budget, spent, blocked, crossed, quiet)
         return events
 
     def _active(self, account: _Account) -> bool:
@@ -1027,7 +1032,7 @@ class BudgetManager:
         account.block_logged = False
 
     def _announce(
-        self, account: _Account, budget: Budget, spent: float, blocked: int, crossed: range
+        self, account: _Account, budget: Budget, spent: float, blocked: int, crossed: range, quiet: bool = False
     ) -> list[tuple[str, dict[str, Any]]]:
         status = {"agent": budget.agent, **_status(budget, spent, blocked)}
         attributes = {
@@ -1040,20 +1045,22 @@ class BudgetManager:
         events = []
         for level in crossed:
             if level == _WARNING:
-                self._logger.warning(
-                    "otel_tokens: %s %r has spent %s of its %s budget%s (%.0f%%)",
-                    budget.scope, budget.agent, format_usd(spent), format_usd(budget.limit_usd),
-                    _window_text(budget), percent,
-                )
-                events.append((semconv.EVENT_BUDGET_WARNING, attributes))
+                if not quiet:
+                    self._logger.warning(
+                        "otel_tokens: %s %r has spent %s of its %s budget%s (%.0f%%)",
+                        budget.scope, budget.agent, format_usd(spent), format_usd(budget.limit_usd),
+                        _window_text(budget), percent,
+                    )
+                    events.append((semconv.EVENT_BUDGET_WARNING, attributes))
                 self._call(account.on_warning, "on_warning", status)
             else:
-                self._logger.error(
-                    "otel_tokens: %s %r has exceeded its %s budget%s: spent %s (%.0f%%)",
-                    budget.scope, budget.agent, format_usd(budget.limit_usd), _window_text(budget),
-                    format_usd(spent), percent,
-                )
-                events.append((semconv.EVENT_BUDGET_EXCEEDED, dict(attributes)))
+                if not quiet:
+                    self._logger.error(
+                        "otel_tokens: %s %r has exceeded its %s budget%s: spent %s (%.0f%%)",
+                        budget.scope, budget.agent, format_usd(budget.limit_usd), _window_text(budget),
+                        format_usd(spent), percent,
+                    )
+                    events.append((semconv.EVENT_BUDGET_EXCEEDED, dict(attributes)))
                 self._call(account.on_exceeded, "on_exceeded", status)
         return events
 

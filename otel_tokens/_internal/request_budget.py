@@ -1,7 +1,7 @@
 """Per-request budgets: ``with otel_tokens.budget(limit_usd=0.10) as b:``.
 
-An ad hoc budget that lives in a ``ContextVar``: it follows asyncio tasks and threads started with a
-copied context, and nests (a call counts against every enclosing per-request budget, and is blocked if
+An ad hoc budget that lives in a ``ContextVar``: it follows async tasks (asyncio, trio) and threads started
+with a copied context, and nests (a call counts against every enclosing per-request budget, and is blocked if
 any would pass). It is in memory only and is never shared or reported; it ends with its block.
 """
 
@@ -12,6 +12,8 @@ import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from otel_tokens._internal.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,18 +27,29 @@ class budget:  # noqa: N801 - reads like contextlib's helpers at the call site
     """A per-request budget in USD, as ``with``, ``async with`` or a decorator.
 
     ``action="block"`` (the default) makes a call that would pass ``limit_usd`` raise
-    ``BudgetExceededError`` (``scope == "request"``) before it is sent; ``"warn"`` only counts.
+    ``BudgetExceededError`` (``scope == "request"``) before it is sent; it is otherwise quiet, but calls
+    the callbacks it is given. ``"warn"`` lets calls through and warns like ``set_budget()``: the call
+    whose cost reaches ``warn_at`` of the limit logs a WARNING, adds the span event
+    ``otel_tokens.budget.warning`` and calls ``on_warning``; the call that takes spend over the limit logs
+    an ERROR, adds ``otel_tokens.budget.exceeded`` and calls ``on_exceeded``; each once per use. The
+    callbacks get the budget's status dict (``scope``, ``name``, ``limit_usd``, ``spent_usd``, ...).
     ``spent_usd`` and ``remaining_usd`` read the spend of the innermost active (or last) use.
     """
 
-    __slots__ = ("_budget", "_entries", "_last")
+    __slots__ = ("_budget", "_on_warning", "_on_exceeded", "_entries", "_last")
 
     def __init__(self, limit_usd: float, action: str = "block", *, warn_at: float = 0.9,
-                 name: str = "request") -> None:
+                 name: str = "request", on_warning: Callable[[dict[str, Any]], None] | None = None,
+                 on_exceeded: Callable[[dict[str, Any]], None] | None = None) -> None:
         from otel_tokens._internal.budgets import SCOPE_REQUEST, Budget
 
-        # Validates like set_budget() and raises ValueError for a bad limit, action or warn_at.
+        # Validates like set_budget() and raises ValueError for a bad limit, action, warn_at or callback.
         self._budget = Budget(name, limit_usd, warn_at, action, None, scope=SCOPE_REQUEST)
+        for label, callback in (("on_warning", on_warning), ("on_exceeded", on_exceeded)):
+            if callback is not None and not callable(callback):
+                raise ConfigError(f"budget for request {name!r}: {label} must be callable, got {callback!r}")
+        self._on_warning = on_warning
+        self._on_exceeded = on_exceeded
         self._entries: list[tuple[Any, contextvars.Token]] = []
         self._last: Any = None
 
@@ -57,7 +70,7 @@ class budget:  # noqa: N801 - reads like contextlib's helpers at the call site
     def __enter__(self) -> budget:
         from otel_tokens._internal.budgets import new_account
 
-        account = new_account(self._budget)
+        account = new_account(self._budget, self._on_warning, self._on_exceeded)
         token = REQUEST_ACCOUNTS.set((*REQUEST_ACCOUNTS.get(), account))
         self._entries.append((account, token))
         return self
@@ -81,7 +94,8 @@ class budget:  # noqa: N801 - reads like contextlib's helpers at the call site
         spec = self._budget
 
         def fresh() -> budget:
-            return budget(spec.limit_usd, spec.action, warn_at=spec.warn_at, name=spec.agent)
+            return budget(spec.limit_usd, spec.action, warn_at=spec.warn_at, name=spec.agent,
+                          on_warning=self._on_warning, on_exceeded=self._on_exceeded)
 
         if inspect.iscoroutinefunction(func):
 
