@@ -233,7 +233,7 @@ def test_warning_then_exceeded_fire_once_each(caplog: pytest.LogCaptureFixture) 
 
     records = [r for r in caplog.records if r.name == "otel_tokens"]
     assert [r.levelname for r in records] == ["WARNING", "ERROR"]
-    assert records[0].getMessage() == "otel_tokens: agent 'researcher' has spent $0.625 of its $1.00 budget (62%)"
+    assert records[0].getMessage() == "agent 'researcher' has spent $0.625 of its $1.00 budget (62%)"
     assert "'researcher'" in records[1].getMessage() and "spent $1.25 " in records[1].getMessage()
     assert "125%" in records[1].getMessage()
 

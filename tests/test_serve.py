@@ -171,7 +171,7 @@ def test_a_non_loopback_address_warns_and_skips_the_host_check(no_env_token, cap
         assert request(live.port, f"/api/statistics?token={TOKEN}", host="stats.internal.example")[0] == 200
         assert request(live.port, host="stats.internal.example")[0] == 401
     warning, = (record for record in caplog.records if record.levelno == logging.WARNING)
-    assert warning.getMessage() == f"otel_tokens: the live page on 0.0.0.0:{live.port} is reachable from other machines"
+    assert warning.getMessage() == f"the live page on 0.0.0.0:{live.port} is reachable from other machines"
     caplog.clear()
     with LiveServer(empty, host="0.0.0.0", port=0) as live:
         pass

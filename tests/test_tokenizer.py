@@ -154,7 +154,7 @@ def test_failure_is_logged_once_and_falls_back_to_characters(
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert warnings[0].getMessage() == (
-        "otel_tokens: cannot load the o200k_base tokenizer; token estimates fall back to characters / 4"
+        "cannot load the o200k_base tokenizer; token estimates fall back to characters / 4"
     )
     assert "bundled BPE data has sha256" in caplog.text
 

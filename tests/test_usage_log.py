@@ -374,7 +374,7 @@ def test_reader_names_the_file_and_the_corrupt_lines_in_one_warning(tmp_path, ca
         lines, skipped = read_usage_log(path)
     assert (len(lines), skipped) == (3, 2)
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert warning.getMessage() == f"otel_tokens: skipped 2 corrupted line(s) in {path} (lines 2, 4)"
+    assert warning.getMessage() == f"skipped 2 corrupted line(s) in {path} (lines 2, 4)"
 
 
 def test_many_corrupt_lines_are_named_briefly(tmp_path):

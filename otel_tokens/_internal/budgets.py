@@ -416,7 +416,7 @@ class _StoreHealth:
         if first:
             then = "let calls through" if self.failure == STORE_FAILURE_OPEN else "refuse calls"
             self.logger.error(
-                "otel_tokens: the budget store %s is unreachable (%s: %s); LLM calls go on and spend is "
+                "the budget store %s is unreachable (%s: %s); LLM calls go on and spend is "
                 "counted locally and reconciled when the store returns; meanwhile blocking budgets %s "
                 "(OTEL_TOKENS_STORE_FAILURE=%s)",
                 self.store.description, type(error).__name__, error, then, self.failure,
@@ -428,7 +428,7 @@ class _StoreHealth:
         with self._lock:
             was_down, self.up = not self.up, True
         if was_down:
-            self.logger.warning("otel_tokens: the budget store %s is reachable again", self.store.description)
+            self.logger.warning("the budget store %s is reachable again", self.store.description)
 
 
 class BudgetManager:
@@ -744,7 +744,7 @@ class BudgetManager:
             level = logging.DEBUG if budget.scope == SCOPE_REQUEST else logging.ERROR
             self._logger.log(
                 level,
-                "otel_tokens: %s %r is blocked by its %s budget%s: spent %s, in flight %s, "
+                "%s %r is blocked by its %s budget%s: spent %s, in flight %s, "
                 "next call projected %s; calls raise BudgetExceededError and are not sent",
                 budget.scope, budget.agent, format_usd(budget.limit_usd), _window_text(budget), format_usd(spent),
                 format_usd(reserved), format_usd(projected),
@@ -838,7 +838,7 @@ class BudgetManager:
         if self._invalid_cost_logged:
             return
         self._invalid_cost_logged = True
-        self._logger.warning("otel_tokens: a call's cost %r is not a finite number >= 0; budgets ignore it", cost)
+        self._logger.warning("a call's cost %r is not a finite number >= 0; budgets ignore it", cost)
 
     # -- the store ---------------------------------------------------------------------------------
     def _apply(self, batch: list[_Pending], accounts: Iterable[_Account]) -> bool:
@@ -1047,7 +1047,7 @@ class BudgetManager:
             if level == _WARNING:
                 if not quiet:
                     self._logger.warning(
-                        "otel_tokens: %s %r has spent %s of its %s budget%s (%.0f%%)",
+                        "%s %r has spent %s of its %s budget%s (%.0f%%)",
                         budget.scope, budget.agent, format_usd(spent), format_usd(budget.limit_usd),
                         _window_text(budget), percent,
                     )
@@ -1056,7 +1056,7 @@ class BudgetManager:
             else:
                 if not quiet:
                     self._logger.error(
-                        "otel_tokens: %s %r has exceeded its %s budget%s: spent %s (%.0f%%)",
+                        "%s %r has exceeded its %s budget%s: spent %s (%.0f%%)",
                         budget.scope, budget.agent, format_usd(budget.limit_usd), _window_text(budget),
                         format_usd(spent), percent,
                     )
@@ -1072,7 +1072,7 @@ class BudgetManager:
             callback(dict(status))
         except Exception:
             self._logger.exception(
-                "otel_tokens: the %s callback for %s %r raised", name, status["scope"], status["agent"]
+                "the %s callback for %s %r raised", name, status["scope"], status["agent"]
             )
 
 

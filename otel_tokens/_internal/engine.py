@@ -183,7 +183,7 @@ class PatchSet:
                 if not hasattr(owner, method):
                     return
             except (ImportError, AttributeError):
-                _logger.debug("otel_tokens: %s:%s not present; not patched", patch.module, patch.attribute)
+                _logger.debug("%s:%s not present; not patched", patch.module, patch.attribute)
                 return
             if (id(owner), method) in self._seen:
                 return

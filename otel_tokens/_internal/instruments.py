@@ -79,7 +79,7 @@ class CallTotals:
         if not self._overflowed:
             self._overflowed = True
             _logger.warning(
-                "otel_tokens: more than %d metric attribute sets; further ones are counted under "
+                "more than %d metric attribute sets; further ones are counted under "
                 "otel.metric.overflow=true", self._max_series,
             )
 

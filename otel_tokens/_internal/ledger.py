@@ -171,7 +171,7 @@ class Ledger:
                                             (keys, delta, end, error)))
         for index in overflowed:
             _logger.warning(
-                "otel_tokens: more than %d distinct %s values; further ones are counted under %r "
+                "more than %d distinct %s values; further ones are counted under %r "
                 "(raise OTEL_TOKENS_MAX_KEYS to keep more)",
                 self._max_keys, DIMENSIONS[index], OTHER_KEY,
             )

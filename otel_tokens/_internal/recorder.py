@@ -325,7 +325,7 @@ class Recorder:
             else:
                 split = self._priced(request, usage, model)
         except Exception:
-            _logger.exception("otel_tokens: pricing failed for %s %s; cost left unknown", request.provider, model)
+            _logger.exception("pricing failed for %s %s; cost left unknown", request.provider, model)
             return None, None, None
         if split is None:
             self._warn_unpriced(request.provider, model)
@@ -347,7 +347,7 @@ class Recorder:
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
             _logger.warning(
-                "otel_tokens: no price known for model %r (provider %s); its calls are counted with cost "
+                "no price known for model %r (provider %s); its calls are counted with cost "
                 "unknown. Add it with otel_tokens.set_price() or OTEL_TOKENS_PRICES.",
                 model, provider,
             )
@@ -356,7 +356,7 @@ class Recorder:
         if self._warnings.first("invalid", provider):
             usage = result.usage if result is not None else None
             _logger.warning(
-                "otel_tokens: %s sent usage that is not a set of finite, non-negative counts (%s); the call "
+                "%s sent usage that is not a set of finite, non-negative counts (%s); the call "
                 "is counted, marked %s and estimated where possible. Further such calls are only counted.",
                 provider, "provider cost" if usage is not None and _is_valid(usage) else "token counts",
                 semconv.OTEL_TOKENS_USAGE_INVALID,

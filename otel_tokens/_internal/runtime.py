@@ -104,7 +104,7 @@ class Runtime:
         try:
             self.price_book.preload()
         except Exception:
-            _logger.debug("otel_tokens: preloading price data failed; it loads on first use", exc_info=True)
+            _logger.debug("preloading price data failed; it loads on first use", exc_info=True)
 
     def statistics(self) -> dict[str, Any]:
         stats = self.ledger.statistics()
@@ -133,7 +133,7 @@ class Runtime:
                 # Whole or not at all, 0600, and a symlink at the path is replaced, not followed.
                 write_private_atomically(self.settings.report, text)
         except Exception:
-            _logger.exception("otel_tokens: could not write the report to %s", self.settings.report)
+            _logger.exception("could not write the report to %s", self.settings.report)
 
 
 _lock = threading.Lock()

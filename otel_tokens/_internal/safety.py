@@ -23,7 +23,7 @@ def raise_internal_errors() -> bool:
 
 def log_internal_error(what: str) -> None:
     """Log the exception being handled; call from an ``except`` block."""
-    _logger.exception("otel_tokens: internal error while %s; the application call is unaffected", what)
+    _logger.exception("internal error while %s; the application call is unaffected", what)
 
 
 def guarded(what: str, func: Callable[..., Any], *args: Any) -> Any:

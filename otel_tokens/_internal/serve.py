@@ -78,7 +78,7 @@ class LiveServer:
         handler.bound_port = self.port
         if not loopback:
             advice = "" if token else f"; require a token with token= or {OTEL_TOKENS_SERVE_TOKEN}"
-            _logger.warning("otel_tokens: the live page on %s:%s is reachable from other machines%s",
+            _logger.warning("the live page on %s:%s is reachable from other machines%s",
                             host, self.port, advice)
         self._thread = threading.Thread(target=self._server.serve_forever, name="otel-tokens-serve", daemon=True)
         self._thread.start()
@@ -213,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(404, "text/plain; charset=utf-8", "not found: try /, /api/statistics or /api/report\n")
         except Exception:
-            _logger.exception("otel_tokens: the live page failed to answer %s", parts.path)
+            _logger.exception("the live page failed to answer %s", parts.path)
             self._send(500, "text/plain; charset=utf-8", "internal error; see the application log\n")
 
     def _report(self, query: Mapping[str, list[str]]) -> None:
@@ -248,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         # The request line carries ?token=...; the log never does.
-        _logger.debug("otel_tokens live page: %s", _TOKEN_IN_QUERY.sub(r"\1***", format % args))
+        _logger.debug("live page: %s", _TOKEN_IN_QUERY.sub(r"\1***", format % args))
 
 
 def serve_runtime(runtime: Callable[[], Any], **options: Any) -> LiveServer:

@@ -148,7 +148,7 @@ def _from_env(what: str, build: Callable[[], Any]) -> Any:
     try:
         return build()
     except Exception as error:  # e.g. OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=abc fails the SDK's own import
-        _logger.warning("otel_tokens: the OpenTelemetry SDK rejected the environment for %s (%s); "
+        _logger.warning("the OpenTelemetry SDK rejected the environment for %s (%s); "
                         "%s are not exported", what, error, what)
         return None
 
@@ -176,14 +176,14 @@ def _within(timeout_s: float, tracer_provider: Any, meter_provider: Any) -> bool
             if meter_provider is not None and not getattr(meter_provider, "_shutdown", False):
                 meter_provider.shutdown(timeout_millis=timeout_s * 1000)
         except Exception:  # the SDK's own failure; the application is exiting either way
-            _logger.warning("otel_tokens: shutting down the telemetry providers failed", exc_info=True)
+            _logger.warning("shutting down the telemetry providers failed", exc_info=True)
 
     worker = threading.Thread(target=shut_down, name="otel_tokens-shutdown", daemon=True)
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
         _logger.warning(
-            "otel_tokens: telemetry not exported within %ss of exit (is the collector reachable?); "
+            "telemetry not exported within %ss of exit (is the collector reachable?); "
             "dropping the rest. %s sets this bound", timeout_s, OTEL_TOKENS_SHUTDOWN_TIMEOUT,
         )
         return False
@@ -213,7 +213,7 @@ def _optional(what: str, build: Callable[..., Any], *args: Any) -> Any:
     try:
         return build(*args)
     except Exception as error:  # a missing package, a port in use: telemetry is lost, the app runs on
-        _logger.warning("otel_tokens: could not set up %s (%s); it is left out", what, error)
+        _logger.warning("could not set up %s (%s); it is left out", what, error)
         return None
 
 
@@ -231,7 +231,7 @@ def _span_exporters(env: Mapping[str, str], otlp_endpoint: str | None) -> list[A
 
             exporters.append(ConsoleSpanExporter())
         else:
-            _logger.warning("otel_tokens: OTEL_TRACES_EXPORTER=%r is not supported here; spans are not exported "
+            _logger.warning("OTEL_TRACES_EXPORTER=%r is not supported here; spans are not exported "
                             "to it", kind)
     return [exporter for exporter in exporters if exporter is not None]
 
@@ -276,7 +276,7 @@ def _metric_readers(env: Mapping[str, str], otlp_endpoint: str | None, with_prom
 
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=interval))
         else:
-            _logger.warning("otel_tokens: OTEL_METRICS_EXPORTER=%r is not supported here; metrics are not "
+            _logger.warning("OTEL_METRICS_EXPORTER=%r is not supported here; metrics are not "
                             "exported to it", kind)
     return readers
 

@@ -150,7 +150,7 @@ def get_encoding(name: str) -> tiktoken.Encoding | None:
                 _encodings[name] = _build(_SPECS[name])
             except Exception:
                 logger.warning(
-                    "otel_tokens: cannot load the %s tokenizer; token estimates fall back to characters / 4",
+                    "cannot load the %s tokenizer; token estimates fall back to characters / 4",
                     name,
                     exc_info=True,
                 )

@@ -229,7 +229,7 @@ class UsageLogWriter:
                 self.dropped_lines += 1
                 if not self._failed:
                     self._failed = True
-                    _logger.warning("otel_tokens: cannot write to the usage log %r (%s); dropping lines",
+                    _logger.warning("cannot write to the usage log %r (%s); dropping lines",
                                     self.path, err.strerror or err)
                 return False
         return True
@@ -335,7 +335,7 @@ def read_usage_log(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], 
     """
     scan = scan_usage_log(path)
     if scan.bad_line_numbers:
-        _logger.warning("otel_tokens: %s", scan.describe_skipped(path))
+        _logger.warning(scan.describe_skipped(path))
     return scan.lines, len(scan.bad_line_numbers)
 
 

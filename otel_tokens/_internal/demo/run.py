@@ -300,7 +300,7 @@ def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     sdks = import_sdks()
     skipped = skipped_providers(sdks)
     if len(skipped) == len(SDKS):
