@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from otel_tokens import semconv
+from otel_tokens._internal.errors import ConfigError
 
 NONE_KEY: Final = semconv.KEY_NONE
 OTHER_KEY: Final = semconv.KEY_OTHER
@@ -272,7 +273,9 @@ def candidate_models(spec: str | None) -> dict[str, tuple[str, ...]] | None:
     for part in spec.split(","):
         model, at, provider = part.strip().rpartition("@")
         if not at or not model or not provider:
-            raise ValueError(f"candidate models: expected MODEL@PROVIDER, got {part.strip()!r}")
+            raise ConfigError(
+                f"candidate_models / OTEL_TOKENS_CANDIDATE_MODELS: expected MODEL@PROVIDER,..., got {part.strip()!r}"
+            )
         table.setdefault(provider, []).append(model)
     return {provider: tuple(models) for provider, models in table.items()}
 

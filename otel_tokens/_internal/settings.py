@@ -224,6 +224,7 @@ _CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "anthropic_sdk_spans": _is_bool,
     "store": _is_text,
     "store_failure": _is_store_failure,
+    "candidate_models": _is_text,
 }
 
 

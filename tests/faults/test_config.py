@@ -495,3 +495,19 @@ def test_opentelemetry_instrument_with_the_console_exporter_prints_the_span(tmp_
     assert attributes[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(float(expected.total_price), rel=1e-9)
     assert attributes[A.GEN_AI_USAGE_COST_CURRENCY] == "USD"
     assert "Traceback" not in done.stderr
+
+
+def test_candidate_models_is_an_instrument_setting_checked_like_the_others(telemetry, clean_env) -> None:
+    from otel_tokens._internal.errors import ConfigError, ConfigTypeError
+
+    try:
+        otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
+                               candidate_models="gpt-4o-mini@openai,claude-haiku-4-5@anthropic")
+        assert current_runtime().candidates == {"openai": ("gpt-4o-mini",), "anthropic": ("claude-haiku-4-5",)}
+        otel_tokens.uninstrument()
+        with pytest.raises(ConfigTypeError, match="candidate_models"):
+            otel_tokens.instrument(candidate_models=["gpt-4o-mini@openai"])
+        with pytest.raises(ConfigError, match=r"candidate_models / OTEL_TOKENS_CANDIDATE_MODELS: .*'gpt-4o-mini'"):
+            otel_tokens.instrument(candidate_models="gpt-4o-mini")
+    finally:
+        otel_tokens.uninstrument()
