@@ -20,8 +20,8 @@ import boto3  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 
 import otel_tokens  # noqa: E402
-from otel_tokens._internal.engine import Switch, make_wrapper  # noqa: E402
-from otel_tokens._internal.runtime import current_runtime  # noqa: E402
+from otel_tokens._internal.calls.engine import Switch, make_wrapper  # noqa: E402
+from otel_tokens._internal.setup.runtime import current_runtime  # noqa: E402
 from otel_tokens.instrumentation.bedrock import BedrockInstrumentor  # noqa: E402
 
 CALLS = 200_000

@@ -53,10 +53,10 @@ def _start_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _manager(store_url: str | None, action: str):
-    from otel_tokens._internal.budget_store import open_store
-    from otel_tokens._internal.budgets import BudgetManager
-    from otel_tokens._internal.pricing import PriceBook
-    from otel_tokens._internal.tokenizer import count_tokens
+    from otel_tokens._internal.budgets.manager import BudgetManager
+    from otel_tokens._internal.budgets.store import open_store
+    from otel_tokens._internal.pricing.book import PriceBook
+    from otel_tokens._internal.pricing.tokenizer import count_tokens
 
     store = open_store(store_url) if store_url else None
     manager = BudgetManager(price_book=PriceBook(), count_tokens=count_tokens, store=store)
@@ -69,7 +69,7 @@ def _manager(store_url: str | None, action: str):
 
 def _time_calls(manager, calls: int) -> float:
     from otel_tokens import semconv
-    from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
+    from otel_tokens._internal.base.records import CallRecord, Labels, Request, Result, Usage
 
     request = Request("openai", semconv.OP_CHAT, "gpt-4o-mini",
                       attributes={semconv.GEN_AI_REQUEST_MAX_TOKENS: 256})

@@ -13,8 +13,8 @@ import time
 import timeit
 
 from otel_tokens import semconv
-from otel_tokens._internal.ledger import Ledger
-from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
+from otel_tokens._internal.accounting.ledger import Ledger
+from otel_tokens._internal.base.records import CallRecord, Labels, Request, Result, Usage
 
 NUMBER = 50_000
 

@@ -19,8 +19,8 @@ import time
 import timeit
 from datetime import UTC, datetime
 
-from otel_tokens._internal.pricing import PROVIDER_IDS, PriceBook
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.base.records import Usage
+from otel_tokens._internal.pricing.book import PROVIDER_IDS, PriceBook
 
 MODELS = [
     ("openai", "gpt-4o"),  # flat
@@ -43,7 +43,7 @@ def rss():
     with open("/proc/self/statm") as file:
         return int(file.read().split()[1]) * 4096 / 1e6
 started = time.perf_counter()
-from otel_tokens._internal import pricing
+from otel_tokens._internal.pricing import book as pricing
 imported = time.perf_counter()
 if sys.argv[1] == "genai-prices":
     pricing._default_catalog = pricing._GenaiCatalog

@@ -27,8 +27,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import otel_tokens
-from otel_tokens._internal.records import Labels, Request, Result, Usage
-from otel_tokens._internal.runtime import current_runtime
+from otel_tokens._internal.base.records import Labels, Request, Result, Usage
+from otel_tokens._internal.setup.runtime import current_runtime
 
 BODY = (
     b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-2024-08-06","choices":'

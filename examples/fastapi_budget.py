@@ -11,7 +11,7 @@ The budget lives in the request's context, so concurrent requests never share or
          -d '{"question": "Why is the sky blue?", "steps": 3}'
 
 Against the loopback fake server instead of OpenAI:
-``python -m otel_tokens._internal.demo.fake_server --port 8001`` and
+``otel-tokens fake-server --port 8001`` and
 ``OPENAI_BASE_URL=http://127.0.0.1:8001/v1 OPENAI_API_KEY=fake``.
 """
 

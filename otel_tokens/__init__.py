@@ -20,9 +20,9 @@ import threading
 from typing import Any
 
 from otel_tokens import semconv
-from otel_tokens._internal.context import agent, task, user, workflow
-from otel_tokens._internal.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigError
-from otel_tokens._internal.request_budget import budget
+from otel_tokens._internal.base.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigError
+from otel_tokens._internal.budgets.request import budget
+from otel_tokens._internal.calls.context import agent, task, user, workflow
 from otel_tokens.version import __version__
 
 __all__ = [
@@ -94,10 +94,10 @@ def _installed(package: str) -> bool:
 def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settings: Any) -> None:
     """Instrument every supported SDK that is installed (now or when it is imported). Idempotent.
 
-    ``settings`` override the ``OTEL_TOKENS_*`` environment (see the README), e.g. ``stream_usage=False``.
+    ``settings`` override the ``OTEL_TOKENS_*`` environment (see docs/configuration.md), e.g. ``stream_usage=False``.
     A bad setting, prices file or budgets raises ``ConfigError`` naming the setting, or the file and entry.
     """
-    from otel_tokens._internal.runtime import runtime_for
+    from otel_tokens._internal.setup.runtime import runtime_for
 
     with _lock:
         runtime = runtime_for(tracer_provider, meter_provider, **settings)
@@ -109,7 +109,7 @@ def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settin
 
 def uninstrument() -> None:
     """Remove every patch; the next ``instrument()`` starts afresh. Idempotent."""
-    from otel_tokens._internal.runtime import drop_runtime
+    from otel_tokens._internal.setup.runtime import drop_runtime
 
     with _lock:
         for instrumentor in _instrumentors(imported_only=True):
@@ -119,7 +119,7 @@ def uninstrument() -> None:
 
 
 def _runtime() -> Any:
-    from otel_tokens._internal.runtime import runtime_for
+    from otel_tokens._internal.setup.runtime import runtime_for
 
     return runtime_for(implicit=True)
 
@@ -188,7 +188,7 @@ def report(
     self-contained page with charts). ``by`` picks the group tables, like the command's ``--by``; by
     default agent, model, provider and operation, plus workflow and task when some call carries one of
     those labels (CrewAI tasks, ``otel_tokens.task()``)."""
-    from otel_tokens._internal.report import DEFAULT_BY, render_report
+    from otel_tokens._internal.outputs.report import DEFAULT_BY, render_report
 
     runtime = _runtime()
     statistics = runtime.statistics()
@@ -230,8 +230,8 @@ def record_usage(
     reported; ``error`` the exception the call ended with; ``server_address``/``server_port`` the endpoint.
     Bad arguments raise ``ValueError``.
     """
-    from otel_tokens._internal.manual import call_records, record
-    from otel_tokens._internal.safety import guarded
+    from otel_tokens._internal.base.safety import guarded
+    from otel_tokens._internal.calls.manual import call_records, record
 
     request, result, labels = call_records(
         model=model, provider=provider, input_tokens=input_tokens, output_tokens=output_tokens,
@@ -257,7 +257,7 @@ def estimate_cost(
 ) -> float | None:
     """What this usage costs in USD on ``model`` (overrides included), without a call; None when the model
     has no known price. Counts as in ``record_usage``; bad ones raise ``ValueError``."""
-    from otel_tokens._internal.manual import estimate
+    from otel_tokens._internal.calls.manual import estimate
 
     return estimate(_runtime().price_book, model, provider, input_tokens, output_tokens, cache_read_tokens,
                     cache_write_tokens, reasoning_tokens)
@@ -270,6 +270,6 @@ def serve(port: int = 8765, *, host: str = "127.0.0.1", interval_s: float = 5.0,
     (with the token), ``.close()``. Loopback only unless ``host`` says otherwise, answering only its own
     host names; ``port=0`` picks a free port. ``token`` (default ``OTEL_TOKENS_SERVE_TOKEN``) is then
     required on every request, as ``?token=`` or ``Authorization: Bearer``."""
-    from otel_tokens._internal.serve import serve_runtime
+    from otel_tokens._internal.outputs.serve import serve_runtime
 
     return serve_runtime(_runtime, port=port, host=host, interval_s=interval_s, token=token)

@@ -98,7 +98,7 @@ def telemetry() -> Iterator[Telemetry]:
 def instrumented(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """otel_tokens.instrument() on this test's providers; yields the runtime; uninstruments after."""
     import otel_tokens
-    from otel_tokens._internal.runtime import current_runtime
+    from otel_tokens._internal.setup.runtime import current_runtime
 
     for name in list(os.environ):
         if name.startswith("OTEL_TOKENS_") and name not in _KEPT_VARIABLES:

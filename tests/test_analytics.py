@@ -8,18 +8,22 @@ import json
 import pytest
 
 import otel_tokens
-from otel_tokens._internal.analytics import (
+from otel_tokens._internal.accounting.analytics import (
     MINUTES_PER_MONTH,
     Activity,
     candidate_models,
     efficiency,
     recommendations,
 )
-from otel_tokens._internal.budgets import parse_budgets
-from otel_tokens._internal.pricing import Rates
-from otel_tokens._internal.records import Request, Result, Usage
-from otel_tokens._internal.report import budgets_from_usage_lines, render_report, stats_from_usage_lines
-from otel_tokens._internal.usage_log import format_time, read_usage_log
+from otel_tokens._internal.accounting.usage_log import format_time, read_usage_log
+from otel_tokens._internal.base.records import Request, Result, Usage
+from otel_tokens._internal.budgets.manager import parse_budgets
+from otel_tokens._internal.outputs.report import (
+    budgets_from_usage_lines,
+    render_report,
+    stats_from_usage_lines,
+)
+from otel_tokens._internal.pricing.rates import Rates
 from tests.providers.assertions import reference_cost
 from tests.providers.openai_mock import OpenAIMock
 
@@ -245,7 +249,7 @@ def test_candidates_are_never_invented(stats):
 def test_default_candidates_on_the_real_price_book(stats):
     import genai_prices
 
-    from otel_tokens._internal.pricing import PriceBook
+    from otel_tokens._internal.pricing.book import PriceBook
 
     found = [item for item in recommendations(stats, PriceBook()) if item["kind"] == "cheaper_model"]
     writer = next(item for item in found if item["agent"] == "writer")

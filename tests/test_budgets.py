@@ -15,7 +15,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_tokens import semconv
-from otel_tokens._internal.budgets import (
+from otel_tokens._internal.accounting.ledger import Ledger
+from otel_tokens._internal.base.instruments import Instruments
+from otel_tokens._internal.base.records import CallRecord, Labels, Request, Result, Usage
+from otel_tokens._internal.base.settings import Settings
+from otel_tokens._internal.budgets.manager import (
     OTEL_TOKENS_BUDGET_LIMIT_USD,
     OTEL_TOKENS_BUDGET_SPENT_USD,
     OTEL_TOKENS_BUDGET_UTILIZATION,
@@ -27,12 +31,8 @@ from otel_tokens._internal.budgets import (
     parse_budgets,
     window_seconds,
 )
-from otel_tokens._internal.instruments import Instruments
-from otel_tokens._internal.ledger import Ledger
-from otel_tokens._internal.pricing import PriceBook
-from otel_tokens._internal.recorder import Recorder
-from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
-from otel_tokens._internal.settings import Settings
+from otel_tokens._internal.calls.recorder import Recorder
+from otel_tokens._internal.pricing.book import PriceBook
 
 STATUS_KEYS = {"scope", "name", "limit_usd", "spent_usd", "utilization", "status", "window", "action", "blocked_calls"}
 CHAT = Request("openai", semconv.OP_CHAT, "m")

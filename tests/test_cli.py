@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from otel_tokens._internal import cli
-from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
-from otel_tokens._internal.usage_log import UsageLogWriter
+from otel_tokens._internal.accounting.usage_log import UsageLogWriter
+from otel_tokens._internal.base.records import CallRecord, Labels, Request, Result, Usage
+from otel_tokens._internal.commands import cli
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_794_985_600.0  # 2026-11-18T07:06:40Z
-HAS_PRICING = importlib.util.find_spec("otel_tokens._internal.pricing") is not None
+HAS_PRICING = importlib.util.find_spec("otel_tokens._internal.pricing.book") is not None
 
 
 def record(agent, model, provider, input_tokens, output_tokens, cost, end):
@@ -151,9 +151,9 @@ def test_top_zero_hides_the_most_expensive_sections(capsys, log_path):
     assert "Most expensive" not in out
 
 
-@pytest.mark.skipif(not HAS_PRICING, reason="otel_tokens._internal.pricing is not there yet")
+@pytest.mark.skipif(not HAS_PRICING, reason="otel_tokens._internal.pricing.book is not there yet")
 def test_what_if_uses_the_price_book(capsys, log_path):
-    from otel_tokens._internal.pricing import PriceBook
+    from otel_tokens._internal.pricing.book import PriceBook
 
     code, out, _err = run(capsys, "report", log_path, "--format", "json", "--what-if", "gpt-4o-mini@openai",
                           "--what-if", "no-such-model-xyz")
@@ -250,7 +250,7 @@ def test_demo_missing_module_is_a_clear_error(capsys, monkeypatch):
     code, _out, err = run(capsys, "demo")
     assert code == 2
     assert err == ("otel-tokens: error: the demo is not available in this installation "
-                   "(otel_tokens._internal.demo.run is missing)\n")
+                   "(otel_tokens._internal.commands.demo is missing)\n")
 
 
 @pytest.mark.parametrize("argv", [
@@ -320,7 +320,7 @@ def test_prices_unknown_model(capsys, monkeypatch):
     assert (code, out, err) == (1, "", "otel-tokens: no known price for unknown\n")
 
 
-@pytest.mark.skipif(not HAS_PRICING, reason="otel_tokens._internal.pricing is not there yet")
+@pytest.mark.skipif(not HAS_PRICING, reason="otel_tokens._internal.pricing.book is not there yet")
 def test_prices_with_the_real_price_book(capsys):
     code, out, _err = run(capsys, "prices", "gpt-4o-mini", "--provider", "openai")
     assert code == 0
@@ -330,7 +330,7 @@ def test_prices_with_the_real_price_book(capsys):
 
 # -- first-time user (issue 7) ---------------------------------------------------------------------
 def real_rates(provider, model):
-    from otel_tokens._internal.pricing import PriceBook
+    from otel_tokens._internal.pricing.book import PriceBook
 
     rates = PriceBook().rates(provider, model)
     assert rates is not None
@@ -351,7 +351,7 @@ def test_prices_of_a_bare_name_one_provider_prices(capsys, model, provider):
     lines = out.splitlines()
     assert lines[0] == f"{model} ({provider}): USD per million tokens (source: genai-prices)"
     rates = real_rates(provider, model)
-    from otel_tokens._internal.formatting import format_usd
+    from otel_tokens._internal.base.formatting import format_usd
 
     assert lines[1] == f"  input        {format_usd(rates.input * 1e6)}"
     assert lines[4] == f"  output       {format_usd(rates.output * 1e6)}"

@@ -145,7 +145,7 @@ class NotInstalled:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 sys.meta_path.insert(0, NotInstalled())
-from otel_tokens._internal.cli import main
+from otel_tokens._internal.commands.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from otel_tokens._internal.cli import main
-from otel_tokens._internal.export import COLUMNS, render_export
+from otel_tokens._internal.accounting.export import COLUMNS, render_export
+from otel_tokens._internal.commands.cli import main
 from tests.test_analytics import LOG, line
 
 

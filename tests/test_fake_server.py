@@ -17,7 +17,7 @@ import openai
 import pydantic
 import pytest
 
-from otel_tokens._internal.demo.fake_server import FakeLLMServer, count_tokens
+from otel_tokens._internal.commands.fake_server import FakeLLMServer, count_tokens
 
 try:  # imported here: a first import of httpx while SDK clients run in threads races with them
     import groq

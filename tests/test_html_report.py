@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 import otel_tokens
-from otel_tokens._internal.formatting import format_usd
-from otel_tokens._internal.report import render_report, stats_from_usage_lines
-from otel_tokens._internal.serve import LiveServer, serve_usage_log
-from otel_tokens._internal.usage_log import read_usage_log
+from otel_tokens._internal.accounting.usage_log import read_usage_log
+from otel_tokens._internal.base.formatting import format_usd
+from otel_tokens._internal.outputs.report import render_report, stats_from_usage_lines
+from otel_tokens._internal.outputs.serve import LiveServer, serve_usage_log
 from tests.browser import Browser, chromium_binary
 from tests.providers.openai_mock import OpenAIMock
 from tests.test_analytics import LOG, RatesBook, line
@@ -62,8 +62,8 @@ def _keep(page, name):
 
 
 def _log_stats(tmp_path, rows, budgets="writer=0.03,researcher=0.05,editor=1.00"):
-    from otel_tokens._internal.budgets import parse_budgets
-    from otel_tokens._internal.report import budgets_from_usage_lines
+    from otel_tokens._internal.budgets.manager import parse_budgets
+    from otel_tokens._internal.outputs.report import budgets_from_usage_lines
 
     path = tmp_path / "usage.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -266,7 +266,7 @@ def test_serving_a_usage_log_follows_appends(tmp_path):
 
 
 def test_serve_command_errors(tmp_path, capsys, monkeypatch):
-    from otel_tokens._internal.cli import main
+    from otel_tokens._internal.commands.cli import main
 
     monkeypatch.delenv("OTEL_TOKENS_LOG", raising=False)
     assert main(["serve"]) == 2

@@ -14,9 +14,9 @@ import pytest
 
 import otel_tokens
 from otel_tokens import semconv as A
-from otel_tokens._internal.records import Usage
-from otel_tokens._internal.report import stats_from_usage_lines
-from otel_tokens._internal.usage_log import read_usage_log
+from otel_tokens._internal.accounting.usage_log import read_usage_log
+from otel_tokens._internal.base.records import Usage
+from otel_tokens._internal.outputs.report import stats_from_usage_lines
 from tests.providers.openai_mock import OpenAIMock
 
 ROOT = Path(__file__).resolve().parent.parent

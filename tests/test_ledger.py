@@ -20,12 +20,12 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
 
 from otel_tokens import semconv
-from otel_tokens._internal.instruments import Instruments
-from otel_tokens._internal.ledger import NONE_KEY, OTHER_KEY, TOP_CALLS_KEPT, Ledger
-from otel_tokens._internal.pricing import PriceBook
-from otel_tokens._internal.recorder import Recorder
-from otel_tokens._internal.records import NO_LABELS, CallRecord, Labels, Request, Result, Usage
-from otel_tokens._internal.settings import Settings
+from otel_tokens._internal.accounting.ledger import NONE_KEY, OTHER_KEY, TOP_CALLS_KEPT, Ledger
+from otel_tokens._internal.base.instruments import Instruments
+from otel_tokens._internal.base.records import NO_LABELS, CallRecord, Labels, Request, Result, Usage
+from otel_tokens._internal.base.settings import Settings
+from otel_tokens._internal.calls.recorder import Recorder
+from otel_tokens._internal.pricing.book import PriceBook
 
 # USD per million tokens: small binary-friendly numbers keep expected sums easy to state.
 INPUT_PER_M, OUTPUT_PER_M = 2.0, 8.0

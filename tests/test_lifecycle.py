@@ -196,7 +196,7 @@ def test_estimation_can_be_turned_off(telemetry, monkeypatch):
 
 
 def test_bad_boolean_env_is_logged_and_defaulted(caplog):
-    from otel_tokens._internal.settings import Settings
+    from otel_tokens._internal.base.settings import Settings
 
     caplog.set_level(logging.WARNING, logger="otel_tokens")
     settings = Settings.from_env({"OTEL_TOKENS_STREAM_USAGE": "maybe", "OTEL_TOKENS_MAX_KEYS": "-3"})
@@ -207,7 +207,7 @@ def test_bad_boolean_env_is_logged_and_defaulted(caplog):
 
 
 def test_unknown_setting_argument_is_an_error():
-    from otel_tokens._internal.settings import Settings
+    from otel_tokens._internal.base.settings import Settings
 
     with pytest.raises(TypeError, match="unknown otel_tokens setting"):
         Settings.from_env({}, stream_usgae=False)

@@ -12,7 +12,7 @@ import pytest
 
 import otel_tokens
 from otel_tokens import semconv as A
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.base.records import Usage
 from tests.providers.assertions import reference_cost
 from tests.providers.openai_mock import OpenAIMock
 
@@ -26,7 +26,7 @@ SDK_ONLY = {A.GEN_AI_RESPONSE_ID, A.GEN_AI_RESPONSE_FINISH_REASONS, A.GEN_AI_AGE
 @pytest.fixture
 def logged(telemetry, monkeypatch, tmp_path):
     """instrument() with a usage log; yields (runtime, log path)."""
-    from otel_tokens._internal.runtime import current_runtime
+    from otel_tokens._internal.setup.runtime import current_runtime
 
     for name in list(os.environ):
         if name.startswith("OTEL_TOKENS_") and name not in ("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "OTEL_TOKENS_CACHE_DIR"):

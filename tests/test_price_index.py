@@ -18,9 +18,12 @@ import pytest
 from genai_prices import types as genai_types
 from genai_prices.data import providers as GENAI_PROVIDERS
 
-from otel_tokens._internal import price_index, pricing
-from otel_tokens._internal.pricing import PROVIDER_IDS, PriceBook, Rates, _Schedule
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.base.records import Usage
+from otel_tokens._internal.pricing import book as pricing
+from otel_tokens._internal.pricing import index as price_index
+from otel_tokens._internal.pricing import rates
+from otel_tokens._internal.pricing.book import PROVIDER_IDS, PriceBook
+from otel_tokens._internal.pricing.rates import Rates, _Schedule
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
@@ -170,7 +173,7 @@ def test_every_model_has_the_same_rates_on_every_day(
                 actual = index.entry(number, day, "p/m")
                 assert (actual, caplog.text) == (expected, expected_log), (genai.models[number].id, day)
             kinds.add(type(actual))
-    assert kinds == {Rates, _Schedule, pricing._Unknown}
+    assert kinds == {Rates, _Schedule, rates._Unknown}
     assert sum(len(days) > 2 for days in DAYS.values()) >= 100  # models with start dates
 
 
@@ -190,7 +193,7 @@ def test_time_of_day_prices_match_genai_prices_at_every_boundary(
         for boundary in schedule.starts:
             for second in (boundary - 1, boundary, boundary + 1, boundary + 0.5):
                 second %= 86_400
-                expected = pricing._convert(info.get_prices(midnight + timedelta(seconds=second)))
+                expected = rates._convert(info.get_prices(midnight + timedelta(seconds=second)))
                 assert schedule.at(second) == expected, (info.id, second)
                 checked += 1
     assert checked >= 40
@@ -315,7 +318,7 @@ def _same_catalog(first: price_index.IndexCatalog, second: price_index.IndexCata
 def test_a_newer_genai_prices_is_built_once_then_read_from_the_cache(
     fresh_load, newer_genai_prices, index: price_index.IndexCatalog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.price_index"):
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.pricing.index"):
         built = fresh_load()
     assert built is not None
     _same_catalog(built, index)  # the installed data, whatever the shipped file holds
@@ -357,9 +360,9 @@ def test_an_unwritable_cache_directory_is_logged_and_the_index_used_from_memory(
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv(price_index.OTEL_TOKENS_CACHE_DIR, str(blocker / "cache"))  # under a file: never a dir
-    with caplog.at_level(logging.WARNING, logger="otel_tokens._internal.price_index"):
+    with caplog.at_level(logging.WARNING, logger="otel_tokens._internal.pricing.index"):
         _same_catalog(fresh_load(), index)
-    (record,) = [r for r in caplog.records if r.name == "otel_tokens._internal.price_index"]
+    (record,) = [r for r in caplog.records if r.name == "otel_tokens._internal.pricing.index"]
     assert record.levelno == logging.WARNING
     assert f"could not cache the price index in {blocker / 'cache'}" in record.getMessage()
     assert "Set OTEL_TOKENS_CACHE_DIR to a writable directory" in record.getMessage()
@@ -383,7 +386,7 @@ def test_a_genai_prices_the_builder_cannot_read_falls_back_to_genai_prices_itsel
         raise TypeError("unknown genai-prices clause")
 
     monkeypatch.setattr(price_index, "build_tables", unknown_shape)
-    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.price_index"):
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.pricing.index"):
         assert fresh_load() is None
         book = PriceBook(today=date(2026, 11, 20))
         usage = Usage(input_tokens=230_417, cache_read_tokens=51_203, output_tokens=3_917)
@@ -427,9 +430,9 @@ def test_many_processes_starting_together_with_an_empty_cache_all_price_and_leav
     cache = tmp_path / "cache"
     script = (
         "import json, sys\n"
-        "from otel_tokens._internal import price_index\n"
-        "from otel_tokens._internal.pricing import PriceBook\n"
-        "from otel_tokens._internal.records import Usage\n"
+        "from otel_tokens._internal.pricing import index as price_index\n"
+        "from otel_tokens._internal.pricing.book import PriceBook\n"
+        "from otel_tokens._internal.base.records import Usage\n"
         "price_index.shipped_path = lambda: '/nonexistent.json'  # as if genai-prices were newer\n"
         "cost = PriceBook().cost('openai', 'gpt-4o-mini', Usage(input_tokens=1000, output_tokens=100))\n"
         "print(json.dumps(cost))\n"
@@ -484,7 +487,7 @@ def test_a_record_is_read_and_a_file_that_differs_from_it_is_missing(copied_site
 
 def test_no_genai_prices_installed_falls_back(fresh_load, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     monkeypatch.setattr(price_index, "find_spec", lambda name: None)
-    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.price_index"):
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.pricing.index"):
         assert fresh_load() is None
     assert "genai-prices is not installed" in caplog.text
 

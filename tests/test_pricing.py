@@ -14,18 +14,19 @@ import genai_prices
 import pytest
 from genai_prices.types import ModelPrice, Tier, TieredPrices
 
-from otel_tokens._internal import price_index, pricing
-from otel_tokens._internal.pricing import (
+from otel_tokens._internal.base.records import Usage
+from otel_tokens._internal.pricing import book as pricing
+from otel_tokens._internal.pricing import index as price_index
+from otel_tokens._internal.pricing import rates
+from otel_tokens._internal.pricing.book import (
     PROVIDER_IDS,
     SELF_HOSTED_PROVIDERS,
     PriceBook,
     PriceFileError,
     PriceOverride,
-    Rates,
-    RateTier,
     load_price_file,
 )
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.pricing.rates import Rates, RateTier
 
 DAY = date(2026, 11, 20)
 NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -412,8 +413,8 @@ def test_non_token_prices_are_unknown_with_debug_reason(caplog: pytest.LogCaptur
 def test_rates_that_disagree_with_genai_prices_are_rejected() -> None:
     price = ModelPrice(input_mtok=TieredPrices(base=Decimal(1), tiers=[Tier(start=10, price=Decimal(2))]))
     flat = Rates(input=1e-6, output=0.0, cache_read=1e-6, cache_write=1e-6)
-    assert pricing._probe(price, flat, [10]) == "input tokens 11: genai-prices 2.2e-05, rates 1.1e-05"
-    assert isinstance(pricing._convert(price), Rates)
+    assert rates._probe(price, flat, [10]) == "input tokens 11: genai-prices 2.2e-05, rates 1.1e-05"
+    assert isinstance(rates._convert(price), Rates)
 
 
 def test_every_semconv_provider_maps_to_a_snapshot_provider() -> None:

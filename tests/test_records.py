@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from otel_tokens._internal import records
-from otel_tokens._internal.recorder import _is_valid
-from otel_tokens._internal.records import INVALID_USAGE, MAX_TOKENS, Usage, make_usage, tokens
+import otel_tokens
+from otel_tokens._internal.base.records import INVALID_USAGE, MAX_TOKENS, Usage, make_usage, tokens
+from otel_tokens._internal.calls.recorder import _is_valid
 
-PACKAGE = Path(records.__file__).resolve().parent.parent
+PACKAGE = Path(otel_tokens.__file__).resolve().parent
+ADAPTER_FILES = sorted((PACKAGE / "_internal" / "providers").glob("*.py")) + sorted((PACKAGE / "instrumentation").glob("*.py"))
 
 
 def _direct_usage_calls(path: Path) -> list[int]:
@@ -25,8 +26,11 @@ def _direct_usage_calls(path: Path) -> list[int]:
     ]
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "_internal" / "providers").glob("*.py"))
-                         + sorted((PACKAGE / "instrumentation").glob("*.py")), ids=lambda p: p.name)
+def test_the_adapters_are_found() -> None:
+    assert len(ADAPTER_FILES) > 20 and any(path.name == "openai.py" for path in ADAPTER_FILES)
+
+
+@pytest.mark.parametrize("path", ADAPTER_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_adapters_build_usage_only_with_make_usage(path):
     # The recorder trusts Usage objects that are not flagged invalid (no second range check per call).
     assert _direct_usage_calls(path) == [], f"{path.name} builds Usage directly: use make_usage()"

@@ -10,8 +10,9 @@ import math
 
 import pytest
 
-from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
-from otel_tokens._internal.report import (
+from otel_tokens._internal.accounting.usage_log import lines_from_records
+from otel_tokens._internal.base.records import CallRecord, Labels, Request, Result, Usage
+from otel_tokens._internal.outputs.report import (
     ENTRY_FIELDS,
     FORMATS,
     budgets_from_usage_lines,
@@ -22,7 +23,6 @@ from otel_tokens._internal.report import (
     reprice,
     stats_from_usage_lines,
 )
-from otel_tokens._internal.usage_log import lines_from_records
 
 T0 = 1_794_985_600.0  # 2026-11-18T07:06:40Z
 
@@ -126,7 +126,7 @@ def test_extras_for_the_report(stats):
 
 
 def test_same_shape_and_numbers_as_the_live_ledger(stats):
-    ledger_module = pytest.importorskip("otel_tokens._internal.ledger")
+    ledger_module = pytest.importorskip("otel_tokens._internal.accounting.ledger")
     ledger = ledger_module.Ledger()
     for record in RECORDS:
         ledger.record(record)
@@ -291,7 +291,7 @@ def test_budget_section(stats):
 
 
 def test_budgets_from_usage_lines():
-    budgets_module = pytest.importorskip("otel_tokens._internal.budgets")
+    budgets_module = pytest.importorskip("otel_tokens._internal.budgets.manager")
     Budget = budgets_module.Budget
     lines = lines_from_records([
         call("writer", "m", "openai", 10, 10, 0.30, T0),
@@ -390,9 +390,9 @@ def test_what_if_prices_the_average_call_not_the_total():
 
 
 def test_real_price_book(stats):
-    if importlib.util.find_spec("otel_tokens._internal.pricing") is None:
-        pytest.skip("otel_tokens._internal.pricing is not there yet")
-    from otel_tokens._internal.pricing import PriceBook
+    if importlib.util.find_spec("otel_tokens._internal.pricing.book") is None:
+        pytest.skip("otel_tokens._internal.pricing.book is not there yet")
+    from otel_tokens._internal.pricing.book import PriceBook
 
     book = PriceBook()
     result = reprice(stats, "gpt-4o-mini@openai", book)
@@ -421,7 +421,7 @@ def test_format_usd_one_rule(value, text):
 
 
 def test_format_usd_is_the_one_in_formatting():
-    from otel_tokens._internal import formatting
+    from otel_tokens._internal.base import formatting
 
     assert format_usd is formatting.format_usd
 

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import pytest
 
 import otel_tokens
-from otel_tokens._internal.report import stats_from_usage_lines
-from otel_tokens._internal.serve import LiveServer, serve_usage_log
-from otel_tokens._internal.settings import OTEL_TOKENS_SERVE_TOKEN
+from otel_tokens._internal.base.settings import OTEL_TOKENS_SERVE_TOKEN
+from otel_tokens._internal.outputs.report import stats_from_usage_lines
+from otel_tokens._internal.outputs.serve import LiveServer, serve_usage_log
 from tests import browser as browser_module
 from tests.browser import Browser, chromium_binary
 from tests.test_analytics import LOG, RatesBook
@@ -244,7 +244,7 @@ def test_the_command_without_a_token_answers_loopback_names_only(tmp_path):
 
 
 def test_the_command_rejects_a_bad_token_and_both_token_flags(tmp_path, capsys, monkeypatch):
-    from otel_tokens._internal.cli import main
+    from otel_tokens._internal.commands.cli import main
 
     monkeypatch.delenv(OTEL_TOKENS_SERVE_TOKEN, raising=False)
     log = tmp_path / "usage.jsonl"

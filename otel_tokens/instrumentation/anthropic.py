@@ -33,8 +33,8 @@ from typing import Any
 import wrapt
 from opentelemetry import trace
 
-from otel_tokens._internal.engine import Patch, in_recorded_call
-from otel_tokens._internal.safety import log_internal_error
+from otel_tokens._internal.base.safety import log_internal_error
+from otel_tokens._internal.calls.engine import Patch, in_recorded_call
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _MESSAGES = "anthropic.resources.messages.messages"

@@ -22,10 +22,10 @@ import wrapt
 from opentelemetry import trace
 
 from otel_tokens import semconv
-from otel_tokens._internal.context import agent, task
-from otel_tokens._internal.engine import Patch
+from otel_tokens._internal.base.safety import guarded, log_internal_error
+from otel_tokens._internal.calls.context import agent, task
+from otel_tokens._internal.calls.engine import Patch
 from otel_tokens._internal.providers import crewai as adapter
-from otel_tokens._internal.safety import guarded, log_internal_error
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _BUS_MODULE = "crewai.events.event_bus"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from otel_tokens._internal.engine import Patch
+from otel_tokens._internal.calls.engine import Patch
 from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _CHAT = "mistralai.client.chat"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from otel_tokens._internal.demo.fake_server import FakeLLMServer
+from otel_tokens._internal.commands.fake_server import FakeLLMServer
 
 MODEL = "gpt-4o-mini"
 

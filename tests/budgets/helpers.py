@@ -28,7 +28,7 @@ def call_cost(base_url: str, prompt: str = PROMPT) -> float:
     probe goes through an uninstrumented client, so nothing is counted)."""
     import httpx
 
-    from otel_tokens._internal.records import Usage
+    from otel_tokens._internal.base.records import Usage
     from tests.providers.assertions import reference_cost
 
     with httpx.Client() as http:

@@ -18,12 +18,12 @@ import pytest
 
 import otel_tokens
 from otel_tokens import semconv
-from otel_tokens._internal.budget_store import open_store
-from otel_tokens._internal.budgets import BudgetManager
-from otel_tokens._internal.pricing import PriceBook
-from otel_tokens._internal.records import Labels, Request, Usage
-from otel_tokens._internal.runtime import current_runtime
-from otel_tokens._internal.tokenizer import count_tokens
+from otel_tokens._internal.base.records import Labels, Request, Usage
+from otel_tokens._internal.budgets.manager import BudgetManager
+from otel_tokens._internal.budgets.store import open_store
+from otel_tokens._internal.pricing.book import PriceBook
+from otel_tokens._internal.pricing.tokenizer import count_tokens
+from otel_tokens._internal.setup.runtime import current_runtime
 from tests.providers.assertions import reference_cost
 from tests.providers.openai_mock import OpenAIMock
 

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 import otel_tokens
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.base.records import Usage
 from tests.providers.assertions import reference_cost
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")

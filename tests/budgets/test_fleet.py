@@ -19,12 +19,12 @@ import pytest
 
 import otel_tokens
 from otel_tokens import semconv
-from otel_tokens._internal.budget_store import open_store
-from otel_tokens._internal.budgets import BudgetManager
-from otel_tokens._internal.demo.fake_server import FakeLLMServer
-from otel_tokens._internal.pricing import PriceBook
-from otel_tokens._internal.records import Labels, Request
-from otel_tokens._internal.tokenizer import count_tokens
+from otel_tokens._internal.base.records import Labels, Request
+from otel_tokens._internal.budgets.manager import BudgetManager
+from otel_tokens._internal.budgets.store import open_store
+from otel_tokens._internal.commands.fake_server import FakeLLMServer
+from otel_tokens._internal.pricing.book import PriceBook
+from otel_tokens._internal.pricing.tokenizer import count_tokens
 from tests.budgets.helpers import MAX_TOKENS, MODEL, PROMPT, call_cost
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ import pytest
 
 import otel_tokens
 from otel_tokens import semconv
-from otel_tokens._internal.budget_store import open_store
-from otel_tokens._internal.runtime import current_runtime
+from otel_tokens._internal.budgets.store import open_store
+from otel_tokens._internal.setup.runtime import current_runtime
 from tests.budgets.helpers import ask, ask_async, call_cost
 
 

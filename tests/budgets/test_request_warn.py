@@ -12,7 +12,7 @@ import pytest
 
 import otel_tokens
 from otel_tokens import semconv
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.base.records import Usage
 from tests.providers.assertions import reference_cost
 from tests.providers.openai_mock import OpenAIMock
 

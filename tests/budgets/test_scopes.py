@@ -13,15 +13,15 @@ import pytest
 
 import otel_tokens
 from otel_tokens import semconv
-from otel_tokens._internal.budgets import (
+from otel_tokens._internal.base.records import CallRecord, Labels, Request, Result, Usage
+from otel_tokens._internal.budgets.manager import (
     Budget,
     BudgetManager,
     BudgetSpecError,
     load_budgets_file,
     parse_budgets,
 )
-from otel_tokens._internal.records import CallRecord, Labels, Request, Result, Usage
-from otel_tokens._internal.runtime import current_runtime
+from otel_tokens._internal.setup.runtime import current_runtime
 from tests.budgets.helpers import ask, ask_async, call_cost
 
 

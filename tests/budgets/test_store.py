@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from otel_tokens._internal.budget_store import BUCKETS, RedisStore, Settle, SQLiteStore, open_store
+from otel_tokens._internal.budgets.store import BUCKETS, RedisStore, Settle, SQLiteStore, open_store
 
 KEY = "workflow:research"
 

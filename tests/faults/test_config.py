@@ -28,11 +28,11 @@ import wrapt
 
 import otel_tokens
 from otel_tokens import semconv as A
-from otel_tokens._internal import setup
-from otel_tokens._internal.budgets import BudgetSpecError
-from otel_tokens._internal.pricing import PriceFileError
-from otel_tokens._internal.runtime import current_runtime
-from otel_tokens._internal.settings import ContentCapture, Settings
+from otel_tokens._internal.base.settings import ContentCapture, Settings
+from otel_tokens._internal.budgets.manager import BudgetSpecError
+from otel_tokens._internal.pricing.book import PriceFileError
+from otel_tokens._internal.setup import telemetry as setup
+from otel_tokens._internal.setup.runtime import current_runtime
 from tests.providers.openai_mock import OpenAIMock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +93,7 @@ SETUP_ENV = [
 
 @pytest.mark.parametrize("variable, raw, default", SETUP_ENV)
 def test_bad_setup_number_is_logged_and_defaulted(caplog, variable, raw, default):
-    from otel_tokens._internal.settings import env_number
+    from otel_tokens._internal.base.settings import env_number
 
     assert env_number({variable: raw}, variable, default, float, "a positive number") == default
     (warning,) = warnings_of(caplog)
@@ -333,7 +333,7 @@ export.PeriodicExportingMetricReader.__init__ = spy
 import otel_tokens.auto, otel_tokens
 from tests.providers.openai_mock import OpenAIMock
 OpenAIMock().client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
-settings = otel_tokens._internal.runtime.current_runtime().settings
+settings = otel_tokens._internal.setup.runtime.current_runtime().settings
 print(json.dumps({"calls": otel_tokens.get_statistics()["total_calls"], "prometheus": ports,
                   "intervals": intervals, "max_keys": settings.max_keys, "stream_usage": settings.stream_usage}))
 print(time.monotonic())
@@ -458,7 +458,7 @@ def test_app_that_shuts_the_providers_down_itself_gets_no_warning_at_exit():
 # -- the launcher, as a first-time user runs it -----------------------------------------------------------
 LAUNCHED_APP = """
 import json, openai
-from otel_tokens._internal.demo.fake_server import FakeLLMServer
+from otel_tokens._internal.commands.fake_server import FakeLLMServer
 with FakeLLMServer() as server:
     client = openai.OpenAI(base_url=server.openai_base_url, api_key="fake", max_retries=0)
     reply = client.chat.completions.create(
@@ -498,7 +498,7 @@ def test_opentelemetry_instrument_with_the_console_exporter_prints_the_span(tmp_
 
 
 def test_candidate_models_is_an_instrument_setting_checked_like_the_others(telemetry, clean_env) -> None:
-    from otel_tokens._internal.errors import ConfigError, ConfigTypeError
+    from otel_tokens._internal.base.errors import ConfigError, ConfigTypeError
 
     try:
         otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,

@@ -23,10 +23,10 @@ import pytest
 
 import otel_tokens
 from otel_tokens import semconv
-from otel_tokens._internal import cli
-from otel_tokens._internal.redact import REDACTED, error_text, redact, request_secrets
-from otel_tokens._internal.runtime import current_runtime
-from otel_tokens._internal.usage_log import read_usage_log
+from otel_tokens._internal.accounting.usage_log import read_usage_log
+from otel_tokens._internal.base.redact import REDACTED, error_text, redact, request_secrets
+from otel_tokens._internal.commands import cli
+from otel_tokens._internal.setup.runtime import current_runtime
 
 if hasattr(openai, "DefaultHttpx2Client"):  # openai 3.x
     import httpx2 as http
@@ -191,7 +191,7 @@ def test_report_at_exit_failure_keeps_the_old_file_and_logs(instrument, tmp_path
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("otel_tokens._internal.files.os.fsync", disk_full)
+    monkeypatch.setattr("otel_tokens._internal.base.files.os.fsync", disk_full)
     with caplog.at_level(logging.ERROR, logger="otel_tokens"):
         runtime._report_at_exit()  # at exit: logged, never raised
 
@@ -531,7 +531,7 @@ def test_log_lines_are_redacted(caplog):
 
 EXIT_APP = """
 import openai, otel_tokens
-from otel_tokens._internal.demo.fake_server import FakeLLMServer
+from otel_tokens._internal.commands.fake_server import FakeLLMServer
 
 otel_tokens.instrument()
 with FakeLLMServer() as server:

@@ -79,7 +79,7 @@ def agent_spans(telemetry: Any) -> list[Any]:
 
 
 def label_now() -> Any:
-    from otel_tokens._internal.context import current_labels
+    from otel_tokens._internal.calls.context import current_labels
 
     return current_labels()
 

@@ -6,7 +6,7 @@ import genai_prices
 import pytest
 
 from otel_tokens import semconv as A
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.base.records import Usage
 
 
 def only_llm_span(telemetry):

@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 
 import otel_tokens
 from otel_tokens import semconv
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.base.records import Usage
 from tests.providers.assertions import (
     all_attribute_text,
     assert_local_cost,
@@ -43,7 +43,7 @@ USER = [{"role": "user", "content": "Summarise the termination clause."}]
 def assert_cut_off(span: Any, text_received: str) -> int:
     """A stream that ended before its final counts: exact input and cache counts from message_start,
     the output counted from the text received, marked estimated. Returns that output count."""
-    from otel_tokens._internal.tokenizer import count_tokens
+    from otel_tokens._internal.pricing.tokenizer import count_tokens
 
     output = count_tokens(text_received, SONNET)
     attributes = span.attributes

@@ -25,7 +25,7 @@ from botocore.response import StreamingBody
 
 import otel_tokens
 from otel_tokens import semconv as A
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.base.records import Usage
 from tests.providers.assertions import (
     all_attribute_text,
     assert_local_cost,

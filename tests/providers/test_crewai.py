@@ -31,11 +31,11 @@ with pytest.MonkeyPatch.context() as _guard:
     from crewai.events.event_bus import CrewAIEventsBus
 
 import otel_tokens  # noqa: E402
-import otel_tokens._internal.context  # noqa: E402
+import otel_tokens._internal.calls.context  # noqa: E402
 from otel_tokens import semconv as A  # noqa: E402
-from otel_tokens._internal.demo.fake_server import FakeLLMServer  # noqa: E402
+from otel_tokens._internal.base.records import Usage  # noqa: E402
+from otel_tokens._internal.commands.fake_server import FakeLLMServer  # noqa: E402
 from otel_tokens._internal.providers.crewai import TASK_LABEL_MAX, task_label  # noqa: E402
-from otel_tokens._internal.records import Usage  # noqa: E402
 from tests.providers.assertions import reference_cost  # noqa: E402
 
 RESEARCH_TASK = "research"
@@ -202,12 +202,12 @@ def test_an_execution_left_open_closes_with_its_task(instrumented, telemetry):
     job = crewai.Task(name="triage", description="d", expected_output="x", agent=analyst)
     crewai_event_bus.emit(job, TaskStartedEvent(context="", task=job))
     crewai_event_bus.emit(analyst, AgentExecutionStartedEvent(agent=analyst, task=job, tools=[], task_prompt="p"))
-    labels = otel_tokens._internal.context.current_labels()
+    labels = otel_tokens._internal.calls.context.current_labels()
     assert (labels.agent, labels.task) == ("Analyst", "triage")
     # No agent_execution_completed (an interrupted execution): the task's end closes both scopes.
     output = TaskOutput(description="d", agent="Analyst", raw="done")
     crewai_event_bus.emit(job, TaskCompletedEvent(output=output, task=job))
-    labels = otel_tokens._internal.context.current_labels()
+    labels = otel_tokens._internal.calls.context.current_labels()
     assert (labels.agent, labels.task) == (None, None)
     assert [s.name for s in telemetry.spans("invoke_agent")] == ["invoke_agent Analyst"]
 

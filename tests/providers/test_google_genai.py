@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind  # noqa: E402
 
 import otel_tokens  # noqa: E402
 from otel_tokens import semconv as A  # noqa: E402
-from otel_tokens._internal.records import Usage  # noqa: E402
+from otel_tokens._internal.base.records import Usage  # noqa: E402
 from tests.providers.assertions import all_attribute_text, assert_usage  # noqa: E402
 from tests.providers.assertions import only_llm_span as only_span  # noqa: E402
 from tests.providers.assertions import reference_cost as shared_reference_cost  # noqa: E402

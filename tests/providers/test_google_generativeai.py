@@ -23,8 +23,8 @@ from google.generativeai.types import generation_types  # noqa: E402
 
 import otel_tokens  # noqa: E402
 from otel_tokens import semconv as A  # noqa: E402
-from otel_tokens._internal.demo.fake_server import FakeLLMServer, count_tokens  # noqa: E402
-from otel_tokens._internal.records import Usage  # noqa: E402
+from otel_tokens._internal.base.records import Usage  # noqa: E402
+from otel_tokens._internal.commands.fake_server import FakeLLMServer, count_tokens  # noqa: E402
 from tests.providers.assertions import all_attribute_text, assert_usage, reference_cost  # noqa: E402
 from tests.providers.assertions import only_llm_span as only_span  # noqa: E402
 

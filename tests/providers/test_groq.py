@@ -13,8 +13,8 @@ from opentelemetry.trace import SpanKind  # noqa: E402
 
 import otel_tokens  # noqa: E402
 from otel_tokens import semconv as A  # noqa: E402
+from otel_tokens._internal.base.records import Usage  # noqa: E402
 from otel_tokens._internal.providers import groq as adapter  # noqa: E402
-from otel_tokens._internal.records import Usage  # noqa: E402
 from tests.providers.assertions import all_attribute_text, assert_usage, only_llm_span, reference_cost  # noqa: E402
 from tests.providers.groq_mock import RECORDINGS, GroqMock  # noqa: E402
 

@@ -10,7 +10,7 @@ langchain_groq = pytest.importorskip(
 )
 
 from otel_tokens import semconv as A  # noqa: E402
-from otel_tokens._internal.records import Usage  # noqa: E402
+from otel_tokens._internal.base.records import Usage  # noqa: E402
 from tests.providers.assertions import assert_usage, only_llm_span, reference_cost  # noqa: E402
 from tests.providers.groq_mock import API_KEY, GroqMock  # noqa: E402
 

@@ -28,9 +28,9 @@ with pytest.MonkeyPatch.context() as _guard:  # importing LiteLLM must not touch
 
 import otel_tokens  # noqa: E402
 from otel_tokens import semconv as A  # noqa: E402
+from otel_tokens._internal.base.records import Usage  # noqa: E402
+from otel_tokens._internal.base.settings import Settings  # noqa: E402
 from otel_tokens._internal.providers import litellm as adapter  # noqa: E402
-from otel_tokens._internal.records import Usage  # noqa: E402
-from otel_tokens._internal.settings import Settings  # noqa: E402
 from tests.providers.assertions import all_attribute_text, assert_usage, only_llm_span, reference_cost  # noqa: E402
 from tests.providers.openai_mock import _chat_sse  # noqa: E402
 

@@ -13,8 +13,8 @@ from mistralai.client.utils.eventstreaming import EventStream, EventStreamAsync
 
 import otel_tokens
 from otel_tokens import semconv as A
+from otel_tokens._internal.base.records import Usage
 from otel_tokens._internal.providers import mistral as adapter
-from otel_tokens._internal.records import Usage
 from tests.providers.assertions import (
     all_attribute_text,
     assert_instrument_twice_and_unpatch,

@@ -15,9 +15,9 @@ from ollama._client import AsyncClient, Client
 
 import otel_tokens
 from otel_tokens import semconv as A
+from otel_tokens._internal.base.records import Usage
+from otel_tokens._internal.outputs.report import format_usd
 from otel_tokens._internal.providers import ollama as adapter
-from otel_tokens._internal.records import Usage
-from otel_tokens._internal.report import format_usd
 from tests.providers.assertions import (
     all_attribute_text,
     assert_instrument_twice_and_unpatch,
@@ -314,8 +314,8 @@ def test_report_lists_self_hosted_usage_apart_and_reprices_it(instrumented, tele
 
 
 def test_usage_log_says_self_hosted_and_its_report_lists_it_apart(telemetry, server, monkeypatch, tmp_path):
-    from otel_tokens._internal.report import render_report, stats_from_usage_lines
-    from otel_tokens._internal.usage_log import read_usage_log
+    from otel_tokens._internal.accounting.usage_log import read_usage_log
+    from otel_tokens._internal.outputs.report import render_report, stats_from_usage_lines
 
     log = tmp_path / "usage.jsonl"
     monkeypatch.setenv("OTEL_TOKENS_LOG", str(log))

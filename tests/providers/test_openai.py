@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 
 import otel_tokens
 from otel_tokens import semconv
-from otel_tokens._internal.records import Usage
+from otel_tokens._internal.base.records import Usage
 from tests.providers.assertions import all_attribute_text, assert_usage
 from tests.providers.assertions import only_llm_span as only_span
 from tests.providers.assertions import reference_cost as shared_reference_cost

@@ -25,10 +25,10 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, tokens
+from otel_tokens._internal.base.settings import Settings
+from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers.detect import server_of
-from otel_tokens._internal.records import Request, Result, Usage, make_usage, tokens
-from otel_tokens._internal.settings import Settings
 
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 # The SDK's header values -> the engine's raw modes ("raw" in anthropic; "true" in older Stainless SDKs).
@@ -300,7 +300,7 @@ class MessageStreamAccumulator:
             if not self._final:
                 # Cut off before message_delta: message_start's output count is a placeholder, so the
                 # output is counted from the text that arrived (input and cache counts stay exact).
-                from otel_tokens._internal.tokenizer import count_tokens
+                from otel_tokens._internal.pricing.tokenizer import count_tokens
 
                 output = count_tokens("".join(self._text), self._model)
             usage = make_usage(

@@ -29,9 +29,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from otel_tokens import semconv
-from otel_tokens._internal.engine import Prepared
-from otel_tokens._internal.records import Request, Result, make_usage, tokens
-from otel_tokens._internal.settings import Settings
+from otel_tokens._internal.base.records import Request, Result, make_usage, tokens
+from otel_tokens._internal.base.settings import Settings
+from otel_tokens._internal.calls.engine import Prepared
 
 PROVIDER = "aws.bedrock"
 SERVICE = "bedrock-runtime"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from otel_tokens._internal.records import Request
+from otel_tokens._internal.base.records import Request
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 

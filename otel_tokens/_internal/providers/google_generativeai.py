@@ -14,7 +14,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from otel_tokens import semconv
-from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.base.records import Request, Result
+from otel_tokens._internal.base.settings import Settings
+from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers.google_genai import (
     GEMINI,
     GenerateContentAccumulator,
@@ -24,8 +26,6 @@ from otel_tokens._internal.providers.google_genai import (
     response_result,
     text_of,
 )
-from otel_tokens._internal.records import Request, Result
-from otel_tokens._internal.settings import Settings
 
 
 class ProtoAccumulator(GenerateContentAccumulator):

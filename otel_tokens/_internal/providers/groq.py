@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers import openai
 from otel_tokens._internal.providers.detect import server_of
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.base.records import Request, Usage, make_usage
+from otel_tokens._internal.base.settings import Settings
+from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers import common, openai
-from otel_tokens._internal.records import Request, Usage, make_usage
-from otel_tokens._internal.settings import Settings
 
 # LiteLLM provider -> gen_ai.provider.name; any other LiteLLM name is reported as it is.
 PROVIDERS = {

@@ -14,10 +14,10 @@ import functools
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.base.records import Result, make_usage
+from otel_tokens._internal.base.settings import Settings
+from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers import common
-from otel_tokens._internal.records import Result, make_usage
-from otel_tokens._internal.settings import Settings
 
 PROVIDER = "mistral_ai"
 

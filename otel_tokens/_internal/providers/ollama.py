@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from otel_tokens import semconv
-from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.base.records import Result, make_usage
+from otel_tokens._internal.base.settings import Settings
+from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers import common
-from otel_tokens._internal.records import Result, make_usage
-from otel_tokens._internal.settings import Settings
 
 PROVIDER = "ollama"
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.engine import Prepared
+from otel_tokens._internal.base.records import Request, Result, Usage, make_usage
+from otel_tokens._internal.base.settings import Settings
+from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers import common
 from otel_tokens._internal.providers.detect import openai_client_provider
-from otel_tokens._internal.records import Request, Result, Usage, make_usage
-from otel_tokens._internal.settings import Settings
 
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 

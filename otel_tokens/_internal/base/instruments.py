@@ -1,0 +1,210 @@
+"""The metric instruments, built once from a meter.
+
+Only the semconv histograms are recorded on the call path. The cumulative counters (tokens by type,
+cost, unpriced calls) are observable: the recorder adds each call to ``CallTotals`` with one dict update,
+and the SDK reads the totals when it collects. A synchronous ``Counter.add`` costs several microseconds
+per point in the SDK; five of them per call would be most of our overhead.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+
+from otel_tokens import semconv
+from otel_tokens._internal.base.records import CallRecord
+
+_logger = logging.getLogger("otel_tokens")
+
+# Series kept per counter before new attribute sets fold into one overflow series (as the SDK does).
+MAX_SERIES = 2000
+_OVERFLOW_KEY = (("otel.metric.overflow", True),)
+
+# index of each total in a series' list
+_INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING, _COST, _UNPRICED, _INVALID, _UNKNOWN = range(9)
+_TOKEN_TYPES = (
+    (semconv.TOKEN_TYPE_INPUT, _INPUT),
+    (semconv.TOKEN_TYPE_OUTPUT, _OUTPUT),
+    (semconv.TOKEN_TYPE_CACHE_READ, _CACHE_READ),
+    (semconv.TOKEN_TYPE_CACHE_WRITE, _CACHE_WRITE),
+    (semconv.TOKEN_TYPE_REASONING, _REASONING),
+)
+
+
+class CallTotals:
+    """Cumulative per-attribute-set totals behind the observable counters. Never reset."""
+
+    def __init__(self, max_series: int = MAX_SERIES) -> None:
+        self._series: dict[tuple, list[float]] = {}
+        self._priced: set[tuple] = set()
+        self._lock = threading.Lock()
+        self._max_series = max_series
+        self._overflowed = False
+
+    def add(self, attributes: dict[str, Any], record: CallRecord, key: tuple | None = None) -> None:
+        """Add a call to its attribute set's totals; ``key`` is ``tuple(attributes.items())`` if the
+        caller has it already."""
+        usage = record.usage
+        cost = record.cost_usd
+        invalid, unknown = record.usage_invalid, record.usage_unknown
+        # One tuple added with a C-level map (bools add as 0/1): no item update per total.
+        if usage is None:
+            if cost is None and not invalid and not unknown:
+                return  # a failed call: nothing to add
+            delta: tuple = (0, 0, 0, 0, 0, cost or 0.0, False, invalid, unknown)
+        else:
+            delta = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                     usage.reasoning_tokens, cost or 0.0, cost is None, invalid, unknown)
+        if key is None:
+            key = tuple(attributes.items())
+        with self._lock:
+            totals = self._series.get(key)
+            if totals is None:
+                if len(self._series) >= self._max_series:
+                    key = _OVERFLOW_KEY
+                    self._note_overflow()
+                totals = self._series.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0, 0, 0])
+            totals[:] = map(operator.add, totals, delta)
+            if cost is not None:
+                self._priced.add(key)
+
+    def _note_overflow(self) -> None:
+        if not self._overflowed:
+            self._overflowed = True
+            _logger.warning(
+                "more than %d metric attribute sets; further ones are counted under "
+                "otel.metric.overflow=true", self._max_series,
+            )
+
+    def _snapshot(self) -> list[tuple[tuple, list[float], bool]]:
+        with self._lock:
+            return [(key, list(totals), key in self._priced) for key, totals in self._series.items()]
+
+    def observe_tokens(self, options: CallbackOptions) -> Iterable[Observation]:
+        for key, totals, _ in self._snapshot():
+            for token_type, index in _TOKEN_TYPES:
+                # Subset types appear once they are non-zero; input and output always do.
+                if totals[index] or index in (_INPUT, _OUTPUT):
+                    yield Observation(totals[index], {**dict(key), semconv.GEN_AI_TOKEN_TYPE: token_type})
+
+    def observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
+        for key, totals, priced in self._snapshot():
+            if priced:
+                yield Observation(totals[_COST], dict(key))
+
+    def observe_unpriced(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(_UNPRICED)
+
+    def observe_invalid(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(_INVALID)
+
+    def observe_unknown(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(_UNKNOWN)
+
+    def _observe(self, index: int) -> list[Observation]:
+        return [Observation(totals[index], dict(key)) for key, totals, _ in self._snapshot() if totals[index]]
+
+
+class Relay:
+    """An observable instrument's callback that reads whatever source is current. Instruments are
+    registered once per meter (the SDK ignores a second registration's callbacks), while the runtime
+    behind them may be rebuilt by uninstrument() and instrument()."""
+
+    __slots__ = ("source",)
+
+    def __init__(self) -> None:
+        self.source: Callable[[CallbackOptions], Iterable[Observation]] | None = None
+
+    def __call__(self, options: CallbackOptions) -> Iterable[Observation]:
+        source = self.source
+        return source(options) if source is not None else ()
+
+
+_lock = threading.Lock()
+_by_meter: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
+_relays: weakref.WeakKeyDictionary[Any, dict[str, Relay]] = weakref.WeakKeyDictionary()
+
+
+def instruments_for(meter: Meter) -> Instruments:
+    """The meter's instruments, created on first use; the same object for every later runtime, so
+    cumulative counters continue across uninstrument()/instrument()."""
+    with _lock:
+        instruments = _by_meter.get(meter)
+        if instruments is None:
+            instruments = _by_meter[meter] = Instruments.create(meter)
+        return instruments
+
+
+def observable_gauge(meter: Meter, name: str, unit: str, description: str) -> Relay:
+    """An observable gauge registered once per meter; point its relay's ``source`` at the data."""
+    with _lock:
+        relays = _relays.setdefault(meter, {})
+        relay = relays.get(name)
+        if relay is None:
+            relay = relays[name] = Relay()
+            meter.create_observable_gauge(name, callbacks=[relay], unit=unit, description=description)
+        return relay
+
+
+@dataclass(frozen=True, slots=True)
+class Instruments:
+    token_usage: Histogram
+    duration: Histogram
+    time_to_first_chunk: Histogram
+    totals: CallTotals
+
+    @classmethod
+    def create(cls, meter: Meter) -> Instruments:
+        totals = CallTotals()
+        meter.create_observable_counter(
+            semconv.METRIC_OPERATION_COST,
+            callbacks=[totals.observe_cost],
+            unit=semconv.UNIT_USD,
+            description="Cost of GenAI operations in US dollars.",
+        )
+        meter.create_observable_counter(
+            semconv.METRIC_TOKEN_COUNT,
+            callbacks=[totals.observe_tokens],
+            unit=semconv.UNIT_TOKEN,
+            description=(
+                "Tokens by type: input, output, and the subsets cache_read, cache_write (of input) "
+                "and reasoning (of output)."
+            ),
+        )
+        for name, callback, description in (
+            (semconv.METRIC_UNPRICED_CALLS, totals.observe_unpriced,
+             "Calls to models with no known price; their cost is not counted."),
+            (semconv.METRIC_USAGE_INVALID_CALLS, totals.observe_invalid,
+             "Calls whose provider sent usage that is not finite, non-negative counts."),
+            (semconv.METRIC_USAGE_UNKNOWN_CALLS, totals.observe_unknown,
+             "Calls that succeeded with no token counts, exact or estimated."),
+        ):
+            meter.create_observable_counter(name, callbacks=[callback], unit=semconv.UNIT_CALL, description=description)
+        return cls(
+            token_usage=meter.create_histogram(
+                semconv.METRIC_TOKEN_USAGE,
+                unit=semconv.UNIT_TOKEN,
+                description="Number of input and output tokens used per operation.",
+                explicit_bucket_boundaries_advisory=list(semconv.TOKEN_USAGE_BUCKETS),
+            ),
+            duration=meter.create_histogram(
+                semconv.METRIC_OPERATION_DURATION,
+                unit=semconv.UNIT_SECONDS,
+                description="GenAI operation duration.",
+                explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+            ),
+            time_to_first_chunk=meter.create_histogram(
+                semconv.METRIC_TIME_TO_FIRST_CHUNK,
+                unit=semconv.UNIT_SECONDS,
+                description="Time to receive the first chunk of a streamed response.",
+                explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+            ),
+            totals=totals,
+        )

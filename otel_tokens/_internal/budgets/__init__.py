@@ -1,0 +1,8 @@
+"""Budgets: limits per agent, workflow, user, fleet or request; their projections before a call and their
+settling after it; shared spend in SQLite or Redis.
+
+Owns: ``manager`` (BudgetManager, Budget, budget specs and files), ``store`` (SQLite and Redis spend stores),
+``request`` (``otel_tokens.budget()``).
+
+May import: base, pricing.
+"""

@@ -1,0 +1,8 @@
+"""One call's journey: the patch table and wrappers, attribution labels, streams, and the recorder that turns
+a finished call into a span, metrics, ledger rows, budget settles and sink lines.
+
+Owns: ``engine`` (patches, wrappers, the adapter contract), ``context`` (agent/workflow/task/user labels and
+agent spans), ``streams``, ``recorder`` (the only writer of telemetry), ``manual`` (``record_usage``).
+
+May import: base, pricing, budgets, accounting.
+"""

@@ -1,0 +1,8 @@
+"""Wiring: the process's runtime (settings, price book, ledger, budgets, usage log and recorder built once
+and bound to the telemetry providers), and the OpenTelemetry providers ``otel_tokens.auto`` builds from
+``OTEL_*`` variables.
+
+Owns: ``runtime``, ``telemetry``.
+
+May import: base, pricing, budgets, accounting, calls, outputs.
+"""
