@@ -352,7 +352,7 @@ def test_the_set_up_commands_install_extras_and_a_command_that_exist() -> None:
 
 # -- links -----------------------------------------------------------------------------------------
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-PAGES = [README, *sorted(DOCS.glob("*.md")), ROOT / "benchmarks" / "README.md"]
+PAGES = [README, ROOT / "ARCHITECTURE.md", *sorted(DOCS.glob("*.md")), ROOT / "benchmarks" / "README.md"]
 
 
 def github_slug(heading: str) -> str:
