@@ -136,7 +136,34 @@ def serve_page() -> None:
         server.close()
 
 
-SCENARIOS = {"auto_and_calls": auto_and_calls, "serve_page": serve_page}
+def async_calls() -> None:
+    """AsyncOpenAI under asyncio: with a shared store, each budget check's round trip runs on a worker."""
+    import asyncio
+
+    import httpx2
+    import openai
+
+    import otel_tokens
+
+    otel_tokens.instrument()
+    http_client = getattr(openai, "DefaultAsyncHttpx2Client", None) or openai.DefaultAsyncHttpxClient
+
+    async def handler(request):
+        return _chat_handler(request)
+
+    async def main() -> None:
+        client = openai.AsyncOpenAI(api_key="sk-test-probe-0000000000000000", base_url="https://api.openai.com/v1",
+                                    max_retries=0, http_client=http_client(transport=httpx2.MockTransport(handler)))
+        messages = [{"role": "user", "content": "hello"}]
+        with otel_tokens.agent("researcher"), otel_tokens.workflow("probe"):
+            for _ in range(3):
+                await client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+
+    asyncio.run(main())
+    time.sleep(0.6)
+
+
+SCENARIOS = {"auto_and_calls": auto_and_calls, "serve_page": serve_page, "async_calls": async_calls}
 
 if __name__ == "__main__":
     main(sys.argv[1])
