@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from datetime import date
 from importlib.util import find_spec
 from typing import Any, Final
@@ -54,10 +55,12 @@ REGENERATE: Final = "python -m otel_tokens._internal.pricing.index --write"
 # The genai-prices files whose content decides which model a name resolves to and what it costs.
 FINGERPRINTED_FILES: Final = ("genai_prices/data.py", "genai_prices/data_snapshot.py", "genai_prices/types.py")
 # Bumped whenever the index's rows change meaning, so a cache written by another otel-tokens is not read.
-INDEX_FORMAT: Final = 1
+INDEX_FORMAT: Final = 2
 
 Fingerprint = tuple[tuple[str, str], ...]
-Tables = tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...]]  # providers, models, prices
+# providers, models (flat: match, row of prices, model id per model), prices; JSON lists as parsed
+Tables = tuple[Sequence[Any], Sequence[Any], Sequence[str]]
+_STRIDE: Final = 3  # model n is models[3n:3n + 3]
 
 # A simple clause is one string, its kind's mark then its value (fewer objects to load than a tuple):
 # equals, starts_with, ends_with, contains lower-cased, since every text genai-prices matches them against
@@ -125,14 +128,15 @@ def _read(path: str, installed: Fingerprint) -> Tables | None:
             index = json.load(file)
         if index["format"] != INDEX_FORMAT:
             raise ValueError(f"format {index['format']!r}, not {INDEX_FORMAT}")
-        if _tuples(index["fingerprint"]) != installed:
+        built = tuple(tuple(pair) for pair in index["fingerprint"])
+        if built != installed:
             logger.debug(
                 "the price index %s was built from genai-prices %s; the installed one differs (%s)",
-                path, index["genai_prices_version"], _difference(_tuples(index["fingerprint"]), installed),
+                path, index["genai_prices_version"], _difference(built, installed),
             )  # fmt: skip
             return None
-        models = tuple(value for match, row, _ in index["models"] for value in (_tuples(match), row))
-        return _tuples(index["providers"]), models, tuple(index["prices"])
+        # Used as parsed: rebuilding thousands of tuples would cost more than the parse.
+        return index["providers"], index["models"], index["prices"]
     except FileNotFoundError:
         return None
     except Exception as err:  # unreadable or not ours: built again (and a cached one replaced)
@@ -140,21 +144,22 @@ def _read(path: str, installed: Fingerprint) -> Tables | None:
         return None
 
 
-def render(tables: Tables, installed: Fingerprint, model_ids: tuple[str, ...] | None = None) -> str:
+def render(tables: Tables, installed: Fingerprint) -> str:
     """An index file: JSON with one provider, model or price a line (readable diffs for the shipped one)."""
     from importlib.metadata import version
 
     providers, models, prices = tables
-    ids = model_ids or ("",) * (len(models) // 2)
 
     def lines(values: Any) -> str:
         return ",\n".join(json.dumps(value, separators=(",", ":")) for value in values)
 
-    model_rows = ([models[2 * number], models[2 * number + 1], model] for number, model in enumerate(ids))
+    # One model a line, flat: match, row of prices, id.
+    model_rows = ",\n".join(json.dumps(list(models[n : n + _STRIDE]), separators=(",", ":"))[1:-1]
+                             for n in range(0, len(models), _STRIDE))
     return (
         f'{{"format": {INDEX_FORMAT}, "genai_prices_version": {json.dumps(version("genai-prices"))},\n'
         f'"fingerprint": {json.dumps(installed)},\n'
-        f'"providers": [\n{lines(providers)}],\n"models": [\n{lines(model_rows)}],\n'
+        f'"providers": [\n{lines(providers)}],\n"models": [\n{model_rows}],\n'
         f'"prices": [\n{lines(prices)}]}}\n'
     )
 
@@ -176,11 +181,6 @@ def _write_cache(installed: Fingerprint, tables: Tables) -> str | None:
         )  # fmt: skip
         return None
     return path
-
-
-def _tuples(value: Any) -> Any:
-    """JSON lists back to the index's tuples (the matcher tells compound clauses by type)."""
-    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
 
 
 def prepare() -> tuple[str, str | None]:
@@ -257,7 +257,7 @@ def _difference(built: tuple[tuple[str, str], ...], installed: tuple[tuple[str, 
 
 def _is_match(clause: str | tuple[str, Any], text: str) -> bool:
     """genai-prices' clause match for ``text`` already lower-cased."""
-    if type(clause) is tuple:
+    if type(clause) is not str:  # a compound clause: (kind, parts), a list as parsed from JSON
         kind, parts = clause
         if kind == _OR:
             return any(_is_match(part, text) for part in parts)
@@ -329,7 +329,7 @@ class IndexCatalog:
     """genai-prices' providers and models from the index, looked up as ``DataSnapshot`` looks them up.
 
     Providers are ``(id, provider_match, model_match, fallback ids, first model, end model)``; model ``n``
-    is ``models[2 * n]`` (its match) and ``models[2 * n + 1]``, its row of ``prices``. A row is JSON, read
+    is ``models[3 * n]`` (its match), ``models[3 * n + 1]`` (its row of ``prices``) and its id. A row is JSON, read
     when a model using it is resolved (thousands of small tuples would double the load time): a list of
     the conditional prices in genai-prices' order (one with no constraint for a plain price), each
     ``[constraint, price]``. A constraint is null, ``["since", y, m, d]`` or ``["daily", start, end]`` in
@@ -369,13 +369,13 @@ class IndexCatalog:
         ]
 
     def same_prices(self, first: int, second: int) -> bool:
-        return self._models[2 * first + 1] == self._models[2 * second + 1]
+        return self._models[_STRIDE * first + 1] == self._models[_STRIDE * second + 1]
 
     def fallbacks(self, provider_id: str) -> tuple[str, ...]:
         return self._by_id[provider_id][3]
 
     def entry(self, number: int, day: date, label: str) -> _Entry:
-        table = json.loads(self._prices[self._models[2 * number + 1]])
+        table = json.loads(self._prices[self._models[_STRIDE * number + 1]])
         today = (day.year, day.month, day.day)
         boundaries = {bound for constraint, _ in table if constraint and constraint[0] == _DAILY
                       for bound in constraint[1:]}  # fmt: skip
@@ -428,7 +428,7 @@ class IndexCatalog:
     def _match_model(self, provider: tuple[Any, ...], model: str, fallback: bool) -> int | None:
         models = self._models
         for number in range(provider[4], provider[5]):
-            if _is_match(models[2 * number], model):
+            if _is_match(models[_STRIDE * number], model):
                 return number
         if fallback:
             # One step only: a fallback provider's own fallbacks are not followed.
@@ -503,11 +503,6 @@ def encode_constraint(logic: Any) -> tuple[Any, ...] | None:
 
 def build_tables() -> Tables:
     """The index's tables from the installed genai-prices (imports it; about 1 s)."""
-    return _build()[:3]
-
-
-def _build() -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...], tuple[str, ...]]:
-    """Providers, models (flat match, price row pairs), prices, and the model ids for comments."""
     from genai_prices import types
     from genai_prices.data import providers
 
@@ -532,10 +527,9 @@ def _build() -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...], tuple[s
     price_rows: dict[Any, int] = {}
     prices: list[str] = []
     provider_rows: list[tuple[Any, ...]] = []
-    models: list[Any] = []  # flat (match, row of prices) pairs
-    ids: list[str] = []
+    models: list[Any] = []
     for provider in providers:
-        first = len(ids)
+        first = len(models) // _STRIDE
         for info in provider.models:
             key = price_key(info.prices)
             if key not in price_rows:
@@ -543,19 +537,17 @@ def _build() -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...], tuple[s
                 conditionals = info.prices if isinstance(info.prices, list) else [types.ConditionalPrice(prices=info.prices)]
                 table = [[encode_constraint(item.constraint), price(item.prices)] for item in conditionals]
                 prices.append(json.dumps(table, separators=(",", ":")))
-            models += (encode_clause(info.match), price_rows[key])
-            ids.append(info.id)
+            models += (encode_clause(info.match), price_rows[key], info.id)
         provider_rows.append((
             provider.id, encode_clause(provider.provider_match), encode_clause(provider.model_match),
-            tuple(provider.fallback_model_providers or ()), first, len(ids),
+            tuple(provider.fallback_model_providers or ()), first, len(models) // _STRIDE,
         ))  # fmt: skip
-    return tuple(provider_rows), tuple(models), tuple(prices), tuple(ids)
+    return tuple(provider_rows), tuple(models), tuple(prices)
 
 
 def generate() -> str:
     """The shipped index file's text, from the installed genai-prices."""
-    providers, models, prices, ids = _build()
-    return render((providers, models, prices), installed_fingerprint(), ids)
+    return render(build_tables(), installed_fingerprint())
 
 
 def main(argv: list[str] | None = None) -> int:
