@@ -564,3 +564,45 @@ def test_messages_iterator_reaches_the_sdk_unconsumed(telemetry, mock, monkeypat
         otel_tokens.uninstrument()
     assert mock.requests[0][1]["messages"] == [{"role": "user", "content": "from an iterator"}]
     assert_usage(only_span(telemetry), input=1250, output=42, cache_read=1024)
+
+
+class _ForeignStreamWrapper:
+    """Another instrumentation's stream wrapper, as contrib openai-v2 makes one: the SDK's stream in
+    ``.stream``, iterated by ``__next__``, not an ``openai.Stream``."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.stream)
+
+    def close(self):
+        self.stream.close()
+
+
+def test_a_stream_another_instrumentation_wrapped_first_is_still_read(telemetry):
+    import wrapt
+
+    def foreign(wrapped, instance, args, kwargs):
+        result = wrapped(*args, **kwargs)
+        return _ForeignStreamWrapper(result) if kwargs.get("stream") else result
+
+    target = openai.resources.chat.completions.Completions
+    original = target.__dict__["create"]
+    wrapt.wrap_function_wrapper(target, "create", foreign)  # patched before otel-tokens
+    try:
+        otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+        try:
+            stream = OpenAIMock().client().chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True)
+            assert len(list(stream)) > 1
+            stats = otel_tokens.get_statistics()
+            assert (stats["input_tokens"], stats["output_tokens"], stats["cache_read_tokens"]) == (2100, 8, 1920)
+            assert stats["estimated_calls"] == 0
+        finally:
+            otel_tokens.uninstrument()
+    finally:
+        target.create = original
