@@ -89,6 +89,9 @@ OTEL_TOKENS_USAGE_INVALID: Final = "otel_tokens.usage.invalid"
 # A call that succeeded with no token counts, exact or estimated (e.g. a raw body never read).
 OTEL_TOKENS_USAGE_UNKNOWN: Final = "otel_tokens.usage.unknown"
 OTEL_TOKENS_TASK_NAME: Final = "otel_tokens.task.name"
+# Where a call was read from when another instrumentation made its span (GenAISpanProcessor): that span's
+# instrumentation scope name. Absent on calls of otel-tokens' own instrumentors and record_usage().
+OTEL_TOKENS_SOURCE: Final = "otel_tokens.source"
 # HTTP requests one call sent, when more than one (Gemini automatic function calling, continuation).
 OTEL_TOKENS_REQUEST_COUNT: Final = "otel_tokens.request.count"
 OTEL_TOKENS_BUDGET_WINDOW: Final = "otel_tokens.budget.window"
@@ -191,5 +194,6 @@ METRIC_ATTRIBUTE_KEYS: Final = frozenset(
         ERROR_TYPE,
         SERVER_ADDRESS,
         SERVER_PORT,
+        OTEL_TOKENS_SOURCE,
     }
 )

@@ -151,6 +151,9 @@ class Request:
     stream: bool = False
     # Request parameters as semconv span attributes (gen_ai.request.max_tokens, ...), only those given.
     attributes: Mapping[str, Any] = field(default_factory=_empty)
+    # Where the call was read from when otel-tokens did not make it: the instrumentation scope of another
+    # source's span (GenAISpanProcessor); None for otel-tokens' own instrumentors and record_usage().
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

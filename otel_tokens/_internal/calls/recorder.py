@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Final, Protocol
 
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode, Tracer
 
 from otel_tokens import semconv
+from otel_tokens._internal.base.errors import ReportedError
 from otel_tokens._internal.base.instruments import Instruments
 from otel_tokens._internal.base.records import (
     MAX_TOKENS,
@@ -116,11 +117,14 @@ class Recorder:
         prompt_text: Callable[[], str] | None = None,
         *,
         elapsed_s: float | None = None,
+        traced: bool = True,
     ) -> Invocation:
         """Open the span. A blocking budget raises BudgetExceededError here, before anything is sent.
 
         ``elapsed_s``: the call already happened and took this long (``record_usage``); the span starts
-        that long ago, and a blocking budget counts the call instead of stopping it.
+        that long ago, and a blocking budget counts the call instead of stopping it. ``traced=False``: the
+        call has a span already (another instrumentation's), so it gets no second one; everything else
+        (metrics, ledger, budgets, sinks) is the same.
         """
         reservation = None
         if self._budgets is not None:
@@ -129,7 +133,7 @@ class Recorder:
                 reservation = self._budgets.reserve(request, labels, prompt_text)
             else:
                 reservation = self._budgets.reserve(request, labels, None, enforce=False)
-        return self._open(request, labels, reservation, elapsed_s)
+        return self._open(request, labels, reservation, elapsed_s, traced)
 
     async def start_async(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Invocation:
         """:meth:`start` for async calls: a budget check that needs the network runs off the event loop."""
@@ -137,7 +141,14 @@ class Recorder:
         reservation = await budgets.reserve_async(request, labels, prompt_text) if budgets is not None else None
         return self._open(request, labels, reservation, None)
 
-    def _open(self, request: Request, labels: Labels, reservation: Any, elapsed_s: float | None) -> Invocation:
+    def _open(
+        self, request: Request, labels: Labels, reservation: Any, elapsed_s: float | None, traced: bool = True
+    ) -> Invocation:
+        if not traced:
+            invocation = Invocation(request, labels, INVALID_SPAN, reservation, self._request_attributes(request))
+            if elapsed_s:
+                invocation.started -= elapsed_s
+            return invocation
         try:
             request_attributes = self._request_attributes(request)
             attributes = dict(request_attributes)
@@ -167,7 +178,8 @@ class Recorder:
 
     def _request_attributes(self, request: Request) -> dict[str, Any]:
         """What span and metric points say about the request; one shared dict per distinct request."""
-        key = (request.provider, request.operation, request.model, request.server_address, request.server_port)
+        key = (request.provider, request.operation, request.model, request.server_address, request.server_port,
+               request.source)
         attributes = self._requests.get(key)
         if attributes is None:
             attributes = _request_attributes(request)
@@ -492,10 +504,14 @@ def _request_attributes(request: Request) -> dict[str, Any]:
         attributes[semconv.SERVER_ADDRESS] = request.server_address
         if request.server_port:
             attributes[semconv.SERVER_PORT] = request.server_port
+    if request.source:
+        attributes[semconv.OTEL_TOKENS_SOURCE] = request.source
     return attributes
 
 
 def _error_type(error: BaseException) -> str:
+    if isinstance(error, ReportedError):
+        return error.error_type or semconv.ERROR_TYPE_OTHER
     name = type(error).__qualname__
     return name or semconv.ERROR_TYPE_OTHER
 
