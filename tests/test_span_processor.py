@@ -445,3 +445,39 @@ def test_blocking_budget_pushed_over_by_foreign_spans_blocks_our_next_call(proce
         mock.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     assert mock.requests == []  # never sent
 
+
+
+# -- the launcher ---------------------------------------------------------------------------------------
+LAUNCHED_APP = """
+import json, otel_tokens
+from opentelemetry import trace
+from tests.providers.openai_mock import OpenAIMock
+with trace.get_tracer("opentelemetry.util.genai.handler").start_as_current_span("chat gpt-4o", attributes={
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 3}):
+    pass
+OpenAIMock().client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+stats = otel_tokens.get_statistics()
+print(json.dumps({"calls": stats["total_calls"], "input_tokens": stats["input_tokens"]}))
+"""
+
+
+def test_the_launcher_adds_the_processor_from_the_environment(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "app.py"
+    script.write_text(LAUNCHED_APP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({"PYTHONPATH": str(root), "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+                "OTEL_LOGS_EXPORTER": "none", "OTEL_TOKENS_SPAN_PROCESSOR": "true",
+                "OTEL_TOKENS_RAISE_INTERNAL_ERRORS": "1"})
+    launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+    done = subprocess.run([str(launcher), sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=root)
+    assert done.returncode == 0, done.stderr
+    # The other source's call and otel-tokens' own, each once.
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"calls": 2, "input_tokens": 1257}

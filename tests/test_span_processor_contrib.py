@@ -113,3 +113,43 @@ def test_contrib_beside_our_instrumentor_counts_each_call_once(telemetry, contri
     # Our instrumentor's counts, cache included, are the ones kept.
     assert stats["by_model"][CHAT[0]]["cache_read_tokens"] == CHAT[3]
     assert stats["by_model"][STREAM[0]]["cache_read_tokens"] == STREAM[3]
+
+
+LAUNCHED_APP = """
+import json, otel_tokens
+from tests.providers.openai_mock import OpenAIMock
+client = OpenAIMock().client()
+client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+for _chunk in client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
+                                             stream=True, stream_options={"include_usage": True}):
+    pass
+stats = otel_tokens.get_statistics()
+print("STATS", json.dumps({"calls": stats["total_calls"], "cache_read_tokens": stats["cache_read_tokens"]}))
+"""
+
+
+def test_the_launcher_with_both_instrumentors_and_the_processor_counts_each_call_once(tmp_path):
+    """``opentelemetry-instrument`` loads contrib's and otel-tokens' openai instrumentors from their entry
+    points; OTEL_TOKENS_SPAN_PROCESSOR=true adds the processor, which must not count contrib's twins."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "app.py"
+    script.write_text(LAUNCHED_APP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({"PYTHONPATH": str(root), "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none",
+                "OTEL_LOGS_EXPORTER": "none", "OTEL_TOKENS_SPAN_PROCESSOR": "true",
+                "OTEL_TOKENS_RAISE_INTERNAL_ERRORS": "1"})
+    launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+    done = subprocess.run([str(launcher), sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=root)
+    assert done.returncode == 0, done.stderr
+    # Both instrumentations traced both calls (console export: two spans per call) ...
+    assert done.stdout.count('"name": "chat gpt-4o"') == 2 and done.stdout.count('"name": "chat gpt-4o-mini"') == 2
+    # ... and each call is counted once, with our instrumentor's cache counts.
+    (stats,) = [line[6:] for line in done.stdout.splitlines() if line.startswith("STATS ")]
+    assert json.loads(stats) == {"calls": 2, "cache_read_tokens": 1024 + 1920}

@@ -68,8 +68,8 @@ REASONING_NAMES: Final = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.
                           "llm.token_count.completion_details.reasoning")
 TOTAL_NAMES: Final = ("gen_ai.usage.total_tokens", "llm.token_count.total", "llm.usage.total_tokens")
 PROVIDER_NAMES: Final = (semconv.GEN_AI_PROVIDER_NAME, "gen_ai.system", "llm.provider", "llm.system")
-REQUEST_MODEL_NAMES: Final = (semconv.GEN_AI_REQUEST_MODEL, "llm.model_name")
-RESPONSE_MODEL_NAMES: Final = (semconv.GEN_AI_RESPONSE_MODEL, "llm.model_name")
+REQUEST_MODEL_NAMES: Final = (semconv.GEN_AI_REQUEST_MODEL, "llm.model_name", "embedding.model_name")
+RESPONSE_MODEL_NAMES: Final = (semconv.GEN_AI_RESPONSE_MODEL, "llm.model_name", "embedding.model_name")
 AGENT_NAMES: Final = (semconv.GEN_AI_AGENT_NAME, "agent.name")
 
 # Other names for well-known gen_ai.provider.name values: legacy gen_ai.system values and OpenInference's
@@ -421,7 +421,7 @@ def _keys(trace_id: int, attributes: Mapping[str, Any], usage: Any) -> tuple:
         keys = ((trace_id, "id", response_id),)
     if usage is None:
         input_tokens = attributes.get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
-        output_tokens = attributes.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
+        output_tokens = attributes.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS, 0)  # absent on embeddings
     else:
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
     if type(input_tokens) is int and type(output_tokens) is int and (input_tokens or output_tokens):
