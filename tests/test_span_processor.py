@@ -481,3 +481,21 @@ def test_the_launcher_adds_the_processor_from_the_environment(tmp_path):
     assert done.returncode == 0, done.stderr
     # The other source's call and otel-tokens' own, each once.
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"calls": 2, "input_tokens": 1257}
+
+
+def test_span_processor_argument_after_set_budget_is_honoured(telemetry, monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("OTEL_TOKENS_") and name not in ("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "OTEL_TOKENS_CACHE_DIR"):
+            monkeypatch.delenv(name)
+    otel_tokens.set_budget("a", limit_usd=1.0)  # builds the runtime before instrument()
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
+                           span_processor=True)
+    try:
+        _span(telemetry, CONTRIB_OPENAI, "chat gpt-4o", {
+            A.GEN_AI_OPERATION_NAME: "chat", "gen_ai.system": "openai", A.GEN_AI_REQUEST_MODEL: "gpt-4o",
+            A.GEN_AI_USAGE_INPUT_TOKENS: 7, A.GEN_AI_USAGE_OUTPUT_TOKENS: 3})
+        assert otel_tokens.get_statistics()["total_calls"] == 1
+    finally:
+        otel_tokens.uninstrument()

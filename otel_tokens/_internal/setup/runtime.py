@@ -163,6 +163,9 @@ def runtime_for(
         if _runtime.implicit and not implicit:
             _runtime.implicit = False
             _runtime.bind(tracer_provider, meter_provider)
+        if settings.pop("span_processor", None) and not _runtime.settings.span_processor:
+            # set_budget() before instrument(span_processor=True) built the runtime: still honoured.
+            add_span_processor(tracer_provider)
         if settings:
             _logger.warning(
                 "otel_tokens was already configured (by set_budget(), set_price() or instrument()); "
