@@ -68,6 +68,7 @@ def test_chat_create_records_exact_tokens_cost_and_metrics(instrumented, telemet
     assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__token__type="output") == 42
     assert telemetry.sum_of(A.METRIC_TOKEN_COUNT, gen_ai__token__type="cache_read") == 1024
     assert telemetry.sum_of(A.METRIC_OPERATION_COST) == pytest.approx(expected, abs=1e-9)
+    assert telemetry.sum_of(A.METRIC_COST_USD) == pytest.approx(expected, abs=1e-9)
     (attributes, point), = telemetry.points(A.METRIC_OPERATION_DURATION)
     assert point.count == 1
     assert attributes == {
@@ -78,6 +79,13 @@ def test_chat_create_records_exact_tokens_cost_and_metrics(instrumented, telemet
         A.SERVER_ADDRESS: "api.openai.com",
         A.SERVER_PORT: 443,
     }
+    # The conventions' cost histogram: one point per call, the currency (required) and the cost's source.
+    (cost_attributes, cost_point), = telemetry.points(A.METRIC_OPERATION_COST)
+    assert cost_attributes == {**attributes, A.GEN_AI_USAGE_COST_CURRENCY: "USD", A.GEN_AI_USAGE_COST_SOURCE: "local"}
+    assert (cost_point.count, list(cost_point.explicit_bounds)) == (1, list(A.COST_BUCKETS))
+    (metric,) = [m for rm in telemetry.reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+                 for m in sm.metrics if m.name == A.METRIC_OPERATION_COST]
+    assert metric.unit == "{cost}"
 
 
 def test_reasoning_and_cache_tokens(instrumented, telemetry, mock):

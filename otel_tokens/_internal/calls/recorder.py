@@ -462,6 +462,8 @@ class Recorder:
         if usage is not None:
             instruments.token_usage.record(usage.input_tokens, points.input)
             instruments.token_usage.record(usage.output_tokens, points.output)
+        if record.cost_usd is not None:
+            instruments.operation_cost.record(record.cost_usd, points.cost(record.cost_source))
         instruments.totals.add(points.call, record, points.key)
 
 
@@ -473,7 +475,7 @@ class _MetricPoints:
     """The attribute dicts of one call's metric points, built once per distinct set and never mutated
     (the SDK only reads them)."""
 
-    __slots__ = ("request_attributes", "call", "input", "output", "key")
+    __slots__ = ("request_attributes", "call", "input", "output", "key", "_costs")
 
     def __init__(
         self, request_attributes: dict[str, Any], response_model: str | None, agent: str | None, error: str | None
@@ -490,6 +492,18 @@ class _MetricPoints:
         self.input = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
         self.output = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
         self.key = tuple(call.items())
+        self._costs: dict[str | None, dict[str, Any]] = {}
+
+    def cost(self, source: str | None) -> dict[str, Any]:
+        """gen_ai.client.operation.cost's attributes: the call's, the currency (required) and the cost's
+        source (``local``, ``provider``, ``self_hosted``)."""
+        attributes = self._costs.get(source)
+        if attributes is None:
+            attributes = {**self.call, semconv.GEN_AI_USAGE_COST_CURRENCY: semconv.COST_CURRENCY_USD}
+            if source:
+                attributes[semconv.GEN_AI_USAGE_COST_SOURCE] = source
+            self._costs[source] = attributes
+        return attributes
 
 
 def _request_attributes(request: Request) -> dict[str, Any]:
