@@ -693,8 +693,11 @@ def test_content_capture_opt_in(telemetry, mock, monkeypatch):
         otel_tokens.uninstrument()
     first, second = sorted(telemetry.llm_spans(), key=lambda s: s.start_time)
     messages = json.loads(first.attributes[A.GEN_AI_INPUT_MESSAGES])
-    assert [m["role"] for m in messages] == ["system", "user"]
-    assert messages[1]["parts"][0]["content"] == "Summarise the termination clause."
+    assert [m["role"] for m in messages] == ["user"]
+    assert messages[0]["parts"][0]["content"] == "Summarise the termination clause."
+    # The conventions put a separate system prompt in gen_ai.system_instructions, not among the messages.
+    assert json.loads(first.attributes[A.GEN_AI_SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be brief."}]
+    assert A.GEN_AI_SYSTEM_INSTRUCTIONS not in second.attributes  # no system prompt given
     assert "30 days" in first.attributes[A.GEN_AI_OUTPUT_MESSAGES]
     assert "Streams are read event by event." in second.attributes[A.GEN_AI_OUTPUT_MESSAGES]
     assert API_KEY not in all_attribute_text(telemetry)

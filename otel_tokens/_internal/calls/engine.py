@@ -81,6 +81,9 @@ class Operation(Protocol):
 
     def input_messages(self, kwargs: dict) -> Any: ...
 
+    # Optional, for APIs that take the system prompt apart from the messages (Anthropic's ``system``):
+    # ``system_instructions(kwargs)`` gives its parts for ``gen_ai.system_instructions``.
+
 
 class HopOperation(Protocol):
     """For "hop" patches: an SDK's per-request method that one public call may call several times
@@ -307,6 +310,9 @@ def _started(operation: Operation, recorder: Recorder, prepared: Prepared, invoc
     inputs = prepared.prompt_inputs
     if recorder.capture_enabled:
         invocation.input_messages = guarded("reading input messages", operation.input_messages, inputs)
+        system_instructions = getattr(operation, "system_instructions", None)
+        if system_instructions is not None:
+            invocation.system_instructions = guarded("reading system instructions", system_instructions, inputs)
     call = _Call(prepared, invocation)
     call.token = _IN_CALL.set(True)
     if getattr(operation, "counts_hops", False):

@@ -66,7 +66,7 @@ class Invocation:
 
     __slots__ = (
         "request", "labels", "span", "started", "first_chunk_at", "reservation", "finished",
-        "input_messages", "request_attributes",
+        "input_messages", "system_instructions", "request_attributes",
     )
 
     def __init__(
@@ -82,6 +82,7 @@ class Invocation:
         self.reservation = reservation
         self.finished = False
         self.input_messages: Any = None
+        self.system_instructions: Any = None
 
 
 class Recorder:
@@ -432,6 +433,8 @@ class Recorder:
         content: dict[str, str] = {}
         if invocation.input_messages is not None:
             content[semconv.GEN_AI_INPUT_MESSAGES] = json.dumps(invocation.input_messages, default=str)
+        if invocation.system_instructions:
+            content[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(invocation.system_instructions, default=str)
         if result is not None and result.output_text is not None:
             content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
                 [{"role": "assistant", "parts": [{"type": "text", "content": result.output_text}]}]
