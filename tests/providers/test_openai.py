@@ -614,3 +614,43 @@ def test_a_stream_another_instrumentation_wrapped_first_is_still_read(telemetry)
             otel_tokens.uninstrument()
     finally:
         target.create = original
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["response", "stream"])
+def test_several_choices_give_one_output_message_each(telemetry, mock, monkeypatch, stream):
+    """The conventions: one output message per choice, each with its finish reason (n > 1)."""
+    import json
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        mock.reply("chat_stream_n2.sse" if stream else "chat_completion_n2.json")
+        response = mock.client().chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}], n=2, stream=stream)
+        if stream:
+            for _chunk in response:
+                pass
+    finally:
+        otel_tokens.uninstrument()
+    attrs = only_span(telemetry).attributes
+    messages = json.loads(attrs[A.GEN_AI_OUTPUT_MESSAGES])
+    expected = (["Paris.", "It is Paris"] if stream
+                else ["Paris.", "The capital of France is Paris, on the Seine"])
+    assert [m["parts"][0]["content"] for m in messages] == expected
+    assert [m["finish_reason"] for m in messages] == ["stop", "length"]
+    assert {m["role"] for m in messages} == {"assistant"}
+    assert sorted(attrs[A.GEN_AI_RESPONSE_FINISH_REASONS]) == ["length", "stop"]
+
+
+def test_one_choice_gives_one_output_message_with_its_finish_reason(telemetry, mock, monkeypatch):
+    import json
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        mock.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    finally:
+        otel_tokens.uninstrument()
+    (message,) = json.loads(only_span(telemetry).attributes[A.GEN_AI_OUTPUT_MESSAGES])
+    assert message == {"role": "assistant", "parts": [{"type": "text", "content": "The capital of France is Paris."}],
+                       "finish_reason": "stop"}

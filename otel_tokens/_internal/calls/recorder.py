@@ -435,10 +435,13 @@ class Recorder:
             content[semconv.GEN_AI_INPUT_MESSAGES] = json.dumps(invocation.input_messages, default=str)
         if invocation.system_instructions:
             content[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(invocation.system_instructions, default=str)
-        if result is not None and result.output_text is not None:
-            content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
-                [{"role": "assistant", "parts": [{"type": "text", "content": result.output_text}]}]
-            )
+        if result is not None and result.output_choices:  # one output message per choice
+            content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps([
+                _output_message(text, reason) for text, reason in result.output_choices
+            ])
+        elif result is not None and result.output_text is not None:
+            reason = result.finish_reasons[0] if result.finish_reasons else None
+            content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps([_output_message(result.output_text, reason)])
         if capture.on_span:
             span.set_attributes(content)
         if capture.on_event and content:
@@ -524,6 +527,14 @@ def _request_attributes(request: Request) -> dict[str, Any]:
     if request.source:
         attributes[semconv.OTEL_TOKENS_SOURCE] = request.source
     return attributes
+
+
+def _output_message(text: str, finish_reason: str | None) -> dict[str, Any]:
+    """One ``gen_ai.output.messages`` entry (the conventions' output message: role, parts, finish reason)."""
+    message: dict[str, Any] = {"role": "assistant", "parts": [{"type": "text", "content": text}]}
+    if finish_reason:
+        message["finish_reason"] = finish_reason
+    return message
 
 
 def _error_type(error: BaseException) -> str:
