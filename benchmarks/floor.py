@@ -1,5 +1,5 @@
 """The floor: the least code that emits exactly the telemetry otel-tokens emits for the benchmark's
-OpenAI chat calls (same span name, kind and attributes, same three histogram points, same observable
+OpenAI chat calls (same span name, kind and attributes, same four histogram points, same observable
 counters fed by a dict update), with no parsing beyond reading the fields, no pricing (a constant cost),
 no ledger, budgets, labels, estimates or fail-open guards. What it costs is what the OpenTelemetry SDK
 costs; otel-tokens minus the floor is what our own code costs.
@@ -25,6 +25,7 @@ def instrument_floor(tracer_provider: Any, meter_provider: Any) -> None:
     duration = meter.create_histogram("gen_ai.client.operation.duration", unit="s")
     ttfc_histogram = meter.create_histogram("gen_ai.client.operation.time_to_first_chunk", unit="s")
     token_usage = meter.create_histogram("gen_ai.client.token.usage", unit="{token}")
+    operation_cost = meter.create_histogram("gen_ai.client.operation.cost", unit="{cost}")
     totals: dict[tuple, list[float]] = {}
 
     def observe(index: int, token_type: str | None = None) -> Any:
@@ -34,7 +35,7 @@ def instrument_floor(tracer_provider: Any, meter_provider: Any) -> None:
 
         return callback
 
-    meter.create_observable_counter("gen_ai.client.operation.cost", callbacks=[observe(2)], unit="USD")
+    meter.create_observable_counter("otel_tokens.cost", callbacks=[observe(2)], unit="USD")
     meter.create_observable_counter(
         "otel_tokens.token.usage", callbacks=[observe(0, "input"), observe(1, "output")], unit="{token}"
     )
@@ -63,6 +64,7 @@ def instrument_floor(tracer_provider: Any, meter_provider: Any) -> None:
             ttfc_histogram.record(first_chunk_at - started, points)
         token_usage.record(usage.prompt_tokens, {**points, "gen_ai.token.type": "input"})
         token_usage.record(usage.completion_tokens, {**points, "gen_ai.token.type": "output"})
+        operation_cost.record(COST_USD, {**points, "gen_ai.usage.cost.currency": "USD", "gen_ai.usage.cost.source": "local"})
         row = totals.setdefault(tuple(points.items()), [0, 0, 0.0])
         row[0] += usage.prompt_tokens
         row[1] += usage.completion_tokens

@@ -29,6 +29,7 @@ __all__ = [
     "BudgetExceededError",
     "BudgetStoreUnavailableError",
     "ConfigError",
+    "GenAISpanProcessor",
     "__version__",
     "agent",
     "budget",
@@ -94,7 +95,8 @@ def _installed(package: str) -> bool:
 def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settings: Any) -> None:
     """Instrument every supported SDK that is installed (now or when it is imported). Idempotent.
 
-    ``settings`` override the ``OTEL_TOKENS_*`` environment (see docs/configuration.md), e.g. ``stream_usage=False``.
+    ``settings`` override the ``OTEL_TOKENS_*`` environment (see docs/configuration.md), e.g. ``stream_usage=False``;
+    ``span_processor=True`` also counts other instrumentations' GenAI spans (``GenAISpanProcessor``).
     A bad setting, prices file or budgets raises ``ConfigError`` naming the setting, or the file and entry.
     """
     from otel_tokens._internal.setup.runtime import runtime_for
@@ -116,6 +118,15 @@ def uninstrument() -> None:
             if instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.uninstrument()
         drop_runtime()
+
+
+def __getattr__(name: str) -> Any:
+    # GenAISpanProcessor loads the runtime's modules; ``import otel_tokens`` stays light without it.
+    if name == "GenAISpanProcessor":
+        from otel_tokens._internal.setup.processor import GenAISpanProcessor
+
+        return GenAISpanProcessor
+    raise AttributeError(f"module 'otel_tokens' has no attribute {name!r}")
 
 
 def _runtime() -> Any:

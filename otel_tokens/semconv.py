@@ -3,8 +3,9 @@
 Dashboards, alert rules, the report and the tests use these constants, so a rename happens here once.
 
 The GenAI names follow the OpenTelemetry GenAI semantic conventions as deployed (core v1.37-v1.41,
-``opentelemetry-semantic-conventions`` 0.66b2). Cost follows the open proposal
-(semantic-conventions-genai PR #443, ``gen_ai.usage.cost.*``); names under ``otel_tokens.*`` are ours.
+``opentelemetry-semantic-conventions`` 0.66b2). Cost follows semantic-conventions-genai ``main``
+(``gen_ai.usage.cost.*`` on spans, the ``gen_ai.client.operation.cost`` histogram); names under
+``otel_tokens.*`` are ours.
 
 How metric names appear in Prometheus (OTLP translation ``UnderscoreEscapingWithSuffixes`` and the
 Python Prometheus exporter agree)::
@@ -12,7 +13,8 @@ Python Prometheus exporter agree)::
     gen_ai.client.token.usage                    -> gen_ai_client_token_usage_bucket / _sum / _count
     gen_ai.client.operation.duration             -> gen_ai_client_operation_duration_seconds_bucket ...
     gen_ai.client.operation.time_to_first_chunk  -> gen_ai_client_operation_time_to_first_chunk_seconds_bucket ...
-    gen_ai.client.operation.cost                 -> gen_ai_client_operation_cost_USD_total
+    gen_ai.client.operation.cost                 -> gen_ai_client_operation_cost_bucket / _sum / _count
+    otel_tokens.cost                             -> otel_tokens_cost_USD_total
     otel_tokens.token.usage                      -> otel_tokens_token_usage_total
     otel_tokens.calls.unpriced                   -> otel_tokens_calls_unpriced_total
     otel_tokens.calls.usage_invalid              -> otel_tokens_calls_usage_invalid_total
@@ -64,6 +66,8 @@ GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
 GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+# A system prompt the API takes apart from the messages (Anthropic's ``system``).
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
@@ -71,7 +75,7 @@ ERROR_TYPE: Final = "error.type"
 USER_ID: Final = "user.id"
 ERROR_TYPE_OTHER: Final = "_OTHER"
 
-# -- cost (semantic-conventions-genai PR #443, not yet standard) -----------------------------------
+# -- cost (semantic-conventions-genai main, REFERENCE 3.1) ---------------------------------------------
 GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
 GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
 GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
@@ -89,6 +93,9 @@ OTEL_TOKENS_USAGE_INVALID: Final = "otel_tokens.usage.invalid"
 # A call that succeeded with no token counts, exact or estimated (e.g. a raw body never read).
 OTEL_TOKENS_USAGE_UNKNOWN: Final = "otel_tokens.usage.unknown"
 OTEL_TOKENS_TASK_NAME: Final = "otel_tokens.task.name"
+# Where a call was read from when another instrumentation made its span (GenAISpanProcessor): that span's
+# instrumentation scope name. Absent on calls of otel-tokens' own instrumentors and record_usage().
+OTEL_TOKENS_SOURCE: Final = "otel_tokens.source"
 # HTTP requests one call sent, when more than one (Gemini automatic function calling, continuation).
 OTEL_TOKENS_REQUEST_COUNT: Final = "otel_tokens.request.count"
 OTEL_TOKENS_BUDGET_WINDOW: Final = "otel_tokens.budget.window"
@@ -155,7 +162,9 @@ TOKEN_TYPES: Final = (
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # histogram, semconv
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"  # histogram, semconv
 METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"  # histogram, semconv
-METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"  # counter, PR #443 adopters
+# histogram, unit {cost}, gen_ai.usage.cost.currency required (semantic-conventions-genai main)
+METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"
+METRIC_COST_USD: Final = "otel_tokens.cost"  # counter, USD: spend for dashboards and alerts (rate, increase)
 METRIC_TOKEN_COUNT: Final = "otel_tokens.token.usage"  # counter by all five token types
 METRIC_UNPRICED_CALLS: Final = "otel_tokens.calls.unpriced"  # counter
 METRIC_USAGE_INVALID_CALLS: Final = "otel_tokens.calls.usage_invalid"  # counter
@@ -168,6 +177,8 @@ METRIC_STORE_ERRORS: Final = "otel_tokens.store.errors"  # counter, failed budge
 UNIT_TOKEN: Final = "{token}"
 UNIT_SECONDS: Final = "s"
 UNIT_USD: Final = "USD"
+# gen_ai.client.operation.cost's unit: an amount in the currency gen_ai.usage.cost.currency names.
+UNIT_COST: Final = "{cost}"
 UNIT_CALL: Final = "{call}"
 UNIT_ERROR: Final = "{error}"
 # Braces keep Prometheus from appending "_ratio" on one path but not the other.
@@ -176,6 +187,8 @@ UNIT_RATIO: Final = "{ratio}"
 TOKEN_USAGE_BUCKETS: Final = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )
+# gen_ai.client.operation.cost's advice: powers of 4 from 0.001 (currency units).
+COST_BUCKETS: Final = (0.001, 0.004, 0.016, 0.064, 0.256, 1.024, 4.096, 16.384, 65.536)
 DURATION_BUCKETS: Final = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )
@@ -191,5 +204,6 @@ METRIC_ATTRIBUTE_KEYS: Final = frozenset(
         ERROR_TYPE,
         SERVER_ADDRESS,
         SERVER_PORT,
+        OTEL_TOKENS_SOURCE,
     }
 )

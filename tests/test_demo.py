@@ -271,7 +271,7 @@ def test_loop_serves_prometheus_metrics_and_stops_cleanly_on_sigterm() -> None:
     assert 0.9 <= utilization["researcher"] < 1.0, utilization
     assert utilization["writer"] >= 1.0, utilization
     assert utilization["planner"] < 0.9
-    spend = {agent for (name, agent) in samples if name == "gen_ai_client_operation_cost_USD_total"}
+    spend = {agent for (name, agent) in samples if name == "otel_tokens_cost_USD_total"}
     assert {"planner", "researcher", "writer", "editor"} <= spend
     # Time to first chunk from the streams.
     assert any(name.startswith("gen_ai_client_operation_time_to_first_chunk_seconds") for name, _ in samples)

@@ -6,7 +6,7 @@ Layers, lowest first; a package imports only from the rows above it (its ``__ini
     base                   records, settings, errors, safety, redaction, files, formatting, instruments
     pricing                rates, price index, price book, tokenizer
     budgets | accounting   limits and shared spend | totals, analytics, usage log, export
-    calls                  engine, context, streams, recorder, manual
+    calls                  engine, context, streams, recorder, manual, spans (the span processor)
     providers | outputs    SDK adapters | report, HTML report, live page
     setup                  runtime, telemetry providers
     commands               cli, demo, fake server

@@ -15,12 +15,12 @@ clients made before and after ``instrument()``, changes no environment variable 
 removed by ``uninstrument()``.
 
 Trace propagation is kept: a client that propagates trace context (the SDK's default) still sends
-``traceparent``, now that of the span current at the call (what the SDK's span would have had as its
-parent), so a gateway behind ``base_url`` stays in the trace and no request names a span that is never
-exported. A client with ``propagation`` off sends none, as before.
+``traceparent``, now that of the span current while the SDK sends, which is otel-tokens' LLM span, so a
+gateway behind ``base_url`` stays in the trace and no request names a span that is never exported. A
+client with ``propagation`` off sends none, as before.
 
 With ``OTEL_TOKENS_ANTHROPIC_SDK_SPANS=true`` both spans exist: ours (CLIENT, ``chat {model}``, with
-tokens and cost) and the SDK's (CLIENT, ``anthropic.messages.create``), siblings under the caller's span.
+tokens and cost) and the SDK's (CLIENT, ``anthropic.messages.create``), the SDK's a child of ours.
 Count LLM calls from one scope only (``otel_tokens``) to avoid counting twice.
 """
 

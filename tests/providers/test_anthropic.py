@@ -633,11 +633,13 @@ def test_trace_context_still_propagates_to_a_real_span(instrumented, telemetry, 
             stream.until_done()
     client.messages.create(model=SONNET, max_tokens=1024, messages=USER)  # no current span
 
-    exported = {s.context.span_id for s in telemetry.spans()}
-    first, second, third = (_traceparent_span_id(headers) for _, _, headers in mock.requests)
-    assert first == second == app_span.get_span_context().span_id
-    assert first in exported
-    assert third is None  # nothing to continue, and no id of a span that is never exported
+    # Each request continues the LLM span otel-tokens made current while the SDK sends (exported, a child
+    # of the app's span), never a span the SDK would have dropped.
+    ours = sorted(telemetry.llm_spans(), key=lambda span: span.start_time)
+    sent = [_traceparent_span_id(headers) for _, _, headers in mock.requests]
+    assert sent == [span.context.span_id for span in ours]
+    assert [span.parent.span_id if span.parent else None for span in ours] == [
+        app_span.get_span_context().span_id, app_span.get_span_context().span_id, None]
     assert sdk_spans(telemetry) == []
 
 
@@ -693,8 +695,11 @@ def test_content_capture_opt_in(telemetry, mock, monkeypatch):
         otel_tokens.uninstrument()
     first, second = sorted(telemetry.llm_spans(), key=lambda s: s.start_time)
     messages = json.loads(first.attributes[A.GEN_AI_INPUT_MESSAGES])
-    assert [m["role"] for m in messages] == ["system", "user"]
-    assert messages[1]["parts"][0]["content"] == "Summarise the termination clause."
+    assert [m["role"] for m in messages] == ["user"]
+    assert messages[0]["parts"][0]["content"] == "Summarise the termination clause."
+    # The conventions put a separate system prompt in gen_ai.system_instructions, not among the messages.
+    assert json.loads(first.attributes[A.GEN_AI_SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be brief."}]
+    assert A.GEN_AI_SYSTEM_INSTRUCTIONS not in second.attributes  # no system prompt given
     assert "30 days" in first.attributes[A.GEN_AI_OUTPUT_MESSAGES]
     assert "Streams are read event by event." in second.attributes[A.GEN_AI_OUTPUT_MESSAGES]
     assert API_KEY not in all_attribute_text(telemetry)

@@ -68,6 +68,7 @@ def test_chat_create_records_exact_tokens_cost_and_metrics(instrumented, telemet
     assert telemetry.sum_of(A.METRIC_TOKEN_USAGE, gen_ai__token__type="output") == 42
     assert telemetry.sum_of(A.METRIC_TOKEN_COUNT, gen_ai__token__type="cache_read") == 1024
     assert telemetry.sum_of(A.METRIC_OPERATION_COST) == pytest.approx(expected, abs=1e-9)
+    assert telemetry.sum_of(A.METRIC_COST_USD) == pytest.approx(expected, abs=1e-9)
     (attributes, point), = telemetry.points(A.METRIC_OPERATION_DURATION)
     assert point.count == 1
     assert attributes == {
@@ -78,6 +79,13 @@ def test_chat_create_records_exact_tokens_cost_and_metrics(instrumented, telemet
         A.SERVER_ADDRESS: "api.openai.com",
         A.SERVER_PORT: 443,
     }
+    # The conventions' cost histogram: one point per call, the currency (required) and the cost's source.
+    (cost_attributes, cost_point), = telemetry.points(A.METRIC_OPERATION_COST)
+    assert cost_attributes == {**attributes, A.GEN_AI_USAGE_COST_CURRENCY: "USD", A.GEN_AI_USAGE_COST_SOURCE: "local"}
+    assert (cost_point.count, list(cost_point.explicit_bounds)) == (1, list(A.COST_BUCKETS))
+    (metric,) = [m for rm in telemetry.reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+                 for m in sm.metrics if m.name == A.METRIC_OPERATION_COST]
+    assert metric.unit == "{cost}"
 
 
 def test_reasoning_and_cache_tokens(instrumented, telemetry, mock):
@@ -564,3 +572,85 @@ def test_messages_iterator_reaches_the_sdk_unconsumed(telemetry, mock, monkeypat
         otel_tokens.uninstrument()
     assert mock.requests[0][1]["messages"] == [{"role": "user", "content": "from an iterator"}]
     assert_usage(only_span(telemetry), input=1250, output=42, cache_read=1024)
+
+
+class _ForeignStreamWrapper:
+    """Another instrumentation's stream wrapper, as contrib openai-v2 makes one: the SDK's stream in
+    ``.stream``, iterated by ``__next__``, not an ``openai.Stream``."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.stream)
+
+    def close(self):
+        self.stream.close()
+
+
+def test_a_stream_another_instrumentation_wrapped_first_is_still_read(telemetry):
+    import wrapt
+
+    def foreign(wrapped, instance, args, kwargs):
+        result = wrapped(*args, **kwargs)
+        return _ForeignStreamWrapper(result) if kwargs.get("stream") else result
+
+    target = openai.resources.chat.completions.Completions
+    original = target.__dict__["create"]
+    wrapt.wrap_function_wrapper(target, "create", foreign)  # patched before otel-tokens
+    try:
+        otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+        try:
+            stream = OpenAIMock().client().chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True)
+            assert len(list(stream)) > 1
+            stats = otel_tokens.get_statistics()
+            assert (stats["input_tokens"], stats["output_tokens"], stats["cache_read_tokens"]) == (2100, 8, 1920)
+            assert stats["estimated_calls"] == 0
+        finally:
+            otel_tokens.uninstrument()
+    finally:
+        target.create = original
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["response", "stream"])
+def test_several_choices_give_one_output_message_each(telemetry, mock, monkeypatch, stream):
+    """The conventions: one output message per choice, each with its finish reason (n > 1)."""
+    import json
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        mock.reply("chat_stream_n2.sse" if stream else "chat_completion_n2.json")
+        response = mock.client().chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}], n=2, stream=stream)
+        if stream:
+            for _chunk in response:
+                pass
+    finally:
+        otel_tokens.uninstrument()
+    attrs = only_span(telemetry).attributes
+    messages = json.loads(attrs[A.GEN_AI_OUTPUT_MESSAGES])
+    expected = (["Paris.", "It is Paris"] if stream
+                else ["Paris.", "The capital of France is Paris, on the Seine"])
+    assert [m["parts"][0]["content"] for m in messages] == expected
+    assert [m["finish_reason"] for m in messages] == ["stop", "length"]
+    assert {m["role"] for m in messages} == {"assistant"}
+    assert sorted(attrs[A.GEN_AI_RESPONSE_FINISH_REASONS]) == ["length", "stop"]
+
+
+def test_one_choice_gives_one_output_message_with_its_finish_reason(telemetry, mock, monkeypatch):
+    import json
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        mock.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    finally:
+        otel_tokens.uninstrument()
+    (message,) = json.loads(only_span(telemetry).attributes[A.GEN_AI_OUTPUT_MESSAGES])
+    assert message == {"role": "assistant", "parts": [{"type": "text", "content": "The capital of France is Paris."}],
+                       "finish_reason": "stop"}

@@ -201,7 +201,7 @@ with tracer.start_as_current_span("invoke_agent researcher", attributes={s.GEN_A
     with tracer.start_as_current_span("chat gpt-4o-mini", attributes={**call, s.GEN_AI_USAGE_INPUT_TOKENS: 1234,
                                       s.GEN_AI_USAGE_OUTPUT_TOKENS: 56, s.GEN_AI_USAGE_COST_AMOUNT: 0.0123}):
         meter.create_histogram(s.METRIC_TOKEN_USAGE, unit=s.UNIT_TOKEN).record(1234, {**call, s.GEN_AI_TOKEN_TYPE: "input"})
-        meter.create_counter(s.METRIC_OPERATION_COST, unit=s.UNIT_USD).add(0.0123, call)
+        meter.create_counter(s.METRIC_COST_USD, unit=s.UNIT_USD).add(0.0123, call)
         meter.create_gauge(s.METRIC_BUDGET_UTILIZATION, unit=s.UNIT_RATIO).set(
             0.92, {s.GEN_AI_AGENT_NAME: "researcher", s.OTEL_TOKENS_BUDGET_WINDOW: "lifetime"})
 meter_provider.shutdown()
@@ -250,7 +250,7 @@ def test_otlp_passes_through_intact(collector: tuple[int, int, OtlpHttpSink, Tra
                           capture_output=True, text=True, timeout=60, env=env)
     assert sent.returncode == 0, sent.stderr
 
-    wanted_metrics = {s.METRIC_TOKEN_USAGE, s.METRIC_OPERATION_COST, s.METRIC_BUDGET_UTILIZATION}
+    wanted_metrics = {s.METRIC_TOKEN_USAGE, s.METRIC_COST_USD, s.METRIC_BUDGET_UTILIZATION}
     wait_until(lambda: wanted_metrics <= set(metrics_sink.metrics()) and len(trace_sink.spans()) >= 2,
                "metrics at the Prometheus stand-in and spans at the Tempo stand-in", timeout=30,
                diagnostics=process.log_tail)
@@ -266,7 +266,7 @@ def test_otlp_passes_through_intact(collector: tuple[int, int, OtlpHttpSink, Tra
     assert attributes(point.attributes) == {s.GEN_AI_PROVIDER_NAME: "openai", s.GEN_AI_OPERATION_NAME: s.OP_CHAT,
                                             s.GEN_AI_REQUEST_MODEL: "gpt-4o-mini", s.GEN_AI_AGENT_NAME: "researcher",
                                             s.GEN_AI_TOKEN_TYPE: "input"}
-    cost, _ = metrics[s.METRIC_OPERATION_COST]
+    cost, _ = metrics[s.METRIC_COST_USD]
     assert cost.unit == s.UNIT_USD and cost.sum.is_monotonic
     # Cumulative, as Prometheus needs it.
     assert cost.sum.aggregation_temporality == 2

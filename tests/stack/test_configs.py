@@ -64,7 +64,8 @@ INSTRUMENTS = {
     semconv.METRIC_TOKEN_USAGE: ("histogram", semconv.UNIT_TOKEN),
     semconv.METRIC_OPERATION_DURATION: ("histogram", semconv.UNIT_SECONDS),
     semconv.METRIC_TIME_TO_FIRST_CHUNK: ("histogram", semconv.UNIT_SECONDS),
-    semconv.METRIC_OPERATION_COST: ("counter", semconv.UNIT_USD),
+    semconv.METRIC_OPERATION_COST: ("histogram", semconv.UNIT_COST),
+    semconv.METRIC_COST_USD: ("counter", semconv.UNIT_USD),
     semconv.METRIC_TOKEN_COUNT: ("counter", semconv.UNIT_TOKEN),
     semconv.METRIC_UNPRICED_CALLS: ("counter", semconv.UNIT_CALL),
     semconv.METRIC_BUDGET_LIMIT: ("gauge", semconv.UNIT_USD),
@@ -191,7 +192,7 @@ def test_prometheus_config_passes_promtool(promtool_bin: str, tmp_path: Path) ->
 def test_prometheus_otlp_settings() -> None:
     config = load_yaml(PROMETHEUS_CONFIG)
     otlp = config["otlp"]
-    # The names in the dashboards and rules (gen_ai_client_operation_cost_USD_total) depend on it.
+    # The names in the dashboards and rules (otel_tokens_cost_USD_total) depend on it.
     assert otlp["translation_strategy"] == "UnderscoreEscapingWithSuffixes"
     assert "service.name" in otlp["promote_resource_attributes"]
     assert config["rule_files"] == ["rules/*.yml"]
@@ -461,7 +462,7 @@ def test_overview_dashboard_covers_the_brief() -> None:
     dashboard = json.loads((REPO / "grafana" / "dashboards" / "otel-tokens-cost-overview.json").read_text())
     assert {"service", "agent", "model", "provider"} <= {v["name"] for v in dashboard["templating"]["list"]}
     exprs = " ".join(t["expr"] for p in iter_panels(dashboard) for t in p.get("targets", []))
-    for needle in ("gen_ai_client_operation_cost_USD_total", 'gen_ai_token_type="cache_read"',
+    for needle in ("otel_tokens_cost_USD_total", 'gen_ai_token_type="cache_read"',
                    "gen_ai_client_operation_time_to_first_chunk_seconds_bucket", 'error_type!=""',
                    "histogram_quantile(0.95", "histogram_quantile(0.5", "otel_tokens_calls_unpriced_total"):
         assert needle in exprs, needle

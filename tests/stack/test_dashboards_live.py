@@ -93,7 +93,7 @@ def warm_stack(stack: Stack) -> Stack:
     """The stack once the demo has run long enough for 1-minute rates and the budget alerts."""
 
     def ready() -> bool:
-        rates = stack.query(f'sum(rate(gen_ai_client_operation_cost_USD_total{{job="{DEMO_JOB}"}}[1m])) > 0')
+        rates = stack.query(f'sum(rate(otel_tokens_cost_USD_total{{job="{DEMO_JOB}"}}[1m])) > 0')
         history = stack.query(f'count_over_time(up{{job="{DEMO_JOB}"}}[1m]) >= 20')
         alerts = stack.query('count(ALERTS{alertstate="firing", alertname=~"LLMAgentBudget.*"}) >= 2')
         return bool(rates and history and alerts)

@@ -7,7 +7,7 @@ A line, keys in this order::
      "operation": "chat", "input_tokens": 1215, "output_tokens": 45, "cache_read_tokens": 1152,
      "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.000072, "cost_source": "local",
      "estimated": false, "usage_invalid": false, "duration_s": 0.412, "ttfc_s": null, "error": null,
-     "input_cost_usd": 0.000045, "output_cost_usd": 0.000027, "tool_calls": 0}
+     "input_cost_usd": 0.000045, "output_cost_usd": 0.000027, "tool_calls": 0, "source": null}
 
 ``time`` is when the call ended (UTC); ``model`` is the model that answered, ``request_model`` the one
 asked for. Token counts follow the semconv: input includes cache reads and writes, output includes
@@ -16,7 +16,8 @@ provider sent counts that are not token counts (then ``usage_invalid`` is true).
 null when the model has no known price; ``cost_source`` is ``local`` (our price book), ``provider`` or
 ``self_hosted`` (a self-hosted model with no price set: cost 0). ``input_cost_usd``/``output_cost_usd``
 split a cost we computed by billed bucket (null for a provider's cost); ``tool_calls`` counts the tool
-calls the model asked for.
+calls the model asked for; ``source`` names the instrumentation whose span the call was read from
+(``GenAISpanProcessor``), null for otel-tokens' own calls.
 
 Writer and reader agree on one definition of a valid line (:data:`_FIELDS`): the writer turns every
 record into a valid line (counts non-negative ints or null, amounts finite and non-negative or null,
@@ -54,13 +55,13 @@ LINE_KEYS: Final = (
     "time", "provider", "model", "request_model", "agent", "workflow", "task", "user", "operation",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "cost_source", "estimated", "usage_invalid", "duration_s", "ttfc_s", "error", "input_cost_usd",
-    "output_cost_usd", "tool_calls",
+    "output_cost_usd", "tool_calls", "source",
 )
 TOKEN_KEYS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 # A line without these is not a call we can count.
 REQUIRED_KEYS: Final = frozenset({"time", "provider", "operation", "input_tokens", "output_tokens"})
 _STRING_KEYS: Final = ("provider", "model", "request_model", "agent", "workflow", "task", "user", "operation",
-                       "cost_source", "error")
+                       "cost_source", "error", "source")
 
 
 def format_time(unix_seconds: float) -> str:
@@ -163,6 +164,8 @@ def record_to_line(record: CallRecord) -> str:
     line["output_cost_usd"] = _amount(record.output_cost_usd) if cost is not None else None
     tool_calls = getattr(record.result, "tool_calls", 0)
     line["tool_calls"] = tool_calls if _is_count(tool_calls) else 0
+    # Another instrumentation's span the call was read from (GenAISpanProcessor); null for our own calls.
+    line["source"] = _text(getattr(request, "source", None))
     # ensure_ascii keeps every line pure ASCII, so a byte count is a character count.
     return json.dumps(line, ensure_ascii=True, separators=(", ", ": "), allow_nan=False)
 

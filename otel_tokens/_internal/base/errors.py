@@ -63,3 +63,11 @@ class ConfigError(ValueError):
 
 class ConfigTypeError(ConfigError, TypeError):
     """A setting given a value of the wrong type (a ``ConfigError`` and a ``TypeError``)."""
+
+
+class ReportedError(Exception):
+    """A failure another instrumentation reported (its span's ``error.type``), recorded as that type."""
+
+    def __init__(self, error_type: str, description: str | None = None) -> None:
+        super().__init__(description or error_type)
+        self.error_type = error_type

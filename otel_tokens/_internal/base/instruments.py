@@ -1,7 +1,7 @@
 """The metric instruments, built once from a meter.
 
-Only the semconv histograms are recorded on the call path. The cumulative counters (tokens by type,
-cost, unpriced calls) are observable: the recorder adds each call to ``CallTotals`` with one dict update,
+Only the semconv histograms (tokens, duration, cost) are recorded on the call path. The cumulative counters
+(tokens by type, USD spend, unpriced calls) are observable: the recorder adds each call to ``CallTotals`` with one dict update,
 and the SDK reads the totals when it collects. A synchronous ``Counter.add`` costs several microseconds
 per point in the SDK; five of them per call would be most of our overhead.
 """
@@ -158,16 +158,17 @@ class Instruments:
     token_usage: Histogram
     duration: Histogram
     time_to_first_chunk: Histogram
+    operation_cost: Histogram
     totals: CallTotals
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
         totals = CallTotals()
         meter.create_observable_counter(
-            semconv.METRIC_OPERATION_COST,
+            semconv.METRIC_COST_USD,
             callbacks=[totals.observe_cost],
             unit=semconv.UNIT_USD,
-            description="Cost of GenAI operations in US dollars.",
+            description="Cumulative cost of GenAI operations in US dollars.",
         )
         meter.create_observable_counter(
             semconv.METRIC_TOKEN_COUNT,
@@ -199,6 +200,12 @@ class Instruments:
                 unit=semconv.UNIT_SECONDS,
                 description="GenAI operation duration.",
                 explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+            ),
+            operation_cost=meter.create_histogram(
+                semconv.METRIC_OPERATION_COST,
+                unit=semconv.UNIT_COST,
+                description="Cost of a GenAI operation, in the currency gen_ai.usage.cost.currency names.",
+                explicit_bucket_boundaries_advisory=list(semconv.COST_BUCKETS),
             ),
             time_to_first_chunk=meter.create_histogram(
                 semconv.METRIC_TIME_TO_FIRST_CHUNK,

@@ -151,6 +151,9 @@ class Request:
     stream: bool = False
     # Request parameters as semconv span attributes (gen_ai.request.max_tokens, ...), only those given.
     attributes: Mapping[str, Any] = field(default_factory=_empty)
+    # Where the call was read from when otel-tokens did not make it: the instrumentation scope of another
+    # source's span (GenAISpanProcessor); None for otel-tokens' own instrumentors and record_usage().
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,9 @@ class Result:
     tool_calls: int = 0
     # Output text, kept only when content capture or estimation needs it.
     output_text: str | None = None
+    # With several choices (OpenAI ``n`` > 1) and content capture: each choice's (text, finish reason), in
+    # choice order; ``output_text`` is then their concatenation.
+    output_choices: tuple[tuple[str, str | None], ...] = ()
     # When one public call made several HTTP requests (Gemini's automatic function calling and
     # continuation), each request's usage: ``usage`` is their sum, and each is priced on its own
     # (price tiers apply per request).

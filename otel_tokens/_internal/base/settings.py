@@ -65,6 +65,10 @@ OTEL_TOKENS_CACHE_DIR = "OTEL_TOKENS_CACHE_DIR"
 OTEL_TOKENS_SERVE_TOKEN = "OTEL_TOKENS_SERVE_TOKEN"
 """A token the live page (``serve()``, ``otel-tokens serve``) requires on every request, as ``?token=`` or
 ``Authorization: Bearer``; unset: none (loopback only answers its own host names either way)."""
+OTEL_TOKENS_SPAN_PROCESSOR = "OTEL_TOKENS_SPAN_PROCESSOR"
+"""``true``: add a ``GenAISpanProcessor`` to the tracer provider, so inference spans of other instrumentations
+(contrib, OpenInference, pydantic-ai, agent frameworks) are counted, priced and budgeted too; ``false``
+(default): only otel-tokens' own instrumentors count."""
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Content capture: ``false``/``NO_CONTENT`` (default), ``true``/``SPAN_ONLY``, ``EVENT_ONLY``,
 ``SPAN_AND_EVENT``."""
@@ -108,6 +112,7 @@ class Settings:
     store: str | None = None
     store_failure: str = "open"
     candidate_models: str | None = None
+    span_processor: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -128,6 +133,7 @@ class Settings:
             store=_text(env, OTEL_TOKENS_STORE),
             store_failure=_choice(env, OTEL_TOKENS_STORE_FAILURE, ("open", "closed"), "open"),
             candidate_models=env.get(OTEL_TOKENS_CANDIDATE_MODELS) or None,
+            span_processor=_bool(env, OTEL_TOKENS_SPAN_PROCESSOR, False),
         )
         given = validated_overrides(overrides)
         return replace(settings, **given) if given else settings
@@ -225,6 +231,7 @@ _CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "store": _is_text,
     "store_failure": _is_store_failure,
     "candidate_models": _is_text,
+    "span_processor": _is_bool,
 }
 
 

@@ -114,6 +114,15 @@ def current_labels() -> Labels:
     return labels
 
 
+def scope_labels() -> Labels:
+    """The labels of the ``agent()``/``workflow()``/``task()``/``user()`` scopes in force, without
+    looking at the current span (the span processor follows spans itself)."""
+    stack = _SCOPE.get()
+    if _EXITED_ELSEWHERE and stack.entries:
+        stack = _settle(stack)
+    return stack.labels
+
+
 def _end_span(span: Any, exc: BaseException | None) -> None:
     if span is None:
         return

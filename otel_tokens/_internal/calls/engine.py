@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
 import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from otel_tokens._internal.base.errors import BudgetExceededError
@@ -80,6 +82,9 @@ class Operation(Protocol):
     def prompt_text(self, kwargs: dict) -> str: ...
 
     def input_messages(self, kwargs: dict) -> Any: ...
+
+    # Optional, for APIs that take the system prompt apart from the messages (Anthropic's ``system``):
+    # ``system_instructions(kwargs)`` gives its parts for ``gen_ai.system_instructions``.
 
 
 class HopOperation(Protocol):
@@ -226,12 +231,15 @@ def make_wrapper(patch: Patch, recorder: Recorder, switch: Switch) -> Callable[.
 
 # -- the call flow -------------------------------------------------------------------------------
 class _Call:
-    __slots__ = ("prepared", "invocation", "token", "hops", "hops_token")
+    __slots__ = ("prepared", "invocation", "token", "hops", "hops_token", "span_token")
 
     def __init__(self, prepared: Prepared, invocation: Invocation) -> None:
         self.prepared = prepared
         self.invocation = invocation
         self.token: contextvars.Token | None = None
+        # The LLM span is the current span while the SDK sends (its HTTP spans, and another
+        # instrumentation's span for the same call, are its children), until the SDK returns.
+        self.span_token: Any = None
         self.hops: list[Any] | None = None
         self.hops_token: contextvars.Token | None = None
 
@@ -260,6 +268,7 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
         return _started(operation, recorder, prepared, invocation)
     call = _Call(prepared, invocation)
     call.token = _IN_CALL.set(True)
+    call.span_token = otel_context.attach(trace.set_span_in_context(invocation.span))
     return call
 
 
@@ -307,8 +316,12 @@ def _started(operation: Operation, recorder: Recorder, prepared: Prepared, invoc
     inputs = prepared.prompt_inputs
     if recorder.capture_enabled:
         invocation.input_messages = guarded("reading input messages", operation.input_messages, inputs)
+        system_instructions = getattr(operation, "system_instructions", None)
+        if system_instructions is not None:
+            invocation.system_instructions = guarded("reading system instructions", system_instructions, inputs)
     call = _Call(prepared, invocation)
     call.token = _IN_CALL.set(True)
+    call.span_token = otel_context.attach(trace.set_span_in_context(invocation.span))
     if getattr(operation, "counts_hops", False):
         call.hops = []
         call.hops_token = CURRENT_HOPS.set(call.hops)
@@ -323,6 +336,16 @@ def _failed(recorder: Recorder, call: _Call, error: BaseException, instance: Any
 
 
 def _reset(call: _Call) -> None:
+    span_token = call.span_token
+    if span_token is not None:
+        call.span_token = None
+        if isinstance(span_token, contextvars.Token):  # the SDK's contextvars runtime context
+            try:
+                span_token.var.reset(span_token)
+            except ValueError:  # reset from another context (a generator resumed elsewhere): left as it is
+                pass
+        else:
+            otel_context.detach(span_token)
     if call.token is not None:
         try:
             _IN_CALL.reset(call.token)

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Final, Protocol
 
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode, Tracer
 
 from otel_tokens import semconv
+from otel_tokens._internal.base.errors import ReportedError
 from otel_tokens._internal.base.instruments import Instruments
 from otel_tokens._internal.base.records import (
     MAX_TOKENS,
@@ -65,7 +66,7 @@ class Invocation:
 
     __slots__ = (
         "request", "labels", "span", "started", "first_chunk_at", "reservation", "finished",
-        "input_messages", "request_attributes",
+        "input_messages", "system_instructions", "request_attributes",
     )
 
     def __init__(
@@ -81,6 +82,7 @@ class Invocation:
         self.reservation = reservation
         self.finished = False
         self.input_messages: Any = None
+        self.system_instructions: Any = None
 
 
 class Recorder:
@@ -116,11 +118,14 @@ class Recorder:
         prompt_text: Callable[[], str] | None = None,
         *,
         elapsed_s: float | None = None,
+        traced: bool = True,
     ) -> Invocation:
         """Open the span. A blocking budget raises BudgetExceededError here, before anything is sent.
 
         ``elapsed_s``: the call already happened and took this long (``record_usage``); the span starts
-        that long ago, and a blocking budget counts the call instead of stopping it.
+        that long ago, and a blocking budget counts the call instead of stopping it. ``traced=False``: the
+        call has a span already (another instrumentation's), so it gets no second one; everything else
+        (metrics, ledger, budgets, sinks) is the same.
         """
         reservation = None
         if self._budgets is not None:
@@ -129,7 +134,7 @@ class Recorder:
                 reservation = self._budgets.reserve(request, labels, prompt_text)
             else:
                 reservation = self._budgets.reserve(request, labels, None, enforce=False)
-        return self._open(request, labels, reservation, elapsed_s)
+        return self._open(request, labels, reservation, elapsed_s, traced)
 
     async def start_async(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Invocation:
         """:meth:`start` for async calls: a budget check that needs the network runs off the event loop."""
@@ -137,7 +142,14 @@ class Recorder:
         reservation = await budgets.reserve_async(request, labels, prompt_text) if budgets is not None else None
         return self._open(request, labels, reservation, None)
 
-    def _open(self, request: Request, labels: Labels, reservation: Any, elapsed_s: float | None) -> Invocation:
+    def _open(
+        self, request: Request, labels: Labels, reservation: Any, elapsed_s: float | None, traced: bool = True
+    ) -> Invocation:
+        if not traced:
+            invocation = Invocation(request, labels, INVALID_SPAN, reservation, self._request_attributes(request))
+            if elapsed_s:
+                invocation.started -= elapsed_s
+            return invocation
         try:
             request_attributes = self._request_attributes(request)
             attributes = dict(request_attributes)
@@ -167,7 +179,8 @@ class Recorder:
 
     def _request_attributes(self, request: Request) -> dict[str, Any]:
         """What span and metric points say about the request; one shared dict per distinct request."""
-        key = (request.provider, request.operation, request.model, request.server_address, request.server_port)
+        key = (request.provider, request.operation, request.model, request.server_address, request.server_port,
+               request.source)
         attributes = self._requests.get(key)
         if attributes is None:
             attributes = _request_attributes(request)
@@ -420,10 +433,15 @@ class Recorder:
         content: dict[str, str] = {}
         if invocation.input_messages is not None:
             content[semconv.GEN_AI_INPUT_MESSAGES] = json.dumps(invocation.input_messages, default=str)
-        if result is not None and result.output_text is not None:
-            content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
-                [{"role": "assistant", "parts": [{"type": "text", "content": result.output_text}]}]
-            )
+        if invocation.system_instructions:
+            content[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(invocation.system_instructions, default=str)
+        if result is not None and result.output_choices:  # one output message per choice
+            content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps([
+                _output_message(text, reason) for text, reason in result.output_choices
+            ])
+        elif result is not None and result.output_text is not None:
+            reason = result.finish_reasons[0] if result.finish_reasons else None
+            content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps([_output_message(result.output_text, reason)])
         if capture.on_span:
             span.set_attributes(content)
         if capture.on_event and content:
@@ -450,6 +468,8 @@ class Recorder:
         if usage is not None:
             instruments.token_usage.record(usage.input_tokens, points.input)
             instruments.token_usage.record(usage.output_tokens, points.output)
+        if record.cost_usd is not None:
+            instruments.operation_cost.record(record.cost_usd, points.cost(record.cost_source))
         instruments.totals.add(points.call, record, points.key)
 
 
@@ -461,7 +481,7 @@ class _MetricPoints:
     """The attribute dicts of one call's metric points, built once per distinct set and never mutated
     (the SDK only reads them)."""
 
-    __slots__ = ("request_attributes", "call", "input", "output", "key")
+    __slots__ = ("request_attributes", "call", "input", "output", "key", "_costs")
 
     def __init__(
         self, request_attributes: dict[str, Any], response_model: str | None, agent: str | None, error: str | None
@@ -478,6 +498,18 @@ class _MetricPoints:
         self.input = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
         self.output = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
         self.key = tuple(call.items())
+        self._costs: dict[str | None, dict[str, Any]] = {}
+
+    def cost(self, source: str | None) -> dict[str, Any]:
+        """gen_ai.client.operation.cost's attributes: the call's, the currency (required) and the cost's
+        source (``local``, ``provider``, ``self_hosted``)."""
+        attributes = self._costs.get(source)
+        if attributes is None:
+            attributes = {**self.call, semconv.GEN_AI_USAGE_COST_CURRENCY: semconv.COST_CURRENCY_USD}
+            if source:
+                attributes[semconv.GEN_AI_USAGE_COST_SOURCE] = source
+            self._costs[source] = attributes
+        return attributes
 
 
 def _request_attributes(request: Request) -> dict[str, Any]:
@@ -492,10 +524,22 @@ def _request_attributes(request: Request) -> dict[str, Any]:
         attributes[semconv.SERVER_ADDRESS] = request.server_address
         if request.server_port:
             attributes[semconv.SERVER_PORT] = request.server_port
+    if request.source:
+        attributes[semconv.OTEL_TOKENS_SOURCE] = request.source
     return attributes
 
 
+def _output_message(text: str, finish_reason: str | None) -> dict[str, Any]:
+    """One ``gen_ai.output.messages`` entry (the conventions' output message: role, parts, finish reason)."""
+    message: dict[str, Any] = {"role": "assistant", "parts": [{"type": "text", "content": text}]}
+    if finish_reason:
+        message["finish_reason"] = finish_reason
+    return message
+
+
 def _error_type(error: BaseException) -> str:
+    if isinstance(error, ReportedError):
+        return error.error_type or semconv.ERROR_TYPE_OTHER
     name = type(error).__qualname__
     return name or semconv.ERROR_TYPE_OTHER
 

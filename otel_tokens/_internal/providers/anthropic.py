@@ -216,15 +216,16 @@ class Messages:
         return "\n".join(part for part in parts if part)
 
     def input_messages(self, kwargs: dict) -> Any:
-        messages = []
-        system = _text_of(kwargs.get("system"))
-        if system:
-            messages.append({"role": "system", "parts": [{"type": "text", "content": system}]})
+        messages = []  # the system prompt is not a message here: see system_instructions
         for message in _messages(kwargs):
             if isinstance(message, Mapping):
                 text = _text_of(message.get("content"))
                 messages.append({"role": message.get("role"), "parts": [{"type": "text", "content": text}]})
         return messages
+
+    def system_instructions(self, kwargs: dict) -> Any:
+        system = _text_of(kwargs.get("system"))
+        return [{"type": "text", "content": system}] if system else None
 
 
 class MessageStreamAccumulator:

@@ -47,10 +47,17 @@ def request(
 
 
 def stream_kind(response: Any, sync_type: type, async_type: type) -> Literal["sync", "async"] | None:
-    """Whether a response is the SDK's sync or async stream (None: not a stream)."""
+    """Whether a response is the SDK's sync or async stream (None: not a stream). Another
+    instrumentation's stream wrapper that holds the SDK's stream in ``.stream`` and iterates it (the
+    contrib openai-v2 instrumentation's, when it patched the SDK before us) is a stream too."""
     if isinstance(response, sync_type):
         return "sync"
     if isinstance(response, async_type):
+        return "async"
+    inner = getattr(response, "stream", None) if not isinstance(response, (str, bytes, dict, list, tuple)) else None
+    if isinstance(inner, sync_type) and hasattr(response, "__next__"):
+        return "sync"
+    if isinstance(inner, async_type) and hasattr(response, "__anext__"):
         return "async"
     return None
 

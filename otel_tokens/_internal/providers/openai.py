@@ -208,8 +208,13 @@ class ChatCompletions:
         usage = getattr(response, "usage", None)
         choices = getattr(response, "choices", None) or ()
         text = None
+        per_choice: tuple[tuple[str, str | None], ...] = ()
         if want_text or usage is None:
-            text = "".join(self._choice_text(choice) for choice in choices)
+            texts = [self._choice_text(choice) for choice in choices]
+            text = "".join(texts)
+            if want_text and len(texts) > 1:
+                per_choice = tuple((each, getattr(choice, "finish_reason", None))
+                                   for each, choice in zip(texts, choices, strict=True))
         finish_reasons = []
         tool_calls = 0
         for choice in choices:  # one loop, no generators: this runs on every call
@@ -227,6 +232,7 @@ class ChatCompletions:
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             tool_calls=tool_calls,
             output_text=text,
+            output_choices=per_choice,
         )
 
     @staticmethod
@@ -254,7 +260,7 @@ class ChatCompletions:
 
 
 class ChatStreamAccumulator:
-    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tools")
+    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tools", "_choices")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self._hide = hide_usage_chunk
@@ -265,6 +271,8 @@ class ChatStreamAccumulator:
         self._text: list[str] = []
         # (choice, tool call) indices seen: a call's arguments arrive over many deltas.
         self._tools: set[tuple[Any, Any]] = set()
+        # With several choices (n > 1): choice index -> (its text parts, its finish reason); else None.
+        self._choices: dict[Any, list[Any]] | None = None
 
     usage_of = staticmethod(chat_usage)
     cost_of = staticmethod(_extra_cost)
@@ -282,6 +290,15 @@ class ChatStreamAccumulator:
 
     def _take(self, choice: Any) -> None:
         delta = choice.delta
+        index = getattr(choice, "index", 0)
+        if index and self._choices is None:  # a second choice: keep each one's text from now on
+            self._choices = {0: [list(self._text), self._finish[0] if self._finish else None]}
+        if self._choices is not None:
+            entry = self._choices.setdefault(index, [[], None])
+            if delta is not None and delta.content:
+                entry[0].append(delta.content)
+            if choice.finish_reason:
+                entry[1] = choice.finish_reason
         if delta is not None:
             content = delta.content
             if content:
@@ -317,6 +334,9 @@ class ChatStreamAccumulator:
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             tool_calls=len(self._tools),
             output_text="".join(self._text),
+            output_choices=tuple(("".join(parts), reason) for _, (parts, reason) in sorted(
+                self._choices.items(), key=lambda item: item[0] if isinstance(item[0], int) else 0,
+            )) if self._choices else (),
         )
 
 

@@ -2,7 +2,7 @@
 and bound to the telemetry providers), and the OpenTelemetry providers ``otel_tokens.auto`` builds from
 ``OTEL_*`` variables.
 
-Owns: ``runtime``, ``telemetry``.
+Owns: ``runtime``, ``processor`` (the public ``GenAISpanProcessor``, bound to the runtime), ``telemetry``.
 
 May import: base, pricing, budgets, accounting, calls, outputs.
 """

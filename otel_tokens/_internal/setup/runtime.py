@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import weakref
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -22,6 +23,7 @@ from otel_tokens._internal.base.settings import Settings, check_arguments
 from otel_tokens._internal.budgets.manager import BudgetManager, load_budgets_file, parse_budgets
 from otel_tokens._internal.calls.context import use_tracer
 from otel_tokens._internal.calls.recorder import Recorder
+from otel_tokens._internal.calls.spans import SpanCalls
 from otel_tokens._internal.pricing.book import PriceBook, load_price_file
 from otel_tokens._internal.pricing.tokenizer import count_tokens, import_modules
 from otel_tokens.version import __version__
@@ -101,6 +103,8 @@ class Runtime:
             ledger=self.ledger,
             sinks=self._sinks,
         )
+        if self.settings.span_processor:
+            add_span_processor(tracer_provider)
 
     def _preload(self) -> None:
         try:
@@ -159,6 +163,9 @@ def runtime_for(
         if _runtime.implicit and not implicit:
             _runtime.implicit = False
             _runtime.bind(tracer_provider, meter_provider)
+        if settings.pop("span_processor", None) and not _runtime.settings.span_processor:
+            # set_budget() before instrument(span_processor=True) built the runtime: still honoured.
+            add_span_processor(tracer_provider)
         if settings:
             _logger.warning(
                 "otel_tokens was already configured (by set_budget(), set_price() or instrument()); "
@@ -181,3 +188,24 @@ def drop_runtime() -> None:
         runtime.budgets.close()
     if runtime is not None and runtime.usage_log is not None:
         runtime.usage_log.close()
+
+
+# Tracer providers instrument(span_processor=True) added a processor to: once each, whatever re-instruments.
+_with_processor: weakref.WeakSet[Any] = weakref.WeakSet()
+_processor_lock = threading.Lock()  # not _lock: runtime_for() holds that while a runtime binds
+
+
+def add_span_processor(tracer_provider: Any) -> None:
+    """Add a GenAISpanProcessor to this provider (None: the global one) unless one was added already."""
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    if not callable(getattr(provider, "add_span_processor", None)):
+        _logger.warning(
+            "OTEL_TOKENS_SPAN_PROCESSOR is on but the tracer provider (%s) takes no span processors; "
+            "set an SDK TracerProvider before instrument()", type(provider).__name__,
+        )
+        return
+    with _processor_lock:
+        if provider in _with_processor:
+            return
+        _with_processor.add(provider)
+    provider.add_span_processor(SpanCalls(current_runtime))
