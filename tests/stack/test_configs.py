@@ -67,6 +67,7 @@ INSTRUMENTS = {
     semconv.METRIC_OPERATION_COST: ("counter", semconv.UNIT_USD),
     semconv.METRIC_TOKEN_COUNT: ("counter", semconv.UNIT_TOKEN),
     semconv.METRIC_UNPRICED_CALLS: ("counter", semconv.UNIT_CALL),
+    semconv.METRIC_COST_INCOMPLETE_CALLS: ("counter", semconv.UNIT_CALL),
     semconv.METRIC_BUDGET_LIMIT: ("gauge", semconv.UNIT_USD),
     semconv.METRIC_BUDGET_SPENT: ("gauge", semconv.UNIT_USD),
     semconv.METRIC_BUDGET_UTILIZATION: ("gauge", semconv.UNIT_RATIO),
