@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import Request, Result, Usage, make_usage
+from otel_tokens._internal.base.records import NO_EXTRA, Request, Result, Usage, make_usage, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers import common
@@ -128,6 +128,19 @@ def _extra_cost(usage: Any) -> Any:
     return extra.get("cost") if extra else None
 
 
+def _modalities(input_details: Any, output_details: Any) -> dict[str, Any] | None:
+    """Audio and image token counts of a usage's details, by genai-prices usage key; None when none."""
+    if input_details is None and output_details is None:
+        return None
+    found = {
+        "input_audio_tokens": getattr(input_details, "audio_tokens", None),
+        "input_image_tokens": getattr(input_details, "image_tokens", None),
+        "output_audio_tokens": getattr(output_details, "audio_tokens", None),
+        "output_image_tokens": getattr(output_details, "image_tokens", None),
+    }
+    return {key: value for key, value in found.items() if value} or None
+
+
 def chat_usage(usage: Any) -> Usage | None:
     """Chat ``usage`` (OpenAI, Groq and every OpenAI-compatible server share its shape)."""
     prompt_details = getattr(usage, "prompt_tokens_details", None)
@@ -138,6 +151,7 @@ def chat_usage(usage: Any) -> Usage | None:
         getattr(prompt_details, "cached_tokens", None),
         getattr(prompt_details, "cache_write_tokens", None),
         getattr(completion_details, "reasoning_tokens", None),
+        details=_modalities(prompt_details, completion_details),
     )
 
 
@@ -150,7 +164,26 @@ def responses_usage(usage: Any) -> Usage | None:
         getattr(input_details, "cached_tokens", None),
         getattr(input_details, "cache_write_tokens", None),
         getattr(output_details, "reasoning_tokens", None),
+        details=_modalities(input_details, output_details),
     )
+
+
+# Tiers billed at the standard rates; any other tier the response names is priced by its variant.
+_STANDARD_TIERS = frozenset({"default", "auto"})
+
+
+def service_tier(response: Any) -> tuple[str | None, tuple[tuple[str, str], ...], Any]:
+    """The tier that served the call (the response's ``service_tier``, not the requested one): the
+    tier, its genai-prices price context, and the span attributes saying it."""
+    tier = getattr(response, "service_tier", None)
+    if not isinstance(tier, str) or not tier:
+        return None, (), NO_EXTRA
+    context = () if tier in _STANDARD_TIERS else (("service_tier", tier),)
+    return tier, context, {semconv.OPENAI_RESPONSE_SERVICE_TIER: tier}
+
+
+# Responses output items that are a server-side tool the provider bills per call: the usage key.
+_SERVER_TOOL_CALLS = {"web_search_call": "web_searches", "file_search_call": "storage_searches"}
 
 
 # -- chat completions ------------------------------------------------------------------------------
@@ -219,14 +252,17 @@ class ChatCompletions:
             calls = getattr(getattr(choice, "message", None), "tool_calls", None)
             if calls:
                 tool_calls += len(calls)
+        tier, context, attributes = service_tier(response)
+        parsed = self.usage_of(usage) if usage is not None else None
         return Result(
-            usage=self.usage_of(usage) if usage is not None else None,
+            usage=parsed if tier is None else with_billing(parsed, service_tier=tier, price_context=context),
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=tuple(finish_reasons),
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             tool_calls=tool_calls,
             output_text=text,
+            attributes=attributes,
         )
 
     @staticmethod
@@ -254,7 +290,7 @@ class ChatCompletions:
 
 
 class ChatStreamAccumulator:
-    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tools")
+    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tools", "_first")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self._hide = hide_usage_chunk
@@ -265,6 +301,8 @@ class ChatStreamAccumulator:
         self._text: list[str] = []
         # (choice, tool call) indices seen: a call's arguments arrive over many deltas.
         self._tools: set[tuple[Any, Any]] = set()
+        # The first chunk: it says which tier serves the stream.
+        self._first: Any = None
 
     usage_of = staticmethod(chat_usage)
     cost_of = staticmethod(_extra_cost)
@@ -297,6 +335,7 @@ class ChatStreamAccumulator:
         if self._id is None:
             self._id = chunk.id
             self._model = chunk.model
+            self._first = chunk
         usage = chunk.usage if self._plain_usage else self._chunk_usage(chunk)
         choices = chunk.choices
         if usage is not None:
@@ -309,14 +348,17 @@ class ChatStreamAccumulator:
 
     def result(self) -> Result:
         usage = self._usage
+        tier, context, attributes = service_tier(self._first)
+        parsed = self.usage_of(usage) if usage is not None else None
         return Result(
-            usage=self.usage_of(usage) if usage is not None else None,
+            usage=parsed if tier is None else with_billing(parsed, service_tier=tier, price_context=context),
             response_model=self._model,
             response_id=self._id,
             finish_reasons=tuple(self._finish),
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
             tool_calls=len(self._tools),
             output_text="".join(self._text),
+            attributes=attributes,
         )
 
 
@@ -397,17 +439,26 @@ class Responses:
         text = None
         if want_text or usage is None:
             text = guarded_output_text(response)
+        tool_calls = 0
+        server_tools: dict[str, int] = {}
+        for item in getattr(response, "output", None) or ():
+            kind = getattr(item, "type", None)
+            if kind in _RESPONSES_TOOL_CALLS:
+                tool_calls += 1
+            elif kind in _SERVER_TOOL_CALLS:
+                key = _SERVER_TOOL_CALLS[kind]
+                server_tools[key] = server_tools.get(key, 0) + 1
+        tier, context, attributes = service_tier(response)
+        parsed = responses_usage(usage) if usage is not None else None
         return Result(
-            usage=responses_usage(usage) if usage is not None else None,
+            usage=with_billing(parsed, details=server_tools, service_tier=tier, price_context=context),
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=_finish_of(response),
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
-            tool_calls=sum(
-                1 for item in getattr(response, "output", None) or ()
-                if getattr(item, "type", None) in _RESPONSES_TOOL_CALLS
-            ),
+            tool_calls=tool_calls,
             output_text=text,
+            attributes=attributes,
         )
 
     stream_kind = staticmethod(_stream_kind)
