@@ -7,6 +7,11 @@ Token conversion to semconv terms (``usage_metadata``)::
     output     = candidates_token_count + thoughts_token_count
     reasoning  = thoughts_token_count
 
+Modalities other than text (``prompt_tokens_details``, ``tool_use_prompt_tokens_details``,
+``candidates_tokens_details``, ``cache_tokens_details``: ``[{modality, token_count}]``) become the
+details ``input_<m>_tokens``, ``output_<m>_tokens`` and ``cache_<m>_read_tokens`` for audio, image and
+video, so each is priced at its own rate where the model has one.
+
 Streams: every chunk carries the request's usage so far (cumulative), so the last one counts, never
 their sum. One public call may send several requests (automatic function calling, automatic
 continuation): the engine sums the requests ("hops") it saw through ``Models._generate_content`` and
@@ -123,6 +128,34 @@ def text_of(value: Any) -> str:
     return ""
 
 
+_MODALITIES = {"AUDIO": "audio", "IMAGE": "image", "VIDEO": "video"}
+_MODALITY_DETAILS = (
+    ("prompt_tokens_details", "input_{}_tokens"),
+    ("tool_use_prompt_tokens_details", "input_{}_tokens"),
+    ("candidates_tokens_details", "output_{}_tokens"),
+    ("cache_tokens_details", "cache_{}_read_tokens"),
+)
+
+
+def _modality_details(metadata: Any) -> dict[str, Any] | None:
+    """Audio, image and video token counts by genai-prices usage key; None when there are none."""
+    details: dict[str, Any] | None = None
+    for name, key in _MODALITY_DETAILS:
+        for entry in getattr(metadata, name, None) or ():
+            modality = getattr(entry, "modality", None)
+            modality = getattr(modality, "name", modality)  # an enum (google-genai) or its name
+            kind = _MODALITIES.get(modality) if isinstance(modality, str) else None
+            if kind is None:
+                continue
+            value = getattr(entry, "token_count", None)
+            if value:
+                details = details or {}
+                usage_key = key.format(kind)
+                previous = details.get(usage_key)
+                details[usage_key] = value if previous is None else tokens(previous, value)
+    return details
+
+
 def usage_of(metadata: Any) -> Usage | None:
     """``usage_metadata`` (google-genai, or google-generativeai's proto) in semconv terms."""
     if metadata is None:
@@ -134,6 +167,7 @@ def usage_of(metadata: Any) -> Usage | None:
         getattr(metadata, "cached_content_token_count", None),
         None,
         thoughts,
+        details=_modality_details(metadata),
     )
 
 
