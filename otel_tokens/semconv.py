@@ -104,6 +104,9 @@ OTEL_TOKENS_COST_TOOL_FEES: Final = "otel_tokens.cost.tool_fees"
 # Billing dimensions the response revealed that no price covers (service_tier, cache_write_1h_tokens,
 # input_audio_tokens, web_searches...): the cost counts what is known and is a lower bound.
 OTEL_TOKENS_COST_INCOMPLETE: Final = "otel_tokens.cost.incomplete"
+# A call that ran in a batch: the batch's id and the request's custom_id (spans only, never metrics).
+OTEL_TOKENS_BATCH_ID: Final = "otel_tokens.batch.id"
+OTEL_TOKENS_BATCH_CUSTOM_ID: Final = "otel_tokens.batch.custom_id"
 OTEL_TOKENS_COST_UNPRICED_DIMENSIONS: Final = "otel_tokens.cost.unpriced_dimensions"
 # HTTP requests one call sent, when more than one (Gemini automatic function calling, continuation).
 OTEL_TOKENS_REQUEST_COUNT: Final = "otel_tokens.request.count"

@@ -851,3 +851,30 @@ def test_stream_one_hour_cache_writes_above_200k_and_web_searches(instrumented, 
     assert attrs[A.OTEL_TOKENS_COST_TOOL_FEES] == pytest.approx(0.02)
     # above 200k input: $6 input, $12 1-hour cache write, $22.50 output per million; $10 per 1,000 searches
     assert_billed(span, (200_000 * 6 + 20_000 * 12 + 300 * 22.5) / 1e6 + 2 * 0.010)
+
+
+def test_batch_results_are_calls_at_batch_rates_with_their_custom_id(instrumented, telemetry, mock):
+    mock.reply("message_batch.json").reply("message_batch_results.jsonl")
+    with otel_tokens.agent("support-triage"):
+        results = list(mock.client().messages.batches.results("msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d"))
+    assert [r.custom_id for r in results] == ["ticket-1", "ticket-2", "ticket-3"]  # the caller's, unchanged
+    spans = sorted(telemetry.llm_spans(), key=lambda span: span.attributes[A.OTEL_TOKENS_BATCH_CUSTOM_ID])
+    assert [s.attributes[A.OTEL_TOKENS_BATCH_CUSTOM_ID] for s in spans] == ["ticket-1", "ticket-2"]  # errored: not billed
+    for span in spans:
+        assert span.attributes[A.OTEL_TOKENS_BATCH_ID] == "msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d"
+        assert span.attributes[A.OTEL_TOKENS_SERVICE_TIER] == "batch"
+        assert span.attributes[A.GEN_AI_AGENT_NAME] == "support-triage"
+    # batch: $1.50 input, $0.15 cache read, $7.50 output per million tokens
+    assert_billed(spans[0], (1000 * 1.5 + 200 * 7.5) / 1e6)
+    assert_billed(spans[1], (500 * 1.5 + 2000 * 0.15 + 100 * 7.5) / 1e6)
+    stats = otel_tokens.get_statistics()
+    assert stats["by_agent"]["support-triage"]["calls"] == 2
+    assert stats["by_tier"]["batch"]["cost_usd"] == pytest.approx(0.003 + 0.0018)
+
+
+async def test_async_batch_results(instrumented, telemetry, mock):
+    mock.reply("message_batch.json").reply("message_batch_results.jsonl")
+    decoder = await mock.async_client().messages.batches.results("msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d")
+    results = [result async for result in decoder]
+    assert len(results) == 3
+    assert len(telemetry.llm_spans()) == 2

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import NO_EXTRA, Request, Result, Usage, make_usage, tokens
+from otel_tokens._internal.base.records import NO_EXTRA, Request, Result, Usage, make_usage, tokens, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers.detect import server_of
@@ -270,6 +270,39 @@ class Messages:
                 text = _text_of(message.get("content"))
                 messages.append({"role": message.get("role"), "parts": [{"type": "text", "content": text}]})
         return messages
+
+
+class BatchResults:
+    """``messages.batches.results(batch_id)``: each succeeded result is one call, billed at batch rates
+    and attributed like any other call (the labels in force where the results are read), with its
+    ``custom_id`` and the batch's id on the span. Errored, canceled and expired requests are not billed."""
+
+    operation = semconv.OP_CHAT
+    _message = Messages()
+
+    def completed(self, instance: Any, args: tuple, kwargs: dict, item: Any) -> tuple[Request, Result] | None:
+        result = getattr(item, "result", None)
+        if getattr(result, "type", None) != "succeeded":
+            return None
+        message = result.message
+        provider, address, port = anthropic_client_provider(instance._client)
+        attributes: dict[str, Any] = {}
+        custom_id = getattr(item, "custom_id", None)
+        if isinstance(custom_id, str):
+            attributes[semconv.OTEL_TOKENS_BATCH_CUSTOM_ID] = custom_id
+        batch_id = args[0] if args else kwargs.get("message_batch_id")
+        if isinstance(batch_id, str):
+            attributes[semconv.OTEL_TOKENS_BATCH_ID] = batch_id
+        model = getattr(message, "model", None)
+        request = Request(
+            provider=provider, operation=self.operation, model=model if isinstance(model, str) else None,
+            server_address=address, server_port=port, attributes=attributes,
+        )  # fmt: skip
+        parsed = self._message.result(message, False)
+        usage = parsed.usage
+        if usage is not None and usage.service_tier is None:  # a batch result is a batch call
+            parsed = replace(parsed, usage=with_billing(usage, service_tier="batch", price_context=(("processing", "batch"),)))
+        return request, parsed
 
 
 class MessageStreamAccumulator:
