@@ -686,3 +686,26 @@ def test_a_tier_with_no_price_is_costed_at_standard_and_flagged(instrumented, te
     assert telemetry.sum_of(A.METRIC_COST_INCOMPLETE_CALLS) == 1
     assert "service tier 'flex'" in caplog.text
     assert otel_tokens.get_statistics()["cost_incomplete_calls"] == 1
+
+
+def test_a_completed_batch_is_one_call_at_batch_rates_counted_once(instrumented, telemetry, mock):
+    mock.reply("batch_completed.json").reply("batch_completed.json")
+    client = mock.client()
+    with otel_tokens.agent("nightly-eval"):
+        first = client.batches.retrieve("batch_6931c0ffee0000000000001")
+        client.batches.retrieve("batch_6931c0ffee0000000000001")  # polled again: not counted again
+    assert first.usage.input_tokens == 120000
+    span = only_span(telemetry)
+    attrs = span.attributes
+    assert attrs[A.OTEL_TOKENS_BATCH_ID] == "batch_6931c0ffee0000000000001"
+    assert attrs[A.OTEL_TOKENS_SERVICE_TIER] == "batch"
+    assert attrs[A.GEN_AI_AGENT_NAME] == "nightly-eval"
+    assert_usage(span, input=120000, output=30000, cache_read=40000, reasoning=12000)
+    # gpt-5 batch: $0.625 input, $0.0625 cached input, $5 output per million tokens
+    assert_billed(span, (80000 * 0.625 + 40000 * 0.0625 + 30000 * 5) / 1e6)
+
+
+async def test_async_batch_retrieve(instrumented, telemetry, mock):
+    mock.reply("batch_completed.json")
+    await mock.async_client().batches.retrieve("batch_6931c0ffee0000000000001")
+    assert only_span(telemetry).attributes[A.OTEL_TOKENS_BATCH_ID] == "batch_6931c0ffee0000000000001"

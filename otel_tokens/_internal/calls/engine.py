@@ -55,7 +55,7 @@ def in_recorded_call() -> bool:
 
 Style = Literal[
     "sync", "async", "sync_manager", "sending_manager", "hop", "async_hop", "user_code", "async_user_code",
-    "completed_calls", "async_completed_calls",
+    "completed_calls", "async_completed_calls", "completed_call", "async_completed_call",
 ]
 
 
@@ -103,7 +103,8 @@ class HelperOperation(Operation, Protocol):
 
 class CompletedCallsOperation(Protocol):
     """An SDK method whose result yields calls that already ran elsewhere (batch results): each item is
-    one call, recorded when the caller reads it (``completed_calls`` / ``async_completed_calls``)."""
+    one call, recorded when the caller reads it (``completed_calls`` / ``async_completed_calls``); or
+    whose result is such a call itself (``completed_call`` / ``async_completed_call``: a finished batch)."""
 
     def completed(self, instance: Any, args: tuple, kwargs: dict, item: Any) -> tuple[Request, Result] | None:
         """The call an item is (None: not a billed call, e.g. an errored or expired batch request)."""
@@ -234,6 +235,10 @@ def make_wrapper(patch: Patch, recorder: Recorder, switch: Switch) -> Callable[.
         return _completed_calls_wrapper(patch.operation, recorder, switch)
     if patch.style == "async_completed_calls":
         return _async_completed_calls_wrapper(patch.operation, recorder, switch)
+    if patch.style == "completed_call":
+        return _completed_call_wrapper(patch.operation, recorder, switch)
+    if patch.style == "async_completed_call":
+        return _async_completed_call_wrapper(patch.operation, recorder, switch)
     return _sync_wrapper(patch.operation, recorder, switch)
 
 
@@ -260,6 +265,30 @@ def _async_completed_calls_wrapper(
         return _AsyncCompletedCallsProxy(
             response, _completed_call_recorder(operation, recorder, instance, args, kwargs)
         )
+
+    return wrapper
+
+
+def _completed_call_wrapper(
+    operation: CompletedCallsOperation, recorder: Recorder, switch: Switch
+) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        response = wrapped(*args, **kwargs)
+        if switch.on and is_instrumentation_enabled():
+            _completed_call_recorder(operation, recorder, instance, args, kwargs)(response)
+        return response
+
+    return wrapper
+
+
+def _async_completed_call_wrapper(
+    operation: CompletedCallsOperation, recorder: Recorder, switch: Switch
+) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        response = await wrapped(*args, **kwargs)
+        if switch.on and is_instrumentation_enabled():
+            _completed_call_recorder(operation, recorder, instance, args, kwargs)(response)
+        return response
 
     return wrapper
 

@@ -567,6 +567,49 @@ class Embeddings:
         return None
 
 
+# -- batches --------------------------------------------------------------------------------------
+# Batch endpoints -> the operation their requests are.
+_BATCH_OPERATIONS = {
+    "/v1/chat/completions": semconv.OP_CHAT, "/v1/responses": semconv.OP_CHAT,
+    "/v1/completions": semconv.OP_TEXT_COMPLETION, "/v1/embeddings": semconv.OP_EMBEDDINGS,
+}
+# Batch ids remembered so a batch retrieved again is not counted again (oldest forgotten first).
+_MAX_BATCHES_SEEN = 10_000
+
+
+class BatchObjects:
+    """``batches.retrieve()``: a completed ``Batch`` with ``usage`` is one call for the whole batch, at
+    batch rates, counted once per batch id in this process (retrieving it again records nothing)."""
+
+    def __init__(self) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def completed(self, instance: Any, args: tuple, kwargs: dict, batch: Any) -> tuple[Request, Result] | None:
+        usage = getattr(batch, "usage", None)
+        batch_id = getattr(batch, "id", None)
+        if getattr(batch, "status", None) != "completed" or usage is None or not isinstance(batch_id, str):
+            return None
+        with self._lock:
+            if batch_id in self._seen:
+                return None
+            self._seen[batch_id] = None
+            if len(self._seen) > _MAX_BATCHES_SEEN:
+                self._seen.popitem(last=False)
+        provider, address, port = openai_server(instance)
+        model = getattr(batch, "model", None)
+        request = Request(
+            provider=provider, operation=_BATCH_OPERATIONS.get(getattr(batch, "endpoint", None), semconv.OP_CHAT),
+            model=model if isinstance(model, str) else None, server_address=address, server_port=port,
+            attributes={semconv.OTEL_TOKENS_BATCH_ID: batch_id},
+        )  # fmt: skip
+        parsed = with_billing(responses_usage(usage), service_tier="batch", price_context=(("processing", "batch"),))
+        return request, Result(usage=parsed, response_model=request.model, response_id=batch_id)
+
+
 # -- helpers' raw streams --------------------------------------------------------------------------
 def helper_raw_stream(stream: Any) -> Any:
     """The raw ``Stream`` inside a ``ChatCompletionStream`` / ``ResponseStream`` helper."""
