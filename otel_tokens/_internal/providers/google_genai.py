@@ -10,7 +10,9 @@ Token conversion to semconv terms (``usage_metadata``)::
 Modalities other than text (``prompt_tokens_details``, ``tool_use_prompt_tokens_details``,
 ``candidates_tokens_details``, ``cache_tokens_details``: ``[{modality, token_count}]``) become the
 details ``input_<m>_tokens``, ``output_<m>_tokens`` and ``cache_<m>_read_tokens`` for audio, image and
-video, so each is priced at its own rate where the model has one.
+video, so each is priced at its own rate where the model has one. Grounding with Google Search
+(``candidates[].grounding_metadata.web_search_queries``) is billed per grounded prompt on Gemini 2.x
+and per search query from Gemini 3 on: the detail ``web_searches`` counts accordingly.
 
 Streams: every chunk carries the request's usage so far (cumulative), so the last one counts, never
 their sum. One public call may send several requests (automatic function calling, automatic
@@ -31,7 +33,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, tokens
+from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, tokens, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 
@@ -186,7 +188,7 @@ def _parts(candidate: Any) -> Any:
 class GenerateContentAccumulator:
     """Reads ``GenerateContentResponse`` chunks: the last usage (cumulative), text, tool calls."""
 
-    __slots__ = ("_usage", "_model", "_id", "_finish", "_text", "_tool_calls")
+    __slots__ = ("_usage", "_model", "_id", "_finish", "_text", "_tool_calls", "_queries")
 
     @staticmethod
     def usage_sent(chunk: Any) -> Any:
@@ -203,6 +205,8 @@ class GenerateContentAccumulator:
         self._finish: dict[int, str] = {}
         self._text: list[str] = []
         self._tool_calls = 0
+        # Google Search queries the model grounded on (streams repeat them: a set).
+        self._queries: set[str] | None = None
 
     def add(self, chunk: Any) -> bool:
         usage = self.usage_sent(chunk)
@@ -218,6 +222,11 @@ class GenerateContentAccumulator:
             reason = _finish_reason(getattr(candidate, "finish_reason", None))
             if reason:
                 self._finish[getattr(candidate, "index", None) or index] = reason
+            grounding = getattr(candidate, "grounding_metadata", None)
+            if grounding is not None:
+                queries = getattr(grounding, "web_search_queries", None)
+                if queries:
+                    self._queries = (self._queries or set()) | {str(query) for query in queries}
             for part in _parts(candidate):
                 if self.is_function_call(part):
                     self._tool_calls += 1
@@ -231,8 +240,13 @@ class GenerateContentAccumulator:
         # A stream left before its finish reason has counted only part of its output: estimated instead.
         # A whole response counts as sent (a blocked prompt has no candidates, but has usage).
         finished = whole or bool(self._finish)
+        usage = usage_of(self._usage) if finished else None
+        if self._queries and usage is not None:
+            # Gemini 2.x bills a grounded prompt once, however many queries it ran; later models per query.
+            searches = 1 if (self._model or "").startswith("gemini-2") else len(self._queries)
+            usage = with_billing(usage, details={"web_searches": searches})
         return Result(
-            usage=usage_of(self._usage) if finished else None,
+            usage=usage,
             response_model=self._model,
             response_id=self._id,
             finish_reasons=tuple(self._finish[i] for i in sorted(self._finish)),
