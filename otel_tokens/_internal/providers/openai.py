@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -582,9 +584,6 @@ class BatchObjects:
     batch rates, counted once per batch id in this process (retrieving it again records nothing)."""
 
     def __init__(self) -> None:
-        import threading
-        from collections import OrderedDict
-
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
