@@ -238,8 +238,8 @@ class Result:
     # (price tiers apply per request).
     hop_usages: tuple[Usage, ...] = ()
     # Provider-specific response attributes for the span (``openai.response.service_tier``), names from
-    # otel_tokens.semconv.
-    attributes: Mapping[str, Any] = field(default_factory=_empty)
+    # otel_tokens.semconv, as (name, value) pairs (a plain default: no factory call per result).
+    attributes: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import NO_EXTRA, Request, Result, Usage, make_usage, tokens, with_billing
+from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, tokens, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers.detect import server_of
@@ -132,13 +132,13 @@ def billing(
             "cache_write_5m_tokens": getattr(cache_creation, "ephemeral_5m_input_tokens", None),
             "cache_write_1h_tokens": one_hour,
         }
-    attributes: Any = NO_EXTRA
+    attributes: tuple[tuple[str, Any], ...] = ()
     if server_tool_use is not None:
         details = details or {}
         details["web_searches"] = getattr(server_tool_use, "web_search_requests", None)
         fetches = getattr(server_tool_use, "web_fetch_requests", None)
         if isinstance(fetches, int) and fetches > 0:
-            attributes = {semconv.OTEL_TOKENS_SERVER_TOOL_WEB_FETCH: fetches}
+            attributes = ((semconv.OTEL_TOKENS_SERVER_TOOL_WEB_FETCH, fetches),)
     tier = tier if isinstance(tier, str) and tier else None
     context: list[tuple[str, str]] = []
     if tier == "batch":
@@ -237,7 +237,7 @@ class Messages:
             text = "".join(block.text for block in blocks if getattr(block, "type", None) == "text")
         stop_reason = getattr(response, "stop_reason", None)
         blocks = getattr(response, "content", None) or ()
-        parsed, attributes = message_usage(usage) if usage is not None else (None, NO_EXTRA)
+        parsed, attributes = message_usage(usage) if usage is not None else (None, ())
         return Result(
             usage=parsed,
             response_model=getattr(response, "model", None),
@@ -390,7 +390,7 @@ class MessageStreamAccumulator:
 
     def result(self) -> Result:
         usage = None
-        attributes: Any = NO_EXTRA
+        attributes: tuple[tuple[str, Any], ...] = ()
         if self._usage_seen:
             output = self._output
             if not self._final:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import NO_EXTRA, Request, Result, Usage, make_usage, with_billing
+from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers import common
@@ -179,9 +179,9 @@ def service_tier(response: Any) -> tuple[str | None, tuple[tuple[str, str], ...]
     tier, its genai-prices price context, and the span attributes saying it."""
     tier = getattr(response, "service_tier", None)
     if not isinstance(tier, str) or not tier:
-        return None, (), NO_EXTRA
+        return None, (), ()
     context = () if tier in _STANDARD_TIERS else (("service_tier", tier),)
-    return tier, context, {semconv.OPENAI_RESPONSE_SERVICE_TIER: tier}
+    return tier, context, ((semconv.OPENAI_RESPONSE_SERVICE_TIER, tier),)
 
 
 # Responses output items that are a server-side tool the provider bills per call: the usage key.
