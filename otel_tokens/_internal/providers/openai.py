@@ -170,8 +170,9 @@ def responses_usage(usage: Any) -> Usage | None:
     )
 
 
-# Tiers billed at the standard rates; any other tier the response names is priced by its variant.
-_STANDARD_TIERS = frozenset({"default", "auto"})
+# Tiers billed at the standard rates (OpenAI's default, Groq's on_demand, a compatible server's standard);
+# any other tier the response names is priced by its variant, or flagged when there is none.
+_STANDARD_TIERS = frozenset({"default", "auto", "on_demand", "standard"})
 
 
 def service_tier(response: Any) -> tuple[str | None, tuple[tuple[str, str], ...], Any]:
