@@ -143,11 +143,31 @@ def set_price(
     cache_read: float | None = None,
     cache_write: float | None = None,
     provider: str | None = None,
+    cache_write_1h: float | None = None,
+    input_audio: float | None = None,
+    output_audio: float | None = None,
+    cache_audio_read: float | None = None,
+    input_image: float | None = None,
+    output_image: float | None = None,
+    input_video: float | None = None,
+    output_video: float | None = None,
+    web_search: float | None = None,
+    file_search: float | None = None,
+    tiers: dict[str, dict[str, float]] | None = None,
 ) -> None:
-    """Price a model in USD per million tokens; overrides the bundled price database."""
+    """Price a model in USD per million tokens; overrides the bundled price database.
+
+    Beyond input, output and cache prices: the 1-hour cache write, audio, image and video tokens (USD per
+    million tokens), ``web_search`` and ``file_search`` (USD per 1,000 calls), and ``tiers``, prices per
+    service tier by the name the response gives (``{"flex": {"input": 0.625, "output": 5}}``).
+    """
     _runtime().price_book.set_price(
-        model, input=input, output=output, cache_read=cache_read, cache_write=cache_write, provider=provider
-    )
+        model, input=input, output=output, cache_read=cache_read, cache_write=cache_write, provider=provider,
+        cache_write_1h=cache_write_1h, input_audio=input_audio, output_audio=output_audio,
+        cache_audio_read=cache_audio_read, input_image=input_image, output_image=output_image,
+        input_video=input_video, output_video=output_video, web_search=web_search, file_search=file_search,
+        tiers=tiers,
+    )  # fmt: skip
 
 
 def set_budget(

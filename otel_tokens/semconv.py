@@ -19,6 +19,7 @@ Python Prometheus exporter agree)::
     otel_tokens.calls.unpriced                   -> otel_tokens_calls_unpriced_total
     otel_tokens.calls.usage_invalid              -> otel_tokens_calls_usage_invalid_total
     otel_tokens.calls.usage_unknown              -> otel_tokens_calls_usage_unknown_total
+    otel_tokens.calls.cost_incomplete            -> otel_tokens_calls_cost_incomplete_total
     otel_tokens.budget.limit                     -> otel_tokens_budget_limit_USD
     otel_tokens.budget.spent                     -> otel_tokens_budget_spent_USD
     otel_tokens.budget.utilization               -> otel_tokens_budget_utilization
@@ -74,6 +75,8 @@ SERVER_PORT: Final = "server.port"
 ERROR_TYPE: Final = "error.type"
 USER_ID: Final = "user.id"
 ERROR_TYPE_OTHER: Final = "_OTHER"
+# The tier that served an OpenAI call (OpenAI semantic conventions).
+OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
 
 # -- cost (semantic-conventions-genai main, REFERENCE 3.1) ---------------------------------------------
 GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
@@ -96,6 +99,22 @@ OTEL_TOKENS_TASK_NAME: Final = "otel_tokens.task.name"
 # Where a call was read from when another instrumentation made its span (GenAISpanProcessor): that span's
 # instrumentation scope name. Absent on calls of otel-tokens' own instrumentors and record_usage().
 OTEL_TOKENS_SOURCE: Final = "otel_tokens.source"
+# The service tier that served the call, in the provider's words (flex, priority, batch, fast, default,
+# standard...), whatever the provider; also the by_tier key of the statistics.
+OTEL_TOKENS_SERVICE_TIER: Final = "otel_tokens.service_tier"
+# Server-side tool calls the provider bills per call (web search, file search, web fetch), by tool.
+OTEL_TOKENS_SERVER_TOOL_WEB_SEARCH: Final = "otel_tokens.server_tool.web_search.count"
+OTEL_TOKENS_SERVER_TOOL_FILE_SEARCH: Final = "otel_tokens.server_tool.file_search.count"
+OTEL_TOKENS_SERVER_TOOL_WEB_FETCH: Final = "otel_tokens.server_tool.web_fetch.count"
+# USD of per-call server-tool fees included in gen_ai.usage.cost.amount.
+OTEL_TOKENS_COST_TOOL_FEES: Final = "otel_tokens.cost.tool_fees"
+# Billing dimensions the response revealed that no price covers (service_tier, cache_write_1h_tokens,
+# input_audio_tokens, web_searches...): the cost counts what is known and is a lower bound.
+OTEL_TOKENS_COST_INCOMPLETE: Final = "otel_tokens.cost.incomplete"
+# A call that ran in a batch: the batch's id and the request's custom_id (spans only, never metrics).
+OTEL_TOKENS_BATCH_ID: Final = "otel_tokens.batch.id"
+OTEL_TOKENS_BATCH_CUSTOM_ID: Final = "otel_tokens.batch.custom_id"
+OTEL_TOKENS_COST_UNPRICED_DIMENSIONS: Final = "otel_tokens.cost.unpriced_dimensions"
 # HTTP requests one call sent, when more than one (Gemini automatic function calling, continuation).
 OTEL_TOKENS_REQUEST_COUNT: Final = "otel_tokens.request.count"
 OTEL_TOKENS_BUDGET_WINDOW: Final = "otel_tokens.budget.window"
@@ -125,7 +144,7 @@ OTEL_TOKENS_STORE_OPERATION: Final = "otel_tokens.store.operation"
 # -- statistics keys (get_statistics(), the report) ------------------------------------------------
 KEY_NONE: Final = "(none)"  # calls with no agent (workflow, ...) label
 KEY_OTHER: Final = "(other)"  # calls past the ledger's per-dimension key cap
-STATISTICS_DIMENSIONS: Final = ("agent", "model", "provider", "operation", "workflow", "task", "user")
+STATISTICS_DIMENSIONS: Final = ("agent", "model", "provider", "operation", "workflow", "task", "user", "tier")
 
 # -- span events -----------------------------------------------------------------------------------
 EVENT_BUDGET_WARNING: Final = "otel_tokens.budget.warning"
@@ -169,6 +188,7 @@ METRIC_TOKEN_COUNT: Final = "otel_tokens.token.usage"  # counter by all five tok
 METRIC_UNPRICED_CALLS: Final = "otel_tokens.calls.unpriced"  # counter
 METRIC_USAGE_INVALID_CALLS: Final = "otel_tokens.calls.usage_invalid"  # counter
 METRIC_USAGE_UNKNOWN_CALLS: Final = "otel_tokens.calls.usage_unknown"  # counter
+METRIC_COST_INCOMPLETE_CALLS: Final = "otel_tokens.calls.cost_incomplete"  # counter
 METRIC_BUDGET_LIMIT: Final = "otel_tokens.budget.limit"  # gauge
 METRIC_BUDGET_SPENT: Final = "otel_tokens.budget.spent"  # gauge
 METRIC_BUDGET_UTILIZATION: Final = "otel_tokens.budget.utilization"  # gauge, spent / limit

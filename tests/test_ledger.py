@@ -37,11 +37,13 @@ TOTAL_KEYS = {
     "first_call_time", "last_call_time", "by_agent", "by_model", "by_provider", "by_operation", "by_workflow",
     "by_task", "by_user", "by_agent_model", "top_calls", "budgets",
     "tool_calls", "input_cost_usd", "output_cost_usd", "priced_tokens", "by_workflow_agent", "by_task_agent",
+    "by_tier", "tool_fee_usd", "server_tool_calls", "cost_incomplete_calls",
 }
 ENTRY_KEYS = {
     "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
     "total_tokens", "cost_usd", "unpriced_calls", "errors", "duration_s",
     "tool_calls", "input_cost_usd", "output_cost_usd", "priced_tokens",
+    "tool_fee_usd", "server_tool_calls", "cost_incomplete_calls",
 }
 PAIR_TABLES = ("by_agent_model", "by_workflow_agent", "by_task_agent")
 

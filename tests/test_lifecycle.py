@@ -145,7 +145,7 @@ def test_pricing_failure_keeps_token_counts(users_view, instrumented, telemetry,
     def broken(*args, **kwargs):
         raise RuntimeError("price bug")
 
-    monkeypatch.setattr(instrumented.price_book, "cost_split", broken)
+    monkeypatch.setattr(instrumented.price_book, "price", broken)
     _chat(OpenAIMock().client())
     (span,) = telemetry.llm_spans()
     assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 1250

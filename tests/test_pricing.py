@@ -440,7 +440,10 @@ def test_set_price_wins_over_the_database_and_invalidates_the_cache() -> None:
 
     book.set_price("gpt-4o", input=1.0, output=2.0)
     after = book.rates("openai", "gpt-4o")
-    assert after == Rates(input=1e-6, output=2e-6, cache_read=1e-6, cache_write=1e-6, source="override")
+    assert after == Rates(
+        input=1e-6, output=2e-6, cache_read=1e-6, cache_write=1e-6, source="override",
+        implied=("cache_read_tokens", "cache_write_tokens"),  # no cache prices of its own
+    )
     assert book.cost("openai", "gpt-4o", million) == pytest.approx(3.0)
     # Names genai-prices resolves to the same model entry follow the override.
     assert book.cost("openai", "gpt-4o-2024-08-06", million) == pytest.approx(3.0)
@@ -478,13 +481,13 @@ def test_custom_model_override() -> None:
 def test_misses_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     book = book_at(NOON)
     calls: list[str] = []
-    real_find = PriceBook._find
+    real_find = PriceBook._find_listing
 
     def counting_find(self: PriceBook, provider: str | None, model: str) -> object:
         calls.append(model)
         return real_find(self, provider, model)
 
-    monkeypatch.setattr(PriceBook, "_find", counting_find)
+    monkeypatch.setattr(PriceBook, "_find_listing", counting_find)
     for _ in range(3):
         assert book.rates("openai", "no-such-model") is None
         assert book.rates("openai", "gpt-4o") is not None
@@ -602,7 +605,7 @@ def test_load_toml_and_json(tmp_path) -> None:
         (
             "p.toml",
             '[models."m"]\ninput = 1\noutput = 1\ncached = 1\n',
-            "models.\"m\": unknown key 'cached' (allowed: cache_read, cache_write, input, output, provider)",
+            "models.\"m\": unknown key 'cached' (allowed: cache_audio_read, cache_read, cache_write, cache_write_1h, file_search, input, input_audio, input_image, input_video, output, output_audio, output_image, output_video, provider, tiers, web_search)",
         ),
         (
             "p.toml",

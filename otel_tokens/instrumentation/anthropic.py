@@ -40,6 +40,7 @@ from otel_tokens.instrumentation._base import SDKInstrumentor
 _MESSAGES = "anthropic.resources.messages.messages"
 _MESSAGES_LEGACY = "anthropic.resources.messages"  # anthropic < 0.34, before the batches split
 _BETA_MESSAGES = "anthropic.resources.beta.messages.messages"
+_BATCHES = "anthropic.resources.messages.batches"
 # Where the client looks up the SDK's per-call span factory (anthropic >= 2.0).
 _SDK_SPAN_MODULE = "anthropic._base_client"
 _SDK_SPAN_FUNCTION = "start_api_call_span"
@@ -60,6 +61,11 @@ def _patches() -> list[Patch]:
             Patch(module, "Messages.stream", helper, "sending_manager"),
             Patch(module, "AsyncMessages.stream", helper, "sending_manager"),
         ]
+    batches = adapter.BatchResults()
+    table += [
+        Patch(_BATCHES, "Batches.results", batches, "completed_calls"),
+        Patch(_BATCHES, "AsyncBatches.results", batches, "async_completed_calls"),
+    ]
     return table
 
 

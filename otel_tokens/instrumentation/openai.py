@@ -18,6 +18,7 @@ _CHAT_LEGACY = "openai.resources.chat.completions"  # openai 1.x before the pack
 _RESPONSES = "openai.resources.responses.responses"
 _EMBEDDINGS = "openai.resources.embeddings"
 _COMPLETIONS = "openai.resources.completions"
+_BATCHES = "openai.resources.batches"
 
 
 def _patches() -> list[Patch]:
@@ -47,6 +48,11 @@ def _patches() -> list[Patch]:
         Patch(_EMBEDDINGS, "AsyncEmbeddings.create", embeddings, "async"),
         Patch(_COMPLETIONS, "Completions.create", completions, "sync"),
         Patch(_COMPLETIONS, "AsyncCompletions.create", completions, "async"),
+    ]
+    batches = adapter.BatchObjects()
+    table += [
+        Patch(_BATCHES, "Batches.retrieve", batches, "completed_call"),
+        Patch(_BATCHES, "AsyncBatches.retrieve", batches, "async_completed_call"),
     ]
     return table
 

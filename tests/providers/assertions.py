@@ -35,9 +35,11 @@ def reference_cost(model: str, usage: Usage, provider_id: str) -> float:
             cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             output_tokens=usage.output_tokens,
+            **dict(usage.details),
         ),
         model,
         provider_id=provider_id,
+        price_context=dict(usage.price_context) or None,
     )
     return float(calculation.total_price)
 

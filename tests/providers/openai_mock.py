@@ -61,7 +61,8 @@ class OpenAIMock:
         path = request.url.path
         self.requests.append((path, body, dict(request.headers)))
         # Longest suffix first: Azure puts deployments in the path, and /chat/completions ends in /completions.
-        path = next(p for p in sorted(DEFAULT_REPLIES, key=len, reverse=True) if request.url.path.endswith(p))
+        path = next((p for p in sorted(DEFAULT_REPLIES, key=len, reverse=True) if request.url.path.endswith(p)),
+                    request.url.path)  # e.g. /batches/{id}: answered only by a queued reply
         if self._queue:
             name, status = self._queue.popleft()
         elif body.get("stream"):

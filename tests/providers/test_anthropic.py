@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 from collections import deque
 from pathlib import Path
@@ -305,7 +306,13 @@ def test_stream_message_delta_counts_are_cumulative(instrumented, telemetry, moc
     assert events[-2].usage.input_tokens == 10682
     span = only_span(telemetry)
     assert_usage(span, input=10682, output=510)
-    assert_cost(span, instrumented, SONNET, Usage(input_tokens=10682, output_tokens=510))
+    # The web search is billed per call ($10 per 1,000), on top of the tokens.
+    usage = Usage(input_tokens=10682, output_tokens=510, details=(("web_searches", 1),))
+    cost = assert_cost(span, instrumented, SONNET, usage)
+    assert cost == pytest.approx((10682 * 3 + 510 * 15) / 1e6 + 0.01)
+    assert span.attributes[A.OTEL_TOKENS_SERVER_TOOL_WEB_SEARCH] == 1
+    assert span.attributes[A.OTEL_TOKENS_COST_TOOL_FEES] == pytest.approx(0.01)
+    assert span.attributes[A.OTEL_TOKENS_SERVICE_TIER] == "standard"
 
 
 def test_stream_message_delta_without_input_keeps_message_start_counts(instrumented, telemetry, mock):
@@ -774,3 +781,105 @@ def test_a_broken_accumulator_never_breaks_the_stream(instrumented, telemetry, m
     assert final.usage.output_tokens == 12
     assert len(events) == 8
     assert len(telemetry.llm_spans()) == 2  # both calls still finished, once each
+
+
+# -- billing dimensions: tiers, fast mode, 1-hour cache writes, server tools --------------------------
+def assert_billed(span, hand_computed_usd: float) -> None:
+    """The recorded cost is the bill computed by hand from Anthropic's price list (ratio 1.000)."""
+    recorded = span.attributes[A.GEN_AI_USAGE_COST_AMOUNT]
+    assert recorded / hand_computed_usd == pytest.approx(1.0, rel=1e-9), (recorded, hand_computed_usd)
+
+
+SONNET_45 = "claude-sonnet-4-5-20250929"
+
+
+def test_batch_tier_and_one_hour_cache_writes(instrumented, telemetry, mock):
+    mock.reply("message_batch_1h.json")
+    mock.client().messages.create(model=SONNET_45, max_tokens=256, messages=USER)
+    span = only_span(telemetry)
+    assert_usage(span, input=4000, output=200, cache_write=3000)
+    assert span.attributes[A.OTEL_TOKENS_SERVICE_TIER] == "batch"
+    assert A.OTEL_TOKENS_COST_INCOMPLETE not in span.attributes
+    # batch: $1.50 input, $1.875 5-minute cache write, $3 1-hour cache write, $7.50 output per million
+    assert_billed(span, (1000 * 1.5 + 1000 * 1.875 + 2000 * 3 + 200 * 7.5) / 1e6)
+    usage = Usage(
+        input_tokens=4000, output_tokens=200, cache_write_tokens=3000,
+        details=(("cache_write_5m_tokens", 1000), ("cache_write_1h_tokens", 2000)),
+        price_context=(("processing", "batch"),),
+    )  # fmt: skip
+    assert_cost(span, instrumented, SONNET_45, usage)
+    assert otel_tokens.get_statistics()["by_tier"]["batch"]["calls"] == 1
+
+
+def test_fast_mode_is_priced_at_fast_rates(instrumented, telemetry, mock):
+    mock.reply("message_fast.json")
+    mock.client().messages.create(model="claude-opus-4-8", max_tokens=256, messages=USER)
+    span = only_span(telemetry)
+    assert span.attributes[A.OTEL_TOKENS_SERVICE_TIER] == "fast"
+    # fast mode: $10 input, $50 output per million tokens (2x)
+    assert_billed(span, (500 * 10 + 100 * 50) / 1e6)
+
+
+def test_priority_tier_has_no_list_price_so_it_is_flagged(instrumented, telemetry, mock, caplog):
+    mock.reply("message_priority.json")
+    with caplog.at_level(logging.WARNING, logger="otel_tokens"):
+        mock.client().messages.create(model=SONNET_45, max_tokens=256, messages=USER)
+    span = only_span(telemetry)
+    attrs = span.attributes
+    assert attrs[A.OTEL_TOKENS_SERVICE_TIER] == "priority"
+    assert attrs[A.OTEL_TOKENS_COST_INCOMPLETE] is True
+    assert attrs[A.OTEL_TOKENS_COST_UNPRICED_DIMENSIONS] == ("service_tier",)
+    assert_billed(span, (800 * 3 + 120 * 15) / 1e6)  # the standard rates: what is known
+    assert telemetry.sum_of(A.METRIC_COST_INCOMPLETE_CALLS) == 1
+    assert "service tier 'priority'" in caplog.text
+
+
+def test_priority_tier_priced_by_an_override(instrumented, telemetry, mock):
+    otel_tokens.set_price(SONNET_45, input=3, output=15, tiers={"priority": {"input": 4, "output": 20}})
+    mock.reply("message_priority.json")
+    mock.client().messages.create(model=SONNET_45, max_tokens=256, messages=USER)
+    span = only_span(telemetry)
+    assert A.OTEL_TOKENS_COST_INCOMPLETE not in span.attributes
+    assert_billed(span, (800 * 4 + 120 * 20) / 1e6)
+
+
+def test_stream_one_hour_cache_writes_above_200k_and_web_searches(instrumented, telemetry, mock):
+    mock.reply("message_stream_1h_long.sse")
+    with mock.client().messages.create(model=SONNET_45, max_tokens=1024, messages=USER, stream=True) as stream:
+        for _ in stream:
+            pass
+    span = only_span(telemetry)
+    attrs = span.attributes
+    assert_usage(span, input=220_000, output=300, cache_write=20_000)
+    assert attrs[A.OTEL_TOKENS_SERVER_TOOL_WEB_SEARCH] == 2
+    assert attrs[A.OTEL_TOKENS_SERVER_TOOL_WEB_FETCH] == 1
+    assert attrs[A.OTEL_TOKENS_COST_TOOL_FEES] == pytest.approx(0.02)
+    # above 200k input: $6 input, $12 1-hour cache write, $22.50 output per million; $10 per 1,000 searches
+    assert_billed(span, (200_000 * 6 + 20_000 * 12 + 300 * 22.5) / 1e6 + 2 * 0.010)
+
+
+def test_batch_results_are_calls_at_batch_rates_with_their_custom_id(instrumented, telemetry, mock):
+    mock.reply("message_batch.json").reply("message_batch_results.jsonl")
+    with otel_tokens.agent("support-triage"):
+        results = list(mock.client().messages.batches.results("msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d"))
+    assert [r.custom_id for r in results] == ["ticket-1", "ticket-2", "ticket-3"]  # the caller's, unchanged
+    spans = sorted(telemetry.llm_spans(), key=lambda span: span.attributes[A.OTEL_TOKENS_BATCH_CUSTOM_ID])
+    assert [s.attributes[A.OTEL_TOKENS_BATCH_CUSTOM_ID] for s in spans] == ["ticket-1", "ticket-2"]  # errored: not billed
+    for span in spans:
+        assert span.attributes[A.OTEL_TOKENS_BATCH_ID] == "msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d"
+        assert span.attributes[A.OTEL_TOKENS_SERVICE_TIER] == "batch"
+        assert span.attributes[A.GEN_AI_AGENT_NAME] == "support-triage"
+    # batch: $1.50 input, $0.15 cache read, $7.50 output per million tokens
+    assert_billed(spans[0], (1000 * 1.5 + 200 * 7.5) / 1e6)
+    assert_billed(spans[1], (500 * 1.5 + 2000 * 0.15 + 100 * 7.5) / 1e6)
+    stats = otel_tokens.get_statistics()
+    assert stats["by_agent"]["support-triage"]["calls"] == 2
+    assert stats["by_tier"]["batch"]["cost_usd"] == pytest.approx(0.003 + 0.0018)
+
+
+async def test_async_batch_results(instrumented, telemetry, mock):
+    mock.reply("message_batch.json").reply("message_batch_results.jsonl")
+    decoder = await mock.async_client().messages.batches.results("msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d")
+    results = [result async for result in decoder]
+    assert len(results) == 3
+    assert len(telemetry.llm_spans()) == 2

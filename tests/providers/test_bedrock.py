@@ -763,3 +763,18 @@ def test_entry_point_for_the_opentelemetry_launcher():
 
     (point,) = [p for p in entry_points(group="opentelemetry_instrumentor") if p.name == "otel_tokens_bedrock"]
     assert point.load() is BedrockInstrumentor
+
+
+def test_converse_service_tier_is_recorded_and_an_unpriced_tier_flagged(instrumented, telemetry, server, client):
+    server.reply("converse_priority.json")
+    response = client.converse(modelId=HAIKU, messages=USER)
+    assert response["serviceTier"] == {"type": "priority"}
+    span = only_llm_span(telemetry)
+    attrs = span.attributes
+    assert attrs[A.OTEL_TOKENS_SERVICE_TIER] == "priority"
+    # genai-prices has no Bedrock tier prices: the standard rates, and the call flagged
+    assert attrs[A.OTEL_TOKENS_COST_INCOMPLETE] is True
+    assert attrs[A.OTEL_TOKENS_COST_UNPRICED_DIMENSIONS] == ("service_tier",)
+    standard = instrumented.price_book.cost("aws.bedrock", HAIKU, CONVERSE)
+    assert attrs[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(standard, abs=1e-12)
+    assert telemetry.sum_of(A.METRIC_COST_INCOMPLETE_CALLS) == 1

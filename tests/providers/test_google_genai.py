@@ -500,3 +500,29 @@ async def test_async_llm_calls_inside_an_automatic_function_call(instrumented, t
     inner, outer = sorted(telemetry.llm_spans(), key=lambda s: s.end_time)
     assert_usage(inner, **FLASH)
     assert_usage(outer, input=253, output=91, reasoning=45)
+
+
+def test_audio_prompt_tokens_are_priced_at_the_audio_rate(instrumented, telemetry, mock):
+    mock.reply("generate_content_audio.json")
+    mock.client().models.generate_content(model="gemini-2.5-flash", contents="Transcribe this.")
+    span = only_span(telemetry)
+    assert_usage(span, input=1000, output=50)
+    assert A.OTEL_TOKENS_COST_INCOMPLETE not in span.attributes
+    # gemini-2.5-flash: $0.30 text input, $1.00 audio input, $2.50 output per million tokens
+    hand_computed = (300 * 0.3 + 700 * 1.0 + 50 * 2.5) / 1e6
+    assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] / hand_computed == pytest.approx(1.0, rel=1e-9)
+    assert_cost(span, "gemini-2.5-flash", Usage(input_tokens=1000, output_tokens=50, details=(("input_audio_tokens", 700),)))
+
+
+def test_grounding_with_google_search_is_billed_per_grounded_prompt(instrumented, telemetry, mock):
+    mock.reply("generate_content_grounded.json")
+    mock.client().models.generate_content(
+        model="gemini-2.5-flash", contents="Weather in Paris?",
+        config=types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())]),
+    )
+    span = only_span(telemetry)
+    assert_usage(span, input=420, output=40)
+    assert span.attributes[A.OTEL_TOKENS_SERVER_TOOL_WEB_SEARCH] == 1  # two queries, one grounded prompt
+    # gemini-2.5-flash: $0.30 input, $2.50 output per million tokens, $35 per 1,000 grounded prompts
+    hand_computed = (420 * 0.3 + 40 * 2.5) / 1e6 + 0.035
+    assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] / hand_computed == pytest.approx(1.0, rel=1e-9)

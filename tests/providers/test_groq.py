@@ -272,3 +272,15 @@ def test_importing_the_instrumentors_imports_no_sdk():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
+
+
+
+def test_on_demand_tier_is_recorded_and_priced_as_standard(instrumented, telemetry, mock):
+    """Groq names its standard tier on_demand: recorded, at the standard rates, never flagged."""
+    mock.reply("chat_on_demand.json")
+    mock.client().chat.completions.create(model="llama-3.3-70b-versatile", messages=USER)
+    attrs = only_llm_span(telemetry).attributes
+    assert attrs[A.OTEL_TOKENS_SERVICE_TIER] == "on_demand"
+    assert A.OTEL_TOKENS_COST_INCOMPLETE not in attrs
+    expected = groq_cost("llama-3.3-70b-versatile", Usage(input_tokens=417, output_tokens=86))
+    assert attrs[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(expected, abs=1e-12)

@@ -654,3 +654,148 @@ def test_one_choice_gives_one_output_message_with_its_finish_reason(telemetry, m
     (message,) = json.loads(only_span(telemetry).attributes[A.GEN_AI_OUTPUT_MESSAGES])
     assert message == {"role": "assistant", "parts": [{"type": "text", "content": "The capital of France is Paris."}],
                        "finish_reason": "stop"}
+
+
+# -- billing dimensions: the tier that served, modalities, server-tool fees ---------------------------
+def assert_billed(span, hand_computed_usd: float) -> None:
+    """The recorded cost is the bill computed by hand from the provider's price list (ratio 1.000)."""
+    recorded = span.attributes[A.GEN_AI_USAGE_COST_AMOUNT]
+    assert recorded / hand_computed_usd == pytest.approx(1.0, rel=1e-9), (recorded, hand_computed_usd)
+
+
+def test_chat_is_priced_at_the_tier_that_served_it(instrumented, telemetry, mock):
+    mock.reply("chat_flex.json")
+    response = mock.client().chat.completions.create(
+        model="gpt-5", messages=[{"role": "user", "content": "hi"}], service_tier="auto"
+    )
+    assert response.service_tier == "flex"
+    span = only_span(telemetry)
+    assert span.attributes[A.OPENAI_RESPONSE_SERVICE_TIER] == "flex"
+    assert span.attributes[A.OTEL_TOKENS_SERVICE_TIER] == "flex"
+    assert A.OTEL_TOKENS_COST_INCOMPLETE not in span.attributes
+    # gpt-5 flex: $0.625 input, $0.0625 cached input, $5 output per million tokens
+    assert_billed(span, (976 * 0.625 + 1024 * 0.0625 + 500 * 5) / 1e6)
+    usage = Usage(input_tokens=2000, output_tokens=500, cache_read_tokens=1024, reasoning_tokens=256,
+                  price_context=(("service_tier", "flex"),))
+    assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(reference_cost("gpt-5-2025-08-07", usage), abs=1e-9)
+    stats = otel_tokens.get_statistics()
+    assert stats["by_tier"]["flex"]["calls"] == 1
+    assert stats["by_tier"]["flex"]["cost_usd"] == pytest.approx(span.attributes[A.GEN_AI_USAGE_COST_AMOUNT])
+
+
+def test_chat_stream_is_priced_at_the_tier_that_served_it(instrumented, telemetry, mock):
+    mock.reply("chat_stream_priority.sse")
+    chunks = list(mock.client().chat.completions.create(
+        model="gpt-5", messages=[{"role": "user", "content": "hi"}], stream=True
+    ))
+    assert chunks[0].service_tier == "priority"
+    span = only_span(telemetry)
+    assert span.attributes[A.OTEL_TOKENS_SERVICE_TIER] == "priority"
+    assert span.attributes[A.OPENAI_RESPONSE_SERVICE_TIER] == "priority"
+    # gpt-5 priority: $2.50 input, $0.25 cached input, $20 output per million tokens
+    assert_billed(span, (180 * 2.5 + 1920 * 0.25 + 8 * 20) / 1e6)
+
+
+def test_chat_audio_tokens_are_priced_at_audio_rates(instrumented, telemetry, mock):
+    mock.reply("chat_audio.json")
+    mock.client().chat.completions.create(
+        model="gpt-audio", messages=[{"role": "user", "content": "hi"}], modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "wav"},
+    )
+    span = only_span(telemetry)
+    assert_usage(span, input=1000, output=300)
+    # gpt-audio: text $2.50 in / $10 out, audio $32 in / $64 out per million tokens
+    assert_billed(span, (600 * 2.5 + 400 * 32 + 100 * 10 + 200 * 64) / 1e6)
+    assert A.OTEL_TOKENS_COST_INCOMPLETE not in span.attributes
+
+
+def test_audio_tokens_of_a_model_with_only_text_rates_are_flagged(instrumented, telemetry, mock, caplog):
+    """genai-prices lists gpt-4o-audio-preview with text rates only: the audio is costed at them (never an
+    invented rate), the call flagged, and one WARNING per model and dimension."""
+    mock.reply("chat_audio_preview.json").reply("chat_audio_preview.json")
+    client = mock.client()
+    with caplog.at_level(logging.WARNING, logger="otel_tokens"):
+        for _ in range(2):
+            client.chat.completions.create(model="gpt-4o-audio-preview", messages=[{"role": "user", "content": "hi"}])
+    spans = telemetry.llm_spans()
+    assert len(spans) == 2
+    for span in spans:
+        assert span.attributes[A.OTEL_TOKENS_COST_INCOMPLETE] is True
+        assert span.attributes[A.OTEL_TOKENS_COST_UNPRICED_DIMENSIONS] == ("input_audio_tokens", "output_audio_tokens")
+        assert_billed(span, (1000 * 2.5 + 300 * 10) / 1e6)
+    assert telemetry.sum_of(A.METRIC_COST_INCOMPLETE_CALLS) == 2
+    warnings = [r.getMessage() for r in caplog.records if "no price known for" in r.getMessage()]
+    assert len(warnings) == 2  # one per dimension, not per call
+    assert any("input_audio_tokens" in w for w in warnings) and any("output_audio_tokens" in w for w in warnings)
+
+
+def test_responses_server_tool_calls_are_billed_per_call(instrumented, telemetry, mock):
+    mock.reply("response_tools.json")
+    response = mock.client().responses.create(
+        model="gpt-5", input="weather?", tools=[{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]}]
+    )
+    assert [item.type for item in response.output][:3] == ["web_search_call", "web_search_call", "file_search_call"]
+    span = only_span(telemetry)
+    attrs = span.attributes
+    assert attrs[A.OTEL_TOKENS_SERVER_TOOL_WEB_SEARCH] == 2
+    assert attrs[A.OTEL_TOKENS_SERVER_TOOL_FILE_SEARCH] == 1
+    assert attrs[A.OTEL_TOKENS_COST_TOOL_FEES] == pytest.approx(2 * 0.010 + 0.0025)
+    assert attrs[A.OTEL_TOKENS_SERVICE_TIER] == "default"
+    # gpt-5: $1.25 input, $0.125 cached, $10 output per million; $10 per 1,000 web searches, $2.50 per
+    # 1,000 file searches
+    assert_billed(span, (464 * 1.25 + 1536 * 0.125 + 900 * 10) / 1e6 + 2 * 0.010 + 0.0025)
+    stats = otel_tokens.get_statistics()
+    assert stats["tool_fee_usd"] == pytest.approx(0.0225)
+    assert stats["server_tool_calls"] == 3
+
+
+def test_responses_stream_tier_and_tool_calls_come_from_the_final_response(instrumented, telemetry, mock):
+    mock.reply("response_stream_tools.sse")
+    events = list(mock.client().responses.create(model="gpt-5", input="weather?", stream=True, service_tier="auto"))
+    assert events[0].response.service_tier == "auto" and events[-1].response.service_tier == "flex"
+    span = only_span(telemetry)
+    assert span.attributes[A.OTEL_TOKENS_SERVICE_TIER] == "flex"
+    assert span.attributes[A.OTEL_TOKENS_SERVER_TOOL_WEB_SEARCH] == 1
+    # gpt-5 flex: $0.625 / $0.0625 / $5 per million tokens, plus one web search at $10 per 1,000
+    assert_billed(span, (464 * 0.625 + 1536 * 0.0625 + 900 * 5) / 1e6 + 0.010)
+
+
+def test_a_tier_with_no_price_is_costed_at_standard_and_flagged(instrumented, telemetry, mock, caplog):
+    mock.reply("chat_flex.json")
+    # Azure OpenAI: genai-prices does not apply OpenAI's tier variants through the fallback provider.
+    client = mock.client(base_url="https://example-resource.openai.azure.com/openai/v1")
+    with caplog.at_level(logging.WARNING, logger="otel_tokens"):
+        client.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}])
+    span = only_span(telemetry)
+    attrs = span.attributes
+    assert attrs[A.OTEL_TOKENS_SERVICE_TIER] == "flex"
+    assert attrs[A.OTEL_TOKENS_COST_INCOMPLETE] is True
+    assert attrs[A.OTEL_TOKENS_COST_UNPRICED_DIMENSIONS] == ("service_tier",)
+    # standard gpt-5 rates
+    assert_billed(span, (976 * 1.25 + 1024 * 0.125 + 500 * 10) / 1e6)
+    assert telemetry.sum_of(A.METRIC_COST_INCOMPLETE_CALLS) == 1
+    assert "service tier 'flex'" in caplog.text
+    assert otel_tokens.get_statistics()["cost_incomplete_calls"] == 1
+
+
+def test_a_completed_batch_is_one_call_at_batch_rates_counted_once(instrumented, telemetry, mock):
+    mock.reply("batch_completed.json").reply("batch_completed.json")
+    client = mock.client()
+    with otel_tokens.agent("nightly-eval"):
+        first = client.batches.retrieve("batch_6931c0ffee0000000000001")
+        client.batches.retrieve("batch_6931c0ffee0000000000001")  # polled again: not counted again
+    assert first.usage.input_tokens == 120000
+    span = only_span(telemetry)
+    attrs = span.attributes
+    assert attrs[A.OTEL_TOKENS_BATCH_ID] == "batch_6931c0ffee0000000000001"
+    assert attrs[A.OTEL_TOKENS_SERVICE_TIER] == "batch"
+    assert attrs[A.GEN_AI_AGENT_NAME] == "nightly-eval"
+    assert_usage(span, input=120000, output=30000, cache_read=40000, reasoning=12000)
+    # gpt-5 batch: $0.625 input, $0.0625 cached input, $5 output per million tokens
+    assert_billed(span, (80000 * 0.625 + 40000 * 0.0625 + 30000 * 5) / 1e6)
+
+
+async def test_async_batch_retrieve(instrumented, telemetry, mock):
+    mock.reply("batch_completed.json")
+    await mock.async_client().batches.retrieve("batch_6931c0ffee0000000000001")
+    assert only_span(telemetry).attributes[A.OTEL_TOKENS_BATCH_ID] == "batch_6931c0ffee0000000000001"

@@ -68,6 +68,7 @@ INSTRUMENTS = {
     semconv.METRIC_COST_USD: ("counter", semconv.UNIT_USD),
     semconv.METRIC_TOKEN_COUNT: ("counter", semconv.UNIT_TOKEN),
     semconv.METRIC_UNPRICED_CALLS: ("counter", semconv.UNIT_CALL),
+    semconv.METRIC_COST_INCOMPLETE_CALLS: ("counter", semconv.UNIT_CALL),
     semconv.METRIC_BUDGET_LIMIT: ("gauge", semconv.UNIT_USD),
     semconv.METRIC_BUDGET_SPENT: ("gauge", semconv.UNIT_USD),
     semconv.METRIC_BUDGET_UTILIZATION: ("gauge", semconv.UNIT_RATIO),

@@ -20,11 +20,11 @@ COLUMNS: Final = (
     "time_utc", "provider", "operation", "model", "request_model", "agent", "workflow", "task", "user",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_tokens",
     "cost_usd", "input_cost_usd", "output_cost_usd", "cost_source", "estimated", "tool_calls", "duration_s",
-    "ttfc_s", "error",
+    "ttfc_s", "error", "tier", "tool_fee_usd", "server_tool_calls", "unpriced_dimensions",
 )
 _TEXT: Final = frozenset({"provider", "operation", "model", "request_model", "agent", "workflow", "task", "user",
-                          "cost_source", "error"})
-_MONEY: Final = frozenset({"cost_usd", "input_cost_usd", "output_cost_usd"})
+                          "cost_source", "error", "tier", "unpriced_dimensions"})
+_MONEY: Final = frozenset({"cost_usd", "input_cost_usd", "output_cost_usd", "tool_fee_usd"})
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -37,6 +37,9 @@ def call_row(line: Mapping[str, Any]) -> dict[str, Any]:
         row["total_tokens"] = (line.get("input_tokens") or 0) + (line.get("output_tokens") or 0)
     row["estimated"] = line.get("estimated") is True
     row["tool_calls"] = int(line.get("tool_calls") or 0)
+    row["server_tool_calls"] = int(line.get("server_tool_calls") or 0)
+    unpriced = line.get("unpriced_dimensions") or []
+    row["unpriced_dimensions"] = " ".join(unpriced) if unpriced else None
     return row
 
 

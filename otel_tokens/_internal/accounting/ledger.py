@@ -37,7 +37,7 @@ NONE_KEY: Final = "(none)"
 OTHER_KEY: Final = "(other)"
 
 # Dimensions, in the order a call's keys are given to _add.
-DIMENSIONS: Final = ("agent", "model", "provider", "operation", "workflow", "task", "user")
+DIMENSIONS: Final = semconv.STATISTICS_DIMENSIONS  # ..., "user", "tier" (the service tier that served)
 
 # Positions in a row of sums (a list, so one row is updated in place with a C-level map).
 _CALLS, _INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING = 0, 1, 2, 3, 4, 5
@@ -45,7 +45,12 @@ _COST, _UNPRICED, _ERRORS, _ESTIMATED, _DURATION = 6, 7, 8, 9, 10
 _USAGE_INVALID, _USAGE_UNKNOWN = 11, 12
 # For the efficiency figures: tool calls asked for, the cost split, and the tokens of priced calls.
 _TOOL_CALLS, _INPUT_COST, _OUTPUT_COST, _PRICED_TOKENS = 13, 14, 15, 16
-_ROW_LENGTH: Final = 17
+# Billing beyond tokens: per-call server-tool fees (USD, in the cost), server-tool calls billed per call,
+# and calls whose cost is incomplete (a revealed dimension no price covers).
+_TOOL_FEES, _SERVER_TOOL_CALLS, _COST_INCOMPLETE = 17, 18, 19
+_ROW_LENGTH: Final = 20
+# Usage details that count server-tool calls billed per call.
+_SERVER_TOOL_KEYS: Final = frozenset({"web_searches", "storage_searches"})
 # Nested tables {outer: {inner: entry}}: (statistics key, outer and inner positions in DIMENSIONS).
 PAIRS: Final = (("by_agent_model", 0, 1), ("by_workflow_agent", 4, 0), ("by_task_agent", 5, 0))
 
@@ -62,6 +67,7 @@ def _empty_row() -> list[Any]:
     row[_DURATION] = 0.0
     row[_INPUT_COST] = 0.0
     row[_OUTPUT_COST] = 0.0
+    row[_TOOL_FEES] = 0.0
     return row
 
 
@@ -121,8 +127,9 @@ class Ledger:
             delta = (
                 1, 0, 0, 0, 0, 0, cost or 0.0, False, record.error_type is not None, False, record.duration_s,
                 record.usage_invalid, record.usage_unknown, result.tool_calls if result is not None else 0,
-                record.input_cost_usd or 0.0, record.output_cost_usd or 0.0, 0,
+                record.input_cost_usd or 0.0, record.output_cost_usd or 0.0, 0, 0.0, 0, False,
             )
+            tier = None
         else:
             input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
             delta = (
@@ -131,10 +138,14 @@ class Ledger:
                 record.duration_s, record.usage_invalid, False, result.tool_calls if result is not None else 0,
                 record.input_cost_usd or 0.0, record.output_cost_usd or 0.0,
                 input_tokens + output_tokens if cost is not None else 0,
+                record.tool_fee_usd,
+                sum(value for key, value in usage.details if key in _SERVER_TOOL_KEYS) if usage.details else 0,
+                bool(record.unpriced_dimensions),
             )
+            tier = usage.service_tier
         labels = record.labels
         keys = (labels.agent, record.model, request.provider, request.operation, labels.workflow, labels.task,
-                labels.user)
+                labels.user, tier)
         end = record.end_time_unix or None
         self._add(keys, delta, None if end is None else end - record.duration_s, end, cost, record.error_type)
 
@@ -234,6 +245,9 @@ class Ledger:
             "input_cost_usd": totals[_INPUT_COST],
             "output_cost_usd": totals[_OUTPUT_COST],
             "priced_tokens": totals[_PRICED_TOKENS],
+            "tool_fee_usd": totals[_TOOL_FEES],
+            "server_tool_calls": totals[_SERVER_TOOL_CALLS],
+            "cost_incomplete_calls": totals[_COST_INCOMPLETE],
         }
         for dimension, table in zip(DIMENSIONS, tables, strict=True):
             statistics[f"by_{dimension}"] = {name: _entry(row) for name, row in table.items()}
@@ -310,6 +324,9 @@ def _entry(row: list[Any]) -> dict[str, Any]:
         "input_cost_usd": row[_INPUT_COST],
         "output_cost_usd": row[_OUTPUT_COST],
         "priced_tokens": row[_PRICED_TOKENS],
+        "tool_fee_usd": row[_TOOL_FEES],
+        "server_tool_calls": row[_SERVER_TOOL_CALLS],
+        "cost_incomplete_calls": row[_COST_INCOMPLETE],
     }
 
 

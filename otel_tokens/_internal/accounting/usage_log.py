@@ -7,7 +7,8 @@ A line, keys in this order::
      "operation": "chat", "input_tokens": 1215, "output_tokens": 45, "cache_read_tokens": 1152,
      "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.000072, "cost_source": "local",
      "estimated": false, "usage_invalid": false, "duration_s": 0.412, "ttfc_s": null, "error": null,
-     "input_cost_usd": 0.000045, "output_cost_usd": 0.000027, "tool_calls": 0, "source": null}
+     "input_cost_usd": 0.000045, "output_cost_usd": 0.000027, "tool_calls": 0, "source": null,
+     "tier": "default", "tool_fee_usd": 0.0, "server_tool_calls": 0, "unpriced_dimensions": []}
 
 ``time`` is when the call ended (UTC); ``model`` is the model that answered, ``request_model`` the one
 asked for. Token counts follow the semconv: input includes cache reads and writes, output includes
@@ -17,7 +18,11 @@ null when the model has no known price; ``cost_source`` is ``local`` (our price 
 ``self_hosted`` (a self-hosted model with no price set: cost 0). ``input_cost_usd``/``output_cost_usd``
 split a cost we computed by billed bucket (null for a provider's cost); ``tool_calls`` counts the tool
 calls the model asked for; ``source`` names the instrumentation whose span the call was read from
-(``GenAISpanProcessor``), null for otel-tokens' own calls.
+(``GenAISpanProcessor``), null for otel-tokens' own calls; ``tier`` is the service tier that served the
+call, as the provider named it (null when the response does not say); ``tool_fee_usd`` the per-call server-tool fees within
+``cost_usd``; ``server_tool_calls`` the web and file searches billed per call; ``unpriced_dimensions``
+the billing dimensions the response revealed that no price covers (then ``cost_usd`` counts what is
+known: a lower bound).
 
 Writer and reader agree on one definition of a valid line (:data:`_FIELDS`): the writer turns every
 record into a valid line (counts non-negative ints or null, amounts finite and non-negative or null,
@@ -55,13 +60,13 @@ LINE_KEYS: Final = (
     "time", "provider", "model", "request_model", "agent", "workflow", "task", "user", "operation",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "cost_source", "estimated", "usage_invalid", "duration_s", "ttfc_s", "error", "input_cost_usd",
-    "output_cost_usd", "tool_calls", "source",
+    "output_cost_usd", "tool_calls", "source", "tier", "tool_fee_usd", "server_tool_calls", "unpriced_dimensions",
 )
 TOKEN_KEYS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 # A line without these is not a call we can count.
 REQUIRED_KEYS: Final = frozenset({"time", "provider", "operation", "input_tokens", "output_tokens"})
 _STRING_KEYS: Final = ("provider", "model", "request_model", "agent", "workflow", "task", "user", "operation",
-                       "cost_source", "error", "source")
+                       "cost_source", "error", "source", "tier")
 
 
 def format_time(unix_seconds: float) -> str:
@@ -103,6 +108,9 @@ _FIELDS: Final[dict[str, tuple[Callable[[Any], bool], bool]]] = {
     "input_cost_usd": (_is_amount, True),
     "output_cost_usd": (_is_amount, True),
     "tool_calls": (_is_count, False),
+    "tool_fee_usd": (_is_amount, True),
+    "server_tool_calls": (_is_count, False),
+    "unpriced_dimensions": (lambda value: type(value) is list and all(isinstance(item, str) for item in value), False),
 }
 
 
@@ -166,6 +174,12 @@ def record_to_line(record: CallRecord) -> str:
     line["tool_calls"] = tool_calls if _is_count(tool_calls) else 0
     # Another instrumentation's span the call was read from (GenAISpanProcessor); null for our own calls.
     line["source"] = _text(getattr(request, "source", None))
+    line["tier"] = None if usage is None or bad_counts else _text(getattr(usage, "service_tier", None))
+    line["tool_fee_usd"] = _amount(record.tool_fee_usd) if cost is not None else None
+    details = getattr(usage, "details", ()) if usage is not None and not bad_counts else ()
+    server_tools = sum(value for key, value in details if key in ("web_searches", "storage_searches"))
+    line["server_tool_calls"] = server_tools if _is_count(server_tools) else 0
+    line["unpriced_dimensions"] = [str(name) for name in record.unpriced_dimensions] if cost is not None else []
     # ensure_ascii keeps every line pure ASCII, so a byte count is a character count.
     return json.dumps(line, ensure_ascii=True, separators=(", ", ": "), allow_nan=False)
 
@@ -290,7 +304,7 @@ def parse_line(text: str | bytes) -> dict[str, Any] | None:
 
 # What a line that lacks an optional key means.
 _MISSING: Final = {"cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "estimated": False,
-                   "usage_invalid": False, "tool_calls": 0}
+                   "usage_invalid": False, "tool_calls": 0, "server_tool_calls": 0}
 
 
 @dataclass(frozen=True, slots=True)

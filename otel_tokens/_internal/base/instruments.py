@@ -28,7 +28,7 @@ MAX_SERIES = 2000
 _OVERFLOW_KEY = (("otel.metric.overflow", True),)
 
 # index of each total in a series' list
-_INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING, _COST, _UNPRICED, _INVALID, _UNKNOWN = range(9)
+_INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING, _COST, _UNPRICED, _INVALID, _UNKNOWN, _INCOMPLETE = range(10)
 _TOKEN_TYPES = (
     (semconv.TOKEN_TYPE_INPUT, _INPUT),
     (semconv.TOKEN_TYPE_OUTPUT, _OUTPUT),
@@ -58,10 +58,11 @@ class CallTotals:
         if usage is None:
             if cost is None and not invalid and not unknown:
                 return  # a failed call: nothing to add
-            delta: tuple = (0, 0, 0, 0, 0, cost or 0.0, False, invalid, unknown)
+            delta: tuple = (0, 0, 0, 0, 0, cost or 0.0, False, invalid, unknown, False)
         else:
             delta = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
-                     usage.reasoning_tokens, cost or 0.0, cost is None, invalid, unknown)
+                     usage.reasoning_tokens, cost or 0.0, cost is None, invalid, unknown,
+                     bool(record.unpriced_dimensions))
         if key is None:
             key = tuple(attributes.items())
         with self._lock:
@@ -70,7 +71,7 @@ class CallTotals:
                 if len(self._series) >= self._max_series:
                     key = _OVERFLOW_KEY
                     self._note_overflow()
-                totals = self._series.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0, 0, 0])
+                totals = self._series.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0])
             totals[:] = map(operator.add, totals, delta)
             if cost is not None:
                 self._priced.add(key)
@@ -107,6 +108,9 @@ class CallTotals:
 
     def observe_unknown(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._observe(_UNKNOWN)
+
+    def observe_incomplete(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(_INCOMPLETE)
 
     def _observe(self, index: int) -> list[Observation]:
         return [Observation(totals[index], dict(key)) for key, totals, _ in self._snapshot() if totals[index]]
@@ -186,6 +190,8 @@ class Instruments:
              "Calls whose provider sent usage that is not finite, non-negative counts."),
             (semconv.METRIC_USAGE_UNKNOWN_CALLS, totals.observe_unknown,
              "Calls that succeeded with no token counts, exact or estimated."),
+            (semconv.METRIC_COST_INCOMPLETE_CALLS, totals.observe_incomplete,
+             "Calls whose response revealed a billing dimension no price covers; their cost is a lower bound."),
         ):
             meter.create_observable_counter(name, callbacks=[callback], unit=semconv.UNIT_CALL, description=description)
         return cls(

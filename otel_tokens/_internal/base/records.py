@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -32,10 +32,28 @@ class Usage:
     estimated: bool = False
     # The provider sent usage whose counts are not finite, non-negative numbers: none of them is used.
     invalid: bool = False
+    # Billed counts beyond the five above, keyed by genai-prices usage key (``cache_write_1h_tokens``,
+    # ``input_audio_tokens``, ``web_searches``, ...; see ``pricing.rates.DETAIL_UNITS``), each a subset of
+    # the counts above as genai-prices' units nest. Empty for most calls, which keeps pricing on its
+    # fast path.
+    details: tuple[tuple[str, int], ...] = ()
+    # The service tier that served the call, in the provider's words (``flex``, ``priority``, ``batch``,
+    # ``fast``...); None when the response does not say.
+    service_tier: str | None = None
+    # What prices the tier: genai-prices price-context pairs (``("service_tier", "flex")``,
+    # ``("processing", "batch")``, ``("speed", "fast")``), set by the adapter that knows the provider.
+    price_context: tuple[tuple[str, str], ...] = ()
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    def detail(self, key: str) -> int:
+        """One of :attr:`details` (0 when absent)."""
+        for name, value in self.details:
+            if name == key:
+                return value
+        return 0
 
 
 class _Invalid:
@@ -86,12 +104,31 @@ def make_usage(
     cache_read_tokens: Any = None,
     cache_write_tokens: Any = None,
     reasoning_tokens: Any = None,
+    *,
+    details: Mapping[str, Any] | None = None,
+    service_tier: str | None = None,
+    price_context: tuple[tuple[str, str], ...] = (),
 ) -> Usage | None:
     """The one way adapters build usage from what a provider sent (raw values or ``tokens()``).
 
     None when neither input nor output was sent (absent is not zero: the call gets estimated or
     flagged); ``INVALID_USAGE`` when any count is invalid; otherwise exact counts, absent subsets 0.
+    ``details`` (counts beyond the five, by genai-prices usage key; absent and zero ones dropped),
+    ``service_tier`` and ``price_context`` are what the response says about billing beyond tokens.
     """
+    if details or service_tier is not None or price_context:
+        usage = make_usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+        if usage is None or usage.invalid:
+            return usage
+        kept: list[tuple[str, int]] = []
+        for key, value in (details or {}).items():
+            number = count(value)
+            if number is INVALID:
+                return INVALID_USAGE
+            if number:
+                kept.append((key, number))  # type: ignore[arg-type]
+        tier = service_tier if isinstance(service_tier, str) and service_tier else None
+        return replace(usage, details=tuple(kept), service_tier=tier, price_context=tuple(price_context))
     if type(input_tokens) is int and type(output_tokens) is int:  # the usual case, checked inline
         cache_read = 0 if cache_read_tokens is None else cache_read_tokens
         cache_write = 0 if cache_write_tokens is None else cache_write_tokens
@@ -115,6 +152,26 @@ def make_usage(
     return Usage(input_ or 0, output or 0, cache_read or 0, cache_write or 0, reasoning or 0)  # type: ignore[arg-type]
 
 
+def with_billing(
+    usage: Usage | None,
+    *,
+    details: Mapping[str, Any] | None = None,
+    service_tier: str | None = None,
+    price_context: tuple[tuple[str, str], ...] = (),
+) -> Usage | None:
+    """``usage`` with what the response says about billing beyond its counts, found elsewhere in the
+    response (the tier, server-tool calls): validated as :func:`make_usage` validates."""
+    if usage is None or usage.invalid or (not details and service_tier is None and not price_context):
+        return usage
+    merged = dict(usage.details)
+    merged.update(details or {})
+    return make_usage(
+        usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+        usage.reasoning_tokens, details=merged, service_tier=service_tier or usage.service_tier,
+        price_context=price_context or usage.price_context,
+    )  # fmt: skip
+
+
 def sum_usages(usages: tuple[Usage | None, ...] | list[Usage | None]) -> Usage | None:
     """The usage of several requests together: None when any is unknown (the call is then estimated),
     ``INVALID_USAGE`` when any is invalid, estimated when any is."""
@@ -122,7 +179,16 @@ def sum_usages(usages: tuple[Usage | None, ...] | list[Usage | None]) -> Usage |
         return None
     if any(usage.invalid for usage in usages):  # type: ignore[union-attr]
         return INVALID_USAGE
+    details: dict[str, int] = {}
+    for usage in usages:
+        for key, value in usage.details:  # type: ignore[union-attr]
+            details[key] = details.get(key, 0) + value
+    tiers = {usage.service_tier for usage in usages} - {None}  # type: ignore[union-attr]
     return Usage(
+        details=tuple(details.items()),
+        # One tier for all hops, as they are one call; hops served at different tiers keep none.
+        service_tier=tiers.pop() if len(tiers) == 1 else None,
+        price_context=usages[0].price_context if len({u.price_context for u in usages}) == 1 else (),  # type: ignore[union-attr]
         input_tokens=sum(u.input_tokens for u in usages),  # type: ignore[union-attr]
         output_tokens=sum(u.output_tokens for u in usages),  # type: ignore[union-attr]
         cache_read_tokens=sum(u.cache_read_tokens for u in usages),  # type: ignore[union-attr]
@@ -177,6 +243,9 @@ class Result:
     # continuation), each request's usage: ``usage`` is their sum, and each is priced on its own
     # (price tiers apply per request).
     hop_usages: tuple[Usage, ...] = ()
+    # Provider-specific response attributes for the span (``openai.response.service_tier``), names from
+    # otel_tokens.semconv, as (name, value) pairs (a plain default: no factory call per result).
+    attributes: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +280,11 @@ class CallRecord:
     # cost_usd split by billed bucket (PriceBook.cost_split); None when not priced locally.
     input_cost_usd: float | None = None
     output_cost_usd: float | None = None
+    # USD of per-call server-tool fees within cost_usd (on its input side); 0.0 when none.
+    tool_fee_usd: float = 0.0
+    # Billing dimensions the response revealed that no price covers (PriceBook's Priced.unpriced): the
+    # cost counts what is known.
+    unpriced_dimensions: tuple[str, ...] = ()
 
     # Derived once in __post_init__ (read by every consumer of every call; properties cost a call each).
     usage: Usage | None = field(init=False, repr=False, compare=False)

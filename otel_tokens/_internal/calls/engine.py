@@ -56,7 +56,8 @@ def in_recorded_call() -> bool:
 
 
 Style = Literal[
-    "sync", "async", "sync_manager", "sending_manager", "hop", "async_hop", "user_code", "async_user_code"
+    "sync", "async", "sync_manager", "sending_manager", "hop", "async_hop", "user_code", "async_user_code",
+    "completed_calls", "async_completed_calls", "completed_call", "async_completed_call",
 ]
 
 
@@ -103,6 +104,15 @@ class HelperOperation(Operation, Protocol):
     """For "sending_manager" helpers: where the helper's stream keeps the SDK's raw stream."""
 
     raw_stream_attribute: str
+
+
+class CompletedCallsOperation(Protocol):
+    """An SDK method whose result yields calls that already ran elsewhere (batch results): each item is
+    one call, recorded when the caller reads it (``completed_calls`` / ``async_completed_calls``); or
+    whose result is such a call itself (``completed_call`` / ``async_completed_call``: a finished batch)."""
+
+    def completed(self, instance: Any, args: tuple, kwargs: dict, item: Any) -> tuple[Request, Result] | None:
+        """The call an item is (None: not a billed call, e.g. an errored or expired batch request)."""
 
 
 class Prepared(NamedTuple):
@@ -226,7 +236,115 @@ def make_wrapper(patch: Patch, recorder: Recorder, switch: Switch) -> Callable[.
         return _async_user_code_wrapper(switch)
     if patch.style == "async_hop":
         return _async_hop_wrapper(patch.operation, switch)
+    if patch.style == "completed_calls":
+        return _completed_calls_wrapper(patch.operation, recorder, switch)
+    if patch.style == "async_completed_calls":
+        return _async_completed_calls_wrapper(patch.operation, recorder, switch)
+    if patch.style == "completed_call":
+        return _completed_call_wrapper(patch.operation, recorder, switch)
+    if patch.style == "async_completed_call":
+        return _async_completed_call_wrapper(patch.operation, recorder, switch)
     return _sync_wrapper(patch.operation, recorder, switch)
+
+
+# -- calls that already ran (batch results) ------------------------------------------------------
+def _completed_calls_wrapper(
+    operation: CompletedCallsOperation, recorder: Recorder, switch: Switch
+) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        response = wrapped(*args, **kwargs)  # outside any try of ours: the SDK's errors pass unchanged
+        if not switch.on or not is_instrumentation_enabled():
+            return response
+        return _CompletedCallsProxy(response, _completed_call_recorder(operation, recorder, instance, args, kwargs))
+
+    return wrapper
+
+
+def _async_completed_calls_wrapper(
+    operation: CompletedCallsOperation, recorder: Recorder, switch: Switch
+) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        response = await wrapped(*args, **kwargs)
+        if not switch.on or not is_instrumentation_enabled():
+            return response
+        return _AsyncCompletedCallsProxy(
+            response, _completed_call_recorder(operation, recorder, instance, args, kwargs)
+        )
+
+    return wrapper
+
+
+def _completed_call_wrapper(
+    operation: CompletedCallsOperation, recorder: Recorder, switch: Switch
+) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        response = wrapped(*args, **kwargs)
+        if switch.on and is_instrumentation_enabled():
+            _completed_call_recorder(operation, recorder, instance, args, kwargs)(response)
+        return response
+
+    return wrapper
+
+
+def _async_completed_call_wrapper(
+    operation: CompletedCallsOperation, recorder: Recorder, switch: Switch
+) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        response = await wrapped(*args, **kwargs)
+        if switch.on and is_instrumentation_enabled():
+            _completed_call_recorder(operation, recorder, instance, args, kwargs)(response)
+        return response
+
+    return wrapper
+
+
+def _completed_call_recorder(
+    operation: CompletedCallsOperation, recorder: Recorder, instance: Any, args: tuple, kwargs: dict
+) -> Callable[[Any], None]:
+    def record(item: Any) -> None:
+        try:
+            call = operation.completed(instance, args, kwargs, item)
+            if call is None:
+                return
+            # It already ran: a blocking budget counts it rather than stopping it (elapsed_s is given).
+            invocation = recorder.start(call[0], current_labels(), elapsed_s=0.0)
+            recorder.finish(invocation, call[1])
+        except Exception:
+            log_internal_error("recording a batch result")
+            if raise_internal_errors():
+                raise
+
+    return record
+
+
+class _CompletedCallsProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """The SDK's result iterator, unchanged for the caller; each item read is recorded once."""
+
+    def __init__(self, wrapped: Any, record: Callable[[Any], None]) -> None:
+        super().__init__(wrapped)
+        self._self_record = record
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        item = next(self.__wrapped__)
+        self._self_record(item)
+        return item
+
+
+class _AsyncCompletedCallsProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    def __init__(self, wrapped: Any, record: Callable[[Any], None]) -> None:
+        super().__init__(wrapped)
+        self._self_record = record
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self.__wrapped__.__anext__()
+        self._self_record(item)
+        return item
 
 
 # -- the call flow -------------------------------------------------------------------------------

@@ -36,11 +36,17 @@ from otel_tokens._internal.base.settings import Settings
 
 _logger = logging.getLogger("otel_tokens")
 
+# Usage details that count server-side tool calls -> their span attribute.
+_SERVER_TOOL_ATTRIBUTES: Final = {
+    "web_searches": semconv.OTEL_TOKENS_SERVER_TOOL_WEB_SEARCH,
+    "storage_searches": semconv.OTEL_TOKENS_SERVER_TOOL_FILE_SEARCH,
+}
+
 
 class PriceSource(Protocol):
-    def cost_split(self, provider: str, model: str, usage: Usage) -> tuple[float, float, str] | None:
-        """USD as (input, output) summing to the call's cost, and its ``gen_ai.usage.cost.source``;
-        None when the model has no known price."""
+    def price(self, provider: str, model: str, usage: Usage) -> Any:
+        """The call's price (``PriceBook.price``: ``input_usd`` and ``output_usd`` summing to the cost,
+        ``source``, ``fees_usd``, ``unpriced``); None when the model has no known price."""
 
 
 class Budgets(Protocol):
@@ -275,6 +281,8 @@ class Recorder:
                 extra=NO_EXTRA,  # passed, so the default factory is not called
                 input_cost_usd=None if split is None else split[0],
                 output_cost_usd=None if split is None else split[1],
+                tool_fee_usd=0.0 if split is None else split[2],
+                unpriced_dimensions=() if split is None else split[3],
             )
         invalid = False
         if usage is not None and not _is_valid(usage):
@@ -322,40 +330,62 @@ class Recorder:
             usage_invalid=invalid,
             input_cost_usd=split[0] if split is not None else None,
             output_cost_usd=split[1] if split is not None else None,
+            tool_fee_usd=split[2] if split is not None else 0.0,
+            unpriced_dimensions=split[3] if split is not None else (),
         )
 
     def _cost(
         self, request: Request, usage: Usage, model: str | None, hops: tuple[Usage, ...] = ()
-    ) -> tuple[float | None, str | None, tuple[float, float] | None]:
-        """(cost, source, its (input, output) split), all None when unknown."""
+    ) -> tuple[float | None, str | None, tuple[float, float, float, tuple[str, ...]] | None]:
+        """(cost, source, its (input, output) split with the tool fees in it and the unpriced
+        dimensions), all None when unknown."""
         if self._prices is None or not model:
             return None, None, None
         try:
             if hops:  # several requests: price tiers apply to each on its own
                 each = [self._priced(request, hop, model) for hop in hops]
-                split = None if None in each else (
-                    sum(part[0] for part in each), sum(part[1] for part in each), each[0][2])  # type: ignore[index]
+                if None in each:
+                    priced = None
+                else:
+                    unpriced = tuple(dict.fromkeys(name for part in each for name in part.unpriced))  # type: ignore[union-attr]
+                    priced = (
+                        sum(part.input_usd for part in each), sum(part.output_usd for part in each),  # type: ignore[union-attr]
+                        each[0].source, sum(part.fees_usd for part in each), unpriced,  # type: ignore[union-attr]
+                    )  # fmt: skip
             else:
-                split = self._priced(request, usage, model)
+                one = self._priced(request, usage, model)
+                priced = None if one is None else (one.input_usd, one.output_usd, one.source, one.fees_usd, one.unpriced)
         except Exception:
             _logger.exception("pricing failed for %s %s; cost left unknown", request.provider, model)
             return None, None, None
-        if split is None:
+        if priced is None:
             self._warn_unpriced(request.provider, model)
             return None, None, None
-        input_cost, output_cost, source = split
+        input_cost, output_cost, source, fees, unpriced = priced
         # Never a non-finite or negative amount, whatever a price override says.
         cost = input_cost + output_cost
         if not (0 <= input_cost <= cost and 0 <= output_cost <= cost < math.inf):  # also False for NaN
             return None, None, None
+        if unpriced:
+            self._warn_incomplete(request.provider, model, unpriced, usage)
         # Float noise (0.00020800000000000001) off, far below any price's precision.
-        return round(cost, 12), source, (round(input_cost, 12), round(output_cost, 12))
+        return round(cost, 12), source, (round(input_cost, 12), round(output_cost, 12), round(fees, 12), unpriced)
 
-    def _priced(self, request: Request, usage: Usage, model: str) -> tuple[float, float, str] | None:
-        priced = self._prices.cost_split(request.provider, model, usage)  # type: ignore[union-attr]
+    def _priced(self, request: Request, usage: Usage, model: str) -> Any:
+        priced = self._prices.price(request.provider, model, usage)  # type: ignore[union-attr]
         if priced is None and request.model and request.model != model:
-            priced = self._prices.cost_split(request.provider, request.model, usage)  # type: ignore[union-attr]
+            priced = self._prices.price(request.provider, request.model, usage)  # type: ignore[union-attr]
         return priced
+
+    def _warn_incomplete(self, provider: str, model: str, unpriced: tuple[str, ...], usage: Usage) -> None:
+        for dimension in unpriced:
+            if self._warnings.first("incomplete", (provider, model, dimension)):
+                what = f"service tier {usage.service_tier!r}" if dimension == "service_tier" else dimension
+                _logger.warning(
+                    "no price known for %s of model %r (provider %s); its calls are costed at the prices "
+                    "that are known and marked %s. Price it with otel_tokens.set_price() or OTEL_TOKENS_PRICES.",
+                    what, model, provider, semconv.OTEL_TOKENS_COST_INCOMPLETE,
+                )
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
@@ -395,6 +425,8 @@ class Recorder:
                 attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = result.finish_reasons
             if result.hop_usages:
                 attributes[semconv.OTEL_TOKENS_REQUEST_COUNT] = len(result.hop_usages)
+            if result.attributes:
+                attributes.update(result.attributes)
         if usage is not None:
             attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             if record.request.operation != semconv.OP_EMBEDDINGS or usage.output_tokens:
@@ -407,6 +439,13 @@ class Recorder:
                 attributes[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
             if usage.estimated:
                 attributes[semconv.OTEL_TOKENS_USAGE_ESTIMATED] = True
+            if usage.service_tier is not None:
+                attributes[semconv.OTEL_TOKENS_SERVICE_TIER] = usage.service_tier
+            if usage.details:
+                for key, value in usage.details:
+                    name = _SERVER_TOOL_ATTRIBUTES.get(key)
+                    if name is not None:
+                        attributes[name] = value
         elif record.usage_unknown:
             attributes[semconv.OTEL_TOKENS_USAGE_UNKNOWN] = True
         if record.usage_invalid:
@@ -415,6 +454,11 @@ class Recorder:
             attributes[semconv.GEN_AI_USAGE_COST_AMOUNT] = record.cost_usd
             attributes[semconv.GEN_AI_USAGE_COST_CURRENCY] = semconv.COST_CURRENCY_USD
             attributes[semconv.GEN_AI_USAGE_COST_SOURCE] = record.cost_source
+            if record.tool_fee_usd:
+                attributes[semconv.OTEL_TOKENS_COST_TOOL_FEES] = record.tool_fee_usd
+            if record.unpriced_dimensions:
+                attributes[semconv.OTEL_TOKENS_COST_INCOMPLETE] = True
+                attributes[semconv.OTEL_TOKENS_COST_UNPRICED_DIMENSIONS] = record.unpriced_dimensions
         elif usage is not None:
             attributes[semconv.OTEL_TOKENS_PRICE_UNKNOWN] = True
         if record.time_to_first_chunk_s is not None:

@@ -28,7 +28,7 @@ PROG = "otel-tokens"
 DEMO_MODULE = "otel_tokens._internal.commands.demo"
 _REPORT_FORMATS = ("text", "markdown", "json", "csv", "html")
 _DEMO_FORMATS = ("text", "markdown", "json", "html")
-_DIMENSIONS = ("agent", "model", "provider", "operation", "workflow", "task", "user")
+_DIMENSIONS = ("agent", "model", "provider", "operation", "workflow", "task", "user", "tier")
 
 
 class _UsageError(Exception):

@@ -220,6 +220,12 @@ _PAGE: Final = """<!DOCTYPE html>
      ["output tokens/s", num(stats.output_tokens_per_second, 1)], ["tool calls", num(stats.tool_calls)],
      ["error rate", pct(stats.error_rate)], ["cost per minute", usd(stats.cost_per_minute_usd)],
      ["projected monthly (at this pace)", usd(stats.projected_monthly_usd)]]
+      .concat(stats.server_tool_calls ? [["server-tool fees (" + num(stats.server_tool_calls) + " searches)",
+                                          usd(stats.tool_fee_usd)]] : [])
+      .concat(stats.cost_incomplete_calls ? [["calls with an unpriced billing dimension",
+                                              num(stats.cost_incomplete_calls)]] : [])
+      .concat(Object.keys(stats.by_tier || {}).filter(function (tier) { return tier !== "(none)"; }).sort()
+        .map(function (tier) { return ["cost at tier " + tier, usd(stats.by_tier[tier].cost_usd)]; }))
       .forEach(function (pair) { cards.appendChild(card(pair[0], pair[1])); });
     var period = document.getElementById("period");
     period.textContent = stats.first_call_time ? "From " + new Date(stats.first_call_time * 1000).toISOString() +

@@ -33,7 +33,8 @@ ENTRY_FIELDS: Final = (
     "calls", *TOKEN_FIELDS, "total_tokens", "cost_usd", "unpriced_calls", "errors", "duration_s",
 )
 # Sums the efficiency figures need (otel_tokens._internal.accounting.analytics); not columns of the group tables.
-EXTRA_FIELDS: Final = ("priced_tokens", "input_cost_usd", "output_cost_usd", "tool_calls")
+EXTRA_FIELDS: Final = ("priced_tokens", "input_cost_usd", "output_cost_usd", "tool_calls", "tool_fee_usd",
+                        "server_tool_calls", "cost_incomplete_calls")
 # Nested tables {outer: {inner: entry}} by two dimensions.
 PAIR_TABLES: Final = (("by_agent_model", "agent", "model"), ("by_workflow_agent", "workflow", "agent"),
                       ("by_task_agent", "task", "agent"))
@@ -51,7 +52,7 @@ _EPSILON_USD: Final = 1e-12
 # -- statistics from usage-log lines ---------------------------------------------------------------
 def _empty_entry() -> dict[str, Any]:
     entry: dict[str, Any] = dict.fromkeys((*ENTRY_FIELDS, *EXTRA_FIELDS), 0)
-    for key in ("cost_usd", "duration_s", "input_cost_usd", "output_cost_usd"):
+    for key in ("cost_usd", "duration_s", "input_cost_usd", "output_cost_usd", "tool_fee_usd"):
         entry[key] = 0.0
     return entry
 
@@ -115,6 +116,9 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
             "input_cost_usd": float(line.get("input_cost_usd") or 0.0),
             "output_cost_usd": float(line.get("output_cost_usd") or 0.0),
             "tool_calls": int(line.get("tool_calls") or 0),
+            "tool_fee_usd": float(line.get("tool_fee_usd") or 0.0),
+            "server_tool_calls": int(line.get("server_tool_calls") or 0),
+            "cost_incomplete_calls": 1 if line.get("unpriced_dimensions") else 0,
         }
         _add(totals, delta)
         estimated += 1 if line.get("estimated") is True else 0
@@ -129,6 +133,7 @@ def stats_from_usage_lines(lines: Iterable[Mapping[str, Any]], *, top_calls: int
             "workflow": line.get("workflow"),
             "task": line.get("task"),
             "user": line.get("user"),
+            "tier": line.get("tier"),
         }
         for dimension, value in keys.items():
             _add(tables[dimension].setdefault(_key(value), _empty_entry()), delta)
@@ -405,6 +410,15 @@ def _summary(stats: Mapping[str, Any]) -> dict[str, Any]:
         "cost_per_minute_usd": cost / (period / 60.0) if rate_ok else None,
         **{key: stats.get(key) for key in EFFICIENCY_FIELDS},
         "projected_monthly_usd": stats.get("projected_monthly_usd"),
+        "tool_fee_usd": float(stats.get("tool_fee_usd") or 0.0),
+        "server_tool_calls": int(stats.get("server_tool_calls") or 0),
+        "cost_incomplete_calls": int(stats.get("cost_incomplete_calls") or 0),
+        # (tier, calls, cost) for calls whose response named the tier that served them, dearest first.
+        "tiers": sorted(
+            ((str(name), int(entry.get("calls") or 0), float(entry.get("cost_usd") or 0.0))
+             for name, entry in (stats.get("by_tier") or {}).items() if name != NONE_KEY),
+            key=lambda row: (-row[2], row[0]),
+        ),
     }
 
 
@@ -488,7 +502,7 @@ def _build(
 # -- renderers -------------------------------------------------------------------------------------
 _TITLES = {
     "agent": "agent", "model": "model", "provider": "provider", "operation": "operation",
-    "workflow": "workflow", "task": "task", "user": "user",
+    "workflow": "workflow", "task": "task", "user": "user", "tier": "service tier",
 }
 
 
@@ -574,6 +588,19 @@ def _summary_pairs(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             f"{format_usd(summary['avg_cost_per_call_usd'])}/call, "
             f"{format_usd(summary['cost_per_1k_tokens_usd'])}/1K tokens, input {format_usd(summary['input_cost_usd'])}"
             f" + output {format_usd(summary['output_cost_usd'])}, {summary['tool_calls'] or 0:,} tool calls")))
+    billing = []
+    if summary.get("tiers"):
+        billing.append("by service tier: " + ", ".join(
+            f"{name} {format_usd(cost)} ({calls:,} call{'s' if calls != 1 else ''})" for name, calls, cost in summary["tiers"]))
+    if summary.get("server_tool_calls") or summary.get("tool_fee_usd"):
+        billing.append(f"server-tool fees {format_usd(summary['tool_fee_usd'])} "
+                       f"({summary['server_tool_calls']:,} web/file searches)")
+    if summary.get("cost_incomplete_calls"):
+        count = summary["cost_incomplete_calls"]
+        billing.append(f"{count:,} call{'s' if count != 1 else ''} with a billing dimension no price covers "
+                       "(counted at the known prices)")
+    if billing:
+        pairs.append(("Billing", "; ".join(billing)))
     if summary.get("projected_monthly_usd") is not None:
         pairs.append(("Projection", f"{format_usd(summary['projected_monthly_usd'])} per 30-day month at the pace "
                                     "of this period (not a forecast)"))

@@ -65,7 +65,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final, Protocol
@@ -76,7 +76,9 @@ from otel_tokens._internal.base.safety import log_internal_error, raise_internal
 from otel_tokens._internal.pricing.rates import (
     _SECONDS_PER_DAY,
     _UNKNOWN,
+    DETAIL_UNITS,
     SOURCE_SELF_HOSTED,
+    TOOL_FEE_KEYS,
     Rates,
     _convert,
     _day_entry,
@@ -144,11 +146,35 @@ def _check_price(owner: str, name: str, value: object, *, required: bool) -> Non
         raise ConfigError(f"{owner}: '{name}' must not be negative, got {value!r}")
 
 
+# Override fields beyond input/output/cache: field -> (DETAIL_UNITS usage key, units its price is per).
+OVERRIDE_UNITS: Final[Mapping[str, tuple[str, int]]] = MappingProxyType(
+    {
+        "cache_write_1h": ("cache_write_1h_tokens", 1_000_000),
+        "input_audio": ("input_audio_tokens", 1_000_000),
+        "output_audio": ("output_audio_tokens", 1_000_000),
+        "cache_audio_read": ("cache_audio_read_tokens", 1_000_000),
+        "input_image": ("input_image_tokens", 1_000_000),
+        "output_image": ("output_image_tokens", 1_000_000),
+        "input_video": ("input_video_tokens", 1_000_000),
+        "output_video": ("output_video_tokens", 1_000_000),
+        "web_search": ("web_searches", 1_000),
+        "file_search": ("storage_searches", 1_000),
+    }
+)
+# Keys of one tier's prices in PriceOverride.tiers.
+TIER_KEYS: Final = ("input", "output", "cache_read", "cache_write", *OVERRIDE_UNITS)
+
+
 @dataclass(frozen=True, slots=True)
 class PriceOverride:
-    """A user's price for a model, in USD per million tokens; wins over genai-prices.
+    """A user's price for a model, in USD per million tokens (``web_search`` and ``file_search`` in USD
+    per 1,000 calls); wins over genai-prices.
 
     ``provider`` (a ``gen_ai.provider.name`` value) limits the override to calls to that provider.
+    ``tiers`` prices the service tiers by the name the response gives (``otel_tokens.service_tier``:
+    ``flex``, ``priority``, ``batch``, ``fast``...), each a mapping of :data:`TIER_KEYS` with ``input`` and
+    ``output`` required; a tier's missing cache prices default to its input price, its other missing
+    prices to the override's own.
     """
 
     model: str
@@ -157,6 +183,17 @@ class PriceOverride:
     cache_read: float | None = None
     cache_write: float | None = None
     provider: str | None = None
+    cache_write_1h: float | None = None
+    input_audio: float | None = None
+    output_audio: float | None = None
+    cache_audio_read: float | None = None
+    input_image: float | None = None
+    output_image: float | None = None
+    input_video: float | None = None
+    output_video: float | None = None
+    web_search: float | None = None
+    file_search: float | None = None
+    tiers: Mapping[str, Mapping[str, float]] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -164,15 +201,45 @@ class PriceOverride:
         owner = f"price override for {self.model!r}"
         _check_price(owner, "input", self.input, required=True)
         _check_price(owner, "output", self.output, required=True)
-        _check_price(owner, "cache_read", self.cache_read, required=False)
-        _check_price(owner, "cache_write", self.cache_write, required=False)
+        for name in ("cache_read", "cache_write", *OVERRIDE_UNITS):
+            _check_price(owner, name, getattr(self, name), required=False)
         if self.provider is not None and (not isinstance(self.provider, str) or not self.provider):
             raise ConfigError(f"{owner}: 'provider' must be a non-empty string, got {self.provider!r}")
+        if self.tiers is not None:
+            if not isinstance(self.tiers, Mapping):
+                raise ConfigError(f"{owner}: 'tiers' must map tier names to prices, got {self.tiers!r}")
+            for tier, prices in self.tiers.items():
+                if not isinstance(tier, str) or not tier:
+                    raise ConfigError(f"{owner}: tier names must be non-empty strings, got {tier!r}")
+                if not isinstance(prices, Mapping):
+                    raise ConfigError(f"{owner}: tier {tier!r} must be a mapping of prices, got {prices!r}")
+                unknown = sorted(set(prices) - set(TIER_KEYS))
+                if unknown:
+                    raise ConfigError(
+                        f"{owner}: tier {tier!r}: unknown key {unknown[0]!r} (allowed: {', '.join(TIER_KEYS)})"
+                    )
+                for name in TIER_KEYS:
+                    _check_price(f"{owner}, tier {tier!r}", name, prices.get(name), required=name in ("input", "output"))
+            object.__setattr__(self, "tiers", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in self.tiers.items()}))
 
-    def rates(self) -> Rates:
-        return Rates.per_million(
-            input=self.input, output=self.output, cache_read=self.cache_read, cache_write=self.cache_write
+    def rates(self, tier: str | None = None, context: tuple[tuple[str, str], ...] = ()) -> Rates:
+        """The override's rates; a tier's when ``tier`` is one of :attr:`tiers` (then for ``context``)."""
+        prices: dict[str, Any] = {name: getattr(self, name) for name in ("input", "output", "cache_read", "cache_write", *OVERRIDE_UNITS)}
+        tier_prices = (self.tiers or {}).get(tier) if tier is not None else None
+        if tier_prices is not None:
+            prices.update(cache_read=None, cache_write=None)
+            prices.update(tier_prices)
+        base = Rates.per_million(
+            input=prices["input"], output=prices["output"], cache_read=prices["cache_read"], cache_write=prices["cache_write"]
         )
+        extra = tuple(
+            (key, prices[name] / per) for name, (key, per) in OVERRIDE_UNITS.items() if prices[name] is not None
+        )
+        implied = tuple(
+            key for key, name in (("cache_read_tokens", "cache_read"), ("cache_write_tokens", "cache_write"))
+            if prices[name] is None
+        )  # fmt: skip
+        return replace(base, extra=extra, implied=implied, context=context if tier_prices is not None else ())
 
 
 # -- price files -----------------------------------------------------------------------------------
@@ -189,15 +256,18 @@ class PriceFileError(ConfigError):
         super().__init__(f"{where}: {problem}")
 
 
-_FILE_KEYS: Final = ("cache_read", "cache_write", "input", "output", "provider")
+_FILE_KEYS: Final = tuple(sorted(("cache_read", "cache_write", "input", "output", "provider", *OVERRIDE_UNITS, "tiers")))
 
 
 def load_price_file(path: str | os.PathLike[str]) -> list[PriceOverride]:
     """Read price overrides from a TOML (``.toml``) or JSON (``.json``) file, validating strictly.
 
     Shape: ``[models."my-model"]`` tables (TOML) or ``{"models": {"my-model": {...}}}`` (JSON), each with
-    ``input`` and ``output`` (required), ``cache_read``, ``cache_write`` (USD per million tokens) and
-    ``provider`` (optional). Raises :class:`PriceFileError`.
+    ``input`` and ``output`` (required), ``cache_read``, ``cache_write``, ``cache_write_1h``,
+    ``input_audio``, ``output_audio``, ``cache_audio_read``, ``input_image``, ``output_image``,
+    ``input_video``, ``output_video`` (USD per million tokens), ``web_search``, ``file_search`` (USD per
+    1,000 calls), ``provider`` and ``tiers`` (``[models."my-model".tiers.flex]`` with the same price keys)
+    (optional). Raises :class:`PriceFileError`.
     """
     name = os.fspath(path)
     extension = os.path.splitext(name)[1].lower()
@@ -257,7 +327,7 @@ def load_price_file(path: str | os.PathLike[str]) -> list[PriceOverride]:
         for key in ("input", "output"):
             if key not in entry:
                 raise PriceFileError(name, f"missing required key {key!r}", where)
-        for key in ("input", "output", "cache_read", "cache_write"):
+        for key in ("input", "output", "cache_read", "cache_write", *OVERRIDE_UNITS):
             if key in entry:
                 problem = _price_problem(key, entry[key])
                 if problem is not None:
@@ -265,16 +335,36 @@ def load_price_file(path: str | os.PathLike[str]) -> list[PriceOverride]:
         provider = entry.get("provider")
         if "provider" in entry and (not isinstance(provider, str) or not provider):
             raise PriceFileError(name, f"'provider' must be a non-empty string, got {provider!r}", where)
-        overrides.append(
-            PriceOverride(
-                model=model,
-                input=float(entry["input"]),
-                output=float(entry["output"]),
-                cache_read=None if entry.get("cache_read") is None else float(entry["cache_read"]),
-                cache_write=None if entry.get("cache_write") is None else float(entry["cache_write"]),
-                provider=provider,
+        tiers = entry.get("tiers")
+        if tiers is not None:
+            if not isinstance(tiers, dict):
+                raise PriceFileError(name, f"'tiers' must be {a_table}, got {_type_name(tiers, table_word)}", where)
+            for tier, prices in tiers.items():
+                tier_where = f"{where}.tiers.{json.dumps(tier, ensure_ascii=False)}"
+                if not isinstance(prices, dict):
+                    raise PriceFileError(name, f"must be {a_table} of prices, got {_type_name(prices, table_word)}", tier_where)
+                unknown = sorted(set(prices) - set(TIER_KEYS))
+                if unknown:
+                    raise PriceFileError(name, f"unknown key {unknown[0]!r} (allowed: {', '.join(TIER_KEYS)})", tier_where)
+                for key in ("input", "output"):
+                    if key not in prices:
+                        raise PriceFileError(name, f"missing required key {key!r}", tier_where)
+                for key, value in prices.items():
+                    problem = _price_problem(key, value)
+                    if problem is not None:
+                        raise PriceFileError(name, problem, tier_where)
+        try:
+            overrides.append(
+                PriceOverride(
+                    model=model,
+                    provider=provider,
+                    tiers=tiers,
+                    **{key: float(entry[key]) for key in ("input", "output", "cache_read", "cache_write", *OVERRIDE_UNITS)
+                       if entry.get(key) is not None},
+                )
             )
-        )
+        except ConfigError as err:
+            raise PriceFileError(name, str(err), where) from err
     return overrides
 
 
@@ -298,6 +388,42 @@ def _type_name(value: object, table_word: str) -> str:
 
 
 
+
+
+# Details billed at their own rate by the providers that report them: one the model has no rate for makes
+# the cost incomplete. Text, 5-minute cache writes, image and video tokens are billed at the text (or
+# default cache-write) rate where the model has no rate of its own, as OpenAI and Google bill them.
+FLAGGED_UNITS: Final = frozenset(
+    key for key in DETAIL_UNITS if "_1h_" in key or "audio" in key or key in TOOL_FEE_KEYS
+)
+# Usage.price_context when the model has no price for the tier that served the call.
+UNPRICED_TIER: Final = "service_tier"
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A call's price: USD on the input and output side (summing to the cost; per-call tool fees are on
+    the input side, and ``fees_usd`` says how much), its ``gen_ai.usage.cost.source``, and the billing
+    dimensions the response revealed that no price covers (the cost is then a lower bound)."""
+
+    input_usd: float
+    output_usd: float
+    source: str
+    fees_usd: float = 0.0
+    unpriced: tuple[str, ...] = ()
+
+
+def unpriced_dimensions(rates: Rates, usage: Usage) -> tuple[str, ...]:
+    """What ``usage`` reveals that ``rates`` cannot price: :data:`UNPRICED_TIER` for a tier with no
+    price of its own, and each flagged detail (:data:`FLAGGED_UNITS`) with no rate."""
+    missing: list[str] = []
+    if usage.price_context and not set(usage.price_context) <= set(rates.context):
+        missing.append(UNPRICED_TIER)
+    if rates.source != SOURCE_SELF_HOSTED:
+        missing.extend(
+            key for key, value in usage.details if value and key in FLAGGED_UNITS and not rates.prices(key)
+        )
+    return tuple(missing)
 
 
 _SELF_HOSTED: Final = Rates(input=0.0, output=0.0, cache_read=0.0, cache_write=0.0, source=SOURCE_SELF_HOSTED)
@@ -371,7 +497,10 @@ class PriceBook:
         """USD for a call as (input, output, cost source): the split of :meth:`Rates.split`, which sums to
         the cost; None when the model has no known price."""
         try:
-            rates = self.rates(provider, model)
+            if usage.service_tier is None and not usage.price_context:
+                rates = self.rates(provider, model)
+            else:
+                rates = self.rates(provider, model, tier=usage.service_tier, context=usage.price_context)
             if rates is None:
                 return None
             source = COST_SOURCE_SELF_HOSTED if rates.source == SOURCE_SELF_HOSTED else COST_SOURCE_LOCAL
@@ -382,17 +511,48 @@ class PriceBook:
                 raise
             return None
 
-    def rates(self, provider: str | None, model: str | None) -> Rates | None:
-        """The model's current rates, or None for an unknown model. Cached, including misses."""
+    def price(self, provider: str | None, model: str | None, usage: Usage) -> Priced | None:
+        """The call's :class:`Priced`, at the rates of the tier that served it; None when the model has
+        no known price."""
+        try:
+            if usage.service_tier is None and not usage.price_context:
+                rates = self.rates(provider, model)
+            else:
+                rates = self.rates(provider, model, tier=usage.service_tier, context=usage.price_context)
+            if rates is None:
+                return None
+            source = COST_SOURCE_SELF_HOSTED if rates.source == SOURCE_SELF_HOSTED else COST_SOURCE_LOCAL
+            input_usd, output_usd = rates.split(usage)
+            if not usage.details and not usage.price_context:  # the usual call
+                return Priced(input_usd, output_usd, source)
+            return Priced(input_usd, output_usd, source, rates.fees(usage), unpriced_dimensions(rates, usage))
+        except Exception:
+            log_internal_error(f"pricing {provider}/{model}")
+            if raise_internal_errors():
+                raise
+            return None
+
+    def rates(
+        self,
+        provider: str | None,
+        model: str | None,
+        *,
+        tier: str | None = None,
+        context: tuple[tuple[str, str], ...] = (),
+    ) -> Rates | None:
+        """The model's current rates, or None for an unknown model. Cached, including misses. With a
+        ``tier`` (the tier that served the call) and its genai-prices price ``context``, that tier's
+        rates where known (``Rates.context`` says which part of the context they price)."""
         if not model:
             return None
         now = self._clock()
         generation = self._generation
         if not generation.starts_at <= now < generation.ends_at:
             generation = self._roll_day(now)
-        entry = generation.cache.get((provider, model))
+        key: tuple[Any, ...] = (provider, model) if tier is None and not context else (provider, model, tier, context)
+        entry = generation.cache.get(key)
         if entry is None:
-            entry = self._resolve(generation, provider, model)
+            entry = self._resolve(generation, key, provider, model, tier, context)
         if type(entry) is Rates:
             return entry
         if type(entry) is _Schedule:
@@ -413,8 +573,14 @@ class PriceBook:
         cache_read: float | None = None,
         cache_write: float | None = None,
         provider: str | None = None,
+        **more: Any,
     ) -> None:
-        """Price ``model`` in USD per million tokens, over the database; calls after this see it."""
+        """Price ``model`` in USD per million tokens, over the database; calls after this see it. ``more``
+        takes the other :class:`PriceOverride` prices (``cache_write_1h``, ``input_audio``, ...,
+        ``web_search``, ``file_search``, ``tiers``)."""
+        unknown = sorted(set(more) - {*OVERRIDE_UNITS, "tiers"})
+        if unknown:
+            raise ConfigError(f"price override for {model!r}: unknown price {unknown[0]!r}")
         override = PriceOverride(
             model=model,
             input=input,
@@ -422,6 +588,7 @@ class PriceBook:
             cache_read=cache_read,
             cache_write=cache_write,
             provider=provider,
+            **more,
         )
         with self._lock:
             current = self._generation
@@ -450,14 +617,21 @@ class PriceBook:
                 generation = self._generation = self._new_generation(generation.overrides, now)
             return generation
 
-    def _resolve(self, generation: _Generation, provider: str | None, model: str) -> _Entry:
+    def _resolve(
+        self,
+        generation: _Generation,
+        key: tuple[Any, ...],
+        provider: str | None,
+        model: str,
+        tier: str | None = None,
+        context: tuple[tuple[str, str], ...] = (),
+    ) -> _Entry:
         with self._lock:
-            key = (provider, model)
             entry = generation.cache.get(key)
             if entry is not None:
                 return entry
             try:
-                entry = self._build(generation, provider, model)
+                entry = self._build(generation, provider, model, tier, context)
             except Exception:  # genai-prices or our bug: unknown, never a wrong number
                 logger.debug("no price for %s/%s: resolution failed", provider, model, exc_info=True)
                 entry = _UNKNOWN
@@ -470,25 +644,43 @@ class PriceBook:
                 )
             return entry
 
-    def _build(self, generation: _Generation, provider: str | None, model: str) -> _Entry:
+    def _build(
+        self,
+        generation: _Generation,
+        provider: str | None,
+        model: str,
+        tier: str | None = None,
+        context: tuple[tuple[str, str], ...] = (),
+    ) -> _Entry:
         name = model.lower()
         override = generation.overrides.get((provider, name)) or generation.overrides.get((None, name))
         if override is not None:
-            return override.rates()
+            return override.rates(tier, context)
         if provider in SELF_HOSTED_PROVIDERS:
             return _SELF_HOSTED
-        found = self._find(provider, model)
-        if found is None:
+        listing = self._find_listing(provider, model)
+        if listing is None:
             logger.debug("no price for %s/%s: genai-prices has no such model", provider, model)
             return _UNKNOWN
+        provider_id, found = listing
         if generation.by_entry is None:
             generation.by_entry = self._overrides_by_entry(generation.overrides)
         override = generation.by_entry.get((provider, found)) or generation.by_entry.get((None, found))
         if override is not None:
-            return override.rates()
-        return self._load_catalog().entry(found, generation.day, f"{provider}/{model}")
+            return override.rates(tier, context)
+        catalog = self._load_catalog()
+        if context:
+            # genai-prices applies a model's variants only when its own provider prices it (not through a
+            # fallback, e.g. Azure to OpenAI), and only those of the context's pairs it has.
+            known = catalog.variant_items(found) if catalog.owns(provider_id, found) else frozenset()
+            context = tuple(pair for pair in context if pair in known)
+        return catalog.entry(found, generation.day, f"{provider}/{model}", context)
 
     def _find(self, provider: str | None, model: str) -> int | None:
+        listing = self._find_listing(provider, model)
+        return None if listing is None else listing[1]
+
+    def _find_listing(self, provider: str | None, model: str) -> tuple[str, int] | None:
         catalog = self._load_catalog()
         provider_id = PROVIDER_IDS.get(provider) if provider is not None else None
         if provider_id is None and provider is not None:
@@ -497,14 +689,14 @@ class PriceBook:
             if lowered in catalog.provider_ids:
                 provider_id = lowered
         try:
-            return catalog.lookup(model, provider_id)[1]
+            return catalog.lookup(model, provider_id)
         except LookupError:
             if provider_id is not None:
                 return None
         # genai-prices guesses a provider only from its name patterns; a model that one provider lists
         # (llama-3.1-8b-instant: groq) or that every listing prices alike is still unambiguous.
         listings = _listings(catalog, model)
-        return listings[0][1] if len(listings) == 1 else None
+        return listings[0] if len(listings) == 1 else None
 
     def providers_for(self, model: str) -> tuple[str, ...]:
         """The genai-prices providers a bare model name is priced by: one when the name resolves without a
@@ -569,8 +761,15 @@ class _Catalog(Protocol):
 
     def fallbacks(self, provider_id: str) -> tuple[str, ...]: ...
 
-    def entry(self, number: int, day: date, label: str) -> _Entry:
-        """The model's rates on ``day``, as a schedule when they change during it."""
+    def entry(self, number: int, day: date, label: str, context: tuple[tuple[str, str], ...] = ()) -> _Entry:
+        """The model's rates on ``day`` (with its variants for ``context``), as a schedule when they change
+        during it."""
+
+    def variant_items(self, number: int) -> frozenset[tuple[str, str]]:
+        """Every (key, value) of price context some variant of the model prices."""
+
+    def owns(self, provider_id: str, number: int) -> bool:
+        """Whether the model is the provider's own (not found through a fallback provider)."""
 
 
 def _default_catalog() -> _Catalog:
@@ -617,7 +816,14 @@ class _GenaiCatalog:
         provider = next(provider for provider in self._snapshot.providers if provider.id == provider_id)
         return tuple(provider.fallback_model_providers or ())
 
-    def entry(self, number: int, day: date, label: str) -> _Entry:
+    def variant_items(self, number: int) -> frozenset[tuple[str, str]]:
+        return frozenset(item for variant in self.models[number].price_variants or () for item in variant.when.items())
+
+    def owns(self, provider_id: str, number: int) -> bool:
+        provider = next(provider for provider in self._snapshot.providers if provider.id == provider_id)
+        return any(info is self.models[number] for info in provider.models)
+
+    def entry(self, number: int, day: date, label: str, context: tuple[tuple[str, str], ...] = ()) -> _Entry:
         from genai_prices.types import TimeOfDateConstraint
 
         info = self.models[number]
@@ -629,9 +835,13 @@ class _GenaiCatalog:
                 if isinstance(constraint, TimeOfDateConstraint):
                     boundaries.add(_utc_second_of_day(constraint.start_time))
                     boundaries.add(_utc_second_of_day(constraint.end_time))
-        return _day_entry(
-            boundaries, lambda second: _convert(info.get_prices(midnight + timedelta(seconds=second))), label
-        )
+        if boundaries:
+            context = ()  # as the index: no variants for models with time-of-day prices
+
+        def price_at(second: float) -> Rates | str:
+            return _convert(info.get_prices(midnight + timedelta(seconds=second), dict(context) or None), context)
+
+        return _day_entry(boundaries, price_at, label)
 
 
 def _listings(catalog: _Catalog, model: str) -> list[tuple[str, int]]:

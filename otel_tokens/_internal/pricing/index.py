@@ -55,7 +55,7 @@ REGENERATE: Final = "python -m otel_tokens._internal.pricing.index --write"
 # The genai-prices files whose content decides which model a name resolves to and what it costs.
 FINGERPRINTED_FILES: Final = ("genai_prices/data.py", "genai_prices/data_snapshot.py", "genai_prices/types.py")
 # Bumped whenever the index's rows change meaning, so a cache written by another otel-tokens is not read.
-INDEX_FORMAT: Final = 2
+INDEX_FORMAT: Final = 3
 
 Fingerprint = tuple[tuple[str, str], ...]
 # providers, models (flat: match, row of prices, model id per model), prices; JSON lists as parsed
@@ -371,11 +371,24 @@ class IndexCatalog:
     def same_prices(self, first: int, second: int) -> bool:
         return self._models[_STRIDE * first + 1] == self._models[_STRIDE * second + 1]
 
+    def owns(self, provider_id: str, number: int) -> bool:
+        provider = self._by_id.get(provider_id)
+        return provider is not None and provider[4] <= number < provider[5]
+
     def fallbacks(self, provider_id: str) -> tuple[str, ...]:
         return self._by_id[provider_id][3]
 
-    def entry(self, number: int, day: date, label: str) -> _Entry:
+    def variant_items(self, number: int) -> frozenset[tuple[str, str]]:
+        """Every (key, value) of the price context some price variant of the model is for."""
         table = json.loads(self._prices[self._models[_STRIDE * number + 1]])
+        if not isinstance(table, dict):
+            return frozenset()
+        return frozenset(item for key in table["v"] for item in _context_from_key(key))
+
+    def entry(self, number: int, day: date, label: str, context: tuple[tuple[str, str], ...] = ()) -> _Entry:
+        table = json.loads(self._prices[self._models[_STRIDE * number + 1]])
+        if isinstance(table, dict):  # {"p": prices, "v": {context key: prices with that context}}
+            table = table["v"].get(context_key(context), table["p"]) if context else table["p"]
         today = (day.year, day.month, day.day)
         boundaries = {bound for constraint, _ in table if constraint and constraint[0] == _DAILY
                       for bound in constraint[1:]}  # fmt: skip
@@ -387,7 +400,7 @@ class IndexCatalog:
                 if constraint is None or _active(constraint, today, second):
                     price = candidate
                     break
-            return price if isinstance(price, str) else rates_from_row(price)
+            return price if isinstance(price, str) else rates_from_row(price, context)
 
         return _day_entry(boundaries, price_at, label)
 
@@ -439,6 +452,15 @@ class IndexCatalog:
         return None
 
 
+def context_key(context: tuple[tuple[str, str], ...]) -> str:
+    """A price context as the index keys it: ``key=value`` pairs, sorted, joined by ``&``."""
+    return "&".join(f"{key}={value}" for key, value in sorted(context))
+
+
+def _context_from_key(key: str) -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(pair.split("=", 1)) for pair in key.split("&"))  # type: ignore[misc]
+
+
 def _active(constraint: tuple[Any, ...], today: tuple[int, int, int], second: float) -> bool:
     if constraint[0] == _SINCE:
         return today >= tuple(constraint[1:])
@@ -448,16 +470,33 @@ def _active(constraint: tuple[Any, ...], today: tuple[int, int, int], second: fl
     return start <= second < end
 
 
-def rates_from_row(row: tuple[Any, ...]) -> Rates:
-    *flat, tiers = row
-    return Rates(*flat, tiers=tuple(RateTier(*tier) for tier in tiers), source=SOURCE_GENAI_PRICES)
+def rates_from_row(row: list[Any], context: tuple[tuple[str, str], ...] = ()) -> Rates:
+    """A Rates row of the index: the six base rates, the tiers, then (when the model has any) its other
+    units' rates and the cache buckets it prices only at the input rate."""
+    flat, tiers = row[:6], row[6]
+    extra = tuple((key, value) for key, value in row[7]) if len(row) > 7 else ()
+    implied = tuple(row[8]) if len(row) > 8 else ()
+    return Rates(
+        *flat,
+        tiers=tuple(
+            RateTier(*tier[:7], extra=tuple((key, value) for key, value in tier[7]) if len(tier) > 7 else ())
+            for tier in tiers
+        ),
+        source=SOURCE_GENAI_PRICES, extra=extra, implied=implied, context=context,
+    )  # fmt: skip
 
 
 def row_from_rates(rates: Rates) -> list[Any]:
     def values(row: Rates | RateTier) -> list[Any]:
         return [row.input, row.output, row.cache_read, row.cache_write, row.reasoning, row.request]
 
-    return [*values(rates), [[tier.above_input_tokens, *values(tier)] for tier in rates.tiers]]
+    def extra(row: Rates | RateTier) -> list[Any]:
+        return [[[key, value] for key, value in row.extra]] if rates.extra else []
+
+    tiers = [[tier.above_input_tokens, *values(tier), *extra(tier)] for tier in rates.tiers]
+    if not rates.extra and not rates.implied:
+        return [*values(rates), tiers]
+    return [*values(rates), tiers, [[key, value] for key, value in rates.extra], list(rates.implied)]
 
 
 # -- the generator -------------------------------------------------------------------------------------
@@ -520,6 +559,8 @@ def build_tables() -> Tables:
             return tuple(sorted((key, price_key(item)) for key, item in value._comparable_values().items()))
         if isinstance(value, list):
             return "conditional", tuple((price_key(item.constraint), price_key(item.prices)) for item in value)
+        if isinstance(value, types.PriceVariant):
+            return "variant", tuple(sorted(value.when.items())), price_key(value.constraint), price_key(value.prices)
         if isinstance(value, types.StartDateConstraint | types.TimeOfDateConstraint):
             return type(value).__name__, *vars(value).values()
         return value
@@ -531,11 +572,14 @@ def build_tables() -> Tables:
     for provider in providers:
         first = len(models) // _STRIDE
         for info in provider.models:
-            key = price_key(info.prices)
+            key = (price_key(info.prices), tuple(price_key(variant) for variant in info.price_variants or ()))
             if key not in price_rows:
                 price_rows[key] = len(prices)
                 conditionals = info.prices if isinstance(info.prices, list) else [types.ConditionalPrice(prices=info.prices)]
-                table = [[encode_constraint(item.constraint), price(item.prices)] for item in conditionals]
+                table: Any = [[encode_constraint(item.constraint), price(item.prices)] for item in conditionals]
+                variants = _variant_tables(info, price)
+                if variants:
+                    table = {"p": table, "v": variants}
                 prices.append(json.dumps(table, separators=(",", ":")))
             models += (encode_clause(info.match), price_rows[key], info.id)
         provider_rows.append((
@@ -543,6 +587,42 @@ def build_tables() -> Tables:
             tuple(provider.fallback_model_providers or ()), first, len(models) // _STRIDE,
         ))  # fmt: skip
     return tuple(provider_rows), tuple(models), tuple(prices)
+
+
+def _variant_tables(info: Any, price: Any) -> dict[str, list[Any]]:
+    """For each price context the model's variants answer (every choice of at most one value per context
+    key), its prices by start date: ``[[constraint, price], ...]`` as the plain table, resolved with
+    ``ModelInfo.get_prices(day, context)``. Models with time-of-day prices keep none (then every tier is
+    priced as standard and flagged)."""
+    from datetime import UTC, datetime
+    from itertools import product
+
+    from genai_prices import types
+
+    variants = info.price_variants or ()
+    conditionals = info.prices if isinstance(info.prices, list) else []
+    constraints = [item.constraint for item in conditionals] + [variant.constraint for variant in variants]
+    if not variants or any(isinstance(c, types.TimeOfDateConstraint) for c in constraints):
+        return {}
+    values: dict[str, set[str]] = {}
+    for variant in variants:
+        for key, value in variant.when.items():
+            values.setdefault(key, set()).add(value)
+    starts = sorted({c.start_date for c in constraints if isinstance(c, types.StartDateConstraint)})
+    keys = sorted(values)
+    tables: dict[str, list[Any]] = {}
+    for choice in product(*([None, *sorted(values[key])] for key in keys)):
+        context = tuple((key, value) for key, value in zip(keys, choice, strict=True) if value is not None)
+        if not context:
+            continue
+        table = [[None, price(info.get_prices(datetime(2000, 1, 1, tzinfo=UTC), dict(context)))]]
+        for start in starts:
+            day = datetime(start.year, start.month, start.day, tzinfo=UTC)
+            row = price(info.get_prices(day, dict(context)))
+            if row != table[-1][1]:  # a date that changes nothing for this context is left out
+                table.append([[_SINCE, start.year, start.month, start.day], row])
+        tables[context_key(context)] = table
+    return tables
 
 
 def generate() -> str:

@@ -51,6 +51,56 @@ _INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING, _REQUESTS = (
 
 _PROBE_TOLERANCE_USD: Final = 1e-9
 
+_BASE_KEYS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "output_reasoning_tokens")
+
+
+def _token_unit(direction: str, modality: str | None = None, kind: str | None = None, ttl: str | None = None) -> tuple[int, frozenset[tuple[str, str]]]:
+    dims = {("family", "tokens"), ("direction", direction)}
+    if modality:
+        dims.add(("modality", modality))
+    if kind:
+        dims.add(("token_type", kind))
+    if ttl:
+        dims.add(("cache_ttl", ttl))
+    return 1_000_000, frozenset(dims)
+
+
+def _detail_units() -> dict[str, tuple[int, frozenset[tuple[str, str]]]]:
+    units = {
+        "input_tokens": _token_unit("input"),
+        "output_tokens": _token_unit("output"),
+        "cache_read_tokens": _token_unit("input", kind="cache_read"),
+        "cache_write_tokens": _token_unit("input", kind="cache_write"),
+        "output_reasoning_tokens": _token_unit("output", kind="reasoning"),
+        "web_searches": (1000, frozenset({("family", "tool_calls"), ("tool_type", "web_search")})),
+        "storage_searches": (1000, frozenset({("family", "tool_calls"), ("tool_type", "storage_search")})),
+    }
+    for ttl in ("5m", "1h"):
+        units[f"cache_write_{ttl}_tokens"] = _token_unit("input", kind="cache_write", ttl=ttl)
+    for modality in ("text", "audio", "image", "video"):
+        units[f"input_{modality}_tokens"] = _token_unit("input", modality)
+        units[f"output_{modality}_tokens"] = _token_unit("output", modality)
+        units[f"cache_{modality}_read_tokens"] = _token_unit("input", modality, "cache_read")
+        units[f"cache_{modality}_write_tokens"] = _token_unit("input", modality, "cache_write")
+        for ttl in ("5m", "1h"):
+            units[f"cache_{modality}_write_{ttl}_tokens"] = _token_unit("input", modality, "cache_write", ttl)
+        units[f"output_{modality}_reasoning_tokens"] = _token_unit("output", modality, "reasoning")
+    return units
+
+
+# genai-prices' units that Usage.details may carry: usage key -> (units per price, dimensions). A unit
+# nests in another when its dimensions include the other's (cache_write_1h_tokens in cache_write_tokens
+# in input_tokens); tests/test_billing_dimensions.py checks this table against genai-prices' registry.
+DETAIL_UNITS: Final = _detail_units()
+# usage key -> genai-prices price key
+PRICE_KEYS: Final = {
+    key: f"{key[:-len('_tokens')]}_mtok" if per == 1_000_000 else f"{key}_kcount"
+    for key, (per, _) in DETAIL_UNITS.items()
+}
+PRICE_KEYS["input_tokens"], PRICE_KEYS["output_tokens"] = "input_mtok", "output_mtok"
+# Per-call tool fees (counted calls, not tokens).
+TOOL_FEE_KEYS: Final = frozenset(key for key, (_, dims) in DETAIL_UNITS.items() if ("family", "tool_calls") in dims)
+
 
 @dataclass(frozen=True, slots=True)
 class RateTier:
@@ -65,6 +115,8 @@ class RateTier:
     reasoning: float | None = None
     # USD per request.
     request: float = 0.0
+    # Rates (USD per unit) of the other dimensions this row prices: (usage key, rate), see Rates.extra.
+    extra: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +136,15 @@ class Rates:
     request: float = 0.0
     tiers: tuple[RateTier, ...] = ()
     source: str = SOURCE_GENAI_PRICES
+    # Rates (USD per unit) of dimensions beyond the five buckets, by usage key of DETAIL_UNITS
+    # (``cache_write_1h_tokens``, ``input_audio_tokens``, ``web_searches``...); used only for usage with
+    # details, where each priced unit bills what none of its priced sub-units does (genai-prices' rule).
+    extra: tuple[tuple[str, float], ...] = ()
+    # Cache buckets whose rate above is the input rate because the model has no price of its own for
+    # them ("cache_read_tokens", "cache_write_tokens"): not priced units when nesting details.
+    implied: tuple[str, ...] = ()
+    # The price context (service tier, batch...) these rates are for; () for standard.
+    context: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for row in (self, *self.tiers):
@@ -91,6 +152,11 @@ class Rates:
                 value = getattr(row, name)
                 if value is not None and not (isinstance(value, float | int) and 0 <= value < math.inf):
                     raise ValueError(f"Rates.{name} must be a finite non-negative number, got {value!r}")
+            for key, value in row.extra:
+                if key not in DETAIL_UNITS:
+                    raise ValueError(f"Rates.extra: unknown unit {key!r}")
+                if not (isinstance(value, float | int) and 0 <= value < math.inf):
+                    raise ValueError(f"Rates.extra[{key!r}] must be a finite non-negative number, got {value!r}")
         thresholds = [tier.above_input_tokens for tier in self.tiers]
         if thresholds != sorted(thresholds, reverse=True):
             raise ValueError("Rates.tiers must be ordered by above_input_tokens, highest first")
@@ -129,6 +195,8 @@ class Rates:
             if input_tokens > tier.above_input_tokens:
                 rates = tier
                 break
+        if usage.details:
+            return self._split_details(rates, usage)
         cache_read = usage.cache_read_tokens
         cache_write = usage.cache_write_tokens
         uncached = input_tokens - cache_read - cache_write
@@ -142,6 +210,63 @@ class Rates:
             output_cost = max(usage.output_tokens - reasoning, 0) * rates.output + reasoning * reasoning_rate
         input_cost = uncached * rates.input + cache_read * rates.cache_read + cache_write * rates.cache_write
         return input_cost + rates.request, output_cost
+
+
+    def _split_details(self, rates: Rates | RateTier, usage: Usage) -> tuple[float, float]:
+        """:meth:`split` for usage with details: genai-prices' nesting of units. Every priced unit bills
+        its count less what its priced sub-units bill; per-call fees count on the input side."""
+        priced: dict[str, float] = {"input_tokens": rates.input, "output_tokens": rates.output}
+        if "cache_read_tokens" not in self.implied:
+            priced["cache_read_tokens"] = rates.cache_read
+        if "cache_write_tokens" not in self.implied:
+            priced["cache_write_tokens"] = rates.cache_write
+        if rates.reasoning is not None:
+            priced["output_reasoning_tokens"] = rates.reasoning
+        priced.update(rates.extra)
+        counts = dict(usage.details)
+        counts.update(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            output_reasoning_tokens=usage.reasoning_tokens,
+        )
+        units = sorted(priced, key=lambda key: (-len(DETAIL_UNITS[key][1]), key))
+        leaves: dict[str, int] = {}
+        input_cost = output_cost = 0.0
+        for key in units:
+            dims = DETAIL_UNITS[key][1]
+            leaf = counts.get(key, 0) - sum(
+                leaves[other] for other in leaves if other != key and dims <= DETAIL_UNITS[other][1]
+            )
+            leaf = leaves[key] = max(leaf, 0)
+            if ("direction", "output") in dims:
+                output_cost += leaf * priced[key]
+            else:
+                input_cost += leaf * priced[key]
+        return input_cost + rates.request, output_cost
+
+    def fees(self, usage: Usage) -> float:
+        """USD of per-call tool fees (web searches, file searches) in the usage: part of :meth:`split`."""
+        if not usage.details:
+            return 0.0
+        rates: Rates | RateTier = self
+        for tier in self.tiers:
+            if usage.input_tokens > tier.above_input_tokens:
+                rates = tier
+                break
+        extra = dict(rates.extra)
+        return sum(value * extra.get(key, 0.0) for key, value in usage.details if key in TOOL_FEE_KEYS)
+
+    def prices(self, key: str) -> bool:
+        """Whether these rates price the unit ``key`` of DETAIL_UNITS at a rate of its own."""
+        if key in ("input_tokens", "output_tokens"):
+            return True
+        if key in ("cache_read_tokens", "cache_write_tokens"):
+            return key not in self.implied
+        if key == "output_reasoning_tokens":
+            return self.reasoning is not None
+        return any(name == key for name, _ in self.extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +313,7 @@ def _utc_second_of_day(value: Any) -> float:
     return value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
 
 
-def _convert(price: ModelPrice) -> Rates | str:
+def _convert(price: ModelPrice, context: tuple[tuple[str, str], ...] = ()) -> Rates | str:
     """A genai-prices price as Rates, checked against its own arithmetic; else why not (a str)."""
     from decimal import Decimal
 
@@ -219,6 +344,10 @@ def _convert(price: ModelPrice) -> Rates | str:
             value = chosen
         return float(value / per)
 
+    extra_keys = tuple(
+        key for key in DETAIL_UNITS if key not in _BASE_KEYS and PRICE_KEYS[key] in values
+    )
+
     def row(total_input: int) -> dict[str, Any]:
         input_rate = per_unit(_INPUT, total_input, per_million) or 0.0
         cache_read = per_unit(_CACHE_READ, total_input, per_million)
@@ -230,34 +359,67 @@ def _convert(price: ModelPrice) -> Rates | str:
             "cache_write": input_rate if cache_write is None else cache_write,
             "reasoning": per_unit(_REASONING, total_input, per_million),
             "request": per_unit(_REQUESTS, total_input, Decimal(1000)) or 0.0,
+            "extra": tuple(
+                (key, per_unit(PRICE_KEYS[key], total_input, Decimal(DETAIL_UNITS[key][0])))
+                for key in extra_keys
+            ),
         }
 
+    implied = tuple(key for key, price_key in (("cache_read_tokens", _CACHE_READ), ("cache_write_tokens", _CACHE_WRITE))
+                    if price_key not in values)  # fmt: skip
     # Any input total in (t, next t] picks the same tier of every kind, so t + 1 stands for the range.
     tiers = tuple(RateTier(above_input_tokens=t, **row(t + 1)) for t in reversed(thresholds))
-    rates = Rates(**row(0), tiers=tiers, source=SOURCE_GENAI_PRICES)
+    rates = Rates(**row(0), tiers=tiers, source=SOURCE_GENAI_PRICES, implied=implied, context=context)
     mismatch = _probe(price, rates, thresholds)
     if mismatch is not None:
         return f"cannot represent its prices exactly ({mismatch})"
     return rates
 
 
+def probe_details(total: int) -> dict[str, int]:
+    """Counts for every unit of DETAIL_UNITS that nest validly in a probe usage of ``total`` input
+    tokens (cache read total // 4, cache write total // 8, output 2,000, reasoning 500)."""
+    details: dict[str, int] = {"web_searches": 3, "storage_searches": 2}
+    for key in DETAIL_UNITS:
+        if key in _BASE_KEYS or key in details:
+            continue
+        if key.endswith("_reasoning_tokens"):
+            details[key] = 10
+        elif key.startswith("output_"):
+            details[key] = 125
+        elif key.startswith("input_"):
+            details[key] = total // 16
+        elif key.endswith("_read_tokens"):
+            details[key] = total // 64
+        elif key.startswith("cache_write_"):  # cache_write_5m / _1h
+            details[key] = total // 16 if "1h" in key else total // 32
+        elif key.endswith(("_5m_tokens", "_1h_tokens")):
+            details[key] = total // 512
+        else:  # cache_<modality>_write_tokens
+            details[key] = total // 128
+    return details
+
+
 def _probe(price: ModelPrice, rates: Rates, thresholds: list[int]) -> str | None:
-    """Compare with genai-prices' own arithmetic on both sides of every threshold; None when equal."""
+    """Compare with genai-prices' own arithmetic on both sides of every threshold, with and without
+    every detail; None when equal."""
     from genai_prices.types import Usage as GenaiUsage
 
     totals = {0, 1_000, 150_000, *thresholds, *(t + 1 for t in thresholds)}
     for total in sorted(totals):
-        usage = Usage(
-            input_tokens=total,
-            output_tokens=2_000,
-            cache_read_tokens=total // 4,
-            cache_write_tokens=total // 8,
-            reasoning_tokens=500,
-        )
-        expected = float(price.calc_price(_genai_usage(usage, GenaiUsage))["total_price"])
-        actual = rates.cost(usage)
-        if abs(actual - expected) > _PROBE_TOLERANCE_USD:
-            return f"input tokens {total}: genai-prices {expected!r}, rates {actual!r}"
+        for details in ((), tuple(probe_details(total).items())):
+            usage = Usage(
+                input_tokens=total,
+                output_tokens=2_000,
+                cache_read_tokens=total // 4,
+                cache_write_tokens=total // 8,
+                reasoning_tokens=500,
+                details=details,
+            )
+            expected = float(price.calc_price(_genai_usage(usage, GenaiUsage))["total_price"])
+            actual = rates.cost(usage)
+            if abs(actual - expected) > _PROBE_TOLERANCE_USD:
+                return f"input tokens {total}{' with details' if details else ''}: genai-prices {expected!r}, rates {actual!r}"
     return None
 
 
@@ -269,5 +431,6 @@ def _genai_usage(usage: Usage, genai_usage_type: Any) -> Any:
         cache_write_tokens=usage.cache_write_tokens,
         output_tokens=usage.output_tokens,
         output_reasoning_tokens=usage.reasoning_tokens,
+        **dict(usage.details),
     )
 

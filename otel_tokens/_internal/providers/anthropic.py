@@ -13,6 +13,11 @@ carries *cumulative* counts, so every field it sets replaces the one from ``mess
 SDK's own accumulator does). A stream that ends before its ``message_delta`` reports the counts of
 ``message_start``: the exact input, and the output as the server had counted it then.
 
+Billing beyond tokens, from ``usage``: ``service_tier`` (``standard``, ``priority``, ``batch``) and
+``speed`` (``fast``) give the tier and its price context; ``cache_creation`` splits cache writes by TTL
+(``ephemeral_5m_input_tokens``, ``ephemeral_1h_input_tokens``); ``server_tool_use`` counts web searches
+(billed per call) and web fetches (no fee: recorded only).
+
 Beta usage may list compaction ``iterations``, which are billed but not in the top-level counts; they
 are not added here.
 """
@@ -25,7 +30,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, tokens
+from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, tokens, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers.detect import server_of
@@ -116,18 +121,56 @@ def _messages(kwargs: dict) -> tuple | list:
     return messages if isinstance(messages, (list, tuple)) else ()
 
 
-def message_usage(usage: Any) -> Usage | None:
-    """A ``Usage`` / ``BetaUsage`` in semconv terms (Anthropic's input excludes the cache)."""
+def billing(
+    tier: Any, speed: Any, cache_creation: Any, server_tool_use: Any
+) -> tuple[dict[str, Any] | None, str | None, tuple[tuple[str, str], ...], Any]:
+    """(details, tier, price context, span attributes) from what a usage says beyond its counts."""
+    details: dict[str, Any] | None = None
+    one_hour = getattr(cache_creation, "ephemeral_1h_input_tokens", None) if cache_creation is not None else None
+    if one_hour:  # 5-minute writes alone are the default cache-write rate: no detail, the fast path
+        details = {
+            "cache_write_5m_tokens": getattr(cache_creation, "ephemeral_5m_input_tokens", None),
+            "cache_write_1h_tokens": one_hour,
+        }
+    attributes: tuple[tuple[str, Any], ...] = ()
+    if server_tool_use is not None:
+        details = details or {}
+        details["web_searches"] = getattr(server_tool_use, "web_search_requests", None)
+        fetches = getattr(server_tool_use, "web_fetch_requests", None)
+        if isinstance(fetches, int) and fetches > 0:
+            attributes = ((semconv.OTEL_TOKENS_SERVER_TOOL_WEB_FETCH, fetches),)
+    tier = tier if isinstance(tier, str) and tier else None
+    context: list[tuple[str, str]] = []
+    if tier == "batch":
+        context.append(("processing", "batch"))
+    elif tier is not None and tier != "standard":
+        context.append(("service_tier", tier))
+    if speed == "fast":
+        context.append(("speed", "fast"))
+        tier = "fast" if tier in (None, "standard") else f"{tier}+fast"
+    return details, tier, tuple(context), attributes
+
+
+def message_usage(usage: Any) -> tuple[Usage | None, Any]:
+    """A ``Usage`` / ``BetaUsage`` in semconv terms (Anthropic's input excludes the cache), and the span
+    attributes of what it says beyond billed counts."""
     cache_read = getattr(usage, "cache_read_input_tokens", None)
     cache_write = getattr(usage, "cache_creation_input_tokens", None)
     details = getattr(usage, "output_tokens_details", None)
+    billed, tier, context, attributes = billing(
+        getattr(usage, "service_tier", None), getattr(usage, "speed", None),
+        getattr(usage, "cache_creation", None), getattr(usage, "server_tool_use", None),
+    )  # fmt: skip
     return make_usage(
         tokens(getattr(usage, "input_tokens", None), cache_read, cache_write),
         getattr(usage, "output_tokens", None),
         cache_read,
         cache_write,
         getattr(details, "thinking_tokens", None),
-    )
+        details=billed,
+        service_tier=tier,
+        price_context=context,
+    ), attributes
 
 
 class Messages:
@@ -194,13 +237,15 @@ class Messages:
             text = "".join(block.text for block in blocks if getattr(block, "type", None) == "text")
         stop_reason = getattr(response, "stop_reason", None)
         blocks = getattr(response, "content", None) or ()
+        parsed, attributes = message_usage(usage) if usage is not None else (None, ())
         return Result(
-            usage=message_usage(usage) if usage is not None else None,
+            usage=parsed,
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=(stop_reason,) if stop_reason else (),
             tool_calls=sum(1 for block in blocks if getattr(block, "type", None) == "tool_use"),
             output_text=text,
+            attributes=attributes,
         )
 
     stream_kind = staticmethod(_stream_kind)
@@ -228,12 +273,45 @@ class Messages:
         return [{"type": "text", "content": system}] if system else None
 
 
+class BatchResults:
+    """``messages.batches.results(batch_id)``: each succeeded result is one call, billed at batch rates
+    and attributed like any other call (the labels in force where the results are read), with its
+    ``custom_id`` and the batch's id on the span. Errored, canceled and expired requests are not billed."""
+
+    operation = semconv.OP_CHAT
+    _message = Messages()
+
+    def completed(self, instance: Any, args: tuple, kwargs: dict, item: Any) -> tuple[Request, Result] | None:
+        result = getattr(item, "result", None)
+        if getattr(result, "type", None) != "succeeded":
+            return None
+        message = result.message
+        provider, address, port = anthropic_client_provider(instance._client)
+        attributes: dict[str, Any] = {}
+        custom_id = getattr(item, "custom_id", None)
+        if isinstance(custom_id, str):
+            attributes[semconv.OTEL_TOKENS_BATCH_CUSTOM_ID] = custom_id
+        batch_id = args[0] if args else kwargs.get("message_batch_id")
+        if isinstance(batch_id, str):
+            attributes[semconv.OTEL_TOKENS_BATCH_ID] = batch_id
+        model = getattr(message, "model", None)
+        request = Request(
+            provider=provider, operation=self.operation, model=model if isinstance(model, str) else None,
+            server_address=address, server_port=port, attributes=attributes,
+        )  # fmt: skip
+        parsed = self._message.result(message, False)
+        usage = parsed.usage
+        if usage is not None and usage.service_tier is None:  # a batch result is a batch call
+            parsed = replace(parsed, usage=with_billing(usage, service_tier="batch", price_context=(("processing", "batch"),)))
+        return request, parsed
+
+
 class MessageStreamAccumulator:
     """Reads ``RawMessageStreamEvent`` / ``BetaRawMessageStreamEvent``; never changes what the caller gets."""
 
     __slots__ = (
         "_id", "_model", "_usage_seen", "_input", "_cache_read", "_cache_write", "_output", "_thinking",
-        "_stop", "_text", "_tools", "_final",
+        "_stop", "_text", "_tools", "_final", "_tier", "_speed", "_cache_creation", "_server_tools",
     )
 
     def __init__(self) -> None:
@@ -250,6 +328,11 @@ class MessageStreamAccumulator:
         self._text: list[str] = []
         self._tools = 0
         self._final = False  # message_delta (the final counts) arrived
+        # What the usage says beyond counts, latest sent.
+        self._tier: Any = None
+        self._speed: Any = None
+        self._cache_creation: Any = None
+        self._server_tools: Any = None
 
     def add(self, event: Any) -> bool:
         kind = event.type
@@ -293,9 +376,22 @@ class MessageStreamAccumulator:
         details = getattr(usage, "output_tokens_details", None)
         if details is not None:
             self._thinking = getattr(details, "thinking_tokens", None)
+        value = getattr(usage, "service_tier", None)
+        if value is not None:
+            self._tier = value
+        value = getattr(usage, "speed", None)
+        if value is not None:
+            self._speed = value
+        value = getattr(usage, "cache_creation", None)
+        if value is not None:
+            self._cache_creation = value
+        value = getattr(usage, "server_tool_use", None)
+        if value is not None:
+            self._server_tools = value
 
     def result(self) -> Result:
         usage = None
+        attributes: tuple[tuple[str, Any], ...] = ()
         if self._usage_seen:
             output = self._output
             if not self._final:
@@ -304,12 +400,18 @@ class MessageStreamAccumulator:
                 from otel_tokens._internal.pricing.tokenizer import count_tokens
 
                 output = count_tokens("".join(self._text), self._model)
+            billed, tier, context, attributes = billing(
+                self._tier, self._speed, self._cache_creation, self._server_tools
+            )
             usage = make_usage(
                 tokens(self._input, self._cache_read, self._cache_write),
                 output,
                 self._cache_read,
                 self._cache_write,
                 self._thinking,
+                details=billed,
+                service_tier=tier,
+                price_context=context,
             )
             if usage is not None and not self._final and not usage.invalid:
                 usage = replace(usage, estimated=True)
@@ -320,4 +422,5 @@ class MessageStreamAccumulator:
             finish_reasons=(self._stop,) if self._stop else (),
             tool_calls=self._tools,
             output_text="".join(self._text),
+            attributes=attributes,
         )

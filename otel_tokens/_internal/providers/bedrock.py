@@ -29,7 +29,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import Request, Result, make_usage, tokens
+from otel_tokens._internal.base.records import Request, Result, make_usage, tokens, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 
@@ -251,14 +251,21 @@ def _event_stream_key(response: dict) -> str | None:
 
 
 # -- Converse ------------------------------------------------------------------------------------
-def converse_usage(usage: Any) -> Any:
-    """Converse ``usage`` (and ConverseStream ``metadata.usage``) in semconv terms."""
+def converse_usage(usage: Any, service_tier: Any = None) -> Any:
+    """Converse ``usage`` (and ConverseStream ``metadata.usage``) in semconv terms, with the tier that
+    served the call (``serviceTier.type``: ``default``, ``priority``, ``flex``...) where the response
+    has it."""
     if not isinstance(usage, Mapping):
         return None
-    return bedrock_usage(
+    parsed = bedrock_usage(
         usage.get("inputTokens"), usage.get("outputTokens"),
         usage.get("cacheReadInputTokens"), usage.get("cacheWriteInputTokens"),
     )
+    tier = service_tier.get("type") if isinstance(service_tier, Mapping) else None
+    if not isinstance(tier, str) or not tier:
+        return parsed
+    context = () if tier in ("default", "standard") else (("service_tier", tier),)
+    return with_billing(parsed, service_tier=tier, price_context=context)
 
 
 def _converse_result(response: dict) -> Result:
@@ -268,7 +275,7 @@ def _converse_result(response: dict) -> Result:
     blocks = blocks if isinstance(blocks, list) else []
     stop = response.get("stopReason")
     return Result(
-        usage=converse_usage(response.get("usage")),
+        usage=converse_usage(response.get("usage"), response.get("serviceTier")),
         finish_reasons=(stop,) if isinstance(stop, str) else (),
         tool_calls=sum(1 for block in blocks if isinstance(block, Mapping) and "toolUse" in block),
         output_text="".join(
@@ -458,7 +465,8 @@ class StreamAccumulator:
             if isinstance(stop, str):
                 self._stop = stop
         elif "metadata" in event:
-            self._usage = converse_usage(event["metadata"].get("usage"))
+            metadata = event["metadata"]
+            self._usage = converse_usage(metadata.get("usage"), metadata.get("serviceTier"))
         return True
 
     def _add_chunk(self, data: Any) -> None:

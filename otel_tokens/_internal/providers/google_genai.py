@@ -7,6 +7,13 @@ Token conversion to semconv terms (``usage_metadata``)::
     output     = candidates_token_count + thoughts_token_count
     reasoning  = thoughts_token_count
 
+Modalities other than text (``prompt_tokens_details``, ``tool_use_prompt_tokens_details``,
+``candidates_tokens_details``, ``cache_tokens_details``: ``[{modality, token_count}]``) become the
+details ``input_<m>_tokens``, ``output_<m>_tokens`` and ``cache_<m>_read_tokens`` for audio, image and
+video, so each is priced at its own rate where the model has one. Grounding with Google Search
+(``candidates[].grounding_metadata.web_search_queries``) is billed per grounded prompt on Gemini 2.x
+and per search query from Gemini 3 on: the detail ``web_searches`` counts accordingly.
+
 Streams: every chunk carries the request's usage so far (cumulative), so the last one counts, never
 their sum. One public call may send several requests (automatic function calling, automatic
 continuation): the engine sums the requests ("hops") it saw through ``Models._generate_content`` and
@@ -26,7 +33,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, tokens
+from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, tokens, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 
@@ -123,6 +130,34 @@ def text_of(value: Any) -> str:
     return ""
 
 
+_MODALITIES = {"AUDIO": "audio", "IMAGE": "image", "VIDEO": "video"}
+_MODALITY_DETAILS = (
+    ("prompt_tokens_details", "input_{}_tokens"),
+    ("tool_use_prompt_tokens_details", "input_{}_tokens"),
+    ("candidates_tokens_details", "output_{}_tokens"),
+    ("cache_tokens_details", "cache_{}_read_tokens"),
+)
+
+
+def _modality_details(metadata: Any) -> dict[str, Any] | None:
+    """Audio, image and video token counts by genai-prices usage key; None when there are none."""
+    details: dict[str, Any] | None = None
+    for name, key in _MODALITY_DETAILS:
+        for entry in getattr(metadata, name, None) or ():
+            modality = getattr(entry, "modality", None)
+            modality = getattr(modality, "name", modality)  # an enum (google-genai) or its name
+            kind = _MODALITIES.get(modality) if isinstance(modality, str) else None
+            if kind is None:
+                continue
+            value = getattr(entry, "token_count", None)
+            if value:
+                details = details or {}
+                usage_key = key.format(kind)
+                previous = details.get(usage_key)
+                details[usage_key] = value if previous is None else tokens(previous, value)
+    return details
+
+
 def usage_of(metadata: Any) -> Usage | None:
     """``usage_metadata`` (google-genai, or google-generativeai's proto) in semconv terms."""
     if metadata is None:
@@ -134,6 +169,7 @@ def usage_of(metadata: Any) -> Usage | None:
         getattr(metadata, "cached_content_token_count", None),
         None,
         thoughts,
+        details=_modality_details(metadata),
     )
 
 
@@ -152,7 +188,7 @@ def _parts(candidate: Any) -> Any:
 class GenerateContentAccumulator:
     """Reads ``GenerateContentResponse`` chunks: the last usage (cumulative), text, tool calls."""
 
-    __slots__ = ("_usage", "_model", "_id", "_finish", "_text", "_tool_calls")
+    __slots__ = ("_usage", "_model", "_id", "_finish", "_text", "_tool_calls", "_queries")
 
     @staticmethod
     def usage_sent(chunk: Any) -> Any:
@@ -169,6 +205,8 @@ class GenerateContentAccumulator:
         self._finish: dict[int, str] = {}
         self._text: list[str] = []
         self._tool_calls = 0
+        # Google Search queries the model grounded on (streams repeat them: a set).
+        self._queries: set[str] | None = None
 
     def add(self, chunk: Any) -> bool:
         usage = self.usage_sent(chunk)
@@ -184,6 +222,11 @@ class GenerateContentAccumulator:
             reason = _finish_reason(getattr(candidate, "finish_reason", None))
             if reason:
                 self._finish[getattr(candidate, "index", None) or index] = reason
+            grounding = getattr(candidate, "grounding_metadata", None)
+            if grounding is not None:
+                queries = getattr(grounding, "web_search_queries", None)
+                if queries:
+                    self._queries = (self._queries or set()) | {str(query) for query in queries}
             for part in _parts(candidate):
                 if self.is_function_call(part):
                     self._tool_calls += 1
@@ -197,8 +240,13 @@ class GenerateContentAccumulator:
         # A stream left before its finish reason has counted only part of its output: estimated instead.
         # A whole response counts as sent (a blocked prompt has no candidates, but has usage).
         finished = whole or bool(self._finish)
+        usage = usage_of(self._usage) if finished else None
+        if self._queries and usage is not None:
+            # Gemini 2.x bills a grounded prompt once, however many queries it ran; later models per query.
+            searches = 1 if (self._model or "").startswith("gemini-2") else len(self._queries)
+            usage = with_billing(usage, details={"web_searches": searches})
         return Result(
-            usage=usage_of(self._usage) if finished else None,
+            usage=usage,
             response_model=self._model,
             response_id=self._id,
             finish_reasons=tuple(self._finish[i] for i in sorted(self._finish)),

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import Request, Result, Usage, make_usage
+from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.providers import common
@@ -128,6 +130,19 @@ def _extra_cost(usage: Any) -> Any:
     return extra.get("cost") if extra else None
 
 
+def _modalities(input_details: Any, output_details: Any) -> dict[str, Any] | None:
+    """Audio and image token counts of a usage's details, by genai-prices usage key; None when none."""
+    if input_details is None and output_details is None:
+        return None
+    found = {
+        "input_audio_tokens": getattr(input_details, "audio_tokens", None),
+        "input_image_tokens": getattr(input_details, "image_tokens", None),
+        "output_audio_tokens": getattr(output_details, "audio_tokens", None),
+        "output_image_tokens": getattr(output_details, "image_tokens", None),
+    }
+    return {key: value for key, value in found.items() if value} or None
+
+
 def chat_usage(usage: Any) -> Usage | None:
     """Chat ``usage`` (OpenAI, Groq and every OpenAI-compatible server share its shape)."""
     prompt_details = getattr(usage, "prompt_tokens_details", None)
@@ -138,6 +153,7 @@ def chat_usage(usage: Any) -> Usage | None:
         getattr(prompt_details, "cached_tokens", None),
         getattr(prompt_details, "cache_write_tokens", None),
         getattr(completion_details, "reasoning_tokens", None),
+        details=_modalities(prompt_details, completion_details),
     )
 
 
@@ -150,7 +166,27 @@ def responses_usage(usage: Any) -> Usage | None:
         getattr(input_details, "cached_tokens", None),
         getattr(input_details, "cache_write_tokens", None),
         getattr(output_details, "reasoning_tokens", None),
+        details=_modalities(input_details, output_details),
     )
+
+
+# Tiers billed at the standard rates (OpenAI's default, Groq's on_demand, a compatible server's standard);
+# any other tier the response names is priced by its variant, or flagged when there is none.
+_STANDARD_TIERS = frozenset({"default", "auto", "on_demand", "standard"})
+
+
+def service_tier(response: Any) -> tuple[str | None, tuple[tuple[str, str], ...], Any]:
+    """The tier that served the call (the response's ``service_tier``, not the requested one): the
+    tier, its genai-prices price context, and the span attributes saying it."""
+    tier = getattr(response, "service_tier", None)
+    if not isinstance(tier, str) or not tier:
+        return None, (), ()
+    context = () if tier in _STANDARD_TIERS else (("service_tier", tier),)
+    return tier, context, ((semconv.OPENAI_RESPONSE_SERVICE_TIER, tier),)
+
+
+# Responses output items that are a server-side tool the provider bills per call: the usage key.
+_SERVER_TOOL_CALLS = {"web_search_call": "web_searches", "file_search_call": "storage_searches"}
 
 
 # -- chat completions ------------------------------------------------------------------------------
@@ -224,8 +260,10 @@ class ChatCompletions:
             calls = getattr(getattr(choice, "message", None), "tool_calls", None)
             if calls:
                 tool_calls += len(calls)
+        tier, context, attributes = service_tier(response)
+        parsed = self.usage_of(usage) if usage is not None else None
         return Result(
-            usage=self.usage_of(usage) if usage is not None else None,
+            usage=parsed if tier is None else with_billing(parsed, service_tier=tier, price_context=context),
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=tuple(finish_reasons),
@@ -233,6 +271,7 @@ class ChatCompletions:
             tool_calls=tool_calls,
             output_text=text,
             output_choices=per_choice,
+            attributes=attributes,
         )
 
     @staticmethod
@@ -260,7 +299,7 @@ class ChatCompletions:
 
 
 class ChatStreamAccumulator:
-    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tools", "_choices")
+    __slots__ = ("_hide", "_usage", "_id", "_model", "_finish", "_text", "_tools", "_choices", "_first")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self._hide = hide_usage_chunk
@@ -273,6 +312,8 @@ class ChatStreamAccumulator:
         self._tools: set[tuple[Any, Any]] = set()
         # With several choices (n > 1): choice index -> (its text parts, its finish reason); else None.
         self._choices: dict[Any, list[Any]] | None = None
+        # The first chunk: it says which tier serves the stream.
+        self._first: Any = None
 
     usage_of = staticmethod(chat_usage)
     cost_of = staticmethod(_extra_cost)
@@ -314,6 +355,7 @@ class ChatStreamAccumulator:
         if self._id is None:
             self._id = chunk.id
             self._model = chunk.model
+            self._first = chunk
         usage = chunk.usage if self._plain_usage else self._chunk_usage(chunk)
         choices = chunk.choices
         if usage is not None:
@@ -326,8 +368,10 @@ class ChatStreamAccumulator:
 
     def result(self) -> Result:
         usage = self._usage
+        tier, context, attributes = service_tier(self._first)
+        parsed = self.usage_of(usage) if usage is not None else None
         return Result(
-            usage=self.usage_of(usage) if usage is not None else None,
+            usage=parsed if tier is None else with_billing(parsed, service_tier=tier, price_context=context),
             response_model=self._model,
             response_id=self._id,
             finish_reasons=tuple(self._finish),
@@ -337,6 +381,7 @@ class ChatStreamAccumulator:
             output_choices=tuple(("".join(parts), reason) for _, (parts, reason) in sorted(
                 self._choices.items(), key=lambda item: item[0] if isinstance(item[0], int) else 0,
             )) if self._choices else (),
+            attributes=attributes,
         )
 
 
@@ -417,17 +462,26 @@ class Responses:
         text = None
         if want_text or usage is None:
             text = guarded_output_text(response)
+        tool_calls = 0
+        server_tools: dict[str, int] = {}
+        for item in getattr(response, "output", None) or ():
+            kind = getattr(item, "type", None)
+            if kind in _RESPONSES_TOOL_CALLS:
+                tool_calls += 1
+            elif kind in _SERVER_TOOL_CALLS:
+                key = _SERVER_TOOL_CALLS[kind]
+                server_tools[key] = server_tools.get(key, 0) + 1
+        tier, context, attributes = service_tier(response)
+        parsed = responses_usage(usage) if usage is not None else None
         return Result(
-            usage=responses_usage(usage) if usage is not None else None,
+            usage=with_billing(parsed, details=server_tools, service_tier=tier, price_context=context),
             response_model=getattr(response, "model", None),
             response_id=getattr(response, "id", None),
             finish_reasons=_finish_of(response),
             provider_cost_usd=self.cost_of(usage) if usage is not None else None,
-            tool_calls=sum(
-                1 for item in getattr(response, "output", None) or ()
-                if getattr(item, "type", None) in _RESPONSES_TOOL_CALLS
-            ),
+            tool_calls=tool_calls,
             output_text=text,
+            attributes=attributes,
         )
 
     stream_kind = staticmethod(_stream_kind)
@@ -534,6 +588,46 @@ class Embeddings:
 
     def input_messages(self, kwargs: dict) -> Any:
         return None
+
+
+# -- batches --------------------------------------------------------------------------------------
+# Batch endpoints -> the operation their requests are.
+_BATCH_OPERATIONS = {
+    "/v1/chat/completions": semconv.OP_CHAT, "/v1/responses": semconv.OP_CHAT,
+    "/v1/completions": semconv.OP_TEXT_COMPLETION, "/v1/embeddings": semconv.OP_EMBEDDINGS,
+}
+# Batch ids remembered so a batch retrieved again is not counted again (oldest forgotten first).
+_MAX_BATCHES_SEEN = 10_000
+
+
+class BatchObjects:
+    """``batches.retrieve()``: a completed ``Batch`` with ``usage`` is one call for the whole batch, at
+    batch rates, counted once per batch id in this process (retrieving it again records nothing)."""
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def completed(self, instance: Any, args: tuple, kwargs: dict, batch: Any) -> tuple[Request, Result] | None:
+        usage = getattr(batch, "usage", None)
+        batch_id = getattr(batch, "id", None)
+        if getattr(batch, "status", None) != "completed" or usage is None or not isinstance(batch_id, str):
+            return None
+        with self._lock:
+            if batch_id in self._seen:
+                return None
+            self._seen[batch_id] = None
+            if len(self._seen) > _MAX_BATCHES_SEEN:
+                self._seen.popitem(last=False)
+        provider, address, port = openai_server(instance)
+        model = getattr(batch, "model", None)
+        request = Request(
+            provider=provider, operation=_BATCH_OPERATIONS.get(getattr(batch, "endpoint", None), semconv.OP_CHAT),
+            model=model if isinstance(model, str) else None, server_address=address, server_port=port,
+            attributes={semconv.OTEL_TOKENS_BATCH_ID: batch_id},
+        )  # fmt: skip
+        parsed = with_billing(responses_usage(usage), service_tier="batch", price_context=(("processing", "batch"),))
+        return request, Result(usage=parsed, response_model=request.model, response_id=batch_id)
 
 
 # -- helpers' raw streams --------------------------------------------------------------------------
