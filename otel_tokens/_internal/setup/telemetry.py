@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,6 +37,45 @@ _PROTOCOLS = ("http/protobuf", "grpc")
 # Providers built here and not shut down yet: (tracer provider or None, meter provider or None, timeout).
 _built: list[tuple[Any, Any, float]] = []
 _built_lock = threading.Lock()
+
+
+class _Standby:
+    """A daemon thread started with the providers, to shut them down at exit within a bound: Python 3.12
+    starts no new thread once the interpreter is shutting down. A forked child starts its own on demand."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._pid: int | None = None
+
+    def start(self) -> None:
+        if self._pid != os.getpid():
+            threading.Thread(target=self._serve, name="otel_tokens-shutdown", daemon=True).start()
+            self._pid = os.getpid()
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
+
+    def run(self, job: Callable[[], None], timeout_s: float) -> bool:
+        """Run ``job`` on the standby thread; True if it ended within ``timeout_s``."""
+        done = threading.Event()
+
+        def run_job() -> None:
+            try:
+                job()
+            finally:
+                done.set()
+
+        try:
+            self.start()
+        except RuntimeError:  # no thread can start now (a forked child at exit): here, unbounded
+            run_job()
+            return True
+        self._jobs.put(run_job)
+        return done.wait(timeout_s)
+
+
+_standby = _Standby()
 
 
 def _exporters(env: Mapping[str, str], signal: str) -> list[str]:
@@ -107,6 +147,7 @@ def configure_providers(
     if built_tp is not None or built_mp is not None:
         with _built_lock:
             if not _built:
+                _standby.start()
                 atexit.register(shutdown_providers)
             _built.append((built_tp, built_mp, shutdown_timeout))
     return tracer_provider, meter_provider
@@ -157,7 +198,8 @@ def shutdown_providers() -> bool:
     """Shut down (once) the providers built here, each set within its timeout; True if all finished.
 
     The SDK's shutdown exports what is buffered and retries an unreachable collector until the
-    exporter's own timeout; here it runs in a daemon thread that is waited for only so long.
+    exporter's own timeout; here it runs on a daemon thread (started with the providers) that is waited for
+    only so long.
     """
     with _built_lock:
         pending, _built[:] = list(_built), []
@@ -178,10 +220,7 @@ def _within(timeout_s: float, tracer_provider: Any, meter_provider: Any) -> bool
         except Exception:  # the SDK's own failure; the application is exiting either way
             _logger.warning("shutting down the telemetry providers failed", exc_info=True)
 
-    worker = threading.Thread(target=shut_down, name="otel_tokens-shutdown", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
+    if not _standby.run(shut_down, timeout_s):
         _logger.warning(
             "telemetry not exported within %ss of exit (is the collector reachable?); "
             "dropping the rest. %s sets this bound", timeout_s, OTEL_TOKENS_SHUTDOWN_TIMEOUT,
