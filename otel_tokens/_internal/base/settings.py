@@ -49,7 +49,8 @@ OTEL_TOKENS_ESTIMATE = "OTEL_TOKENS_ESTIMATE"
 OTEL_TOKENS_MAX_KEYS = "OTEL_TOKENS_MAX_KEYS"
 """Distinct keys the ledger keeps per dimension before folding into an overflow bucket (default 1000)."""
 OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS = "OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS"
-"""Output tokens a blocking budget assumes when a request sets no maximum (default 4096)."""
+"""Output tokens a blocking budget projects for a model never seen in this process (default 1024); a model
+seen projects the 95th percentile of its recent output (see budgets.projection)."""
 OTEL_TOKENS_ANTHROPIC_SDK_SPANS = "OTEL_TOKENS_ANTHROPIC_SDK_SPANS"
 """``false`` (default): turn off the anthropic SDK's own spans for clients otel-tokens instruments, so a
 call yields one LLM span; ``true`` keeps both."""
@@ -103,7 +104,7 @@ class Settings:
     usage_log: str | None = None
     report: str | None = None
     max_keys: int = 1000
-    default_max_output_tokens: int = 4096
+    default_max_output_tokens: int = 1024
     anthropic_sdk_spans: bool = False
     store: str | None = None
     store_failure: str = "open"
@@ -123,7 +124,7 @@ class Settings:
             usage_log=_text(env, OTEL_TOKENS_LOG),
             report=_text(env, OTEL_TOKENS_REPORT),
             max_keys=_positive_int(env, OTEL_TOKENS_MAX_KEYS, 1000),
-            default_max_output_tokens=_positive_int(env, OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS, 4096),
+            default_max_output_tokens=_positive_int(env, OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS, 1024),
             anthropic_sdk_spans=_bool(env, OTEL_TOKENS_ANTHROPIC_SDK_SPANS, False),
             store=_text(env, OTEL_TOKENS_STORE),
             store_failure=_choice(env, OTEL_TOKENS_STORE_FAILURE, ("open", "closed"), "open"),

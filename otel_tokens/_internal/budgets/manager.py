@@ -18,7 +18,9 @@ takes spend over the limit logs one ERROR, adds ``otel_tokens.budget.exceeded`` 
 A blocking per-request budget only calls the callbacks it was given (its refusals are the app's to handle).
 
 A ``block`` budget also checks each call before it is sent: the projected cost (prompt tokens at the input
-rate plus the request's ``max_tokens``, or ``default_max_output_tokens``, at the output rate) is added to
+rate plus the output tokens the call will likely produce at the output rate: the 95th percentile of what
+this model produced lately, capped by the request's ``max_tokens``, ``default_max_output_tokens`` for a
+model never seen; see ``budgets.projection``; never less than the stated maximum alone) is added to
 what was spent and to what calls in flight have reserved; if that exceeds the limit the call raises
 :class:`BudgetExceededError` and is not sent. A model with no known price projects 0, so it is only
 blocked once spend is already over the limit. Otherwise the projection is reserved until the call settles
@@ -54,6 +56,7 @@ from otel_tokens._internal.base.formatting import format_usd
 from otel_tokens._internal.base.instruments import observable_gauge
 from otel_tokens._internal.base.records import CallRecord, Labels, Request, Usage, valid_cost
 from otel_tokens._internal.base.safety import guarded
+from otel_tokens._internal.budgets.projection import DEFAULT_OUTPUT_TOKENS, OutputHistory
 
 if TYPE_CHECKING:  # the store module (sqlite3) loads only when a store is configured
     from otel_tokens._internal.budgets.store import Settle, SpendStore
@@ -93,6 +96,7 @@ _EPSILON_USD: Final = 1e-12
 _FILE_KEYS: Final = ("action", "limit_usd", "name", "scope", "warn_at", "window")
 
 _OK, _WARNING, _EXCEEDED = 0, 1, 2
+_OP_EMBEDDINGS: Final = semconv.OP_EMBEDDINGS
 _STATUS_NAMES: Final = ("ok", "warning", "exceeded")
 
 
@@ -449,7 +453,7 @@ class BudgetManager:
         *,
         price_book: _PriceBook | None = None,
         count_tokens: Callable[[str, str], int] | None = None,
-        default_max_output_tokens: int = 4096,
+        default_max_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger = _logger,
         store: SpendStore | None = None,
@@ -470,6 +474,7 @@ class BudgetManager:
         self._price_book = price_book
         self._count_tokens = count_tokens
         self._default_max_output_tokens = default_max_output_tokens
+        self._outputs = OutputHistory()
         self._clock = clock
         self._logger = logger
         self._lock = threading.Lock()
@@ -667,7 +672,9 @@ class BudgetManager:
         blocking = [account for account in accounts if account.budget.action == ACTION_BLOCK] if enforce else []
         projected = 0.0
         if blocking:
-            projected = guarded("projecting a call's cost for its budget", self._project, request, prompt_text) or 0.0
+            projected = guarded(
+                "projecting a call's cost for its budget", self._project, request, labels, prompt_text
+            ) or 0.0
         shared = tuple(account for account in blocking if account.shared)
         health = self._health
         use_store = bool(shared) and health is not None and health.up
@@ -982,7 +989,9 @@ class BudgetManager:
         return observe
 
     # -- internals ---------------------------------------------------------------------------------
-    def _project(self, request: Request, prompt_text: Callable[[], str] | None) -> float:
+    def _project(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> float:
+        """The call's likely cost: its prompt at the input rate plus the output tokens it will likely produce
+        (see ``budgets.projection``) at the output rate; never less than its stated maximum output alone."""
         model = request.model
         if self._price_book is None or not model:
             return 0.0
@@ -992,12 +1001,30 @@ class BudgetManager:
         prompt_tokens = 0
         if prompt_text is not None and self._count_tokens is not None:
             prompt_tokens = self._count_tokens(prompt_text(), model)
-        output_tokens = 0
-        if request.operation != semconv.OP_EMBEDDINGS:
-            output_tokens = request.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS)
-            if not isinstance(output_tokens, int) or isinstance(output_tokens, bool) or output_tokens <= 0:
-                output_tokens = self._default_max_output_tokens
-        return rates.cost(Usage(input_tokens=prompt_tokens, output_tokens=output_tokens))
+        if request.operation == semconv.OP_EMBEDDINGS:
+            return rates.cost(Usage(input_tokens=prompt_tokens))
+        max_tokens = request.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS)
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0:
+            max_tokens = None
+        likely = self._outputs.estimate(request.provider, model, labels.agent)
+        if likely is None:
+            likely = self._default_max_output_tokens
+        if max_tokens is not None and likely > max_tokens:
+            likely = max_tokens
+        projected = rates.cost(Usage(input_tokens=prompt_tokens, output_tokens=likely))
+        if max_tokens is not None:
+            # A call whose stated maximum alone would pass what is left is refused, whatever the history says.
+            projected = max(projected, rates.cost(Usage(output_tokens=max_tokens)))
+        return projected
+
+    def observe(self, record: CallRecord) -> None:
+        """A finished call's output tokens, for the projections of the next calls (O(1), every call)."""
+        usage = record.usage
+        if usage is None or record.error_type is not None or usage.invalid:
+            return
+        request = record.request
+        if request.model and request.operation != _OP_EMBEDDINGS:
+            self._outputs.add(request.provider, request.model, record.labels.agent, usage.output_tokens)
 
     @staticmethod
     def _add_cost(account: _Account, now: float, cost: float) -> None:

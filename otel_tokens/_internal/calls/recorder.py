@@ -55,6 +55,9 @@ class Budgets(Protocol):
     async def reserve_async(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Any:
         """``reserve`` for async callers: must not block the event loop (e.g. on a network store)."""
 
+    def observe(self, record: CallRecord) -> None:
+        """Every finished call, budget or not: what it produced informs the next projections. O(1)."""
+
 
 class Ledger(Protocol):
     def record(self, record: CallRecord) -> None: ...
@@ -207,9 +210,15 @@ class Recorder:
                 end_time_unix=time.time(), error_type=_error_type(error) if error is not None else None,
             )
         events: Sequence[tuple[str, dict[str, Any]]] = ()
+        budgets = self._budgets
         try:
-            if invocation.reservation is not None and self._budgets is not None:
-                events = guarded("settling a budget", self._budgets.settle, invocation.reservation, record) or ()
+            if budgets is not None:
+                try:
+                    budgets.observe(record)
+                except Exception:
+                    _internal_error("noting a call's output for budget projections")
+                if invocation.reservation is not None:
+                    events = guarded("settling a budget", budgets.settle, invocation.reservation, record) or ()
         finally:  # a budget callback may raise anything; the call is still ended and counted
             span = invocation.span
             try:
