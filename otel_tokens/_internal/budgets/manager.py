@@ -137,7 +137,9 @@ def _problem(
         return f"{'agent' if scope == SCOPE_AGENT else 'name'} must be a non-empty string, got {agent!r}"
     if not _is_number(limit_usd):
         return f"limit_usd {limit_usd!r} is not a number"
-    if not math.isfinite(limit_usd) or limit_usd < 0:  # type: ignore[arg-type]
+    if scope == SCOPE_REQUEST and limit_usd == math.inf:
+        pass  # otel_tokens.budget() without a limit: a view of the calls inside, never a refusal
+    elif not math.isfinite(limit_usd) or limit_usd < 0:  # type: ignore[arg-type]
         return f"limit_usd must be a finite number >= 0, got {limit_usd!r}"
     if not _is_number(warn_at):
         return f"warn_at {warn_at!r} is not a number"
@@ -335,7 +337,7 @@ class _Account:
 
     __slots__ = (
         "budget", "window_s", "on_warning", "on_exceeded", "spent", "buckets", "reserved", "in_flight",
-        "blocked_calls", "level", "block_logged", "generation", "shared", "pending", "pending_calls",
+        "blocked_calls", "level", "block_logged", "generation", "shared", "pending", "pending_calls", "ledger",
     )
 
     def __init__(self, budget: Budget, on_warning: StatusCallback | None, on_exceeded: StatusCallback | None,
@@ -358,6 +360,8 @@ class _Account:
         self.shared = shared
         self.pending = 0.0
         self.pending_calls = 0
+        # Per-request budgets: the calls made inside, counted like the process's ledger counts them.
+        self.ledger: Any = None
 
     @property
     def view(self) -> float:
@@ -368,10 +372,27 @@ class _Account:
         return (self.budget.store_key, self.window_s)
 
 
+# Makes the ledger of a per-request budget (the runtime binds accounting's Ledger; budgets may not import
+# accounting); None before any runtime exists.
+_request_ledger: Callable[[], Any] | None = None
+
+
+def use_request_ledger(factory: Callable[[], Any] | None) -> None:
+    """Count the calls inside each per-request budget with ``factory()`` (``record``, ``statistics``)."""
+    global _request_ledger
+    _request_ledger = factory
+
+
+def new_ledger() -> Any:
+    """A fresh ledger of the kind per-request budgets use, or None before any runtime exists."""
+    factory = _request_ledger
+    return factory() if factory is not None else None
+
+
 def new_account(
     budget: Budget, on_warning: StatusCallback | None = None, on_exceeded: StatusCallback | None = None
 ) -> _Account:
-    """An unregistered account, for a per-request budget."""
+    """An unregistered account, for a per-request budget; its ledger is made by its first call."""
     return _Account(budget, on_warning, on_exceeded)
 
 
@@ -786,6 +807,7 @@ class BudgetManager:
             self._invalid_cost(cost)
             cost = None
         touched = []
+        ledgers = []
         with self._lock:
             if reservation.settled:
                 return []
@@ -798,6 +820,11 @@ class BudgetManager:
                     account.reserved = max(account.reserved - projected, 0.0) if account.in_flight else 0.0
                 if record is None or not self._active(account):
                     continue
+                if account.budget.scope == SCOPE_REQUEST:
+                    if account.ledger is None:
+                        account.ledger = new_ledger()
+                    if account.ledger is not None:
+                        ledgers.append(account.ledger)
                 self._expire(account, now)
                 if cost:
                     if account.shared:
@@ -806,6 +833,8 @@ class BudgetManager:
                     else:
                         self._add_cost(account, now, cost)
                 touched.append(account)
+        for ledger in ledgers:
+            ledger.record(record)
         shared = tuple(account for account in touched if account.shared)
         if reservation.reservation_id is not None or (shared and cost):
             self._settle_in_store(reservation, shared, cost or 0.0)

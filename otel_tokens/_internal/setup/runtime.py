@@ -7,6 +7,7 @@ the only process-wide object otel-tokens keeps besides the OpenTelemetry provide
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 from typing import Any
@@ -19,7 +20,7 @@ from otel_tokens._internal.accounting.ledger import Ledger
 from otel_tokens._internal.base.formatting import machine_values
 from otel_tokens._internal.base.instruments import instruments_for
 from otel_tokens._internal.base.settings import Settings, check_arguments
-from otel_tokens._internal.budgets.manager import BudgetManager, load_budgets_file, parse_budgets
+from otel_tokens._internal.budgets.manager import BudgetManager, load_budgets_file, parse_budgets, use_request_ledger
 from otel_tokens._internal.calls.context import use_tracer
 from otel_tokens._internal.calls.recorder import Recorder
 from otel_tokens._internal.pricing.book import PriceBook, load_price_file
@@ -67,6 +68,8 @@ class Runtime:
             store_failure=settings.store_failure,
         )
         self.budgets.set_budgets(budgets)
+        # Each otel_tokens.budget() counts the calls inside in a ledger of its own.
+        use_request_ledger(functools.partial(Ledger, max_keys=settings.max_keys))
         # Validated here, so a bad list stops start-up like a bad file.
         self.candidates = candidate_models(settings.candidate_models)
         self.activity = Activity()
