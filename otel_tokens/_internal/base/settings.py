@@ -66,6 +66,14 @@ OTEL_TOKENS_CACHE_DIR = "OTEL_TOKENS_CACHE_DIR"
 OTEL_TOKENS_SERVE_TOKEN = "OTEL_TOKENS_SERVE_TOKEN"
 """A token the live page (``serve()``, ``otel-tokens serve``) requires on every request, as ``?token=`` or
 ``Authorization: Bearer``; unset: none (loopback only answers its own host names either way)."""
+OTEL_TOKENS_GATEWAYS = "OTEL_TOKENS_GATEWAYS"
+"""Gateways and proxies by base URL or host, and the provider whose prices their ``vendor/model`` names use:
+``https://llm-proxy.internal/v1=openrouter,gw.example.com=deepseek``; unset: OpenRouter's URL (or none)
+uses OpenRouter's prices, any other the vendor's own."""
+OTEL_TOKENS_THREAD_CONTEXT = "OTEL_TOKENS_THREAD_CONTEXT"
+"""``true`` (default): labels and per-request budgets in force follow calls into threads started and
+executor tasks submitted inside them (``Thread.start``, ``ThreadPoolExecutor.submit``, ``run_in_executor``);
+``false`` leaves threads alone."""
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Content capture: ``false``/``NO_CONTENT`` (default), ``true``/``SPAN_ONLY``, ``EVENT_ONLY``,
 ``SPAN_AND_EVENT``."""
@@ -109,6 +117,8 @@ class Settings:
     store: str | None = None
     store_failure: str = "open"
     candidate_models: str | None = None
+    thread_context: bool = True
+    gateways: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -129,6 +139,8 @@ class Settings:
             store=_text(env, OTEL_TOKENS_STORE),
             store_failure=_choice(env, OTEL_TOKENS_STORE_FAILURE, ("open", "closed"), "open"),
             candidate_models=env.get(OTEL_TOKENS_CANDIDATE_MODELS) or None,
+            thread_context=_bool(env, OTEL_TOKENS_THREAD_CONTEXT, True),
+            gateways=_text(env, OTEL_TOKENS_GATEWAYS),
         )
         given = validated_overrides(overrides)
         return replace(settings, **given) if given else settings
@@ -226,6 +238,8 @@ _CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "store": _is_text,
     "store_failure": _is_store_failure,
     "candidate_models": _is_text,
+    "thread_context": _is_bool,
+    "gateways": _is_text,
 }
 
 

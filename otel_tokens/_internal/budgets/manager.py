@@ -324,6 +324,8 @@ class _Rates(Protocol):
 class _PriceBook(Protocol):
     def rates(self, provider: str | None, model: str | None) -> _Rates | None: ...
 
+    def gateway_route(self, provider: str | None, model: str, server_address: str | None) -> tuple[str, str] | None: ...
+
 
 StatusCallback = Callable[[dict[str, Any]], None]
 
@@ -1025,6 +1027,9 @@ class BudgetManager:
         if self._price_book is None or not model:
             return 0.0
         rates = self._price_book.rates(request.provider, model)
+        if rates is None and "/" in model:
+            route = self._price_book.gateway_route(request.provider, model, request.server_address)
+            rates = self._price_book.rates(*route) if route is not None else None
         if rates is None:
             return 0.0
         prompt_tokens = 0

@@ -109,6 +109,8 @@ class Recorder:
         self._warnings = OnceEach()
         # Attribute dicts built once per distinct request / metric attribute set (bounded).
         self._requests: dict[tuple, dict[str, Any]] = {}
+        # (provider, server.address, model) -> (price provider, model): gateway names priced elsewhere.
+        self.gateway_prices: dict[tuple[str, str | None, str], tuple[str, str]] = {}
         self._points: dict[tuple, _MetricPoints] = {}
 
     # -- start -------------------------------------------------------------------------------------
@@ -268,7 +270,8 @@ class Recorder:
                 end_time_unix=time.time(),
                 time_to_first_chunk_s=None if first_chunk_at is None else first_chunk_at - invocation.started,
                 error_type=None if error is None else _error_type(error), cost_usd=cost, cost_source=cost_source,
-                extra=NO_EXTRA,  # passed, so the default factory is not called
+                # Passed, so the default factory is not called; NO_EXTRA unless a gateway name was priced.
+                extra=NO_EXTRA if cost is None or not self.gateway_prices else self.price_extra(request, model),
                 input_cost_usd=None if split is None else split[0],
                 output_cost_usd=None if split is None else split[1],
             )
@@ -316,6 +319,8 @@ class Recorder:
             cost_usd=cost,
             cost_source=cost_source,
             usage_invalid=invalid,
+            extra=self.price_extra(request, model) if cost_source == semconv.COST_SOURCE_LOCAL and self.gateway_prices
+            else NO_EXTRA,
             input_cost_usd=split[0] if split is not None else None,
             output_cost_usd=split[1] if split is not None else None,
         )
@@ -351,7 +356,32 @@ class Recorder:
         priced = self._prices.cost_split(request.provider, model, usage)  # type: ignore[union-attr]
         if priced is None and request.model and request.model != model:
             priced = self._prices.cost_split(request.provider, request.model, usage)  # type: ignore[union-attr]
+        if priced is None:
+            for name in (model, request.model):
+                route = self._route(request, name) if name and "/" in name else None
+                if route is not None:
+                    return self._prices.cost_split(route[0], route[1], usage)  # type: ignore[union-attr]
         return priced
+
+    def _route(self, request: Request, model: str) -> tuple[str, str] | None:
+        """The other provider's price a gateway name is priced by (see PriceBook.gateway_route)."""
+        gateway_route = getattr(self._prices, "gateway_route", None)
+        if gateway_route is None:
+            return None
+        route = gateway_route(request.provider, model, request.server_address)
+        if route is not None and len(self.gateway_prices) < _MAX_POINT_SETS:
+            self.gateway_prices.setdefault((request.provider, request.server_address, model), route)
+        return route
+
+    def price_extra(self, request: Request, model: str | None) -> Any:
+        """Span attributes naming the price used, for a gateway name priced by another provider."""
+        routes = self.gateway_prices
+        route = routes.get((request.provider, request.server_address, model)) if model else None
+        if route is None and request.model:
+            route = routes.get((request.provider, request.server_address, request.model))
+        if route is None:
+            return NO_EXTRA
+        return {semconv.OTEL_TOKENS_PRICE_PROVIDER: route[0], semconv.OTEL_TOKENS_PRICE_MODEL: route[1]}
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
@@ -411,6 +441,8 @@ class Recorder:
             attributes[semconv.GEN_AI_USAGE_COST_AMOUNT] = record.cost_usd
             attributes[semconv.GEN_AI_USAGE_COST_CURRENCY] = semconv.COST_CURRENCY_USD
             attributes[semconv.GEN_AI_USAGE_COST_SOURCE] = record.cost_source
+            if record.extra:
+                attributes.update(record.extra)
         elif usage is not None:
             attributes[semconv.OTEL_TOKENS_PRICE_UNKNOWN] = True
         if record.time_to_first_chunk_s is not None:

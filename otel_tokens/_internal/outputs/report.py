@@ -465,6 +465,7 @@ def _build(
         "top_agent_models": _top_agent_models(stats, top, total_cost) if top > 0 else None,
         "top_calls": list(top_calls[:top]) if isinstance(top_calls, list) and top > 0 else None,
         "self_hosted": _self_hosted_rows(stats),
+        "gateway_prices": list(stats.get("gateway_prices") or []),
         "what_if": [],
         "recommendations": list(stats.get("recommendations") or []),
     }
@@ -615,6 +616,11 @@ def _sections(model: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[
         cells = [[_short(r["name"]), _int(r["calls"]), _int(r["input_tokens"]), _int(r["output_tokens"]),
                   _int(r["total_tokens"]), format_usd(r["cost_usd"])] for r in model["self_hosted"]]
         sections.append(("Self-hosted (no per-token price)", headers, cells, [False] + [True] * 5))
+    if model.get("gateway_prices"):
+        headers = ["Model", "Sent to", "Priced as", "Price of"]
+        cells = [[_short(g["model"]), _short(str(g.get("server_address") or g.get("provider"))),
+                  _short(str(g["price_model"])), str(g["price_provider"])] for g in model["gateway_prices"]]
+        sections.append(("Gateway names priced as", headers, cells, [False, False, False, False]))
     if model["budgets"]:
         headers = ["Budget", "Limit", "Spent", "Used", "Status", "Window", "Action", "Blocked"]
         cells = [[_short(b["agent"]), _cell("limit_usd", b["limit_usd"]), _cell("spent_usd", b["spent_usd"]),
