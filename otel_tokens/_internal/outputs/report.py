@@ -243,25 +243,44 @@ class WhatIf:
             return None
         return (self.cost_usd - self.baseline_usd) / self.baseline_usd * 100.0
 
+    @property
+    def current_change_pct(self) -> float | None:
+        """The other way round: what the current models cost against the target (-60: 60 % less)."""
+        if self.cost_usd is None or self.cost_usd <= 0:
+            return None
+        return (self.baseline_usd - self.cost_usd) / self.cost_usd * 100.0
+
     def sentence(self) -> str:
+        """Both ways: ``The same usage on gpt-4o would cost $0.00109 instead of $0.00043: 152 % more on
+        gpt-4o, 60 % less on the current models, over 4 calls.``"""
         target = f"{self.model} ({self.provider})" if self.provider else self.model
         if self.cost_usd is None:
             return f"{target}: no known price, cannot reprice."
         if self.calls == 0:
             return f"{target}: no priced calls to reprice."
-        text = f"The same usage on {target} would cost {format_usd(self.cost_usd)}"
-        change = self.change_pct
-        if change is None:
-            text += f" (now {format_usd(self.baseline_usd)})"
-        elif abs(change) < 0.05:
-            text += f" (the same as now, {format_usd(self.baseline_usd)})"
+        change, current = self.change_pct, self.current_change_pct
+        if change is None:  # nothing spent now (self-hosted): no ratio either way
+            text = f"The same usage on {target} would cost {format_usd(self.cost_usd)} (now {format_usd(self.baseline_usd)})"
         else:
-            direction = "less" if change < 0 else "more"
-            text += f" ({abs(change):.1f}% {direction} than {format_usd(self.baseline_usd)})"
+            text = (f"The same usage on {target} would cost {format_usd(self.cost_usd)} instead of "
+                    f"{format_usd(self.baseline_usd)}")
+        if change is not None and abs(change) < 0.05:
+            text += ": the same"
+        elif change is not None and current is not None:
+            text += f": {_change(change)} on {self.model}, {_change(current)} on the current models"
+        elif change is not None:
+            text += f": {_change(change)} on {self.model}"
         text += f", over {self.calls:,} call{'s' if self.calls != 1 else ''}"
         if self.excluded_calls:
             text += f"; {self.excluded_calls:,} call{'s' if self.excluded_calls != 1 else ''} left out"
         return text + "."
+
+
+def _change(pct: float) -> str:
+    """``-60.4`` -> ``60 % less``; one decimal under 10 %."""
+    size = abs(pct)
+    return f"{size:.1f} % {'less' if pct < 0 else 'more'}" if size < 10 else \
+        f"{size:,.0f} % {'less' if pct < 0 else 'more'}"
 
 
 def parse_model_ref(spec: str) -> tuple[str, str | None]:
@@ -281,8 +300,9 @@ def _is_embedding_model(name: str) -> bool:
 def reprice(stats: Mapping[str, Any], target: str, price_book: Any) -> WhatIf:
     """Reprice every priced model's usage on ``target`` (``MODEL`` or ``MODEL@provider``).
 
-    Per model, the average call (its tokens divided by its calls) is priced once and multiplied by the
-    priced calls, so tiered prices apply at the size of a call rather than of the whole total. Models
+    Per model, the average call (its exact tokens divided by its calls, not rounded) is priced once and
+    multiplied by the priced calls: for per-token prices that is the exact totals priced, and tiered prices
+    apply at the size of a call rather than of the whole total. Models
     without a price are left out, as are embedding models when the target is not one (and the reverse).
     """
     from otel_tokens._internal.base.records import Usage
@@ -301,7 +321,7 @@ def reprice(stats: Mapping[str, Any], target: str, price_book: Any) -> WhatIf:
             excluded += calls
             continue
         excluded += calls - priced_calls
-        average = Usage(**{key: round((entry.get(key) or 0) / calls) for key in TOKEN_FIELDS})
+        average = Usage(**{key: (entry.get(key) or 0) / calls for key in TOKEN_FIELDS})
         cost = price_book.cost(provider, model, average)
         if cost is None:
             projected = None
@@ -479,6 +499,7 @@ def _build(
                 "cost_usd": result.cost_usd,
                 "baseline_usd": result.baseline_usd,
                 "change_pct": result.change_pct,
+                "current_change_pct": result.current_change_pct,
                 "calls": result.calls,
                 "excluded_calls": result.excluded_calls,
                 "text": result.sentence(),

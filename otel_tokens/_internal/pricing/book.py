@@ -586,6 +586,18 @@ class PriceBook:
                 return (listings[0][0],)
             return tuple(sorted(provider_id for provider_id, _ in listings))
 
+    def listing_providers(self, model: str) -> tuple[str, ...]:
+        """Every genai-prices provider that lists ``model`` itself, and the one its name alone resolves to
+        (``mixtral-8x7b-32768``: groq lists it, the name says mistral), sorted."""
+        with self._lock:
+            catalog = self._load_catalog()
+            providers = {provider_id for provider_id, _number in catalog.listings(model)}
+            try:
+                providers.add(catalog.lookup(model, None)[0])
+            except LookupError:
+                pass
+        return tuple(sorted(providers))
+
     def known_providers(self) -> tuple[str, ...]:
         """Every provider name :meth:`rates` understands: ``gen_ai.provider.name`` values and
         genai-prices ids (sorted)."""
