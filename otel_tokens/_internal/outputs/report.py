@@ -599,6 +599,9 @@ def _summary_pairs(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     if summary.get("projected_monthly_usd") is not None:
         pairs.append(("Projection", f"{format_usd(summary['projected_monthly_usd'])} per 30-day month at the pace "
                                     "of this period (not a forecast)"))
+    elif summary.get("period_s") is not None and summary["calls"]:
+        pairs.append(("Projection", f"too short to project ({format_duration(summary['period_s'])}; "
+                                    "shown from 10 minutes)"))
     return pairs
 
 
