@@ -1034,7 +1034,8 @@ class BudgetManager:
             return 0.0
         prompt_tokens = 0
         if prompt_text is not None and self._count_tokens is not None:
-            prompt_tokens = self._count_tokens(prompt_text(), model)
+            prompt = prompt_text()  # the text, or the adapter's chat-format count
+            prompt_tokens = prompt if type(prompt) is int else self._count_tokens(prompt, model)
         if request.operation == semconv.OP_EMBEDDINGS:
             return rates.cost(Usage(input_tokens=prompt_tokens))
         max_tokens = request.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS)

@@ -46,7 +46,8 @@ class Budgets(Protocol):
     def reserve(
         self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None, *, enforce: bool = True
     ) -> Any:
-        """Called before a call is sent; may raise BudgetExceededError unless ``enforce`` is False (a call
+        """Called before a call is sent (``prompt_text`` gives the prompt's text, or its token count when
+        the adapter counts the chat format); may raise BudgetExceededError unless ``enforce`` is False (a call
         that already happened). Returns a reservation."""
 
     def settle(self, reservation: Any, record: CallRecord | None) -> Sequence[tuple[str, dict[str, Any]]]:
