@@ -84,6 +84,9 @@ GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
 GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
 COST_CURRENCY_USD: Final = "USD"
 COST_SOURCE_LOCAL: Final = "local"
+# A gateway's "vendor/model" name priced by another provider's list: which provider and which model name.
+OTEL_TOKENS_PRICE_PROVIDER: Final = "otel_tokens.price.provider"
+OTEL_TOKENS_PRICE_MODEL: Final = "otel_tokens.price.model"
 COST_SOURCE_PROVIDER: Final = "provider"
 # A self-hosted model (Ollama): no per-token price, cost 0 unless the user set one.
 COST_SOURCE_SELF_HOSTED: Final = "self_hosted"

@@ -11,6 +11,7 @@ import otel_tokens
 from otel_tokens._internal.accounting.analytics import (
     MINUTES_PER_MONTH,
     Activity,
+    add_efficiency,
     candidate_models,
     efficiency,
     recommendations,
@@ -113,8 +114,20 @@ def test_totals(stats):
     # the first call started at T0 + 58 (ended at +60 after 2 s); the last ended at T0 + 430
     assert stats["period_s"] == pytest.approx(372.0, abs=1e-6)
     assert stats["cost_per_minute_usd"] == pytest.approx(cost / (372.0 / 60), rel=1e-9)
-    assert stats["projected_monthly_usd"] == pytest.approx(cost / (372.0 / 60) * 30 * 24 * 60, rel=1e-9)
+    assert stats["projected_monthly_usd"] is None  # 6 minutes: too short to project to a month
     assert MINUTES_PER_MONTH == 43_200
+
+
+def test_projection_only_from_ten_minutes() -> None:
+    for period, projected in ((0.3, None), (599.0, None), (600.0, 0.01 / 10 * MINUTES_PER_MONTH)):
+        stats = add_efficiency({"total_calls": 2, "total_cost_usd": 0.01, "first_call_time": T0,
+                                "last_call_time": T0 + period})
+        assert stats["projected_monthly_usd"] == (pytest.approx(projected) if projected else None)
+        text = render_report(stats, "text", price_book=RatesBook())
+        if projected:
+            assert "$43.20 per 30-day month" in text
+        else:
+            assert "Projection" in text and "too short to project" in text and "per 30-day month" not in text
 
 
 def test_every_group_entry(stats):
@@ -271,13 +284,13 @@ def test_candidate_models_setting():
 def test_text_and_markdown_reports_show_figures_and_recommendations(stats):
     text = render_report(stats, "text", price_book=RatesBook())
     assert "Efficiency by agent" in text
-    assert "Projection" in text and "per 30-day month" in text
+    assert "too short to project (6m 12s; shown from 10 minutes)" in text and "per 30-day month" not in text
     assert "Recommendations" in text
     assert "- editor: 50 % of calls failed (2 of 4: RateLimitError x2)" in text
     markdown = render_report(stats, "markdown", by="workflow", price_book=RatesBook())
     assert "## Efficiency by workflow" in markdown and "## By agent" not in markdown
     model = json.loads(render_report(stats, "json", price_book=RatesBook()))
-    assert model["summary"]["projected_monthly_usd"] == pytest.approx(stats["projected_monthly_usd"])
+    assert model["summary"]["projected_monthly_usd"] is None
     assert model["groups"]["agent"][0]["name"] == "researcher"
     assert model["groups"]["agent"][0]["avg_cost_per_call_usd"] == pytest.approx(0.021)
 

@@ -509,7 +509,8 @@ def test_recorder_blocks_before_the_call_and_puts_events_on_spans() -> None:
     stack.call("a", Usage(1000, 1000))  # $0.003
     stack.call("a", Usage(1000, 1000))  # $0.006: crosses 50%
     with pytest.raises(BudgetExceededError):
-        stack.call("a", Usage(1000, 1000), max_tokens=2000)  # 0.006 + 3e-6 + 0.004 > 0.01
+        # Seen: 1,000 output tokens; but the stated maximum alone (2,500 at $2/M: $0.005) passes what is left.
+        stack.call("a", Usage(1000, 1000), max_tokens=2500)
     spans = stack.exporter.get_finished_spans()
     assert len(spans) == 2  # the blocked call opened no span
     assert [e.name for e in spans[0].events] == []

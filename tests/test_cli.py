@@ -357,6 +357,19 @@ def test_prices_of_a_bare_name_one_provider_prices(capsys, model, provider):
     assert lines[4] == f"  output       {format_usd(rates.output * 1e6)}"
 
 
+def test_prices_says_which_other_providers_price_the_name_differently(capsys):
+    code, out, _err = run(capsys, "prices", "mixtral-8x7b-32768")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "mixtral-8x7b-32768 (mistral): USD per million tokens (source: genai-prices)"
+    assert "also priced differently by 1 other provider (choose with --provider):" in lines
+    assert "  groq: input $0.24, output $0.24" in lines
+    code, out, _err = run(capsys, "prices", "mixtral-8x7b-32768", "--provider", "groq")
+    assert "also priced" not in out
+    code, out, _err = run(capsys, "prices", "gpt-4o-mini")
+    assert "also priced" not in out  # github-copilot lists it at $0: a subscription, not a price
+
+
 def test_prices_of_an_ambiguous_name_names_the_providers(capsys):
     code, out, err = run(capsys, "prices", "deepseek/deepseek-v3.2")
     assert (code, out) == (2, "")

@@ -33,7 +33,9 @@ def _chat(client, **kwargs):
 def test_blocked_call_never_reaches_the_transport(instrumented, telemetry):
     call_cost = instrumented.price_book.cost("openai", "gpt-4o-2024-08-06", CALL_USAGE)
     rates = instrumented.price_book.rates("openai", "gpt-4o")
-    projection = rates.cost(Usage(input_tokens=1, output_tokens=100))  # prompt "x", max_tokens=100
+    # Prompt "x" in the chat format (1 + role 1 + wrapper 3 + priming 3) and the 42 output tokens seen,
+    # capped by max_tokens=100; but the stated maximum alone (100 output tokens) is the floor.
+    projection = max(rates.cost(Usage(input_tokens=8, output_tokens=42)), rates.cost(Usage(output_tokens=100)))
     # Room for exactly two calls plus one projection, not three.
     limit = 2 * call_cost + projection - 1e-9
     otel_tokens.set_budget("writer", limit_usd=limit, action="block")

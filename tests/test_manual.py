@@ -20,7 +20,9 @@ from tests.providers.openai_mock import OpenAIMock
 INPUT, OUTPUT, CACHE_READ = 1250, 42, 1024
 RESPONSE_MODEL = "gpt-4o-2024-08-06"
 # Attributes only the SDK's request and response carry; record_usage has no such arguments.
-SDK_ONLY = {A.GEN_AI_RESPONSE_ID, A.GEN_AI_RESPONSE_FINISH_REASONS, A.GEN_AI_AGENT_NAME}
+# What only the SDK's response says (record_usage() takes no response id, finish reasons or service tier).
+SDK_ONLY = {A.GEN_AI_RESPONSE_ID, A.GEN_AI_RESPONSE_FINISH_REASONS, A.GEN_AI_AGENT_NAME,
+            A.OPENAI_RESPONSE_SERVICE_TIER, A.OTEL_TOKENS_SERVICE_TIER}
 
 
 @pytest.fixture
@@ -123,7 +125,7 @@ def test_record_usage_is_indistinguishable_from_a_patched_call(logged, telemetry
 
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert [line["agent"] for line in lines] == ["patched", "manual"]
-    volatile = {"time", "agent", "duration_s"}
+    volatile = {"time", "agent", "duration_s", "tier"}  # the tier is the response's, as on the span
     assert {k: v for k, v in lines[1].items() if k not in volatile} == {
         k: v for k, v in lines[0].items() if k not in volatile}
     assert lines[1]["duration_s"] == pytest.approx(duration_s, abs=0.05)

@@ -15,6 +15,7 @@ from otel_tokens._internal.base.records import CallRecord, Labels, Request, Resu
 from otel_tokens._internal.outputs.report import (
     ENTRY_FIELDS,
     FORMATS,
+    WhatIf,
     budgets_from_usage_lines,
     format_duration,
     format_usd,
@@ -340,8 +341,9 @@ def test_what_if_arithmetic(stats):
     assert (result.calls, result.excluded_calls, result.provider) == (4, 2, "openai")
     assert result.change_pct == pytest.approx((0.0128 - 0.03427) / 0.03427 * 100)
     assert result.sentence() == (
-        "The same usage on gpt-4o-mini (openai) would cost $0.0128 (62.6% less than $0.03427), over 4 calls; "
-        "2 calls left out.")
+        "The same usage on gpt-4o-mini (openai) would cost $0.0128 instead of $0.03427: 63 % less on gpt-4o-mini, "
+        "168 % more on the current models, over 4 calls; 2 calls left out.")
+    assert result.current_change_pct == pytest.approx((0.03427 - 0.0128) / 0.0128 * 100)
     assert {(provider, model) for provider, model, _usage in book.calls} == {("openai", "gpt-4o-mini")}
     gpt4o_usage = next(u for _p, _m, u in book.calls if u.input_tokens == 1000 and u.output_tokens == 250)
     assert gpt4o_usage.cache_read_tokens == 512  # 1024 over 2 calls
@@ -354,13 +356,14 @@ def test_what_if_more_expensive_and_in_every_format(stats):
 
     text = render_report(stats, "text", what_if=["big-model"], price_book=Expensive())
     # 2 * 1250 + 4000 + 1200 = 7700 tokens * 1e-5 = $0.077 against $0.03427
-    assert "The same usage on big-model would cost $0.077 (124.7% more than $0.03427), over 4 calls; " \
-           "2 calls left out." in text.splitlines()
+    assert "The same usage on big-model would cost $0.077 instead of $0.03427: 125 % more on big-model, " \
+           "55 % less on the current models, over 4 calls; 2 calls left out." in text.splitlines()
     markdown = render_report(stats, "markdown", what_if=["big-model"], price_book=Expensive())
     assert "## What if" in markdown
     data = json.loads(render_report(stats, "json", what_if=["big-model"], price_book=Expensive()))
     assert data["what_if"][0]["cost_usd"] == pytest.approx(0.077)
     assert data["what_if"][0]["change_pct"] == pytest.approx((0.077 - 0.03427) / 0.03427 * 100)
+    assert data["what_if"][0]["current_change_pct"] == pytest.approx((0.03427 - 0.077) / 0.077 * 100)
 
 
 def test_what_if_unknown_price(stats):
@@ -374,6 +377,23 @@ def test_what_if_embedding_target_reprices_only_embeddings(stats):
     assert (result.calls, result.excluded_calls) == (1, 5)
     assert result.cost_usd == pytest.approx(0.0005)
     assert result.baseline_usd == pytest.approx(0.00001)
+
+
+def test_what_if_prices_exact_totals_not_rounded_averages():
+    """Three calls of 1, 1 and 2 output tokens: a rounded average (1) priced 3 calls at 3 tokens."""
+    class PerToken:
+        def cost(self, provider, model, usage):
+            return usage.output_tokens * 1.0
+
+    records = [call("a", "m", "openai", 0, out, 0.001, T0 + i) for i, out in enumerate((1, 1, 2))]
+    result = reprice(stats_from_usage_lines(lines_from_records(records)), "x", PerToken())
+    assert result.cost_usd == pytest.approx(4.0)
+
+
+def test_what_if_both_ways_as_the_issue_asks():
+    result = WhatIf(model="gpt-4o", provider=None, cost_usd=0.00109, baseline_usd=0.00043, calls=4, excluded_calls=0)
+    assert result.sentence() == ("The same usage on gpt-4o would cost $0.00109 instead of $0.00043: 153 % more on "
+                                 "gpt-4o, 61 % less on the current models, over 4 calls.")
 
 
 def test_what_if_prices_the_average_call_not_the_total():

@@ -13,8 +13,10 @@ import tiktoken_ext.openai_public
 
 from otel_tokens._internal.pricing import tokenizer
 from otel_tokens._internal.pricing.tokenizer import (
+    count_chat_tokens,
     count_message_tokens,
     count_tokens,
+    count_tool_tokens,
     encoding_name_for_model,
 )
 
@@ -199,3 +201,21 @@ def test_count_message_tokens() -> None:
         "assistant", "gpt-4o"
     ) + count_tokens("get", "gpt-4o") + count_tokens("{}", "gpt-4o")
     assert count_message_tokens([], "gpt-4o") == 3
+
+
+def test_count_chat_tokens_adds_the_chat_format_and_tools() -> None:
+    messages = [{"role": "user", "content": "Say this is a test"}]
+    assert count_chat_tokens(messages, None, "gpt-4") == 12  # billed 12; the text alone is 5
+    assert count_chat_tokens([*messages, "not a message"], [], "gpt-4") == 12
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Get the weather.",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "The city."},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}}}}]
+    expected_tools = (7 + count_tokens("get_weather:Get the weather", "gpt-4o") + 3
+                      + 3 + count_tokens("city:string:The city", "gpt-4o")
+                      + 3 - 3 + 3 + count_tokens("celsius", "gpt-4o") + 3 + count_tokens("fahrenheit", "gpt-4o")
+                      + count_tokens("unit:string:", "gpt-4o") + 12)
+    assert count_tool_tokens(tools, "gpt-4o") == expected_tools
+    assert count_chat_tokens(messages, tools, "gpt-4o") == count_message_tokens(messages, "gpt-4o") + expected_tools
+    assert count_tool_tokens([{"type": "web_search"}], "gpt-4o") == 0

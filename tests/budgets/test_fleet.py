@@ -19,12 +19,12 @@ import pytest
 
 import otel_tokens
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import Labels, Request
+from otel_tokens._internal.base.records import Labels, Request, Usage
 from otel_tokens._internal.budgets.manager import BudgetManager
 from otel_tokens._internal.budgets.store import open_store
 from otel_tokens._internal.commands.fake_server import FakeLLMServer
 from otel_tokens._internal.pricing.book import PriceBook
-from otel_tokens._internal.pricing.tokenizer import count_tokens
+from otel_tokens._internal.pricing.tokenizer import count_chat_tokens, count_tokens
 from tests.budgets.helpers import MAX_TOKENS, MODEL, PROMPT, call_cost
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,7 +90,13 @@ def test_restart_after_kill_continues_from_stored_spend(kind: str, tmp_path, req
         cost = call_cost(fake.openai_base_url)
         probes = fake.request_count()
         # Room for 5 calls and a projection: with the dead worker's reservation held, a sixth does not fit.
-        budgets = f"total:fleet={5 * cost + 1.35 * cost!r}:block"
+        # The worker projects its chat (prompt in the chat format, MAX_TOKENS out); this process the text.
+        rates = PriceBook().rates("openai", MODEL)
+        worker_projection = rates.cost(Usage(count_chat_tokens([{"role": "user", "content": PROMPT}], None, MODEL),
+                                             MAX_TOKENS))
+        here_projection = rates.cost(Usage(count_tokens(PROMPT, MODEL), MAX_TOKENS))
+        limit = 5 * cost + worker_projection + here_projection / 2
+        budgets = f"total:fleet={limit!r}:block"
         first = worker("restart", fake.openai_base_url, slow.openai_base_url, "5", store=url, budgets=budgets)
         settled = []
         for line in first.stdout:
@@ -111,7 +117,7 @@ def test_restart_after_kill_continues_from_stored_spend(kind: str, tmp_path, req
         assert abs(stored_spent(url.split("?")[0]) - sum(settled)) <= 1e-12
         manager = BudgetManager(price_book=PriceBook(), count_tokens=count_tokens, store=open_store(url))
         try:
-            manager.set_budget("fleet", 5 * cost + 1.35 * cost, action="block", scope="total")
+            manager.set_budget("fleet", limit, action="block", scope="total")
             assert abs(manager.status()["total:fleet"]["spent_usd"] - sum(settled)) <= 1e-12
             call = Request("openai", semconv.OP_CHAT, MODEL,
                            attributes={semconv.GEN_AI_REQUEST_MAX_TOKENS: MAX_TOKENS})

@@ -59,8 +59,8 @@ SETTINGS_ENV = [
     ("OTEL_TOKENS_MAX_KEYS", "-3", "max_keys", 1000),
     ("OTEL_TOKENS_MAX_KEYS", "1e3", "max_keys", 1000),
     ("OTEL_TOKENS_MAX_KEYS", "9" * 5000, "max_keys", 1000),  # int() refuses digits this long
-    ("OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS", "0", "default_max_output_tokens", 4096),
-    ("OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS", "12.5", "default_max_output_tokens", 4096),
+    ("OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS", "0", "default_max_output_tokens", 1024),
+    ("OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS", "12.5", "default_max_output_tokens", 1024),
     ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "loud", "capture_content", ContentCapture.NO_CONTENT),
 ]
 

@@ -209,7 +209,25 @@ def test_stream_abandoned_early_finishes_once_with_an_estimate(instrumented, tel
     # Usage never arrived: tiktoken counted, and says so.
     assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
     assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 2  # "" + "Streams" + " are"
-    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 3  # "count to ten"
+    # The chat format: "count to ten" (3), its role (1), the message's wrapper (3), the reply priming (3).
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 3 + 1 + 3 + 3
+
+
+def test_a_gpt4_chat_billed_at_12_input_tokens_is_estimated_at_12(instrumented, telemetry, mock):
+    """The OpenAI cookbook's example: "Say this is a test" (5 tokens) as a user message is billed 12 input
+    tokens; counting the text alone said 5. Streams without usage and budget projections count this way."""
+    mock.reply("chat_no_usage.json")
+    mock.client().chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "Say this is a test"}])
+    attrs = only_span(telemetry).attributes
+    assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 12
+    with otel_tokens.budget(limit_usd=1.0) as b, pytest.raises(otel_tokens.BudgetExceededError) as refused:
+        with otel_tokens.budget(limit_usd=0.0):
+            mock.client().chat.completions.create(
+                model="gpt-4", messages=[{"role": "user", "content": "Say this is a test"}], max_tokens=1)
+    gpt4 = instrumented.price_book.rates("openai", "gpt-4")
+    assert refused.value.projected_usd == pytest.approx(12 * gpt4.input + 1 * gpt4.output, rel=1e-9)
+    assert b.spent_usd == 0.0
 
 
 def test_stream_usage_injection_can_be_turned_off(telemetry, mock, monkeypatch):
@@ -226,7 +244,7 @@ def test_stream_usage_injection_can_be_turned_off(telemetry, mock, monkeypatch):
     attrs = only_span(telemetry).attributes
     assert attrs[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
     assert attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 7  # "Streams are read chunk by chunk."
-    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 2
+    assert attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 2 + 1 + 3 + 3  # "stream please" in the chat format
 
 
 async def test_async_stream(instrumented, telemetry, mock):

@@ -15,7 +15,8 @@ Efficiency figures, in the totals and in every group entry (``None`` when their 
 
 At the top level also ``period_s`` (first call's start to last call's end), ``cost_per_minute_usd`` and
 ``projected_monthly_usd``: the cost per minute times the minutes of a 30-day month, a projection at the
-pace of the period so far, not a forecast.
+pace of the period so far, not a forecast; None until the period lasts ``MIN_PROJECTION_S`` (10 minutes):
+a 0.3 s run extrapolated to a month says nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from otel_tokens._internal.base.errors import ConfigError
 NONE_KEY: Final = semconv.KEY_NONE
 OTHER_KEY: Final = semconv.KEY_OTHER
 MINUTES_PER_MONTH: Final = 30 * 24 * 60
+# The shortest period projected to a month; a shorter one shows "too short to project".
+MIN_PROJECTION_S: Final = 600.0
 # Group tables whose entries get the figures; the pair tables are {outer: {inner: entry}}.
 PAIR_TABLES: Final = ("by_agent_model", "by_workflow_agent", "by_task_agent")
 
@@ -108,7 +111,8 @@ def add_efficiency(stats: dict[str, Any]) -> dict[str, Any]:
     stats["period_s"] = period
     per_minute = float(stats.get("total_cost_usd") or 0.0) / (period / 60.0) if period and period > 0 else None
     stats["cost_per_minute_usd"] = per_minute
-    stats["projected_monthly_usd"] = per_minute * MINUTES_PER_MONTH if per_minute is not None else None
+    long_enough = per_minute is not None and period is not None and period >= MIN_PROJECTION_S
+    stats["projected_monthly_usd"] = per_minute * MINUTES_PER_MONTH if long_enough else None
     for dimension in semconv.STATISTICS_DIMENSIONS:
         for entry in (stats.get(f"by_{dimension}") or {}).values():
             entry.update(efficiency(entry))

@@ -49,7 +49,8 @@ OTEL_TOKENS_ESTIMATE = "OTEL_TOKENS_ESTIMATE"
 OTEL_TOKENS_MAX_KEYS = "OTEL_TOKENS_MAX_KEYS"
 """Distinct keys the ledger keeps per dimension before folding into an overflow bucket (default 1000)."""
 OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS = "OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS"
-"""Output tokens a blocking budget assumes when a request sets no maximum (default 4096)."""
+"""Output tokens a blocking budget projects for a model never seen in this process (default 1024); a model
+seen projects the 95th percentile of its recent output (see budgets.projection)."""
 OTEL_TOKENS_ANTHROPIC_SDK_SPANS = "OTEL_TOKENS_ANTHROPIC_SDK_SPANS"
 """``false`` (default): turn off the anthropic SDK's own spans for clients otel-tokens instruments, so a
 call yields one LLM span; ``true`` keeps both."""
@@ -69,6 +70,14 @@ OTEL_TOKENS_SPAN_PROCESSOR = "OTEL_TOKENS_SPAN_PROCESSOR"
 """``true``: add a ``GenAISpanProcessor`` to the tracer provider, so inference spans of other instrumentations
 (contrib, OpenInference, pydantic-ai, agent frameworks) are counted, priced and budgeted too; ``false``
 (default): only otel-tokens' own instrumentors count."""
+OTEL_TOKENS_GATEWAYS = "OTEL_TOKENS_GATEWAYS"
+"""Gateways and proxies by base URL or host, and the provider whose prices their ``vendor/model`` names use:
+``https://llm-proxy.internal/v1=openrouter,gw.example.com=deepseek``; unset: OpenRouter's URL (or none)
+uses OpenRouter's prices, any other the vendor's own."""
+OTEL_TOKENS_THREAD_CONTEXT = "OTEL_TOKENS_THREAD_CONTEXT"
+"""``true`` (default): labels and per-request budgets in force follow calls into threads started and
+executor tasks submitted inside them (``Thread.start``, ``ThreadPoolExecutor.submit``, ``run_in_executor``);
+``false`` leaves threads alone."""
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Content capture: ``false``/``NO_CONTENT`` (default), ``true``/``SPAN_ONLY``, ``EVENT_ONLY``,
 ``SPAN_AND_EVENT``."""
@@ -107,12 +116,14 @@ class Settings:
     usage_log: str | None = None
     report: str | None = None
     max_keys: int = 1000
-    default_max_output_tokens: int = 4096
+    default_max_output_tokens: int = 1024
     anthropic_sdk_spans: bool = False
     store: str | None = None
     store_failure: str = "open"
     candidate_models: str | None = None
     span_processor: bool = False
+    thread_context: bool = True
+    gateways: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -128,12 +139,14 @@ class Settings:
             usage_log=_text(env, OTEL_TOKENS_LOG),
             report=_text(env, OTEL_TOKENS_REPORT),
             max_keys=_positive_int(env, OTEL_TOKENS_MAX_KEYS, 1000),
-            default_max_output_tokens=_positive_int(env, OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS, 4096),
+            default_max_output_tokens=_positive_int(env, OTEL_TOKENS_DEFAULT_MAX_OUTPUT_TOKENS, 1024),
             anthropic_sdk_spans=_bool(env, OTEL_TOKENS_ANTHROPIC_SDK_SPANS, False),
             store=_text(env, OTEL_TOKENS_STORE),
             store_failure=_choice(env, OTEL_TOKENS_STORE_FAILURE, ("open", "closed"), "open"),
             candidate_models=env.get(OTEL_TOKENS_CANDIDATE_MODELS) or None,
             span_processor=_bool(env, OTEL_TOKENS_SPAN_PROCESSOR, False),
+            thread_context=_bool(env, OTEL_TOKENS_THREAD_CONTEXT, True),
+            gateways=_text(env, OTEL_TOKENS_GATEWAYS),
         )
         given = validated_overrides(overrides)
         return replace(settings, **given) if given else settings
@@ -232,6 +245,8 @@ _CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "store_failure": _is_store_failure,
     "candidate_models": _is_text,
     "span_processor": _is_bool,
+    "thread_context": _is_bool,
+    "gateways": _is_text,
 }
 
 

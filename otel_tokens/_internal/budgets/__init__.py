@@ -2,7 +2,7 @@
 settling after it; shared spend in SQLite or Redis.
 
 Owns: ``manager`` (BudgetManager, Budget, budget specs and files), ``store`` (SQLite and Redis spend stores),
-``request`` (``otel_tokens.budget()``).
+``request`` (``otel_tokens.budget()``), ``projection`` (the output tokens a call will likely produce).
 
 May import: base, pricing.
 """

@@ -18,7 +18,9 @@ takes spend over the limit logs one ERROR, adds ``otel_tokens.budget.exceeded`` 
 A blocking per-request budget only calls the callbacks it was given (its refusals are the app's to handle).
 
 A ``block`` budget also checks each call before it is sent: the projected cost (prompt tokens at the input
-rate plus the request's ``max_tokens``, or ``default_max_output_tokens``, at the output rate) is added to
+rate plus the output tokens the call will likely produce at the output rate: the 95th percentile of what
+this model produced lately, capped by the request's ``max_tokens``, ``default_max_output_tokens`` for a
+model never seen; see ``budgets.projection``; never less than the stated maximum alone) is added to
 what was spent and to what calls in flight have reserved; if that exceeds the limit the call raises
 :class:`BudgetExceededError` and is not sent. A model with no known price projects 0, so it is only
 blocked once spend is already over the limit. Otherwise the projection is reserved until the call settles
@@ -54,6 +56,7 @@ from otel_tokens._internal.base.formatting import format_usd
 from otel_tokens._internal.base.instruments import observable_gauge
 from otel_tokens._internal.base.records import CallRecord, Labels, Request, Usage, valid_cost
 from otel_tokens._internal.base.safety import guarded
+from otel_tokens._internal.budgets.projection import DEFAULT_OUTPUT_TOKENS, OutputHistory
 
 if TYPE_CHECKING:  # the store module (sqlite3) loads only when a store is configured
     from otel_tokens._internal.budgets.store import Settle, SpendStore
@@ -93,6 +96,7 @@ _EPSILON_USD: Final = 1e-12
 _FILE_KEYS: Final = ("action", "limit_usd", "name", "scope", "warn_at", "window")
 
 _OK, _WARNING, _EXCEEDED = 0, 1, 2
+_OP_EMBEDDINGS: Final = semconv.OP_EMBEDDINGS
 _STATUS_NAMES: Final = ("ok", "warning", "exceeded")
 
 
@@ -133,7 +137,9 @@ def _problem(
         return f"{'agent' if scope == SCOPE_AGENT else 'name'} must be a non-empty string, got {agent!r}"
     if not _is_number(limit_usd):
         return f"limit_usd {limit_usd!r} is not a number"
-    if not math.isfinite(limit_usd) or limit_usd < 0:  # type: ignore[arg-type]
+    if scope == SCOPE_REQUEST and limit_usd == math.inf:
+        pass  # otel_tokens.budget() without a limit: a view of the calls inside, never a refusal
+    elif not math.isfinite(limit_usd) or limit_usd < 0:  # type: ignore[arg-type]
         return f"limit_usd must be a finite number >= 0, got {limit_usd!r}"
     if not _is_number(warn_at):
         return f"warn_at {warn_at!r} is not a number"
@@ -318,6 +324,8 @@ class _Rates(Protocol):
 class _PriceBook(Protocol):
     def rates(self, provider: str | None, model: str | None) -> _Rates | None: ...
 
+    def gateway_route(self, provider: str | None, model: str, server_address: str | None) -> tuple[str, str] | None: ...
+
 
 StatusCallback = Callable[[dict[str, Any]], None]
 
@@ -331,7 +339,7 @@ class _Account:
 
     __slots__ = (
         "budget", "window_s", "on_warning", "on_exceeded", "spent", "buckets", "reserved", "in_flight",
-        "blocked_calls", "level", "block_logged", "generation", "shared", "pending", "pending_calls",
+        "blocked_calls", "level", "block_logged", "generation", "shared", "pending", "pending_calls", "ledger",
     )
 
     def __init__(self, budget: Budget, on_warning: StatusCallback | None, on_exceeded: StatusCallback | None,
@@ -354,6 +362,8 @@ class _Account:
         self.shared = shared
         self.pending = 0.0
         self.pending_calls = 0
+        # Per-request budgets: the calls made inside, counted like the process's ledger counts them.
+        self.ledger: Any = None
 
     @property
     def view(self) -> float:
@@ -364,10 +374,27 @@ class _Account:
         return (self.budget.store_key, self.window_s)
 
 
+# Makes the ledger of a per-request budget (the runtime binds accounting's Ledger; budgets may not import
+# accounting); None before any runtime exists.
+_request_ledger: Callable[[], Any] | None = None
+
+
+def use_request_ledger(factory: Callable[[], Any] | None) -> None:
+    """Count the calls inside each per-request budget with ``factory()`` (``record``, ``statistics``)."""
+    global _request_ledger
+    _request_ledger = factory
+
+
+def new_ledger() -> Any:
+    """A fresh ledger of the kind per-request budgets use, or None before any runtime exists."""
+    factory = _request_ledger
+    return factory() if factory is not None else None
+
+
 def new_account(
     budget: Budget, on_warning: StatusCallback | None = None, on_exceeded: StatusCallback | None = None
 ) -> _Account:
-    """An unregistered account, for a per-request budget."""
+    """An unregistered account, for a per-request budget; its ledger is made by its first call."""
     return _Account(budget, on_warning, on_exceeded)
 
 
@@ -449,7 +476,7 @@ class BudgetManager:
         *,
         price_book: _PriceBook | None = None,
         count_tokens: Callable[[str, str], int] | None = None,
-        default_max_output_tokens: int = 4096,
+        default_max_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger = _logger,
         store: SpendStore | None = None,
@@ -470,6 +497,7 @@ class BudgetManager:
         self._price_book = price_book
         self._count_tokens = count_tokens
         self._default_max_output_tokens = default_max_output_tokens
+        self._outputs = OutputHistory()
         self._clock = clock
         self._logger = logger
         self._lock = threading.Lock()
@@ -667,7 +695,9 @@ class BudgetManager:
         blocking = [account for account in accounts if account.budget.action == ACTION_BLOCK] if enforce else []
         projected = 0.0
         if blocking:
-            projected = guarded("projecting a call's cost for its budget", self._project, request, prompt_text) or 0.0
+            projected = guarded(
+                "projecting a call's cost for its budget", self._project, request, labels, prompt_text
+            ) or 0.0
         shared = tuple(account for account in blocking if account.shared)
         health = self._health
         use_store = bool(shared) and health is not None and health.up
@@ -779,6 +809,7 @@ class BudgetManager:
             self._invalid_cost(cost)
             cost = None
         touched = []
+        ledgers = []
         with self._lock:
             if reservation.settled:
                 return []
@@ -791,6 +822,11 @@ class BudgetManager:
                     account.reserved = max(account.reserved - projected, 0.0) if account.in_flight else 0.0
                 if record is None or not self._active(account):
                     continue
+                if account.budget.scope == SCOPE_REQUEST:
+                    if account.ledger is None:
+                        account.ledger = new_ledger()
+                    if account.ledger is not None:
+                        ledgers.append(account.ledger)
                 self._expire(account, now)
                 if cost:
                     if account.shared:
@@ -799,6 +835,8 @@ class BudgetManager:
                     else:
                         self._add_cost(account, now, cost)
                 touched.append(account)
+        for ledger in ledgers:
+            ledger.record(record)
         shared = tuple(account for account in touched if account.shared)
         if reservation.reservation_id is not None or (shared and cost):
             self._settle_in_store(reservation, shared, cost or 0.0)
@@ -982,22 +1020,46 @@ class BudgetManager:
         return observe
 
     # -- internals ---------------------------------------------------------------------------------
-    def _project(self, request: Request, prompt_text: Callable[[], str] | None) -> float:
+    def _project(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> float:
+        """The call's likely cost: its prompt at the input rate plus the output tokens it will likely produce
+        (see ``budgets.projection``) at the output rate; never less than its stated maximum output alone."""
         model = request.model
         if self._price_book is None or not model:
             return 0.0
         rates = self._price_book.rates(request.provider, model)
+        if rates is None and "/" in model:
+            route = self._price_book.gateway_route(request.provider, model, request.server_address)
+            rates = self._price_book.rates(*route) if route is not None else None
         if rates is None:
             return 0.0
         prompt_tokens = 0
         if prompt_text is not None and self._count_tokens is not None:
-            prompt_tokens = self._count_tokens(prompt_text(), model)
-        output_tokens = 0
-        if request.operation != semconv.OP_EMBEDDINGS:
-            output_tokens = request.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS)
-            if not isinstance(output_tokens, int) or isinstance(output_tokens, bool) or output_tokens <= 0:
-                output_tokens = self._default_max_output_tokens
-        return rates.cost(Usage(input_tokens=prompt_tokens, output_tokens=output_tokens))
+            prompt = prompt_text()  # the text, or the adapter's chat-format count
+            prompt_tokens = prompt if type(prompt) is int else self._count_tokens(prompt, model)
+        if request.operation == semconv.OP_EMBEDDINGS:
+            return rates.cost(Usage(input_tokens=prompt_tokens))
+        max_tokens = request.attributes.get(semconv.GEN_AI_REQUEST_MAX_TOKENS)
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0:
+            max_tokens = None
+        likely = self._outputs.estimate(request.provider, model, labels.agent)
+        if likely is None:
+            likely = self._default_max_output_tokens
+        if max_tokens is not None and likely > max_tokens:
+            likely = max_tokens
+        projected = rates.cost(Usage(input_tokens=prompt_tokens, output_tokens=likely))
+        if max_tokens is not None:
+            # A call whose stated maximum alone would pass what is left is refused, whatever the history says.
+            projected = max(projected, rates.cost(Usage(output_tokens=max_tokens)))
+        return projected
+
+    def observe(self, record: CallRecord) -> None:
+        """A finished call's output tokens, for the projections of the next calls (O(1), every call)."""
+        usage = record.usage
+        if usage is None or record.error_type is not None or usage.invalid:
+            return
+        request = record.request
+        if request.model and request.operation != _OP_EMBEDDINGS:
+            self._outputs.add(request.provider, request.model, record.labels.agent, usage.output_tokens)
 
     @staticmethod
     def _add_cost(account: _Account, now: float, cost: float) -> None:

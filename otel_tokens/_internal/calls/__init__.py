@@ -2,8 +2,9 @@
 a finished call into a span, metrics, ledger rows, budget settles and sink lines.
 
 Owns: ``engine`` (patches, wrappers, the adapter contract), ``context`` (agent/workflow/task/user labels and
-agent spans), ``streams``, ``recorder`` (the only writer of telemetry), ``manual`` (``record_usage``), ``spans``
-(other instrumentations' GenAI spans read into calls: the span processor).
+agent spans), ``threads`` (labels and per-request budgets that follow threads), ``streams``, ``recorder`` (the
+only writer of telemetry), ``manual`` (``record_usage``), ``spans`` (other instrumentations' GenAI spans read
+into calls: the span processor).
 
 May import: base, pricing, budgets, accounting.
 """

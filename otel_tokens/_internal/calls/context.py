@@ -123,6 +123,11 @@ def scope_labels() -> Labels:
     return stack.labels
 
 
+def scope_in_force() -> bool:
+    """Whether an agent, workflow, task or user scope is in force here (cheap: one load)."""
+    return bool(_SCOPE.get().entries)
+
+
 def _end_span(span: Any, exc: BaseException | None) -> None:
     if span is None:
         return

@@ -82,6 +82,9 @@ class Operation(Protocol):
 
     def prompt_text(self, kwargs: dict) -> str: ...
 
+    # Optional: ``prompt_tokens(kwargs, model) -> int``, the prompt as the provider bills it (a chat's
+    # per-message wrappers, reply priming and tool definitions); without it the prompt text is counted.
+
     def input_messages(self, kwargs: dict) -> Any: ...
 
     # Optional, for APIs that take the system prompt apart from the messages (Anthropic's ``system``):
@@ -377,7 +380,7 @@ def _begin(operation: Operation, recorder: Recorder, instance: Any, args: tuple,
         return None
     inputs = prepared.kwargs if prepared.inputs is None else prepared.inputs
     try:
-        invocation = recorder.start(prepared.request, labels, lambda: operation.prompt_text(inputs))
+        invocation = recorder.start(prepared.request, labels, _prompt(operation, inputs, prepared.request.model))
     except BudgetExceededError:
         raise
     except Exception:
@@ -400,13 +403,22 @@ async def _begin_async(
     inputs = prepared[0].prompt_inputs
     try:
         invocation = await recorder.start_async(
-            prepared[0].request, prepared[1], lambda: operation.prompt_text(inputs)
+            prepared[0].request, prepared[1], _prompt(operation, inputs, prepared[0].request.model)
         )
     except BudgetExceededError:
         raise
     except Exception:
         return _start_failed()
     return _started(operation, recorder, prepared[0], invocation)
+
+
+def _prompt(operation: Operation, inputs: dict, model: str | None) -> Callable[[], str | int]:
+    """What a blocking budget counts, only if one applies: the adapter's chat-format token count when it
+    has one, else the prompt's text."""
+    prompt_tokens = getattr(operation, "prompt_tokens", None)
+    if prompt_tokens is not None:
+        return lambda: prompt_tokens(inputs, model)
+    return lambda: operation.prompt_text(inputs)
 
 
 def _prepare(
@@ -606,8 +618,10 @@ def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], U
         from otel_tokens._internal.pricing.tokenizer import count_tokens
 
         model = result.response_model or prepared.request.model
+        prompt_tokens = getattr(operation, "prompt_tokens", None)
         return Usage(
-            input_tokens=count_tokens(operation.prompt_text(prepared.prompt_inputs), model),
+            input_tokens=prompt_tokens(prepared.prompt_inputs, model) if prompt_tokens is not None
+            else count_tokens(operation.prompt_text(prepared.prompt_inputs), model),
             output_tokens=count_tokens(result.output_text or "", model),
             estimated=True,
         )

@@ -53,7 +53,8 @@ class Budgets(Protocol):
     def reserve(
         self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None, *, enforce: bool = True
     ) -> Any:
-        """Called before a call is sent; may raise BudgetExceededError unless ``enforce`` is False (a call
+        """Called before a call is sent (``prompt_text`` gives the prompt's text, or its token count when
+        the adapter counts the chat format); may raise BudgetExceededError unless ``enforce`` is False (a call
         that already happened). Returns a reservation."""
 
     def settle(self, reservation: Any, record: CallRecord | None) -> Sequence[tuple[str, dict[str, Any]]]:
@@ -61,6 +62,9 @@ class Budgets(Protocol):
 
     async def reserve_async(self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None) -> Any:
         """``reserve`` for async callers: must not block the event loop (e.g. on a network store)."""
+
+    def observe(self, record: CallRecord) -> None:
+        """Every finished call, budget or not: what it produced informs the next projections. O(1)."""
 
 
 class Ledger(Protocol):
@@ -114,6 +118,8 @@ class Recorder:
         self._warnings = OnceEach()
         # Attribute dicts built once per distinct request / metric attribute set (bounded).
         self._requests: dict[tuple, dict[str, Any]] = {}
+        # (provider, server.address, model) -> (price provider, model): gateway names priced elsewhere.
+        self.gateway_prices: dict[tuple[str, str | None, str], tuple[str, str]] = {}
         self._points: dict[tuple, _MetricPoints] = {}
 
     # -- start -------------------------------------------------------------------------------------
@@ -226,9 +232,15 @@ class Recorder:
                 end_time_unix=time.time(), error_type=_error_type(error) if error is not None else None,
             )
         events: Sequence[tuple[str, dict[str, Any]]] = ()
+        budgets = self._budgets
         try:
-            if invocation.reservation is not None and self._budgets is not None:
-                events = guarded("settling a budget", self._budgets.settle, invocation.reservation, record) or ()
+            if budgets is not None:
+                try:
+                    budgets.observe(record)
+                except Exception:
+                    _internal_error("noting a call's output for budget projections")
+                if invocation.reservation is not None:
+                    events = guarded("settling a budget", budgets.settle, invocation.reservation, record) or ()
         finally:  # a budget callback may raise anything; the call is still ended and counted
             span = invocation.span
             try:
@@ -278,7 +290,8 @@ class Recorder:
                 end_time_unix=time.time(),
                 time_to_first_chunk_s=None if first_chunk_at is None else first_chunk_at - invocation.started,
                 error_type=None if error is None else _error_type(error), cost_usd=cost, cost_source=cost_source,
-                extra=NO_EXTRA,  # passed, so the default factory is not called
+                # Passed, so the default factory is not called; NO_EXTRA unless a gateway name was priced.
+                extra=NO_EXTRA if cost is None or not self.gateway_prices else self.price_extra(request, model),
                 input_cost_usd=None if split is None else split[0],
                 output_cost_usd=None if split is None else split[1],
                 tool_fee_usd=0.0 if split is None else split[2],
@@ -328,6 +341,8 @@ class Recorder:
             cost_usd=cost,
             cost_source=cost_source,
             usage_invalid=invalid,
+            extra=self.price_extra(request, model) if cost_source == semconv.COST_SOURCE_LOCAL and self.gateway_prices
+            else NO_EXTRA,
             input_cost_usd=split[0] if split is not None else None,
             output_cost_usd=split[1] if split is not None else None,
             tool_fee_usd=split[2] if split is not None else 0.0,
@@ -375,6 +390,11 @@ class Recorder:
         priced = self._prices.price(request.provider, model, usage)  # type: ignore[union-attr]
         if priced is None and request.model and request.model != model:
             priced = self._prices.price(request.provider, request.model, usage)  # type: ignore[union-attr]
+        if priced is None:
+            for name in (model, request.model):
+                route = self._route(request, name) if name and "/" in name else None
+                if route is not None:
+                    return self._prices.price(route[0], route[1], usage)  # type: ignore[union-attr]
         return priced
 
     def _warn_incomplete(self, provider: str, model: str, unpriced: tuple[str, ...], usage: Usage) -> None:
@@ -386,6 +406,26 @@ class Recorder:
                     "that are known and marked %s. Price it with otel_tokens.set_price() or OTEL_TOKENS_PRICES.",
                     what, model, provider, semconv.OTEL_TOKENS_COST_INCOMPLETE,
                 )
+
+    def _route(self, request: Request, model: str) -> tuple[str, str] | None:
+        """The other provider's price a gateway name is priced by (see PriceBook.gateway_route)."""
+        gateway_route = getattr(self._prices, "gateway_route", None)
+        if gateway_route is None:
+            return None
+        route = gateway_route(request.provider, model, request.server_address)
+        if route is not None and len(self.gateway_prices) < _MAX_POINT_SETS:
+            self.gateway_prices.setdefault((request.provider, request.server_address, model), route)
+        return route
+
+    def price_extra(self, request: Request, model: str | None) -> Any:
+        """Span attributes naming the price used, for a gateway name priced by another provider."""
+        routes = self.gateway_prices
+        route = routes.get((request.provider, request.server_address, model)) if model else None
+        if route is None and request.model:
+            route = routes.get((request.provider, request.server_address, request.model))
+        if route is None:
+            return NO_EXTRA
+        return {semconv.OTEL_TOKENS_PRICE_PROVIDER: route[0], semconv.OTEL_TOKENS_PRICE_MODEL: route[1]}
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if self._warnings.first("unpriced", (provider, model)):
@@ -459,6 +499,8 @@ class Recorder:
             if record.unpriced_dimensions:
                 attributes[semconv.OTEL_TOKENS_COST_INCOMPLETE] = True
                 attributes[semconv.OTEL_TOKENS_COST_UNPRICED_DIMENSIONS] = record.unpriced_dimensions
+            if record.extra:
+                attributes.update(record.extra)
         elif usage is not None:
             attributes[semconv.OTEL_TOKENS_PRICE_UNKNOWN] = True
         if record.time_to_first_chunk_s is not None:

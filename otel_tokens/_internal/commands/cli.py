@@ -363,8 +363,29 @@ def _prices(args: argparse.Namespace) -> int:
             f"  above {tier.above_input_tokens:,} input tokens: input {_per_million(tier.input)}, "
             f"cache read {_per_million(tier.cache_read)}, cache write {_per_million(tier.cache_write)}, "
             f"output {_per_million(tier.output)}")
+    if args.provider is None:
+        lines += _other_prices(book, args.model, provider, rates)
     _write(sys.stdout, "\n".join(lines) + "\n")
     return 0
+
+
+def _other_prices(book: Any, model: str, shown: str | None, rates: Any) -> list[str]:
+    """Lines naming the other providers that price ``model`` differently from the rates shown."""
+    def key(found: Any) -> tuple:
+        return (found.input, found.output, found.cache_read, found.cache_write)
+
+    others = []
+    for provider in book.listing_providers(model):
+        if provider == shown:
+            continue
+        found = book.rates(provider, model)
+        # All zero: a subscription listing (github-copilot), not a per-token price.
+        if found is not None and key(found) != key(rates) and any(key(found)):
+            others.append(f"  {provider}: input {_per_million(found.input)}, output {_per_million(found.output)}")
+    if not others:
+        return []
+    return [f"also priced differently by {len(others)} other provider{'s' if len(others) > 1 else ''} "
+            f"(choose with --provider):", *others]
 
 
 def _prepare(args: argparse.Namespace) -> int:

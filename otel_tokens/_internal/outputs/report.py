@@ -248,25 +248,44 @@ class WhatIf:
             return None
         return (self.cost_usd - self.baseline_usd) / self.baseline_usd * 100.0
 
+    @property
+    def current_change_pct(self) -> float | None:
+        """The other way round: what the current models cost against the target (-60: 60 % less)."""
+        if self.cost_usd is None or self.cost_usd <= 0:
+            return None
+        return (self.baseline_usd - self.cost_usd) / self.cost_usd * 100.0
+
     def sentence(self) -> str:
+        """Both ways: ``The same usage on gpt-4o would cost $0.00109 instead of $0.00043: 152 % more on
+        gpt-4o, 60 % less on the current models, over 4 calls.``"""
         target = f"{self.model} ({self.provider})" if self.provider else self.model
         if self.cost_usd is None:
             return f"{target}: no known price, cannot reprice."
         if self.calls == 0:
             return f"{target}: no priced calls to reprice."
-        text = f"The same usage on {target} would cost {format_usd(self.cost_usd)}"
-        change = self.change_pct
-        if change is None:
-            text += f" (now {format_usd(self.baseline_usd)})"
-        elif abs(change) < 0.05:
-            text += f" (the same as now, {format_usd(self.baseline_usd)})"
+        change, current = self.change_pct, self.current_change_pct
+        if change is None:  # nothing spent now (self-hosted): no ratio either way
+            text = f"The same usage on {target} would cost {format_usd(self.cost_usd)} (now {format_usd(self.baseline_usd)})"
         else:
-            direction = "less" if change < 0 else "more"
-            text += f" ({abs(change):.1f}% {direction} than {format_usd(self.baseline_usd)})"
+            text = (f"The same usage on {target} would cost {format_usd(self.cost_usd)} instead of "
+                    f"{format_usd(self.baseline_usd)}")
+        if change is not None and abs(change) < 0.05:
+            text += ": the same"
+        elif change is not None and current is not None:
+            text += f": {_change(change)} on {self.model}, {_change(current)} on the current models"
+        elif change is not None:
+            text += f": {_change(change)} on {self.model}"
         text += f", over {self.calls:,} call{'s' if self.calls != 1 else ''}"
         if self.excluded_calls:
             text += f"; {self.excluded_calls:,} call{'s' if self.excluded_calls != 1 else ''} left out"
         return text + "."
+
+
+def _change(pct: float) -> str:
+    """``-60.4`` -> ``60 % less``; one decimal under 10 %."""
+    size = abs(pct)
+    return f"{size:.1f} % {'less' if pct < 0 else 'more'}" if size < 10 else \
+        f"{size:,.0f} % {'less' if pct < 0 else 'more'}"
 
 
 def parse_model_ref(spec: str) -> tuple[str, str | None]:
@@ -286,8 +305,9 @@ def _is_embedding_model(name: str) -> bool:
 def reprice(stats: Mapping[str, Any], target: str, price_book: Any) -> WhatIf:
     """Reprice every priced model's usage on ``target`` (``MODEL`` or ``MODEL@provider``).
 
-    Per model, the average call (its tokens divided by its calls) is priced once and multiplied by the
-    priced calls, so tiered prices apply at the size of a call rather than of the whole total. Models
+    Per model, the average call (its exact tokens divided by its calls, not rounded) is priced once and
+    multiplied by the priced calls: for per-token prices that is the exact totals priced, and tiered prices
+    apply at the size of a call rather than of the whole total. Models
     without a price are left out, as are embedding models when the target is not one (and the reverse).
     """
     from otel_tokens._internal.base.records import Usage
@@ -306,7 +326,7 @@ def reprice(stats: Mapping[str, Any], target: str, price_book: Any) -> WhatIf:
             excluded += calls
             continue
         excluded += calls - priced_calls
-        average = Usage(**{key: round((entry.get(key) or 0) / calls) for key in TOKEN_FIELDS})
+        average = Usage(**{key: (entry.get(key) or 0) / calls for key in TOKEN_FIELDS})
         cost = price_book.cost(provider, model, average)
         if cost is None:
             projected = None
@@ -479,6 +499,7 @@ def _build(
         "top_agent_models": _top_agent_models(stats, top, total_cost) if top > 0 else None,
         "top_calls": list(top_calls[:top]) if isinstance(top_calls, list) and top > 0 else None,
         "self_hosted": _self_hosted_rows(stats),
+        "gateway_prices": list(stats.get("gateway_prices") or []),
         "what_if": [],
         "recommendations": list(stats.get("recommendations") or []),
     }
@@ -492,6 +513,7 @@ def _build(
                 "cost_usd": result.cost_usd,
                 "baseline_usd": result.baseline_usd,
                 "change_pct": result.change_pct,
+                "current_change_pct": result.current_change_pct,
                 "calls": result.calls,
                 "excluded_calls": result.excluded_calls,
                 "text": result.sentence(),
@@ -604,6 +626,9 @@ def _summary_pairs(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     if summary.get("projected_monthly_usd") is not None:
         pairs.append(("Projection", f"{format_usd(summary['projected_monthly_usd'])} per 30-day month at the pace "
                                     "of this period (not a forecast)"))
+    elif summary.get("period_s") is not None and summary["calls"]:
+        pairs.append(("Projection", f"too short to project ({format_duration(summary['period_s'])}; "
+                                    "shown from 10 minutes)"))
     return pairs
 
 
@@ -642,6 +667,11 @@ def _sections(model: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[
         cells = [[_short(r["name"]), _int(r["calls"]), _int(r["input_tokens"]), _int(r["output_tokens"]),
                   _int(r["total_tokens"]), format_usd(r["cost_usd"])] for r in model["self_hosted"]]
         sections.append(("Self-hosted (no per-token price)", headers, cells, [False] + [True] * 5))
+    if model.get("gateway_prices"):
+        headers = ["Model", "Sent to", "Priced as", "Price of"]
+        cells = [[_short(g["model"]), _short(str(g.get("server_address") or g.get("provider"))),
+                  _short(str(g["price_model"])), str(g["price_provider"])] for g in model["gateway_prices"]]
+        sections.append(("Gateway names priced as", headers, cells, [False, False, False, False]))
     if model["budgets"]:
         headers = ["Budget", "Limit", "Spent", "Used", "Status", "Window", "Action", "Blocked"]
         cells = [[_short(b["agent"]), _cell("limit_usd", b["limit_usd"]), _cell("spent_usd", b["spent_usd"]),

@@ -69,6 +69,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 from otel_tokens._internal.base.errors import ConfigError
 from otel_tokens._internal.base.records import Usage
@@ -120,6 +121,29 @@ PROVIDER_IDS: Final[Mapping[str, str]] = MappingProxyType(
         "fireworks": "fireworks",
     }
 )
+
+_OPENROUTER: Final = "openrouter"
+# Gateway vendor prefixes ("mistralai/...") whose genai-prices provider id differs; others are used as is.
+_VENDOR_IDS: Final[Mapping[str, str]] = MappingProxyType({"mistralai": "mistral", "xai": "x-ai", "x_ai": "x-ai"})
+
+
+def parse_gateways(spec: str | None) -> dict[str, str]:
+    """``OTEL_TOKENS_GATEWAYS``: ``URL_OR_HOST=provider,...`` -> {host: provider}. Raises ConfigError."""
+    gateways: dict[str, str] = {}
+    for raw in (spec or "").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        where, equals, provider = entry.rpartition("=")
+        where, provider = where.strip(), provider.strip()
+        if not equals or not where or not provider:
+            raise ConfigError(f"OTEL_TOKENS_GATEWAYS entry {entry!r}: expected BASE_URL_OR_HOST=provider")
+        host = urlsplit(where if "://" in where else f"//{where}").hostname
+        if not host:
+            raise ConfigError(f"OTEL_TOKENS_GATEWAYS entry {entry!r}: no host in {where!r}")
+        gateways[host.lower()] = provider
+    return gateways
+
 
 # Self-hosted servers have no list price; guessing by model name would bill them as some cloud's model.
 # Their models cost 0 (source SOURCE_SELF_HOSTED) unless an override prices them.
@@ -465,7 +489,11 @@ class PriceBook:
         *,
         today: date | None = None,
         clock: Callable[[], float] = time.time,
+        gateways: Mapping[str, str] | None = None,
     ) -> None:
+        # server.address (host) -> the provider whose prices its "vendor/model" names use (parse_gateways).
+        self._gateways: Mapping[str, str] = MappingProxyType(dict(gateways or {}))
+        self._routes: dict[tuple[str | None, str | None, str], tuple[str, str] | None] = {}
         table: dict[tuple[str | None, str], PriceOverride] = {}
         for override in overrides:
             if not isinstance(override, PriceOverride):
@@ -557,6 +585,43 @@ class PriceBook:
             return entry
         if type(entry) is _Schedule:
             return entry.at(now % _SECONDS_PER_DAY)
+        return None
+
+    def gateway_route(self, provider: str | None, model: str, server_address: str | None) -> tuple[str, str] | None:
+        """Where a gateway's ``vendor/model`` name (``deepseek/deepseek-chat``, ``x-ai/grok-4-fast``) that
+        ``provider`` does not price is priced: ``(price provider, model name)``, or None.
+
+        A base URL mapped by ``OTEL_TOKENS_GATEWAYS`` uses its provider's price (the full name, then the bare
+        one); OpenRouter's URL, or no URL known, uses OpenRouter's price of the full name (genai-prices
+        lists gateway names there); any other URL (a proxy in front of the vendors) uses the vendor's own
+        price of the bare name, else OpenRouter's. Cached per (provider, host, model), bounded."""
+        key = (provider, server_address, model)
+        routes = self._routes
+        if key in routes:
+            return routes[key]
+        route = self._route(provider, model, server_address)
+        if len(routes) < _MAX_CACHED:
+            routes[key] = route
+        return route
+
+    def _route(self, provider: str | None, model: str, server_address: str | None) -> tuple[str, str] | None:
+        vendor, _, bare = model.partition("/")
+        if not vendor or not bare:
+            return None
+        mapped = self._gateways.get(server_address.lower()) if server_address else None
+        if mapped is not None:
+            candidates = [(mapped, model), (mapped, bare)]
+        elif provider == _OPENROUTER or server_address is None:
+            candidates = [(_OPENROUTER, model)]
+        else:
+            vendor_id = _VENDOR_IDS.get(vendor.lower(), vendor.lower())
+            candidates = [(vendor_id, bare), (_OPENROUTER, model)]
+        for candidate in candidates:
+            if candidate[0] == provider and candidate[1] == model:
+                continue  # already not priced
+            rates = self.rates(*candidate)
+            if rates is not None:
+                return candidate
         return None
 
     def is_known(self, provider: str | None, model: str | None) -> bool:
@@ -712,6 +777,18 @@ class PriceBook:
             if len(listings) == 1:
                 return (listings[0][0],)
             return tuple(sorted(provider_id for provider_id, _ in listings))
+
+    def listing_providers(self, model: str) -> tuple[str, ...]:
+        """Every genai-prices provider that lists ``model`` itself, and the one its name alone resolves to
+        (``mixtral-8x7b-32768``: groq lists it, the name says mistral), sorted."""
+        with self._lock:
+            catalog = self._load_catalog()
+            providers = {provider_id for provider_id, _number in catalog.listings(model)}
+            try:
+                providers.add(catalog.lookup(model, None)[0])
+            except LookupError:
+                pass
+        return tuple(sorted(providers))
 
     def known_providers(self) -> tuple[str, ...]:
         """Every provider name :meth:`rates` understands: ``gen_ai.provider.name`` values and

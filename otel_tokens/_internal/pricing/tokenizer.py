@@ -201,6 +201,50 @@ def count_message_tokens(messages: Iterable[Mapping[str, Any]], model: str | Non
     return total
 
 
+# Tool definitions (OpenAI cookbook, "counting tokens for chat completions API calls with tools", for the
+# gpt-4o and gpt-4 families): each function costs a fixed wrapper, each property a key wrapper, each enum
+# value its own tokens, and the list of tools a closing overhead.
+TOKENS_PER_FUNCTION: Final = 7
+TOKENS_PER_PROPERTIES: Final = 3
+TOKENS_PER_PROPERTY: Final = 3
+TOKENS_PER_ENUM: Final = -3
+TOKENS_PER_ENUM_ITEM: Final = 3
+TOKENS_TOOLS_END: Final = 12
+
+
+def count_tool_tokens(tools: Iterable[Any], model: str | None) -> int:
+    """Prompt tokens the tool definitions of a chat request add (an estimate; see ``TOKENS_PER_FUNCTION``)."""
+    total = 0
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if not isinstance(function, Mapping):
+            continue
+        total += TOKENS_PER_FUNCTION
+        total += count_tokens(f"{function.get('name') or ''}:{str(function.get('description') or '').rstrip('.')}",
+                              model)
+        parameters = function.get("parameters")
+        properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
+        if isinstance(properties, Mapping) and properties:
+            total += TOKENS_PER_PROPERTIES
+            for key, spec in properties.items():
+                total += TOKENS_PER_PROPERTY
+                spec = spec if isinstance(spec, Mapping) else {}
+                enum = spec.get("enum")
+                if isinstance(enum, list):
+                    total += TOKENS_PER_ENUM + sum(TOKENS_PER_ENUM_ITEM + count_tokens(str(item), model)
+                                                   for item in enum)
+                description = str(spec.get("description") or "").rstrip(".")
+                total += count_tokens(f"{key}:{spec.get('type') or ''}:{description}", model)
+    return total + TOKENS_TOOLS_END if total else 0
+
+
+def count_chat_tokens(messages: Iterable[Any], tools: Iterable[Any] | None, model: str | None) -> int:
+    """Prompt tokens of a chat request as the provider bills them: every message with its wrapper, the
+    reply priming, and the tool definitions (an estimate for budgets and for streams with no usage)."""
+    total = count_message_tokens((m for m in messages if isinstance(m, Mapping)), model)
+    return total + (count_tool_tokens(tools, model) if tools else 0)
+
+
 def _build(spec: _EncodingSpec) -> tiktoken.Encoding:
     import tiktoken
 

@@ -17,6 +17,7 @@ from otel_tokens import semconv
 from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
+from otel_tokens._internal.pricing.tokenizer import count_chat_tokens
 from otel_tokens._internal.providers import common
 from otel_tokens._internal.providers.detect import openai_client_provider
 
@@ -289,6 +290,11 @@ class ChatCompletions:
         messages = _sequence(kwargs.get("messages"))
         return "\n".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
 
+    def prompt_tokens(self, kwargs: dict, model: str | None) -> int:
+        """The chat format's count: each message wrapped, the reply primed, the tool definitions."""
+        tools = kwargs.get("tools")
+        return count_chat_tokens(_sequence(kwargs.get("messages")), tools if isinstance(tools, list) else None, model)
+
     def input_messages(self, kwargs: dict) -> Any:
         messages = _sequence(kwargs.get("messages"))
         return [
@@ -396,6 +402,8 @@ class Completions(ChatCompletions):
 
     def accumulator(self, prepared: Prepared) -> CompletionStreamAccumulator:
         return CompletionStreamAccumulator(prepared.hide_usage_chunk)
+
+    prompt_tokens = None  # a plain prompt: its text is the count
 
     def prompt_text(self, kwargs: dict) -> str:
         return _text_of(kwargs.get("prompt"))

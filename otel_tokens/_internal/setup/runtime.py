@@ -7,6 +7,7 @@ the only process-wide object otel-tokens keeps besides the OpenTelemetry provide
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 import weakref
@@ -20,11 +21,17 @@ from otel_tokens._internal.accounting.ledger import Ledger
 from otel_tokens._internal.base.formatting import machine_values
 from otel_tokens._internal.base.instruments import instruments_for
 from otel_tokens._internal.base.settings import Settings, check_arguments
-from otel_tokens._internal.budgets.manager import BudgetManager, load_budgets_file, parse_budgets
+from otel_tokens._internal.budgets.manager import (
+    BudgetManager,
+    load_budgets_file,
+    parse_budgets,
+    use_request_ledger,
+)
+from otel_tokens._internal.calls import threads
 from otel_tokens._internal.calls.context import use_tracer
 from otel_tokens._internal.calls.recorder import Recorder
 from otel_tokens._internal.calls.spans import SpanCalls
-from otel_tokens._internal.pricing.book import PriceBook, load_price_file
+from otel_tokens._internal.pricing.book import PriceBook, load_price_file, parse_gateways
 from otel_tokens._internal.pricing.tokenizer import count_tokens, import_modules
 from otel_tokens.version import __version__
 
@@ -55,7 +62,7 @@ class Runtime:
             store = open_store(settings.store)  # a bad URL stops start-up; an unreachable store does not
 
         self.settings = settings
-        self.price_book = PriceBook(overrides)
+        self.price_book = PriceBook(overrides, gateways=parse_gateways(settings.gateways))
         # Price data is loaded here, on the caller's thread, so no call pays for it and nothing is
         # imported on a thread of ours (an import racing the app's own can hand it a half-made module).
         self._preload()
@@ -69,6 +76,8 @@ class Runtime:
             store_failure=settings.store_failure,
         )
         self.budgets.set_budgets(budgets)
+        # Each otel_tokens.budget() counts the calls inside in a ledger of its own.
+        use_request_ledger(functools.partial(Ledger, max_keys=settings.max_keys))
         # Validated here, so a bad list stops start-up like a bad file.
         self.candidates = candidate_models(settings.candidate_models)
         self.activity = Activity()
@@ -81,6 +90,8 @@ class Runtime:
             sinks.append(self.usage_log.write)
 
         self._sinks = tuple(sinks)
+        if settings.thread_context:
+            threads.install()
         # Made by set_budget()/set_price() before instrument(): instrument() may still choose providers.
         self.implicit = implicit
         self.bind(tracer_provider, meter_provider)
@@ -119,6 +130,13 @@ class Runtime:
         if store is not None:
             # Budget spend above is the store's (fleet-wide for Redis); the other totals are this process's.
             stats["budget_store"] = store
+        gateway_prices = [
+            {"provider": provider, "server_address": server, "model": model, "price_provider": price_provider,
+             "price_model": price_model}
+            for (provider, server, model), (price_provider, price_model) in list(self.recorder.gateway_prices.items())
+        ]
+        if gateway_prices:
+            stats["gateway_prices"] = gateway_prices
         stats = enrich(stats, self.price_book, activity=self.activity.snapshot(), candidates=self.candidates)
         # Strict JSON without float noise: a $0 limit's infinite utilization becomes None.
         return machine_values(stats)
@@ -184,6 +202,7 @@ def drop_runtime() -> None:
     with _lock:
         runtime, _runtime = _runtime, None
         use_tracer(None)
+    threads.uninstall()
     if runtime is not None:
         runtime.budgets.close()
     if runtime is not None and runtime.usage_log is not None:
