@@ -277,7 +277,7 @@ class CallRecord:
     # The provider's usage was not a set of valid counts (it may have been estimated instead).
     usage_invalid: bool = False
     extra: Mapping[str, Any] = field(default_factory=_empty)
-    # cost_usd split by billed bucket (PriceBook.cost_split); None when not priced locally.
+    # cost_usd split by billed bucket (PriceBook.price); None when not priced locally.
     input_cost_usd: float | None = None
     output_cost_usd: float | None = None
     # USD of per-call server-tool fees within cost_usd (on its input side); 0.0 when none.

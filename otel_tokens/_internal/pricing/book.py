@@ -516,28 +516,8 @@ class PriceBook:
     def cost_with_source(self, provider: str | None, model: str | None, usage: Usage) -> tuple[float, str] | None:
         """USD for a call and its ``gen_ai.usage.cost.source`` (``local``, or ``self_hosted`` for a
         self-hosted model with no price set); None when the model has no known price."""
-        split = self.cost_split(provider, model, usage)
-        return None if split is None else (split[0] + split[1], split[2])
-
-    def cost_split(
-        self, provider: str | None, model: str | None, usage: Usage
-    ) -> tuple[float, float, str] | None:
-        """USD for a call as (input, output, cost source): the split of :meth:`Rates.split`, which sums to
-        the cost; None when the model has no known price."""
-        try:
-            if usage.service_tier is None and not usage.price_context:
-                rates = self.rates(provider, model)
-            else:
-                rates = self.rates(provider, model, tier=usage.service_tier, context=usage.price_context)
-            if rates is None:
-                return None
-            source = COST_SOURCE_SELF_HOSTED if rates.source == SOURCE_SELF_HOSTED else COST_SOURCE_LOCAL
-            return (*rates.split(usage), source)
-        except Exception:
-            log_internal_error(f"pricing {provider}/{model}")
-            if raise_internal_errors():
-                raise
-            return None
+        priced = self.price(provider, model, usage)
+        return None if priced is None else (priced.input_usd + priced.output_usd, priced.source)
 
     def price(self, provider: str | None, model: str | None, usage: Usage) -> Priced | None:
         """The call's :class:`Priced`, at the rates of the tier that served it; None when the model has
