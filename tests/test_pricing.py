@@ -577,6 +577,16 @@ def test_load_toml_and_json(tmp_path) -> None:
     )
 
 
+def _json_error(text: str) -> str:
+    """The message for invalid JSON, in the words and position this Python's json module gives (3.13
+    words a trailing comma differently from 3.11)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as err:
+        return f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+    raise AssertionError(f"{text!r} is valid JSON")
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -616,11 +626,7 @@ def test_load_toml_and_json(tmp_path) -> None:
         ("p.toml", "[prices]\n", "unknown top-level key 'prices' (allowed: models)"),
         ("p.toml", "", "missing top-level 'models' table"),
         ("p.toml", '[models."m"]\ninput = \n', "invalid TOML: Invalid value (at line 2, column 9)"),
-        (
-            "p.json",
-            '{"models": {"m": {"input": 1,}}}',
-            "invalid JSON at line 1, column 30: Expecting property name enclosed in double quotes",
-        ),
+        ("p.json", '{"models": {"m": {"input": 1,}}}', _json_error('{"models": {"m": {"input": 1,}}}')),
         ("p.json", "[1]", "top level must be an object, got array"),
         ("p.json", '{"models": []}', "'models' must be an object, got array"),
         (
