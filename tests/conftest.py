@@ -82,6 +82,20 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
+@pytest.fixture(scope="module", params=["index", "genai-prices"])
+def both_price_sources(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test of a module that uses this runs over both sources of price data: the price index and
+    genai-prices' own catalog."""
+    from otel_tokens._internal.pricing import book, index
+
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "index":
+            assert index.load() is not None, "no price index for the installed genai-prices"
+        else:
+            patch.setattr(book, "_default_catalog", book._GenaiCatalog)
+        yield request.param
+
+
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
     exporter = InMemorySpanExporter()

@@ -4,7 +4,6 @@ server-tool fees) priced as genai-prices prices them, over the index and genai-p
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import genai_prices
@@ -12,25 +11,13 @@ import pytest
 from genai_prices.data import providers as genai_providers
 
 from otel_tokens._internal.base.records import INVALID_USAGE, Usage, make_usage, sum_usages
-from otel_tokens._internal.pricing import book as pricing
-from otel_tokens._internal.pricing import index as price_index
 from otel_tokens._internal.pricing.book import UNPRICED_TIER, PriceBook, PriceOverride, load_price_file
 from otel_tokens._internal.pricing.rates import DETAIL_UNITS, PRICE_KEYS, TOOL_FEE_KEYS, probe_details
 
 # After every variant in genai-prices 0.2.5 has started (the tier variants start 2026-10-12/14).
 NOON = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
-pytestmark = pytest.mark.usefixtures("no_network")
-
-
-@pytest.fixture(scope="module", autouse=True, params=["index", "genai-prices"])
-def price_source(request: pytest.FixtureRequest) -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as patch:
-        if request.param == "index":
-            assert price_index.load() is not None, "no price index for the installed genai-prices"
-        else:
-            patch.setattr(pricing, "_default_catalog", pricing._GenaiCatalog)
-        yield request.param
+pytestmark = pytest.mark.usefixtures("no_network", "both_price_sources")
 
 
 def book() -> PriceBook:

@@ -6,7 +6,6 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -15,8 +14,6 @@ import pytest
 from genai_prices.types import ModelPrice, Tier, TieredPrices
 
 from otel_tokens._internal.base.records import Usage
-from otel_tokens._internal.pricing import book as pricing
-from otel_tokens._internal.pricing import index as price_index
 from otel_tokens._internal.pricing import rates
 from otel_tokens._internal.pricing.book import (
     PROVIDER_IDS,
@@ -33,18 +30,7 @@ NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 # Price lookups and encodings must never touch the network.
-pytestmark = pytest.mark.usefixtures("no_network")
-
-
-@pytest.fixture(scope="module", autouse=True, params=["index", "genai-prices"])
-def price_source(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test here runs over both sources of price data: the index and genai-prices' own."""
-    with pytest.MonkeyPatch.context() as patch:
-        if request.param == "index":
-            assert price_index.load() is not None, "no price index for the installed genai-prices"
-        else:
-            patch.setattr(pricing, "_default_catalog", pricing._GenaiCatalog)
-        yield request.param
+pytestmark = pytest.mark.usefixtures("no_network", "both_price_sources")
 
 
 def test_network_is_blocked() -> None:
