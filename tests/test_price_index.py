@@ -163,16 +163,16 @@ def test_every_model_has_the_same_rates_on_every_day(
     genai: pricing._GenaiCatalog, index: price_index.IndexCatalog, caplog: pytest.LogCaptureFixture
 ) -> None:
     kinds = set()
-    for number, days in DAYS.items():
-        for day in days:
-            with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.pricing"):
+    with caplog.at_level(logging.DEBUG, logger="otel_tokens._internal.pricing"):
+        for number, days in DAYS.items():
+            for day in days:
                 caplog.clear()
                 expected = genai.entry(number, day, "p/m")
                 expected_log = caplog.text
                 caplog.clear()
                 actual = index.entry(number, day, "p/m")
                 assert (actual, caplog.text) == (expected, expected_log), (genai.models[number].id, day)
-            kinds.add(type(actual))
+                kinds.add(type(actual))
     assert kinds == {Rates, _Schedule, rates._Unknown}
     assert sum(len(days) > 2 for days in DAYS.values()) >= 100  # models with start dates
 
@@ -299,6 +299,19 @@ def fresh_load(tmp_path, monkeypatch: pytest.MonkeyPatch):
     price_index.load.cache_clear()
 
 
+@pytest.fixture(scope="module")
+def built_tables() -> price_index.Tables:
+    """One real build for the module (about 1 s, minutes over a suite if every cache test built again)."""
+    return price_index.build_tables()
+
+
+@pytest.fixture
+def built_once(built_tables, monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_tables() returns the module's one real build: for tests of the cache, not of the builder
+    (test_a_newer_genai_prices_is_built_once_then_read_from_the_cache builds for real)."""
+    monkeypatch.setattr(price_index, "build_tables", lambda: built_tables)
+
+
 @pytest.fixture
 def newer_genai_prices(monkeypatch: pytest.MonkeyPatch):
     """As if the installed genai-prices were newer than the shipped index: its fingerprint differs."""
@@ -345,7 +358,7 @@ def test_a_newer_genai_prices_is_built_once_then_read_from_the_cache(
 
 
 def test_a_cache_for_another_genai_prices_or_a_damaged_one_is_rebuilt(
-    fresh_load, newer_genai_prices, index: price_index.IndexCatalog
+    built_once, fresh_load, newer_genai_prices, index: price_index.IndexCatalog
 ) -> None:
     path = price_index.cache_path(newer_genai_prices)
     os.makedirs(os.path.dirname(path))
@@ -360,7 +373,7 @@ def test_a_cache_for_another_genai_prices_or_a_damaged_one_is_rebuilt(
 
 
 def test_an_unwritable_cache_directory_is_logged_and_the_index_used_from_memory(
-    fresh_load, newer_genai_prices, index, tmp_path, monkeypatch: pytest.MonkeyPatch, caplog
+    built_once, fresh_load, newer_genai_prices, index, tmp_path, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -410,12 +423,12 @@ def test_a_genai_prices_the_builder_cannot_read_falls_back_to_genai_prices_itsel
     ]
 
 
-def test_an_unreadable_shipped_index_is_built_instead(fresh_load, index, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreadable_shipped_index_is_built_instead(built_once, fresh_load, index, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(price_index, "shipped_path", lambda: "/nonexistent/price_index.json")
     _same_catalog(fresh_load(), index)
 
 
-def test_prepare_builds_for_an_image_then_says_it_is_cached(fresh_load, newer_genai_prices, index) -> None:
+def test_prepare_builds_for_an_image_then_says_it_is_cached(built_once, fresh_load, newer_genai_prices, index) -> None:
     done, path = price_index.prepare()
     assert done == "built the price index for the installed genai-prices"
     assert path == price_index.cache_path(newer_genai_prices) and os.path.isfile(path)
@@ -433,6 +446,7 @@ def test_prepare_with_the_shipped_index_has_nothing_to_do(monkeypatch: pytest.Mo
 def test_many_processes_starting_together_with_an_empty_cache_all_price_and_leave_one_file(tmp_path) -> None:
     """Cold pods: each process builds and renames its own temporary file; readers never see a part."""
     cache = tmp_path / "cache"
+    PROCESSES = 4  # twice the cores CI has: they build at the same time
     script = (
         "import json, sys\n"
         "from otel_tokens._internal.pricing import index as price_index\n"
@@ -446,14 +460,14 @@ def test_many_processes_starting_together_with_an_empty_cache_all_price_and_leav
     processes = [
         subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=environment)
-        for _ in range(6)
+        for _ in range(PROCESSES)
     ]  # fmt: skip
     results = [process.communicate(timeout=120) for process in processes]
-    assert [process.returncode for process in processes] == [0] * 6, [err for _, err in results]
+    assert [process.returncode for process in processes] == [0] * PROCESSES, [err for _, err in results]
     expected = float(genai_prices.calc_price(
         genai_prices.Usage(input_tokens=1000, output_tokens=100), "gpt-4o-mini", provider_id="openai"
     ).total_price)  # fmt: skip
-    assert [json.loads(out) for out, _ in results] == [pytest.approx(expected, rel=0, abs=1e-12)] * 6
+    assert [json.loads(out) for out, _ in results] == [pytest.approx(expected, rel=0, abs=1e-12)] * PROCESSES
     assert len(os.listdir(cache)) == 1 and os.listdir(cache)[0].startswith("price-index-")
 
 
