@@ -11,8 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 import otel_tokens
 from otel_tokens import semconv as A
 from otel_tokens._internal.accounting.batches import LoggedBatchIds, SeenBatches
