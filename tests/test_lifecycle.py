@@ -339,3 +339,25 @@ def test_instrumentor_table_names_each_instrumentors_own_package():
 
     for package, module, name in otel_tokens._INSTRUMENTORS:
         assert getattr(importlib.import_module(module), name).package == package
+
+
+def test_uninstrument_removes_the_batch_patches(telemetry):
+    import google.genai.batches as genai_batches
+    import openai._base_client as openai_pages
+    import openai.resources.batches as openai_batches
+
+    owners = [
+        (openai_batches.Batches, "retrieve"), (openai_batches.AsyncBatches, "retrieve"),
+        (openai_batches.Batches, "list"), (openai_pages.BaseSyncPage, "get_next_page"),
+        (openai_pages.AsyncPaginator, "_get_page"), (openai_pages.BaseAsyncPage, "get_next_page"),
+        (genai_batches.Batches, "get"), (genai_batches.AsyncBatches, "get"),
+        (genai_batches.Batches, "_list"), (genai_batches.AsyncBatches, "_list"),
+    ]
+    originals = [owner.__dict__[name] for owner, name in owners]
+    assert not any(isinstance(original, wrapt.FunctionWrapper) for original in originals)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    assert all(isinstance(owner.__dict__[name], wrapt.FunctionWrapper) for owner, name in owners)
+    otel_tokens.uninstrument()
+    assert [owner.__dict__[name] for owner, name in owners] == originals
+    OpenAIMock().reply("batch_retrieve_a.json").client().batches.retrieve("batch_6932aa0000000000000000a")
+    assert telemetry.llm_spans() == []

@@ -63,7 +63,8 @@ def test_record_to_line_exact():
         '"cache_read_tokens": 1152, "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 7.2e-05, '
         '"cost_source": "local", "estimated": false, "usage_invalid": false, "duration_s": 0.412346, '
         '"ttfc_s": 0.12, "error": null, "input_cost_usd": 4.5e-05, "output_cost_usd": 2.7e-05, "tool_calls": 2, '
-        '"source": null, "tier": null, "tool_fee_usd": 0.0, "server_tool_calls": 0, "unpriced_dimensions": []}'
+        '"source": null, "tier": null, "tool_fee_usd": 0.0, "server_tool_calls": 0, "unpriced_dimensions": [], '
+        '"batch_id": null}'
     )
 
 

@@ -2,7 +2,8 @@
 
 Covers ``models.generate_content``, ``generate_content_stream`` and ``embed_content`` of
 ``genai.Client`` and of ``client.aio``, for the Gemini API (``gcp.gemini``) and Vertex AI
-(``gcp.vertex_ai``). Chats (``client.chats``) call ``models``, so each message is recorded once.
+(``gcp.vertex_ai``), and finished batch jobs with inline results (``batches.get``, ``batches.list``).
+Chats (``client.chats``) call ``models``, so each message is recorded once.
 
 **One span per public call, several requests.** Automatic function calling and automatic continuation
 make one ``generate_content`` call send several HTTP requests. The public call gets the one span; the
@@ -24,13 +25,14 @@ from otel_tokens.instrumentation._base import SDKInstrumentor
 
 _MODELS = "google.genai.models"
 _EXTRA_UTILS = "google.genai._extra_utils"
+_BATCHES = "google.genai.batches"
 
 
 def _patches() -> list[Patch]:
     from otel_tokens._internal.providers import google_genai as adapter  # loaded with the SDK, not before
 
     generate, stream = adapter.GenerateContent(), adapter.GenerateContent(stream=True)
-    embed = adapter.EmbedContent()
+    embed, batches = adapter.EmbedContent(), adapter.BatchJobs()
     return [
         Patch(_MODELS, "Models.generate_content", generate, "sync"),
         Patch(_MODELS, "AsyncModels.generate_content", generate, "async"),
@@ -47,6 +49,11 @@ def _patches() -> list[Patch]:
         # Automatic function calling runs the caller's functions between requests.
         Patch(_EXTRA_UTILS, "get_function_response_parts", None, "user_code"),
         Patch(_EXTRA_UTILS, "get_function_response_parts_async", None, "async_user_code"),
+        # Finished batch jobs: get(), and list() whose pager fetches every page through _list().
+        Patch(_BATCHES, "Batches.get", batches, "batches"),
+        Patch(_BATCHES, "AsyncBatches.get", batches, "async_batches"),
+        Patch(_BATCHES, "Batches._list", batches, "batches"),
+        Patch(_BATCHES, "AsyncBatches._list", batches, "async_batches"),
     ]
 
 

@@ -2,8 +2,9 @@
 
 Covers chat completions (``create`` with and without ``stream=True``, ``parse``, the ``stream()``
 helper), responses (``create``, ``parse``, ``stream()``), embeddings and legacy completions, sync and
-async, and ``with_raw_response``. Works with openai 1.x/2.x (httpx) and 3.x (httpx2), and with every
-OpenAI-compatible endpoint (the provider is detected from the client's class and base URL).
+async, and ``with_raw_response``; finished batches from ``batches.retrieve()`` and ``batches.list()``.
+Works with openai 1.x/2.x (httpx) and 3.x (httpx2), and with every OpenAI-compatible endpoint (the
+provider is detected from the client's class and base URL).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _RESPONSES = "openai.resources.responses.responses"
 _EMBEDDINGS = "openai.resources.embeddings"
 _COMPLETIONS = "openai.resources.completions"
 _BATCHES = "openai.resources.batches"
+_PAGES = "openai._base_client"  # where list() pages fetch the next page (and async lists their first)
 
 
 def _patches() -> list[Patch]:
@@ -51,8 +53,14 @@ def _patches() -> list[Patch]:
     ]
     batches = adapter.BatchObjects()
     table += [
-        Patch(_BATCHES, "Batches.retrieve", batches, "completed_call"),
-        Patch(_BATCHES, "AsyncBatches.retrieve", batches, "async_completed_call"),
+        Patch(_BATCHES, "Batches.retrieve", batches, "batches"),
+        Patch(_BATCHES, "AsyncBatches.retrieve", batches, "async_batches"),
+        # batches.list(): the sync first page; then every page the SDK fetches (any list's: the adapter
+        # reads only pages of batches), and the async first page, fetched when awaited or iterated.
+        Patch(_BATCHES, "Batches.list", batches, "batches"),
+        Patch(_PAGES, "BaseSyncPage.get_next_page", batches, "batches"),
+        Patch(_PAGES, "AsyncPaginator._get_page", batches, "async_batches"),
+        Patch(_PAGES, "BaseAsyncPage.get_next_page", batches, "async_batches"),
     ]
     return table
 

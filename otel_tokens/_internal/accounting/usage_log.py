@@ -8,7 +8,8 @@ A line, keys in this order::
      "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.000072, "cost_source": "local",
      "estimated": false, "usage_invalid": false, "duration_s": 0.412, "ttfc_s": null, "error": null,
      "input_cost_usd": 0.000045, "output_cost_usd": 0.000027, "tool_calls": 0, "source": null,
-     "tier": "default", "tool_fee_usd": 0.0, "server_tool_calls": 0, "unpriced_dimensions": []}
+     "tier": "default", "tool_fee_usd": 0.0, "server_tool_calls": 0, "unpriced_dimensions": [],
+     "batch_id": null}
 
 ``time`` is when the call ended (UTC); ``model`` is the model that answered, ``request_model`` the one
 asked for. Token counts follow the semconv: input includes cache reads and writes, output includes
@@ -22,7 +23,8 @@ calls the model asked for; ``source`` names the instrumentation whose span the c
 call, as the provider named it (null when the response does not say); ``tool_fee_usd`` the per-call server-tool fees within
 ``cost_usd``; ``server_tool_calls`` the web and file searches billed per call; ``unpriced_dimensions``
 the billing dimensions the response revealed that no price covers (then ``cost_usd`` counts what is
-known: a lower bound).
+known: a lower bound); ``batch_id`` the batch a call ran in (null for a call made directly), which also
+keeps a finished batch from being counted again by another process (``accounting.batches``).
 
 Writer and reader agree on one definition of a valid line (:data:`_FIELDS`): the writer turns every
 record into a valid line (counts non-negative ints or null, amounts finite and non-negative or null,
@@ -48,6 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from otel_tokens import semconv
 from otel_tokens._internal.base.files import open_private_append
 from otel_tokens._internal.base.formatting import machine_float
 from otel_tokens._internal.base.records import INVALID, MAX_TOKENS, CallRecord, count, valid_cost
@@ -61,12 +64,13 @@ LINE_KEYS: Final = (
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "cost_source", "estimated", "usage_invalid", "duration_s", "ttfc_s", "error", "input_cost_usd",
     "output_cost_usd", "tool_calls", "source", "tier", "tool_fee_usd", "server_tool_calls", "unpriced_dimensions",
+    "batch_id",
 )
 TOKEN_KEYS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 # A line without these is not a call we can count.
 REQUIRED_KEYS: Final = frozenset({"time", "provider", "operation", "input_tokens", "output_tokens"})
 _STRING_KEYS: Final = ("provider", "model", "request_model", "agent", "workflow", "task", "user", "operation",
-                       "cost_source", "error", "source", "tier")
+                       "cost_source", "error", "source", "tier", "batch_id")
 
 
 def format_time(unix_seconds: float) -> str:
@@ -180,6 +184,7 @@ def record_to_line(record: CallRecord) -> str:
     server_tools = sum(value for key, value in details if key in ("web_searches", "storage_searches"))
     line["server_tool_calls"] = server_tools if _is_count(server_tools) else 0
     line["unpriced_dimensions"] = [str(name) for name in record.unpriced_dimensions] if cost is not None else []
+    line["batch_id"] = _text(request.attributes.get(semconv.OTEL_TOKENS_BATCH_ID)) if request.attributes else None
     # ensure_ascii keeps every line pure ASCII, so a byte count is a character count.
     return json.dumps(line, ensure_ascii=True, separators=(", ", ": "), allow_nan=False)
 

@@ -8,6 +8,8 @@ reservations of blocking calls in flight. Both operations are atomic on the stor
 - ``settle(entries, keys)``: applies a batch of :class:`Settle` entries (each removes its reservation
   and adds its cost to its keys' current bucket, once: an entry id is applied at most once) and returns
   the spent of ``keys``.
+- ``claim_batch(key)``: True the first time a finished batch job (``openai:batch_abc``) is claimed, so
+  the processes sharing the store count it once (``accounting.batches``); remembered for a year.
 
 Windows are fixed buckets, ``window / BUCKETS`` wide, on the store's clock (Redis ``TIME``; SQLite the
 host's wall clock); a cost leaves the window up to one bucket late, never early. A reservation whose
@@ -32,6 +34,8 @@ BUCKETS: Final = 60
 DEFAULT_RESERVATION_TTL_S: Final = 300.0
 # How long an applied entry id is remembered, so a retry after a lost reply is not counted twice.
 SETTLED_ID_TTL_S: Final = 3_600
+# How long a finished batch's id is remembered: a batch still listed after that would count again.
+BATCH_ID_TTL_S: Final = 366 * 86_400
 _EPSILON_USD: Final = 1e-12
 
 # (key, window seconds or None for the lifetime)
@@ -60,6 +64,9 @@ class SpendStore(Protocol):
         """(index of the first item that would pass its limit or -1, spent per item, reserved per item)."""
 
     def settle(self, entries: list[Settle], keys: list[StoreKey]) -> dict[str, float]: ...
+
+    def claim_batch(self, key: str) -> bool:
+        """True if no process claimed this finished batch before (atomic); raises if the store is down."""
 
     def close(self) -> None: ...
 
@@ -119,6 +126,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     PRIMARY KEY (budget, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settled (id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS settled_at ON settled (at);
+CREATE TABLE IF NOT EXISTS batches (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -244,6 +252,15 @@ class SQLiteStore:
             if entries:
                 connection.execute("DELETE FROM settled WHERE at < ?", (now - SETTLED_ID_TTL_S,))
             return {key: self._spent(connection, key, window_s, now) for key, window_s in keys}
+
+        return self._transaction(body)
+
+    def claim_batch(self, key: str) -> bool:
+        def body(connection: sqlite3.Connection, now: float) -> bool:
+            inserted = connection.execute("INSERT OR IGNORE INTO batches (key, at) VALUES (?, ?)", (key, now)).rowcount
+            if inserted:  # rare (a batch finished): forget the ones past their time here
+                connection.execute("DELETE FROM batches WHERE at < ?", (now - BATCH_ID_TTL_S,))
+            return bool(inserted)
 
         return self._transaction(body)
 
@@ -395,8 +412,11 @@ class RedisStore:
         reply = self._settle(args=args)
         return {key: float(value) for (key, _window_s), value in zip(keys, reply, strict=True)}
 
+    def claim_batch(self, key: str) -> bool:
+        return bool(self._client.set(f"otel_tokens:batch:{key}", "1", nx=True, ex=BATCH_ID_TTL_S))
+
     def close(self) -> None:
         self._client.close()
 
 
-__all__ = ["BUCKETS", "DEFAULT_RESERVATION_TTL_S", "RedisStore", "SQLiteStore", "Settle", "SpendStore", "open_store"]
+__all__ = ["BATCH_ID_TTL_S", "BUCKETS", "DEFAULT_RESERVATION_TTL_S", "RedisStore", "SQLiteStore", "Settle", "SpendStore", "open_store"]

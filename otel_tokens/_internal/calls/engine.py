@@ -57,7 +57,7 @@ def in_recorded_call() -> bool:
 
 Style = Literal[
     "sync", "async", "sync_manager", "sending_manager", "hop", "async_hop", "user_code", "async_user_code",
-    "completed_calls", "async_completed_calls", "completed_call", "async_completed_call",
+    "completed_calls", "async_completed_calls", "batches", "async_batches",
 ]
 
 
@@ -111,11 +111,24 @@ class HelperOperation(Operation, Protocol):
 
 class CompletedCallsOperation(Protocol):
     """An SDK method whose result yields calls that already ran elsewhere (batch results): each item is
-    one call, recorded when the caller reads it (``completed_calls`` / ``async_completed_calls``); or
-    whose result is such a call itself (``completed_call`` / ``async_completed_call``: a finished batch)."""
+    one call, recorded when the caller reads it (``completed_calls`` / ``async_completed_calls``)."""
 
     def completed(self, instance: Any, args: tuple, kwargs: dict, item: Any) -> tuple[Request, Result] | None:
         """The call an item is (None: not a billed call, e.g. an errored or expired batch request)."""
+
+
+class BatchOperation(Protocol):
+    """An SDK method whose result holds batch jobs (one, or a page of them) that may have finished
+    (``batches`` / ``async_batches``): a finished batch's calls are recorded once per batch id, however
+    often and in whichever process it is read (the recorder's ``batches`` says whether it was seen)."""
+
+    def batches(self, response: Any) -> Iterable[Any]:
+        """The batch objects in a result (a page's items; the result itself; none for anything else)."""
+
+    def calls(
+        self, instance: Any, args: tuple, kwargs: dict, batch: Any
+    ) -> tuple[str, list[tuple[Request, Result]]] | None:
+        """A finished batch's id and the billed calls it holds; None while it is not finished or billed."""
 
 
 class Prepared(NamedTuple):
@@ -243,10 +256,10 @@ def make_wrapper(patch: Patch, recorder: Recorder, switch: Switch) -> Callable[.
         return _completed_calls_wrapper(patch.operation, recorder, switch)
     if patch.style == "async_completed_calls":
         return _async_completed_calls_wrapper(patch.operation, recorder, switch)
-    if patch.style == "completed_call":
-        return _completed_call_wrapper(patch.operation, recorder, switch)
-    if patch.style == "async_completed_call":
-        return _async_completed_call_wrapper(patch.operation, recorder, switch)
+    if patch.style == "batches":
+        return _batches_wrapper(patch.operation, recorder, switch)
+    if patch.style == "async_batches":
+        return _async_batches_wrapper(patch.operation, recorder, switch)
     return _sync_wrapper(patch.operation, recorder, switch)
 
 
@@ -277,28 +290,49 @@ def _async_completed_calls_wrapper(
     return wrapper
 
 
-def _completed_call_wrapper(
-    operation: CompletedCallsOperation, recorder: Recorder, switch: Switch
-) -> Callable[..., Any]:
+def _batches_wrapper(operation: BatchOperation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         response = wrapped(*args, **kwargs)
         if switch.on and is_instrumentation_enabled():
-            _completed_call_recorder(operation, recorder, instance, args, kwargs)(response)
+            _record_batches(operation, recorder, instance, args, kwargs, response)
         return response
 
     return wrapper
 
 
-def _async_completed_call_wrapper(
-    operation: CompletedCallsOperation, recorder: Recorder, switch: Switch
-) -> Callable[..., Any]:
+def _async_batches_wrapper(operation: BatchOperation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:
     async def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         response = await wrapped(*args, **kwargs)
         if switch.on and is_instrumentation_enabled():
-            _completed_call_recorder(operation, recorder, instance, args, kwargs)(response)
+            _record_batches(operation, recorder, instance, args, kwargs, response)
         return response
 
     return wrapper
+
+
+def _record_batches(
+    operation: BatchOperation, recorder: Recorder, instance: Any, args: tuple, kwargs: dict, response: Any
+) -> None:
+    """Record each finished batch in ``response`` not counted before (here, or where the runtime keeps
+    batch ids: a store, the usage log). Only a batch seen finished asks the store."""
+    try:
+        labels = None
+        for batch in operation.batches(response):
+            found = operation.calls(instance, args, kwargs, batch)
+            if not found or not found[1]:
+                continue
+            batch_id, calls = found
+            seen = recorder.batches
+            if seen is not None and not seen.first_sighting(calls[0][0].provider, batch_id):
+                continue
+            labels = labels or current_labels()
+            for request, result in calls:
+                # It already ran: a blocking budget counts it rather than stopping it (elapsed_s is given).
+                recorder.finish(recorder.start(request, labels, elapsed_s=0.0), result)
+    except Exception:
+        log_internal_error("recording a finished batch")
+        if raise_internal_errors():
+            raise
 
 
 def _completed_call_recorder(

@@ -71,6 +71,11 @@ class Ledger(Protocol):
     def record(self, record: CallRecord) -> None: ...
 
 
+class SeenBatches(Protocol):
+    def first_sighting(self, provider: str, batch_id: str) -> bool:
+        """True the first time a finished batch is seen (then its calls are recorded); never raises."""
+
+
 class Invocation:
     """An in-flight call. Mutable on purpose: streams fill it in chunk by chunk."""
 
@@ -106,6 +111,7 @@ class Recorder:
         budgets: Budgets | None = None,
         ledger: Ledger | None = None,
         sinks: Sequence[Callable[[CallRecord], None]] = (),
+        batches: SeenBatches | None = None,
     ) -> None:
         self._tracer = tracer
         self._instruments = instruments
@@ -115,6 +121,8 @@ class Recorder:
         self._budgets = budgets
         self._ledger = ledger
         self._sinks = tuple(sinks)
+        # Finished batches counted already; read only when a batch job is seen finished.
+        self.batches = batches
         self._warnings = OnceEach()
         # Attribute dicts built once per distinct request / metric attribute set (bounded).
         self._requests: dict[tuple, dict[str, Any]] = {}

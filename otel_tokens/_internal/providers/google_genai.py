@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -367,3 +368,57 @@ class EmbedContent:
 
     def input_messages(self, kwargs: dict) -> Any:
         return _input_messages(kwargs)
+
+
+# -- batch jobs ------------------------------------------------------------------------------------
+_SUCCEEDED = "JOB_STATE_SUCCEEDED"
+_BATCH_BILLING: dict[str, Any] = {"service_tier": "batch", "price_context": (("processing", "batch"),)}
+
+
+class BatchJobs:
+    """``batches.get()`` and ``batches.list()`` (its ``_list`` fetches each page), sync and ``client.aio``.
+
+    A job in ``JOB_STATE_SUCCEEDED`` whose results came back inline (``dest.inlined_responses``) holds
+    one call per response with usage, at batch rates, with the job's name and the request's
+    ``metadata["key"]``; the engine counts a job once (``calls.engine.BatchOperation``). Results written
+    to a file (``dest.file_name``) carry no usage in the job: the app downloads them, and they are not
+    counted. Errored requests are not billed."""
+
+    @staticmethod
+    def batches(response: Any) -> Any:
+        jobs = getattr(response, "batch_jobs", None)  # a page of list()
+        if jobs is not None:
+            return jobs if isinstance(jobs, list) else ()
+        return (response,)
+
+    @staticmethod
+    def calls(instance: Any, args: tuple, kwargs: dict, job: Any) -> tuple[str, list[tuple[Request, Result]]] | None:
+        state = getattr(job, "state", None)
+        name = getattr(job, "name", None)
+        if getattr(state, "value", state) != _SUCCEEDED or not isinstance(name, str):
+            return None
+        inlined = getattr(getattr(job, "dest", None), "inlined_responses", None)
+        if not inlined:
+            return None
+        provider, address, port = _client_provider(instance)
+        model = model_name(getattr(job, "model", None))
+        calls = []
+        for item in inlined:
+            response = getattr(item, "response", None)
+            if response is None or getattr(item, "error", None) is not None:
+                continue
+            result = response_result(response, False)
+            if result.usage is None:
+                continue
+            attributes = {semconv.OTEL_TOKENS_BATCH_ID: name}
+            metadata = getattr(item, "metadata", None)
+            key = metadata.get("key") if isinstance(metadata, Mapping) else None
+            if isinstance(key, str):
+                attributes[semconv.OTEL_TOKENS_BATCH_CUSTOM_ID] = key
+            request = Request(
+                provider=provider, operation=semconv.OP_GENERATE_CONTENT,
+                model=model or model_name(result.response_model), server_address=address, server_port=port,
+                attributes=attributes,
+            )  # fmt: skip
+            calls.append((request, replace(result, usage=with_billing(result.usage, **_BATCH_BILLING))))
+        return name, calls

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -604,30 +602,31 @@ _BATCH_OPERATIONS = {
     "/v1/chat/completions": semconv.OP_CHAT, "/v1/responses": semconv.OP_CHAT,
     "/v1/completions": semconv.OP_TEXT_COMPLETION, "/v1/embeddings": semconv.OP_EMBEDDINGS,
 }
-# Batch ids remembered so a batch retrieved again is not counted again (oldest forgotten first).
-_MAX_BATCHES_SEEN = 10_000
 
 
 class BatchObjects:
-    """``batches.retrieve()``: a completed ``Batch`` with ``usage`` is one call for the whole batch, at
-    batch rates, counted once per batch id in this process (retrieving it again records nothing)."""
+    """``batches.retrieve()`` and ``batches.list()`` (each page, as the SDK fetches it: no request of
+    ours): a completed ``Batch`` with ``usage`` is one call for the whole batch, at batch rates. The
+    engine counts it once per batch id (``calls.engine.BatchOperation``)."""
 
-    def __init__(self) -> None:
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
+    @staticmethod
+    def batches(response: Any) -> Any:
+        if getattr(response, "object", None) == "batch":  # retrieve(): the Batch itself
+            return (response,)
+        data = getattr(response, "data", None)  # a page; the page patches see every paginated list
+        if isinstance(data, list) and data and getattr(data[0], "object", None) == "batch":
+            return data
+        return ()
 
-    def completed(self, instance: Any, args: tuple, kwargs: dict, batch: Any) -> tuple[Request, Result] | None:
+    @staticmethod
+    def calls(instance: Any, args: tuple, kwargs: dict, batch: Any) -> tuple[str, list[tuple[Request, Result]]] | None:
         usage = getattr(batch, "usage", None)
         batch_id = getattr(batch, "id", None)
         if getattr(batch, "status", None) != "completed" or usage is None or not isinstance(batch_id, str):
             return None
-        with self._lock:
-            if batch_id in self._seen:
-                return None
-            self._seen[batch_id] = None
-            if len(self._seen) > _MAX_BATCHES_SEEN:
-                self._seen.popitem(last=False)
-        provider, address, port = openai_server(instance)
+        # A page's client (page._client) or a resource's (instance._client): both are the OpenAI client.
+        client = getattr(instance, "_client", None)
+        provider, address, port = openai_client_provider(client) if client is not None else ("openai", None, None)
         model = getattr(batch, "model", None)
         request = Request(
             provider=provider, operation=_BATCH_OPERATIONS.get(getattr(batch, "endpoint", None), semconv.OP_CHAT),
@@ -635,7 +634,7 @@ class BatchObjects:
             attributes={semconv.OTEL_TOKENS_BATCH_ID: batch_id},
         )  # fmt: skip
         parsed = with_billing(responses_usage(usage), service_tier="batch", price_context=(("processing", "batch"),))
-        return request, Result(usage=parsed, response_model=request.model, response_id=batch_id)
+        return batch_id, [(request, Result(usage=parsed, response_model=request.model, response_id=batch_id))]
 
 
 # -- helpers' raw streams --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from opentelemetry import metrics, trace
 
 from otel_tokens import semconv
 from otel_tokens._internal.accounting.analytics import Activity, candidate_models, enrich
+from otel_tokens._internal.accounting.batches import LoggedBatchIds, SeenBatches
 from otel_tokens._internal.accounting.ledger import Ledger
 from otel_tokens._internal.base.formatting import machine_values
 from otel_tokens._internal.base.instruments import instruments_for
@@ -88,6 +89,11 @@ class Runtime:
 
             self.usage_log = UsageLogWriter(settings.usage_log)
             sinks.append(self.usage_log.write)
+        # A finished batch counts once: here, and across the processes sharing the usage log or the store.
+        self.seen_batches = SeenBatches(
+            ([LoggedBatchIds(self.usage_log.path)] if self.usage_log is not None else [])
+            + ([store] if store is not None else [])
+        )
 
         self._sinks = tuple(sinks)
         if settings.thread_context:
@@ -113,6 +119,7 @@ class Runtime:
             budgets=self.budgets,
             ledger=self.ledger,
             sinks=self._sinks,
+            batches=self.seen_batches,
         )
         if self.settings.span_processor:
             add_span_processor(tracer_provider)
