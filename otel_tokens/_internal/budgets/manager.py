@@ -933,7 +933,7 @@ class BudgetManager:
         try:
             spent = store.settle([item.entry for item in batch], list(readers), samples)
         except Exception as error:
-            health.failed(error, "settle" if batch else "read")
+            health.failed(error, "settle" if batch else "read" if readers else "history")
             if batch:
                 with self._lock:
                     self._queue[:0] = batch
