@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -93,15 +94,15 @@ def test_the_store_keeps_the_last_64_counts_of_each_key_oldest_first(store_url) 
         store.close()
 
 
-def test_sqlite_history_leaves_30_days_after_its_last_count(tmp_path) -> None:
+def test_sqlite_history_leaves_30_days_after_its_keys_last_count(tmp_path) -> None:
     now = [1_800_000_000.0]
     store = SQLiteStore(str(tmp_path / "spend.db"), clock=lambda: now[0])
     store.settle([], [], [("old", 5), ("kept", 6)])
     now[0] += HISTORY_TTL_S / 2
     store.settle([], [], [("kept", 7)])
     now[0] += HISTORY_TTL_S / 2 + 1
-    store.settle([], [], [("new", 8)])  # the first settle's counts are now older than the TTL
-    assert store.history(["old", "kept", "new"]) == [[], [7], [8]]
+    store.settle([], [], [("new", 8)])  # "old" had no count for longer than the TTL
+    assert store.history(["old", "kept", "new"]) == [[], [6, 7], [8]]
     store.close()
 
 
@@ -164,6 +165,39 @@ def test_a_new_worker_process_projects_from_what_another_process_stored(start, s
     assert sorted(last_64)[60] == max(OUTPUTS)
     assert first_step_projection() == pytest.approx(default - output_cost(DEFAULT_OUTPUT_TOKENS - max(OUTPUTS)),
                                                     rel=1e-9)
+
+
+@pytest.mark.usefixtures("loopback_only")
+def test_a_live_process_counts_reach_the_store_with_the_background_flush(start, store_url) -> None:
+    start(store=store_url)  # no budget at all: nothing settles, the flush carries the counts
+    run_workflow(None)
+    deadline = time.monotonic() + 5
+    while stored_history(store_url, MODEL_KEY) != [OUTPUTS]:
+        assert time.monotonic() < deadline, "the counts did not reach the store"
+        time.sleep(0.05)
+    assert stored_history(store_url, AGENT_KEY) == [OUTPUTS]
+
+
+def test_a_calls_own_settle_carries_the_counts_once_16_wait(tmp_path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'spend.db'}"
+    manager = BudgetManager(price_book=PriceBook(), store=open_store(url), flush_interval_s=3600)
+    sent: list[int] = []
+    settle = manager.store.settle
+    monkeypatch.setattr(manager.store, "settle", lambda entries, keys, samples=(): sent.append(len(samples))
+                        or settle(entries, keys, samples))
+    try:
+        manager.set_budget("all", 1.0, action="block", scope="total")
+        request = Request("openai", semconv.OP_CHAT, "gpt-4o-mini")
+        for output in range(1, 17):
+            reservation = manager.reserve(request, Labels(), None)
+            record = CallRecord(request, Result(usage=Usage(10, output)), Labels(), cost_usd=1e-6)
+            manager.observe(record)
+            manager.settle(reservation, record)
+        # 15 settles went alone; the 16th carried the 16 counts, in the same transaction.
+        assert sent[-16:] == [0] * 15 + [16]
+        assert stored_history(url, history_key("openai", "gpt-4o-mini")) == [list(range(1, 17))]
+    finally:
+        manager.close()
 
 
 def test_an_async_call_reads_the_history_off_the_event_loop(start, store_url, monkeypatch) -> None:

@@ -104,6 +104,9 @@ _FILE_KEYS: Final = ("action", "limit_usd", "name", "scope", "warn_at", "window"
 # Output counts of finished calls waiting for the next settle or flush to take them to the store's history;
 # past this, the oldest are dropped (the process's own rings keep them).
 _MAX_PENDING_SAMPLES: Final = 1024
+# A call's own settle takes the waiting counts along only once this many wait: written one by one they would
+# add a page write to every SQLite settle; the background flush takes the rest within 0.25 s.
+_SAMPLES_PER_SETTLE: Final = 16
 
 _OK, _WARNING, _EXCEEDED = 0, 1, 2
 _OP_EMBEDDINGS: Final = semconv.OP_EMBEDDINGS
@@ -514,7 +517,7 @@ class BudgetManager:
         # (at most max_history_keys, OTEL_TOKENS_MAX_KEYS).
         self._samples: deque[tuple[str, str, str | None, int]] = deque(maxlen=_MAX_PENDING_SAMPLES)
         self._history_read: set[tuple[str, str]] = set()
-        self._history_keys: set[tuple[str, str, str | None]] = set()
+        self._history_keys: dict[tuple[str, str, str | None], str] = {}
         self._max_history_keys = max_history_keys
         self._clock = clock
         self._logger = logger
@@ -887,7 +890,7 @@ class BudgetManager:
         assert store is not None and health is not None
         batched = store.batch_warn_settles and reservation.reservation_id is None
         if health.up and not batched and _async_library() is None:
-            self._apply([pending], ())
+            self._apply([pending], (), samples=len(self._samples) >= _SAMPLES_PER_SETTLE)
         else:
             self._enqueue(pending)
 
@@ -919,9 +922,10 @@ class BudgetManager:
         self._logger.warning("a call's cost %r is not a finite number >= 0; budgets ignore it", cost)
 
     # -- the store ---------------------------------------------------------------------------------
-    def _apply(self, batch: list[_Pending], accounts: Iterable[_Account]) -> bool:
-        """Send settles to the store and read back the spent of their budgets and of ``accounts``.
-        On failure the settles wait in the queue for the next flush."""
+    def _apply(self, batch: list[_Pending], accounts: Iterable[_Account], samples: bool = True) -> bool:
+        """Send settles (and, with ``samples``, the output counts waiting for the history) to the store and
+        read back the spent of their budgets and of ``accounts``. On failure the settles wait in the queue
+        for the next flush; the counts are dropped (the process's rings keep them)."""
         store, health = self._store, self._health
         assert store is not None and health is not None
         readers: dict[tuple[str, int | None], list[_Account]] = {}
@@ -929,9 +933,9 @@ class BudgetManager:
             readers.setdefault(account.store_key, []).append(account)
         for item in batch:
             item.attempted = True
-        samples = self._take_samples()
         try:
-            spent = store.settle([item.entry for item in batch], list(readers), samples)
+            spent = store.settle([item.entry for item in batch], list(readers),
+                                 self._take_samples() if samples else ())
         except Exception as error:
             health.failed(error, "settle" if batch else "read" if readers else "history")
             if batch:
@@ -1101,8 +1105,8 @@ class BudgetManager:
 
     def observe(self, record: CallRecord) -> None:
         """A finished call's output tokens, for the projections of the next calls (O(1), every call). With
-        a store they also wait for the next settle (or the background flush, within 0.25 s) to take them
-        to the store's history: no round trip of their own."""
+        a store they also wait for the background flush (within 0.25 s), or a settle once
+        _SAMPLES_PER_SETTLE wait, to take them to the store's history: no round trip per call."""
         usage = record.usage
         if usage is None or record.error_type is not None or usage.invalid:
             return
@@ -1114,7 +1118,7 @@ class BudgetManager:
                 self._samples.append((request.provider, request.model, agent if kept == 2 else None,
                                       usage.output_tokens))
                 if self._flusher is None:
-                    # Calls no store budget settles still reach the history, with the background flush.
+                    # The counts reach the store with the background flush, batched.
                     self._ensure_flusher(reads=False)
 
     def _history_wanted(self, request: Request, accounts: list[_Account]) -> bool:
@@ -1160,11 +1164,12 @@ class BudgetManager:
             if agent:
                 names.append((provider, model, agent))
             for name in names:
-                if name not in known:
+                key = known.get(name)
+                if key is None:
                     if len(known) >= self._max_history_keys:
                         continue
-                    known.add(name)
-                samples.append((history_key(*name), tokens))
+                    key = known[name] = history_key(*name)
+                samples.append((key, tokens))
         return samples
 
     @staticmethod

@@ -133,10 +133,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     PRIMARY KEY (budget, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settled (id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS settled_at ON settled (at);
-CREATE TABLE IF NOT EXISTS outputs (
-    id INTEGER PRIMARY KEY, key TEXT NOT NULL, tokens INTEGER NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS outputs_key ON outputs (key, id);
-CREATE INDEX IF NOT EXISTS outputs_at ON outputs (at);
+CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, counts TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -158,6 +155,7 @@ class SQLiteStore:
         self._timeout_s = timeout_s
         self._clock = clock
         self._local = threading.local()
+        self._next_history_prune = 0.0
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -269,33 +267,43 @@ class SQLiteStore:
 
         return self._transaction(body)
 
-    @staticmethod
-    def _add_samples(connection: sqlite3.Connection, samples: Sequence[tuple[str, int]], now: float) -> None:
-        connection.executemany("INSERT INTO outputs (key, tokens, at) VALUES (?, ?, ?)",
-                               [(key, tokens, now) for key, tokens in samples])
-        # Each key keeps its last HISTORY_SAMPLES rows; keys with no sample for HISTORY_TTL_S go.
+    def _add_samples(self, connection: sqlite3.Connection, samples: Sequence[tuple[str, int]], now: float) -> None:
+        # One row per key, its last HISTORY_SAMPLES counts as text: one page written per key, where a row per
+        # count and the indexes to prune them cost three times the settle's own writes.
+        added: dict[str, list[int]] = {}
+        for key, tokens in samples:
+            added.setdefault(key, []).append(tokens)
+        rows = []
+        for key, tokens in added.items():
+            row = connection.execute("SELECT counts FROM outputs WHERE key = ?", (key,)).fetchone()
+            counts = [*(_counts(row[0]) if row else ()), *tokens][-HISTORY_SAMPLES:]
+            rows.append((key, " ".join(map(str, counts)), now))
+        # An upsert, not INSERT OR REPLACE (a delete and an insert: twice the cost).
         connection.executemany(
-            "DELETE FROM outputs WHERE key = ? AND id <= "
-            "(SELECT id FROM outputs WHERE key = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            [(key, key, HISTORY_SAMPLES) for key in {key for key, _tokens in samples}],
+            "INSERT INTO outputs (key, counts, at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET counts = excluded.counts, at = excluded.at", rows,
         )
-        connection.execute("DELETE FROM outputs WHERE at < ?", (now - HISTORY_TTL_S,))
+        if now >= self._next_history_prune:  # keys with no count for HISTORY_TTL_S go; a scan, so hourly
+            self._next_history_prune = now + 3_600
+            connection.execute("DELETE FROM outputs WHERE at < ?", (now - HISTORY_TTL_S,))
 
     def history(self, keys: list[str]) -> list[list[int]]:
         connection = self._connection()
         try:
-            return [
-                [row[0] for row in connection.execute(
-                    "SELECT tokens FROM outputs WHERE key = ? ORDER BY id DESC LIMIT ?", (key, HISTORY_SAMPLES)
-                ).fetchall()][::-1]
-                for key in keys
-            ]
+            found = dict(connection.execute(
+                f"SELECT key, counts FROM outputs WHERE key IN ({', '.join('?' * len(keys))})", keys
+            ).fetchall())
         except sqlite3.Error:
             self._drop_connection()
             raise
+        return [_counts(found[key]) if key in found else [] for key in keys]
 
     def close(self) -> None:
         self._drop_connection()
+
+
+def _counts(text: str) -> list[int]:
+    return [int(count) for count in text.split()]
 
 
 # -- Redis -----------------------------------------------------------------------------------------
