@@ -4,7 +4,7 @@
     python benchmarks/budgets.py --redis-url redis://127.0.0.1:6379/0 --calls 2000 --rounds 5
 
 Each configuration runs the budget manager's per-call work exactly as the recorder drives it
-(``reserve(request, labels, prompt)`` then ``settle(reservation, record)``), single-threaded, with a
+(``reserve(request, labels, prompt)``, then ``observe(record)`` and ``settle(reservation, record)``), single-threaded, with a
 short chat prompt (a blocking budget tokenizes it to project the call's cost). Reported: median
 microseconds per call over the rounds, and what that adds over no budget at all.
 
@@ -83,6 +83,7 @@ def _time_calls(manager, calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
         reservation = manager.reserve(request, labels, prompt_text)
+        manager.observe(record)  # as the recorder does: the output count, for projections (and the store's)
         manager.settle(reservation, record)
     return (time.perf_counter() - start) / calls * 1e6
 

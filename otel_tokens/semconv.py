@@ -140,7 +140,8 @@ BUDGET_SCOPE_REQUEST: Final = "request"
 BUDGET_SCOPES: Final = (
     BUDGET_SCOPE_AGENT, BUDGET_SCOPE_WORKFLOW, BUDGET_SCOPE_TASK, BUDGET_SCOPE_USER, BUDGET_SCOPE_TOTAL,
 )
-# otel_tokens.store.errors: which store failed (redis, sqlite) and doing what (reserve, settle, read)
+# otel_tokens.store.errors: which store failed (redis, sqlite) and doing what (reserve, settle, read,
+# history: the projection history, read or written alone)
 OTEL_TOKENS_STORE_KIND: Final = "otel_tokens.store.kind"
 OTEL_TOKENS_STORE_OPERATION: Final = "otel_tokens.store.operation"
 

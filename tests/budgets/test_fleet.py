@@ -10,10 +10,7 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -25,20 +22,9 @@ from otel_tokens._internal.budgets.store import open_store
 from otel_tokens._internal.commands.fake_server import FakeLLMServer
 from otel_tokens._internal.pricing.book import PriceBook
 from otel_tokens._internal.pricing.tokenizer import count_chat_tokens, count_tokens
-from tests.budgets.helpers import MAX_TOKENS, MODEL, PROMPT, call_cost
+from tests.budgets.helpers import MAX_TOKENS, MODEL, PROMPT, call_cost, worker
 
-REPO = Path(__file__).resolve().parents[2]
 FLEET_KEY = ("total:fleet", None)
-
-
-def worker(*args: str, store: str, budgets: str, **popen) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_TOKENS_")}
-    env.update({
-        "OTEL_TOKENS_RAISE_INTERNAL_ERRORS": "1", "OTEL_TOKENS_STORE": store, "OTEL_TOKENS_BUDGETS": budgets,
-        "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
-    })
-    return subprocess.Popen([sys.executable, "-m", "tests.budgets.worker", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, **popen)
 
 
 def stored_spent(url: str, key: tuple[str, int | None] = FLEET_KEY) -> float:

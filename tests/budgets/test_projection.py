@@ -3,10 +3,8 @@ capped by the request's maximum, a default only for a model never seen; the guar
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,23 +13,9 @@ from otel_tokens._internal.base.records import CallRecord, Labels, Request, Resu
 from otel_tokens._internal.budgets.manager import BudgetExceededError, BudgetManager
 from otel_tokens._internal.budgets.projection import SAMPLES, OutputHistory
 from otel_tokens._internal.pricing.book import PriceBook
+from tests.budgets.helpers import STEPS, run_workflow, workflow_cost
 
-RECORDINGS = Path(__file__).parent.parent / "providers" / "recordings" / "gemini"
 INPUT_RATE, OUTPUT_RATE = 1.0 / 1_000_000, 2.0 / 1_000_000
-
-# The Gemini workflow of issue #20: eight steps over the same notes; workflow_<n>.json is each step's reply.
-NOTES = ("Revenue in the northern region grew by eleven percent while returns fell; the retail channel lagged "
-         "behind online orders, and the new pricing tier drew interest from mid-sized customers. ")
-STEPS = [
-    ("Extract the key figures from these sales notes.", 3),
-    ("Classify each figure as growth, decline or flat.", 2),
-    ("Find the three most surprising changes and say why.", 4),
-    ("Draft a one-paragraph summary for the board.", 3),
-    ("List follow-up questions for the regional managers.", 2),
-    ("Suggest two experiments for the retail channel.", 2),
-    ("Check the summary against the extracted figures.", 4),
-    ("Write the final memo with a title and three bullet points.", 3),
-]
 
 
 def manager(**kwargs) -> BudgetManager:
@@ -101,6 +85,20 @@ def test_history_is_bounded() -> None:
     assert history.estimate("openai", "m4999", None) is None
 
 
+def test_stored_counts_go_before_the_processes_own() -> None:
+    history = OutputHistory()
+    history.seed("openai", "m", None, [], [])
+    assert not history.seen("openai", "m")  # nothing stored: still a model never seen
+    history.add("openai", "m", None, 500)
+    history.seed("openai", "m", "a", [10] * 70, [20])
+    # The ring keeps its own count (the newest) and the 63 newest stored ones.
+    assert sorted(history._rings[("openai", "m")].values) == [10] * 63 + [500]
+    assert history.estimate("openai", "m", None) == 10  # 61st of 64
+    assert history.estimate("openai", "m", "a") == 20
+    history.add("openai", "m", "a", 30)
+    assert history.estimate("openai", "m", "a") == 30
+
+
 # -- the guarantees ------------------------------------------------------------------------------------
 
 
@@ -157,40 +155,10 @@ def test_threads_overshoot_only_by_what_calls_in_flight_produce_beyond_their_pro
 # -- the Gemini workflow, through the real SDK -----------------------------------------------------------
 
 
-def _workflow_cost() -> float:
-    from tests.providers.assertions import reference_cost
-
-    total = 0.0
-    for step in range(1, len(STEPS) + 1):
-        metadata = json.loads((RECORDINGS / f"workflow_{step}.json").read_text())["usageMetadata"]
-        usage = Usage(metadata["promptTokenCount"], metadata["candidatesTokenCount"] + metadata["thoughtsTokenCount"])
-        total += reference_cost("gemini-2.5-flash", usage, "google")
-    return total
-
-
-def run_workflow(limit_usd: float) -> tuple[list[int], float]:
-    """The eight steps under one per-request budget, each refusal caught as an app would; (refused steps,
-    spend)."""
-    import otel_tokens
-    from tests.providers.gemini_mock import GeminiMock
-
-    mock = GeminiMock().reply(*(f"workflow_{step}.json" for step in range(1, len(STEPS) + 1)))
-    client = mock.client()
-    refused = []
-    with otel_tokens.agent("analyst"), otel_tokens.budget(limit_usd=limit_usd) as b:
-        for step, (task, repeat) in enumerate(STEPS, 1):
-            try:
-                client.models.generate_content(model="gemini-2.5-flash", contents=f"{task}\n\n" + NOTES * repeat)
-            except BudgetExceededError:
-                refused.append(step)
-                mock._queue.popleft()  # that step's reply was never asked for
-    return refused, b.spent_usd
-
-
 @pytest.mark.usefixtures("no_network")
 def test_gemini_workflow_fits_a_budget_of_twice_its_cost_first_call_included(instrumented) -> None:
     pytest.importorskip("google.genai")
-    cost = _workflow_cost()
+    cost = workflow_cost()
     assert 0.0015 < cost < 0.0025  # the issue's run: about $0.002 for eight calls
     refused, spent = run_workflow(2 * cost)
     assert refused == []
@@ -209,7 +177,7 @@ def test_gemini_workflow_under_the_old_assumption_is_refused(monkeypatch, teleme
     otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
                            default_max_output_tokens=4096)
     try:
-        refused, spent = run_workflow(2 * _workflow_cost())
+        refused, spent = run_workflow(2 * workflow_cost())
     finally:
         otel_tokens.uninstrument()
     assert refused == list(range(1, len(STEPS) + 1))

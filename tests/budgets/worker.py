@@ -7,6 +7,9 @@ environment (OTEL_TOKENS_STORE, OTEL_TOKENS_BUDGETS), calling the fake server.
     python -m tests.budgets.worker restart BASE_URL SLOW_BASE_URL CALLS
         Makes CALLS calls, printing "settled <cost>" after each, then "hanging" and a call to a server
         that does not answer: the test kills the process with SIGKILL while that call is in flight.
+    python -m tests.budgets.worker gemini RUNS
+        Runs the Gemini workflow of issue #20 (the real google-genai SDK over recorded replies) RUNS times
+        with no limit; prints one JSON line: {"calls": ..., "cost": ...}.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 import openai
 
 import otel_tokens
-from tests.budgets.helpers import ask
+from tests.budgets.helpers import ask, run_workflow
 
 
 def fleet(base_url: str, threads: int, attempts: int) -> None:
@@ -59,11 +62,20 @@ def restart(base_url: str, slow_base_url: str, calls: int) -> None:
     ask(slow)
 
 
+def gemini(runs: int) -> None:
+    for _ in range(runs):
+        run_workflow(None)
+    stats = otel_tokens.get_statistics()
+    print(json.dumps({"calls": stats["total_calls"], "cost": stats["total_cost_usd"]}), flush=True)
+
+
 def main() -> None:
     otel_tokens.instrument()
     mode, *args = sys.argv[1:]
     if mode == "fleet":
         fleet(args[0], int(args[1]), int(args[2]))
+    elif mode == "gemini":
+        gemini(int(args[0]))
     else:
         restart(args[0], args[1], int(args[2]))
     otel_tokens.uninstrument()

@@ -19,8 +19,9 @@ A blocking per-request budget only calls the callbacks it was given (its refusal
 
 A ``block`` budget also checks each call before it is sent: the projected cost (prompt tokens at the input
 rate plus the output tokens the call will likely produce at the output rate: the 95th percentile of what
-this model produced lately, capped by the request's ``max_tokens``, ``default_max_output_tokens`` for a
-model never seen; see ``budgets.projection``; never less than the stated maximum alone) is added to
+this model produced lately (with a store, seeded once per model from what the fleet produced), capped by
+the request's ``max_tokens``, ``default_max_output_tokens`` for a model never seen; see
+``budgets.projection``; never less than the stated maximum alone) is added to
 what was spent and to what calls in flight have reserved; if that exceeds the limit the call raises
 :class:`BudgetExceededError` and is not sent. A model with no known price projects 0, so it is only
 blocked once spend is already over the limit. Otherwise the projection is reserved until the call settles
@@ -56,7 +57,12 @@ from otel_tokens._internal.base.formatting import format_usd
 from otel_tokens._internal.base.instruments import observable_gauge
 from otel_tokens._internal.base.records import CallRecord, Labels, Request, Usage, valid_cost
 from otel_tokens._internal.base.safety import guarded
-from otel_tokens._internal.budgets.projection import DEFAULT_OUTPUT_TOKENS, OutputHistory
+from otel_tokens._internal.budgets.projection import (
+    DEFAULT_OUTPUT_TOKENS,
+    MAX_KEYS,
+    OutputHistory,
+    history_key,
+)
 
 if TYPE_CHECKING:  # the store module (sqlite3) loads only when a store is configured
     from otel_tokens._internal.budgets.store import Settle, SpendStore
@@ -94,6 +100,13 @@ _WINDOW_BUCKETS: Final = 1024
 # Absorbs float rounding in sums of costs, so a call that exactly reaches the limit is not blocked.
 _EPSILON_USD: Final = 1e-12
 _FILE_KEYS: Final = ("action", "limit_usd", "name", "scope", "warn_at", "window")
+
+# Output counts of finished calls waiting for the next settle or flush to take them to the store's history;
+# past this, the oldest are dropped (the process's own rings keep them).
+_MAX_PENDING_SAMPLES: Final = 1024
+# A call's own settle takes the waiting counts along only once this many wait: written one by one they would
+# add a page write to every SQLite settle; the background flush takes the rest within 0.25 s.
+_SAMPLES_PER_SETTLE: Final = 16
 
 _OK, _WARNING, _EXCEEDED = 0, 1, 2
 _OP_EMBEDDINGS: Final = semconv.OP_EMBEDDINGS
@@ -483,6 +496,7 @@ class BudgetManager:
         store_failure: str = STORE_FAILURE_OPEN,
         flush_interval_s: float = 0.25,
         retry_interval_s: float = 1.0,
+        max_history_keys: int = 1000,
     ) -> None:
         if (
             isinstance(default_max_output_tokens, bool)
@@ -498,6 +512,13 @@ class BudgetManager:
         self._count_tokens = count_tokens
         self._default_max_output_tokens = default_max_output_tokens
         self._outputs = OutputHistory()
+        # With a store: (provider, model, agent, output tokens) of finished calls not yet in the store's
+        # history; the models whose stored history this process read; the history keys it writes
+        # (at most max_history_keys, OTEL_TOKENS_MAX_KEYS).
+        self._samples: deque[tuple[str, str, str | None, int]] = deque(maxlen=_MAX_PENDING_SAMPLES)
+        self._history_read: set[tuple[str, str]] = set()
+        self._history_keys: dict[tuple[str, str, str | None], str] = {}
+        self._max_history_keys = max_history_keys
         self._clock = clock
         self._logger = logger
         self._lock = threading.Lock()
@@ -514,6 +535,9 @@ class BudgetManager:
         self._retry_interval_s = retry_interval_s
         self._flusher: threading.Thread | None = None
         self._flusher_pid = 0
+        # False while the flusher only carries output counts to the history (no queued settle yet): it
+        # then sends those alone instead of reading every budget's spend each round.
+        self._flusher_reads = False
         self._stop = threading.Event()
         self._invalid_cost_logged = False
         if store is not None:
@@ -652,7 +676,12 @@ class BudgetManager:
         index = self._index
         if not index and not requests:
             return None  # the common case: no budget at all, two loads and a branch
-        reservation, shared, projected = self._reserve_here(index, requests, request, labels, prompt_text, enforce)
+        accounts = self._applicable(index, requests, labels)
+        if not accounts:
+            return None
+        if enforce and self._store is not None and self._history_wanted(request, accounts):
+            self._read_history(request, labels)
+        reservation, shared, projected = self._reserve_here(accounts, request, labels, prompt_text, enforce)
         if shared:
             self._reserve_in_store(reservation, shared, projected)
         return reservation
@@ -660,25 +689,28 @@ class BudgetManager:
     async def reserve_async(
         self, request: Request, labels: Labels, prompt_text: Callable[[], str] | None
     ) -> _Reservation | None:
-        """:meth:`reserve` for async callers: the store round trip runs in a worker thread, never on the
-        event loop (asyncio, uvloop or trio; under any other loop it runs here, blocking but counted)."""
-        if not self._shared_blocking:
+        """:meth:`reserve` for async callers: the store round trips (the reserve; the history of a model
+        not seen yet) run in a worker thread, never on the event loop (asyncio, uvloop or trio; under any
+        other loop they run here, blocking but counted)."""
+        if self._store is None:
             return self.reserve(request, labels, prompt_text)
+        accounts = self._applicable(self._index, REQUEST_ACCOUNTS.get(), labels)
+        if not accounts:
+            return None
+        if self._history_wanted(request, accounts):
+            await _off_loop(functools.partial(self._read_history, request, labels), _nothing)
         # Projecting (which may load the tokenizer) stays on this thread: nothing is imported on a worker.
-        reservation, shared, projected = self._reserve_here(
-            self._index, REQUEST_ACCOUNTS.get(), request, labels, prompt_text, True
-        )
+        reservation, shared, projected = self._reserve_here(accounts, request, labels, prompt_text, True)
         if shared:
             await _off_loop(functools.partial(self._reserve_in_store, reservation, shared, projected),
                             functools.partial(self.settle, reservation, None))
         return reservation
 
-    def _reserve_here(
-        self, index: tuple[tuple[str, dict[str, _Account]], ...], requests: tuple[_Account, ...], request: Request,
-        labels: Labels, prompt_text: Callable[[], str] | None, enforce: bool,
-    ) -> tuple[_Reservation | None, tuple[_Account, ...], float]:
-        """Everything but the store round trip: (the reservation, the shared blocking accounts the store
-        must still check, the projected cost)."""
+    @staticmethod
+    def _applicable(
+        index: tuple[tuple[str, dict[str, _Account]], ...], requests: tuple[_Account, ...], labels: Labels
+    ) -> list[_Account]:
+        """The accounts of every budget that applies to a call with these labels."""
         accounts: list[_Account] = []
         for scope, table in index:
             if scope == SCOPE_TOTAL:
@@ -690,8 +722,14 @@ class BudgetManager:
                 if account is not None:
                     accounts.append(account)
         accounts.extend(requests)
-        if not accounts:
-            return None, (), 0.0
+        return accounts
+
+    def _reserve_here(
+        self, accounts: list[_Account], request: Request, labels: Labels, prompt_text: Callable[[], str] | None,
+        enforce: bool,
+    ) -> tuple[_Reservation | None, tuple[_Account, ...], float]:
+        """Everything but the store round trip: (the reservation, the shared blocking accounts the store
+        must still check, the projected cost)."""
         blocking = [account for account in accounts if account.budget.action == ACTION_BLOCK] if enforce else []
         projected = 0.0
         if blocking:
@@ -852,7 +890,7 @@ class BudgetManager:
         assert store is not None and health is not None
         batched = store.batch_warn_settles and reservation.reservation_id is None
         if health.up and not batched and _async_library() is None:
-            self._apply([pending], ())
+            self._apply([pending], (), samples=len(self._samples) >= _SAMPLES_PER_SETTLE)
         else:
             self._enqueue(pending)
 
@@ -884,9 +922,10 @@ class BudgetManager:
         self._logger.warning("a call's cost %r is not a finite number >= 0; budgets ignore it", cost)
 
     # -- the store ---------------------------------------------------------------------------------
-    def _apply(self, batch: list[_Pending], accounts: Iterable[_Account]) -> bool:
-        """Send settles to the store and read back the spent of their budgets and of ``accounts``.
-        On failure the settles wait in the queue for the next flush."""
+    def _apply(self, batch: list[_Pending], accounts: Iterable[_Account], samples: bool = True) -> bool:
+        """Send settles (and, with ``samples``, the output counts waiting for the history) to the store and
+        read back the spent of their budgets and of ``accounts``. On failure the settles wait in the queue
+        for the next flush; the counts are dropped (the process's rings keep them)."""
         store, health = self._store, self._health
         assert store is not None and health is not None
         readers: dict[tuple[str, int | None], list[_Account]] = {}
@@ -895,9 +934,10 @@ class BudgetManager:
         for item in batch:
             item.attempted = True
         try:
-            spent = store.settle([item.entry for item in batch], list(readers))
+            spent = store.settle([item.entry for item in batch], list(readers),
+                                 self._take_samples() if samples else ())
         except Exception as error:
-            health.failed(error, "settle" if batch else "read")
+            health.failed(error, "settle" if batch else "read" if readers else "history")
             if batch:
                 with self._lock:
                     self._queue[:0] = batch
@@ -952,11 +992,13 @@ class BudgetManager:
             with self._lock:
                 batch, self._queue = self._queue, []
                 accounts = [account for account in self._accounts.values() if account.shared]
-            if not batch and not accounts:
+            if not batch and not accounts and not self._samples:
                 return True
             return self._apply(batch, accounts)
 
-    def _ensure_flusher(self) -> None:
+    def _ensure_flusher(self, reads: bool = True) -> None:
+        if reads:
+            self._flusher_reads = True
         pid = os.getpid()
         if self._flusher is not None and self._flusher_pid == pid:
             return
@@ -970,7 +1012,14 @@ class BudgetManager:
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self._flush_interval_s):
-            guarded("flushing budget spend to the store", self.flush)
+            guarded("flushing budget spend to the store", self._background_flush)
+
+    def _background_flush(self) -> None:
+        if self._flusher_reads:
+            self.flush()
+        elif self._samples and self._store_due():
+            with self._flush_lock:
+                self._apply([], ())
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Stop the background flusher after a last flush (bounded by the store's timeouts)."""
@@ -990,7 +1039,9 @@ class BudgetManager:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._queue = []
+        self._samples = deque(maxlen=_MAX_PENDING_SAMPLES)
         self._flusher = None
+        self._flusher_reads = False
         for account in self._accounts.values():
             account.pending, account.pending_calls = 0.0, 0
             account.reserved, account.in_flight = 0.0, 0
@@ -1053,13 +1104,73 @@ class BudgetManager:
         return projected
 
     def observe(self, record: CallRecord) -> None:
-        """A finished call's output tokens, for the projections of the next calls (O(1), every call)."""
+        """A finished call's output tokens, for the projections of the next calls (O(1), every call). With
+        a store they also wait for the background flush (within 0.25 s), or a settle once
+        _SAMPLES_PER_SETTLE wait, to take them to the store's history: no round trip per call."""
         usage = record.usage
         if usage is None or record.error_type is not None or usage.invalid:
             return
         request = record.request
         if request.model and request.operation != _OP_EMBEDDINGS:
-            self._outputs.add(request.provider, request.model, record.labels.agent, usage.output_tokens)
+            agent = record.labels.agent
+            kept = self._outputs.add(request.provider, request.model, agent, usage.output_tokens)
+            if kept and self._store is not None:
+                self._samples.append((request.provider, request.model, agent if kept == 2 else None,
+                                      usage.output_tokens))
+                if self._flusher is None:
+                    # The counts reach the store with the background flush, batched.
+                    self._ensure_flusher(reads=False)
+
+    def _history_wanted(self, request: Request, accounts: list[_Account]) -> bool:
+        """Whether this call's projection should first read the store's history: a blocking budget checks
+        it, its model was never seen here nor read yet, and the store is up (or due for a retry)."""
+        model = request.model
+        return (
+            bool(model) and request.operation != _OP_EMBEDDINGS
+            and any(account.budget.action == ACTION_BLOCK for account in accounts)
+            and not self._outputs.seen(request.provider, model)
+            and (request.provider, model) not in self._history_read
+            and len(self._history_read) < MAX_KEYS
+            and self._store_due()
+        )
+
+    def _read_history(self, request: Request, labels: Labels) -> None:
+        """Seed this process's rings for the call's model (and agent) from the store, once per model. A
+        failure is counted and leaves the default in place; it is tried again once the store is due."""
+        store, health = self._store, self._health
+        assert store is not None and health is not None
+        provider, model, agent = request.provider, request.model or "", labels.agent
+        keys = [history_key(provider, model), *([history_key(provider, model, agent)] if agent else [])]
+        try:
+            stored = store.history(keys)
+        except Exception as error:
+            health.failed(error, "history")
+            return
+        health.ok()
+        self._history_read.add((provider, model))
+        counts = [[count for count in values if type(count) is int and count >= 0] for values in stored]
+        self._outputs.seed(provider, model, agent, counts[0], counts[1] if agent else ())
+
+    def _take_samples(self) -> list[tuple[str, int]]:
+        """The pending output counts as (history key, tokens), for one settle; at most max_history_keys
+        distinct keys are ever written by this process."""
+        samples, known, pending = [], self._history_keys, self._samples
+        while pending:
+            try:
+                provider, model, agent, tokens = pending.popleft()
+            except IndexError:  # taken by another thread meanwhile
+                break
+            names = [(provider, model, None)]
+            if agent:
+                names.append((provider, model, agent))
+            for name in names:
+                key = known.get(name)
+                if key is None:
+                    if len(known) >= self._max_history_keys:
+                        continue
+                    key = known[name] = history_key(*name)
+                samples.append((key, tokens))
+        return samples
 
     @staticmethod
     def _add_cost(account: _Account, now: float, cost: float) -> None:
@@ -1179,6 +1290,10 @@ def _flush_at_exit() -> None:
     # Batched warn-only settles still queued reach the store before the process ends.
     for manager in list(_STORE_MANAGERS):
         manager.close(timeout_s=1.0)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _async_library() -> str | None:

@@ -5,15 +5,19 @@ reservations of blocking calls in flight. Both operations are atomic on the stor
 
 - ``reserve(items, projected, reservation_id, ttl_s)``: for every ``(key, window_s, limit)`` item, checks
   spent + reserved + projected <= limit; only if all pass, adds the reservation to every key.
-- ``settle(entries, keys)``: applies a batch of :class:`Settle` entries (each removes its reservation
-  and adds its cost to its keys' current bucket, once: an entry id is applied at most once) and returns
-  the spent of ``keys``.
+- ``settle(entries, keys, samples)``: applies a batch of :class:`Settle` entries (each removes its
+  reservation and adds its cost to its keys' current bucket, once: an entry id is applied at most once),
+  appends ``samples`` (finished calls' output tokens, by history key) to the projection history, and
+  returns the spent of ``keys``.
+- ``history(keys)``: the stored output tokens of each history key, oldest first (at most
+  :data:`HISTORY_SAMPLES`), for a process that projects a model it has not seen yet.
 - ``claim_batch(key)``: True the first time a finished batch job (``openai:batch_abc``) is claimed, so
   the processes sharing the store count it once (``accounting.batches``); remembered for a year.
 
 Windows are fixed buckets, ``window / BUCKETS`` wide, on the store's clock (Redis ``TIME``; SQLite the
 host's wall clock); a cost leaves the window up to one bucket late, never early. A reservation whose
-worker died mid-call expires after ``reservation_ttl`` seconds (default 300).
+worker died mid-call expires after ``reservation_ttl`` seconds (default 300). A history key keeps its
+last :data:`HISTORY_SAMPLES` counts and is dropped :data:`HISTORY_TTL_S` after its last sample.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from otel_tokens._internal.base.errors import ConfigError
+from otel_tokens._internal.budgets.projection import SAMPLES
 
 # Server-side buckets per window: a bucket is window / 60 wide (1 day -> 24 minutes).
 BUCKETS: Final = 60
@@ -37,6 +43,10 @@ SETTLED_ID_TTL_S: Final = 3_600
 # How long a finished batch's id is remembered: a batch still listed after that would count again.
 BATCH_ID_TTL_S: Final = 366 * 86_400
 _EPSILON_USD: Final = 1e-12
+# The projection history per key: the last output counts a process's ring holds, kept 30 days after the
+# last one, so models and agents no longer used leave the store.
+HISTORY_SAMPLES: Final = SAMPLES
+HISTORY_TTL_S: Final = 30 * 86_400
 
 # (key, window seconds or None for the lifetime)
 StoreKey = tuple[str, int | None]
@@ -63,7 +73,11 @@ class SpendStore(Protocol):
     ) -> tuple[int, list[float], list[float]]:
         """(index of the first item that would pass its limit or -1, spent per item, reserved per item)."""
 
-    def settle(self, entries: list[Settle], keys: list[StoreKey]) -> dict[str, float]: ...
+    def settle(
+        self, entries: list[Settle], keys: list[StoreKey], samples: Sequence[tuple[str, int]] = ()
+    ) -> dict[str, float]: ...
+
+    def history(self, keys: list[str]) -> list[list[int]]: ...
 
     def claim_batch(self, key: str) -> bool:
         """True if no process claimed this finished batch before (atomic); raises if the store is down."""
@@ -127,6 +141,7 @@ CREATE TABLE IF NOT EXISTS reservations (
 CREATE TABLE IF NOT EXISTS settled (id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS settled_at ON settled (at);
 CREATE TABLE IF NOT EXISTS batches (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, counts TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -148,6 +163,7 @@ class SQLiteStore:
         self._timeout_s = timeout_s
         self._clock = clock
         self._local = threading.local()
+        self._next_history_prune = 0.0
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -226,8 +242,12 @@ class SQLiteStore:
 
         return self._transaction(body)
 
-    def settle(self, entries: list[Settle], keys: list[StoreKey]) -> dict[str, float]:
+    def settle(
+        self, entries: list[Settle], keys: list[StoreKey], samples: Sequence[tuple[str, int]] = ()
+    ) -> dict[str, float]:
         def body(connection: sqlite3.Connection, now: float) -> dict[str, float]:
+            if samples:
+                self._add_samples(connection, samples, now)
             for entry in entries:
                 if entry.reservation_id is not None:
                     connection.executemany(
@@ -264,8 +284,43 @@ class SQLiteStore:
 
         return self._transaction(body)
 
+    def _add_samples(self, connection: sqlite3.Connection, samples: Sequence[tuple[str, int]], now: float) -> None:
+        # One row per key, its last HISTORY_SAMPLES counts as text: one page written per key, where a row per
+        # count and the indexes to prune them cost three times the settle's own writes.
+        added: dict[str, list[int]] = {}
+        for key, tokens in samples:
+            added.setdefault(key, []).append(tokens)
+        rows = []
+        for key, tokens in added.items():
+            row = connection.execute("SELECT counts FROM outputs WHERE key = ?", (key,)).fetchone()
+            counts = [*(_counts(row[0]) if row else ()), *tokens][-HISTORY_SAMPLES:]
+            rows.append((key, " ".join(map(str, counts)), now))
+        # An upsert, not INSERT OR REPLACE (a delete and an insert: twice the cost).
+        connection.executemany(
+            "INSERT INTO outputs (key, counts, at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET counts = excluded.counts, at = excluded.at", rows,
+        )
+        if now >= self._next_history_prune:  # keys with no count for HISTORY_TTL_S go; a scan, so hourly
+            self._next_history_prune = now + 3_600
+            connection.execute("DELETE FROM outputs WHERE at < ?", (now - HISTORY_TTL_S,))
+
+    def history(self, keys: list[str]) -> list[list[int]]:
+        connection = self._connection()
+        try:
+            found = dict(connection.execute(
+                f"SELECT key, counts FROM outputs WHERE key IN ({', '.join('?' * len(keys))})", keys
+            ).fetchall())
+        except sqlite3.Error:
+            self._drop_connection()
+            raise
+        return [_counts(found[key]) if key in found else [] for key in keys]
+
     def close(self) -> None:
         self._drop_connection()
+
+
+def _counts(text: str) -> list[int]:
+    return [int(count) for count in text.split()]
 
 
 # -- Redis -----------------------------------------------------------------------------------------
@@ -323,7 +378,8 @@ return out
 """
 
 # ARGV: BUCKETS, settled-id ttl, entries, then per entry (id, reservation id or '', cost, k, k x (prefix,
-# window)), then m, m x (prefix, window) to read back.
+# window)), then m, m x (prefix, window) to read back, then HISTORY_SAMPLES, HISTORY_TTL_S, s, s x (history
+# list, output tokens).
 _LUA_SETTLE: Final = _LUA_COMMON + """
 local idttl = tonumber(ARGV[2])
 local entries = tonumber(ARGV[3])
@@ -357,12 +413,31 @@ for j = 1, m do
   out[j] = string.format('%.17g', spent_of(ARGV[a], tonumber(ARGV[a + 1])))
   a = a + 2
 end
+local keep, histttl, s = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+a = a + 3
+for j = 1, s do
+  redis.call('LPUSH', ARGV[a], ARGV[a + 1])
+  redis.call('LTRIM', ARGV[a], 0, keep - 1)
+  redis.call('EXPIRE', ARGV[a], histttl)
+  a = a + 2
+end
+return out
+"""
+
+# KEYS: history lists; each read newest first.
+_LUA_HISTORY: Final = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('LRANGE', key, 0, tonumber(ARGV[1]) - 1) end
 return out
 """
 
 
 def _prefix(key: str) -> str:
     return f"otel_tokens:budget:{{{key}}}"
+
+
+def _history_list(key: str) -> str:
+    return f"otel_tokens:outputs:{key}"
 
 
 class RedisStore:
@@ -389,6 +464,7 @@ class RedisStore:
         )
         self._reserve = self._client.register_script(_LUA_RESERVE)
         self._settle = self._client.register_script(_LUA_SETTLE)
+        self._history = self._client.register_script(_LUA_HISTORY)
 
     def reserve(
         self, items: list[tuple[str, int | None, float]], projected: float, reservation_id: str, ttl_s: float
@@ -400,7 +476,9 @@ class RedisStore:
         values = [float(v) for v in reply[1:]]
         return int(reply[0]), values[0::2], values[1::2]
 
-    def settle(self, entries: list[Settle], keys: list[StoreKey]) -> dict[str, float]:
+    def settle(
+        self, entries: list[Settle], keys: list[StoreKey], samples: Sequence[tuple[str, int]] = ()
+    ) -> dict[str, float]:
         args: list[object] = [BUCKETS, SETTLED_ID_TTL_S, len(entries)]
         for entry in entries:
             args += [entry.entry_id, entry.reservation_id or "", repr(float(entry.cost)), len(entry.keys)]
@@ -409,14 +487,24 @@ class RedisStore:
         args.append(len(keys))
         for key, window_s in keys:
             args += [_prefix(key), window_s or 0]
+        args += [HISTORY_SAMPLES, HISTORY_TTL_S, len(samples)]
+        for key, tokens in samples:
+            args += [_history_list(key), tokens]
         reply = self._settle(args=args)
         return {key: float(value) for (key, _window_s), value in zip(keys, reply, strict=True)}
 
     def claim_batch(self, key: str) -> bool:
         return bool(self._client.set(f"otel_tokens:batch:{key}", "1", nx=True, ex=BATCH_ID_TTL_S))
 
+    def history(self, keys: list[str]) -> list[list[int]]:
+        reply = self._history(keys=[_history_list(key) for key in keys], args=[HISTORY_SAMPLES])
+        return [[int(value) for value in reversed(values)] for values in reply]
+
     def close(self) -> None:
         self._client.close()
 
 
-__all__ = ["BATCH_ID_TTL_S", "BUCKETS", "DEFAULT_RESERVATION_TTL_S", "RedisStore", "SQLiteStore", "Settle", "SpendStore", "open_store"]
+__all__ = [
+    "BATCH_ID_TTL_S", "BUCKETS", "DEFAULT_RESERVATION_TTL_S", "HISTORY_SAMPLES", "HISTORY_TTL_S", "RedisStore",
+    "SQLiteStore", "Settle", "SpendStore", "open_store",
+]

@@ -75,6 +75,7 @@ class Runtime:
             default_max_output_tokens=settings.default_max_output_tokens,
             store=store,
             store_failure=settings.store_failure,
+            max_history_keys=settings.max_keys,
         )
         self.budgets.set_budgets(budgets)
         # Each otel_tokens.budget() counts the calls inside in a ledger of its own.
