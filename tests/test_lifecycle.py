@@ -361,3 +361,22 @@ def test_uninstrument_removes_the_batch_patches(telemetry):
     assert [owner.__dict__[name] for owner, name in owners] == originals
     OpenAIMock().reply("batch_retrieve_a.json").client().batches.retrieve("batch_6932aa0000000000000000a")
     assert telemetry.llm_spans() == []
+
+
+def test_uninstrument_removes_the_images_patches(telemetry):
+    import openai.resources.images as openai_images
+
+    owners = [
+        (openai_images.Images, "generate"), (openai_images.AsyncImages, "generate"),
+        (openai_images.Images, "edit"), (openai_images.AsyncImages, "edit"),
+    ]
+    originals = [owner.__dict__[name] for owner, name in owners]
+    assert not any(isinstance(original, wrapt.FunctionWrapper) for original in originals)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    assert all(isinstance(owner.__dict__[name], wrapt.FunctionWrapper) for owner, name in owners)
+    OpenAIMock().client().images.generate(model="gpt-image-1", prompt="x")
+    assert len(telemetry.llm_spans()) == 1
+    otel_tokens.uninstrument()
+    assert [owner.__dict__[name] for owner, name in owners] == originals
+    OpenAIMock().client().images.generate(model="gpt-image-1", prompt="x")
+    assert len(telemetry.llm_spans()) == 1

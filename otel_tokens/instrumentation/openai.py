@@ -1,8 +1,9 @@
 """OpenAI instrumentor: ``OpenAIInstrumentor().instrument()``.
 
 Covers chat completions (``create`` with and without ``stream=True``, ``parse``, the ``stream()``
-helper), responses (``create``, ``parse``, ``stream()``), embeddings and legacy completions, sync and
-async, and ``with_raw_response``; finished batches from ``batches.retrieve()`` and ``batches.list()``.
+helper), responses (``create``, ``parse``, ``stream()``), embeddings, legacy completions and images
+(``generate``, ``edit``, streams included), sync and async, and ``with_raw_response``; finished
+batches from ``batches.retrieve()`` and ``batches.list()``.
 Works with openai 1.x/2.x (httpx) and 3.x (httpx2), and with every OpenAI-compatible endpoint (the
 provider is detected from the client's class and base URL).
 """
@@ -19,6 +20,7 @@ _CHAT_LEGACY = "openai.resources.chat.completions"  # openai 1.x before the pack
 _RESPONSES = "openai.resources.responses.responses"
 _EMBEDDINGS = "openai.resources.embeddings"
 _COMPLETIONS = "openai.resources.completions"
+_IMAGES = "openai.resources.images"
 _BATCHES = "openai.resources.batches"
 _PAGES = "openai._base_client"  # where list() pages fetch the next page (and async lists their first)
 
@@ -27,7 +29,7 @@ def _patches() -> list[Patch]:
     from otel_tokens._internal.providers import openai as adapter  # loaded with the SDK, not before
 
     chat, responses = adapter.ChatCompletions(), adapter.Responses()
-    embeddings, completions = adapter.Embeddings(), adapter.Completions()
+    embeddings, completions, images = adapter.Embeddings(), adapter.Completions(), adapter.Images()
     raw = adapter.helper_raw_stream
     table = []
     for module in (_CHAT, _CHAT_LEGACY):
@@ -50,6 +52,10 @@ def _patches() -> list[Patch]:
         Patch(_EMBEDDINGS, "AsyncEmbeddings.create", embeddings, "async"),
         Patch(_COMPLETIONS, "Completions.create", completions, "sync"),
         Patch(_COMPLETIONS, "AsyncCompletions.create", completions, "async"),
+        Patch(_IMAGES, "Images.generate", images, "sync"),
+        Patch(_IMAGES, "AsyncImages.generate", images, "async"),
+        Patch(_IMAGES, "Images.edit", images, "sync"),
+        Patch(_IMAGES, "AsyncImages.edit", images, "async"),
     ]
     batches = adapter.BatchObjects()
     table += [

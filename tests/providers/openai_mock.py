@@ -29,11 +29,15 @@ DEFAULT_REPLIES = {
     "/responses": "response.json",
     "/embeddings": "embeddings.json",
     "/completions": "completion.json",
+    "/images/generations": "images_generate.json",
+    "/images/edits": "images_edit.json",
 }
 STREAM_REPLIES = {
     "/chat/completions": "chat_stream.sse",
     "/responses": "response_stream.sse",
     "/completions": "completion_stream.sse",
+    "/images/generations": "images_generate_stream.sse",
+    "/images/edits": "images_edit_stream.sse",
 }
 
 
@@ -57,7 +61,9 @@ class OpenAIMock:
         return self
 
     def handler(self, request: Any) -> Any:
-        body = json.loads(request.content) if request.content else {}
+        body = _form(request) if request.headers.get("content-type", "").startswith("multipart/") else (
+            json.loads(request.content) if request.content else {}
+        )
         path = request.url.path
         self.requests.append((path, body, dict(request.headers)))
         # Longest suffix first: Azure puts deployments in the path, and /chat/completions ends in /completions.
@@ -65,7 +71,7 @@ class OpenAIMock:
                     request.url.path)  # e.g. /batches/{id}: answered only by a queued reply
         if self._queue:
             name, status = self._queue.popleft()
-        elif body.get("stream"):
+        elif body.get("stream") in (True, "true"):
             name, status = STREAM_REPLIES[path], 200
         else:
             name, status = DEFAULT_REPLIES[path], 200
@@ -100,6 +106,24 @@ class OpenAIMock:
             max_retries=0,
             **kwargs,
         )
+
+
+def _form(request: Any) -> dict:
+    """A multipart/form-data body (images.edit) as its fields: text as sent, a file as its name and size."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    head = f"content-type: {request.headers['content-type']}\r\n\r\n".encode()
+    fields: dict[str, Any] = {}
+    for part in BytesParser(policy=HTTP).parsebytes(head + request.content).iter_parts():
+        name, filename = part.get_param("name", header="content-disposition"), part.get_filename()
+        payload = part.get_payload(decode=True)
+        value = {"filename": filename, "size": len(payload)} if filename else payload.decode()
+        if name in fields:  # a repeated field (several images)
+            fields[name] = [*(fields[name] if isinstance(fields[name], list) else [fields[name]]), value]
+        else:
+            fields[name] = value
+    return fields
 
 
 def _chat_sse(content: bytes, body: dict) -> bytes:

@@ -90,6 +90,9 @@ class Operation(Protocol):
     # Optional, for APIs that take the system prompt apart from the messages (Anthropic's ``system``):
     # ``system_instructions(kwargs)`` gives its parts for ``gen_ai.system_instructions``.
 
+    # Optional: ``estimates_usage = False`` for APIs not billed by the text they send and return (image
+    # generation): a call whose response has no usage is then flagged as usage unknown, not estimated.
+
 
 class HopOperation(Protocol):
     """For "hop" patches: an SDK's per-request method that one public call may call several times
@@ -647,7 +650,10 @@ class _UnreadResponseProxy(wrapt.ObjectProxy):
             self._self_body.unread()
 
 
-def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], Usage | None]:
+def _estimator(operation: Operation, prepared: Prepared) -> Callable[[Result], Usage | None] | None:
+    if not getattr(operation, "estimates_usage", True):
+        return None
+
     def estimate(result: Result) -> Usage | None:
         from otel_tokens._internal.pricing.tokenizer import count_tokens
 
@@ -669,7 +675,7 @@ def _result_estimator(
     if result.usage is not None and not result.usage.invalid:
         return None  # the usual case: nothing to estimate, nothing to build
     estimate = _estimator(operation, prepared)
-    return lambda: estimate(result)
+    return None if estimate is None else lambda: estimate(result)
 
 
 def _sync_wrapper(operation: Operation, recorder: Recorder, switch: Switch) -> Callable[..., Any]:

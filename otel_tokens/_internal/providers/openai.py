@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from otel_tokens import semconv
-from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, with_billing
+from otel_tokens._internal.base.records import Request, Result, Usage, make_usage, sum_usages, with_billing
 from otel_tokens._internal.base.settings import Settings
 from otel_tokens._internal.calls.engine import Prepared
 from otel_tokens._internal.pricing.tokenizer import count_chat_tokens
@@ -594,6 +594,77 @@ class Embeddings:
 
     def input_messages(self, kwargs: dict) -> Any:
         return None
+
+
+# -- images ---------------------------------------------------------------------------------------
+# Stream events that end one image, carrying the usage of its generation.
+_IMAGE_COMPLETED_EVENTS = frozenset({"image_generation.completed", "image_edit.completed"})
+
+
+class Images:
+    """``images.generate`` / ``images.edit`` (sync and async, streams included). GPT image models report
+    usage as Responses does (``input_tokens_details`` / ``output_tokens_details`` by modality, priced at
+    the image rates); DALL-E reports none and is billed per image, so its calls are usage unknown."""
+
+    # The conventions define no image operation; generate_content is theirs for multimodal generation.
+    operation = semconv.OP_GENERATE_CONTENT
+    server = staticmethod(openai_server)
+    cost_of = staticmethod(_extra_cost)
+    # Billed by image tokens or per image, not by the prompt's text: never estimated from it.
+    estimates_usage = False
+
+    def request(self, instance: Any, args: tuple, kwargs: dict, settings: Settings) -> Prepared:
+        attributes: dict[str, Any] = {semconv.GEN_AI_OUTPUT_TYPE: "image"}
+        n = kwargs.get("n")
+        if isinstance(n, int) and not isinstance(n, bool) and n != 1:
+            attributes[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = n
+        # No model given: the API picks one and the response does not name it, so it stays unknown.
+        request = _request(instance, kwargs, self.operation, attributes, self.server)
+        return Prepared(request, kwargs, False, _raw_mode(kwargs))
+
+    def result(self, response: Any, want_text: bool) -> Result:
+        usage = getattr(response, "usage", None)
+        return Result(
+            usage=responses_usage(usage) if usage is not None else None,
+            provider_cost_usd=self.cost_of(usage) if usage is not None else None,
+        )
+
+    stream_kind = staticmethod(_stream_kind)
+
+    def accumulator(self, prepared: Prepared) -> ImagesStreamAccumulator:
+        return ImagesStreamAccumulator()
+
+    def prompt_text(self, kwargs: dict) -> str:
+        prompt = kwargs.get("prompt")
+        return prompt if isinstance(prompt, str) else ""
+
+    def input_messages(self, kwargs: dict) -> Any:
+        # The prompt's text only: never the images sent (edit) or their bytes.
+        return [{"role": "user", "parts": [{"type": "text", "content": self.prompt_text(kwargs)}]}]
+
+
+class ImagesStreamAccumulator:
+    """Partial images carry no usage; each ``*.completed`` event carries its image's."""
+
+    __slots__ = ("_usages", "_cost")
+
+    def __init__(self) -> None:
+        self._usages: list[Usage | None] = []
+        self._cost: Any = None
+
+    def add(self, event: Any) -> bool:
+        if event.type in _IMAGE_COMPLETED_EVENTS:
+            usage = getattr(event, "usage", None)
+            self._usages.append(responses_usage(usage) if usage is not None else None)
+            self._cost = _extra_cost(usage) if usage is not None else None
+        return True
+
+    def result(self) -> Result:
+        usages = self._usages
+        if len(usages) == 1:
+            return Result(usage=usages[0], provider_cost_usd=self._cost)
+        # Several completed events (n > 1): one per image, summed. None seen: usage unknown.
+        return Result(usage=sum_usages(usages))
 
 
 # -- batches --------------------------------------------------------------------------------------
