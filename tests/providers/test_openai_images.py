@@ -167,6 +167,17 @@ async def test_async_edit_stream(instrumented, telemetry, mock):
     assert_billed(span, (27 * 5 + 323 * 10 + 1056 * 40) / 1e6)
 
 
+def test_a_stream_of_several_images_is_summed_and_marked_estimated(instrumented, telemetry, mock):
+    # The API does not say whether each completed event's usage is its image's or the whole call's.
+    mock.reply("images_generate_stream_n2.sse")
+    events = list(mock.client().images.generate(model="gpt-image-1", prompt="two lighthouses", n=2, stream=True))
+    assert [event.type for event in events] == ["image_generation.completed"] * 2
+    span = only_span(telemetry)
+    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == 62 and span.attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 544
+    assert span.attributes[A.OTEL_TOKENS_USAGE_ESTIMATED] is True
+    assert_billed(span, (62 * 5 + 544 * 40) / 1e6)
+
+
 def test_stream_left_before_its_image_is_usage_unknown_not_estimated(instrumented, telemetry, mock):
     stream = mock.client().images.generate(model="gpt-image-1", prompt="a lighthouse", stream=True, partial_images=2)
     assert next(iter(stream)).type == "image_generation.partial_image"

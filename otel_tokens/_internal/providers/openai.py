@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 from otel_tokens import semconv
@@ -547,8 +548,6 @@ class ResponsesStreamAccumulator:
         if self._final is not None:
             result = self._adapter.result(self._final, False)
             if result.output_text is None:
-                from dataclasses import replace
-
                 result = replace(result, output_text="".join(self._text))
             return result
         return Result(response_model=self._model, response_id=self._id, output_text="".join(self._text))
@@ -663,8 +662,12 @@ class ImagesStreamAccumulator:
         usages = self._usages
         if len(usages) == 1:
             return Result(usage=usages[0], provider_cost_usd=self._cost)
-        # Several completed events (n > 1): one per image, summed. None seen: usage unknown.
-        return Result(usage=sum_usages(usages))
+        # Several completed events (n > 1): summed, and marked estimated, since the API does not say whether
+        # each event's usage is its image's or the whole call's. None seen: usage unknown.
+        total = sum_usages(usages)
+        if len(usages) > 1 and isinstance(total, Usage) and not total.invalid:
+            total = replace(total, estimated=True)
+        return Result(usage=total)
 
 
 # -- batches --------------------------------------------------------------------------------------
