@@ -77,8 +77,10 @@ class CallTotals:
     def __init__(self, max_series: int = MAX_SERIES) -> None:
         self._series: dict[tuple, list[float]] = {}
         self._priced: set[tuple] = set()
-        # Per series, the tokens the usage details attributed to a modality: (total index, modality) -> n.
+        # Per series, the tokens the usage details attributed to a modality: (total index, modality) -> n;
+        # kept only once a counter by modality reads them (LatestInstruments).
         self._modal: dict[tuple, dict[tuple[int, str], int]] = {}
+        self.by_modality = False
         self._lock = threading.Lock()
         self._max_series = max_series
         self._overflowed = False
@@ -98,7 +100,7 @@ class CallTotals:
             delta = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
                      usage.reasoning_tokens, cost or 0.0, cost is None, invalid, unknown,
                      bool(record.unpriced_dimensions))
-        split = modality_split(usage) if usage is not None and usage.details else ()
+        split = modality_split(usage) if self.by_modality and usage is not None and usage.details else ()
         if key is None:
             key = tuple(attributes.items())
         with self._lock:
@@ -316,6 +318,7 @@ class LatestInstruments:
 
     @classmethod
     def create(cls, meter: Meter, totals: CallTotals) -> LatestInstruments:
+        totals.by_modality = True
         for name, index, description in (
             (semconv.METRIC_INFERENCE_USAGE_INPUT_TOKENS, _INPUT,
              "The number of input (prompt) tokens used, including cached tokens."),
