@@ -26,6 +26,12 @@ Python Prometheus exporter agree)::
     otel_tokens.budget.utilization               -> otel_tokens_budget_utilization
     otel_tokens.store.errors                     -> otel_tokens_store_errors_total
 
+and, opted into, for example::
+
+    gen_ai.client.inference.duration             -> gen_ai_client_inference_duration_seconds_bucket ...
+    gen_ai.client.inference.usage.input_tokens   -> gen_ai_client_inference_usage_input_tokens_total
+    gen_ai.client.inference.operation.input_tokens -> gen_ai_client_inference_operation_input_tokens_bucket ...
+
 Attribute keys become labels with dots replaced by underscores (``gen_ai.agent.name`` ->
 ``gen_ai_agent_name``).
 """
