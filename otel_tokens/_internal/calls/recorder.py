@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Final, Protocol
 
-from opentelemetry._logs import SeverityNumber
 from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
 from otel_tokens import semconv
@@ -121,6 +120,11 @@ class Recorder:
         self.capture_enabled = settings.capture_content.enabled  # read on every call
         self._content_on_span = settings.capture_content.on_span
         self._details_logger = details_logger if settings.capture_content.on_event else None
+        self._debug: Any = None
+        if self._details_logger is not None:  # only events need the logs API: not imported otherwise
+            from opentelemetry._logs import SeverityNumber
+
+            self._debug = SeverityNumber.DEBUG
         self._budgets = budgets
         self._ledger = ledger
         self._sinks = tuple(sinks)
@@ -480,7 +484,7 @@ class Recorder:
         self._details_logger.emit(  # type: ignore[union-attr]
             timestamp=time.time_ns(),
             context=set_span_in_context(invocation.span),
-            severity_number=SeverityNumber.DEBUG,
+            severity_number=self._debug,
             event_name=semconv.EVENT_INFERENCE_OPERATION_DETAILS,
             attributes=attributes,
         )
