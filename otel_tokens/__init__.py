@@ -92,8 +92,13 @@ def _installed(package: str) -> bool:
         return False
 
 
-def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settings: Any) -> None:
+def instrument(
+    tracer_provider: Any = None, meter_provider: Any = None, logger_provider: Any = None, **settings: Any
+) -> None:
     """Instrument every supported SDK that is installed (now or when it is imported). Idempotent.
+
+    Telemetry goes through these OpenTelemetry providers, or the global ones; ``logger_provider`` carries
+    the content event (``gen_ai.client.inference.operation.details``) when content capture asks for events.
 
     ``settings`` override the ``OTEL_TOKENS_*`` environment (see docs/configuration.md), e.g. ``stream_usage=False``;
     ``span_processor=True`` also counts other instrumentations' GenAI spans (``GenAISpanProcessor``).
@@ -102,7 +107,7 @@ def instrument(tracer_provider: Any = None, meter_provider: Any = None, **settin
     from otel_tokens._internal.setup.runtime import runtime_for
 
     with _lock:
-        runtime = runtime_for(tracer_provider, meter_provider, **settings)
+        runtime = runtime_for(tracer_provider, meter_provider, logger_provider, **settings)
         for instrumentor in _instrumentors():
             if instrumentor.is_instrumented_by_opentelemetry:
                 continue

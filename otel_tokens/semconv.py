@@ -2,10 +2,11 @@
 
 Dashboards, alert rules, the report and the tests use these constants, so a rename happens here once.
 
-The GenAI names follow the OpenTelemetry GenAI semantic conventions as deployed (core v1.37-v1.41,
-``opentelemetry-semantic-conventions`` 0.66b2). Cost follows semantic-conventions-genai ``main``
-(``gen_ai.usage.cost.*`` on spans, the ``gen_ai.client.operation.cost`` histogram); names under
-``otel_tokens.*`` are ours.
+Each group below says which conventions its names follow: [core] (core v1.37-v1.41,
+``opentelemetry-semantic-conventions`` 0.66b2, what dashboards and backends read), [genai] (the GenAI
+conventions repository's ``main``, which succeeded core v1.41: cost, cache writes, the log-based details
+event and, behind ``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``, the newer metric set),
+[openai] (the OpenAI provider conventions) or [ours] (``otel_tokens.*``).
 
 How metric names appear in Prometheus (OTLP translation ``UnderscoreEscapingWithSuffixes`` and the
 Python Prometheus exporter agree)::
@@ -25,6 +26,12 @@ Python Prometheus exporter agree)::
     otel_tokens.budget.utilization               -> otel_tokens_budget_utilization
     otel_tokens.store.errors                     -> otel_tokens_store_errors_total
 
+and, opted into, for example::
+
+    gen_ai.client.inference.duration             -> gen_ai_client_inference_duration_seconds_bucket ...
+    gen_ai.client.inference.usage.input_tokens   -> gen_ai_client_inference_usage_input_tokens_total
+    gen_ai.client.inference.operation.input_tokens -> gen_ai_client_inference_operation_input_tokens_bucket ...
+
 Attribute keys become labels with dots replaced by underscores (``gen_ai.agent.name`` ->
 ``gen_ai_agent_name``).
 """
@@ -36,7 +43,15 @@ from typing import Final
 # -- instrumentation scope ------------------------------------------------------------------------
 SCOPE_NAME: Final = "otel_tokens"
 
-# -- GenAI span attributes (semconv) --------------------------------------------------------------
+# Where each name comes from. Four sources, marked on each group below:
+#   [core]   OpenTelemetry semantic conventions core v1.37-v1.41, as the Python package
+#            ``opentelemetry-semantic-conventions`` 0.66b2 ships them (the last core releases with GenAI).
+#   [genai]  the GenAI conventions repository (open-telemetry/semantic-conventions-genai) ``main``, the
+#            successor of core v1.41 (first release v0.1.0); names core never had.
+#   [openai] the OpenAI provider conventions (core's ``openai.*`` registry, kept in the GenAI repository).
+#   [ours]   otel-tokens' own, all under ``otel_tokens.*``.
+
+# -- GenAI span attributes [core] ------------------------------------------------------------------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
@@ -50,8 +65,8 @@ GEN_AI_REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
 GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
 GEN_AI_REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
-GEN_AI_REQUEST_REASONING_LEVEL: Final = "gen_ai.request.reasoning.level"
 GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
 GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
 GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
 GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
@@ -60,7 +75,6 @@ GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chun
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
-GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
 GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
@@ -69,29 +83,48 @@ GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 # A system prompt the API takes apart from the messages (Anthropic's ``system``).
 GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+# gen_ai.client.token.usage's token type; [genai] removed it with that metric.
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+# -- general attributes [core] (server.*, error.type stable; user.id development) -------------------
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 ERROR_TYPE: Final = "error.type"
 USER_ID: Final = "user.id"
 ERROR_TYPE_OTHER: Final = "_OTHER"
-# The tier that served an OpenAI call (OpenAI semantic conventions).
+# -- OpenAI attributes [openai] ---------------------------------------------------------------------
+# The tier that served an OpenAI call.
 OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
 
-# -- cost (semantic-conventions-genai main, REFERENCE 3.1) ---------------------------------------------
+# -- GenAI span attributes [genai] ------------------------------------------------------------------
+# Renamed from core's gen_ai.usage.cache_creation.input_tokens.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_REQUEST_REASONING_LEVEL: Final = "gen_ai.request.reasoning.level"
+# The previous response a call continues (OpenAI Responses ``previous_response_id``).
+GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID: Final = "gen_ai.request.previous_response.id"
+# gen_ai.client.inference.usage.* counters: the modality of the tokens counted.
+GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
+TOKEN_MODALITY_TEXT: Final = "text"
+TOKEN_MODALITY_AUDIO: Final = "audio"
+TOKEN_MODALITY_IMAGE: Final = "image"
+# Not a well-known value; the conventions let a custom one stand (Gemini reports video tokens).
+TOKEN_MODALITY_VIDEO: Final = "video"
+# The provider did not break the count down: never guessed as text.
+TOKEN_MODALITY_UNKNOWN: Final = "unknown"
+
+# -- cost [genai] (REFERENCE 3.1) ---------------------------------------------------------------------
 GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
 GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
 GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
 COST_CURRENCY_USD: Final = "USD"
 COST_SOURCE_LOCAL: Final = "local"
+COST_SOURCE_PROVIDER: Final = "provider"
+# A self-hosted model (Ollama): no per-token price, cost 0 unless the user set one. [ours] value.
+COST_SOURCE_SELF_HOSTED: Final = "self_hosted"
+
+# -- otel-tokens' own attributes [ours] ----------------------------------------------------------
 # A gateway's "vendor/model" name priced by another provider's list: which provider and which model name.
 OTEL_TOKENS_PRICE_PROVIDER: Final = "otel_tokens.price.provider"
 OTEL_TOKENS_PRICE_MODEL: Final = "otel_tokens.price.model"
-COST_SOURCE_PROVIDER: Final = "provider"
-# A self-hosted model (Ollama): no per-token price, cost 0 unless the user set one.
-COST_SOURCE_SELF_HOSTED: Final = "self_hosted"
-
-# -- otel-tokens' own attributes -----------------------------------------------------------------
 OTEL_TOKENS_USAGE_ESTIMATED: Final = "otel_tokens.usage.estimated"
 OTEL_TOKENS_PRICE_UNKNOWN: Final = "otel_tokens.price.unknown"
 # The provider's usage was not finite, non-negative counts: not used (the call may be estimated).
@@ -150,11 +183,15 @@ KEY_NONE: Final = "(none)"  # calls with no agent (workflow, ...) label
 KEY_OTHER: Final = "(other)"  # calls past the ledger's per-dimension key cap
 STATISTICS_DIMENSIONS: Final = ("agent", "model", "provider", "operation", "workflow", "task", "user", "tier")
 
-# -- span events -----------------------------------------------------------------------------------
+# -- span events [ours] ------------------------------------------------------------------------------
 EVENT_BUDGET_WARNING: Final = "otel_tokens.budget.warning"
 EVENT_BUDGET_EXCEEDED: Final = "otel_tokens.budget.exceeded"
+# -- log-based event [genai] (events.yaml; core has had it since v1.37): an inference call's attributes
+# with its content in structured form, emitted through the Logs API at severity DEBUG when content
+# capture asks for events.
+EVENT_INFERENCE_OPERATION_DETAILS: Final = "gen_ai.client.inference.operation.details"
 
-# -- operation names (semconv well-known values) ---------------------------------------------------
+# -- operation names (well-known values [core]) ----------------------------------------------------
 OP_CHAT: Final = "chat"
 OP_TEXT_COMPLETION: Final = "text_completion"
 OP_GENERATE_CONTENT: Final = "generate_content"
@@ -164,7 +201,7 @@ OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
 # Operations whose spans carry usage and cost; agent and workflow spans never do (no double counting).
 USAGE_OPERATIONS: Final = frozenset({OP_CHAT, OP_TEXT_COMPLETION, OP_GENERATE_CONTENT, OP_EMBEDDINGS})
 
-# -- token types -----------------------------------------------------------------------------------
+# -- token types ([core] gen_ai.token.type values input/output; the rest [ours]) ----------------------
 # gen_ai.client.token.usage takes only the semconv values input/output. otel_tokens.token.usage also
 # takes the subset types; cache_read and cache_write are part of input, reasoning is part of output,
 # so sum input + output for a total and never all five.
@@ -181,12 +218,31 @@ TOKEN_TYPES: Final = (
     TOKEN_TYPE_REASONING,
 )
 
-# -- metrics ---------------------------------------------------------------------------------------
-METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # histogram, semconv
-METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"  # histogram, semconv
-METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"  # histogram, semconv
-# histogram, unit {cost}, gen_ai.usage.cost.currency required (semantic-conventions-genai main)
+# -- metrics [core] (the default set; dashboards and alert rules read it) -----------------------------
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # histogram
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"  # histogram
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"  # histogram
+# -- metrics [genai] -----------------------------------------------------------------------------------
+# histogram, unit {cost}, gen_ai.usage.cost.currency required; written in both sets
 METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"
+# Written instead of the [core] set above under OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental.
+# Inference (chat, text_completion, generate_content) and embeddings durations, histograms in s; an
+# operation of neither kind keeps gen_ai.client.operation.duration.
+METRIC_INFERENCE_DURATION: Final = "gen_ai.client.inference.duration"
+METRIC_EMBEDDINGS_DURATION: Final = "gen_ai.client.embeddings.duration"
+METRIC_INFERENCE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.inference.time_to_first_chunk"
+# Counters in {token} with gen_ai.token.modality (required); inference only. The cache and reasoning
+# counters count subsets of the input and output ones.
+METRIC_INFERENCE_USAGE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
+METRIC_INFERENCE_USAGE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
+METRIC_INFERENCE_USAGE_CACHE_READ_TOKENS: Final = "gen_ai.client.inference.usage.cache_read.input_tokens"
+METRIC_INFERENCE_USAGE_CACHE_WRITE_TOKENS: Final = "gen_ai.client.inference.usage.cache_write.input_tokens"
+METRIC_INFERENCE_USAGE_REASONING_TOKENS: Final = "gen_ai.client.inference.usage.reasoning.output_tokens"
+# Histograms in {token} per successful operation, no modality (percentiles across modalities do not add).
+METRIC_INFERENCE_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.inference.operation.input_tokens"
+METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS: Final = "gen_ai.client.inference.operation.output_tokens"
+METRIC_EMBEDDINGS_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.embeddings.operation.input_tokens"
+# -- metrics [ours] ------------------------------------------------------------------------------------
 METRIC_COST_USD: Final = "otel_tokens.cost"  # counter, USD: spend for dashboards and alerts (rate, increase)
 METRIC_TOKEN_COUNT: Final = "otel_tokens.token.usage"  # counter by all five token types
 METRIC_UNPRICED_CALLS: Final = "otel_tokens.calls.unpriced"  # counter
@@ -208,6 +264,7 @@ UNIT_ERROR: Final = "{error}"
 # Braces keep Prometheus from appending "_ratio" on one path but not the other.
 UNIT_RATIO: Final = "{ratio}"
 
+# Bucket advice: tokens and durations [core] (the [genai] metrics keep them), cost [genai].
 TOKEN_USAGE_BUCKETS: Final = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real TracerProvider and MeterProvider per test, and the real runtime."""
+"""Shared fixtures: a real TracerProvider, MeterProvider and LoggerProvider per test, and the real runtime."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -106,6 +108,28 @@ def telemetry() -> Iterator[Telemetry]:
     yield Telemetry(tracer_provider, meter_provider, exporter, reader)
     tracer_provider.shutdown()
     meter_provider.shutdown()
+
+
+@dataclass
+class Logs:
+    logger_provider: LoggerProvider
+    exporter: InMemoryLogRecordExporter
+
+    def records(self) -> list[Any]:
+        """The log records otel-tokens emitted (scope otel_tokens)."""
+        return [
+            item.log_record for item in self.exporter.get_finished_logs()
+            if item.instrumentation_scope.name == "otel_tokens"
+        ]
+
+
+@pytest.fixture
+def logs() -> Iterator[Logs]:
+    exporter = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    yield Logs(logger_provider, exporter)
+    logger_provider.shutdown()
 
 
 @pytest.fixture

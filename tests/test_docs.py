@@ -258,7 +258,7 @@ def test_a_row_pairs_a_variable_with_the_argument_it_sets() -> None:
     """Setting a row's variable changes exactly the ``Settings`` field the row names."""
     settings = settings_module().Settings
     default = settings.from_env({})
-    probes = ("true", "false", "7", "closed", "SPAN_ONLY", "a-value@openai")
+    probes = ("true", "false", "7", "closed", "SPAN_ONLY", "a-value@openai", "gen_ai_latest_experimental")
     fields = [field.name for field in dataclasses.fields(settings)]
     for number, cells in configuration_rows():
         variables = code_names(cells[0], ENV_NAME)

@@ -316,6 +316,45 @@ def test_auto_import_uses_providers_the_app_already_set():
     assert done.stdout.strip() == "['chat gpt-4o']"
 
 
+def test_auto_import_sends_the_content_event_to_the_logger_provider_the_app_set():
+    code = """
+    from opentelemetry import _logs
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(); provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    _logs.set_logger_provider(provider)
+    import otel_tokens.auto
+    from tests.providers.openai_mock import OpenAIMock
+    OpenAIMock().client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    print([(r.log_record.event_name, r.log_record.attributes["gen_ai.provider.name"])
+           for r in exporter.get_finished_logs()])
+    """
+    done = _run(code, env={"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "EVENT_ONLY"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('gen_ai.client.inference.operation.details', 'openai')]"
+
+
+@pytest.mark.parametrize("capture", ["EVENT_ONLY", "SPAN_ONLY"])
+def test_auto_import_builds_a_logger_provider_only_for_content_events(capture):
+    code = """
+    import otel_tokens.auto
+    from opentelemetry import _logs
+    from tests.providers.openai_mock import OpenAIMock
+    OpenAIMock().client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    print("provider:", type(_logs.get_logger_provider()).__name__)
+    """
+    done = _run(code, env={"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": capture,
+                           "OTEL_LOGS_EXPORTER": "console", "OTEL_TRACES_EXPORTER": "none"})
+    assert done.returncode == 0, done.stderr
+    if capture == "EVENT_ONLY":  # exported to the console when the providers shut down at exit
+        assert "provider: LoggerProvider" in done.stdout
+        assert '"event_name": "gen_ai.client.inference.operation.details"' in done.stdout
+    else:
+        assert "provider: ProxyLoggerProvider" in done.stdout
+        assert "event_name" not in done.stdout
+
+
 def test_opentelemetry_instrument_launcher_uses_the_entry_points(tmp_path):
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent("""
@@ -331,6 +370,20 @@ def test_opentelemetry_instrument_launcher_uses_the_entry_points(tmp_path):
                 args=[str(launcher), sys.executable, str(script)])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"instrumented": True, "calls": 1}
+
+
+def test_opentelemetry_instrument_launcher_content_event_goes_to_its_logger_provider(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent("""
+        from tests.providers.openai_mock import OpenAIMock
+        OpenAIMock().client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    """))
+    launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+    done = _run("", env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "console",
+                         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "EVENT_ONLY"},
+                args=[str(launcher), sys.executable, str(script)])
+    assert done.returncode == 0, done.stderr
+    assert '"event_name": "gen_ai.client.inference.operation.details"' in done.stdout
 
 
 def test_instrumentor_table_names_each_instrumentors_own_package():

@@ -90,7 +90,8 @@ class SDKInstrumentor:
         from otel_tokens._internal.setup.runtime import runtime_for
 
         recorder = kwargs.get("recorder") or runtime_for(
-            tracer_provider=kwargs.get("tracer_provider"), meter_provider=kwargs.get("meter_provider")
+            tracer_provider=kwargs.get("tracer_provider"), meter_provider=kwargs.get("meter_provider"),
+            logger_provider=kwargs.get("logger_provider"),
         ).recorder
         self._switch = Switch()
         self._switch.on = True

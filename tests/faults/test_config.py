@@ -190,6 +190,7 @@ BAD_ARGUMENTS = [
     ("max_keys", 10.5, True),
     ("default_max_output_tokens", -1, False),
     ("default_max_output_tokens", "4096", True),
+    ("latest_semconv", "gen_ai_latest_experimental", True),
     ("stream_usgae", False, True),  # a misspelt setting
 ]
 
@@ -214,7 +215,7 @@ def test_bad_argument_is_an_error_even_when_already_instrumented(instrumented, t
     assert isinstance(openai.resources.chat.completions.Completions.__dict__["create"], wrapt.FunctionWrapper)
 
 
-@pytest.mark.parametrize("name", ["tracer_provider", "meter_provider"])
+@pytest.mark.parametrize("name", ["tracer_provider", "meter_provider", "logger_provider"])
 def test_providers_of_the_wrong_type_are_config_errors(name):
     with pytest.raises(otel_tokens.ConfigError, match=name) as raised:
         otel_tokens.instrument(**{name: "http://collector:4318"})

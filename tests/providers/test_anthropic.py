@@ -691,15 +691,21 @@ def test_no_content_and_no_api_key_by_default(instrumented, telemetry, mock):
     assert API_KEY not in text
 
 
-def test_content_capture_opt_in(telemetry, mock, monkeypatch):
-    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
-    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+def _call_with_capture(telemetry, mock, monkeypatch, capture, logger_provider=None):
+    """A call with a system prompt, then a stream without one, under this content capture."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", capture)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
+                           logger_provider=logger_provider)
     try:
         mock.client().messages.create(model=SONNET, max_tokens=1024, system="Be brief.", messages=USER)
         with mock.client().messages.stream(model=SONNET, max_tokens=1024, messages=USER) as stream:
             stream.until_done()
     finally:
         otel_tokens.uninstrument()
+
+
+def test_content_capture_opt_in(telemetry, mock, monkeypatch):
+    _call_with_capture(telemetry, mock, monkeypatch, "SPAN_ONLY")
     first, second = sorted(telemetry.llm_spans(), key=lambda s: s.start_time)
     messages = json.loads(first.attributes[A.GEN_AI_INPUT_MESSAGES])
     assert [m["role"] for m in messages] == ["user"]
@@ -710,6 +716,29 @@ def test_content_capture_opt_in(telemetry, mock, monkeypatch):
     assert "30 days" in first.attributes[A.GEN_AI_OUTPUT_MESSAGES]
     assert "Streams are read event by event." in second.attributes[A.GEN_AI_OUTPUT_MESSAGES]
     assert API_KEY not in all_attribute_text(telemetry)
+
+
+def test_content_event_carries_the_system_instructions_structured(telemetry, logs, mock, monkeypatch):
+    from opentelemetry._logs import SeverityNumber
+
+    _call_with_capture(telemetry, mock, monkeypatch, "EVENT_ONLY", logs.logger_provider)
+    spans = sorted(telemetry.llm_spans(), key=lambda s: s.start_time)
+    records = logs.records()
+    assert [(r.event_name, r.severity_number) for r in records] == [
+        (A.EVENT_INFERENCE_OPERATION_DETAILS, SeverityNumber.DEBUG)] * 2
+    by_span = {r.span_id: r for r in records}
+    first, second = (dict(by_span[span.context.span_id].attributes) for span in spans)
+    for attrs in (first, second):
+        assert (attrs[A.GEN_AI_OPERATION_NAME], attrs[A.GEN_AI_PROVIDER_NAME]) == ("chat", "anthropic")
+        assert attrs[A.GEN_AI_INPUT_MESSAGES] == (
+            {"role": "user", "parts": ({"type": "text", "content": "Summarise the termination clause."},)},)
+    assert first[A.GEN_AI_SYSTEM_INSTRUCTIONS] == ({"type": "text", "content": "Be brief."},)
+    assert A.GEN_AI_SYSTEM_INSTRUCTIONS not in second
+    assert "30 days" in first[A.GEN_AI_OUTPUT_MESSAGES][0]["parts"][0]["content"]
+    assert second[A.GEN_AI_REQUEST_STREAM] is True
+    # EVENT_ONLY: no content on the spans.
+    assert not any(A.GEN_AI_INPUT_MESSAGES in span.attributes for span in spans)
+    assert API_KEY not in repr(records[0].attributes) + repr(records[1].attributes)
 
 
 def test_uninstrument_removes_every_patch(telemetry, mock):

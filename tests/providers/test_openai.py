@@ -577,6 +577,84 @@ def test_content_capture_opt_in(telemetry, mock, monkeypatch, value):
     assert "sk-test-SECRET" not in all_attribute_text(telemetry)
 
 
+@pytest.mark.parametrize("value", ["EVENT_ONLY", "span_and_event"])
+def test_content_event_is_a_log_record_in_the_calls_trace(telemetry, logs, mock, monkeypatch, value):
+    """The conventions' gen_ai.client.inference.operation.details is a log-based event: emitted through the
+    Logs API at severity DEBUG, with the span's attributes (operation and provider required) and the
+    content in structured form, correlated with the span."""
+    from opentelemetry._logs import SeverityNumber
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", value)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
+                           logger_provider=logs.logger_provider)
+    try:
+        mock.client().chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "my prompt"}], temperature=0.2)
+    finally:
+        otel_tokens.uninstrument()
+    span = only_span(telemetry)
+    (record,) = logs.records()
+    assert record.event_name == A.EVENT_INFERENCE_OPERATION_DETAILS == "gen_ai.client.inference.operation.details"
+    assert record.severity_number is SeverityNumber.DEBUG and record.severity_number.value == 5
+    assert (record.trace_id, record.span_id) == (span.context.trace_id, span.context.span_id)
+    assert record.body is None
+    attrs = dict(record.attributes)
+    assert attrs[A.GEN_AI_OPERATION_NAME] == "chat" and attrs[A.GEN_AI_PROVIDER_NAME] == "openai"
+    # Every attribute of the span, the content aside.
+    span_attrs = {k: v for k, v in span.attributes.items() if k not in (A.GEN_AI_INPUT_MESSAGES, A.GEN_AI_OUTPUT_MESSAGES)}
+    assert {k: attrs[k] for k in span_attrs} == span_attrs
+    assert attrs[A.GEN_AI_REQUEST_TEMPERATURE] == 0.2 and attrs[A.GEN_AI_USAGE_INPUT_TOKENS] == 1250
+    # Structured, not JSON text.
+    assert attrs[A.GEN_AI_INPUT_MESSAGES] == ({"role": "user", "parts": ({"type": "text", "content": "my prompt"},)},)
+    assert attrs[A.GEN_AI_OUTPUT_MESSAGES] == ({
+        "role": "assistant", "parts": ({"type": "text", "content": "The capital of France is Paris."},),
+        "finish_reason": "stop",
+    },)
+    assert A.GEN_AI_SYSTEM_INSTRUCTIONS not in attrs  # the system prompt is a message in the chat API
+    assert span.events == ()  # the event is a log record, no longer a span event
+    assert (A.GEN_AI_INPUT_MESSAGES in span.attributes) is (value == "span_and_event")
+    assert "sk-test-SECRET" not in repr(attrs)
+
+
+@pytest.mark.parametrize("value", [None, "SPAN_ONLY"])
+def test_no_content_event_unless_asked_for(telemetry, logs, mock, monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", value)
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
+                           logger_provider=logs.logger_provider)
+    try:
+        mock.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "my prompt"}])
+        with mock.client().chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True) as stream:
+            list(stream)
+    finally:
+        otel_tokens.uninstrument()
+    assert len(telemetry.llm_spans()) == 2
+    assert logs.exporter.get_finished_logs() == ()
+
+
+def test_content_event_goes_to_the_global_logger_provider_set_after_instrument(telemetry, logs, mock, monkeypatch):
+    from opentelemetry._logs import _internal as logs_api
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "EVENT_ONLY")
+    otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    # What set_logger_provider() does, undone after the test (the API allows it once per process).
+    monkeypatch.setattr(logs_api, "_LOGGER_PROVIDER", logs.logger_provider)
+    try:
+        with mock.client().chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "my prompt"}], stream=True) as stream:
+            list(stream)
+    finally:
+        otel_tokens.uninstrument()
+    (record,) = logs.records()
+    assert record.event_name == A.EVENT_INFERENCE_OPERATION_DETAILS
+    assert record.attributes[A.GEN_AI_REQUEST_STREAM] is True
+    assert record.attributes[A.GEN_AI_INPUT_MESSAGES][0]["parts"][0]["content"] == "my prompt"
+    assert record.span_id == only_span(telemetry).context.span_id
+
+
 def test_messages_iterator_reaches_the_sdk_unconsumed(telemetry, mock, monkeypatch):
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
     otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)

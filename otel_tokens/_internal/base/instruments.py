@@ -3,7 +3,9 @@
 Only the semconv histograms (tokens, duration, cost) are recorded on the call path. The cumulative counters
 (tokens by type, USD spend, unpriced calls) are observable: the recorder adds each call to ``CallTotals`` with one dict update,
 and the SDK reads the totals when it collects. A synchronous ``Counter.add`` costs several microseconds
-per point in the SDK; five of them per call would be most of our overhead.
+per point in the SDK; five of them per call would be most of our overhead. The GenAI conventions' newer
+set (``LatestInstruments``, opted into) reads the same totals for its ``gen_ai.client.inference.usage.*``
+counters, so it adds no counter on the call path either.
 """
 
 from __future__ import annotations
@@ -36,6 +38,37 @@ _TOKEN_TYPES = (
     (semconv.TOKEN_TYPE_CACHE_WRITE, _CACHE_WRITE),
     (semconv.TOKEN_TYPE_REASONING, _REASONING),
 )
+_MODALITIES = (
+    ("text", semconv.TOKEN_MODALITY_TEXT),
+    ("audio", semconv.TOKEN_MODALITY_AUDIO),
+    ("image", semconv.TOKEN_MODALITY_IMAGE),
+    ("video", semconv.TOKEN_MODALITY_VIDEO),
+)
+# The usage details (genai-prices usage keys) that break each total down by modality.
+_MODALITY_KEYS: tuple[tuple[int, tuple[tuple[str, str], ...]], ...] = tuple(
+    (index, tuple((pattern.format(name), modality) for name, modality in _MODALITIES))
+    for index, pattern in (
+        (_INPUT, "input_{}_tokens"),
+        (_OUTPUT, "output_{}_tokens"),
+        (_CACHE_READ, "cache_{}_read_tokens"),
+        (_CACHE_WRITE, "cache_{}_write_tokens"),
+        (_REASONING, "output_{}_reasoning_tokens"),
+    )
+)
+
+
+def modality_split(usage: Any) -> tuple[tuple[int, str, int], ...]:
+    """(total index, modality, tokens) for the parts of each total the usage's details attribute to a
+    modality; a total whose parts exceed it is left unsplit (the rest of each total is ``unknown``)."""
+    details = dict(usage.details)
+    counts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+              usage.reasoning_tokens)
+    split: list[tuple[int, str, int]] = []
+    for index, keys in _MODALITY_KEYS:
+        parts = [(index, modality, details[key]) for key, modality in keys if details.get(key)]
+        if parts and sum(part[2] for part in parts) <= counts[index]:
+            split += parts
+    return tuple(split)
 
 
 class CallTotals:
@@ -44,6 +77,10 @@ class CallTotals:
     def __init__(self, max_series: int = MAX_SERIES) -> None:
         self._series: dict[tuple, list[float]] = {}
         self._priced: set[tuple] = set()
+        # Per series, the tokens the usage details attributed to a modality: (total index, modality) -> n;
+        # kept only once a counter by modality reads them (LatestInstruments).
+        self._modal: dict[tuple, dict[tuple[int, str], int]] = {}
+        self.by_modality = False
         self._lock = threading.Lock()
         self._max_series = max_series
         self._overflowed = False
@@ -63,6 +100,7 @@ class CallTotals:
             delta = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
                      usage.reasoning_tokens, cost or 0.0, cost is None, invalid, unknown,
                      bool(record.unpriced_dimensions))
+        split = modality_split(usage) if self.by_modality and usage is not None and usage.details else ()
         if key is None:
             key = tuple(attributes.items())
         with self._lock:
@@ -75,6 +113,10 @@ class CallTotals:
             totals[:] = map(operator.add, totals, delta)
             if cost is not None:
                 self._priced.add(key)
+            if split:
+                modal = self._modal.setdefault(key, {})
+                for index, modality, tokens in split:
+                    modal[index, modality] = modal.get((index, modality), 0) + tokens
 
     def _note_overflow(self) -> None:
         if not self._overflowed:
@@ -94,6 +136,30 @@ class CallTotals:
                 # Subset types appear once they are non-zero; input and output always do.
                 if totals[index] or index in (_INPUT, _OUTPUT):
                     yield Observation(totals[index], {**dict(key), semconv.GEN_AI_TOKEN_TYPE: token_type})
+
+    def usage_by_modality(self, index: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        """The callback of a ``gen_ai.client.inference.usage.*`` counter: one total (``_INPUT``...) by
+        ``gen_ai.token.modality``, inference calls only (embeddings have their own metrics)."""
+
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                series = [(key, totals[index], dict(self._modal.get(key, ()))) for key, totals in self._series.items()]
+            for key, total, modal in series:
+                attributes = dict(key)
+                if attributes.get(semconv.GEN_AI_OPERATION_NAME) == semconv.OP_EMBEDDINGS:
+                    continue
+                if not total and index not in (_INPUT, _OUTPUT):
+                    continue  # subset counters appear once they are non-zero
+                known = 0
+                for (which, modality), tokens in modal.items():
+                    if which == index:
+                        known += tokens
+                        yield Observation(tokens, {**attributes, semconv.GEN_AI_TOKEN_MODALITY: modality})
+                if total - known or not known:
+                    yield Observation(
+                        total - known, {**attributes, semconv.GEN_AI_TOKEN_MODALITY: semconv.TOKEN_MODALITY_UNKNOWN})
+
+        return observe
 
     def observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
         for key, totals, priced in self._snapshot():
@@ -221,3 +287,71 @@ class Instruments:
             ),
             totals=totals,
         )
+
+
+_latest_lock = threading.Lock()
+_latest_by_meter: weakref.WeakKeyDictionary[Any, LatestInstruments] = weakref.WeakKeyDictionary()
+
+
+def latest_instruments_for(meter: Meter) -> LatestInstruments:
+    """The GenAI conventions' newer instruments on this meter, created on first use (opted into)."""
+    instruments = instruments_for(meter)
+    with _latest_lock:
+        latest = _latest_by_meter.get(meter)
+        if latest is None:
+            latest = _latest_by_meter[meter] = LatestInstruments.create(meter, instruments.totals)
+        return latest
+
+
+@dataclass(frozen=True, slots=True)
+class LatestInstruments:
+    """``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``: written instead of the core histograms
+    (token usage, duration, time to first chunk); the cost histogram and our counters stay. Every call we
+    record is embeddings or inference (any other operation name is a call with tokens: inference)."""
+
+    inference_duration: Histogram
+    embeddings_duration: Histogram
+    time_to_first_chunk: Histogram
+    input_tokens: Histogram
+    output_tokens: Histogram
+    embeddings_input_tokens: Histogram
+
+    @classmethod
+    def create(cls, meter: Meter, totals: CallTotals) -> LatestInstruments:
+        totals.by_modality = True
+        for name, index, description in (
+            (semconv.METRIC_INFERENCE_USAGE_INPUT_TOKENS, _INPUT,
+             "The number of input (prompt) tokens used, including cached tokens."),
+            (semconv.METRIC_INFERENCE_USAGE_OUTPUT_TOKENS, _OUTPUT,
+             "The number of output (completion) tokens used, including reasoning tokens."),
+            (semconv.METRIC_INFERENCE_USAGE_CACHE_READ_TOKENS, _CACHE_READ,
+             "The number of input tokens served from a provider-managed cache."),
+            (semconv.METRIC_INFERENCE_USAGE_CACHE_WRITE_TOKENS, _CACHE_WRITE,
+             "The number of input tokens written to a provider-managed cache."),
+            (semconv.METRIC_INFERENCE_USAGE_REASONING_TOKENS, _REASONING,
+             "The number of output tokens used for reasoning."),
+        ):
+            meter.create_observable_counter(
+                name, callbacks=[totals.usage_by_modality(index)], unit=semconv.UNIT_TOKEN, description=description)
+
+        seconds, tokens = semconv.UNIT_SECONDS, semconv.UNIT_TOKEN
+        durations, token_buckets = semconv.DURATION_BUCKETS, semconv.TOKEN_USAGE_BUCKETS
+        histograms = {
+            field: meter.create_histogram(
+                name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets))
+            for field, name, unit, buckets, description in (
+                ("inference_duration", semconv.METRIC_INFERENCE_DURATION, seconds, durations,
+                 "GenAI inference operation duration."),
+                ("embeddings_duration", semconv.METRIC_EMBEDDINGS_DURATION, seconds, durations,
+                 "GenAI client embeddings operation duration."),
+                ("time_to_first_chunk", semconv.METRIC_INFERENCE_TIME_TO_FIRST_CHUNK, seconds, durations,
+                 "Time to receive the first chunk of a streamed response."),
+                ("input_tokens", semconv.METRIC_INFERENCE_OPERATION_INPUT_TOKENS, tokens, token_buckets,
+                 "The number of input (prompt) tokens used per inference operation."),
+                ("output_tokens", semconv.METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS, tokens, token_buckets,
+                 "The number of output (completion) tokens used per inference operation."),
+                ("embeddings_input_tokens", semconv.METRIC_EMBEDDINGS_OPERATION_INPUT_TOKENS, tokens, token_buckets,
+                 "The number of input tokens used per embeddings operation."),
+            )
+        }
+        return cls(**histograms)

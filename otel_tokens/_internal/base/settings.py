@@ -80,7 +80,11 @@ executor tasks submitted inside them (``Thread.start``, ``ThreadPoolExecutor.sub
 ``false`` leaves threads alone."""
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Content capture: ``false``/``NO_CONTENT`` (default), ``true``/``SPAN_ONLY``, ``EVENT_ONLY``,
-``SPAN_AND_EVENT``."""
+``SPAN_AND_EVENT``; an event is the log-based ``gen_ai.client.inference.operation.details``."""
+OTEL_SEMCONV_STABILITY_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+"""OpenTelemetry's comma-separated opt-in list; with ``gen_ai_latest_experimental`` in it, the metrics follow
+the GenAI conventions' newest names (``gen_ai.client.inference.*``) instead of core v1.37-v1.41's."""
+GEN_AI_LATEST_EXPERIMENTAL = "gen_ai_latest_experimental"
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -124,6 +128,7 @@ class Settings:
     span_processor: bool = False
     thread_context: bool = True
     gateways: str | None = None
+    latest_semconv: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -147,6 +152,7 @@ class Settings:
             span_processor=_bool(env, OTEL_TOKENS_SPAN_PROCESSOR, False),
             thread_context=_bool(env, OTEL_TOKENS_THREAD_CONTEXT, True),
             gateways=_text(env, OTEL_TOKENS_GATEWAYS),
+            latest_semconv=_opted_in(env, GEN_AI_LATEST_EXPERIMENTAL),
         )
         given = validated_overrides(overrides)
         return replace(settings, **given) if given else settings
@@ -156,10 +162,13 @@ class Settings:
             _check(name, getattr(self, name))
 
 
-def check_arguments(tracer_provider: Any, meter_provider: Any, overrides: Mapping[str, Any]) -> None:
+def check_arguments(
+    tracer_provider: Any, meter_provider: Any, overrides: Mapping[str, Any], logger_provider: Any = None
+) -> None:
     """``instrument()``'s arguments, checked even when they would be ignored (already configured)."""
     for name, value, method in (("tracer_provider", tracer_provider, "get_tracer"),
-                                ("meter_provider", meter_provider, "get_meter")):
+                                ("meter_provider", meter_provider, "get_meter"),
+                                ("logger_provider", logger_provider, "get_logger")):
         if value is not None and not callable(getattr(value, method, None)):
             raise ConfigTypeError(f"otel_tokens {name} must be an OpenTelemetry {name.replace('_', ' ')}, "
                                   f"got {type(value).__name__} {value!r}")
@@ -246,6 +255,7 @@ _CHECKS: dict[str, Callable[[Any], _Problem]] = {
     "candidate_models": _is_text,
     "span_processor": _is_bool,
     "thread_context": _is_bool,
+    "latest_semconv": _is_bool,
     "gateways": _is_text,
 }
 
@@ -299,6 +309,12 @@ def env_number(
         _logger.warning("%s=%r is not %s; using the default %s", name, raw, meaning, default)
         return default
     return value
+
+
+def _opted_in(env: Mapping[str, str], token: str) -> bool:
+    """Whether ``OTEL_SEMCONV_STABILITY_OPT_IN`` lists ``token`` (exact, spaces ignored, as contrib reads it)."""
+    raw = env.get(OTEL_SEMCONV_STABILITY_OPT_IN) or ""
+    return token in (part.strip() for part in raw.split(","))
 
 
 def _content_capture(raw: str | None, *, strict: bool = False) -> ContentCapture:

@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Final, Protocol
 
-from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
 from otel_tokens import semconv
 from otel_tokens._internal.base.errors import ReportedError
-from otel_tokens._internal.base.instruments import Instruments
+from otel_tokens._internal.base.instruments import Instruments, LatestInstruments
 from otel_tokens._internal.base.records import (
     MAX_TOKENS,
     NO_EXTRA,
@@ -112,12 +112,25 @@ class Recorder:
         ledger: Ledger | None = None,
         sinks: Sequence[Callable[[CallRecord], None]] = (),
         batches: SeenBatches | None = None,
+        latest: LatestInstruments | None = None,
+        details_logger: Any = None,
     ) -> None:
+        """``latest``: write the GenAI conventions' newer metrics instead of the core ones (opted into).
+        ``details_logger``: an OpenTelemetry Logs API logger for the content event (content capture in
+        events); None writes no event."""
         self._tracer = tracer
         self._instruments = instruments
+        self._latest = latest
         self._prices = prices
         self.settings = settings
         self.capture_enabled = settings.capture_content.enabled  # read on every call
+        self._content_on_span = settings.capture_content.on_span
+        self._details_logger = details_logger if settings.capture_content.on_event else None
+        self._debug: Any = None
+        if self._details_logger is not None:  # only events need the logs API: not imported otherwise
+            from opentelemetry._logs import SeverityNumber
+
+            self._debug = SeverityNumber.DEBUG
         self._budgets = budgets
         self._ledger = ledger
         self._sinks = tuple(sinks)
@@ -172,19 +185,7 @@ class Recorder:
             return invocation
         try:
             request_attributes = self._request_attributes(request)
-            attributes = dict(request_attributes)
-            if request.stream:
-                attributes[semconv.GEN_AI_REQUEST_STREAM] = True
-            if request.attributes:
-                attributes.update(request.attributes)
-            if labels.agent:
-                attributes[semconv.GEN_AI_AGENT_NAME] = labels.agent
-            if labels.workflow:
-                attributes[semconv.GEN_AI_WORKFLOW_NAME] = labels.workflow
-            if labels.task:
-                attributes[semconv.OTEL_TOKENS_TASK_NAME] = labels.task
-            if labels.user:
-                attributes[semconv.USER_ID] = labels.user
+            attributes = _start_attributes(request, labels, request_attributes)
             name = f"{request.operation} {request.model}" if request.model else request.operation
             start_time = time.time_ns() - round(elapsed_s * 1e9) if elapsed_s else None
             span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_time)
@@ -251,11 +252,19 @@ class Recorder:
                     events = guarded("settling a budget", budgets.settle, invocation.reservation, record) or ()
         finally:  # a budget callback may raise anything; the call is still ended and counted
             span = invocation.span
+            content = None
             try:
+                if self.capture_enabled:
+                    content = _content(invocation, record.result)
                 if span.is_recording():
-                    self._write_span(invocation, record, error, events)
+                    self._write_span(invocation, record, error, events, content)
             except Exception:
                 _internal_error("writing span attributes")
+            if content and self._details_logger is not None:
+                try:
+                    self._emit_details(invocation, record, content)
+                except Exception:
+                    _internal_error("emitting the content event")
             try:
                 span.end()
             except Exception:
@@ -459,87 +468,34 @@ class Recorder:
         record: CallRecord,
         error: BaseException | None,
         events: Sequence[tuple[str, dict[str, Any]]],
+        content: dict[str, str] | None,
     ) -> None:
         span = invocation.span
-        result = record.result
-        usage = record.usage
-        attributes: dict[str, Any] = {}
-        if result is not None:
-            if result.response_model:
-                attributes[semconv.GEN_AI_RESPONSE_MODEL] = result.response_model
-            if result.response_id:
-                attributes[semconv.GEN_AI_RESPONSE_ID] = result.response_id
-            if result.finish_reasons:
-                attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = result.finish_reasons
-            if result.hop_usages:
-                attributes[semconv.OTEL_TOKENS_REQUEST_COUNT] = len(result.hop_usages)
-            if result.attributes:
-                attributes.update(result.attributes)
-        if usage is not None:
-            attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
-            if record.request.operation != semconv.OP_EMBEDDINGS or usage.output_tokens:
-                attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
-            if usage.cache_read_tokens:
-                attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
-            if usage.cache_write_tokens:
-                attributes[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
-            if usage.reasoning_tokens:
-                attributes[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
-            if usage.estimated:
-                attributes[semconv.OTEL_TOKENS_USAGE_ESTIMATED] = True
-            if usage.service_tier is not None:
-                attributes[semconv.OTEL_TOKENS_SERVICE_TIER] = usage.service_tier
-            if usage.details:
-                for key, value in usage.details:
-                    name = _SERVER_TOOL_ATTRIBUTES.get(key)
-                    if name is not None:
-                        attributes[name] = value
-        elif record.usage_unknown:
-            attributes[semconv.OTEL_TOKENS_USAGE_UNKNOWN] = True
-        if record.usage_invalid:
-            attributes[semconv.OTEL_TOKENS_USAGE_INVALID] = True
-        if record.cost_usd is not None:
-            attributes[semconv.GEN_AI_USAGE_COST_AMOUNT] = record.cost_usd
-            attributes[semconv.GEN_AI_USAGE_COST_CURRENCY] = semconv.COST_CURRENCY_USD
-            attributes[semconv.GEN_AI_USAGE_COST_SOURCE] = record.cost_source
-            if record.tool_fee_usd:
-                attributes[semconv.OTEL_TOKENS_COST_TOOL_FEES] = record.tool_fee_usd
-            if record.unpriced_dimensions:
-                attributes[semconv.OTEL_TOKENS_COST_INCOMPLETE] = True
-                attributes[semconv.OTEL_TOKENS_COST_UNPRICED_DIMENSIONS] = record.unpriced_dimensions
-            if record.extra:
-                attributes.update(record.extra)
-        elif usage is not None:
-            attributes[semconv.OTEL_TOKENS_PRICE_UNKNOWN] = True
-        if record.time_to_first_chunk_s is not None:
-            attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = record.time_to_first_chunk_s
-        if self.capture_enabled:
-            self._write_content(span, invocation, result, self.settings.capture_content)
+        attributes = _end_attributes(record)
+        if content and self._content_on_span:
+            attributes.update(content)
         if record.error_type is not None:
-            attributes[semconv.ERROR_TYPE] = record.error_type
             span.set_status(Status(StatusCode.ERROR, error_text(error) if error is not None else record.error_type))
         span.set_attributes(attributes)
         for name, event_attributes in events:
             span.add_event(name, event_attributes)
 
-    @staticmethod
-    def _write_content(span: Any, invocation: Invocation, result: Result | None, capture: Any) -> None:
-        content: dict[str, str] = {}
-        if invocation.input_messages is not None:
-            content[semconv.GEN_AI_INPUT_MESSAGES] = json.dumps(invocation.input_messages, default=str)
-        if invocation.system_instructions:
-            content[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(invocation.system_instructions, default=str)
-        if result is not None and result.output_choices:  # one output message per choice
-            content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps([
-                _output_message(text, reason) for text, reason in result.output_choices
-            ])
-        elif result is not None and result.output_text is not None:
-            reason = result.finish_reasons[0] if result.finish_reasons else None
-            content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps([_output_message(result.output_text, reason)])
-        if capture.on_span:
-            span.set_attributes(content)
-        if capture.on_event and content:
-            span.add_event("gen_ai.client.inference.operation.details", content)
+    def _emit_details(self, invocation: Invocation, record: CallRecord, content: dict[str, str]) -> None:
+        """The log-based ``gen_ai.client.inference.operation.details`` event: the span's attributes and the
+        content in structured form, in the span's trace (whether or not the span is sampled)."""
+        if record.request.operation == semconv.OP_EMBEDDINGS:
+            return  # an inference event; embeddings have no messages
+        attributes = _start_attributes(record.request, invocation.labels, invocation.request_attributes)
+        attributes.update(_end_attributes(record))
+        for name, text in content.items():
+            attributes[name] = json.loads(text)  # plain lists and dicts, as the JSON on the span says
+        self._details_logger.emit(  # type: ignore[union-attr]
+            timestamp=time.time_ns(),
+            context=set_span_in_context(invocation.span),
+            severity_number=self._debug,
+            event_name=semconv.EVENT_INFERENCE_OPERATION_DETAILS,
+            attributes=attributes,
+        )
 
     def _write_metrics(self, record: CallRecord, request_attributes: dict[str, Any]) -> None:
         result = record.result
@@ -551,20 +507,118 @@ class Recorder:
         )
         points = self._points.get(key)
         if points is None or points.request_attributes is not request_attributes:
-            points = _MetricPoints(request_attributes, key[1], key[2], key[3])
+            points = _MetricPoints(request_attributes, key[1], key[2], key[3], self._instruments, self._latest)
             if len(self._points) < _MAX_POINT_SETS:
                 self._points[key] = points
-        instruments = self._instruments
-        instruments.duration.record(record.duration_s, points.call)
+        points.duration.record(record.duration_s, points.call)
         if record.time_to_first_chunk_s is not None:
-            instruments.time_to_first_chunk.record(record.time_to_first_chunk_s, points.call)
+            points.first_chunk.record(record.time_to_first_chunk_s, points.call)
         usage = record.usage
         if usage is not None:
-            instruments.token_usage.record(usage.input_tokens, points.input)
-            instruments.token_usage.record(usage.output_tokens, points.output)
+            histogram = points.input_tokens
+            if histogram is not None:
+                histogram.record(usage.input_tokens, points.input)
+            histogram = points.output_tokens
+            if histogram is not None:
+                histogram.record(usage.output_tokens, points.output)
+        instruments = self._instruments
         if record.cost_usd is not None:
             instruments.operation_cost.record(record.cost_usd, points.cost(record.cost_source))
         instruments.totals.add(points.call, record, points.key)
+
+
+def _start_attributes(request: Request, labels: Labels, request_attributes: dict[str, Any]) -> dict[str, Any]:
+    """The span's attributes when it starts: the request's, its parameters and the labels in force."""
+    attributes = dict(request_attributes)
+    if request.stream:
+        attributes[semconv.GEN_AI_REQUEST_STREAM] = True
+    if request.attributes:
+        attributes.update(request.attributes)
+    if labels.agent:
+        attributes[semconv.GEN_AI_AGENT_NAME] = labels.agent
+    if labels.workflow:
+        attributes[semconv.GEN_AI_WORKFLOW_NAME] = labels.workflow
+    if labels.task:
+        attributes[semconv.OTEL_TOKENS_TASK_NAME] = labels.task
+    if labels.user:
+        attributes[semconv.USER_ID] = labels.user
+    return attributes
+
+
+def _end_attributes(record: CallRecord) -> dict[str, Any]:
+    """The span's attributes once the call finished: response, usage, cost, error."""
+    result = record.result
+    usage = record.usage
+    attributes: dict[str, Any] = {}
+    if result is not None:
+        if result.response_model:
+            attributes[semconv.GEN_AI_RESPONSE_MODEL] = result.response_model
+        if result.response_id:
+            attributes[semconv.GEN_AI_RESPONSE_ID] = result.response_id
+        if result.finish_reasons:
+            attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = result.finish_reasons
+        if result.hop_usages:
+            attributes[semconv.OTEL_TOKENS_REQUEST_COUNT] = len(result.hop_usages)
+        if result.attributes:
+            attributes.update(result.attributes)
+    if usage is not None:
+        attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+        if record.request.operation != semconv.OP_EMBEDDINGS or usage.output_tokens:
+            attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        if usage.cache_read_tokens:
+            attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+        if usage.cache_write_tokens:
+            attributes[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+        if usage.reasoning_tokens:
+            attributes[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+        if usage.estimated:
+            attributes[semconv.OTEL_TOKENS_USAGE_ESTIMATED] = True
+        if usage.service_tier is not None:
+            attributes[semconv.OTEL_TOKENS_SERVICE_TIER] = usage.service_tier
+        if usage.details:
+            for key, value in usage.details:
+                name = _SERVER_TOOL_ATTRIBUTES.get(key)
+                if name is not None:
+                    attributes[name] = value
+    elif record.usage_unknown:
+        attributes[semconv.OTEL_TOKENS_USAGE_UNKNOWN] = True
+    if record.usage_invalid:
+        attributes[semconv.OTEL_TOKENS_USAGE_INVALID] = True
+    if record.cost_usd is not None:
+        attributes[semconv.GEN_AI_USAGE_COST_AMOUNT] = record.cost_usd
+        attributes[semconv.GEN_AI_USAGE_COST_CURRENCY] = semconv.COST_CURRENCY_USD
+        attributes[semconv.GEN_AI_USAGE_COST_SOURCE] = record.cost_source
+        if record.tool_fee_usd:
+            attributes[semconv.OTEL_TOKENS_COST_TOOL_FEES] = record.tool_fee_usd
+        if record.unpriced_dimensions:
+            attributes[semconv.OTEL_TOKENS_COST_INCOMPLETE] = True
+            attributes[semconv.OTEL_TOKENS_COST_UNPRICED_DIMENSIONS] = record.unpriced_dimensions
+        if record.extra:
+            attributes.update(record.extra)
+    elif usage is not None:
+        attributes[semconv.OTEL_TOKENS_PRICE_UNKNOWN] = True
+    if record.time_to_first_chunk_s is not None:
+        attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = record.time_to_first_chunk_s
+    if record.error_type is not None:
+        attributes[semconv.ERROR_TYPE] = record.error_type
+    return attributes
+
+
+def _content(invocation: Invocation, result: Result | None) -> dict[str, str]:
+    """The captured content as the span carries it: JSON texts of the conventions' message shapes."""
+    content: dict[str, str] = {}
+    if invocation.input_messages is not None:
+        content[semconv.GEN_AI_INPUT_MESSAGES] = json.dumps(invocation.input_messages, default=str)
+    if invocation.system_instructions:
+        content[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(invocation.system_instructions, default=str)
+    if result is not None and result.output_choices:  # one output message per choice
+        content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps([
+            _output_message(text, reason) for text, reason in result.output_choices
+        ])
+    elif result is not None and result.output_text is not None:
+        reason = result.finish_reasons[0] if result.finish_reasons else None
+        content[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps([_output_message(result.output_text, reason)])
+    return content
 
 
 # Distinct metric attribute sets whose dicts are built once and reused; more are built per call.
@@ -573,12 +627,20 @@ _MAX_POINT_SETS: Final = 1024
 
 class _MetricPoints:
     """The attribute dicts of one call's metric points, built once per distinct set and never mutated
-    (the SDK only reads them)."""
+    (the SDK only reads them), and the histograms they go to: the core set, or the GenAI conventions'
+    newer one (``latest``), chosen here once, not per call."""
 
-    __slots__ = ("request_attributes", "call", "input", "output", "key", "_costs")
+    __slots__ = ("request_attributes", "call", "input", "output", "key", "_costs", "duration", "first_chunk",
+                 "input_tokens", "output_tokens")
 
     def __init__(
-        self, request_attributes: dict[str, Any], response_model: str | None, agent: str | None, error: str | None
+        self,
+        request_attributes: dict[str, Any],
+        response_model: str | None,
+        agent: str | None,
+        error: str | None,
+        instruments: Instruments,
+        latest: LatestInstruments | None = None,
     ) -> None:
         self.request_attributes = request_attributes  # held, so the id() in the cache key stays unique
         call = dict(request_attributes)
@@ -589,10 +651,28 @@ class _MetricPoints:
         if error is not None:
             call[semconv.ERROR_TYPE] = error
         self.call = call
-        self.input = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
-        self.output = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
         self.key = tuple(call.items())
         self._costs: dict[str | None, dict[str, Any]] = {}
+        self.input_tokens: Any
+        self.output_tokens: Any
+        if latest is None:
+            self.duration, self.first_chunk = instruments.duration, instruments.time_to_first_chunk
+            self.input_tokens = self.output_tokens = instruments.token_usage
+            self.input = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
+            self.output = {**call, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
+            return
+        embeddings = request_attributes.get(semconv.GEN_AI_OPERATION_NAME) == semconv.OP_EMBEDDINGS
+        self.duration = latest.embeddings_duration if embeddings else latest.inference_duration
+        self.first_chunk = latest.time_to_first_chunk
+        self.input = self.output = call
+        # Per-operation token histograms: successful operations only (the usage counters count failed
+        # ones too); embeddings have input tokens only.
+        if error is not None:
+            self.input_tokens = self.output_tokens = None
+        elif embeddings:
+            self.input_tokens, self.output_tokens = latest.embeddings_input_tokens, None
+        else:
+            self.input_tokens, self.output_tokens = latest.input_tokens, latest.output_tokens
 
     def cost(self, source: str | None) -> dict[str, Any]:
         """gen_ai.client.operation.cost's attributes: the call's, the currency (required) and the cost's

@@ -159,7 +159,7 @@ class Embed(_Base):
             attributes[semconv.GEN_AI_REQUEST_ENCODING_FORMATS] = tuple(types)
         dimensions = kwargs.get("output_dimension")
         if isinstance(dimensions, int) and not isinstance(dimensions, bool):
-            attributes["gen_ai.embeddings.dimension.count"] = dimensions
+            attributes[semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dimensions
         return Prepared(common.request(PROVIDER, self.operation, kwargs.get("model"), _server(instance), attributes), kwargs)
 
     def result(self, response: Any, want_text: bool) -> Result:

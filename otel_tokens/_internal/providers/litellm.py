@@ -175,7 +175,7 @@ class Embeddings(openai.Embeddings):
         attributes: dict[str, Any] = {}
         dimensions = kwargs.get("dimensions")
         if isinstance(dimensions, int):
-            attributes["gen_ai.embeddings.dimension.count"] = dimensions
+            attributes[semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dimensions
         return Prepared(_request(self.operation, args, kwargs, attributes), kwargs)
 
 

@@ -197,7 +197,7 @@ class Embeddings:
         attributes: dict[str, Any] = {}
         dimensions = kwargs.get("output_dimension")
         if isinstance(dimensions, int) and not isinstance(dimensions, bool):
-            attributes["gen_ai.embeddings.dimension.count"] = dimensions
+            attributes[semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dimensions
         encoding = kwargs.get("encoding_format")
         encoding = getattr(encoding, "value", encoding)
         if isinstance(encoding, str):

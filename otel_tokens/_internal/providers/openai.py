@@ -443,7 +443,7 @@ def responses_attributes(kwargs: dict) -> dict[str, Any]:
         attributes[semconv.GEN_AI_REQUEST_REASONING_LEVEL] = reasoning["effort"]
     previous = kwargs.get("previous_response_id")
     if isinstance(previous, str):
-        attributes["gen_ai.request.previous_response.id"] = previous
+        attributes[semconv.GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID] = previous
     text = kwargs.get("text")
     if isinstance(text, dict) and isinstance(text.get("format"), dict):
         if text["format"].get("type") in ("json_schema", "json_object"):
@@ -566,7 +566,7 @@ class Embeddings:
             attributes[semconv.GEN_AI_REQUEST_ENCODING_FORMATS] = (encoding,)
         dimensions = kwargs.get("dimensions")
         if isinstance(dimensions, int):
-            attributes["gen_ai.embeddings.dimension.count"] = dimensions
+            attributes[semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dimensions
         request = _request(instance, kwargs, self.operation, attributes, self.server)
         return Prepared(request, kwargs, False, _raw_mode(kwargs))
 

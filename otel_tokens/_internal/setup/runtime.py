@@ -20,7 +20,7 @@ from otel_tokens._internal.accounting.analytics import Activity, candidate_model
 from otel_tokens._internal.accounting.batches import LoggedBatchIds, SeenBatches
 from otel_tokens._internal.accounting.ledger import Ledger
 from otel_tokens._internal.base.formatting import machine_values
-from otel_tokens._internal.base.instruments import instruments_for
+from otel_tokens._internal.base.instruments import instruments_for, latest_instruments_for
 from otel_tokens._internal.base.settings import Settings, check_arguments
 from otel_tokens._internal.budgets.manager import (
     BudgetManager,
@@ -45,6 +45,7 @@ class Runtime:
         settings: Settings,
         tracer_provider: Any = None,
         meter_provider: Any = None,
+        logger_provider: Any = None,
         *,
         implicit: bool = False,
     ) -> None:
@@ -101,17 +102,23 @@ class Runtime:
             threads.install()
         # Made by set_budget()/set_price() before instrument(): instrument() may still choose providers.
         self.implicit = implicit
-        self.bind(tracer_provider, meter_provider)
+        self.bind(tracer_provider, meter_provider, logger_provider)
         if settings.report:
             atexit.register(self._report_at_exit)
 
-    def bind(self, tracer_provider: Any, meter_provider: Any) -> None:
+    def bind(self, tracer_provider: Any, meter_provider: Any, logger_provider: Any = None) -> None:
         """Write telemetry through these providers (None: the global ones); budgets, prices and
-        totals stay as they are."""
+        totals stay as they are. The metric set and the content event's logger are chosen here, once."""
         self.tracer = trace.get_tracer(semconv.SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         use_tracer(self.tracer)
         meter = metrics.get_meter(semconv.SCOPE_NAME, __version__, meter_provider=meter_provider)
         self.budgets.register_metrics(meter)
+        details_logger = None
+        if self.settings.capture_content.on_event:
+            from opentelemetry import _logs
+
+            # The global provider's logger is a proxy: a provider the app sets later is still used.
+            details_logger = _logs.get_logger(semconv.SCOPE_NAME, __version__, logger_provider=logger_provider)
         self.recorder = Recorder(
             self.tracer,
             instruments_for(meter),
@@ -121,6 +128,8 @@ class Runtime:
             ledger=self.ledger,
             sinks=self._sinks,
             batches=self.seen_batches,
+            latest=latest_instruments_for(meter) if self.settings.latest_semconv else None,
+            details_logger=details_logger,
         )
         if self.settings.span_processor:
             add_span_processor(tracer_provider)
@@ -173,7 +182,12 @@ _runtime: Runtime | None = None
 
 
 def runtime_for(
-    tracer_provider: Any = None, meter_provider: Any = None, *, implicit: bool = False, **settings: Any
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    logger_provider: Any = None,
+    *,
+    implicit: bool = False,
+    **settings: Any,
 ) -> Runtime:
     """The process's runtime, built on first use from the environment and these arguments.
 
@@ -181,14 +195,15 @@ def runtime_for(
     is bound to the providers instrument() is given later.
     """
     global _runtime
-    check_arguments(tracer_provider, meter_provider, settings)
+    check_arguments(tracer_provider, meter_provider, settings, logger_provider)
     with _lock:
         if _runtime is None:
-            _runtime = Runtime(Settings.from_env(**settings), tracer_provider, meter_provider, implicit=implicit)
+            _runtime = Runtime(
+                Settings.from_env(**settings), tracer_provider, meter_provider, logger_provider, implicit=implicit)
             return _runtime
         if _runtime.implicit and not implicit:
             _runtime.implicit = False
-            _runtime.bind(tracer_provider, meter_provider)
+            _runtime.bind(tracer_provider, meter_provider, logger_provider)
         if settings.pop("span_processor", None) and not _runtime.settings.span_processor:
             # set_budget() before instrument(span_processor=True) built the runtime: still honoured.
             add_span_processor(tracer_provider)

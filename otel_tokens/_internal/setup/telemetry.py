@@ -24,7 +24,12 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from otel_tokens._internal.base.errors import ConfigError, ConfigTypeError
-from otel_tokens._internal.base.settings import OTEL_TOKENS_SHUTDOWN_TIMEOUT, env_number
+from otel_tokens._internal.base.settings import (
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
+    OTEL_TOKENS_SHUTDOWN_TIMEOUT,
+    ContentCapture,
+    env_number,
+)
 
 _logger = logging.getLogger("otel_tokens")
 
@@ -34,8 +39,8 @@ DEFAULT_PROMETHEUS_HOST = "localhost"
 DEFAULT_PROMETHEUS_PORT = 9464
 _PROTOCOLS = ("http/protobuf", "grpc")
 
-# Providers built here and not shut down yet: (tracer provider or None, meter provider or None, timeout).
-_built: list[tuple[Any, Any, float]] = []
+# Providers built here and not shut down yet: (tracer, meter, logger provider, each or None; timeout).
+_built: list[tuple[Any, Any, Any, float]] = []
 _built_lock = threading.Lock()
 
 
@@ -145,12 +150,38 @@ def configure_providers(
             metrics.set_meter_provider(built_mp)
 
     if built_tp is not None or built_mp is not None:
-        with _built_lock:
-            if not _built:
-                _standby.start()
-                atexit.register(shutdown_providers)
-            _built.append((built_tp, built_mp, shutdown_timeout))
+        _shut_down_at_exit(built_tp, built_mp, None, shutdown_timeout)
     return tracer_provider, meter_provider
+
+
+def configure_logger_provider(env: Mapping[str, str] | None = None) -> Any:
+    """The logger provider for the content event: None (the global one, also one the app sets later) unless
+    none is set, content capture asks for events and an exporter is configured for logs; then one is
+    built from the ``OTEL_*`` variables, set globally and returned. Nothing else of ours logs through it."""
+    from opentelemetry import _logs
+
+    env = os.environ if env is None else env
+    capture = env.get(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, "").strip().upper()
+    if capture not in (ContentCapture.EVENT_ONLY.value, ContentCapture.SPAN_AND_EVENT.value):
+        return None
+    if type(_logs.get_logger_provider()).__name__ != "ProxyLoggerProvider" or not _exporters(env, "logs"):
+        return None
+    provider = _from_env("logs", lambda: _logger_provider(env, _resource(None)))
+    if provider is None:
+        return None
+    _logs.set_logger_provider(provider)
+    timeout = env_number(env, OTEL_TOKENS_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT_S, float,
+                         "a positive number of seconds")
+    _shut_down_at_exit(None, None, provider, timeout)
+    return provider
+
+
+def _shut_down_at_exit(tracer_provider: Any, meter_provider: Any, logger_provider: Any, timeout_s: float) -> None:
+    with _built_lock:
+        if not _built:
+            _standby.start()
+            atexit.register(shutdown_providers)
+        _built.append((tracer_provider, meter_provider, logger_provider, timeout_s))
 
 
 def _resource(service_name: str | None) -> Any:
@@ -184,6 +215,18 @@ def _meter_provider(env: Mapping[str, str], resource: Any, otlp_endpoint: str | 
     return MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
 
 
+def _logger_provider(env: Mapping[str, str], resource: Any) -> Any:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    for exporter in _log_exporters(env):
+        processor = _optional(f"the log processor for {type(exporter).__name__}", BatchLogRecordProcessor, exporter)
+        if processor is not None:
+            provider.add_log_record_processor(processor)
+    return provider
+
+
 def _from_env(what: str, build: Callable[[], Any]) -> Any:
     """What the OpenTelemetry SDK builds from the environment, or None (logged) when it rejects it."""
     try:
@@ -204,16 +247,18 @@ def shutdown_providers() -> bool:
     with _built_lock:
         pending, _built[:] = list(_built), []
     finished = True
-    for tracer_provider, meter_provider, timeout_s in pending:
-        finished = _within(timeout_s, tracer_provider, meter_provider) and finished
+    for tracer_provider, meter_provider, logger_provider, timeout_s in pending:
+        finished = _within(timeout_s, tracer_provider, meter_provider, logger_provider) and finished
     return finished
 
 
-def _within(timeout_s: float, tracer_provider: Any, meter_provider: Any) -> bool:
+def _within(timeout_s: float, tracer_provider: Any, meter_provider: Any, logger_provider: Any = None) -> bool:
     def shut_down() -> None:
         try:
             if tracer_provider is not None:
                 tracer_provider.shutdown()
+            if logger_provider is not None:
+                logger_provider.shutdown()
             # An app that shut the meter provider down itself would get the SDK's "only once" warning.
             if meter_provider is not None and not getattr(meter_provider, "_shutdown", False):
                 meter_provider.shutdown(timeout_millis=timeout_s * 1000)
@@ -261,17 +306,27 @@ def _span_exporters(env: Mapping[str, str], otlp_endpoint: str | None) -> list[A
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return [OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")]
-    exporters = []
-    for kind in _exporters(env, "traces"):
-        if kind == "otlp":
-            exporters.append(_optional("the OTLP span exporter", _otlp_span_exporter, env))
-        elif kind == "console":
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+    return _signal_exporters(env, "traces", "span", _otlp_span_exporter, _console_span_exporter)
 
-            exporters.append(ConsoleSpanExporter())
+
+def _log_exporters(env: Mapping[str, str]) -> list[Any]:
+    return _signal_exporters(env, "logs", "log record", _otlp_log_exporter, _console_log_exporter)
+
+
+def _signal_exporters(
+    env: Mapping[str, str], signal: str, what: str, otlp: Callable[[Mapping[str, str]], Any], console: Callable[[], Any]
+) -> list[Any]:
+    """The exporters ``OTEL_{signal}_EXPORTER`` (or an OTLP endpoint) asks for; one that cannot be built
+    is logged and left out."""
+    exporters = []
+    for kind in _exporters(env, signal):
+        if kind == "otlp":
+            exporters.append(_optional(f"the OTLP {what} exporter", otlp, env))
+        elif kind == "console":
+            exporters.append(console())
         else:
-            _logger.warning("OTEL_TRACES_EXPORTER=%r is not supported here; spans are not exported "
-                            "to it", kind)
+            _logger.warning("OTEL_%s_EXPORTER=%r is not supported here; %ss are not exported to it",
+                            signal.upper(), kind, what)
     return [exporter for exporter in exporters if exporter is not None]
 
 
@@ -283,6 +338,28 @@ def _otlp_span_exporter(env: Mapping[str, str]) -> Any:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
     return GrpcExporter()
+
+
+def _otlp_log_exporter(env: Mapping[str, str]) -> Any:
+    if _otlp_http(env, "logs"):
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter()
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
+
+    return GrpcExporter()
+
+
+def _console_span_exporter() -> Any:
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    return ConsoleSpanExporter()
+
+
+def _console_log_exporter() -> Any:
+    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+    return ConsoleLogRecordExporter()
 
 
 def _metric_readers(env: Mapping[str, str], otlp_endpoint: str | None, with_prometheus: bool = True) -> list[Any]:
