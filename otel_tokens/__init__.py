@@ -140,6 +140,14 @@ def _runtime() -> Any:
     return runtime_for(implicit=True)
 
 
+def _configure(change: Any) -> None:
+    """Apply ``change(runtime)``; before instrument(), also keep it for the runtime instrument() builds."""
+    runtime = _runtime()
+    change(runtime)
+    if runtime.implicit:
+        runtime.configuration.append(change)
+
+
 def set_price(
     model: str,
     *,
@@ -166,13 +174,13 @@ def set_price(
     million tokens), ``web_search`` and ``file_search`` (USD per 1,000 calls), and ``tiers``, prices per
     service tier by the name the response gives (``{"flex": {"input": 0.625, "output": 5}}``).
     """
-    _runtime().price_book.set_price(
+    _configure(lambda runtime: runtime.price_book.set_price(
         model, input=input, output=output, cache_read=cache_read, cache_write=cache_write, provider=provider,
         cache_write_1h=cache_write_1h, input_audio=input_audio, output_audio=output_audio,
         cache_audio_read=cache_audio_read, input_image=input_image, output_image=output_image,
         input_video=input_video, output_video=output_video, web_search=web_search, file_search=file_search,
         tiers=tiers,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def set_budget(
@@ -189,14 +197,14 @@ def set_budget(
     argument is then that name) or ``total`` (every call; the name is a label). ``action="block"`` stops
     calls that would pass the limit, before they are sent, by raising ``BudgetExceededError``. ``window``
     is None (lifetime) or e.g. ``"1h"``. For a limit per request, see :func:`budget`."""
-    _runtime().budgets.set_budget(
+    _configure(lambda runtime: runtime.budgets.set_budget(
         agent, limit_usd, warn_at=warn_at, action=action, window=window,
         on_warning=on_warning, on_exceeded=on_exceeded, scope=scope,
-    )
+    ))
 
 
 def remove_budget(agent: str, scope: str = "agent") -> None:
-    _runtime().budgets.remove_budget(agent, scope)
+    _configure(lambda runtime: runtime.budgets.remove_budget(agent, scope))
 
 
 def get_statistics() -> dict[str, Any]:

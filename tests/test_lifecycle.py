@@ -433,3 +433,47 @@ def test_uninstrument_removes_the_images_patches(telemetry):
     assert [owner.__dict__[name] for owner, name in owners] == originals
     OpenAIMock().client().images.generate(model="gpt-image-1", prompt="x")
     assert len(telemetry.llm_spans()) == 1
+
+
+# -- configuration before instrument() ----------------------------------------------------------------
+def test_settings_given_to_instrument_apply_after_set_budget_and_set_price(telemetry, tmp_path, caplog):
+    """The common order: budgets and prices first, then instrument() with a usage log and a store."""
+    otel_tokens.set_price("gpt-4o", input=1000, output=1000)  # $0.001 a token
+    otel_tokens.set_budget("researcher", limit_usd=0.05, action="block")  # under any call's projection
+    otel_tokens.set_budget("gone", limit_usd=1.0)
+    otel_tokens.remove_budget("gone")
+    log, store = tmp_path / "usage.jsonl", tmp_path / "spend.db"
+    with caplog.at_level(logging.WARNING, logger="otel_tokens"):
+        otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
+                               usage_log=str(log), store=f"sqlite://{store}")
+    try:
+        assert "ignored" not in caplog.text
+        mock = OpenAIMock()
+        client = mock.client()
+        with otel_tokens.agent("researcher"), pytest.raises(otel_tokens.BudgetExceededError):
+            _chat(client)
+        assert mock.requests == []  # refused before it was sent
+        with otel_tokens.agent("writer"):
+            _chat(client)
+        (line,) = log.read_text().splitlines()
+        assert json.loads(line)["agent"] == "writer"
+        statistics = otel_tokens.get_statistics()
+        assert statistics["budget_store"]["kind"] == "sqlite"
+        assert list(statistics["budgets"]) == ["researcher"]
+        (span,) = telemetry.llm_spans()
+        usage = span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] + span.attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS]
+        assert span.attributes[A.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(usage * 0.001)  # the price set
+    finally:
+        otel_tokens.uninstrument()
+
+
+def test_settings_after_calls_were_recorded_are_ignored_with_a_warning(telemetry, tmp_path, caplog):
+    otel_tokens.record_usage(model="gpt-4o", provider="openai", input_tokens=10, output_tokens=5)
+    with caplog.at_level(logging.WARNING, logger="otel_tokens"):
+        otel_tokens.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
+                               usage_log=str(tmp_path / "usage.jsonl"))
+    try:
+        assert "settings ['usage_log'] are ignored: pass them to the first instrument()" in caplog.text
+        assert otel_tokens.get_statistics()["total_calls"] == 1  # the recorded call is kept
+    finally:
+        otel_tokens.uninstrument()

@@ -259,6 +259,11 @@ class Ledger:
         statistics["budgets"] = {}
         return statistics
 
+    @property
+    def has_calls(self) -> bool:
+        """True once a call was recorded (since the last reset)."""
+        return self._first_call_time is not None
+
     def reset(self) -> None:
         """Forget every total (and the overflow warnings)."""
         with self._lock:

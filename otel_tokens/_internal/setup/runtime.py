@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -100,8 +101,10 @@ class Runtime:
         self._sinks = tuple(sinks)
         if settings.thread_context:
             threads.install()
-        # Made by set_budget()/set_price() before instrument(): instrument() may still choose providers.
+        # Made by set_budget()/set_price() before instrument(): instrument() may still choose providers
+        # and settings; those calls are kept to be made again on the runtime instrument() then builds.
         self.implicit = implicit
+        self.configuration: list[Callable[[Runtime], None]] = []
         self.bind(tracer_provider, meter_provider, logger_provider)
         if settings.report:
             atexit.register(self._report_at_exit)
@@ -202,6 +205,17 @@ def runtime_for(
                 Settings.from_env(**settings), tracer_provider, meter_provider, logger_provider, implicit=implicit)
             return _runtime
         if _runtime.implicit and not implicit:
+            if settings and not _runtime.ledger.has_calls:
+                # set_budget() or set_price() came first: instrument()'s settings still apply. A runtime is
+                # built with them and those calls are made again on it.
+                built = Runtime(Settings.from_env(**settings), tracer_provider, meter_provider, logger_provider)
+                for configure in _runtime.configuration:
+                    configure(built)
+                if not built.settings.thread_context:
+                    threads.uninstall()
+                _close(_runtime)
+                _runtime = built
+                return _runtime
             _runtime.implicit = False
             _runtime.bind(tracer_provider, meter_provider, logger_provider)
         if settings.pop("span_processor", None) and not _runtime.settings.span_processor:
@@ -209,8 +223,8 @@ def runtime_for(
             add_span_processor(tracer_provider)
         if settings:
             _logger.warning(
-                "otel_tokens was already configured (by set_budget(), set_price() or instrument()); "
-                "settings %s are ignored: pass them to the first call", sorted(settings),
+                "otel_tokens was already configured (by instrument(), or by calls recorded before it); "
+                "settings %s are ignored: pass them to the first instrument()", sorted(settings),
             )
         return _runtime
 
@@ -227,8 +241,12 @@ def drop_runtime() -> None:
         use_tracer(None)
     threads.uninstall()
     if runtime is not None:
-        runtime.budgets.close()
-    if runtime is not None and runtime.usage_log is not None:
+        _close(runtime)
+
+
+def _close(runtime: Runtime) -> None:
+    runtime.budgets.close()
+    if runtime.usage_log is not None:
         runtime.usage_log.close()
 
 
