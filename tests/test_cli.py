@@ -422,14 +422,17 @@ def test_version(capsys):
     assert (code, out) == (0, f"otel-tokens {__version__}\n")
 
 
-def test_fake_server_serves_the_real_sdk_until_interrupted(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_fake_server_serves_the_real_sdk_until_interrupted(signame):
     import signal
 
     import openai
 
+    # Started as a background job of a script is: SIGINT ignored, which Python then leaves alone.
     process = subprocess.Popen(
         [sys.executable, "-m", "otel_tokens", "fake-server", "--port", "0"], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         banner = [process.stdout.readline()]
         while not banner[-1].startswith("  what it received:") and banner[-1]:
@@ -443,7 +446,7 @@ def test_fake_server_serves_the_real_sdk_until_interrupted(tmp_path):
         reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         assert reply.usage.prompt_tokens > 0 and reply.choices[0].message.content
 
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, signame))
         assert process.wait(timeout=30) == 0
         assert "Traceback" not in process.stderr.read()
     finally:

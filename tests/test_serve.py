@@ -205,7 +205,7 @@ def serve_command(tmp_path: Path, *flags: str, env: dict[str, str] | None = None
 
 def stop(process: subprocess.Popen) -> str:
     process.terminate()
-    process.wait(timeout=30)
+    assert process.wait(timeout=30) == 0
     return process.stderr.read()
 
 
@@ -241,6 +241,32 @@ def test_the_command_without_a_token_answers_loopback_names_only(tmp_path):
         assert request(port, host="attacker.example")[0] == 403
     finally:
         stop(process)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_the_command_stops_cleanly_on_a_signal_even_started_in_the_background(tmp_path, signame):
+    import signal
+
+    log = tmp_path / "usage.jsonl"
+    log.write_text("".join(json.dumps(row) + "\n" for row in LOG))
+    # A background job of a script starts with SIGINT ignored; Ctrl-C and kill -INT must still stop it.
+    process = subprocess.Popen([sys.executable, "-m", "otel_tokens", "serve", str(log), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_TOKENS_")},
+                                    "PYTHONPATH": str(REPO)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        port = urlsplit(process.stderr.readline().split(" on ", 1)[1].split()[0]).port
+        assert request(port)[0] == 200
+        process.send_signal(getattr(signal, signame))
+        assert process.wait(timeout=30) == 0
+        assert process.stderr.read() == ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    with pytest.raises(OSError):
+        request(port)
 
 
 def test_the_command_rejects_a_bad_token_and_both_token_flags(tmp_path, capsys, monkeypatch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -411,12 +412,27 @@ def _fake_server(args: argparse.Namespace) -> int:
         raise _UsageError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
     try:
         _write(sys.stdout, "\n".join(connection_help(server)) + "\n")
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        _wait_for_stop()
     finally:
         server.stop()
     return 0
+
+
+def _wait_for_stop() -> None:
+    """Blocks until SIGINT or SIGTERM, then returns, so the caller closes what it opened and exits 0.
+
+    Both are set explicitly: a background job of a non-interactive shell starts with SIGINT ignored
+    (Python then leaves it so), and SIGTERM's default would skip the closing."""
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # only it may set handlers
+        previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(3600):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 # -- export and serve ------------------------------------------------------------------------------
@@ -457,7 +473,6 @@ def _export(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import secrets
-    import time
 
     from otel_tokens._internal.outputs.serve import serve_usage_log
 
@@ -475,10 +490,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise _UsageError(str(err)) from None
     print(f"{PROG}: serving {path} on {server.page_url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
-        while True:
-            time.sleep(3600)
+        _wait_for_stop()
     finally:
         server.close()
+    return 0
 
 
 __all__ = ["build_parser", "main"]

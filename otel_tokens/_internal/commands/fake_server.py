@@ -58,7 +58,6 @@ Run it alone with ``otel-tokens fake-server --port 8000``: it prints how to poin
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import itertools
@@ -1455,20 +1454,10 @@ def _openai_chat_usage(prompt_tokens: int, cache_read: int, cache_write: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the fake OpenAI/Anthropic/Gemini/Groq server in the foreground.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between stream chunks")
-    args = parser.parse_args(argv)
-    with FakeLLMServer(host=args.host, port=args.port, latency_s=args.latency,
-                       chunk_delay_s=args.chunk_delay) as server:
-        print("\n".join(connection_help(server)), flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            return 0
+    """``python -m`` on this module: the same as ``otel-tokens fake-server``."""
+    from otel_tokens._internal.commands.cli import main as cli_main
+
+    return cli_main(["fake-server", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
