@@ -1451,14 +1451,3 @@ def _openai_chat_usage(prompt_tokens: int, cache_read: int, cache_write: int,
             "rejected_prediction_tokens": 0,
         },
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m`` on this module: the same as ``otel-tokens fake-server``."""
-    from otel_tokens._internal.commands.cli import main as cli_main
-
-    return cli_main(["fake-server", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
