@@ -428,7 +428,7 @@ def test_fake_server_serves_the_real_sdk_until_interrupted(signame):
 
     import openai
 
-    # Started as a background job of a script is: SIGINT ignored, which Python then leaves alone.
+    # As a background job of a script starts: SIGINT ignored, which Python then leaves alone.
     process = subprocess.Popen(
         [sys.executable, "-m", "otel_tokens", "fake-server", "--port", "0"], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},

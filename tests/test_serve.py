@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -191,13 +192,14 @@ def test_serve_passes_the_token(instrumented):
 
 
 # -- the command ---------------------------------------------------------------------------------------
-def serve_command(tmp_path: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def serve_command(tmp_path: Path, *flags: str, env: dict[str, str] | None = None,
+                  **popen: Any) -> tuple[subprocess.Popen, str]:
     log = tmp_path / "usage.jsonl"
     log.write_text("".join(json.dumps(row) + "\n" for row in LOG))
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_TOKENS_")}
     environment.update(env or {}, PYTHONPATH=str(REPO))
     process = subprocess.Popen([sys.executable, "-m", "otel_tokens", "serve", str(log), "--port", "0", *flags],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, **popen)
     line = process.stderr.readline()
     assert " on http://127.0.0.1:" in line, line + process.stderr.read()
     return process, line.split(" on ", 1)[1].split()[0]
@@ -247,16 +249,10 @@ def test_the_command_without_a_token_answers_loopback_names_only(tmp_path):
 def test_the_command_stops_cleanly_on_a_signal_even_started_in_the_background(tmp_path, signame):
     import signal
 
-    log = tmp_path / "usage.jsonl"
-    log.write_text("".join(json.dumps(row) + "\n" for row in LOG))
     # A background job of a script starts with SIGINT ignored; Ctrl-C and kill -INT must still stop it.
-    process = subprocess.Popen([sys.executable, "-m", "otel_tokens", "serve", str(log), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_TOKENS_")},
-                                    "PYTHONPATH": str(REPO)},
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    process, url = serve_command(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
-        port = urlsplit(process.stderr.readline().split(" on ", 1)[1].split()[0]).port
+        port = urlsplit(url).port
         assert request(port)[0] == 200
         process.send_signal(getattr(signal, signame))
         assert process.wait(timeout=30) == 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -419,20 +418,15 @@ def _fake_server(args: argparse.Namespace) -> int:
 
 
 def _wait_for_stop() -> None:
-    """Blocks until SIGINT or SIGTERM, then returns, so the caller closes what it opened and exits 0.
+    """Blocks until SIGINT or SIGTERM; the caller then closes what it opened and returns 0."""
+    from otel_tokens._internal.commands.stopping import restore_signals, stop_on_signals
 
-    Both are set explicitly: a background job of a non-interactive shell starts with SIGINT ignored
-    (Python then leaves it so), and SIGTERM's default would skip the closing."""
     stop = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():  # only it may set handlers
-        previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = stop_on_signals(stop)
     try:
-        while not stop.wait(3600):
-            pass
+        stop.wait()
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        restore_signals(previous)
 
 
 # -- export and serve ------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ import argparse
 import importlib
 import importlib.util
 import logging
-import signal
 import sys
 import threading
 from typing import Any
@@ -46,6 +45,7 @@ from typing import Any
 import otel_tokens
 from otel_tokens._internal.base.formatting import format_usd
 from otel_tokens._internal.commands.fake_server import FakeLLMServer
+from otel_tokens._internal.commands.stopping import restore_signals, stop_on_signals
 from otel_tokens._internal.setup.telemetry import configure_providers, shutdown_providers
 
 WORKFLOW = "research-report"
@@ -281,26 +281,6 @@ def _progress(number: int, workflow: Workflow) -> str:
             f"{workflow.rate_limited} rate limited, {workflow.blocked} blocked | budget used: {budgets}")
 
 
-def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
-    """SIGINT/SIGTERM end the demo after the current round, so the report and the flush still happen.
-    A second signal acts as it did before, for a round that hangs."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        previous[signum] = handler if handler is not None else signal.SIG_DFL
-
-    def first_signal(signum: int, frame: Any) -> None:
-        stop.set()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-    for signum in previous:
-        signal.signal(signum, first_signal)
-    return previous
-
-
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     sdks = import_sdks()
@@ -326,7 +306,7 @@ def main(args: argparse.Namespace) -> int:
     # allow_retries=False: the provoked 429 fails at once instead of being retried inside the SDK.
     server = FakeLLMServer(latency_s=0.01, chunk_delay_s=0.003, allow_retries=False).start()
     stop = threading.Event()
-    previous = _stop_on_signals(stop)
+    previous = stop_on_signals(stop)
     try:
         _say(f"otel-tokens demo: fake OpenAI, Anthropic, Gemini and Groq APIs on {server.base_url} "
              "(no keys, no network)")
@@ -350,8 +330,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(otel_tokens.report(args.format, what_if=[WHAT_IF_MODEL]))
         sys.stdout.flush()
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        restore_signals(previous)
         # Flushes the OTLP exporters, within OTEL_TOKENS_SHUTDOWN_TIMEOUT.
         shutdown_providers()
         otel_tokens.uninstrument()
